@@ -1,0 +1,485 @@
+"""Load and check a dataflow file in dora 1.x's YAML format.
+
+Every problem in a file is collected, each with its file, line and column, before
+anything is reported: `load_dataflow` raises one `DataflowError` that lists them all.
+Works on PyYAML's node tree (not plain dicts) so that every value keeps its position.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from car.spec import (
+    DEFAULT_QUEUE_SIZE,
+    DYNAMIC_PATH,
+    QUEUE_POLICIES,
+    RESTART_POLICIES,
+    Dataflow,
+    DataflowError,
+    InputSpec,
+    Location,
+    NodeSpec,
+    Problem,
+    parse_timer,
+)
+
+TOP_KEYS = ("nodes", "env", "deploy", "_unstable_deploy")
+NODE_KEYS = (
+    "id",
+    "name",
+    "description",
+    "path",
+    "args",
+    "env",
+    "build",
+    "inputs",
+    "outputs",
+    "deploy",
+    "_unstable_deploy",
+    "restart_policy",
+    "max_restarts",
+    "restart_delay",
+    "custom",
+)
+CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
+INPUT_KEYS = ("source", "queue_size", "queue_policy", "input_timeout")
+DEPLOY_KEYS = ("machine", "working_dir", "local")
+
+_NOT_SUPPORTED_HINT = "remove it: car does not implement this dora feature"
+UNSUPPORTED_TOP = {
+    "communication": "remove it: car picks the transport itself (ipc:// on one machine, tcp:// across)",
+    "_unstable_communication": "remove it: car picks the transport itself",
+    "_unstable_debug": _NOT_SUPPORTED_HINT,
+    "strict_types": _NOT_SUPPORTED_HINT,
+    "type_rules": _NOT_SUPPORTED_HINT,
+    "health_check_interval": _NOT_SUPPORTED_HINT,
+}
+UNSUPPORTED_NODE = {
+    "operators": "dora operators run inside dora's own runtime; write the operator as a node: a Python file with `for event in Node(): ...`",
+    "operator": "dora operators run inside dora's own runtime; write the operator as a node: a Python file with `for event in Node(): ...`",
+    "ros2": "ROS 2 bridging is not part of car; bridge in a node of your own",
+    "git": "fetch the source yourself and point `path` at it",
+    "branch": "fetch the source yourself and point `path` at it",
+    "tag": "fetch the source yourself and point `path` at it",
+    "rev": "fetch the source yourself and point `path` at it",
+    "hub": "install the package yourself and use `path: -m package.module`",
+    "module": "use `path: -m package.module` to run a Python module",
+    "send_stdout_as": "send the text with node.send_output(...) instead",
+    "send_logs_as": "send the text with node.send_output(...) instead",
+    "min_log_level": "car keeps every line a node prints in out/<run>/<node>.log",
+    "max_log_size": "car keeps every line a node prints in out/<run>/<node>.log",
+    "max_rotated_files": "car keeps every line a node prints in out/<run>/<node>.log",
+}
+for _key in (
+    "path_sha256",
+    "output_types",
+    "input_types",
+    "output_framing",
+    "output_metadata",
+    "pattern",
+    "shared_memory_pool_size",
+    "max_restart_delay",
+    "restart_window",
+    "health_check_timeout",
+    "finish_grace_secs",
+    "params",
+    "cpu_affinity",
+    "startup_timeout",
+):
+    UNSUPPORTED_NODE[_key] = _NOT_SUPPORTED_HINT
+
+
+def load_dataflow(path: str | Path) -> Dataflow:
+    """Read and check the dataflow file at `path`; raise DataflowError listing every problem."""
+    file = Path(path)
+    label = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataflowError(
+            [Problem(Location(label, 1, 1), "no such file", "check the path to the dataflow file")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataflowError([Problem(Location(label, 1, 1), f"cannot read the file: {exc}")]) from None
+    return check_text(text, label, file.resolve())
+
+
+def check_text(text: str, label: str, file: Path) -> Dataflow:
+    """Check dataflow YAML `text` (named `label` in messages; relative paths resolve against `file`'s folder)."""
+    checker = _Checker(label, file.parent)
+    dataflow = checker.check(text, file)
+    if checker.problems:
+        checker.problems.sort(key=lambda p: (p.location.line, p.location.column))
+        raise DataflowError(checker.problems)
+    assert dataflow is not None
+    return dataflow
+
+
+def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+def _valid_id(text: str) -> bool:
+    return bool(text) and "/" not in text and not any(c.isspace() for c in text)
+
+
+class _Checker:
+    """Walks the YAML node tree, builds the model and collects problems."""
+
+    def __init__(self, label: str, base_dir: Path):
+        self.label = label
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")
+        self._input_locations: dict[tuple[str, str], Location] = {}
+
+    # -- helpers -----------------------------------------------------------------
+    def loc(self, node: yaml.Node) -> Location:
+        mark = node.start_mark
+        return Location(self.label, mark.line + 1, mark.column + 1)
+
+    def problem(self, node: yaml.Node, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(self.loc(node), message, hint))
+
+    def scalar(self, node: yaml.Node) -> Any:
+        return self._constructor.construct_object(node, deep=True)
+
+    def mapping(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]] | None:
+        """The (key, key node, value node) triples of a mapping, or None after reporting."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, f"{what} must be a mapping (`key: value` lines)")
+            return None
+        seen: dict[str, yaml.Node] = {}
+        pairs = []
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(key_node, f"keys in {what} must be plain names")
+                continue
+            key = str(self.scalar(key_node))
+            if key in seen:
+                first = self.loc(seen[key])
+                self.problem(key_node, f"duplicate key `{key}` in {what} (first at line {first.line})")
+                continue
+            seen[key] = key_node
+            pairs.append((key, key_node, value_node))
+        return pairs
+
+    def known_keys(
+        self,
+        pairs: list[tuple[str, yaml.Node, yaml.Node]],
+        allowed: tuple[str, ...],
+        unsupported: dict[str, str],
+        what: str,
+    ) -> dict[str, yaml.Node]:
+        values = {}
+        for key, key_node, value_node in pairs:
+            if key in allowed:
+                values[key] = value_node
+            elif key in unsupported:
+                self.problem(key_node, f"`{key}` in {what} is a dora key car does not support", unsupported[key])
+            else:
+                hint = _suggest(key, allowed) or f"known keys: {', '.join(k for k in allowed if not k.startswith('_'))}"
+                self.problem(key_node, f"unknown key `{key}` in {what}", hint)
+        return values
+
+    def string(self, node: yaml.Node, what: str) -> str | None:
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(node, f"{what} must be a non-empty string")
+            return None
+        return value
+
+    def number(self, node: yaml.Node, what: str, minimum: float, inclusive: bool = True) -> float | None:
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problem(node, f"{what} must be a number")
+            return None
+        if value < minimum or (not inclusive and value == minimum):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            self.problem(node, f"{what} must be {bound}, got {value}")
+            return None
+        return float(value)
+
+    def integer(self, node: yaml.Node, what: str, minimum: int) -> int | None:
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(node, f"{what} must be a whole number")
+            return None
+        if value < minimum:
+            self.problem(node, f"{what} must be >= {minimum}, got {value}")
+            return None
+        return value
+
+    def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str | None:
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if value not in choices:
+            hint = _suggest(str(value), choices) or f"use one of: {', '.join(choices)}"
+            self.problem(node, f"{what} must be one of {', '.join(choices)}, got `{value}`", hint)
+            return None
+        return str(value)
+
+    def env(self, node: yaml.Node, what: str) -> dict[str, str]:
+        pairs = self.mapping(node, what)
+        env: dict[str, str] = {}
+        for key, _key_node, value_node in pairs or []:
+            value = self.scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
+            if value is None or not isinstance(value, (str, int, float, bool)):
+                self.problem(value_node, f"{what} `{key}` must be a string, number or boolean")
+                continue
+            env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
+    # -- the file --------------------------------------------------------------------
+    def check(self, text: str, file: Path) -> Dataflow | None:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            message = f"YAML syntax error: {exc.problem or exc.context}"
+            self.problems.append(Problem(Location(self.label, line, col), message, "fix the YAML syntax"))
+            return None
+        except yaml.YAMLError as exc:
+            self.problems.append(Problem(Location(self.label, 1, 1), f"YAML error: {exc}"))
+            return None
+        if root is None:
+            self.problems.append(
+                Problem(Location(self.label, 1, 1), "the file is empty", "a dataflow needs a `nodes:` list")
+            )
+            return None
+        pairs = self.mapping(root, "the dataflow")
+        if pairs is None:
+            return None
+        top = self.known_keys(pairs, TOP_KEYS, UNSUPPORTED_TOP, "the dataflow")
+        env = self.env(top["env"], "env") if "env" in top else {}
+        machine, _ = self.deploy(top.get("deploy") or top.get("_unstable_deploy"), "deploy")
+        if "nodes" not in top:
+            self.problem(root, "the dataflow has no `nodes` list", "add `nodes:` with at least one node")
+            return None
+        nodes_node = top["nodes"]
+        if not isinstance(nodes_node, yaml.SequenceNode) or not nodes_node.value:
+            self.problem(nodes_node, "`nodes` must be a non-empty list", "start each node with `- id: NAME`")
+            return None
+        nodes: list[NodeSpec] = []
+        first_seen: dict[str, Location] = {}
+        for item in nodes_node.value:
+            spec = self.node(item, machine)
+            if spec is None:
+                continue
+            if spec.id in first_seen:
+                self.problem(
+                    item,
+                    f"duplicate node id `{spec.id}` (first at line {first_seen[spec.id].line})",
+                    "give every node its own id",
+                )
+                continue
+            first_seen[spec.id] = spec.location
+            nodes.append(spec)
+        self.cross_check(nodes)
+        return Dataflow(file=file, nodes=tuple(nodes), env=env, machine=machine)
+
+    def deploy(self, node: yaml.Node | None, what: str) -> tuple[str, str]:
+        if node is None:
+            return "", ""
+        pairs = self.mapping(node, what)
+        values = self.known_keys(pairs or [], DEPLOY_KEYS, {}, what)
+        machine = self.string(values["machine"], f"{what}.machine") if "machine" in values else ""
+        working_dir = self.string(values["working_dir"], f"{what}.working_dir") if "working_dir" in values else ""
+        return machine or "", working_dir or ""
+
+    def node(self, item: yaml.Node, default_machine: str) -> NodeSpec | None:
+        pairs = self.mapping(item, "a node")
+        if pairs is None:
+            return None
+        values = self.known_keys(pairs, NODE_KEYS, UNSUPPORTED_NODE, "a node")
+        if "id" not in values:
+            self.problem(item, "node has no `id`", "start each node with `- id: NAME`")
+            return None
+        node_id = self.string(values["id"], "node id")
+        if node_id is None:
+            return None
+        if not _valid_id(node_id):
+            self.problem(values["id"], f"node id `{node_id}` must not contain `/` or spaces")
+            return None
+        what = f"node `{node_id}`"
+        if "custom" in values:
+            custom = self.known_keys(self.mapping(values["custom"], f"{what}.custom") or [], CUSTOM_KEYS, {}, "custom")
+            for old, new in (("source", "path"), ("envs", "env")):
+                if old in custom:
+                    custom[new] = custom.pop(old)
+            for key, value in custom.items():
+                if key in values:
+                    self.problem(value, f"{what} sets `{key}` both in `custom` and at the node's top level")
+                values[key] = value
+        machine, working_dir = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
+        path = self.path(values.get("path"), item, what, working_dir)
+        args: tuple[str, ...] = ()
+        if "args" in values:
+            args = self.args(values["args"], f"{what}.args")
+        env = self.env(values["env"], f"{what}.env") if "env" in values else {}
+        build = (self.string(values["build"], f"{what}.build") or "") if "build" in values else ""
+        outputs = self.outputs(values["outputs"], what) if "outputs" in values else ()
+        inputs = self.inputs(values["inputs"], node_id) if "inputs" in values else {}
+        policy = "never"
+        if "restart_policy" in values:
+            policy = self.choice(values["restart_policy"], f"{what}.restart_policy", RESTART_POLICIES) or "never"
+        max_restarts = 0
+        if "max_restarts" in values:
+            max_restarts = self.integer(values["max_restarts"], f"{what}.max_restarts", 0) or 0
+        delay = 0.0
+        if "restart_delay" in values:
+            delay = self.number(values["restart_delay"], f"{what}.restart_delay", 0.0) or 0.0
+        return NodeSpec(
+            id=node_id,
+            path=path,
+            location=self.loc(item),
+            name=str(self.scalar(values["name"])) if "name" in values else "",
+            description=str(self.scalar(values["description"])) if "description" in values else "",
+            args=args,
+            env=env,
+            build=build,
+            inputs=inputs,
+            outputs=outputs,
+            machine=machine or default_machine,
+            working_dir=working_dir,
+            restart_policy=policy,
+            max_restarts=max_restarts,
+            restart_delay=delay,
+        )
+
+    def path(self, node: yaml.Node | None, item: yaml.Node, what: str, working_dir: str) -> str:
+        if node is None:
+            self.problem(item, f"{what} has no `path`", "set `path:` to a Python file, `-m package.module` or a program")
+            return ""
+        path = self.string(node, f"{what}.path")
+        if path is None or path == DYNAMIC_PATH or path.startswith("-m "):
+            return path or ""
+        base = self.base_dir
+        if working_dir:
+            base = self.base_dir / working_dir
+            if not base.is_dir():
+                return path  # a folder on another machine: checked there
+        if (base / path).exists():
+            return path
+        if "/" not in path and not path.endswith(".py") and shutil.which(path):
+            return path
+        self.problem(node, f"{what}.path `{path}` does not exist (looked in {base})", _path_hint(base, path))
+        return path
+
+    def args(self, node: yaml.Node, what: str) -> tuple[str, ...]:
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.scalar(v) if isinstance(v, yaml.ScalarNode) else None for v in node.value]
+            if any(v is None or isinstance(v, (dict, list)) for v in items):
+                self.problem(node, f"{what} must be a string or a list of strings")
+                return ()
+            return tuple(str(v) for v in items)
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if value is None or isinstance(value, (dict, list)):
+            self.problem(node, f"{what} must be a string or a list of strings")
+            return ()
+        try:
+            return tuple(shlex.split(str(value)))
+        except ValueError as exc:
+            self.problem(node, f"{what} cannot be split into arguments: {exc}", "check the quotes")
+            return ()
+
+    def outputs(self, node: yaml.Node, what: str) -> tuple[str, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, f"{what}.outputs must be a list of output names", "write `outputs: [name, ...]`")
+            return ()
+        names: list[str] = []
+        for item in node.value:
+            name = self.string(item, f"an output of {what}")
+            if name is None:
+                continue
+            if not _valid_id(name):
+                self.problem(item, f"output name `{name}` must not contain `/` or spaces")
+            elif name in names:
+                self.problem(item, f"{what} declares output `{name}` twice")
+            else:
+                names.append(name)
+        return tuple(names)
+
+    def inputs(self, node: yaml.Node, node_id: str) -> dict[str, InputSpec]:
+        what = f"node `{node_id}`"
+        inputs: dict[str, InputSpec] = {}
+        for name, key_node, value in self.mapping(node, f"{what}.inputs") or []:
+            if not _valid_id(name):
+                self.problem(key_node, f"input name `{name}` must not contain `/` or spaces")
+                continue
+            spec = self.input(name, value, f"{what} input `{name}`")
+            if spec is not None:
+                inputs[name] = spec
+                self._input_locations[(node_id, name)] = self.loc(value)
+        return inputs
+
+    def input(self, name: str, node: yaml.Node, what: str) -> InputSpec | None:
+        if isinstance(node, yaml.MappingNode):
+            values = self.known_keys(self.mapping(node, what) or [], INPUT_KEYS, {}, what)
+            if "source" not in values:
+                self.problem(node, f"{what} has no `source`", "write `source: node/output`")
+                return None
+            source_node = values["source"]
+        else:
+            values, source_node = {}, node
+        source = self.string(source_node, f"{what} source")
+        if source is None:
+            return None
+        if source.startswith("dora/"):
+            try:
+                parse_timer(source)
+            except ValueError as exc:
+                self.problem(source_node, f"{what}: {exc}", "for example dora/timer/millis/10 or dora/timer/hz/30")
+                return None
+        elif source.count("/") != 1 or not all(source.split("/")):
+            self.problem(source_node, f"{what} source `{source}` must look like `node/output`")
+            return None
+        queue_size = DEFAULT_QUEUE_SIZE
+        if "queue_size" in values:
+            queue_size = self.integer(values["queue_size"], f"{what} queue_size", 1) or DEFAULT_QUEUE_SIZE
+        policy = "drop_oldest"
+        if "queue_policy" in values:
+            policy = self.choice(values["queue_policy"], f"{what} queue_policy", QUEUE_POLICIES) or policy
+        timeout = None
+        if "input_timeout" in values:
+            timeout = self.number(values["input_timeout"], f"{what} input_timeout", 0.0, inclusive=False)
+        return InputSpec(name, source, queue_size, policy, timeout)
+
+    def cross_check(self, nodes: list[NodeSpec]) -> None:
+        outputs = {n.id: n.outputs for n in nodes}
+        for node in nodes:
+            for name, spec in node.inputs.items():
+                if spec.is_timer:
+                    continue
+                location = self._input_locations[(node.id, name)]
+                source_node, source_output = spec.source_node, spec.source_output
+                if source_node not in outputs:
+                    hint = _suggest(source_node, list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
+                    message = f"node `{node.id}` input `{name}` reads from `{spec.source}`, but there is no node `{source_node}`"
+                    self.problems.append(Problem(location, message, hint))
+                elif source_output not in outputs[source_node]:
+                    declared = outputs[source_node]
+                    hint = _suggest(source_output, declared) or (
+                        f"add `{source_output}` to the outputs of `{source_node}`"
+                        if not declared
+                        else f"`{source_node}` declares: {', '.join(declared)}; or add `{source_output}` to its outputs"
+                    )
+                    message = f"node `{node.id}` input `{name}` reads `{spec.source}`, but `{source_node}` declares no output `{source_output}`"
+                    self.problems.append(Problem(location, message, hint))
+
+
+def _path_hint(base: Path, path: str) -> str:
+    folder = (base / path).parent
+    if folder.is_dir():
+        names = [p.name for p in folder.iterdir()]
+        close = _suggest(Path(path).name, names)
+        if close:
+            return close
+    return "paths are relative to the dataflow file's folder; use `-m package.module` for a module"

@@ -1,0 +1,466 @@
+"""The node API: `for event in Node(): ...` and `node.send_output(...)`.
+
+Each node binds one ZeroMQ PULL socket for its inputs (plus one per `backpressure`
+input) and connects one PUSH socket per destination; the daemon is not on the data path.
+Received messages wait in one bounded queue per input: with `drop_oldest` the oldest
+message of an input is dropped when its queue is full, with `backpressure` the sender
+waits instead. Every drop is counted and reported, at most once a second and at exit.
+
+Arrays arrive as read-only numpy views over the received buffer: valid for as long as
+you keep a reference, without a copy. Arrays are also sent without a copy, so do not
+change an array after sending it (send a copy if you reuse a buffer).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import select
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, Iterator
+
+import zmq
+
+from car import wire
+from car.config import TRANSIT_HWM, NodeConfig
+from car.hlc import HybridLogicalClock, Timestamp
+
+EVENT_TYPES = ("INPUT", "INPUT_CLOSED", "STOP", "ERROR")
+DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, at most
+DROP_REPORT_PERIOD_S = 1.0
+SEND_RETRY_MS = 100  # a backpressure send re-checks for STOP this often
+DAEMON_GONE_GRACE_S = 3.0
+LINGER_MS = 1000
+
+
+class Event:
+    """One event: `.type` is INPUT, INPUT_CLOSED, STOP or ERROR.
+
+    Also readable as `event["type"]`, `event["id"]`, `event["value"]`,
+    `event["metadata"]` like dora's events.
+    """
+
+    __slots__ = ("type", "id", "value", "metadata", "timestamp", "source", "error")
+
+    def __init__(
+        self,
+        type: str,
+        id: str = "",
+        value: Any = None,
+        metadata: dict[str, Any] | None = None,
+        timestamp: Timestamp | None = None,
+        source: str = "",
+        error: str = "",
+    ):
+        self.type = type
+        self.id = id
+        self.value = value
+        self.metadata = metadata if metadata is not None else {}
+        self.timestamp = timestamp
+        self.source = source
+        self.error = error
+
+    def __getitem__(self, key: str) -> Any:
+        if key in Event.__slots__:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Like dict.get."""
+        return getattr(self, key) if key in Event.__slots__ else default
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys `event[...]` answers."""
+        return Event.__slots__
+
+    def __contains__(self, key: object) -> bool:
+        return key in Event.__slots__
+
+    def __repr__(self) -> str:
+        detail = f" id={self.id!r}" if self.id else ""
+        if self.error:
+            detail += f" error={self.error!r}"
+        return f"<Event {self.type}{detail}>"
+
+
+class _Input:
+    __slots__ = ("name", "queue_size", "timer", "timeout", "queue", "dropped", "reported", "closed", "last", "socket")
+
+    def __init__(self, name: str, queue_size: int, timer: bool, timeout: float | None):
+        self.name = name
+        self.queue_size = queue_size
+        self.timer = timer
+        self.timeout = timeout
+        self.queue: deque[list[Any]] = deque()
+        self.dropped = 0
+        self.reported = 0
+        self.closed = False
+        self.last = time.monotonic()
+        self.socket: zmq.Socket[bytes] | None = None  # own socket: backpressure inputs only
+
+
+class _Link:
+    __slots__ = ("socket", "backpressure", "label", "dropped", "reported")
+
+    def __init__(self, socket: zmq.Socket[bytes], backpressure: bool, label: str):
+        self.socket = socket
+        self.backpressure = backpressure
+        self.label = label
+        self.dropped = 0
+        self.reported = 0
+
+
+class UnknownOutputError(ValueError):
+    """send_output was called with an output the dataflow file does not declare."""
+
+
+class Node:
+    """A node of a running dataflow, configured from the environment the daemon sets."""
+
+    def __init__(self, node_id: str | None = None, *, config: NodeConfig | None = None):
+        cfg = config or NodeConfig.from_env()
+        if node_id is not None and node_id != cfg.node_id:
+            raise ValueError(f"this process was started as node `{cfg.node_id}`, not `{node_id}`")
+        self.id = cfg.node_id
+        self.config = cfg
+        self._clock = HybridLogicalClock()
+        self._ctx = zmq.Context()
+        self._pending: deque[list[Any]] = deque()  # [input or None, frames or Event, alive]
+        self._closed = False
+        self._finished = False  # STOP was handed out: iteration is over
+        self._stop_seen = False
+        self._daemon_gone = False
+        self._drops_pending = False
+        self._next_drop_report = 0.0
+        self._last_drop_report = time.monotonic()
+
+        self._main = self._ctx.socket(zmq.PULL)
+        self._main.setsockopt(zmq.RCVHWM, TRANSIT_HWM)
+        self._main.bind(cfg.receive_endpoint)
+        self._inputs: dict[str, _Input] = {}
+        self._routes: dict[str, list[_Input]] = {}  # source -> inputs fed by the main socket
+        self._by_source: dict[str, list[_Input]] = {}  # source -> every input it feeds
+        self._polled: list[_Input] = []  # backpressure inputs, each with its own socket
+        for name, spec in cfg.inputs.items():
+            inp = _Input(name, spec.queue_size, spec.source.startswith("dora/"), spec.input_timeout)
+            self._inputs[name] = inp
+            self._by_source.setdefault(spec.source, []).append(inp)
+            if spec.endpoint:
+                inp.socket = self._ctx.socket(zmq.PULL)
+                inp.socket.setsockopt(zmq.RCVHWM, spec.queue_size)
+                inp.socket.bind(spec.endpoint)
+                self._polled.append(inp)
+            else:
+                self._routes.setdefault(spec.source, []).append(inp)
+        self._timed = [i for i in self._inputs.values() if i.timeout]
+
+        self._sockets: dict[str, zmq.Socket[bytes]] = {}
+        self._outputs: dict[str, list[_Link]] = {}
+        self._source_bytes: dict[str, bytes] = {}
+        for output, destinations in cfg.outputs.items():
+            self._source_bytes[output] = f"{self.id}/{output}".encode()
+            links = []
+            for dest in destinations:
+                sock = self._sockets.get(dest.endpoint)
+                if sock is None:
+                    sock = self._ctx.socket(zmq.PUSH)
+                    sock.setsockopt(zmq.SNDHWM, dest.hwm)
+                    sock.setsockopt(zmq.LINGER, LINGER_MS)
+                    if dest.backpressure:
+                        sock.setsockopt(zmq.SNDTIMEO, SEND_RETRY_MS)
+                    sock.connect(dest.endpoint)
+                    self._sockets[dest.endpoint] = sock
+                label = ", ".join(f"{dest.node}/{i}" for i in dest.inputs)
+                links.append(_Link(sock, dest.backpressure, label))
+            self._outputs[output] = links
+
+        self._control = self._ctx.socket(zmq.DEALER)
+        self._control.setsockopt(zmq.LINGER, LINGER_MS)
+        self._control.connect(cfg.control_endpoint)
+        self._control.send_json({"op": "ready", "node": self.id, "pid": os.getpid()})
+        if cfg.daemon_pid:
+            threading.Thread(target=self._watch_daemon, name="car-daemon-watch", daemon=True).start()
+        atexit.register(self.close)
+
+    # -- receiving -----------------------------------------------------------------
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        event = self.next()
+        if event is None:
+            raise StopIteration
+        return event
+
+    def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, waiting at most `timeout` seconds (None: no limit).
+
+        Returns None on timeout and once STOP has been handed out.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            event = self._pop()
+            if event is not None:
+                if event.type == "STOP":
+                    self._finished = True
+                if self._drops_pending:
+                    self._report_drops(final=False)
+                return event
+            if self._finished or self._closed:
+                return None
+            wait_ms = self._wait_ms(deadline)
+            if not self._receive(wait_ms):
+                self._expire_inputs()
+                if deadline is not None and time.monotonic() >= deadline and not self._pending:
+                    return None
+
+    def _wait_ms(self, deadline: float | None) -> int | None:
+        if deadline is None and not self._timed:
+            return None
+        now = time.monotonic()
+        ends = [deadline] if deadline is not None else []
+        ends += [i.last + i.timeout for i in self._timed if not i.closed and i.timeout]
+        if not ends:
+            return None
+        return max(0, int((min(ends) - now) * 1000) + 1)
+
+    def _receive(self, wait_ms: int | None) -> bool:
+        """Wait up to wait_ms (None: forever) and move what arrived into the queues."""
+        polled = [i for i in self._polled if len(i.queue) < i.queue_size]
+        if not polled:
+            if wait_ms is None:
+                frames = self._main.recv_multipart(copy=False)
+            elif self._main.poll(wait_ms):
+                frames = self._main.recv_multipart(copy=False)
+            else:
+                return False
+            self._accept(frames, None)
+            self._drain(self._main, None, DRAIN_BATCH)
+            return True
+        poller = zmq.Poller()
+        poller.register(self._main, zmq.POLLIN)
+        for inp in polled:
+            assert inp.socket is not None
+            poller.register(inp.socket, zmq.POLLIN)
+        ready = dict(poller.poll(wait_ms))
+        if not ready:
+            return False
+        if self._main in ready:
+            self._drain(self._main, None, DRAIN_BATCH)
+        for inp in polled:
+            if inp.socket in ready:
+                self._drain(inp.socket, inp, inp.queue_size - len(inp.queue))
+        return True
+
+    def _drain(self, sock: zmq.Socket[bytes], inp: _Input | None, limit: int) -> None:
+        for _ in range(limit):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._accept(frames, inp)
+
+    def _accept(self, frames: list[Any], own: _Input | None) -> None:
+        """Queue one received message (own: the backpressure input whose socket it came from)."""
+        try:
+            kind, source = wire.route(frames[0].bytes)
+        except (wire.WireError, UnicodeDecodeError) as exc:
+            self._pending.append([None, Event("ERROR", error=f"dropped an unreadable message: {exc}"), True])
+            return
+        if kind == wire.KIND_DATA:
+            targets = (own,) if own is not None else self._routes.get(source, ())
+            for inp in targets:
+                slot = [inp, frames, True]
+                self._pending.append(slot)
+                inp.queue.append(slot)
+                if inp.timeout:
+                    inp.last = time.monotonic()
+                inp.closed = False
+                if len(inp.queue) > inp.queue_size:
+                    inp.queue.popleft()[2] = False
+                    inp.dropped += 1
+                    self._drops_pending = True
+        elif kind == wire.KIND_CLOSED:
+            for inp in self._by_source.get(source, ()):
+                self._close_input(inp, f"{source} closed")
+        elif kind == wire.KIND_STOP:
+            if not self._stop_seen:
+                self._stop_seen = True
+                self._pending.append([None, Event("STOP"), True])
+        elif kind == wire.KIND_ERROR:
+            message = wire.decode(frames[0].bytes, frames[1] if len(frames) > 1 else None)
+            self._pending.append([None, Event("ERROR", error=str(message.value)), True])
+
+    def _close_input(self, inp: _Input, reason: str) -> None:
+        if inp.closed:
+            return
+        inp.closed = True
+        self._pending.append([None, Event("INPUT_CLOSED", id=inp.name, error=reason), True])
+        inputs = self._inputs.values()
+        if not self._stop_seen and all(i.closed for i in inputs) and not any(i.timer for i in inputs):
+            self._stop_seen = True
+            self._pending.append([None, Event("STOP", error="all inputs closed"), True])
+
+    def _expire_inputs(self) -> None:
+        now = time.monotonic()
+        for inp in self._timed:
+            if not inp.closed and inp.timeout and now >= inp.last + inp.timeout:
+                self._close_input(inp, f"no message for {inp.timeout:g} s (input_timeout)")
+
+    def _pop(self) -> Event | None:
+        pending = self._pending
+        while pending:
+            inp, item, alive = pending.popleft()
+            if inp is None:
+                return item  # type: ignore[no-any-return]
+            if not alive:
+                continue
+            inp.queue.popleft()
+            frames = item
+            try:
+                msg = wire.decode(frames[0].bytes, frames[1] if len(frames) > 1 else None)
+            except (wire.WireError, ValueError, TypeError) as exc:
+                return Event("ERROR", id=inp.name, error=f"dropped an unreadable message: {exc}")
+            self._clock.observe(msg.timestamp.wall_ns, msg.timestamp.counter)
+            return Event("INPUT", inp.name, msg.value, msg.metadata, msg.timestamp, msg.source)
+        return None
+
+    # -- sending ---------------------------------------------------------------------
+    def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
+        """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
+        links = self._outputs.get(output_id)
+        if links is None:
+            declared = ", ".join(self._outputs) or "none"
+            raise UnknownOutputError(
+                f"node `{self.id}` has no output `{output_id}` (declared: {declared}); "
+                f"add it under `outputs:` of node `{self.id}` in {self.config.dataflow}"
+            )
+        if self._closed:
+            raise RuntimeError(f"node `{self.id}` is closed; it cannot send any more")
+        frames = wire.encode(wire.KIND_DATA, self._source_bytes[output_id], self._clock.now(), data, metadata)
+        for link in links:
+            if not link.backpressure:
+                try:
+                    link.socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    link.dropped += 1
+                    self._drops_pending = True
+            else:
+                self._send_waiting(link, frames)
+
+    def _send_waiting(self, link: _Link, frames: list[Any]) -> None:
+        while True:
+            try:
+                link.socket.send_multipart(frames, copy=False)
+                return
+            except zmq.Again:
+                self._drain(self._main, None, DRAIN_BATCH)  # keep our own queues moving
+                if self._stop_seen or self._daemon_gone:
+                    link.dropped += 1
+                    self._drops_pending = True
+                    return
+
+    # -- drops ------------------------------------------------------------------------
+    def drop_counts(self) -> dict[str, int]:
+        """Messages dropped so far: `input NAME` (queue full) and `to NODE/INPUT` (link full)."""
+        counts = {f"input {i.name}": i.dropped for i in self._inputs.values() if i.dropped}
+        for links in self._outputs.values():
+            for link in links:
+                if link.dropped:
+                    counts[f"to {link.label}"] = counts.get(f"to {link.label}", 0) + link.dropped
+        return counts
+
+    def _report_drops(self, final: bool) -> None:
+        now = time.monotonic()
+        if not final and now < self._next_drop_report:
+            return
+        parts = []
+        for inp in self._inputs.values():
+            if inp.dropped > inp.reported:
+                parts.append(f"input `{inp.name}` (queue_size {inp.queue_size}): {inp.dropped - inp.reported}")
+                inp.reported = inp.dropped
+        for links in self._outputs.values():
+            for link in links:
+                if link.dropped > link.reported:
+                    parts.append(f"to {link.label} (receiver not reading): {link.dropped - link.reported}")
+                    link.reported = link.dropped
+        if parts:
+            span = now - self._last_drop_report
+            print(f"car: node `{self.id}` dropped in the last {span:.1f} s: {'; '.join(parts)}", file=sys.stderr)
+        self._last_drop_report = now
+        self._next_drop_report = now + DROP_REPORT_PERIOD_S
+        self._drops_pending = False
+
+    # -- life cycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Tell the readers of every output that it is closed, report drops, release sockets."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.config.send_eos:
+            stamp = self._clock.now()
+            for output, links in self._outputs.items():
+                frames = wire.encode(wire.KIND_CLOSED, self._source_bytes[output], stamp)
+                for link in links:
+                    try:
+                        link.socket.send_multipart(frames, zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass  # the reader is not reading; the daemon closes its input when we exit
+        self._report_drops(final=True)
+        totals = self.drop_counts()
+        if totals:
+            summary = ", ".join(f"{k}: {v}" for k, v in totals.items())
+            print(f"car: node `{self.id}` dropped in total: {summary}", file=sys.stderr)
+        try:
+            self._control.send_json({"op": "bye", "node": self.id, "drops": totals}, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        self._ctx.destroy(linger=LINGER_MS)
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def dataflow_id(self) -> str:
+        """The id of the running dataflow (dora-compatible name)."""
+        return self.config.run_id
+
+    def _watch_daemon(self) -> None:
+        """Stop this node when the daemon that started it is gone (even after SIGKILL)."""
+        pid = self.config.daemon_pid
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            select.select([fd], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(0.25)
+        self._daemon_gone = True
+        print(f"car: the daemon (pid {pid}) is gone; stopping node `{self.id}`", file=sys.stderr)
+        try:
+            sock = self._ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(self.config.receive_endpoint)
+            sock.send_multipart(wire.encode(wire.KIND_STOP, b"", Timestamp(time.time_ns(), 0)), zmq.NOBLOCK)
+            sock.close()
+        except zmq.ZMQError:
+            pass
+        time.sleep(DAEMON_GONE_GRACE_S)
+        os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

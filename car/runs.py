@@ -1,0 +1,129 @@
+"""Running dataflows on this machine: where their sockets live and how to reach them.
+
+Each run gets a private folder under the runtime root (`$XDG_RUNTIME_DIR/car`, else
+`/tmp/car-<uid>`) holding its ipc:// sockets and a `run.json` that other `car`
+commands (`car list`, `car stop`, `car run-node`) read to find its control socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+
+class RunError(Exception):
+    """A run could not be found or did not answer."""
+
+
+@dataclass
+class RunInfo:
+    """What `run.json` says about a running dataflow."""
+
+    run_id: str
+    name: str
+    pid: int
+    dataflow: str
+    started: float
+    out_dir: str
+    control: str
+    folder: str
+
+
+def runtime_root() -> Path:
+    """The folder that holds every run's private folder (created, mode 0700)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    root = Path(xdg) / "car" if xdg and os.access(xdg, os.W_OK) else Path(f"/tmp/car-{os.getuid()}")
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return root
+
+
+def create_run(name: str, dataflow: str, out_dir: str) -> RunInfo:
+    """Make a run folder and its `run.json` for a run started by this process."""
+    taken = {run.name for run in list_runs()}
+    if name in taken:
+        raise RunError(f"a run named `{name}` is already running: pick another --name or `car stop {name}`")
+    run_id = secrets.token_hex(4)
+    folder = runtime_root() / run_id
+    folder.mkdir(mode=0o700)
+    info = RunInfo(
+        run_id=run_id,
+        name=name,
+        pid=os.getpid(),
+        dataflow=dataflow,
+        started=time.time(),
+        out_dir=out_dir,
+        control=f"ipc://{folder}/control.sock",
+        folder=str(folder),
+    )
+    (folder / "run.json").write_text(json.dumps(asdict(info)))
+    return info
+
+
+def remove_run(info: RunInfo) -> None:
+    """Delete a run's folder (its sockets and run.json)."""
+    shutil.rmtree(info.folder, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_runs() -> list[RunInfo]:
+    """Runs whose daemon is alive, oldest first; folders of dead runs are removed."""
+    runs = []
+    for meta in runtime_root().glob("*/run.json"):
+        try:
+            info = RunInfo(**json.loads(meta.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if _pid_alive(info.pid):
+            runs.append(info)
+        else:
+            shutil.rmtree(meta.parent, ignore_errors=True)
+    return sorted(runs, key=lambda r: r.started)
+
+
+def find_run(name: str | None) -> RunInfo:
+    """The run called `name`, or the only run when `name` is None."""
+    runs = list_runs()
+    if name is None:
+        if len(runs) == 1:
+            return runs[0]
+        if not runs:
+            raise RunError("no dataflow is running: start one with `car launch FILE`")
+        raise RunError(f"several dataflows are running ({', '.join(r.name for r in runs)}): name one")
+    for run in runs:
+        if name in (run.name, run.run_id):
+            return run
+    known = ", ".join(r.name for r in runs) or "none"
+    raise RunError(f"no running dataflow named `{name}` (running: {known})")
+
+
+def request(info: RunInfo, message: dict[str, Any], timeout: float = 3.0) -> dict[str, Any]:
+    """Send one request to a run's control socket and return its answer."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(info.control)
+        sock.send_json(message)
+        if not sock.poll(int(timeout * 1000)):
+            raise RunError(f"run `{info.name}` (pid {info.pid}) did not answer within {timeout:g} s")
+        answer: dict[str, Any] = sock.recv_json()  # type: ignore[assignment]
+        return answer
+    finally:
+        sock.close()

@@ -1,0 +1,149 @@
+"""The dataflow model: what a validated dataflow file describes.
+
+`car.loader` turns a YAML file into these objects (or a list of problems); everything
+else in the runtime works on them and never looks at YAML again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TIMER_PREFIX = "dora/timer/"
+QUEUE_POLICIES = ("drop_oldest", "backpressure")
+RESTART_POLICIES = ("never", "on-failure", "always")
+DEFAULT_QUEUE_SIZE = 10
+DYNAMIC_PATH = "dynamic"
+
+_TIMER_RE = re.compile(r"^dora/timer/(millis|secs|hz)/(.+)$")
+_UNIT_NS = {"millis": 1_000_000, "secs": 1_000_000_000}
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a dataflow file, 1-based, as editors show it."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataflow file."""
+
+    location: Location
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        return f"{text}\n    hint: {self.hint}" if self.hint else text
+
+
+class DataflowError(Exception):
+    """A dataflow file did not check; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def parse_timer(source: str) -> int:
+    """Return the period in nanoseconds of a timer source such as `dora/timer/millis/10`.
+
+    Raises ValueError with a readable reason when the source is malformed.
+    """
+    match = _TIMER_RE.match(source)
+    if not match:
+        raise ValueError(
+            f"malformed timer `{source}`: expected dora/timer/millis/N, dora/timer/secs/N or dora/timer/hz/N"
+        )
+    unit, number = match.groups()
+    try:
+        value = float(number) if unit != "millis" else int(number)
+    except ValueError:
+        raise ValueError(f"malformed timer `{source}`: `{number}` is not a number") from None
+    if value <= 0:
+        raise ValueError(f"malformed timer `{source}`: the {unit} value must be positive")
+    if unit == "hz":
+        return round(1_000_000_000 / value)
+    return round(value * _UNIT_NS[unit])
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a node: where it comes from and how it is queued."""
+
+    name: str
+    source: str  # "node/output" or a timer such as "dora/timer/millis/10"
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    queue_policy: str = "drop_oldest"
+    input_timeout: float | None = None
+
+    @property
+    def is_timer(self) -> bool:
+        """True when the source is one of the daemon's timers."""
+        return self.source.startswith(TIMER_PREFIX)
+
+    @property
+    def source_node(self) -> str:
+        """The id of the node the input reads from (empty for timers)."""
+        return "" if self.is_timer else self.source.split("/", 1)[0]
+
+    @property
+    def source_output(self) -> str:
+        """The output id the input reads from (empty for timers)."""
+        return "" if self.is_timer else self.source.split("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a dataflow."""
+
+    id: str
+    path: str
+    location: Location
+    name: str = ""
+    description: str = ""
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    build: str = ""
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    machine: str = ""
+    working_dir: str = ""
+    restart_policy: str = "never"
+    max_restarts: int = 0  # 0: no limit
+    restart_delay: float = 0.0
+
+    @property
+    def is_dynamic(self) -> bool:
+        """A dynamic node is started by hand (`car run-node`), not by the daemon."""
+        return self.path == DYNAMIC_PATH
+
+
+@dataclass(frozen=True)
+class Dataflow:
+    """A checked dataflow: its nodes in file order and where it came from."""
+
+    file: Path
+    nodes: tuple[NodeSpec, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    machine: str = ""
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the file are resolved against."""
+        return self.file.parent
+
+    def node(self, node_id: str) -> NodeSpec:
+        """The node with this id (KeyError if there is none)."""
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)

@@ -1,0 +1,90 @@
+"""The daemon's timers: `dora/timer/...` inputs, ticking without drift.
+
+One thread serves every timer of a run. Tick k of a timer is due at start + k x period
+(absolute deadlines, so errors never accumulate); when the thread falls behind by more
+than a period, the missed ticks are skipped and counted rather than sent in a burst.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+
+import zmq
+
+from car import wire
+from car.hlc import HybridLogicalClock
+from car.spec import parse_timer
+
+
+class Timers(threading.Thread):
+    """Sends timer ticks to the nodes that are ready for them."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], subscribers: dict[str, list[str]], endpoints: dict[str, str]):
+        super().__init__(name="car-timers", daemon=True)
+        self._ctx = ctx
+        self._subscribers = subscribers  # timer source -> node ids
+        self._endpoints = endpoints  # node id -> receive endpoint
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self.skipped = 0  # ticks skipped because the thread fell behind
+        self.undelivered: dict[str, int] = {}  # node id -> ticks its full queue refused
+
+    def enable(self, node_id: str) -> None:
+        """Start sending ticks to a node (it has bound its sockets)."""
+        with self._lock:
+            self._ready.add(node_id)
+
+    def disable(self, node_id: str) -> None:
+        """Stop sending ticks to a node (it exited)."""
+        with self._lock:
+            self._ready.discard(node_id)
+
+    def stop(self) -> None:
+        """End the thread and wait for it."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
+
+    def run(self) -> None:
+        if not self._subscribers:
+            return
+        sockets = {}
+        for node_id in {n for ids in self._subscribers.values() for n in ids}:
+            sock = self._ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 100)
+            sock.connect(self._endpoints[node_id])
+            sockets[node_id] = sock
+        clock = HybridLogicalClock()
+        start = time.monotonic_ns()
+        periods = {source: parse_timer(source) for source in self._subscribers}
+        heap = [(start + period, 1, source) for source, period in periods.items()]
+        heapq.heapify(heap)
+        sources = {source: source.encode() for source in self._subscribers}
+        try:
+            while not self._stop_event.is_set():
+                due, k, source = heap[0]
+                wait = (due - time.monotonic_ns()) / 1e9
+                if wait > 0 and self._stop_event.wait(wait):
+                    break
+                period = periods[source]
+                frames = wire.encode(wire.KIND_DATA, sources[source], clock.now())
+                with self._lock:
+                    targets = [n for n in self._subscribers[source] if n in self._ready]
+                for node_id in targets:
+                    try:
+                        sockets[node_id].send_multipart(frames, zmq.NOBLOCK)
+                    except zmq.Again:
+                        self.undelivered[node_id] = self.undelivered.get(node_id, 0) + 1
+                k += 1
+                late = (time.monotonic_ns() - (start + k * period)) // period
+                if late > 0:
+                    self.skipped += late
+                    k += late
+                heapq.heapreplace(heap, (start + k * period, k, source))
+        finally:
+            for sock in sockets.values():
+                sock.close()
