@@ -137,8 +137,6 @@ def cmd_run_node(args: argparse.Namespace) -> int:
         raise UserError(str(answer.get("error")))
     config = answer["config"]
     command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
     if not command:
         print(f"export {ENV_VAR}='{config}'")
         return 0
@@ -196,17 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=15.0, metavar="S", help="wait at most S seconds")
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("run-node", help="run a `path: dynamic` node by hand in a running dataflow")
+    p = sub.add_parser(
+        "run-node",
+        help="run a `path: dynamic` node by hand in a running dataflow",
+        usage="car run-node NODE [--run NAME] [-- COMMAND [ARGS ...]]",
+        epilog="Without a COMMAND, prints the environment variable to export before starting the node yourself.",
+    )
     p.add_argument("node")
     p.add_argument("--run", help="run name (default: the only running one)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS (omitted: print the environment)")
     p.set_defaults(func=cmd_run_node)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `car` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:  # everything after `--` is the command `car run-node` starts
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1 :]
     args = build_parser().parse_args(argv)
+    args.command = command
     try:
         code: int = args.func(args)
         return code

@@ -29,7 +29,7 @@ class Destination:
     node: str
     inputs: list[str]
     backpressure: bool = False
-    hwm: int = TRANSIT_HWM
+    hwm: int = TRANSIT_HWM  # backpressure: the receiver's queue_size, the sender's credits
 
 
 @dataclass
@@ -40,7 +40,7 @@ class InputConfig:
     queue_size: int
     queue_policy: str
     input_timeout: float | None = None
-    endpoint: str = ""  # a socket of its own, for backpressure inputs only
+    endpoint: str = ""  # a socket of its own (credit-based flow control), for backpressure inputs only
 
 
 @dataclass

@@ -87,7 +87,21 @@ class Event:
 
 
 class _Input:
-    __slots__ = ("name", "queue_size", "timer", "timeout", "queue", "dropped", "reported", "closed", "last", "socket")
+    __slots__ = (
+        "name",
+        "queue_size",
+        "timer",
+        "timeout",
+        "queue",
+        "dropped",
+        "reported",
+        "closed",
+        "last",
+        "socket",
+        "peer",
+        "owed",
+        "credit_batch",
+    )
 
     def __init__(self, name: str, queue_size: int, timer: bool, timeout: float | None):
         self.name = name
@@ -99,18 +113,22 @@ class _Input:
         self.reported = 0
         self.closed = False
         self.last = time.monotonic()
-        self.socket: zmq.Socket[bytes] | None = None  # own socket: backpressure inputs only
+        self.socket: zmq.Socket[bytes] | None = None  # own ROUTER socket: backpressure inputs only
+        self.peer = b""  # the sender's identity on that socket
+        self.owed = 0  # credits consumed and not yet returned to the sender
+        self.credit_batch = max(1, queue_size // 2)
 
 
 class _Link:
-    __slots__ = ("socket", "backpressure", "label", "dropped", "reported")
+    __slots__ = ("socket", "backpressure", "label", "dropped", "reported", "credits")
 
-    def __init__(self, socket: zmq.Socket[bytes], backpressure: bool, label: str):
+    def __init__(self, socket: zmq.Socket[bytes], backpressure: bool, label: str, credits: int):
         self.socket = socket
         self.backpressure = backpressure
         self.label = label
         self.dropped = 0
         self.reported = 0
+        self.credits = credits  # backpressure: messages the receiver still has room for
 
 
 class UnknownOutputError(ValueError):
@@ -149,13 +167,18 @@ class Node:
             self._inputs[name] = inp
             self._by_source.setdefault(spec.source, []).append(inp)
             if spec.endpoint:
-                inp.socket = self._ctx.socket(zmq.PULL)
-                inp.socket.setsockopt(zmq.RCVHWM, spec.queue_size)
+                inp.socket = self._ctx.socket(zmq.ROUTER)
+                inp.socket.setsockopt(zmq.LINGER, 0)
                 inp.socket.bind(spec.endpoint)
                 self._polled.append(inp)
             else:
                 self._routes.setdefault(spec.source, []).append(inp)
         self._timed = [i for i in self._inputs.values() if i.timeout]
+        self._poller = zmq.Poller()
+        self._poller.register(self._main, zmq.POLLIN)
+        for inp in self._polled:
+            assert inp.socket is not None
+            self._poller.register(inp.socket, zmq.POLLIN)
 
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
         self._outputs: dict[str, list[_Link]] = {}
@@ -166,15 +189,13 @@ class Node:
             for dest in destinations:
                 sock = self._sockets.get(dest.endpoint)
                 if sock is None:
-                    sock = self._ctx.socket(zmq.PUSH)
-                    sock.setsockopt(zmq.SNDHWM, dest.hwm)
+                    sock = self._ctx.socket(zmq.DEALER if dest.backpressure else zmq.PUSH)
+                    sock.setsockopt(zmq.SNDHWM, TRANSIT_HWM)
                     sock.setsockopt(zmq.LINGER, LINGER_MS)
-                    if dest.backpressure:
-                        sock.setsockopt(zmq.SNDTIMEO, SEND_RETRY_MS)
                     sock.connect(dest.endpoint)
                     self._sockets[dest.endpoint] = sock
                 label = ", ".join(f"{dest.node}/{i}" for i in dest.inputs)
-                links.append(_Link(sock, dest.backpressure, label))
+                links.append(_Link(sock, dest.backpressure, label, dest.hwm))
             self._outputs[output] = links
 
         self._control = self._ctx.socket(zmq.DEALER)
@@ -229,8 +250,7 @@ class Node:
 
     def _receive(self, wait_ms: int | None) -> bool:
         """Wait up to wait_ms (None: forever) and move what arrived into the queues."""
-        polled = [i for i in self._polled if len(i.queue) < i.queue_size]
-        if not polled:
+        if not self._polled:
             if wait_ms is None:
                 frames = self._main.recv_multipart(copy=False)
             elif self._main.poll(wait_ms):
@@ -240,19 +260,14 @@ class Node:
             self._accept(frames, None)
             self._drain(self._main, None, DRAIN_BATCH)
             return True
-        poller = zmq.Poller()
-        poller.register(self._main, zmq.POLLIN)
-        for inp in polled:
-            assert inp.socket is not None
-            poller.register(inp.socket, zmq.POLLIN)
-        ready = dict(poller.poll(wait_ms))
+        ready = dict(self._poller.poll(wait_ms))
         if not ready:
             return False
         if self._main in ready:
             self._drain(self._main, None, DRAIN_BATCH)
-        for inp in polled:
+        for inp in self._polled:
             if inp.socket in ready:
-                self._drain(inp.socket, inp, inp.queue_size - len(inp.queue))
+                self._drain(inp.socket, inp, DRAIN_BATCH)
         return True
 
     def _drain(self, sock: zmq.Socket[bytes], inp: _Input | None, limit: int) -> None:
@@ -261,6 +276,8 @@ class Node:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            if inp is not None:  # a ROUTER socket: the sender's identity comes first
+                inp.peer = frames.pop(0).bytes
             self._accept(frames, inp)
 
     def _accept(self, frames: list[Any], own: _Input | None) -> None:
@@ -283,6 +300,8 @@ class Node:
                     inp.queue.popleft()[2] = False
                     inp.dropped += 1
                     self._drops_pending = True
+                    if inp.socket is not None:
+                        self._return_credit(inp)
         elif kind == wire.KIND_CLOSED:
             for inp in self._by_source.get(source, ()):
                 self._close_input(inp, f"{source} closed")
@@ -319,6 +338,8 @@ class Node:
             if not alive:
                 continue
             inp.queue.popleft()
+            if inp.socket is not None:
+                self._return_credit(inp)
             frames = item
             try:
                 msg = wire.decode(frames[0].bytes, frames[1] if len(frames) > 1 else None)
@@ -327,6 +348,16 @@ class Node:
             self._clock.observe(msg.timestamp.wall_ns, msg.timestamp.counter)
             return Event("INPUT", inp.name, msg.value, msg.metadata, msg.timestamp, msg.source)
         return None
+
+    def _return_credit(self, inp: _Input) -> None:
+        """Give a backpressure sender room for one more message (sent in batches)."""
+        inp.owed += 1
+        if inp.owed >= inp.credit_batch and inp.socket is not None:
+            try:
+                inp.socket.send_multipart([inp.peer, inp.owed.to_bytes(4, "little")], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # the sender is gone
+            inp.owed = 0
 
     # -- sending ---------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
@@ -352,16 +383,22 @@ class Node:
                 self._send_waiting(link, frames)
 
     def _send_waiting(self, link: _Link, frames: list[Any]) -> None:
-        while True:
-            try:
-                link.socket.send_multipart(frames, copy=False)
-                return
-            except zmq.Again:
+        """Send once the receiver has granted room (a credit); wait for one if needed."""
+        while link.credits <= 0:
+            if link.socket.poll(SEND_RETRY_MS):
+                while True:
+                    try:
+                        link.credits += int.from_bytes(link.socket.recv(zmq.NOBLOCK), "little")
+                    except zmq.Again:
+                        break
+            else:
                 self._drain(self._main, None, DRAIN_BATCH)  # keep our own queues moving
                 if self._stop_seen or self._daemon_gone:
                     link.dropped += 1
                     self._drops_pending = True
                     return
+        link.socket.send_multipart(frames, copy=False)
+        link.credits -= 1
 
     # -- drops ------------------------------------------------------------------------
     def drop_counts(self) -> dict[str, int]:
@@ -443,17 +480,18 @@ class Node:
             while _alive(pid):
                 time.sleep(0.25)
         self._daemon_gone = True
-        print(f"car: the daemon (pid {pid}) is gone; stopping node `{self.id}`", file=sys.stderr)
         try:
             sock = self._ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.connect(self.config.receive_endpoint)
             sock.send_multipart(wire.encode(wire.KIND_STOP, b"", Timestamp(time.time_ns(), 0)), zmq.NOBLOCK)
             sock.close()
-        except zmq.ZMQError:
-            pass
-        time.sleep(DAEMON_GONE_GRACE_S)
-        os._exit(1)
+            print(f"car: the daemon (pid {pid}) is gone; stopping node `{self.id}`", file=sys.stderr)
+        except (zmq.ZMQError, OSError):
+            pass  # our stderr went with the daemon, or the node is closing anyway
+        finally:
+            time.sleep(DAEMON_GONE_GRACE_S)
+            os._exit(1)
 
 
 def _alive(pid: int) -> bool:

@@ -132,6 +132,7 @@ def decode(header: bytes, payload: Any = None) -> Message:
         buffer = getattr(payload, "buffer", payload)
         if vtype == VT_ARRAY:
             value = np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
+            value.flags.writeable = False  # a view of the received buffer: copy to change it
         elif vtype == VT_BYTES:
             value = bytes(buffer)
         elif vtype == VT_STR:

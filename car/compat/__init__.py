@@ -1,0 +1,1 @@
+"""Compatibility modules put on the PYTHONPATH of nodes that `car` starts."""

@@ -1,0 +1,65 @@
+"""Helpers shared by the tests: run `car`, write dataflows, find leftover processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def car(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m car ARGS` to completion and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "car", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_car(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """Start `python -m car ARGS` in the background (output captured)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "car", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def write_flow(folder: Path, yaml_text: str, **nodes: str) -> Path:
+    """Write `flow.yml` and the node scripts (name=code, `_` in names becomes `.`)."""
+    for name, code in nodes.items():
+        (folder / name.replace("_py", ".py")).write_text(textwrap.dedent(code))
+    path = folder / "flow.yml"
+    path.write_text(textwrap.dedent(yaml_text))
+    return path
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs of live processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if text in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(text: str, timeout: float) -> list[int]:
+    """Wait until no process mentions `text`; return those still alive at the timeout."""
+    deadline = time.monotonic() + timeout
+    alive = processes_mentioning(text)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = processes_mentioning(text)
+    return alive
