@@ -94,7 +94,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
     terminal = Terminal([n.id for n in dataflow.nodes], quiet=args.quiet)
     machines = sorted({n.machine for n in dataflow.nodes if n.machine})
     if machines:
-        terminal.say(f"running every node on this machine (deploy machines {', '.join(machines)} need `car coordinator`)")
+        terminal.say(
+            f"running every node on this machine (deploy machines {', '.join(machines)} need `car coordinator`)"
+        )
     daemon = Daemon(dataflow, run, terminal, grace=args.grace)
     terminal.say(f"run `{name}`: {len(dataflow.nodes)} nodes, logs in {out_dir}/")
     code = daemon.run(args.duration)

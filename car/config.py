@@ -89,9 +89,9 @@ def plan_run(
     configs: dict[str, NodeConfig] = {}
     for index, node in enumerate(dataflow.nodes):
         inputs = {}
-        for j, (name, spec) in enumerate(node.inputs.items()):
-            endpoint = f"ipc://{run_dir}/n{index}i{j}.sock" if spec.queue_policy == "backpressure" else ""
-            inputs[name] = InputConfig(spec.source, spec.queue_size, spec.queue_policy, spec.input_timeout, endpoint)
+        for j, (name, inp) in enumerate(node.inputs.items()):
+            endpoint = f"ipc://{run_dir}/n{index}i{j}.sock" if inp.queue_policy == "backpressure" else ""
+            inputs[name] = InputConfig(inp.source, inp.queue_size, inp.queue_policy, inp.input_timeout, endpoint)
         configs[node.id] = NodeConfig(
             node_id=node.id,
             run_id=run_id,

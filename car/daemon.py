@@ -126,7 +126,9 @@ class Daemon:
             for node in self.nodes.values():
                 if node.spec.is_dynamic:
                     node.state = "waiting"
-                    self.terminal.say(f"node `{node.spec.id}` is dynamic: start it with `car run-node {node.spec.id} -- COMMAND`")
+                    self.terminal.say(
+                        f"node `{node.spec.id}` is dynamic: start it with `car run-node {node.spec.id} -- COMMAND`"
+                    )
                 else:
                     self._spawn(node)
             self.timers.start()
@@ -203,7 +205,9 @@ class Daemon:
             self._reap(now)
             if self.stopping:
                 self._escalate(now)
-            if all(n.state in ("exited", "failed") or (n.state == "waiting" and self.stopping) for n in self.nodes.values()):
+            if all(
+                n.state in ("exited", "failed") or (n.state == "waiting" and self.stopping) for n in self.nodes.values()
+            ):
                 return
 
     def _reap(self, now: float) -> None:
@@ -224,7 +228,9 @@ class Daemon:
         node.log.note(f"exited: {describe_exit(code)}")
         ran = now - node.started_at
         if node.signalled:
-            self.terminal.say(f"node `{node.spec.id}` did not stop within {self.grace:g} s of STOP: {describe_exit(code)}")
+            self.terminal.say(
+                f"node `{node.spec.id}` did not stop within {self.grace:g} s of STOP: {describe_exit(code)}"
+            )
             node.state = "exited"
         elif code != 0:
             node.failure = f"{describe_exit(code)} after {ran:.1f} s"
@@ -294,6 +300,8 @@ class Daemon:
                 continue  # not [identity, body]
             try:
                 request = zmq.utils.jsonapi.loads(raw)
+                if not isinstance(request, dict):
+                    raise TypeError("a request is a JSON object")
                 answer = self._handle(request)
             except (ValueError, KeyError, TypeError) as exc:
                 answer = {"ok": False, "error": f"bad request: {exc}"}
@@ -325,7 +333,10 @@ class Daemon:
             if node is None:
                 return {"ok": False, "error": f"this dataflow has no node `{request.get('node')}`"}
             if not node.spec.is_dynamic:
-                return {"ok": False, "error": f"node `{node.spec.id}` is started by car; set `path: dynamic` to run it by hand"}
+                return {
+                    "ok": False,
+                    "error": f"node `{node.spec.id}` is started by car; set `path: dynamic` to run it by hand",
+                }
             if node.state != "waiting":
                 return {"ok": False, "error": f"node `{node.spec.id}` is already {node.state}"}
             return {"ok": True, "config": node.config.to_json()}
@@ -369,7 +380,9 @@ class Daemon:
         """Lines describing how the run ended."""
         failed = [n for n in self.nodes.values() if n.state == "failed"]
         elapsed = time.monotonic() - self.started
-        lines = [f"run `{self.run_info.name}` ended after {elapsed:.1f} s: {len(self.nodes) - len(failed)} of {len(self.nodes)} nodes ok"]
+        lines = [
+            f"run `{self.run_info.name}` ended after {elapsed:.1f} s: {len(self.nodes) - len(failed)} of {len(self.nodes)} nodes ok"
+        ]
         lines += [f"  node `{n.spec.id}` failed: {n.failure}" for n in failed]
         for node in self.nodes.values():
             for where, count in node.drops.items():
@@ -388,7 +401,7 @@ class Daemon:
         def handler(signum: int, _frame: object) -> None:
             self._signal = signum
 
-        previous = {}
+        previous: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, handler)
         return previous

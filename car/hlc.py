@@ -21,7 +21,7 @@ class Timestamp(NamedTuple):
 class HybridLogicalClock:
     """The clock of one process (not thread-safe: use it from one thread)."""
 
-    __slots__ = ("_wall", "_count")
+    __slots__ = ("_count", "_wall")
 
     def __init__(self) -> None:
         self._wall = 0

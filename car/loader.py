@@ -157,7 +157,7 @@ class _Checker:
             self.problem(node, f"{what} must be a mapping (`key: value` lines)")
             return None
         seen: dict[str, yaml.Node] = {}
-        pairs = []
+        pairs: list[tuple[str, yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem(key_node, f"keys in {what} must be plain names")
@@ -356,7 +356,9 @@ class _Checker:
 
     def path(self, node: yaml.Node | None, item: yaml.Node, what: str, working_dir: str) -> str:
         if node is None:
-            self.problem(item, f"{what} has no `path`", "set `path:` to a Python file, `-m package.module` or a program")
+            self.problem(
+                item, f"{what} has no `path`", "set `path:` to a Python file, `-m package.module` or a program"
+            )
             return ""
         path = self.string(node, f"{what}.path")
         if path is None or path == DYNAMIC_PATH or path.startswith("-m "):

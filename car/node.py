@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import zmq
 
@@ -43,7 +44,7 @@ class Event:
     `event["metadata"]` like dora's events.
     """
 
-    __slots__ = ("type", "id", "value", "metadata", "timestamp", "source", "error")
+    __slots__ = ("error", "id", "metadata", "source", "timestamp", "type", "value")
 
     def __init__(
         self,
@@ -88,19 +89,19 @@ class Event:
 
 class _Input:
     __slots__ = (
-        "name",
-        "queue_size",
-        "timer",
-        "timeout",
-        "queue",
-        "dropped",
-        "reported",
         "closed",
-        "last",
-        "socket",
-        "peer",
-        "owed",
         "credit_batch",
+        "dropped",
+        "last",
+        "name",
+        "owed",
+        "peer",
+        "queue",
+        "queue_size",
+        "reported",
+        "socket",
+        "timeout",
+        "timer",
     )
 
     def __init__(self, name: str, queue_size: int, timer: bool, timeout: float | None):
@@ -120,7 +121,7 @@ class _Input:
 
 
 class _Link:
-    __slots__ = ("socket", "backpressure", "label", "dropped", "reported", "credits")
+    __slots__ = ("backpressure", "credits", "dropped", "label", "reported", "socket")
 
     def __init__(self, socket: zmq.Socket[bytes], backpressure: bool, label: str, credits: int):
         self.socket = socket
@@ -251,9 +252,7 @@ class Node:
     def _receive(self, wait_ms: int | None) -> bool:
         """Wait up to wait_ms (None: forever) and move what arrived into the queues."""
         if not self._polled:
-            if wait_ms is None:
-                frames = self._main.recv_multipart(copy=False)
-            elif self._main.poll(wait_ms):
+            if wait_ms is None or self._main.poll(wait_ms):
                 frames = self._main.recv_multipart(copy=False)
             else:
                 return False
@@ -266,7 +265,7 @@ class Node:
         if self._main in ready:
             self._drain(self._main, None, DRAIN_BATCH)
         for inp in self._polled:
-            if inp.socket in ready:
+            if inp.socket is not None and inp.socket in ready:
                 self._drain(inp.socket, inp, DRAIN_BATCH)
         return True
 

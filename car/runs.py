@@ -115,15 +115,16 @@ def find_run(name: str | None) -> RunInfo:
 
 def request(info: RunInfo, message: dict[str, Any], timeout: float = 3.0) -> dict[str, Any]:
     """Send one request to a run's control socket and return its answer."""
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(info.control)
         sock.send_json(message)
         if not sock.poll(int(timeout * 1000)):
             raise RunError(f"run `{info.name}` (pid {info.pid}) did not answer within {timeout:g} s")
-        answer: dict[str, Any] = sock.recv_json()  # type: ignore[assignment]
+        answer = sock.recv_json()
+        if not isinstance(answer, dict):
+            raise RunError(f"run `{info.name}` answered something unexpected: {answer!r}")
         return answer
     finally:
         sock.close()

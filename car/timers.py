@@ -21,7 +21,9 @@ from car.spec import parse_timer
 class Timers(threading.Thread):
     """Sends timer ticks to the nodes that are ready for them."""
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], subscribers: dict[str, list[str]], endpoints: dict[str, str]):
+    def __init__(
+        self, ctx: zmq.Context[zmq.Socket[bytes]], subscribers: dict[str, list[str]], endpoints: dict[str, str]
+    ):
         super().__init__(name="car-timers", daemon=True)
         self._ctx = ctx
         self._subscribers = subscribers  # timer source -> node ids

@@ -1,0 +1,291 @@
+"""Dataflow files: every class of mistake is reported with its line and column, all at once."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from car.loader import load_dataflow
+from car.spec import DataflowError, Problem, parse_timer
+from tests.helpers import car
+
+
+def problems(tmp_path: Path, text: str, files: tuple[str, ...] = ("a.py", "b.py")) -> list[Problem]:
+    for name in files:
+        (tmp_path / name).write_text("")
+    path = tmp_path / "flow.yml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    with pytest.raises(DataflowError) as info:
+        load_dataflow(path)
+    return info.value.problems
+
+
+def where(problem: Problem) -> tuple[int, int]:
+    return problem.location.line, problem.location.column
+
+
+def test_a_valid_file_loads_with_defaults_and_dora_forms(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "b.py").write_text("")
+    path = tmp_path / "flow.yml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            env: {GLOBAL: 1}
+            nodes:
+              - id: a
+                path: a.py
+                args: --kp 0.8 --name "two words"
+                env: {ROI_TOP: 0.55, DEBUG: true}
+                inputs:
+                  tick: dora/timer/hz/30
+                outputs: [x]
+                deploy: {machine: car}
+              - id: b
+                _unstable_deploy: {machine: laptop}
+                custom:
+                  source: b.py
+                  args: [one, 2]
+                  inputs:
+                    x: {source: a/x, queue_size: 1, queue_policy: backpressure, input_timeout: 2}
+                restart_policy: on-failure
+                max_restarts: 3
+                restart_delay: 0.5
+            """
+        )
+    )
+    dataflow = load_dataflow(path)
+    a, b = dataflow.nodes
+    assert a.args == ("--kp", "0.8", "--name", "two words")
+    assert a.env == {"ROI_TOP": "0.55", "DEBUG": "true"}
+    assert a.inputs["tick"].is_timer and a.machine == "car"
+    assert dataflow.env == {"GLOBAL": "1"}
+    assert b.path == "b.py" and b.args == ("one", "2") and b.machine == "laptop"
+    x = b.inputs["x"]
+    assert (x.source_node, x.source_output, x.queue_size, x.queue_policy, x.input_timeout) == (
+        "a",
+        "x",
+        1,
+        "backpressure",
+        2.0,
+    )
+    assert (b.restart_policy, b.max_restarts, b.restart_delay) == ("on-failure", 3, 0.5)
+    assert x.queue_size == 1 and a.inputs["tick"].queue_size == 10
+
+
+def test_yaml_syntax_error_has_its_position(tmp_path: Path) -> None:
+    found = problems(tmp_path, "nodes:\n  - id: a\n    inputs: {tick: [\n")
+    assert len(found) == 1
+    assert found[0].message.startswith("YAML syntax error")
+    assert found[0].location.line == 4
+
+
+def test_unknown_keys_get_did_you_mean(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: a
+            path: a.py
+            ouputs: [x]
+          - id: b
+            path: b.py
+            inputs:
+              x: {source: a/x, queue_sise: 2}
+        """,
+    )
+    messages = {where(p): (p.message, p.hint) for p in found}
+    assert messages[(4, 5)] == ("unknown key `ouputs` in a node", "did you mean `outputs`?")
+    assert messages[(8, 24)][1] == "did you mean `queue_size`?"
+
+
+def test_unsupported_dora_keys_are_errors_that_say_so(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        communication: {zenoh: {}}
+        nodes:
+          - id: runtime-node
+            operators:
+              - id: op
+                python: op.py
+          - id: b
+            path: b.py
+            send_stdout_as: text
+        """,
+    )
+    text = [str(p) for p in found]
+    assert any(":1:1: `communication` in the dataflow is a dora key car does not support" in t for t in text)
+    assert any(":4:5: `operators` in a node is a dora key car does not support" in t for t in text)
+    assert any(":9:5: `send_stdout_as`" in t for t in text)
+    assert any("has no `path`" in t for t in text)
+
+
+def test_duplicate_ids_and_keys(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: a
+            path: a.py
+          - id: a
+            path: b.py
+            path: a.py
+        """,
+    )
+    messages = {where(p): p.message for p in found}
+    assert messages[(4, 5)] == "duplicate node id `a` (first at line 2)"
+    assert messages[(6, 5)] == "duplicate key `path` in a node (first at line 5)"
+
+
+def test_missing_source_node_and_output_get_suggestions(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: camera
+            path: a.py
+            outputs: [image]
+          - id: detector
+            path: b.py
+            inputs:
+              image: camra/image
+              frame: camera/imag
+              other: camera/depth
+            outputs: [line]
+        """,
+    )
+    by_line = {p.location.line: p for p in found}
+    assert "there is no node `camra`" in by_line[8].message and by_line[8].hint == "did you mean `camera`?"
+    assert "declares no output `imag`" in by_line[9].message and by_line[9].hint == "did you mean `image`?"
+    assert "declares: image; or add `depth` to its outputs" in by_line[10].hint
+    assert by_line[8].location.column == 14
+
+
+def test_malformed_timers_and_sources(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: a
+            path: a.py
+            inputs:
+              t1: dora/timer/millis/fast
+              t2: dora/timer/weeks/1
+              t3: dora/timer/hz/0
+              t4: just-a-name
+              t5: a/b/c
+        """,
+    )
+    lines = sorted(p.location.line for p in found)
+    assert lines == [5, 6, 7, 8, 9]
+    text = "\n".join(p.message for p in found)
+    assert "`fast` is not a number" in text and "must be positive" in text and "must look like `node/output`" in text
+
+
+def test_bad_types_and_values(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: a
+            path: a.py
+            outputs: x
+            env: [1, 2]
+            restart_policy: sometimes
+            max_restarts: -1
+            restart_delay: soon
+            inputs:
+              t: {source: dora/timer/millis/10, queue_size: 0, queue_policy: drop_newest, input_timeout: 0}
+          - id: has/slash
+            path: b.py
+          - id: b
+            path: b.py
+            args: {a: 1}
+            outputs: [y, y, "has space"]
+        """,
+    )
+    text = "\n".join(str(p) for p in found)
+    for expected in (
+        ":4:14: node `a`.outputs must be a list",
+        ":5:10: node `a`.env must be a mapping",
+        ":6:21: node `a`.restart_policy must be one of never, on-failure, always, got `sometimes`",
+        ":7:19: node `a`.max_restarts must be >= 0",
+        ":8:20: node `a`.restart_delay must be a number",
+        "queue_size must be >= 1",
+        "queue_policy must be one of drop_oldest, backpressure, got `drop_newest`",
+        "input_timeout must be > 0",
+        ":11:9: node id `has/slash` must not contain `/`",
+        ":15:11: node `b`.args must be a string or a list of strings",
+        ":16:18: node `b` declares output `y` twice",
+        "output name `has space` must not contain",
+    ):
+        assert expected in text, expected
+
+
+def test_paths_that_do_not_exist(tmp_path: Path) -> None:
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "nodes" / "detector.py").write_text("")
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: a
+            path: nodes/detectr.py
+          - id: b
+            path: -m some.module
+          - id: c
+            path: no-such-program-anywhere
+          - id: d
+            path: dynamic
+          - id: e
+            path: python3
+        """,
+        files=(),
+    )
+    assert [where(p) for p in found] == [(3, 11), (7, 11)]
+    assert found[0].hint == "did you mean `detector.py`?"
+
+
+def test_empty_file_and_missing_nodes(tmp_path: Path) -> None:
+    assert problems(tmp_path, "")[0].message == "the file is empty"
+    assert problems(tmp_path, "env: {}\n")[0].message == "the dataflow has no `nodes` list"
+    assert problems(tmp_path, "nodes: []\n")[0].message == "`nodes` must be a non-empty list"
+    assert problems(tmp_path, "- a\n")[0].message == "the dataflow must be a mapping (`key: value` lines)"
+
+
+def test_timer_periods() -> None:
+    assert parse_timer("dora/timer/millis/10") == 10_000_000
+    assert parse_timer("dora/timer/secs/2") == 2_000_000_000
+    assert parse_timer("dora/timer/secs/0.5") == 500_000_000
+    assert parse_timer("dora/timer/hz/100") == 10_000_000
+    with pytest.raises(ValueError, match="must be positive"):
+        parse_timer("dora/timer/millis/0")
+
+
+def test_car_check_prints_every_problem_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yml"
+    path.write_text("nodes:\n  - id: a\n    path: missing.py\n    inputs: {x: nowhere/x}\n    colour: red\n")
+    result = car("check", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith(
+        "flow.yml:3:11: node `a`.path `missing.py` does not exist (looked in " + str(tmp_path) + ")"
+    )
+    assert any(
+        line.endswith("flow.yml:4:17: node `a` input `x` reads from `nowhere/x`, but there is no node `nowhere`")
+        for line in lines
+    )
+    assert any("flow.yml:5:5: unknown key `colour` in a node" in line for line in lines)
+    assert lines[-1].endswith("flow.yml: 3 problems; nothing was started")
+    launched = car("launch", str(path))
+    assert launched.returncode == 2 and "nothing was started" in launched.stderr
+
+
+def test_car_check_on_a_missing_file(tmp_path: Path) -> None:
+    result = car("check", str(tmp_path / "nope.yml"))
+    assert result.returncode == 2
+    assert "nope.yml:1:1: no such file" in result.stderr
