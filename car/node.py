@@ -147,7 +147,7 @@ class Node:
         self.config = cfg
         self._clock = HybridLogicalClock()
         self._ctx = zmq.Context()
-        self._pending: deque[list[Any]] = deque()  # [input or None, frames or Event, alive]
+        self._pending: deque[list[Any]] = deque()  # [input or None, (header, payload) or Event, alive]
         self._closed = False
         self._finished = False  # STOP was handed out: iteration is over
         self._stop_seen = False
@@ -160,20 +160,20 @@ class Node:
         self._main.setsockopt(zmq.RCVHWM, TRANSIT_HWM)
         self._main.bind(cfg.receive_endpoint)
         self._inputs: dict[str, _Input] = {}
-        self._routes: dict[str, list[_Input]] = {}  # source -> inputs fed by the main socket
-        self._by_source: dict[str, list[_Input]] = {}  # source -> every input it feeds
+        self._routes: dict[bytes, list[_Input]] = {}  # source -> inputs fed by the main socket
+        self._by_source: dict[bytes, list[_Input]] = {}  # source -> every input it feeds
         self._polled: list[_Input] = []  # backpressure inputs, each with its own socket
         for name, spec in cfg.inputs.items():
             inp = _Input(name, spec.queue_size, spec.source.startswith("dora/"), spec.input_timeout)
             self._inputs[name] = inp
-            self._by_source.setdefault(spec.source, []).append(inp)
+            self._by_source.setdefault(spec.source.encode(), []).append(inp)
             if spec.endpoint:
                 inp.socket = self._ctx.socket(zmq.ROUTER)
                 inp.socket.setsockopt(zmq.LINGER, 0)
                 inp.socket.bind(spec.endpoint)
                 self._polled.append(inp)
             else:
-                self._routes.setdefault(spec.source, []).append(inp)
+                self._routes.setdefault(spec.source.encode(), []).append(inp)
         self._timed = [i for i in self._inputs.values() if i.timeout]
         self._poller = zmq.Poller()
         self._poller.register(self._main, zmq.POLLIN)
@@ -233,8 +233,9 @@ class Node:
                 return event
             if self._finished or self._closed:
                 return None
-            wait_ms = self._wait_ms(deadline)
-            if not self._receive(wait_ms):
+            if self._collect():
+                continue
+            if not self._wait(self._wait_ms(deadline)):
                 self._expire_inputs()
                 if deadline is not None and time.monotonic() >= deadline and not self._pending:
                     return None
@@ -249,47 +250,59 @@ class Node:
             return None
         return max(0, int((min(ends) - now) * 1000) + 1)
 
-    def _receive(self, wait_ms: int | None) -> bool:
-        """Wait up to wait_ms (None: forever) and move what arrived into the queues."""
-        if not self._polled:
-            if wait_ms is None or self._main.poll(wait_ms):
-                frames = self._main.recv_multipart(copy=False)
-            else:
-                return False
-            self._accept(frames, None)
-            self._drain(self._main, None, DRAIN_BATCH)
-            return True
-        ready = dict(self._poller.poll(wait_ms))
-        if not ready:
-            return False
-        if self._main in ready:
-            self._drain(self._main, None, DRAIN_BATCH)
+    def _collect(self) -> bool:
+        """Queue what arrived while the node was busy, without waiting.
+
+        This is where full queues drop their oldest messages. It runs only when the
+        queues are empty, so a message that arrives while the node waits is handed
+        out at once, without this step on its path.
+        """
+        got = self._drain(self._main, None)
         for inp in self._polled:
-            if inp.socket is not None and inp.socket in ready:
-                self._drain(inp.socket, inp, DRAIN_BATCH)
+            assert inp.socket is not None
+            got = self._drain(inp.socket, inp) or got
+        return got
+
+    def _drain(self, sock: zmq.Socket[bytes], inp: _Input | None) -> bool:
+        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a zmq.Again
+            return False
+        try:
+            for _ in range(DRAIN_BATCH):
+                self._receive_one(sock, inp, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
         return True
 
-    def _drain(self, sock: zmq.Socket[bytes], inp: _Input | None, limit: int) -> None:
-        for _ in range(limit):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            if inp is not None:  # a ROUTER socket: the sender's identity comes first
-                inp.peer = frames.pop(0).bytes
-            self._accept(frames, inp)
+    def _wait(self, wait_ms: int | None) -> bool:
+        """Wait up to wait_ms (None: no limit) for one message and queue it."""
+        if not self._polled:
+            if wait_ms is not None and not self._main.poll(wait_ms):
+                return False
+            self._receive_one(self._main, None, 0)
+            return True
+        ready = dict(self._poller.poll(wait_ms))
+        if self._main in ready:
+            self._receive_one(self._main, None, 0)
+        for inp in self._polled:
+            if inp.socket is not None and inp.socket in ready:
+                self._receive_one(inp.socket, inp, 0)
+        return bool(ready)
 
-    def _accept(self, frames: list[Any], own: _Input | None) -> None:
-        """Queue one received message (own: the backpressure input whose socket it came from)."""
+    def _receive_one(self, sock: zmq.Socket[bytes], own: _Input | None, flags: int) -> None:
+        """Receive one message and queue it (own: the backpressure input whose socket it is)."""
+        if own is not None:  # a ROUTER socket: the sender's identity comes first
+            own.peer = sock.recv(flags)
+            flags = 0  # the rest of a message is there once its first part is
+        header = sock.recv(flags)
+        payload = sock.recv(copy=False) if wire.has_payload_frame(header) else None
         try:
-            kind, source = wire.route(frames[0].bytes)
-        except (wire.WireError, UnicodeDecodeError) as exc:
+            kind, source = wire.route(header)
+        except wire.WireError as exc:
             self._pending.append([None, Event("ERROR", error=f"dropped an unreadable message: {exc}"), True])
             return
         if kind == wire.KIND_DATA:
-            targets = (own,) if own is not None else self._routes.get(source, ())
-            for inp in targets:
-                slot = [inp, frames, True]
+            for inp in (own,) if own is not None else self._routes.get(source, ()):
+                slot = [inp, (header, payload), True]
                 self._pending.append(slot)
                 inp.queue.append(slot)
                 if inp.timeout:
@@ -303,14 +316,17 @@ class Node:
                         self._return_credit(inp)
         elif kind == wire.KIND_CLOSED:
             for inp in self._by_source.get(source, ()):
-                self._close_input(inp, f"{source} closed")
+                self._close_input(inp, f"{source.decode(errors='replace')} closed")
         elif kind == wire.KIND_STOP:
             if not self._stop_seen:
                 self._stop_seen = True
                 self._pending.append([None, Event("STOP"), True])
         elif kind == wire.KIND_ERROR:
-            message = wire.decode(frames[0].bytes, frames[1] if len(frames) > 1 else None)
-            self._pending.append([None, Event("ERROR", error=str(message.value)), True])
+            try:
+                text = str(wire.decode(header, payload).value)
+            except wire.WireError as exc:
+                text = f"an unreadable error message: {exc}"
+            self._pending.append([None, Event("ERROR", error=text), True])
 
     def _close_input(self, inp: _Input, reason: str) -> None:
         if inp.closed:
@@ -339,9 +355,8 @@ class Node:
             inp.queue.popleft()
             if inp.socket is not None:
                 self._return_credit(inp)
-            frames = item
             try:
-                msg = wire.decode(frames[0].bytes, frames[1] if len(frames) > 1 else None)
+                msg = wire.decode(*item)
             except (wire.WireError, ValueError, TypeError) as exc:
                 return Event("ERROR", id=inp.name, error=f"dropped an unreadable message: {exc}")
             self._clock.observe(msg.timestamp.wall_ns, msg.timestamp.counter)
@@ -374,7 +389,7 @@ class Node:
         for link in links:
             if not link.backpressure:
                 try:
-                    link.socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                    _send(link.socket, frames, zmq.NOBLOCK)
                 except zmq.Again:
                     link.dropped += 1
                     self._drops_pending = True
@@ -391,12 +406,12 @@ class Node:
                     except zmq.Again:
                         break
             else:
-                self._drain(self._main, None, DRAIN_BATCH)  # keep our own queues moving
+                self._drain(self._main, None)  # keep our own queues moving, notice STOP
                 if self._stop_seen or self._daemon_gone:
                     link.dropped += 1
                     self._drops_pending = True
                     return
-        link.socket.send_multipart(frames, copy=False)
+        _send(link.socket, frames, 0)
         link.credits -= 1
 
     # -- drops ------------------------------------------------------------------------
@@ -442,7 +457,7 @@ class Node:
                 frames = wire.encode(wire.KIND_CLOSED, self._source_bytes[output], stamp)
                 for link in links:
                     try:
-                        link.socket.send_multipart(frames, zmq.NOBLOCK)
+                        _send(link.socket, frames, zmq.NOBLOCK)
                     except zmq.Again:
                         pass  # the reader is not reading; the daemon closes its input when we exit
         self._report_drops(final=True)
@@ -491,6 +506,15 @@ class Node:
         finally:
             time.sleep(DAEMON_GONE_GRACE_S)
             os._exit(1)
+
+
+def _send(sock: zmq.Socket[bytes], frames: list[Any], flags: int) -> None:
+    """Send one message: small ones as one copied frame, a large payload without a copy."""
+    if len(frames) == 1:
+        sock.send(frames[0], flags)
+    else:
+        sock.send(frames[0], flags | zmq.SNDMORE)
+        sock.send(frames[1], 0, copy=False)  # accepted with its first part: does not block
 
 
 def _alive(pid: int) -> bool:

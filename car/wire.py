@@ -1,26 +1,28 @@
-"""Messages on the wire: one compact binary header frame, then the payload frame.
+"""Messages on the wire: a compact binary header, with small payloads inline.
 
-Header layout (little endian), followed by the variable parts in this order:
+Layout of the first frame (little endian):
 
-    version u8, kind u8, value type u8, ndim u8, hlc wall ns u64, hlc counter u32,
-    source length u16, dtype length u16, metadata length u32,
-    shape (ndim x u64), source (utf-8), dtype (numpy `dtype.str`), metadata (JSON)
+    version u8, kind u8, value type u8 (| PAYLOAD_FRAME), ndim u8,
+    hlc wall ns u64, hlc counter u32, source length u16, dtype length u16, metadata length u32,
+    shape (ndim x u64), source (utf-8), dtype (numpy `dtype.str`), metadata (msgpack),
+    then the payload itself when it is small (at most INLINE_MAX bytes).
 
-A numpy array travels as its raw buffer and is rebuilt over the received buffer with
-`np.frombuffer`, so nothing is pickled and the receiver does not copy it.
+A larger payload (a camera frame) follows as a second frame sent without a copy, and
+arrives as a numpy array over the received buffer: nothing is pickled or copied. One
+frame per small message keeps the Python work per message to a few microseconds.
 """
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any, NamedTuple
 
+import msgpack
 import numpy as np
 
 from car.hlc import Timestamp
 
-VERSION = 1
+VERSION = 2
 
 KIND_DATA = 0  # a value on an output (or a timer tick)
 KIND_CLOSED = 1  # the source output will send nothing more
@@ -31,9 +33,13 @@ VT_NONE = 0
 VT_ARRAY = 1
 VT_BYTES = 2
 VT_STR = 3
-VT_JSON = 4
+VT_PACKED = 4  # numbers, lists, dicts: msgpack
+PAYLOAD_FRAME = 0x80  # flag on the value type: the payload is the next frame
+
+INLINE_MAX = 64 * 1024
 
 _FIXED = struct.Struct("<BBBBQIHHI")
+FIXED_SIZE = _FIXED.size
 
 
 class WireError(ValueError):
@@ -50,12 +56,19 @@ class Message(NamedTuple):
     timestamp: Timestamp
 
 
-def _json_default(obj: Any) -> Any:
+def _pack_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} cannot be sent")
+
+
+def _pack(value: Any) -> bytes:
+    packed: bytes = msgpack.packb(value, default=_pack_default)
+    return packed
 
 
 def encode(
@@ -65,80 +78,107 @@ def encode(
     value: Any = None,
     metadata: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """The frames of one message; the payload frame refers to `value`'s memory, not a copy."""
-    meta = json.dumps(metadata, default=_json_default).encode() if metadata else b""
+    """The frames of one message: `[frame]`, or `[header, payload]` for a large payload.
+
+    A large payload frame refers to `value`'s memory: it is sent without a copy.
+    """
+    meta = _pack(metadata) if metadata else b""
     dtype = b""
     shape: tuple[int, ...] = ()
-    payload: Any = None
+    payload: Any
     if value is None:
-        vtype = VT_NONE
+        vtype, payload = VT_NONE, b""
+    elif isinstance(value, bytes):
+        vtype, payload = VT_BYTES, value
     elif isinstance(value, np.ndarray):
-        vtype = VT_ARRAY
-        if not value.flags.c_contiguous:
-            value = np.ascontiguousarray(value)
         if value.dtype.hasobject:
             raise TypeError("arrays of Python objects cannot be sent; use a numeric dtype or a list")
-        dtype, shape = value.dtype.str.encode(), value.shape
+        if not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value)
+        vtype, dtype, shape = VT_ARRAY, value.dtype.str.encode(), value.shape
         payload = value.data if value.ndim else value.tobytes()
-    elif isinstance(value, (bytes, bytearray, memoryview)):
+    elif isinstance(value, (bytearray, memoryview)):
         vtype, payload = VT_BYTES, value
     elif isinstance(value, str):
         vtype, payload = VT_STR, value.encode()
     else:
-        vtype = VT_JSON
         try:
-            payload = json.dumps(value, default=_json_default).encode()
-        except (TypeError, ValueError) as exc:
+            vtype, payload = VT_PACKED, _pack(value)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(
-                f"cannot send a {type(value).__name__}: send a numpy array, bytes, str or JSON-able value ({exc})"
+                f"cannot send a {type(value).__name__}: send a numpy array, bytes, str, number, list or dict ({exc})"
             ) from None
+    separate = (payload.nbytes if isinstance(payload, memoryview) else len(payload)) > INLINE_MAX
     header = _FIXED.pack(
-        VERSION, kind, vtype, len(shape), timestamp[0], timestamp[1], len(source), len(dtype), len(meta)
+        VERSION,
+        kind,
+        vtype | PAYLOAD_FRAME if separate else vtype,
+        len(shape),
+        timestamp[0],
+        timestamp[1],
+        len(source),
+        len(dtype),
+        len(meta),
     )
-    if shape or source or dtype or meta:
-        header += struct.pack(f"<{len(shape)}Q", *shape) + source + dtype + meta
-    return [header] if payload is None else [header, payload]
+    if shape:
+        header += struct.pack(f"<{len(shape)}Q", *shape)
+    header += source + dtype + meta
+    if separate:
+        return [header, payload]
+    return [header + payload if payload else header]
 
 
-def route(header: bytes) -> tuple[int, str]:
+def has_payload_frame(header: bytes) -> bool:
+    """True when a second frame with the payload follows this header."""
+    return len(header) > 2 and bool(header[2] & PAYLOAD_FRAME)
+
+
+def route(header: bytes) -> tuple[int, bytes]:
     """The kind and source of a message, read without decoding its value (for queueing)."""
-    if len(header) < _FIXED.size or header[0] != VERSION:
-        return decode(header).kind, ""  # raises a WireError that says what is wrong
-    src_len = int.from_bytes(header[16:18], "little")
-    pos = _FIXED.size + 8 * header[3]
-    return header[1], header[pos : pos + src_len].decode()
+    if len(header) < FIXED_SIZE or header[0] != VERSION:
+        decode(header)  # raises a WireError that says what is wrong
+    src_len = header[16] | header[17] << 8
+    pos = FIXED_SIZE + 8 * header[3]
+    return header[1], header[pos : pos + src_len]
 
 
 def decode(header: bytes, payload: Any = None) -> Message:
-    """Rebuild a message from its header bytes and payload buffer (a zmq Frame, bytes, or None)."""
-    try:
-        version, kind, vtype, ndim, wall, count, src_len, dtype_len, meta_len = _FIXED.unpack_from(header)
-    except struct.error:
-        raise WireError(f"header too short ({len(header)} bytes)") from None
+    """Rebuild a message from its first frame and, if it has one, its payload frame."""
+    if len(header) < FIXED_SIZE:
+        raise WireError(f"header too short ({len(header)} bytes)")
+    version, kind, vtype, ndim, wall, count, src_len, dtype_len, meta_len = _FIXED.unpack_from(header)
     if version != VERSION:
         raise WireError(f"message format version {version}, this node speaks {VERSION}: run one car version")
-    pos = _FIXED.size
+    pos = FIXED_SIZE
     shape = struct.unpack_from(f"<{ndim}Q", header, pos) if ndim else ()
     pos += 8 * ndim
+    end = pos + src_len + dtype_len + meta_len
+    if end > len(header):
+        raise WireError("header shorter than the lengths it declares")
     source = header[pos : pos + src_len].decode()
     pos += src_len
     dtype = header[pos : pos + dtype_len].decode()
     pos += dtype_len
-    metadata = json.loads(header[pos : pos + meta_len]) if meta_len else {}
-    value: Any = None
-    if vtype != VT_NONE:
+    metadata = msgpack.unpackb(header[pos:end]) if meta_len else {}
+    if not isinstance(metadata, dict):
+        raise WireError("metadata is not a mapping")
+    if vtype & PAYLOAD_FRAME:
         if payload is None:
             raise WireError("message has no payload frame")
         buffer = getattr(payload, "buffer", payload)
-        if vtype == VT_ARRAY:
-            value = np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
-            value.flags.writeable = False  # a view of the received buffer: copy to change it
-        elif vtype == VT_BYTES:
-            value = bytes(buffer)
-        elif vtype == VT_STR:
-            value = bytes(buffer).decode()
-        elif vtype == VT_JSON:
-            value = json.loads(bytes(buffer))
-        else:
-            raise WireError(f"unknown value type {vtype}")
+    else:
+        buffer = memoryview(header)[end:]
+    vtype &= ~PAYLOAD_FRAME
+    value: Any = None
+    if vtype == VT_ARRAY:
+        value = np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
+        value.flags.writeable = False  # a view of the received buffer: copy to change it
+    elif vtype == VT_BYTES:
+        value = bytes(buffer)
+    elif vtype == VT_STR:
+        value = bytes(buffer).decode()
+    elif vtype == VT_PACKED:
+        value = msgpack.unpackb(buffer)
+    elif vtype != VT_NONE:
+        raise WireError(f"unknown value type {vtype}")
     return Message(kind, source, value, metadata, Timestamp(wall, count))

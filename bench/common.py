@@ -1,0 +1,59 @@
+"""Shared by the benchmarks: percentiles, machine facts, running `car` on a generated dataflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+NODES = BENCH / "nodes"
+
+
+def percentiles_us(samples_ns: list[int], skip: int = 10) -> dict[str, float]:
+    """p50, p99 and max in microseconds, after dropping `skip` warm-up samples."""
+    data = np.asarray(samples_ns[skip:] if len(samples_ns) > 2 * skip else samples_ns, dtype=np.float64) / 1000
+    if data.size == 0:
+        return {"p50_us": float("nan"), "p99_us": float("nan"), "max_us": float("nan"), "n": 0}
+    return {
+        "p50_us": round(float(np.percentile(data, 50)), 1),
+        "p99_us": round(float(np.percentile(data, 99)), 1),
+        "max_us": round(float(data.max()), 1),
+        "n": int(data.size),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def run_car(yaml_text: str, duration: float | None, timeout: float = 120) -> Path:
+    """Write the dataflow into a fresh folder, `car launch` it, return the folder."""
+    folder = Path(tempfile.mkdtemp(prefix="car-bench-"))
+    (folder / "flow.yml").write_text(yaml_text.replace("@NODES", str(NODES)).replace("@OUT", str(folder)))
+    args = [sys.executable, "-m", "car", "launch", str(folder / "flow.yml"), "--quiet", "--out", str(folder / "out")]
+    if duration is not None:
+        args += ["--duration", str(duration)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"car launch failed ({result.returncode}):\n{result.stderr}")
+    return folder
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file a benchmark node wrote."""
+    return json.loads(path.read_text())
