@@ -9,10 +9,13 @@ and through bare pyzmq (sender -> [relay ->] receiver, separate processes):
 
 Latency is perf_counter_ns() at the receiver minus perf_counter_ns() taken just before the
 send (carried in metadata for car, in the payload for pyzmq); warm-up samples are dropped.
+The machine is shared and noisy, so every case runs --repeat times, car and pyzmq
+interleaved, and the figures are the medians over the repetitions.
 
 `--json` prints one object:
   machine: date, cpus, platform, python
-  cases.<case>.car / .zmq: p50_us, p99_us, max_us, n        (latency cases)
+  repeat: repetitions per case
+  cases.<case>.car / .zmq: p50_us, p99_us (medians over repetitions), runs (each run's figures)
   cases.<case>.ratio_p50: car p50 / zmq p50
   throughput.car: msgs_per_s (delivered), sent, received, dropped (every drop counted)
   throughput.zmq: msgs_per_s, sent, received
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,7 +115,7 @@ def zmq_throughput(count: int) -> dict[str, Any]:
     peer = [sys.executable, str(BENCH / "peers" / "zmq_peer.py")]
     ep = f"ipc://{folder}/count.sock"
     receiver = subprocess.Popen([*peer, "count", ep, str(folder / "out.json")])
-    sender = subprocess.Popen([*peer, "flood", ep, str(SMALL), str(count)])
+    sender = subprocess.Popen([*peer, "flood", ep, str(SMALL), str(count), str(folder / "out.json")])
     sender.wait(timeout=120)
     receiver.wait(timeout=120)
     result = read_json(folder / "out.json")
@@ -119,19 +123,42 @@ def zmq_throughput(count: int) -> dict[str, Any]:
     return {"msgs_per_s": round(result["received"] * 1e9 / span), "sent": count, "received": result["received"]}
 
 
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median p50 and p99 over repeated runs, and the runs themselves."""
+    return {
+        "p50_us": round(statistics.median(r["p50_us"] for r in results), 1),
+        "p99_us": round(statistics.median(r["p99_us"] for r in results), 1),
+        "runs": results,
+    }
+
+
+def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput."""
+    return sorted(results, key=lambda r: r["msgs_per_s"])[len(results) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each latency case (default 5)")
     parser.add_argument("--count", type=int, default=200_000, help="messages in the throughput case")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of every case (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
 
-    report: dict[str, Any] = {"machine": machine(), "cases": {}}
-    for case, (size, hz, hops) in CASES.items():
-        car = car_latency(size, hz, hops, args.seconds)
-        zmq = zmq_latency(size, hz, hops, args.seconds)
-        report["cases"][case] = {"car": car, "zmq": zmq, "ratio_p50": round(car["p50_us"] / zmq["p50_us"], 2)}
-    car_tp, zmq_tp = car_throughput(args.count), zmq_throughput(args.count)
+    report: dict[str, Any] = {"machine": machine(), "repeat": args.repeat, "cases": {}}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {case: {"car": [], "zmq": []} for case in CASES}
+    throughput: dict[str, list[dict[str, Any]]] = {"car": [], "zmq": []}
+    for _ in range(args.repeat):
+        for case, (size, hz, hops) in CASES.items():
+            runs[case]["car"].append(car_latency(size, hz, hops, args.seconds))
+            runs[case]["zmq"].append(zmq_latency(size, hz, hops, args.seconds))
+        throughput["car"].append(car_throughput(args.count))
+        throughput["zmq"].append(zmq_throughput(args.count))
+    for case, by_peer in runs.items():
+        row: dict[str, Any] = {peer: summarise(results) for peer, results in by_peer.items()}
+        row["ratio_p50"] = round(row["car"]["p50_us"] / row["zmq"]["p50_us"], 2)
+        report["cases"][case] = row
+    car_tp, zmq_tp = median_run(throughput["car"]), median_run(throughput["zmq"])
     report["throughput"] = {
         "car": car_tp,
         "zmq": zmq_tp,
@@ -141,7 +168,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{report['machine']['date']}, {report['machine']['cpus']} CPUs, Python {report['machine']['python']}")
+    info = report["machine"]
+    print(f"{info['date']}, {info['cpus']} CPUs, Python {info['python']}; medians of {args.repeat} interleaved runs")
     print(f"{'case':<12} {'car p50':>9} {'car p99':>9} {'zmq p50':>9} {'zmq p99':>9} {'car/zmq p50':>12}   (µs)")
     for case, row in report["cases"].items():
         car, zmq = row["car"], row["zmq"]

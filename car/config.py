@@ -20,6 +20,10 @@ ENV_VAR = "CAR_NODE_CONFIG"
 # receive, so this is only reached when a node stops reading altogether.
 TRANSIT_HWM = 1000
 
+# How soon a socket retries a connect that failed because its peer has not bound yet
+# (ZeroMQ's default, 100 ms, would hold back the first messages of every run).
+RECONNECT_MS = 10
+
 
 @dataclass
 class Destination:

@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 
 from car import wire
-from car.config import ENV_VAR, NodeConfig, plan_run
+from car.config import ENV_VAR, RECONNECT_MS, NodeConfig, plan_run
 from car.hlc import HybridLogicalClock
 from car.logs import NodeLog, Terminal
 from car.runs import RunInfo, remove_run
@@ -102,10 +102,13 @@ class Daemon:
                 if spec.id not in table.setdefault(inp.source, []):
                     table[inp.source].append(spec.id)
         self._ctx = zmq.Context()
+        self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         self._clock = HybridLogicalClock()
         endpoints = {nid: n.config.receive_endpoint for nid, n in self.nodes.items()}
         self.timers = Timers(self._ctx, subscribers, endpoints)
         self._notify: dict[str, zmq.Socket[bytes]] = {}
+        self._eos: set[tuple[str, str]] = set()  # (reader, source) pairs whose end-of-stream arrived
+        self._flushes: dict[str, tuple[bytes, set[tuple[str, str]]]] = {}  # waiting senders
         self._control: zmq.Socket[bytes] | None = None
         self.stopping = False
         self.stop_reason = ""
@@ -225,6 +228,7 @@ class Daemon:
     def _ended(self, node: NodeState, code: int, now: float) -> None:
         node.exit_code = code
         self.timers.disable(node.spec.id)
+        self._delivered(node.spec.id)  # an exited reader holds up no sender
         node.log.note(f"exited: {describe_exit(code)}")
         ran = now - node.started_at
         if node.signalled:
@@ -302,15 +306,20 @@ class Daemon:
                 request = zmq.utils.jsonapi.loads(raw)
                 if not isinstance(request, dict):
                     raise TypeError("a request is a JSON object")
-                answer = self._handle(request)
+                answer = self._handle(request, identity)
             except (ValueError, KeyError, TypeError) as exc:
                 answer = {"ok": False, "error": f"bad request: {exc}"}
             if answer is not None:
                 self._control.send_multipart([identity, zmq.utils.jsonapi.dumps(answer)])
 
-    def _handle(self, request: dict[str, Any]) -> dict[str, Any] | None:
+    def _handle(self, request: dict[str, Any], identity: bytes) -> dict[str, Any] | None:
         op = request.get("op")
         node = self.nodes.get(request.get("node", ""))
+        if op == "eos" and node is not None:
+            self._delivered(node.spec.id, str(request.get("source", "")))
+            return None
+        if op == "flush" and node is not None:
+            return self._flush(node.spec.id, identity)
         if op == "ready" and node is not None:
             if node.spec.is_dynamic:
                 node.state, node.pid, node.started_at = "running", int(request.get("pid", 0)), time.monotonic()
@@ -321,6 +330,7 @@ class Daemon:
             if node.spec.is_dynamic and node.proc is None:
                 node.state = "exited"
                 self.timers.disable(node.spec.id)
+                self._delivered(node.spec.id)
                 if not self.stopping:
                     self._close_outputs(node.spec.id)
             return None
@@ -359,6 +369,30 @@ class Daemon:
                 {"id": n.spec.id, "state": n.state, "pid": n.pid, "restarts": n.restarts} for n in self.nodes.values()
             ],
         }
+
+    def _flush(self, node_id: str, identity: bytes) -> dict[str, Any] | None:
+        """Answer once every reader of `node_id` has the end of its streams (see Node.close)."""
+        pending = {
+            (reader, f"{node_id}/{output}")
+            for output in self.nodes[node_id].spec.outputs
+            for reader in self._readers.get(f"{node_id}/{output}", [])
+            if self.nodes[reader].state in ("running", "pending", "restarting")
+        } - self._eos
+        if not pending:
+            return {"ok": True, "pending": []}
+        self._flushes[node_id] = (identity, pending)
+        return None
+
+    def _delivered(self, reader: str, source: str = "") -> None:
+        """A reader has the end of `source` (or of everything, when it exited)."""
+        if source:
+            self._eos.add((reader, source))
+        for node_id, (identity, pending) in list(self._flushes.items()):
+            pending -= {(r, s) for r, s in pending if r == reader and (not source or s == source)}
+            if not pending:
+                del self._flushes[node_id]
+                assert self._control is not None
+                self._control.send_multipart([identity, zmq.utils.jsonapi.dumps({"ok": True, "pending": []})])
 
     # -- the end -----------------------------------------------------------------------
     def _shutdown(self) -> None:

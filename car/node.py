@@ -26,7 +26,7 @@ from typing import Any
 import zmq
 
 from car import wire
-from car.config import TRANSIT_HWM, NodeConfig
+from car.config import RECONNECT_MS, TRANSIT_HWM, NodeConfig
 from car.hlc import HybridLogicalClock, Timestamp
 
 EVENT_TYPES = ("INPUT", "INPUT_CLOSED", "STOP", "ERROR")
@@ -34,7 +34,9 @@ DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, a
 DROP_REPORT_PERIOD_S = 1.0
 SEND_RETRY_MS = 100  # a backpressure send re-checks for STOP this often
 DAEMON_GONE_GRACE_S = 3.0
-LINGER_MS = 1000
+LINGER_MS = 1000  # at exit, how long queued messages may take to reach live readers
+STOPPING_LINGER_MS = 100
+FLUSH_TIMEOUT_S = 5.0  # a node that ends waits this long, at most, for its readers to take its last messages  # the same when the whole dataflow stops: readers are leaving too
 
 
 class Event:
@@ -147,10 +149,12 @@ class Node:
         self.config = cfg
         self._clock = HybridLogicalClock()
         self._ctx = zmq.Context()
+        self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         self._pending: deque[list[Any]] = deque()  # [input or None, (header, payload) or Event, alive]
         self._closed = False
         self._finished = False  # STOP was handed out: iteration is over
-        self._stop_seen = False
+        self._stop_seen = False  # a STOP is queued (from the daemon, or all inputs closed)
+        self._dataflow_stopping = False  # the daemon said STOP
         self._daemon_gone = False
         self._drops_pending = False
         self._next_drop_report = 0.0
@@ -264,7 +268,7 @@ class Node:
         return got
 
     def _drain(self, sock: zmq.Socket[bytes], inp: _Input | None) -> bool:
-        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a zmq.Again
+        if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # cheaper than a zmq.Again
             return False
         try:
             for _ in range(DRAIN_BATCH):
@@ -315,9 +319,13 @@ class Node:
                     if inp.socket is not None:
                         self._return_credit(inp)
         elif kind == wire.KIND_CLOSED:
+            name = source.decode(errors="replace")
+            if any(not inp.closed for inp in self._by_source.get(source, ())):
+                self._tell_daemon({"op": "eos", "node": self.id, "source": name})
             for inp in self._by_source.get(source, ()):
-                self._close_input(inp, f"{source.decode(errors='replace')} closed")
+                self._close_input(inp, f"{name} closed")
         elif kind == wire.KIND_STOP:
+            self._dataflow_stopping = True
             if not self._stop_seen:
                 self._stop_seen = True
                 self._pending.append([None, Event("STOP"), True])
@@ -451,31 +459,58 @@ class Node:
         if self._closed:
             return
         self._closed = True
-        if self.config.send_eos:
-            stamp = self._clock.now()
-            for output, links in self._outputs.items():
-                frames = wire.encode(wire.KIND_CLOSED, self._source_bytes[output], stamp)
-                for link in links:
-                    try:
-                        _send(link.socket, frames, zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass  # the reader is not reading; the daemon closes its input when we exit
+        if self.config.send_eos and not self._dataflow_stopping:
+            self._finish_outputs()
         self._report_drops(final=True)
         totals = self.drop_counts()
         if totals:
             summary = ", ".join(f"{k}: {v}" for k, v in totals.items())
             print(f"car: node `{self.id}` dropped in total: {summary}", file=sys.stderr)
+        self._tell_daemon({"op": "bye", "node": self.id, "drops": totals})
+        self._ctx.destroy(linger=STOPPING_LINGER_MS if self._dataflow_stopping else LINGER_MS)
+
+    def _finish_outputs(self) -> None:
+        """Send end-of-stream on every link and wait until every reader has it.
+
+        ZeroMQ discards what a lagging reader has not read yet when the sender goes
+        away, so a node that ends waits (at most FLUSH_TIMEOUT_S) for the daemon to
+        confirm that each reader got the end of each stream (or exited).
+        """
+        if not any(self._outputs.values()):
+            return
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        stamp = self._clock.now()
+        for output, links in self._outputs.items():
+            frames = wire.encode(wire.KIND_CLOSED, self._source_bytes[output], stamp)
+            for link in links:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                if link.socket.poll(left_ms, zmq.POLLOUT):
+                    _send(link.socket, frames, zmq.NOBLOCK)
         try:
-            self._control.send_json({"op": "bye", "node": self.id, "drops": totals}, zmq.NOBLOCK)
+            self._control.send_json({"op": "flush", "node": self.id})
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            answer = self._control.recv_json() if self._control.poll(left_ms) else None
         except zmq.ZMQError:
-            pass
-        self._ctx.destroy(linger=LINGER_MS)
+            answer = None
+        if not isinstance(answer, dict) or answer.get("pending"):
+            readers = ", ".join(answer["pending"]) if isinstance(answer, dict) else "its readers"
+            print(
+                f"car: node `{self.id}` ends before {readers} read its last messages "
+                f"(waited {FLUSH_TIMEOUT_S:g} s); those messages may be lost",
+                file=sys.stderr,
+            )
 
     def __enter__(self) -> Node:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _tell_daemon(self, message: dict[str, Any]) -> None:
+        try:
+            self._control.send_json(message, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # no daemon to tell
 
     def dataflow_id(self) -> str:
         """The id of the running dataflow (dora-compatible name)."""

@@ -4,11 +4,14 @@ Roles (one process each):
   sender   ENDPOINT SIZE HZ SECONDS    send SIZE bytes at HZ, perf_counter_ns in the first 8
   relay    IN_ENDPOINT OUT_ENDPOINT    forward until the end marker (an empty message)
   receiver ENDPOINT OUT_FILE           record latencies until the end marker
-  flood    ENDPOINT SIZE COUNT         send COUNT messages as fast as possible
+  flood    ENDPOINT SIZE COUNT DONE    send COUNT messages as fast as possible, then stay
+                                       connected until the file DONE exists (ZeroMQ drops what
+                                       a lagging reader has not read when its sender leaves)
   count    ENDPOINT OUT_FILE           count messages until the end marker
 """
 
 import json
+import os
 import sys
 import time
 
@@ -19,6 +22,7 @@ import zmq
 def main() -> None:
     role, args = sys.argv[1], sys.argv[2:]
     ctx = zmq.Context()
+    ctx.setsockopt(zmq.RCVTIMEO, 10_000)  # a lost peer ends the run instead of hanging it
     if role == "sender":
         endpoint, size, hz, seconds = args[0], int(args[1]), float(args[2]), float(args[3])
         push = ctx.socket(zmq.PUSH)
@@ -57,7 +61,7 @@ def main() -> None:
         with open(args[1], "w") as out:
             json.dump({"latencies_ns": latencies}, out)
     elif role == "flood":
-        endpoint, size, count = args[0], int(args[1]), int(args[2])
+        endpoint, size, count, done = args[0], int(args[1]), int(args[2]), args[3]
         push = ctx.socket(zmq.PUSH)
         push.connect(endpoint)
         time.sleep(0.2)
@@ -65,6 +69,9 @@ def main() -> None:
         for _ in range(count):
             push.send(payload)
         push.send(b"")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.01)
     elif role == "count":
         pull = ctx.socket(zmq.PULL)
         pull.bind(args[0])
@@ -79,7 +86,7 @@ def main() -> None:
                 first = last
         with open(args[1], "w") as out:
             json.dump({"received": received, "first_ns": first, "last_ns": last}, out)
-    ctx.destroy(linger=2000)
+    ctx.destroy(linger=-1)  # deliver everything queued, the end marker included
 
 
 if __name__ == "__main__":
