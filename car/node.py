@@ -28,8 +28,8 @@ import zmq
 from car import wire
 from car.config import RECONNECT_MS, TRANSIT_HWM, NodeConfig
 from car.hlc import HybridLogicalClock, Timestamp
+from car.runs import pid_alive
 
-EVENT_TYPES = ("INPUT", "INPUT_CLOSED", "STOP", "ERROR")
 DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, at most
 DROP_REPORT_PERIOD_S = 1.0
 SEND_RETRY_MS = 100  # a backpressure send re-checks for STOP this often
@@ -526,7 +526,7 @@ class Node:
         if fd >= 0:
             select.select([fd], [], [])
         else:
-            while _alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.25)
         self._daemon_gone = True
         try:
@@ -550,13 +550,3 @@ def _send(sock: zmq.Socket[bytes], frames: list[Any], flags: int) -> None:
     else:
         sock.send(frames[0], flags | zmq.SNDMORE)
         sock.send(frames[1], 0, copy=False)  # accepted with its first part: does not block
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

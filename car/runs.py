@@ -72,7 +72,8 @@ def remove_run(info: RunInfo) -> None:
     shutil.rmtree(info.folder, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -90,7 +91,7 @@ def list_runs() -> list[RunInfo]:
             info = RunInfo(**json.loads(meta.read_text()))
         except (OSError, ValueError, TypeError):
             continue
-        if _pid_alive(info.pid):
+        if pid_alive(info.pid):
             runs.append(info)
         else:
             shutil.rmtree(meta.parent, ignore_errors=True)
