@@ -1,1 +1,21 @@
-"""sim package."""
+"""The simulator: tracks, car dynamics, camera and sensors behind the `hal` interfaces."""
+
+from sim.camera import CameraParams
+from sim.render import render_run, save_run_png
+from sim.sensors import SensorParams
+from sim.track import Track, TrackError, load_track
+from sim.vehicle import CarParams
+from sim.world import GroundTruth, World
+
+__all__ = [
+    "CameraParams",
+    "CarParams",
+    "GroundTruth",
+    "SensorParams",
+    "Track",
+    "TrackError",
+    "World",
+    "load_track",
+    "render_run",
+    "save_run_png",
+]

@@ -39,3 +39,11 @@ def test_timer_benchmark_reports_jitter_and_drift() -> None:
     assert report["ticks"] > 50
     jitter = report["jitter_us"]
     assert isinstance(jitter, dict) and 0 <= jitter["p50"] <= jitter["p99"] <= jitter["max"]
+
+
+@pytest.mark.slow
+def test_simulator_benchmark_reports_speed_and_render_time() -> None:
+    report = run_bench("bench/sim_speed.py", "--seconds", "3")
+    assert report["sim_seconds"] >= 3.0 and report["frames"] >= 89
+    assert report["realtime_factor"] > 1  # sanity only: headless is faster than real time
+    assert 0 < report["render_ms_p50"] <= report["render_ms_p99"]

@@ -1,0 +1,53 @@
+"""What a node may ask of the car: drive the wheels, read the sensors, read the camera.
+
+The simulator (`sim`) and the real car (the board client and the OpenCV camera)
+implement these; a node holds one and never knows which. Units are SI: metres, seconds,
+radians, volts. Time stamps are seconds on the implementation's clock (simulated time in
+`sim`, `time.monotonic()` on the car).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SensorReading:
+    """One reading of every sensor, taken at `t`."""
+
+    t: float
+    encoder_ticks: tuple[int, int]  # left, right, counted since start (signed)
+    wheel_speeds: tuple[float, float]  # left, right, m/s, from the encoders
+    line_sensors: tuple[float, ...]  # reflectance darkness, left to right: 0 = bright floor, 1 = black tape
+    yaw_rate: float  # rad/s, counter-clockwise positive (gyro z)
+    range_m: float | None  # distance to the nearest obstacle ahead, None when nothing is in range
+    battery_v: float
+
+
+class Wheels(Protocol):
+    """The two driven wheels of a differential-drive car."""
+
+    def set_wheel_speeds(self, left: float, right: float) -> None:
+        """Ask for wheel surface speeds in m/s (forward positive); the car clamps them to its limits."""
+
+    def stop(self) -> None:
+        """Stop both wheels."""
+
+
+class Sensors(Protocol):
+    """The car's sensors, read together."""
+
+    def read(self) -> SensorReading:
+        """The latest reading."""
+        ...
+
+
+class Camera(Protocol):
+    """A camera looking ahead of the car."""
+
+    def read(self) -> tuple[np.ndarray, float]:
+        """The latest frame (BGR, uint8, height x width x 3) and the time it was captured."""
+        ...
