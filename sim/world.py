@@ -70,7 +70,7 @@ class World:
     def __init__(
         self,
         track: Track,
-        car: CarParams | None = None,
+        car_params: CarParams | None = None,
         seed: int = 0,
         camera: CameraParams | None = None,
         sensors: SensorParams | None = None,
@@ -83,7 +83,7 @@ class World:
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
         )
         self.floor = track.floor_map(px_per_m, seed=int(floor_rng.integers(2**31)))
-        self.vehicle = Vehicle(car or CarParams(), track.pose_at(0.0, start_offset), vehicle_rng)
+        self.vehicle = Vehicle(car_params or CarParams(), track.pose_at(0.0, start_offset), vehicle_rng)
         self.wheels = SimWheels(self.vehicle)
         self.camera = SimCamera(camera or CameraParams(), self.floor, self.vehicle, camera_rng)
         self.sensors = SimSensors(
