@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-DATAFLOW ?= dataflows/demo.yml
+DATAFLOW ?= dataflows/follow_line.yml
 
 .PHONY: setup run test pytest lint typecheck bench clean
 

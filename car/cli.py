@@ -16,6 +16,7 @@ from pathlib import Path
 
 from car.config import ENV_VAR
 from car.daemon import COMPAT_DIR, Daemon
+from car.extensions import launch_options
 from car.graph import to_html, to_mermaid
 from car.loader import load_dataflow
 from car.logs import Terminal
@@ -88,6 +89,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
     dataflow = _load(args.file)
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
+    extra_env: dict[str, str] = {}
+    for provider_name, provider in launch_options():
+        try:
+            extra_env.update(provider.environment(args))
+        except ValueError as exc:
+            raise UserError(f"{provider_name} options: {exc}") from None
     name = _run_name(dataflow, args.name)
     out_dir = Path(args.out) / name
     run = create_run(name, str(dataflow.file), str(out_dir))
@@ -97,7 +104,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         terminal.say(
             f"running every node on this machine (deploy machines {', '.join(machines)} need `car coordinator`)"
         )
-    daemon = Daemon(dataflow, run, terminal, grace=args.grace)
+    daemon = Daemon(dataflow, run, terminal, grace=args.grace, extra_env=extra_env)
     terminal.say(f"run `{name}`: {len(dataflow.nodes)} nodes, logs in {out_dir}/")
     code = daemon.run(args.duration)
     for line in daemon.summary():
@@ -186,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=2.0, metavar="S", help="seconds between STOP and SIGTERM (default 2)")
     p.add_argument("--out", default="out", metavar="DIR", help="logs go to DIR/NAME/NODE.log (default out)")
     p.add_argument("--quiet", action="store_true", help="do not echo node output (logs are still written)")
+    for provider_name, provider in launch_options():
+        provider.add_arguments(p.add_argument_group(f"{provider_name} options"))
     p.set_defaults(func=cmd_launch)
 
     p = sub.add_parser("list", help="list the dataflows running on this machine")

@@ -82,11 +82,19 @@ def describe_exit(code: int) -> str:
 class Daemon:
     """Runs one dataflow on this machine until every node has ended or it is stopped."""
 
-    def __init__(self, dataflow: Dataflow, run: RunInfo, terminal: Terminal, grace: float = 2.0):
+    def __init__(
+        self,
+        dataflow: Dataflow,
+        run: RunInfo,
+        terminal: Terminal,
+        grace: float = 2.0,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.dataflow = dataflow
         self.run_info = run
         self.terminal = terminal
         self.grace = grace
+        self.extra_env = extra_env or {}  # from launch options: overrides the file's env
         self.out_dir = Path(run.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         configs = plan_run(dataflow, run.run_id, run.name, run.folder, run.control)
@@ -166,6 +174,7 @@ class Daemon:
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         env.update(self.dataflow.env)
         env.update(node.spec.env)
+        env.update(self.extra_env)
         env[ENV_VAR] = node.config.to_json()
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COMPAT_DIR), env.get("PYTHONPATH", "")]))
@@ -338,7 +347,7 @@ class Daemon:
             return {"ok": True, **self.status()}
         if op == "stop":
             self.stop(str(request.get("reason", "requested by `car stop`")))
-            return {"ok": True}
+            return {"ok": True} if request.get("reply", True) else None
         if op == "node_config":
             if node is None:
                 return {"ok": False, "error": f"this dataflow has no node `{request.get('node')}`"}

@@ -486,12 +486,14 @@ class Node:
                 left_ms = max(0, int((deadline - time.monotonic()) * 1000))
                 if link.socket.poll(left_ms, zmq.POLLOUT):
                     _send(link.socket, frames, zmq.NOBLOCK)
+        answer = None
         try:
             self._control.send_json({"op": "flush", "node": self.id})
-            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            answer = self._control.recv_json() if self._control.poll(left_ms) else None
+            while answer is None and self._control.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+                reply = self._control.recv_json()
+                answer = reply if isinstance(reply, dict) and "pending" in reply else None
         except zmq.ZMQError:
-            answer = None
+            pass
         if not isinstance(answer, dict) or answer.get("pending"):
             readers = ", ".join(answer["pending"]) if isinstance(answer, dict) else "its readers"
             print(
@@ -505,6 +507,10 @@ class Node:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def stop_dataflow(self, reason: str) -> None:
+        """Ask the daemon to stop the whole dataflow (every node gets STOP), e.g. when a task is done."""
+        self._tell_daemon({"op": "stop", "node": self.id, "reason": f"node `{self.id}`: {reason}", "reply": False})
 
     def _tell_daemon(self, message: dict[str, Any]) -> None:
         try:

@@ -1,0 +1,180 @@
+"""car_io: the only node that touches the car (here: the simulator).
+
+Inputs: `cmd` ({"left": m/s, "right": m/s}), `tick` (once a second: a status line).
+Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
+truth, simulator only).
+
+The simulated car runs in lockstep with the graph: frame k goes out, and the simulation
+moves on when the command caused by frame k comes back (applied after a modelled 10 ms of
+processing), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
+clock (1: real time; 0: as fast as the nodes answer, for tests). Either way all timing
+below is in simulated time, so a run is the same whatever the machine's speed.
+
+Safety: commands are clamped to `MAX_WHEEL_SPEED`; with no command for `DEADMAN_S`
+(200 ms) the wheels stop, and they stop at once when the controller's output closes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from car import Node
+from sim import World, load_track, render_run, save_run_png
+from sim.world import GroundTruth
+
+DEADMAN_S = 0.2
+COMMAND_LATENCY_S = 0.010  # modelled time from frame capture to the command it causes
+PHYSICS_STEP_S = 0.010
+LOCKSTEP_WAIT_S = 0.5  # wall seconds to wait for a command at realtime factor 0
+OFF_TRACK_STOP_S = 3.0  # stop a run whose car has been off the line this long
+MAX_WHEEL_SPEED = float(os.environ.get("MAX_WHEEL_SPEED", "1.0"))
+
+
+def clamp(value: float) -> float:
+    """A wheel command within the configured limit (NaN counts as 0)."""
+    if math.isnan(value):
+        return 0.0
+    return max(-MAX_WHEEL_SPEED, min(MAX_WHEEL_SPEED, value))
+
+
+def report(truth: GroundTruth, track: str, seed: int, laps_wanted: int | None) -> dict[str, object]:
+    """The figures `--report` writes."""
+    completed = truth.laps >= (laps_wanted or 1) and truth.longest_off_line < OFF_TRACK_STOP_S
+    return {
+        "track": track,
+        "seed": seed,
+        "completed": completed,
+        "laps": truth.laps,
+        "lap_times_s": [round(t, 3) for t in truth.lap_times],
+        "duration_s": round(truth.t, 3),
+        "distance_m": round(truth.distance, 3),
+        "mean_speed_mps": round(truth.distance / truth.t, 4) if truth.t else 0.0,
+        "cross_track_rms_m": round(truth.cross_track_rms, 5),
+        "cross_track_max_m": round(truth.max_cross_track, 5),
+        "longest_off_line_s": round(truth.longest_off_line, 3),
+    }
+
+
+def main() -> None:
+    """Run the simulated car until STOP."""
+    if os.environ.get("CAR_BACKEND", "sim") != "sim":
+        print("car_io: --hw needs the board client (not available yet); use --sim", file=sys.stderr)
+        raise SystemExit(2)
+    track_name = os.environ.get("CAR_TRACK", "oval")
+    seed = int(os.environ.get("CAR_SEED", "0"))
+    laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
+    factor = float(os.environ.get("CAR_REALTIME_FACTOR", "1"))
+    world = World(load_track(track_name), seed=seed)
+    frame_s = 1 / world.camera.params.fps
+    node = Node()
+    last_command_t = 0.0
+    stopped_by_deadman = False
+    wall_start = time.monotonic()
+    frame = 0
+    ending = ""
+
+    def publish_frame() -> None:
+        image, t = world.camera.read()
+        node.send_output("image", image, {"frame": frame, "t_sim": round(t, 6)})
+
+    publish_frame()
+    while not ending:
+        # wait for the command frame k caused
+        command = None
+        while command is None:
+            if factor > 0:
+                wait = wall_start + (world.t + frame_s) / factor - time.monotonic()
+            else:
+                wait = LOCKSTEP_WAIT_S
+            event = node.next(timeout=max(0.0, wait))
+            if event is None:
+                break
+            if event.type == "STOP":
+                ending = "stop"
+                break
+            if event.type == "INPUT_CLOSED" and event.id == "cmd":
+                world.wheels.stop()
+                stopped_by_deadman = True
+                print(
+                    f"car_io: commands closed: no command since t={last_command_t:.3f} s; "
+                    f"wheels stopped at t={world.t:.3f} s",
+                    file=sys.stderr,
+                )
+            elif event.type == "INPUT" and event.id == "cmd" and event.metadata.get("frame") == frame:
+                command = (clamp(float(event.value["left"])), clamp(float(event.value["right"])))
+            elif event.type == "INPUT" and event.id == "tick":
+                truth = world.truth()
+                print(
+                    f"car_io: t={truth.t:6.1f} s  lap {truth.laps}  speed {truth.speed:.2f} m/s  "
+                    f"cross-track {truth.cross_track * 1000:+.0f} mm",
+                    file=sys.stderr,
+                )
+        if ending:
+            break
+        # advance one frame: the old command until the new one lands, then the new one
+        elapsed = 0.0
+        while elapsed < frame_s - 1e-9:
+            if command is not None and elapsed >= COMMAND_LATENCY_S - 1e-9:
+                world.wheels.set_wheel_speeds(*command)
+                last_command_t, stopped_by_deadman = world.t, False
+                command = None
+            step = min(PHYSICS_STEP_S, frame_s - elapsed, COMMAND_LATENCY_S if command is not None else 1.0)
+            world.step(step)
+            elapsed += step
+            if world.t - last_command_t > DEADMAN_S and not stopped_by_deadman:
+                world.wheels.stop()
+                stopped_by_deadman = True
+                print(
+                    f"car_io: dead-man: no command since t={last_command_t:.3f} s; wheels stopped at t={world.t:.3f} s",
+                    file=sys.stderr,
+                )
+            reading = world.sensors.read()
+            node.send_output(
+                "sensors",
+                {
+                    "t": round(reading.t, 4),
+                    "ticks": list(reading.encoder_ticks),
+                    "speeds": [round(v, 4) for v in reading.wheel_speeds],
+                    "line": [round(v, 3) for v in reading.line_sensors],
+                    "yaw_rate": round(reading.yaw_rate, 4),
+                    "range_m": reading.range_m,
+                    "battery_v": round(reading.battery_v, 3),
+                },
+            )
+        truth = world.truth()
+        node.send_output(
+            "pose",
+            {
+                "t": round(truth.t, 4),
+                "x": truth.x,
+                "y": truth.y,
+                "heading": truth.heading,
+                "cross_track": truth.cross_track,
+            },
+        )
+        if laps_wanted is not None and truth.laps >= laps_wanted:
+            ending = f"{truth.laps} laps done"
+        elif truth.longest_off_line >= OFF_TRACK_STOP_S:
+            ending = f"off the line for {OFF_TRACK_STOP_S:g} s"
+        else:
+            frame += 1
+            publish_frame()
+    world.wheels.stop()
+    truth = world.truth()
+    figures = report(truth, track_name, seed, laps_wanted)
+    print(f"car_io: {json.dumps(figures)}", file=sys.stderr)
+    if "CAR_REPORT" in os.environ:
+        path = Path(os.environ["CAR_REPORT"])
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+        save_run_png(path.with_suffix(".png"), render_run(world.track, world.trail, f"{track_name}, seed {seed}"))
+    if ending != "stop":
+        node.stop_dataflow(ending)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Controller: wheel speeds from the detected line.
+
+Steering is pure pursuit: aim at the point of the detected line `lookahead` metres
+ahead of the axle and drive the circle arc that reaches it (curvature 2y / d^2). Pure
+pursuit is chosen over a PID on offset and heading because the detector already gives
+the line's shape ahead in metres: the arc uses that shape directly, curves are followed
+without a tuned derivative term, and its single gain (the look-ahead distance) has a
+physical meaning that scales with speed.
+
+Speed is scheduled by the curvature ahead (quadratically: tight bends slow the car much more than gentle ones) and the detector's confidence, and both speed
+and curvature changes are rate-limited so commands stay smooth. When the line is lost
+the car keeps its last arc briefly, then creeps and turns toward the side it was last
+seen on, and stops after `lost_timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from nodes.line_detector import LineEstimate
+from sim.vehicle import CarParams
+
+
+@dataclass(frozen=True)
+class ControllerParams:
+    """Tuning of the line follower."""
+
+    max_speed: float = 1.0  # m/s on a straight
+    min_speed: float = 0.3  # m/s in the tightest bend
+    slowdown: float = 0.03  # speed = max / (1 + slowdown |k| + slowdown_sq k^2), k the curvature ahead
+    slowdown_sq: float = 0.07  # gentle bends at nearly full speed, tight ones slowly
+    lookahead: float = 0.17  # m, at min speed
+    lookahead_per_speed: float = 0.08  # m more per m/s
+    lookahead_bend: float = 0.05  # look-ahead / (1 + this x |curvature|): cut tight bends less
+    accel: float = 1.5  # m/s^2, speeding up
+    decel: float = 4.0  # m/s^2, slowing down
+    max_curvature_rate: float = 40.0  # 1/m per second
+    coast_time: float = 0.25  # s on the last arc after losing the line
+    search_speed: float = 0.06  # m/s while searching: nearly a pivot
+    search_curvature: float = 15.0  # 1/m toward the side the line was last seen
+    lost_timeout: float = 2.0  # s without the line before stopping
+    min_confidence: float = 0.25
+
+
+class LineFollower:
+    """Turns line estimates into wheel speeds (m/s); call `update` once per estimate."""
+
+    def __init__(self, params: ControllerParams | None = None, wheel_base: float = CarParams().wheel_base):
+        self.params = params or ControllerParams()
+        self.wheel_base = wheel_base
+        self.speed = 0.0
+        self.curvature = 0.0
+        self._last_t: float | None = None
+        self._last_seen_t = 0.0
+        self._last_side = 0.0
+
+    def update(self, line: LineEstimate, t: float) -> tuple[float, float]:
+        """Wheel speed set-points (left, right) for an estimate taken at time t (s)."""
+        p = self.params
+        dt = 0.0 if self._last_t is None else max(0.0, t - self._last_t)
+        self._last_t = t
+        if line.found and line.confidence >= p.min_confidence:
+            self._last_seen_t = t
+            ahead = (p.lookahead + p.lookahead_per_speed * self.speed) / (1 + p.lookahead_bend * abs(line.curvature))
+            lateral = line.lateral_at(ahead)
+            self._last_side = math.copysign(1.0, lateral) if abs(lateral) > 0.005 else self._last_side
+            target_curvature = 2 * lateral / (ahead * ahead + lateral * lateral)
+            bend = max(abs(line.curvature), abs(target_curvature))
+            target_speed = max(p.min_speed, p.max_speed / (1 + p.slowdown * bend + p.slowdown_sq * bend * bend))
+            target_speed *= 0.5 + 0.5 * line.confidence
+        else:
+            lost_for = t - self._last_seen_t
+            if lost_for < p.coast_time:
+                target_curvature, target_speed = self.curvature, max(p.search_speed, self.speed * 0.7)
+            elif lost_for < p.lost_timeout:
+                target_curvature, target_speed = p.search_curvature * self._last_side, p.search_speed
+            else:
+                target_curvature, target_speed = 0.0, 0.0
+        step = p.max_curvature_rate * dt if dt else math.inf
+        self.curvature += max(-step, min(step, target_curvature - self.curvature))
+        rate = (p.accel if target_speed > self.speed else p.decel) * dt if dt else math.inf
+        self.speed += max(-rate, min(rate, target_speed - self.speed))
+        half = self.curvature * self.wheel_base / 2
+        return self.speed * (1 - half), self.speed * (1 + half)
+
+
+def main() -> None:
+    """The node: `line` in (metadata passed through), `cmd` out: {"left": m/s, "right": m/s}."""
+    from car import Node
+
+    params = ControllerParams(max_speed=float(os.environ.get("MAX_SPEED", ControllerParams.max_speed)))
+    follower = LineFollower(params)
+    node = Node()
+    for event in node:
+        if event.type == "INPUT" and event.id == "line":
+            value = event.value
+            estimate = LineEstimate(
+                found=bool(value["found"]),
+                offset=float(value["offset"]),
+                heading=float(value["heading"]),
+                curvature=float(value["curvature"]),
+                confidence=float(value["confidence"]),
+            )
+            t = float(event.metadata.get("t_sim", event.timestamp.wall_ns / 1e9 if event.timestamp else 0.0))
+            left, right = follower.update(estimate, t)
+            node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, event.metadata)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The smart car's `car launch` options; they reach the nodes as environment variables.
+
+--sim / --hw, --port PORT     CAR_BACKEND=sim|hw, CAR_PORT
+--track NAME_OR_FILE          CAR_TRACK (a name from sim/tracks/ or a track file path)
+--seed N                      CAR_SEED
+--laps N                      CAR_LAPS: car_io stops the run after N laps
+--report FILE.json            CAR_REPORT: car_io writes the run's figures there (and FILE.png)
+--headless                    CAR_HEADLESS=1: no live window
+--realtime-factor X           CAR_REALTIME_FACTOR: simulated seconds per wall second (0: as fast as the nodes go)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sim.track import TrackError, load_track
+
+
+class SmartCarOptions:
+    """Registered under the entry point `car.launch_options` as `smartcar`."""
+
+    def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+        """Declare the options."""
+        backend = group.add_mutually_exclusive_group()
+        backend.add_argument(
+            "--sim", dest="backend", action="store_const", const="sim", help="drive the simulator (default)"
+        )
+        backend.add_argument("--hw", dest="backend", action="store_const", const="hw", help="drive the real board")
+        group.add_argument("--port", help="serial port or URL of the board (with --hw)")
+        group.add_argument(
+            "--track", default="oval", help="a track name from sim/tracks/ or a track file (default oval)"
+        )
+        group.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+        group.add_argument("--laps", type=int, help="stop the run after N laps")
+        group.add_argument("--report", metavar="FILE.json", help="write the run's figures (and FILE.png) at the end")
+        group.add_argument("--headless", action="store_true", help="no live window")
+        group.add_argument(
+            "--realtime-factor",
+            type=float,
+            default=1.0,
+            metavar="X",
+            help="simulated s per wall s; 0: as fast as possible",
+        )
+
+    def environment(self, args: argparse.Namespace) -> dict[str, str]:
+        """Check the values and turn them into node environment variables."""
+        backend = args.backend or "sim"
+        env = {"CAR_BACKEND": backend, "CAR_SEED": str(args.seed), "CAR_REALTIME_FACTOR": str(args.realtime_factor)}
+        if args.realtime_factor < 0:
+            raise ValueError("--realtime-factor must be >= 0")
+        if backend == "sim":
+            try:
+                load_track(args.track)
+            except TrackError as exc:
+                raise ValueError(str(exc)) from None
+            track = Path(args.track)
+            env["CAR_TRACK"] = str(track.resolve()) if track.exists() else args.track
+        if args.port:
+            env["CAR_PORT"] = args.port
+        if args.laps is not None:
+            if args.laps < 1:
+                raise ValueError("--laps must be at least 1")
+            env["CAR_LAPS"] = str(args.laps)
+        if args.report:
+            env["CAR_REPORT"] = str(Path(args.report).resolve())
+        if args.headless:
+            env["CAR_HEADLESS"] = "1"
+        return env
+
+
+OPTIONS = SmartCarOptions()
