@@ -87,11 +87,9 @@ def main() -> None:
         # wait for the command frame k caused
         command = None
         while command is None:
-            if factor > 0:
-                wait = wall_start + (world.t + frame_s) / factor - time.monotonic()
-            else:
-                wait = LOCKSTEP_WAIT_S
-            event = node.next(timeout=max(0.0, wait))
+            # paced: until the wall-clock time of the next frame; unpaced: until the command comes
+            paced = wall_start + (world.t + frame_s) / factor - time.monotonic() if factor > 0 else LOCKSTEP_WAIT_S
+            event = node.next(timeout=max(0.0, paced))
             if event is None:
                 break
             if event.type == "STOP":
