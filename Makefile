@@ -35,6 +35,9 @@ pytest: setup
 bench: setup
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/timers.py
+	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/perception.py
+	$(BIN)/python bench/loop_latency.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -77,9 +77,13 @@ def main() -> None:
     wall_start = time.monotonic()
     frame = 0
     ending = ""
+    captured_ns = 0
+    loop_ns: list[int] = []  # capture of a frame -> its command back in car_io, wall clock
 
     def publish_frame() -> None:
+        nonlocal captured_ns
         image, t = world.camera.read()
+        captured_ns = time.perf_counter_ns()
         node.send_output("image", image, {"frame": frame, "t_sim": round(t, 6)})
 
     publish_frame()
@@ -104,6 +108,7 @@ def main() -> None:
                     file=sys.stderr,
                 )
             elif event.type == "INPUT" and event.id == "cmd" and event.metadata.get("frame") == frame:
+                loop_ns.append(time.perf_counter_ns() - captured_ns)
                 command = (clamp(float(event.value["left"])), clamp(float(event.value["right"])))
             elif event.type == "INPUT" and event.id == "tick":
                 truth = world.truth()
@@ -165,6 +170,10 @@ def main() -> None:
     world.wheels.stop()
     truth = world.truth()
     figures = report(truth, track_name, seed, laps_wanted)
+    if loop_ns:
+        ordered = sorted(loop_ns)
+        figures["loop_latency_ms_p50"] = round(ordered[len(ordered) // 2] / 1e6, 3)
+        figures["loop_latency_ms_p99"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6, 3)
     print(f"car_io: {json.dumps(figures)}", file=sys.stderr)
     if "CAR_REPORT" in os.environ:
         path = Path(os.environ["CAR_REPORT"])

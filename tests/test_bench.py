@@ -47,3 +47,17 @@ def test_simulator_benchmark_reports_speed_and_render_time() -> None:
     assert report["sim_seconds"] >= 3.0 and report["frames"] >= 89
     assert report["realtime_factor"] > 1  # sanity only: headless is faster than real time
     assert 0 < report["render_ms_p50"] <= report["render_ms_p99"]
+
+
+@pytest.mark.slow
+def test_perception_benchmark_times_the_detector() -> None:
+    report = run_bench("bench/perception.py", "--frames", "20")
+    assert report["frames"] == 80 and 0 < report["ms_p50"] <= report["ms_p99"]
+    assert report["found"] > 0.9
+
+
+@pytest.mark.slow
+def test_loop_latency_benchmark_measures_frame_to_command() -> None:
+    report = run_bench("bench/loop_latency.py", "--laps", "1")
+    assert report["frames"] > 100
+    assert 0 < report["loop_latency_ms_p50"] <= report["loop_latency_ms_p99"]
