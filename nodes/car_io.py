@@ -4,9 +4,10 @@ Inputs: `cmd` ({"left": m/s, "right": m/s}), `tick` (once a second: a status lin
 Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
 truth, simulator only).
 
-The simulated car runs in lockstep with the graph: frame k goes out, and the simulation
-moves on when the command caused by frame k comes back (applied after a modelled 10 ms of
-processing), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
+The simulated car runs in lockstep with the graph: observation k goes out (a camera
+frame, or with `LOCKSTEP=sensors` a sensor reading), and the simulation moves on when the
+command caused by it comes back (applied after a modelled processing time: 10 ms for a
+frame, 5 ms for a reading), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
 clock (1: real time; 0: as fast as the nodes answer, for tests). Either way all timing
 below is in simulated time, so a run is the same whatever the machine's speed.
 
@@ -28,7 +29,7 @@ from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
 
 DEADMAN_S = 0.2
-COMMAND_LATENCY_S = 0.010  # modelled time from frame capture to the command it causes
+COMMAND_LATENCY_S = 0.010  # modelled time from an observation to the command it causes, at most
 PHYSICS_STEP_S = 0.010
 LOCKSTEP_WAIT_S = 0.5  # wall seconds to wait for a command at realtime factor 0
 OFF_TRACK_STOP_S = 3.0  # stop a run whose car has been off the line this long
@@ -70,7 +71,9 @@ def main() -> None:
     laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
     factor = float(os.environ.get("CAR_REALTIME_FACTOR", "1"))
     world = World(load_track(track_name), seed=seed)
-    frame_s = 1 / world.camera.params.fps
+    by_sensors = os.environ.get("LOCKSTEP", "image") == "sensors"
+    frame_s = PHYSICS_STEP_S if by_sensors else 1 / world.camera.params.fps
+    latency_s = min(COMMAND_LATENCY_S, frame_s / 2)
     node = Node()
     last_command_t = 0.0
     stopped_by_deadman = False
@@ -80,11 +83,33 @@ def main() -> None:
     captured_ns = 0
     loop_ns: list[int] = []  # capture of a frame -> its command back in car_io, wall clock
 
+    def publish_sensors(metadata: dict[str, object] | None = None) -> None:
+        reading = world.sensors.read()
+        node.send_output(
+            "sensors",
+            {
+                "t": round(reading.t, 4),
+                "ticks": list(reading.encoder_ticks),
+                "speeds": [round(v, 4) for v in reading.wheel_speeds],
+                "line": [round(v, 3) for v in reading.line_sensors],
+                "yaw_rate": round(reading.yaw_rate, 4),
+                "range_m": reading.range_m,
+                "battery_v": round(reading.battery_v, 3),
+            },
+            metadata,
+        )
+
     def publish_frame() -> None:
+        """Observation `frame`: the camera image, or the sensor reading with LOCKSTEP=sensors."""
         nonlocal captured_ns
-        image, t = world.camera.read()
+        metadata = {"frame": frame, "t_sim": round(world.t, 6)}
+        if by_sensors:
+            captured_ns = time.perf_counter_ns()
+            publish_sensors(metadata)
+            return
+        image, _ = world.camera.read()
         captured_ns = time.perf_counter_ns()
-        node.send_output("image", image, {"frame": frame, "t_sim": round(t, 6)})
+        node.send_output("image", image, metadata)
 
     publish_frame()
     while not ending:
@@ -122,11 +147,11 @@ def main() -> None:
         # advance one frame: the old command until the new one lands, then the new one
         elapsed = 0.0
         while elapsed < frame_s - 1e-9:
-            if command is not None and elapsed >= COMMAND_LATENCY_S - 1e-9:
+            if command is not None and elapsed >= latency_s - 1e-9:
                 world.wheels.set_wheel_speeds(*command)
                 last_command_t, stopped_by_deadman = world.t, False
                 command = None
-            step = min(PHYSICS_STEP_S, frame_s - elapsed, COMMAND_LATENCY_S if command is not None else 1.0)
+            step = min(PHYSICS_STEP_S, frame_s - elapsed, latency_s - elapsed if command is not None else 1.0)
             world.step(step)
             elapsed += step
             if world.t - last_command_t > DEADMAN_S and not stopped_by_deadman:
@@ -136,19 +161,8 @@ def main() -> None:
                     f"car_io: dead-man: no command since t={last_command_t:.3f} s; wheels stopped at t={world.t:.3f} s",
                     file=sys.stderr,
                 )
-            reading = world.sensors.read()
-            node.send_output(
-                "sensors",
-                {
-                    "t": round(reading.t, 4),
-                    "ticks": list(reading.encoder_ticks),
-                    "speeds": [round(v, 4) for v in reading.wheel_speeds],
-                    "line": [round(v, 3) for v in reading.line_sensors],
-                    "yaw_rate": round(reading.yaw_rate, 4),
-                    "range_m": reading.range_m,
-                    "battery_v": round(reading.battery_v, 3),
-                },
-            )
+            if not by_sensors:
+                publish_sensors()
         truth = world.truth()
         node.send_output(
             "pose",

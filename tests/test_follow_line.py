@@ -101,3 +101,17 @@ def test_killing_the_controller_stops_the_wheels(tmp_path: Path) -> None:
     assert last_command > 1.0  # it was driving
     assert stopped_at - last_command <= 0.25
     assert "node `controller` failed: killed by SIGKILL" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("track", ["oval", "s_curves"])
+def test_ir_follower_completes_the_track(tmp_path: Path, track: str) -> None:
+    report = tmp_path / "ir.json"
+    flow = str(ROOT / "dataflows" / "follow_line_ir.yml")
+    args = ["launch", flow, "--track", track, "--laps", "3", "--realtime-factor", "0", "--headless"]
+    result = car(*args, "--report", str(report), "--out", str(tmp_path / "out"), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(report.read_text())
+    assert figures["completed"] is True and figures["laps"] == 3
+    assert figures["mean_speed_mps"] >= 0.3
+    assert figures["longest_off_line_s"] == 0.0
