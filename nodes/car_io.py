@@ -102,7 +102,7 @@ def main() -> None:
     def publish_frame() -> None:
         """Observation `frame`: the camera image, or the sensor reading with LOCKSTEP=sensors."""
         nonlocal captured_ns
-        metadata = {"frame": frame, "t_sim": round(world.t, 6)}
+        metadata: dict[str, object] = {"frame": frame, "t_sim": round(world.t, 6)}
         if by_sensors:
             captured_ns = time.perf_counter_ns()
             publish_sensors(metadata)
