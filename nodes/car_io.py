@@ -1,6 +1,8 @@
 """car_io: the only node that touches the car (here: the simulator).
 
-Inputs: `cmd` ({"left": m/s, "right": m/s}), `tick` (once a second: a status line).
+Inputs: `cmd` ({"left": m/s, "right": m/s}; with the metadata of the observation that
+caused it, or without it from a free-running source such as teleop), `tick` (once a
+second: a status line).
 Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
 truth, simulator only).
 
@@ -132,9 +134,14 @@ def main() -> None:
                     f"wheels stopped at t={world.t:.3f} s",
                     file=sys.stderr,
                 )
-            elif event.type == "INPUT" and event.id == "cmd" and event.metadata.get("frame") == frame:
-                loop_ns.append(time.perf_counter_ns() - captured_ns)
-                command = (clamp(float(event.value["left"])), clamp(float(event.value["right"])))
+            elif event.type == "INPUT" and event.id == "cmd":
+                wheels = (clamp(float(event.value["left"])), clamp(float(event.value["right"])))
+                if "frame" not in event.metadata:  # free-running (teleop): applied, but it does not pace us
+                    world.wheels.set_wheel_speeds(*wheels)
+                    last_command_t, stopped_by_deadman = world.t, False
+                elif event.metadata["frame"] == frame:
+                    loop_ns.append(time.perf_counter_ns() - captured_ns)
+                    command = wheels
             elif event.type == "INPUT" and event.id == "tick":
                 truth = world.truth()
                 print(
