@@ -34,6 +34,7 @@ from car.timers import Timers
 
 KILL_AFTER_S = 2.0  # after SIGTERM, wait this long before SIGKILL
 LOOP_MS = 20  # how often the supervisor looks at its processes
+STATUS_PERIOD_S = 0.5  # how often the terminal's status line is redrawn
 COMPAT_DIR = Path(__file__).parent / "compat"
 
 
@@ -54,6 +55,11 @@ class NodeState:
     failure: str = ""
     drops: dict[str, int] = field(default_factory=dict)
     pid: int = 0
+    sent: int = 0  # messages, as the node last reported them
+    received: int = 0
+    rate: float = 0.0  # messages per second, sent and received, over the last report period
+    status: str = ""  # what the node says it is doing (Node.set_status)
+    reported_at: float = 0.0
 
 
 def node_command(spec: NodeSpec, base_dir: Path) -> tuple[list[str], Path]:
@@ -124,6 +130,7 @@ class Daemon:
         self._kill_at = 0.0
         self._signal: int | None = None
         self.started = 0.0
+        self._next_status = 0.0
 
     # -- public ---------------------------------------------------------------------
     def run(self, duration: float | None = None) -> int:
@@ -215,6 +222,9 @@ class Daemon:
             if end is not None and now >= end and not self.stopping:
                 self.stop(f"--duration {duration:g} s reached")
             self._reap(now)
+            if now >= self._next_status:
+                self.terminal.status(self.status_line())
+                self._next_status = now + STATUS_PERIOD_S
             if self.stopping:
                 self._escalate(now)
             if all(
@@ -324,6 +334,9 @@ class Daemon:
     def _handle(self, request: dict[str, Any], identity: bytes) -> dict[str, Any] | None:
         op = request.get("op")
         node = self.nodes.get(request.get("node", ""))
+        if op == "stats" and node is not None:
+            self._record_stats(node, request)
+            return None
         if op == "eos" and node is not None:
             self._delivered(node.spec.id, str(request.get("source", "")))
             return None
@@ -336,6 +349,7 @@ class Daemon:
             return None
         if op == "bye" and node is not None:
             node.drops = dict(request.get("drops", {}))
+            node.sent, node.received = int(request.get("sent", node.sent)), int(request.get("received", node.received))
             if node.spec.is_dynamic and node.proc is None:
                 node.state = "exited"
                 self.timers.disable(node.spec.id)
@@ -379,6 +393,22 @@ class Daemon:
             ],
         }
 
+    def _record_stats(self, node: NodeState, stats: dict[str, Any]) -> None:
+        now = time.monotonic()
+        sent, received = int(stats.get("sent", 0)), int(stats.get("received", 0))
+        if node.reported_at:
+            node.rate = (sent + received - node.sent - node.received) / max(now - node.reported_at, 1e-3)
+        node.sent, node.received, node.reported_at = sent, received, now
+        node.status = str(stats.get("status", ""))[:120]
+
+    def status_line(self) -> str:
+        """One line: each running node's message rate, then what nodes say they do."""
+        rates = "  ".join(
+            f"{n.spec.id} {n.rate:.0f}/s" for n in self.nodes.values() if n.state == "running" and n.reported_at
+        )
+        said = "  |  ".join(n.status for n in self.nodes.values() if n.status and n.state == "running")
+        return f"{rates}  |  {said}" if said else rates
+
     def _flush(self, node_id: str, identity: bytes) -> dict[str, Any] | None:
         """Answer once every reader of `node_id` has the end of its streams (see Node.close)."""
         pending = {
@@ -405,6 +435,7 @@ class Daemon:
 
     # -- the end -----------------------------------------------------------------------
     def _shutdown(self) -> None:
+        self.terminal.status("")
         self.timers.stop()
         for node in self.nodes.values():
             if node.proc is not None and node.proc.poll() is None:
@@ -430,6 +461,11 @@ class Daemon:
         for node in self.nodes.values():
             for where, count in node.drops.items():
                 lines.append(f"  node `{node.spec.id}` dropped {count} message(s): {where}")
+        traffic = ", ".join(
+            f"{n.spec.id} {n.sent} sent / {n.received} received" for n in self.nodes.values() if n.sent or n.received
+        )
+        if traffic:
+            lines.append(f"  messages: {traffic}")
         for node_id, count in self.timers.undelivered.items():
             lines.append(f"  node `{node_id}` missed {count} timer tick(s): its queue was full")
         if self.timers.skipped:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 from collections import deque
 from pathlib import Path
-from typing import IO
+from typing import IO, TextIO
 
 _COLOURS = (36, 33, 35, 32, 34, 31, 96, 93, 95, 92, 94, 91)
 STDERR_TAIL = 20
@@ -20,6 +21,7 @@ class Terminal:
         self._width = max((len(i) for i in node_ids), default=4)
         self._quiet = quiet
         self._colour = {nid: _COLOURS[k % len(_COLOURS)] for k, nid in enumerate(node_ids)}
+        self._status = ""  # the status line at the bottom of a terminal
 
     def node_line(self, node_id: str, line: str, err: bool) -> None:
         """Show one line a node printed."""
@@ -29,15 +31,30 @@ class Terminal:
         label = node_id.rjust(self._width)
         if stream.isatty():
             label = f"\x1b[{self._colour.get(node_id, 37)}m{label}\x1b[0m"
-        with self._lock:
-            stream.write(f"{label} | {line}\n")
-            stream.flush()
+        self._write(stream, f"{label} | {line}\n")
 
     def say(self, text: str) -> None:
         """A message from car itself, on stderr."""
+        self._write(sys.stderr, f"car: {text}\n")
+
+    def status(self, text: str) -> None:
+        """Keep `text` as the last line of a terminal, redrawn below whatever is printed ('' removes it)."""
+        if self._quiet or not sys.stderr.isatty():
+            return
         with self._lock:
-            sys.stderr.write(f"car: {text}\n")
+            self._status = text[: shutil.get_terminal_size().columns - 1]
+            sys.stderr.write(f"\r\x1b[K\x1b[7m{self._status}\x1b[0m" if self._status else "\r\x1b[K")
             sys.stderr.flush()
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        with self._lock:
+            if self._status:
+                sys.stderr.write("\r\x1b[K")
+            stream.write(text)
+            stream.flush()
+            if self._status:
+                sys.stderr.write(f"\x1b[7m{self._status}\x1b[0m")
+                sys.stderr.flush()
 
 
 class NodeLog:

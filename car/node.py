@@ -34,6 +34,7 @@ DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, a
 DROP_REPORT_PERIOD_S = 1.0
 SEND_RETRY_MS = 100  # a backpressure send re-checks for STOP this often
 DAEMON_GONE_GRACE_S = 3.0
+STATS_PERIOD_S = 1.0  # how often a node reports its message counts and status to the daemon
 LINGER_MS = 1000  # at exit, how long queued messages may take to reach live readers
 STOPPING_LINGER_MS = 100
 FLUSH_TIMEOUT_S = 5.0  # a node that ends waits this long, at most, for its readers to take its last messages  # the same when the whole dataflow stops: readers are leaving too
@@ -157,6 +158,9 @@ class Node:
         self._dataflow_stopping = False  # the daemon said STOP
         self._daemon_gone = False
         self._drops_pending = False
+        self.sent = 0  # send_output calls, and INPUT events handed out
+        self.received = 0
+        self._status = ""
         self._next_drop_report = 0.0
         self._last_drop_report = time.monotonic()
 
@@ -207,8 +211,9 @@ class Node:
         self._control.setsockopt(zmq.LINGER, LINGER_MS)
         self._control.connect(cfg.control_endpoint)
         self._control.send_json({"op": "ready", "node": self.id, "pid": os.getpid()})
-        if cfg.daemon_pid:
-            threading.Thread(target=self._watch_daemon, name="car-daemon-watch", daemon=True).start()
+        self._wake_watcher, self._watcher_wakes = os.pipe()
+        self._watcher = threading.Thread(target=self._watch_daemon, name="car-daemon-watch", daemon=True)
+        self._watcher.start()
         atexit.register(self.close)
 
     # -- receiving -----------------------------------------------------------------
@@ -368,6 +373,7 @@ class Node:
             except (wire.WireError, ValueError, TypeError) as exc:
                 return Event("ERROR", id=inp.name, error=f"dropped an unreadable message: {exc}")
             self._clock.observe(msg.timestamp.wall_ns, msg.timestamp.counter)
+            self.received += 1
             return Event("INPUT", inp.name, msg.value, msg.metadata, msg.timestamp, msg.source)
         return None
 
@@ -394,6 +400,7 @@ class Node:
         if self._closed:
             raise RuntimeError(f"node `{self.id}` is closed; it cannot send any more")
         frames = wire.encode(wire.KIND_DATA, self._source_bytes[output_id], self._clock.now(), data, metadata)
+        self.sent += 1
         for link in links:
             if not link.backpressure:
                 try:
@@ -466,7 +473,10 @@ class Node:
         if totals:
             summary = ", ".join(f"{k}: {v}" for k, v in totals.items())
             print(f"car: node `{self.id}` dropped in total: {summary}", file=sys.stderr)
-        self._tell_daemon({"op": "bye", "node": self.id, "drops": totals})
+        self._tell_daemon({"op": "bye", "node": self.id, "drops": totals, "sent": self.sent, "received": self.received})
+        os.write(self._watcher_wakes, b"x")
+        if self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=2.0)
         self._ctx.destroy(linger=STOPPING_LINGER_MS if self._dataflow_stopping else LINGER_MS)
 
     def _finish_outputs(self) -> None:
@@ -508,6 +518,10 @@ class Node:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def set_status(self, text: str) -> None:
+        """A short line about what this node is doing; `car launch` shows it in its status line."""
+        self._status = text
+
     def stop_dataflow(self, reason: str) -> None:
         """Ask the daemon to stop the whole dataflow (every node gets STOP), e.g. when a task is done."""
         self._tell_daemon({"op": "stop", "node": self.id, "reason": f"node `{self.id}`: {reason}", "reply": False})
@@ -523,17 +537,29 @@ class Node:
         return self.config.run_id
 
     def _watch_daemon(self) -> None:
-        """Stop this node when the daemon that started it is gone (even after SIGKILL)."""
+        """Report message counts once a second; stop this node when its daemon is gone (even after SIGKILL)."""
         pid = self.config.daemon_pid
         try:
-            fd = os.pidfd_open(pid)
+            fd = os.pidfd_open(pid) if pid else -1
         except OSError:
             fd = -1
-        if fd >= 0:
-            select.select([fd], [], [])
-        else:
-            while pid_alive(pid):
-                time.sleep(0.25)
+        reporter = self._ctx.socket(zmq.DEALER)
+        reporter.setsockopt(zmq.LINGER, 0)
+        reporter.connect(self.config.control_endpoint)
+        waits = [self._wake_watcher] + ([fd] if fd >= 0 else [])
+        while True:
+            ready = select.select(waits, [], [], STATS_PERIOD_S)[0]
+            if self._wake_watcher in ready:  # the node is closing
+                reporter.close()
+                return
+            if fd in ready or (pid and fd < 0 and not pid_alive(pid)):
+                break
+            try:
+                stats = {"op": "stats", "node": self.id, "sent": self.sent, "received": self.received}
+                reporter.send_json({**stats, "status": self._status}, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # the daemon is busy; the next report will do
+        reporter.close()
         self._daemon_gone = True
         try:
             sock = self._ctx.socket(zmq.PUSH)

@@ -2,7 +2,7 @@
 
 Inputs: `cmd` ({"left": m/s, "right": m/s}; with the metadata of the observation that
 caused it, or without it from a free-running source such as teleop), `tick` (once a
-second: a status line).
+second: lap, speed and cross-track error for `car launch`'s status line).
 Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
 truth, simulator only).
 
@@ -117,10 +117,10 @@ def main() -> None:
     while not ending:
         # wait for the command frame k caused
         command = None
-        while command is None:
-            # paced: until the wall-clock time of the next frame; unpaced: until the command comes
-            paced = wall_start + (world.t + frame_s) / factor - time.monotonic() if factor > 0 else LOCKSTEP_WAIT_S
-            event = node.next(timeout=max(0.0, paced))
+        # paced: until the wall-clock time of the next frame; unpaced: until the command comes
+        deadline = wall_start + (world.t + frame_s) / factor if factor > 0 else time.monotonic() + LOCKSTEP_WAIT_S
+        while factor > 0 or command is None:
+            event = node.next(timeout=max(0.0, deadline - time.monotonic()))
             if event is None:
                 break
             if event.type == "STOP":
@@ -144,10 +144,10 @@ def main() -> None:
                     command = wheels
             elif event.type == "INPUT" and event.id == "tick":
                 truth = world.truth()
-                print(
-                    f"car_io: t={truth.t:6.1f} s  lap {truth.laps}  speed {truth.speed:.2f} m/s  "
-                    f"cross-track {truth.cross_track * 1000:+.0f} mm",
-                    file=sys.stderr,
+                last_lap = f" (last {truth.lap_times[-1]:.1f} s)" if truth.lap_times else ""
+                node.set_status(
+                    f"t {truth.t:.1f} s  lap {truth.laps}{last_lap}  {truth.speed:.2f} m/s  "
+                    f"cross-track {truth.cross_track * 1000:+.0f} mm"
                 )
         if ending:
             break
