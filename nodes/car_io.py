@@ -78,7 +78,7 @@ def main() -> None:
     latency_s = min(COMMAND_LATENCY_S, frame_s / 2)
     node = Node()
     last_command_t = 0.0
-    stopped_by_deadman = False
+    stopped_by_deadman = True  # the wheels stand still until the first command
     wall_start = time.monotonic()
     frame = 0
     ending = ""
