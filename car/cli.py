@@ -122,6 +122,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             status = request(run, {"op": "list"})
             nodes = ", ".join(f"{n['id']}:{n['state']}" for n in status["nodes"])
             print(f"{run.name}  pid {run.pid}  up {status['uptime_s']} s  {run.dataflow}\n    {nodes}")
+            for node in status["nodes"]:
+                if node["status"]:
+                    print(f"    {node['id']}: {node['status']}")
         except RunError as exc:
             print(f"{run.name}  pid {run.pid}  {run.dataflow}  ({exc})")
     return 0

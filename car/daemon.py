@@ -389,7 +389,15 @@ class Daemon:
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "nodes": [
-                {"id": n.spec.id, "state": n.state, "pid": n.pid, "restarts": n.restarts} for n in self.nodes.values()
+                {
+                    "id": n.spec.id,
+                    "state": n.state,
+                    "pid": n.pid,
+                    "restarts": n.restarts,
+                    "rate": round(n.rate, 1),
+                    "status": n.status,
+                }
+                for n in self.nodes.values()
             ],
         }
 

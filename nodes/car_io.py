@@ -128,7 +128,7 @@ def main() -> None:
                 break
             if event.type == "INPUT_CLOSED" and event.id == "cmd":
                 world.wheels.stop()
-                stopped_by_deadman = True
+                command, stopped_by_deadman = None, True
                 print(
                     f"car_io: commands closed: no command since t={last_command_t:.3f} s; "
                     f"wheels stopped at t={world.t:.3f} s",
