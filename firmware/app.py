@@ -1,0 +1,159 @@
+"""The board's behaviour, independent of pins: commands in, wheel duties and telemetry out.
+
+`Firmware` is driven by `main.py` on the board and by the board emulator on a laptop:
+give it received bytes (`receive`) and call `step(now_ms)` at least every 10 ms. It talks
+to the hardware only through `hw` (see `hardware.Hardware`: set_duty, read_ticks, read_line,
+read_yaw_mrad, read_range_mm, read_battery_mv) and writes frames with `write(bytes)`.
+
+Safety: the motors stop when no SET_WHEELS arrived for the watchdog time (250 ms by
+default), on ESTOP until ARM, and on MAINTENANCE (which also ends the main loop).
+"""
+
+import protocol
+
+FIRMWARE_VERSION = (0, 1, 0)
+CONTROL_PERIOD_MS = 10
+DEFAULT_WATCHDOG_MS = 250
+DEFAULT_TELEMETRY_HZ = 100
+LOW_BATTERY_MV = 6800
+
+
+class Firmware:
+    """Command handling, the watchdog, per-wheel speed control and telemetry."""
+
+    def __init__(self, hw, write, board_id, mm_per_tick, pid_factory):
+        self.hw = hw
+        self.write = write
+        self.board_id = board_id
+        self.mm_per_tick = mm_per_tick
+        self.decoder = protocol.Decoder()
+        self.pids = (pid_factory(), pid_factory())
+        self._pid_factory = pid_factory
+        self.targets = (0, 0)  # mm/s
+        self.watchdog_ms = DEFAULT_WATCHDOG_MS
+        self.telemetry_ms = 1000 // DEFAULT_TELEMETRY_HZ
+        self.estopped = False
+        self.running = True  # False after MAINTENANCE: main.py leaves its loop
+        self.watchdog_tripped = True  # no command yet: motors off
+        self._seq = 0
+        self._last_command_ms = None
+        self._last_control_ms = None
+        self._last_telemetry_ms = None
+        self._last_ticks = hw.read_ticks()
+        self.speeds = (0, 0)  # mm/s, measured
+
+    def _send(self, msg_type, *fields):
+        self._seq = (self._seq + 1) & 0xFF
+        self.write(protocol.pack(msg_type, self._seq, *fields))
+
+    def receive(self, data, now_ms):
+        """Handle bytes from the host."""
+        for msg_type, seq, fields in self.decoder.feed(data):
+            self._handle(msg_type, seq, fields, now_ms)
+
+    def _handle(self, msg_type, seq, fields, now_ms):
+        if msg_type == protocol.SET_WHEELS:
+            if self.estopped:
+                self._send(protocol.NACK, seq, msg_type, protocol.ERR_ESTOPPED)
+                return
+            self.targets = (fields[0], fields[1])
+            self._last_command_ms = now_ms
+            self.watchdog_tripped = False
+        elif msg_type == protocol.PING:
+            self._send(protocol.ACK, seq, msg_type, fields[0])
+        elif msg_type == protocol.GET_INFO:
+            major, minor, patch = FIRMWARE_VERSION
+            self._send(protocol.INFO, major, minor, patch, protocol.PROTOCOL_VERSION, self.board_id)
+        elif msg_type == protocol.ESTOP:
+            self.estopped = True
+            self._stop_motors()
+            self._send(protocol.ACK, seq, msg_type, 0)
+        elif msg_type == protocol.ARM:
+            self.estopped = False
+            self._send(protocol.ACK, seq, msg_type, 0)
+        elif msg_type == protocol.CONFIG:
+            watchdog_ms, telemetry_hz, kp, ki, kd, _pin_map = fields
+            if not (20 <= watchdog_ms <= 5000 and 1 <= telemetry_hz <= 200):
+                self._send(protocol.NACK, seq, msg_type, protocol.ERR_BAD_CONFIG)
+                return
+            self.watchdog_ms = watchdog_ms
+            self.telemetry_ms = max(1, 1000 // telemetry_hz)
+            for pid in self.pids:
+                pid.kp, pid.ki, pid.kd = kp, ki, kd
+            self._send(protocol.ACK, seq, msg_type, 0)
+        elif msg_type == protocol.MAINTENANCE:
+            self._stop_motors()
+            self.running = False
+            self._send(protocol.ACK, seq, msg_type, 0)
+        else:
+            self._send(protocol.NACK, seq, msg_type, protocol.ERR_UNKNOWN_TYPE)
+
+    def _stop_motors(self):
+        self.targets = (0, 0)
+        self.hw.set_duty(0.0, 0.0)
+        for pid in self.pids:
+            pid.reset()
+
+    def step(self, now_ms):
+        """Run the control loop and send telemetry when they are due."""
+        if self._last_control_ms is None:
+            self._last_control_ms = now_ms
+            self._last_telemetry_ms = now_ms
+        expired = self._last_command_ms is not None and now_ms - self._last_command_ms > self.watchdog_ms
+        if expired and not self.watchdog_tripped:
+            self.watchdog_tripped = True
+            self._stop_motors()
+        elapsed = now_ms - self._last_control_ms
+        if elapsed >= CONTROL_PERIOD_MS:
+            self._control(elapsed / 1000)
+            self._last_control_ms = now_ms
+        if now_ms - self._last_telemetry_ms >= self.telemetry_ms:
+            self._telemetry(now_ms)
+            self._last_telemetry_ms = now_ms
+
+    def _control(self, dt):
+        ticks = self.hw.read_ticks()
+        self.speeds = (
+            round((ticks[0] - self._last_ticks[0]) * self.mm_per_tick / dt),
+            round((ticks[1] - self._last_ticks[1]) * self.mm_per_tick / dt),
+        )
+        self._last_ticks = ticks
+        if self.estopped or self.watchdog_tripped or not self.running:
+            self.hw.set_duty(0.0, 0.0)
+            return
+        left = self.pids[0].update(self.targets[0], self.speeds[0], dt)
+        right = self.pids[1].update(self.targets[1], self.speeds[1], dt)
+        self.hw.set_duty(left, right)
+
+    def _telemetry(self, now_ms):
+        ticks = self.hw.read_ticks()
+        line = self.hw.read_line()
+        battery = self.hw.read_battery_mv()
+        flags = 0
+        if self.estopped:
+            flags |= protocol.FLAG_ESTOP
+        if self.watchdog_tripped:
+            flags |= protocol.FLAG_WATCHDOG
+        if battery < LOW_BATTERY_MV:
+            flags |= protocol.FLAG_LOW_BATTERY
+        self._send(
+            protocol.TELEMETRY,
+            now_ms & 0xFFFFFFFF,
+            ticks[0],
+            ticks[1],
+            _clamp16(self.speeds[0]),
+            _clamp16(self.speeds[1]),
+            line[0],
+            line[1],
+            line[2],
+            line[3],
+            line[4],
+            _clamp16(self.hw.read_yaw_mrad()),
+            self.hw.read_range_mm(),
+            battery,
+            flags,
+        )
+
+
+def _clamp16(value):
+    return max(-32768, min(32767, int(value)))

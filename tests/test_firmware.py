@@ -1,0 +1,174 @@
+"""The firmware's logic under CPython: the real app, pid and hardware modules on a fake `machine`."""
+
+from __future__ import annotations
+
+import importlib
+import random
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from firmware import protocol as p
+from tests import fake_machine
+
+
+class Car:
+    """The firmware on a fake board, with a simple motor model turning duty into encoder edges."""
+
+    def __init__(self) -> None:
+        self.board = fake_machine.install()
+        hardware = importlib.import_module("hardware")
+        app = importlib.import_module("app")
+        pid = importlib.import_module("pid")
+        board_pico = importlib.import_module("board_pico")
+        self.pins = board_pico
+        self.hw = hardware.Hardware(board_pico)
+        self.sent = bytearray()
+        self.firmware = app.Firmware(
+            self.hw,
+            self.sent.extend,
+            b"testcar1",
+            board_pico.WHEEL_MM_PER_TICK,
+            lambda: pid.Pid(0.0015, 0.02, 0.0, 0.001),
+        )
+        self.decoder = p.Decoder()
+        self.now = 0
+        self.speed = [0.0, 0.0]  # mm/s of each modelled wheel
+        self.travel = [0.0, 0.0]  # mm
+        self.phase = [0, 0]
+        self.seq = 0
+
+    def duty(self, side: int) -> float:
+        pwm_pin, in1, in2 = self.pins.MOTOR_LEFT if side == 0 else self.pins.MOTOR_RIGHT
+        magnitude = self.board.pwms[pwm_pin].duty / 65535
+        forward, backward = self.board.pins[in1].level, self.board.pins[in2].level
+        return magnitude if forward and not backward else -magnitude if backward and not forward else 0.0
+
+    def command(self, msg_type: int, *fields: Any) -> None:
+        self.seq += 1
+        self.firmware.receive(p.pack(msg_type, self.seq, *fields), self.now)
+
+    def run(self, ms: int) -> list[tuple[int, int, tuple[Any, ...]]]:
+        """Advance time 1 ms at a time: motors respond (tau 50 ms, 1000 mm/s at full duty), encoders tick."""
+        for _ in range(ms):
+            self.now += 1
+            for side in (0, 1):
+                self.speed[side] += (self.duty(side) * 1000 - self.speed[side]) * 0.02
+                self.travel[side] += self.speed[side] / 1000
+                target_ticks = int(self.travel[side] / self.pins.WHEEL_MM_PER_TICK)
+                a, b = self.pins.ENCODER_LEFT if side == 0 else self.pins.ENCODER_RIGHT
+                while self.phase[side] != target_ticks:
+                    step = 1 if target_ticks > self.phase[side] else -1
+                    self.phase[side] += step
+                    level = self.phase[side] % 2
+                    # forward: B is the opposite of A after each A edge (the firmware counts +1)
+                    self.board.pins[b].level = 1 - level if step > 0 else level
+                    self.board.pins[a].drive(level)
+            self.firmware.step(self.now)
+        messages = self.decoder.feed(bytes(self.sent))
+        self.sent.clear()
+        return messages
+
+
+def test_wheel_commands_reach_the_motors_and_the_pid_holds_speed() -> None:
+    car = Car()
+    car.command(p.SET_WHEELS, 400, -250)
+    for _ in range(8):  # keep the watchdog fed for 0.8 s
+        car.run(100)
+        car.command(p.SET_WHEELS, 400, -250)
+    assert car.duty(0) > 0 and car.duty(1) < 0
+    assert car.speed[0] == pytest.approx(400, rel=0.1)
+    assert car.speed[1] == pytest.approx(-250, rel=0.1)
+    assert car.firmware.speeds[0] == pytest.approx(400, rel=0.15)  # measured from the encoders
+
+
+def test_watchdog_stops_the_motors_250_ms_after_the_last_command() -> None:
+    car = Car()
+    car.command(p.SET_WHEELS, 300, 300)
+    car.run(240)
+    assert car.duty(0) > 0
+    telemetry = [m for m in car.run(20) if m[0] == p.TELEMETRY]
+    assert car.duty(0) == 0 and car.duty(1) == 0
+    assert telemetry[-1][2][-1] & p.FLAG_WATCHDOG
+
+
+def test_telemetry_streams_at_100_hz() -> None:
+    car = Car()
+    frames = [m for m in car.run(1000) if m[0] == p.TELEMETRY]
+    assert 99 <= len(frames) <= 101
+    stamps = [frame[2][0] for frame in frames]  # t ms: every 10 ms
+    assert all(b - a == 10 for a, b in pairwise(stamps))
+    assert len(frames[-1][2]) == 14
+
+
+def test_estop_blocks_commands_until_armed() -> None:
+    car = Car()
+    car.command(p.SET_WHEELS, 300, 300)
+    car.run(50)
+    car.command(p.ESTOP)
+    replies = car.run(20)
+    assert car.duty(0) == 0
+    car.command(p.SET_WHEELS, 300, 300)
+    replies += car.run(20)
+    assert any(m[0] == p.NACK and m[2][2] == p.ERR_ESTOPPED for m in replies)
+    assert car.duty(0) == 0 and any(m[0] == p.TELEMETRY and m[2][-1] & p.FLAG_ESTOP for m in replies)
+    car.command(p.ARM)
+    car.command(p.SET_WHEELS, 300, 300)
+    car.run(30)
+    assert car.duty(0) > 0
+
+
+def test_ping_info_config_and_unknown_commands() -> None:
+    car = Car()
+    car.command(p.PING, 0xC0FFEE)
+    car.command(p.GET_INFO)
+    car.command(p.CONFIG, 500, 50, 0.002, 0.01, 0.0, 1)
+    car.command(p.CONFIG, 5, 50, 0.002, 0.01, 0.0, 1)  # watchdog too short
+    car.firmware.receive(p.encode(0x7A, 98, b""), car.now)  # unknown: dropped and counted by the decoder
+    car.firmware.receive(p.pack(p.INFO, 99, 0, 0, 0, 1, b"notme..."), car.now)  # known, but not for the board
+    replies = [m for m in car.run(1) if m[0] != p.TELEMETRY]
+    assert car.firmware.decoder.unknown_types == 1
+    assert (replies[0][0], replies[0][2]) == (p.ACK, (1, p.PING, 0xC0FFEE))
+    assert replies[1][0] == p.INFO and replies[1][2][3] == p.PROTOCOL_VERSION and replies[1][2][4] == b"testcar1"
+    assert replies[2][0] == p.ACK and car.firmware.watchdog_ms == 500 and car.firmware.telemetry_ms == 20
+    assert replies[3][0] == p.NACK and replies[3][2][2] == p.ERR_BAD_CONFIG
+    assert replies[4][0] == p.NACK and replies[4][2] == (99, p.INFO, p.ERR_UNKNOWN_TYPE)
+
+
+def test_garbage_never_moves_a_motor() -> None:
+    car = Car()
+    rng = random.Random(11)
+    for _ in range(200):
+        car.firmware.receive(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))), car.now)
+        car.run(2)
+        assert car.duty(0) == 0 and car.duty(1) == 0
+    assert car.firmware.decoder.errors() > 0
+
+
+def test_maintenance_stops_the_motors_and_ends_the_loop() -> None:
+    car = Car()
+    car.command(p.SET_WHEELS, 300, 300)
+    car.run(50)
+    car.command(p.MAINTENANCE)
+    car.run(5)
+    assert car.firmware.running is False and car.duty(0) == 0
+
+
+def test_sensors_through_the_pins() -> None:
+    car = Car()
+    levels = {0: 0x1000, 1: 0x8000, 2: 0xF000, 3: 0x8000, 4: 0x1000}  # dark means a low reading
+
+    def line_adc(pin: int) -> int:
+        if pin == car.pins.BATTERY_ADC:
+            return int(7.6 / car.pins.BATTERY_DIVIDER / 3.3 * 65535)
+        channel = sum(car.board.pins[s].level << bit for bit, s in enumerate(car.pins.LINE_MUX_SELECT))
+        return 0xFFFF - levels[channel]
+
+    car.board.adc = line_adc
+    assert car.hw.read_line() == [16, 128, 240, 128, 16]
+    assert car.hw.read_battery_mv() == pytest.approx(7600, abs=2)
+    assert car.hw.read_range_mm() == p.NO_RANGE
+    car.board.echo_us = lambda: 2915  # 0.5 m there and back
+    assert car.hw.read_range_mm() == pytest.approx(500, abs=1)
+    assert car.hw.read_yaw_mrad() == 0  # no IMU on the bus
