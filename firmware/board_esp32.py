@@ -16,3 +16,4 @@ IMU_I2C = (0, 21, 22)
 BATTERY_ADC = 35
 BATTERY_DIVIDER = 4.0
 WHEEL_MM_PER_TICK = 6.2832 * 33 / 390  # wheel circumference over encoder counts per wheel turn
+PID_GAINS = (0.0015, 0.02, 0.0, 0.001)  # kp, ki, kd per mm/s of error; kf: duty per mm/s of target

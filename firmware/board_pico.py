@@ -16,3 +16,4 @@ IMU_I2C = (0, 12, 13)  # bus id, SDA, SCL: MPU-6050 at 0x68
 BATTERY_ADC = 27
 BATTERY_DIVIDER = 4.0  # the ADC sees battery voltage / this
 WHEEL_MM_PER_TICK = 6.2832 * 33 / 390  # wheel circumference over encoder counts per wheel turn
+PID_GAINS = (0.0015, 0.02, 0.0, 0.001)  # kp, ki, kd per mm/s of error; kf: duty per mm/s of target

@@ -20,8 +20,6 @@ if sys.platform == "rp2":
 else:
     import board_esp32 as board
 
-PID_GAINS = (0.0015, 0.02, 0.0, 0.001)  # kp, ki, kd per mm/s; kf: duty per mm/s of target
-
 
 def board_id():
     """Eight hex digits of the chip's unique id."""
@@ -32,7 +30,7 @@ def run():
     """Serve the host until MAINTENANCE."""
     hw = Hardware(board)
     out = sys.stdout.buffer
-    firmware = Firmware(hw, out.write, board_id(), board.WHEEL_MM_PER_TICK, lambda: Pid(*PID_GAINS))
+    firmware = Firmware(hw, out.write, board_id(), board.WHEEL_MM_PER_TICK, lambda: Pid(*board.PID_GAINS))
     poller = select.poll()
     poller.register(sys.stdin, select.POLLIN)
     micropython.kbd_intr(-1)

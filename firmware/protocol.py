@@ -71,7 +71,7 @@ for _byte in range(256):
     _CRC_TABLE.append(_crc & 0xFFFF)
 
 
-def crc16(data, crc=0xFFFF):
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE of `data` (bytes-like)."""
     table = _CRC_TABLE
     for byte in data:
@@ -79,7 +79,7 @@ def crc16(data, crc=0xFFFF):
     return crc
 
 
-def cobs_encode(data):
+def cobs_encode(data: bytes) -> bytes:
     """COBS-encode `data`: the result has no zero byte (the delimiter is not added)."""
     out = bytearray(b"\x00")
     code_at = 0
@@ -102,7 +102,7 @@ def cobs_encode(data):
     return bytes(out)
 
 
-def cobs_decode(data):
+def cobs_decode(data: bytes) -> bytes | None:
     """Undo `cobs_encode`; None when `data` is not valid COBS."""
     out = bytearray()
     i = 0
@@ -122,7 +122,7 @@ def cobs_decode(data):
     return bytes(out)
 
 
-def encode(msg_type, seq, payload=b""):
+def encode(msg_type: int, seq: int, payload: bytes = b"") -> bytes:
     """One frame, delimiter included, for a payload already packed."""
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("payload too long")
@@ -130,13 +130,12 @@ def encode(msg_type, seq, payload=b""):
     return cobs_encode(body + struct.pack("<H", crc16(body))) + b"\x00"
 
 
-def pack(msg_type, seq, *fields):
+def pack(msg_type: int, seq: int, *fields: object) -> bytes:
     """One frame for a message whose payload layout is in LAYOUTS (LOG: one str or bytes field)."""
     if msg_type == LOG:
         text = fields[0] if fields else b""
-        if isinstance(text, str):
-            text = text.encode()
-        return encode(LOG, seq, text[:MAX_PAYLOAD])
+        data = text.encode() if isinstance(text, str) else bytes(text)  # type: ignore[call-overload]
+        return encode(LOG, seq, data[:MAX_PAYLOAD])
     return encode(msg_type, seq, struct.pack(LAYOUTS[msg_type], *fields))
 
 
@@ -146,7 +145,7 @@ class Decoder:
     `fields` is the tuple unpacked with the type's layout (LOG: a 1-tuple of bytes).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._buffer = bytearray()
         self._overflow = False
         self.frames = 0  # valid messages decoded
@@ -156,11 +155,11 @@ class Decoder:
         self.unknown_types = 0
         self.bad_payloads = 0  # known type, wrong payload length
 
-    def errors(self):
+    def errors(self) -> int:
         """Every frame dropped so far."""
         return self.crc_errors + self.framing_errors + self.oversize + self.unknown_types + self.bad_payloads
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> "list[tuple[int, int, tuple[object, ...]]]":
         """Take received bytes; return the messages they complete."""
         messages = []
         for byte in data:
@@ -180,7 +179,7 @@ class Decoder:
             self._overflow = False
         return messages
 
-    def _frame(self, encoded):
+    def _frame(self, encoded: bytes) -> "tuple[int, int, tuple[object, ...]] | None":
         body = cobs_decode(encoded)
         if body is None or len(body) < 4:
             self.framing_errors += 1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from firmware import protocol as p
-from tests import fake_machine
+from sim import fake_machine
 
 
 class Car:
@@ -30,7 +30,7 @@ class Car:
             self.sent.extend,
             b"testcar1",
             board_pico.WHEEL_MM_PER_TICK,
-            lambda: pid.Pid(0.0015, 0.02, 0.0, 0.001),
+            lambda: pid.Pid(*board_pico.PID_GAINS),
         )
         self.decoder = p.Decoder()
         self.now = 0

@@ -1,4 +1,4 @@
-"""A stand-in for MicroPython's `machine` (and `micropython`) modules, for firmware tests.
+"""A stand-in for MicroPython's `machine` (and `micropython`) modules: firmware tests and the board emulator.
 
 It keeps the state a test needs to read (pin levels, PWM duties) and lets the test supply
 inputs (ADC readings, echo times, I2C registers, encoder edges) through `board`, the one

@@ -1,0 +1,244 @@
+"""The host's client for the motor/sensor board, over pyserial.
+
+    board = BoardClient("/dev/ttyACM0")      # or a pty path, or any serial_for_url URL
+    board.open()                             # handshake: GET_INFO, protocol version checked
+    board.set_wheel_speeds(0.3, 0.3)         # m/s (hal.interfaces.Wheels)
+    reading = board.read()                   # latest telemetry (hal.interfaces.Sensors)
+    board.close()
+
+A reader thread turns the byte stream into telemetry; `stats()` counts frames, CRC and
+other errors, telemetry gaps (by sequence number) and the last ping round trip. A board
+that stops talking is noticed (`connected` turns False after SILENT_S) and the port is
+reopened until it answers again.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+import serial
+
+from firmware import protocol
+from hal.interfaces import SensorReading
+
+BAUD = 115200
+SILENT_S = 0.5  # no frame for this long: the board is gone
+HANDSHAKE_S = 2.0
+REOPEN_S = 0.5
+
+
+class BoardError(Exception):
+    """The board could not be reached or is not one this host can drive; the message says what to do."""
+
+
+class BoardClient:
+    """`hal.interfaces.Wheels` and `Sensors` over the serial link."""
+
+    def __init__(self, url: str, baud: int = BAUD, wheel_base: float = 0.15):
+        self.url = url
+        self.baud = baud
+        self.wheel_base = wheel_base
+        self.info: dict[str, Any] = {}
+        self.connected = False
+        self._port: Any = None
+        self._decoder = protocol.Decoder()
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._seq = 0
+        self._reading: SensorReading | None = None
+        self._last_frame = 0.0
+        self._last_telemetry_seq: int | None = None
+        self._gaps = 0
+        self._telemetry = 0
+        self._pings: dict[int, float] = {}
+        self._rtt: float | None = None
+        self._info_event = threading.Event()
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.log: list[str] = []
+        self.flags = 0  # the flags of the latest telemetry (protocol.FLAG_*)
+
+    # -- life cycle -----------------------------------------------------------------
+    def open(self) -> dict[str, Any]:
+        """Open the port, check the board's protocol version, start the reader; returns INFO."""
+        self._open_port()
+        self._running = True
+        self._thread = threading.Thread(target=self._read_loop, name="board-reader", daemon=True)
+        self._thread.start()
+        if not self._info_event.wait(HANDSHAKE_S):
+            self.close()
+            raise BoardError(
+                f"{self.url}: no answer to GET_INFO within {HANDSHAKE_S:g} s; is the car firmware on the board? "
+                "(flash it with `car flash`)"
+            )
+        if self.info["protocol"] != protocol.PROTOCOL_VERSION:
+            version = self.info["protocol"]
+            self.close()
+            raise BoardError(
+                f"{self.url}: the board speaks protocol {version}, this host {protocol.PROTOCOL_VERSION}: "
+                "flash matching firmware with `car flash`"
+            )
+        return self.info
+
+    def _open_port(self) -> None:
+        try:
+            self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise BoardError(f"cannot open {self.url}: {exc}") from None
+        self._decoder = protocol.Decoder()
+        self._info_event.clear()
+        self._send(protocol.GET_INFO)
+
+    def close(self) -> None:
+        """Stop the wheels, stop the reader, release the port (so `car flash` can use it)."""
+        if self._port is not None and self.connected:
+            try:
+                self.stop()
+            except BoardError:
+                pass
+        self._running = False
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+        self.connected = False
+
+    def __enter__(self) -> BoardClient:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands ----------------------------------------------------------------------
+    def _send(self, msg_type: int, *fields: Any) -> int:
+        with self._write_lock:
+            self._seq = (self._seq + 1) & 0xFF
+            frame = protocol.pack(msg_type, self._seq, *fields)
+            try:
+                self._port.write(frame)
+            except (serial.SerialException, OSError, AttributeError) as exc:
+                raise BoardError(f"{self.url}: write failed: {exc}") from None
+            return self._seq
+
+    def set_wheel_speeds(self, left: float, right: float) -> None:
+        """Wheel speed set-points in m/s (sent as mm/s; the board clamps to its limits)."""
+        self._send(protocol.SET_WHEELS, _mm(left), _mm(right))
+
+    def stop(self) -> None:
+        """Both wheels to zero."""
+        self._send(protocol.SET_WHEELS, 0, 0)
+
+    def estop(self) -> None:
+        """Motors off until `arm`."""
+        self._send(protocol.ESTOP)
+
+    def arm(self) -> None:
+        """Allow the motors to run after `estop`."""
+        self._send(protocol.ARM)
+
+    def ping(self) -> int:
+        """Send a PING; its round trip shows in `stats()['rtt_ms']`."""
+        token = int(time.monotonic() * 1000) & 0xFFFFFFFF
+        self._pings[token] = time.monotonic()
+        return self._send(protocol.PING, token)
+
+    def maintenance(self) -> None:
+        """Motors off and the firmware leaves its main loop (the REPL is free for flashing)."""
+        self._send(protocol.MAINTENANCE)
+
+    # -- telemetry ----------------------------------------------------------------------
+    def read(self) -> SensorReading:
+        """The latest telemetry (hal.interfaces.Sensors); BoardError before the first."""
+        with self._lock:
+            if self._reading is None:
+                raise BoardError(f"{self.url}: no telemetry yet")
+            return self._reading
+
+    def stats(self) -> dict[str, Any]:
+        """Link statistics."""
+        d = self._decoder
+        return {
+            "telemetry": self._telemetry,
+            "frames": d.frames,
+            "crc_errors": d.crc_errors,
+            "framing_errors": d.framing_errors,
+            "dropped": d.errors(),
+            "telemetry_gaps": self._gaps,
+            "rtt_ms": None if self._rtt is None else round(self._rtt * 1000, 2),
+            "connected": self.connected,
+        }
+
+    def _read_loop(self) -> None:
+        while self._running:
+            try:
+                data = self._port.read(256) if self._port is not None else b""
+            except (serial.SerialException, OSError, TypeError, AttributeError):
+                data = b""
+                self._reconnect()
+            now = time.monotonic()
+            if data:
+                for message in self._decoder.feed(data):
+                    self._last_frame = now
+                    self.connected = True
+                    self._handle(*message)
+            elif self.connected and now - self._last_frame > SILENT_S:
+                self.connected = False
+            if not self.connected and now - self._last_frame > SILENT_S + REOPEN_S:
+                self._reconnect()
+
+    def _reconnect(self) -> None:
+        if not self._running:
+            return
+        try:
+            if self._port is not None:
+                self._port.close()
+            self._port = None
+            self._open_port()
+        except BoardError:
+            time.sleep(REOPEN_S)
+        self._last_frame = time.monotonic() - SILENT_S  # give the reopened port its own grace
+
+    def _handle(self, msg_type: int, seq: int, fields: tuple[Any, ...]) -> None:
+        if msg_type == protocol.TELEMETRY:
+            if self._last_telemetry_seq is not None:
+                self._gaps += max(0, ((seq - self._last_telemetry_seq) & 0xFF) - 1)
+            self._last_telemetry_seq = seq
+            self._telemetry += 1
+            t_ms, tl, tr, sl, sr, l0, l1, l2, l3, l4, yaw, range_mm, battery, flags = fields
+            reading = SensorReading(
+                t=t_ms / 1000,
+                encoder_ticks=(tl, tr),
+                wheel_speeds=(sl / 1000, sr / 1000),
+                line_sensors=tuple(v / 255 for v in (l0, l1, l2, l3, l4)),
+                yaw_rate=yaw / 1000,
+                range_m=None if range_mm == protocol.NO_RANGE else range_mm / 1000,
+                battery_v=battery / 1000,
+            )
+            with self._lock:
+                self._reading = reading
+                self.flags = flags
+        elif msg_type == protocol.INFO:
+            major, minor, patch, version, board_id = fields
+            self.info = {
+                "firmware": f"{major}.{minor}.{patch}",
+                "protocol": version,
+                "board_id": board_id.rstrip(b"\x00").decode(errors="replace"),
+            }
+            self._info_event.set()
+        elif msg_type == protocol.ACK and fields[1] == protocol.PING:
+            sent = self._pings.pop(fields[2], None)
+            if sent is not None:
+                self._rtt = time.monotonic() - sent
+        elif msg_type == protocol.LOG:
+            self.log.append(fields[0].decode(errors="replace"))
+
+
+def _mm(speed: float) -> int:
+    if math.isnan(speed):
+        return 0
+    return max(-32768, min(32767, round(speed * 1000)))

@@ -1,0 +1,121 @@
+"""Host <-> emulated board over a real pseudo-terminal: the real client, frame format and firmware."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import serial
+
+from firmware import protocol as p
+from hal.board import BoardClient, BoardError
+
+
+@pytest.fixture
+def emulator() -> Iterator[str]:
+    """A running board emulator; yields its pty path."""
+    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--track", "oval"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    path = proc.stdout.readline().strip()
+    assert path.startswith("/dev/pts/"), path
+    try:
+        yield path
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def drive(board: BoardClient, left: float, right: float, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        board.set_wheel_speeds(left, right)
+        time.sleep(0.05)
+
+
+def test_commands_reach_the_motors_and_telemetry_streams(emulator: str) -> None:
+    with BoardClient(emulator) as board:
+        assert board.info == {"firmware": "0.1.0", "protocol": p.PROTOCOL_VERSION, "board_id": "emulated"}
+        time.sleep(0.1)
+        assert board.read().line_sensors[2] > 0.5  # the car starts on the tape, under its middle sensor
+        start, counted = time.monotonic(), board.stats()["telemetry"]
+        drive(board, 0.3, -0.2, 1.5)
+        rate = (board.stats()["telemetry"] - counted) / (time.monotonic() - start)
+        reading = board.read()
+        assert reading.wheel_speeds[0] == pytest.approx(0.3, rel=0.2)
+        assert reading.wheel_speeds[1] == pytest.approx(-0.2, rel=0.2)
+        assert reading.encoder_ticks[0] > 0 > reading.encoder_ticks[1]
+        assert reading.yaw_rate < 0  # turning right
+        assert 60 < rate < 120  # 100 Hz, give or take a busy machine
+        assert 7.0 < reading.battery_v < 8.5
+        board.ping()
+        time.sleep(0.2)
+        stats = board.stats()
+        assert stats["rtt_ms"] is not None and stats["crc_errors"] == 0
+
+
+def test_watchdog_stops_the_motors_when_commands_stop(emulator: str) -> None:
+    with BoardClient(emulator) as board:
+        drive(board, 0.3, 0.3, 1.0)
+        assert board.read().wheel_speeds[0] > 0.2 and not board.flags & p.FLAG_WATCHDOG
+        stopped_sending = time.monotonic()
+        while not board.flags & p.FLAG_WATCHDOG and time.monotonic() - stopped_sending < 2:
+            time.sleep(0.005)
+        # 250 ms of board time, plus scheduling and one telemetry period on a busy machine
+        assert time.monotonic() - stopped_sending < 0.6
+        time.sleep(0.5)
+        assert board.read().wheel_speeds == (0.0, 0.0)
+
+
+def test_closing_and_reopening_the_port(emulator: str) -> None:
+    with BoardClient(emulator) as board:
+        drive(board, 0.2, 0.2, 0.3)
+    with BoardClient(emulator) as again:  # a second open of the same pty
+        drive(again, 0.25, 0.25, 1.0)
+        assert again.read().wheel_speeds[0] > 0.15
+
+
+def test_a_silent_board_is_noticed_and_comes_back(emulator: str) -> None:
+    with BoardClient(emulator) as board:
+        time.sleep(0.3)
+        assert board.connected
+        emulator_proc = next(
+            int(line.split()[0])
+            for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+            if "sim.board" in line and "ps -eo" not in line
+        )
+        subprocess.run(["kill", "-STOP", str(emulator_proc)], check=True)
+        time.sleep(1.0)
+        assert not board.connected
+        subprocess.run(["kill", "-CONT", str(emulator_proc)], check=True)
+        deadline = time.monotonic() + 5
+        while not board.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert board.connected
+
+
+def test_corrupted_bytes_deliver_no_command(emulator: str) -> None:
+    rng = random.Random(3)
+    stream = bytearray(b"".join(p.pack(p.SET_WHEELS, k & 0xFF, 0, 0) for k in range(400)))
+    for i in rng.sample(range(len(stream)), len(stream) // 100):
+        stream[i] ^= rng.randint(1, 255)
+    with BoardClient(emulator) as board:
+        raw = serial.serial_for_url(emulator, baudrate=115200, timeout=0.1)
+        try:
+            for k in range(0, len(stream), 64):
+                raw.write(stream[k : k + 64])
+                time.sleep(0.002)
+        finally:
+            raw.close()
+        time.sleep(0.3)
+        assert board.read().wheel_speeds == (0.0, 0.0)  # zero commands, corrupted or not: nothing moved
+
+
+def test_an_absent_board_is_a_clear_error() -> None:
+    with pytest.raises(BoardError, match="cannot open /dev/nonexistent-board"):
+        BoardClient("/dev/nonexistent-board").open()
