@@ -1,4 +1,4 @@
-"""car_io: the only node that touches the car (here: the simulator).
+"""car_io: the only node that touches the car: the simulator, or the board (`--hw --port`).
 
 Inputs: `cmd` ({"left": m/s, "right": m/s}; with the metadata of the observation that
 caused it, or without it from a free-running source such as teleop), `tick` (once a
@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 from car import Node
+from hal.board import BoardClient, BoardError
+from hal.interfaces import SensorReading
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
 
@@ -63,11 +65,77 @@ def report(truth: GroundTruth, track: str, seed: int, laps_wanted: int | None) -
     }
 
 
+def sensor_message(reading: SensorReading) -> dict[str, object]:
+    """A sensor reading as the `sensors` output carries it."""
+    return {
+        "t": round(reading.t, 4),
+        "ticks": list(reading.encoder_ticks),
+        "speeds": [round(v, 4) for v in reading.wheel_speeds],
+        "line": [round(v, 3) for v in reading.line_sensors],
+        "yaw_rate": round(reading.yaw_rate, 4),
+        "range_m": reading.range_m,
+        "battery_v": round(reading.battery_v, 3),
+    }
+
+
+def run_board(node: Node, port: str) -> None:
+    """Drive the real board (or the board emulator): sensors out at 100 Hz, commands in.
+
+    No camera yet: graphs that need `image` run in the simulator only for now.
+    """
+    board = BoardClient(port)
+    try:
+        info = board.open()
+    except BoardError as exc:
+        print(f"car_io: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"car_io: board {info['board_id']}, firmware {info['firmware']}, on {port}", file=sys.stderr)
+    moving, last_command, frame = False, time.monotonic(), 0
+    next_publish = time.monotonic()
+    try:
+        while True:
+            event = node.next(timeout=max(0.0, next_publish - time.monotonic()))
+            now = time.monotonic()
+            if event is not None and event.type == "STOP":
+                break
+            if event is not None and event.type == "INPUT" and event.id == "cmd":
+                board.set_wheel_speeds(clamp(float(event.value["left"])), clamp(float(event.value["right"])))
+                moving, last_command = True, now
+            elif event is not None and event.type == "INPUT_CLOSED" and event.id == "cmd":
+                board.stop()
+                moving = False
+            elif event is not None and event.type == "INPUT" and event.id == "tick":
+                stats = board.stats()
+                node.set_status(f"board: {stats['telemetry']} readings, {stats['dropped']} bad frames")
+            if moving and now - last_command > DEADMAN_S:
+                board.stop()
+                moving = False
+                print(f"car_io: dead-man: no command for {DEADMAN_S:g} s; wheels stopped", file=sys.stderr)
+            if now >= next_publish:
+                next_publish = now + PHYSICS_STEP_S
+                try:
+                    node.send_output("sensors", sensor_message(board.read()), {"frame": frame})
+                    frame += 1
+                except BoardError:
+                    pass  # no telemetry yet
+    finally:
+        board.close()
+        try:
+            ticks = board.read().encoder_ticks
+        except BoardError:
+            ticks = (0, 0)
+        print(f"car_io: board link {json.dumps(board.stats())}; encoder ticks {ticks[0]} {ticks[1]}", file=sys.stderr)
+
+
 def main() -> None:
-    """Run the simulated car until STOP."""
-    if os.environ.get("CAR_BACKEND", "sim") != "sim":
-        print("car_io: --hw needs the board client (not available yet); use --sim", file=sys.stderr)
-        raise SystemExit(2)
+    """Run the simulated car (or, with CAR_BACKEND=hw, the board) until STOP."""
+    if os.environ.get("CAR_BACKEND", "sim") == "hw":
+        port = os.environ.get("CAR_PORT", "")
+        if not port:
+            print("car_io: --hw needs --port PORT: the board's serial port or URL", file=sys.stderr)
+            raise SystemExit(2)
+        run_board(Node(), port)
+        return
     track_name = os.environ.get("CAR_TRACK", "oval")
     seed = int(os.environ.get("CAR_SEED", "0"))
     laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
@@ -86,20 +154,7 @@ def main() -> None:
     loop_ns: list[int] = []  # capture of a frame -> its command back in car_io, wall clock
 
     def publish_sensors(metadata: dict[str, object] | None = None) -> None:
-        reading = world.sensors.read()
-        node.send_output(
-            "sensors",
-            {
-                "t": round(reading.t, 4),
-                "ticks": list(reading.encoder_ticks),
-                "speeds": [round(v, 4) for v in reading.wheel_speeds],
-                "line": [round(v, 3) for v in reading.line_sensors],
-                "yaw_rate": round(reading.yaw_rate, 4),
-                "range_m": reading.range_m,
-                "battery_v": round(reading.battery_v, 3),
-            },
-            metadata,
-        )
+        node.send_output("sensors", sensor_message(world.sensors.read()), metadata)
 
     def publish_frame() -> None:
         """Observation `frame`: the camera image, or the sensor reading with LOCKSTEP=sensors."""

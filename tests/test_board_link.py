@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import serial
@@ -119,3 +121,32 @@ def test_corrupted_bytes_deliver_no_command(emulator: str) -> None:
 def test_an_absent_board_is_a_clear_error() -> None:
     with pytest.raises(BoardError, match="cannot open /dev/nonexistent-board"):
         BoardClient("/dev/nonexistent-board").open()
+
+
+def test_the_ir_dataflow_drives_the_emulated_board(emulator: str, tmp_path: object) -> None:
+    flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line_ir.yml")
+    result = subprocess.run(
+        [sys.executable, "-m", "car", "launch", flow, "--hw", "--port", emulator, "--duration", "4", "--headless"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "car_io: board emulated, firmware 0.1.0" in result.stderr
+    match = re.search(r'"dropped": (\d+).*encoder ticks (-?\d+) (-?\d+)', result.stderr)
+    assert match, result.stderr[-2000:]
+    dropped, left, right = (int(v) for v in match.groups())
+    assert dropped == 0 and left > 1000 and right > 1000  # it drove forward through the real link
+
+
+def test_hw_without_a_port_is_a_clear_error(tmp_path: object) -> None:
+    flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line_ir.yml")
+    result = subprocess.run(
+        [sys.executable, "-m", "car", "launch", flow, "--hw", "--duration", "3", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "--hw needs --port PORT" in result.stderr and "Traceback" not in result.stderr
