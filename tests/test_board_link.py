@@ -126,8 +126,20 @@ def test_an_absent_board_is_a_clear_error() -> None:
 def test_the_ir_dataflow_drives_the_emulated_board(emulator: str, tmp_path: object) -> None:
     flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line_ir.yml")
     result = subprocess.run(
-        [sys.executable, "-m", "car", "launch", flow, "--hw", "--port", emulator, "--duration", "4", "--headless"]
-        + ["--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "car",
+            "launch",
+            flow,
+            "--hw",
+            "--port",
+            emulator,
+            "--duration",
+            "4",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
