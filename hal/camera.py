@@ -1,0 +1,44 @@
+"""The car's camera through OpenCV: `hal.interfaces.Camera` over `cv2.VideoCapture`.
+
+camera = OpenCVCamera(0, width=320, height=240, fps=30)   # a device index, a /dev/video path,
+frame, t = camera.read()                                   # or a video file (for tests)
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+
+class CameraError(Exception):
+    """The camera could not be opened or read; the message says which and what to try."""
+
+
+class OpenCVCamera:
+    """Frames (BGR uint8) at the requested size, stamped with `time.monotonic()`."""
+
+    def __init__(self, source: int | str, width: int = 320, height: int = 240, fps: float = 30.0):
+        self.source = source
+        self.size = (width, height)
+        self._capture = cv2.VideoCapture(source)
+        if not self._capture.isOpened():
+            raise CameraError(f"cannot open camera {source!r}: check the device index or path (ls /dev/video*)")
+        self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        self._capture.set(cv2.CAP_PROP_FPS, fps)
+
+    def read(self) -> tuple[np.ndarray, float]:
+        """The next frame and when it was taken (hal.interfaces.Camera)."""
+        ok, frame = self._capture.read()
+        taken = time.monotonic()
+        if not ok or frame is None:
+            raise CameraError(f"camera {self.source!r} gave no frame (unplugged, or the end of a video file)")
+        if (frame.shape[1], frame.shape[0]) != self.size:  # the driver ignored the size we asked for
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        return frame, taken
+
+    def close(self) -> None:
+        """Release the device."""
+        self._capture.release()

@@ -1,0 +1,42 @@
+"""The OpenCV camera, fed from a video file (no USB camera here): real OpenCV, real decoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hal.camera import CameraError, OpenCVCamera
+from sim import World, load_track
+
+
+def test_frames_come_back_at_the_requested_size(tmp_path: Path) -> None:
+    world = World(load_track("oval"), seed=1)
+    video = tmp_path / "run.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    frames = []
+    for _ in range(10):
+        world.wheels.set_wheel_speeds(0.3, 0.3)
+        world.step(1 / 30)
+        frame, _ = world.camera.read()
+        frames.append(frame)
+        writer.write(frame)
+    writer.release()
+    camera = OpenCVCamera(str(video), width=160, height=120)
+    previous = 0.0
+    for original in frames:
+        frame, taken = camera.read()
+        assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8 and taken >= previous
+        previous = taken
+        small = cv2.resize(original, (160, 120), interpolation=cv2.INTER_AREA).astype(int)
+        assert np.abs(frame.astype(int) - small).mean() < 12  # MJPG is lossy, but it is the same picture
+    with pytest.raises(CameraError, match="gave no frame"):
+        camera.read()
+    camera.close()
+
+
+def test_a_missing_camera_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CameraError, match="cannot open camera"):
+        OpenCVCamera(str(tmp_path / "no-such-video.avi"))
