@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DATAFLOW ?= dataflows/follow_line.yml
 
-.PHONY: setup run test pytest lint typecheck bench clean
+STUBS := $(VENV)/stubs/rp2
+
+.PHONY: setup run test pytest lint typecheck typecheck-firmware bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +22,7 @@ setup: $(INSTALLED)
 run: setup
 	$(BIN)/car launch $(DATAFLOW) $(ARGS)
 
-test: setup lint typecheck pytest
+test: setup lint typecheck typecheck-firmware pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -28,6 +30,16 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+# MicroPython's stubs go into a folder of their own: two boards' stubs would overwrite
+# each other's machine.pyi, and they must not shadow CPython's standard library.
+$(STUBS)/machine.pyi: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps --target $(STUBS) \
+		'micropython-rp2-rpi-pico-stubs~=1.29.0' 'micropython-stdlib-stubs~=1.29.0'
+
+typecheck-firmware: setup $(STUBS)/machine.pyi
+	cd firmware && MYPYPATH=$(abspath $(STUBS)) $(abspath $(BIN))/mypy --config-file mypy.ini \
+		--custom-typeshed-dir $(abspath $(STUBS)) *.py
 
 pytest: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
