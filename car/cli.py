@@ -16,7 +16,7 @@ from pathlib import Path
 
 from car.config import ENV_VAR
 from car.daemon import COMPAT_DIR, Daemon
-from car.extensions import launch_options
+from car.extensions import command_names, launch_options, run_command
 from car.graph import to_html, to_mermaid
 from car.loader import load_dataflow
 from car.logs import Terminal
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("node")
     p.add_argument("--run", help="run name (default: the only running one)")
+    for name in command_names():
+        sub.add_parser(name, help="added by an installed package: `car NAME --help` says more", add_help=False)
     p.set_defaults(func=cmd_run_node)
     return parser
 
@@ -223,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `car` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in command_names():  # a subcommand an installed package adds
+        run_command(argv[0], argv[1:])
+        return 0
     command: list[str] = []
     if "--" in argv:  # everything after `--` is the command `car run-node` starts
         split = argv.index("--")

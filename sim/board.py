@@ -150,12 +150,12 @@ def serve(track: str, seed: int) -> None:
     os.close(slave)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """`python -m sim.board` (also `car board-emulator`)."""
-    parser = argparse.ArgumentParser(prog="python -m sim.board", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--track", default="oval")
+    parser = argparse.ArgumentParser(prog="car board-emulator", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--track", default="oval", help="a track name or file (default oval)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         serve(args.track, args.seed)
     except (TrackError, OSError) as exc:  # a clear line, not a traceback

@@ -162,3 +162,16 @@ def test_hw_without_a_port_is_a_clear_error(tmp_path: object) -> None:
     )
     assert result.returncode == 1
     assert "--hw needs --port PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_car_board_emulator_is_the_same_program() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "car", "board-emulator"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("/dev/pts/")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "car", "board-emulator", "--track", "moon"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "no track named `moon`" in bad.stderr and "Traceback" not in bad.stderr
