@@ -11,16 +11,27 @@ Speed is scheduled by the curvature ahead (quadratically: tight bends slow the c
 and curvature changes are rate-limited so commands stay smooth. When the line is lost
 the car keeps its last arc briefly, then creeps and turns toward the side it was last
 seen on, and stops after `lost_timeout` seconds.
+
+The camera cannot see the first ~12 cm in front of the axle, which is where a 0.2 m
+hairpin happens. The line-sensor array sees exactly there, so when the camera reports a
+bend tighter than `near_bend` (or loses the line), the car steers by the sensor bar, at
+most at `near_speed`, while the camera keeps scheduling the speed: sensor fusion by
+whichever sensor sees the part of the line that matters.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from nodes.line_detector import LineEstimate
+from sim.sensors import SensorParams
 from sim.vehicle import CarParams
+
+FLOOR_LEVEL = 0.3  # line-sensor readings below this are bare floor
+FOUND_LEVEL = 0.5  # the tape is under the bar when one sensor reads at least this
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,38 @@ class ControllerParams:
     search_curvature: float = 15.0  # 1/m toward the side the line was last seen
     lost_timeout: float = 2.0  # s without the line before stopping
     min_confidence: float = 0.25
+    near_bend: float = 3.0  # 1/m: in tighter bends, or without the camera's line, steer by the sensor bar
+    near_speed: float = 0.5  # m/s, at most, while steering by the sensor bar
+    near_confidence: float = 0.5  # camera estimates less sure than this defer to the sensor bar
+
+
+# the sensor bar alone: its distance ahead of the axle is the look-ahead
+BAR_PARAMS = ControllerParams(
+    max_speed=0.45,
+    min_speed=0.25,
+    slowdown=0.0,
+    slowdown_sq=0.004,
+    lookahead=SensorParams().line_sensor_forward,
+    lookahead_per_speed=0.0,
+    lookahead_bend=0.0,
+    max_curvature_rate=200.0,
+    coast_time=0.1,
+    lost_timeout=2.0,
+)
+
+
+def bar_estimate(values: Sequence[float], spacing: float = SensorParams().line_sensor_spacing) -> LineEstimate:
+    """Where the tape is under the line-sensor bar (left positive), as a line estimate.
+
+    The darkness-weighted mean of the sensors' lateral positions; readings below
+    FLOOR_LEVEL count as bare floor.
+    """
+    if not values or max(values) < FOUND_LEVEL:
+        return LineEstimate(found=False)
+    half = (len(values) - 1) / 2
+    weights = [max(0.0, v - FLOOR_LEVEL) for v in values]
+    position = sum(w * (half - k) * spacing for k, w in enumerate(weights)) / sum(weights)
+    return LineEstimate(found=True, offset=position, confidence=1.0)
 
 
 class LineFollower:
@@ -55,9 +98,28 @@ class LineFollower:
         self._last_t: float | None = None
         self._last_seen_t = 0.0
         self._last_side = 0.0
+        self._bar: LineFollower | None = None  # steering by the line-sensor bar, when given
 
-    def update(self, line: LineEstimate, t: float) -> tuple[float, float]:
-        """Wheel speed set-points (left, right) for an estimate taken at time t (s)."""
+    def update(self, line: LineEstimate, t: float, bar: LineEstimate | None = None) -> tuple[float, float]:
+        """Wheel speed set-points (left, right) for an estimate taken at time t (s).
+
+        `bar`, the line-sensor array's estimate at the same time, steers in tight bends.
+        """
+        left, right = self._follow(line, t)
+        if bar is None:
+            return left, right
+        if self._bar is None:
+            self._bar = LineFollower(replace(BAR_PARAMS, max_speed=1.0, min_speed=0.3), self.wheel_base)
+        self._bar.update(bar, t)
+        p = self.params
+        camera_unsure = not line.found or line.confidence < p.near_confidence or abs(line.curvature) > p.near_bend
+        if not (bar.found and camera_unsure):
+            return left, right
+        self.speed = min(self.speed, p.near_speed)
+        half = self._bar.curvature * self.wheel_base / 2
+        return self.speed * (1 - half), self.speed * (1 + half)
+
+    def _follow(self, line: LineEstimate, t: float) -> tuple[float, float]:
         p = self.params
         dt = 0.0 if self._last_t is None else max(0.0, t - self._last_t)
         self._last_t = t
@@ -87,14 +149,17 @@ class LineFollower:
 
 
 def main() -> None:
-    """The node: `line` in (metadata passed through), `cmd` out: {"left": m/s, "right": m/s}."""
+    """The node: `line` (and optionally `sensors`) in, `cmd` out: {"left": m/s, "right": m/s}, metadata passed through."""
     from car import Node
 
     params = ControllerParams(max_speed=float(os.environ.get("MAX_SPEED", ControllerParams.max_speed)))
     follower = LineFollower(params)
+    bar: LineEstimate | None = None  # the latest line-sensor reading, when `sensors` is wired in
     node = Node()
     for event in node:
-        if event.type == "INPUT" and event.id == "line":
+        if event.type == "INPUT" and event.id == "sensors":
+            bar = bar_estimate(event.value["line"])
+        elif event.type == "INPUT" and event.id == "line":
             value = event.value
             estimate = LineEstimate(
                 found=bool(value["found"]),
@@ -104,7 +169,7 @@ def main() -> None:
                 confidence=float(value["confidence"]),
             )
             t = float(event.metadata.get("t_sim", event.timestamp.wall_ns / 1e9 if event.timestamp else 0.0))
-            left, right = follower.update(estimate, t)
+            left, right = follower.update(estimate, t, bar)
             node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, event.metadata)
 
 
