@@ -28,9 +28,19 @@ class OpenCVCamera:
         self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._capture.set(cv2.CAP_PROP_FPS, fps)
+        # a video file plays at its own frame rate, as the camera that recorded it did
+        is_file = isinstance(source, str) and not source.startswith("/dev/")
+        file_fps = self._capture.get(cv2.CAP_PROP_FPS) if is_file else 0.0
+        self._period = 1.0 / file_fps if file_fps > 0 else 0.0
+        self._next = time.monotonic()
 
     def read(self) -> tuple[np.ndarray, float]:
         """The next frame and when it was taken (hal.interfaces.Camera)."""
+        if self._period:
+            wait = self._next - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._next = max(self._next + self._period, time.monotonic() - self._period)
         ok, frame = self._capture.read()
         taken = time.monotonic()
         if not ok or frame is None:

@@ -23,11 +23,15 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from car import Node
 from hal.board import BoardClient, BoardError
+from hal.camera import CameraError, OpenCVCamera
 from hal.interfaces import SensorReading
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
@@ -78,11 +82,29 @@ def sensor_message(reading: SensorReading) -> dict[str, object]:
     }
 
 
-def run_board(node: Node, port: str) -> None:
-    """Drive the real board (or the board emulator): sensors out at 100 Hz, commands in.
+class CameraThread(threading.Thread):
+    """Reads the camera on a thread of its own, so a frame's wait never holds up commands."""
 
-    No camera yet: graphs that need `image` run in the simulator only for now.
-    """
+    def __init__(self, source: str):
+        super().__init__(name="camera", daemon=True)
+        self.camera = OpenCVCamera(int(source) if source.isdigit() else source)
+        self.latest: tuple[np.ndarray, float] | None = None
+        self.frames = 0
+        self.error = ""
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.latest = self.camera.read()
+            except CameraError as exc:
+                self.error = str(exc)
+                return
+            self.frames += 1
+
+
+def run_board(node: Node, port: str, camera_source: str) -> None:
+    """Drive the real board (or the board emulator): sensors out at 100 Hz, camera frames as
+    they come, commands in."""
     board = BoardClient(port)
     try:
         info = board.open()
@@ -90,7 +112,16 @@ def run_board(node: Node, port: str) -> None:
         print(f"car_io: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"car_io: board {info['board_id']}, firmware {info['firmware']}, on {port}", file=sys.stderr)
-    moving, last_command, frame = False, time.monotonic(), 0
+    camera = None
+    if camera_source:
+        try:
+            camera = CameraThread(camera_source)
+        except CameraError as exc:
+            board.close()
+            print(f"car_io: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        camera.start()
+    moving, last_command, frame, images, sent_frame = False, time.monotonic(), 0, 0, 0
     next_publish = time.monotonic()
     try:
         while True:
@@ -118,8 +149,17 @@ def run_board(node: Node, port: str) -> None:
                     frame += 1
                 except BoardError:
                     pass  # no telemetry yet
+            if camera is not None and camera.frames > sent_frame and camera.latest is not None:
+                sent_frame = camera.frames
+                image, taken = camera.latest
+                node.send_output("image", image, {"captured": round(taken, 6)})
+                images += 1
+            if camera is not None and camera.error and not camera.is_alive() and camera.frames == sent_frame:
+                print(f"car_io: {camera.error}", file=sys.stderr)
+                camera = None
     finally:
         board.close()
+        print(f"car_io: sent {images} camera frame(s)", file=sys.stderr)
         try:
             ticks = board.read().encoder_ticks
         except BoardError:
@@ -134,7 +174,7 @@ def main() -> None:
         if not port:
             print("car_io: --hw needs --port PORT: the board's serial port or URL", file=sys.stderr)
             raise SystemExit(2)
-        run_board(Node(), port)
+        run_board(Node(), port, os.environ.get("CAR_CAMERA", ""))
         return
     track_name = os.environ.get("CAR_TRACK", "oval")
     seed = int(os.environ.get("CAR_SEED", "0"))

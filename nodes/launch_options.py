@@ -28,6 +28,7 @@ class SmartCarOptions:
         )
         backend.add_argument("--hw", dest="backend", action="store_const", const="hw", help="drive the real board")
         group.add_argument("--port", help="serial port or URL of the board (with --hw)")
+        group.add_argument("--camera", help="camera for --hw: a device index, /dev/videoN or a video file")
         group.add_argument(
             "--track", default="oval", help="a track name from sim/tracks/ or a track file (default oval)"
         )
@@ -58,6 +59,9 @@ class SmartCarOptions:
             env["CAR_TRACK"] = str(track.resolve()) if track.exists() else args.track
         if args.port:
             env["CAR_PORT"] = args.port
+        if args.camera:
+            camera = Path(args.camera)
+            env["CAR_CAMERA"] = str(camera.resolve()) if camera.exists() else args.camera
         if args.laps is not None:
             if args.laps < 1:
                 raise ValueError("--laps must be at least 1")

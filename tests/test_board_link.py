@@ -175,3 +175,32 @@ def test_car_board_emulator_is_the_same_program() -> None:
         [sys.executable, "-m", "car", "board-emulator", "--track", "moon"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "no track named `moon`" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_follow_line_on_hw_with_a_camera(emulator: str, tmp_path: Path) -> None:
+    """The camera graph on --hw: frames from a video file (no USB camera here), the emulated board."""
+    import cv2
+
+    from sim import World, load_track
+
+    world = World(load_track("oval"), seed=1)
+    video = tmp_path / "camera.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for _ in range(150):
+        world.wheels.set_wheel_speeds(0.3, 0.3)
+        world.step(1 / 30)
+        writer.write(world.camera.read()[0])
+    writer.release()
+    flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line.yml")
+    result = subprocess.run(
+        [sys.executable, "-m", "car", "launch", flow, "--hw", "--port", emulator, "--camera", str(video)]
+        + ["--duration", "5", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    frames = int(re.search(r"sent (\d+) camera frame", result.stderr).group(1))  # type: ignore[union-attr]
+    assert 30 < frames <= 150  # the file plays at 30 frames/s for the seconds the run lasts
+    ticks = re.search(r"encoder ticks (-?\d+) (-?\d+)", result.stderr)
+    assert ticks and int(ticks.group(1)) > 100  # the commands it caused drove the board
