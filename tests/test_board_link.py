@@ -193,8 +193,10 @@ def test_follow_line_on_hw_with_a_camera(emulator: str, tmp_path: Path) -> None:
     writer.release()
     flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line.yml")
     result = subprocess.run(
-        [sys.executable, "-m", "car", "launch", flow, "--hw", "--port", emulator, "--camera", str(video)]
-        + ["--duration", "5", "--out", str(tmp_path / "out")],
+        [
+            *(sys.executable, "-m", "car", "launch", flow, "--hw", "--port", emulator),
+            *("--camera", str(video), "--duration", "5", "--out", str(tmp_path / "out")),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
