@@ -7,9 +7,10 @@ Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (g
 truth, simulator only).
 
 The simulated car runs in lockstep with the graph: observation k goes out (a camera
-frame, or with `LOCKSTEP=sensors` a sensor reading), and the simulation moves on when the
-command caused by it comes back (applied after a modelled processing time: 10 ms for a
-frame, 5 ms for a reading), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
+frame; or with `LOCKSTEP=sensors` a sensor reading every 10 ms, preceded by a camera frame
+when one falls due, with `"image": true` in the reading's metadata), and the simulation
+moves on when the command caused by it comes back (applied after a modelled processing
+time: 10 ms for a frame, 5 ms for a reading), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
 clock (1: real time; 0: as fast as the nodes answer, for tests). Either way all timing
 below is in simulated time, so a run is the same whatever the machine's speed.
 
@@ -190,19 +191,26 @@ def main() -> None:
     wall_start = time.monotonic()
     frame = 0
     ending = ""
-    captured_ns = 0
+    captured_ns = 0  # when this cycle's camera frame went out (0: no frame in this cycle)
     loop_ns: list[int] = []  # capture of a frame -> its command back in car_io, wall clock
 
     def publish_sensors(metadata: dict[str, object] | None = None) -> None:
         node.send_output("sensors", sensor_message(world.sensors.read()), metadata)
 
+    next_image_t = 0.0
+
     def publish_frame() -> None:
-        """Observation `frame`: the camera image, or the sensor reading with LOCKSTEP=sensors."""
-        nonlocal captured_ns
+        """Observation `frame`: the camera image, or with LOCKSTEP=sensors the sensor reading
+        (preceded, when a camera frame falls due in this cycle, by that frame)."""
+        nonlocal captured_ns, next_image_t
         metadata: dict[str, object] = {"frame": frame, "t_sim": round(world.t, 6)}
         if by_sensors:
-            captured_ns = time.perf_counter_ns()
-            publish_sensors(metadata)
+            with_image = world.t >= next_image_t - 1e-9
+            if with_image:
+                next_image_t += 1 / world.camera.params.fps
+                node.send_output("image", world.camera.read()[0], metadata)
+            captured_ns = time.perf_counter_ns() if with_image else 0  # loop latency: frames only
+            publish_sensors({**metadata, "image": with_image})
             return
         image, _ = world.camera.read()
         captured_ns = time.perf_counter_ns()
@@ -235,7 +243,8 @@ def main() -> None:
                     world.wheels.set_wheel_speeds(*wheels)
                     last_command_t, stopped_by_deadman = world.t, False
                 elif event.metadata["frame"] == frame:
-                    loop_ns.append(time.perf_counter_ns() - captured_ns)
+                    if captured_ns:
+                        loop_ns.append(time.perf_counter_ns() - captured_ns)
                     command = wheels
             elif event.type == "INPUT" and event.id == "tick":
                 truth = world.truth()

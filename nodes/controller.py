@@ -149,28 +149,48 @@ class LineFollower:
 
 
 def main() -> None:
-    """The node: `line` (and optionally `sensors`) in, `cmd` out: {"left": m/s, "right": m/s}, metadata passed through."""
+    """The node: `line` and `sensors` in, `cmd` out ({"left": m/s, "right": m/s}, the metadata passed through).
+
+    With `sensors` wired in, it answers every reading (100 Hz); a reading that follows a
+    camera frame waits for that frame's line, so a simulated run stays reproducible.
+    Without `sensors`, it answers every line (the camera's rate).
+    """
     from car import Node
 
     params = ControllerParams(max_speed=float(os.environ.get("MAX_SPEED", ControllerParams.max_speed)))
     follower = LineFollower(params)
-    bar: LineEstimate | None = None  # the latest line-sensor reading, when `sensors` is wired in
+    line = LineEstimate(found=False)
+    waiting: tuple[float, LineEstimate, dict[str, object]] | None = None  # a reading waiting for its frame's line
+
+    def answer(t: float, bar: LineEstimate | None, metadata: dict[str, object]) -> None:
+        left, right = follower.update(line, t, bar)
+        node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, metadata)
+
     node = Node()
     for event in node:
-        if event.type == "INPUT" and event.id == "sensors":
-            bar = bar_estimate(event.value["line"])
-        elif event.type == "INPUT" and event.id == "line":
+        if event.type != "INPUT":
+            continue
+        if event.id == "sensors":  # 100 Hz: steer with the latest line and this reading's sensor bar
+            reading = (float(event.value["t"]), bar_estimate(event.value["line"]), event.metadata)
+            if event.metadata.get("image"):
+                waiting = reading  # a camera frame went out just before: answer with its line
+            else:
+                answer(*reading)
+        elif event.id == "line":
             value = event.value
-            estimate = LineEstimate(
+            line = LineEstimate(
                 found=bool(value["found"]),
                 offset=float(value["offset"]),
                 heading=float(value["heading"]),
                 curvature=float(value["curvature"]),
                 confidence=float(value["confidence"]),
             )
-            t = float(event.metadata.get("t_sim", event.timestamp.wall_ns / 1e9 if event.timestamp else 0.0))
-            left, right = follower.update(estimate, t, bar)
-            node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, event.metadata)
+            if waiting is not None and waiting[2].get("frame") == event.metadata.get("frame"):
+                answer(*waiting)
+                waiting = None
+            elif "sensors" not in node.config.inputs:  # camera only: one command per frame
+                t = float(event.metadata.get("t_sim", event.timestamp.wall_ns / 1e9 if event.timestamp else 0.0))
+                answer(t, None, event.metadata)
 
 
 if __name__ == "__main__":
