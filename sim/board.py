@@ -51,7 +51,6 @@ class EmulatedBoard:
             self.hw, write, b"emulated", self.pins.WHEEL_MM_PER_TICK, lambda: pid.Pid(*self.pins.PID_GAINS)
         )
         self.now_ms = 0
-        self._phase = [0, 0]
 
     def _adc(self, pin: int) -> int:
         state = self.world.vehicle.state
@@ -67,33 +66,19 @@ class EmulatedBoard:
         distance = self.world.sensors.range_to_obstacle(state.x, state.y, state.heading)
         return -2 if distance is None else int(distance * 2 / 0.000343)
 
-    def _motor_duty(self, pins: tuple[int, int, int]) -> float:
-        pwm, in1, in2 = pins
-        magnitude = self.fake.pwms[pwm].duty / 65535
-        forward, backward = self.fake.pins[in1].level, self.fake.pins[in2].level
-        if forward == backward:
-            return 0.0
-        return magnitude if forward else -magnitude
-
     def _tick_encoders(self) -> None:
         state = self.world.vehicle.state
-        for side, travel, (a, b) in (
-            (0, state.left_travel, self.pins.ENCODER_LEFT),
-            (1, state.right_travel, self.pins.ENCODER_RIGHT),
+        for travel, (a, b) in (
+            (state.left_travel, self.pins.ENCODER_LEFT),
+            (state.right_travel, self.pins.ENCODER_RIGHT),
         ):
-            target = math.floor(travel * 1000 / self.pins.WHEEL_MM_PER_TICK)
-            while self._phase[side] != target:
-                step = 1 if target > self._phase[side] else -1
-                self._phase[side] += step
-                level = self._phase[side] % 2
-                self.fake.pins[b].level = 1 - level if step > 0 else level
-                self.fake.pins[a].drive(level)
+            self.fake.turn_encoder(a, b, math.floor(travel * 1000 / self.pins.WHEEL_MM_PER_TICK))
 
     def step(self) -> None:
         """One millisecond: motors follow the PWM, the car moves, sensors update, firmware runs."""
         top = self.world.vehicle.params.max_wheel_speed
         self.world.wheels.set_wheel_speeds(
-            self._motor_duty(self.pins.MOTOR_LEFT) * top, self._motor_duty(self.pins.MOTOR_RIGHT) * top
+            self.fake.motor_duty(*self.pins.MOTOR_LEFT) * top, self.fake.motor_duty(*self.pins.MOTOR_RIGHT) * top
         )
         self.world.step(STEP_MS / 1000)
         self._tick_encoders()

@@ -27,6 +27,26 @@ class FakeBoard:
         self.echo_us: Callable[[], int] = lambda: -2  # time_pulse_us result: -2 is a timeout
         self.i2c_registers: dict[tuple[int, int], bytes] = {}  # (address, register) -> bytes
         self.i2c_devices: list[int] = []
+        self._encoder_counts: dict[int, int] = {}  # channel A pin -> edges driven so far
+
+    def motor_duty(self, pwm: int, in1: int, in2: int) -> float:
+        """The signed duty an H-bridge channel is driven with: PWM magnitude, direction pins."""
+        magnitude = self.pwms[pwm].duty / 65535
+        forward, backward = self.pins[in1].level, self.pins[in2].level
+        if forward == backward:
+            return 0.0  # brake (or coast)
+        return magnitude if forward else -magnitude
+
+    def turn_encoder(self, a: int, b: int, count: int) -> None:
+        """Drive quadrature edges on pins A and B until the encoder has moved to `count` edges."""
+        current = self._encoder_counts.get(a, 0)
+        while current != count:
+            step = 1 if count > current else -1
+            current += step
+            level = current % 2
+            self.pins[b].level = 1 - level if step > 0 else level  # forward: B opposes A after each A edge
+            self.pins[a].drive(level)
+        self._encoder_counts[a] = current
 
 
 board = FakeBoard()

@@ -36,14 +36,10 @@ class Car:
         self.now = 0
         self.speed = [0.0, 0.0]  # mm/s of each modelled wheel
         self.travel = [0.0, 0.0]  # mm
-        self.phase = [0, 0]
         self.seq = 0
 
     def duty(self, side: int) -> float:
-        pwm_pin, in1, in2 = self.pins.MOTOR_LEFT if side == 0 else self.pins.MOTOR_RIGHT
-        magnitude = self.board.pwms[pwm_pin].duty / 65535
-        forward, backward = self.board.pins[in1].level, self.board.pins[in2].level
-        return magnitude if forward and not backward else -magnitude if backward and not forward else 0.0
+        return self.board.motor_duty(*(self.pins.MOTOR_LEFT if side == 0 else self.pins.MOTOR_RIGHT))
 
     def command(self, msg_type: int, *fields: Any) -> None:
         self.seq += 1
@@ -56,15 +52,8 @@ class Car:
             for side in (0, 1):
                 self.speed[side] += (self.duty(side) * 1000 - self.speed[side]) * 0.02
                 self.travel[side] += self.speed[side] / 1000
-                target_ticks = int(self.travel[side] / self.pins.WHEEL_MM_PER_TICK)
                 a, b = self.pins.ENCODER_LEFT if side == 0 else self.pins.ENCODER_RIGHT
-                while self.phase[side] != target_ticks:
-                    step = 1 if target_ticks > self.phase[side] else -1
-                    self.phase[side] += step
-                    level = self.phase[side] % 2
-                    # forward: B is the opposite of A after each A edge (the firmware counts +1)
-                    self.board.pins[b].level = 1 - level if step > 0 else level
-                    self.board.pins[a].drive(level)
+                self.board.turn_encoder(a, b, int(self.travel[side] / self.pins.WHEEL_MM_PER_TICK))
             self.firmware.step(self.now)
         messages = self.decoder.feed(bytes(self.sent))
         self.sent.clear()
