@@ -27,6 +27,7 @@ from hal.interfaces import SensorReading
 BAUD = 115200
 SILENT_S = 0.5  # no frame for this long: the board is gone
 HANDSHAKE_S = 2.0
+HANDSHAKE_TRIES = 4
 REOPEN_S = 0.5
 
 
@@ -68,7 +69,11 @@ class BoardClient:
         self._running = True
         self._thread = threading.Thread(target=self._read_loop, name="board-reader", daemon=True)
         self._thread.start()
-        if not self._info_event.wait(HANDSHAKE_S):
+        for _ in range(HANDSHAKE_TRIES):  # a request can be lost on a noisy line: ask again
+            if self._info_event.wait(HANDSHAKE_S / HANDSHAKE_TRIES):
+                break
+            self._send(protocol.GET_INFO)
+        if not self._info_event.is_set():
             self.close()
             raise BoardError(
                 f"{self.url}: no answer to GET_INFO within {HANDSHAKE_S:g} s; is the car firmware on the board? "
@@ -90,6 +95,10 @@ class BoardClient:
             raise BoardError(f"cannot open {self.url}: {exc}") from None
         self._decoder = protocol.Decoder()
         self._info_event.clear()
+        try:  # a zero ends whatever partial frame the board holds (say, bytes a REPL tool left)
+            self._port.write(b"\x00")
+        except (serial.SerialException, OSError) as exc:
+            raise BoardError(f"{self.url}: write failed: {exc}") from None
         self._send(protocol.GET_INFO)
 
     def close(self) -> None:

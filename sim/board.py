@@ -17,13 +17,17 @@ import importlib
 import math
 import os
 import select
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import tty
+from pathlib import Path
 from typing import Any
 
 from sim import fake_machine
+from sim.repl import BoardFilesystem, Repl
 from sim.track import TrackError, load_track
 from sim.world import World
 
@@ -33,24 +37,46 @@ GYRO_Z_REGISTER = 0x47
 GYRO_LSB_PER_RAD = 131.0 * 180 / math.pi
 
 
-class EmulatedBoard:
-    """The firmware and a simulated car, advanced together one millisecond at a time."""
+FIRMWARE_MODULES = ("protocol", "app", "pid", "hardware", "board_pico", "board_esp32")
 
-    def __init__(self, world: World, write: Any):
+
+class EmulatedBoard:
+    """The firmware (from the board's filesystem) and a simulated car, one millisecond at a time.
+
+    While `main.py` runs, bytes from the host go to the firmware; after MAINTENANCE, or
+    with no main.py, to the MicroPython REPL (`sim.repl`), which `mpremote` drives.
+    """
+
+    def __init__(self, world: World, write: Any, fs_root: Path):
         self.world = world
-        self.fake = fake_machine.install()
+        self.write = write
+        self.fs = BoardFilesystem(fs_root)
+        self.repl = Repl(self.fs, write, self.boot)
+        self.firmware: Any = None
+        self.now_ms = 0
+        self.boot()
+
+    def boot(self) -> None:
+        """A hard reset: the flashed files load afresh, boot.py runs, then main.py starts the firmware."""
+        for name in FIRMWARE_MODULES:
+            sys.modules.pop(name, None)
+        self.fake = fake_machine.install(self.fs.root)
         self.fake.i2c_devices = [IMU_ADDRESS]
+        self.fake.adc = self._adc
+        self.fake.echo_us = self._echo_us
+        self.firmware = None
+        self.repl.run_file("boot.py")
+        if not self.fs.host("main.py").is_file():
+            self.repl.greet()
+            return
         self.pins = importlib.import_module("board_pico")
         hardware = importlib.import_module("hardware")
         app = importlib.import_module("app")
         pid = importlib.import_module("pid")
-        self.fake.adc = self._adc
-        self.fake.echo_us = self._echo_us
         self.hw = hardware.Hardware(self.pins)
         self.firmware = app.Firmware(
-            self.hw, write, b"emulated", self.pins.WHEEL_MM_PER_TICK, lambda: pid.Pid(*self.pins.PID_GAINS)
+            self.hw, self.write, b"emulated", self.pins.WHEEL_MM_PER_TICK, lambda: pid.Pid(*self.pins.PID_GAINS)
         )
-        self.now_ms = 0
 
     def _adc(self, pin: int) -> int:
         state = self.world.vehicle.state
@@ -76,6 +102,10 @@ class EmulatedBoard:
 
     def step(self) -> None:
         """One millisecond: motors follow the PWM, the car moves, sensors update, firmware runs."""
+        self.now_ms += STEP_MS
+        if self.firmware is None:
+            self.world.step(STEP_MS / 1000)
+            return
         top = self.world.vehicle.params.max_wheel_speed
         self.world.wheels.set_wheel_speeds(
             self.fake.motor_duty(*self.pins.MOTOR_LEFT) * top, self.fake.motor_duty(*self.pins.MOTOR_RIGHT) * top
@@ -86,15 +116,31 @@ class EmulatedBoard:
         yaw = (state.right_speed - state.left_speed) / self.world.vehicle.params.wheel_base
         raw = max(-32768, min(32767, int(yaw * GYRO_LSB_PER_RAD))) & 0xFFFF
         self.fake.i2c_registers[(IMU_ADDRESS, GYRO_Z_REGISTER)] = bytes([raw >> 8, raw & 0xFF])
-        self.now_ms += STEP_MS
         self.firmware.step(self.now_ms)
 
     def receive(self, data: bytes) -> None:
-        """Bytes from the host."""
+        """Bytes from the host: to the firmware while it runs, else to the REPL."""
+        if self.firmware is None:
+            self.repl.feed(data)
+            return
         self.firmware.receive(data, self.now_ms)
+        if not self.firmware.running:  # MAINTENANCE: main.py has ended, the REPL takes over
+            self.firmware = None
+            self.world.wheels.stop()
+            self.repl.greet()
 
 
-def serve(track: str, seed: int) -> None:
+def seed_filesystem(folder: Path) -> Path:
+    """The board's flash: `folder`, given the repository's firmware files if it is empty."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not any(folder.iterdir()):
+        for source in fake_machine.FIRMWARE.glob("*.py"):
+            if source.name != "__init__.py":
+                shutil.copy(source, folder / source.name)
+    return folder
+
+
+def serve(track: str, seed: int, fs_root: Path) -> None:
     """Open a pseudo-terminal, print its path, run the board until SIGTERM."""
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no line editing: a binary link, as a USB serial port is
@@ -106,7 +152,7 @@ def serve(track: str, seed: int) -> None:
         except OSError:
             pass  # nobody reads, or the buffer is full: a UART drops bytes too
 
-    board = EmulatedBoard(World(load_track(track), seed=seed), write)
+    board = EmulatedBoard(World(load_track(track), seed=seed), write, fs_root)
     print(os.ttyname(slave), flush=True)
     running = True
 
@@ -140,9 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="car board-emulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--track", default="oval", help="a track name or file (default oval)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fs", metavar="DIR", help="the board's filesystem (default: a fresh copy of firmware/)")
     args = parser.parse_args(argv)
     try:
-        serve(args.track, args.seed)
+        root = Path(args.fs) if args.fs else Path(tempfile.mkdtemp(prefix="car-board-fs-"))
+        serve(args.track, args.seed, seed_filesystem(root))
     except (TrackError, OSError) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

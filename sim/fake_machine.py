@@ -142,8 +142,8 @@ def unique_id() -> bytes:
     return b"\xe6\x61\x41\x04\x03\x2c\x45\x2a"
 
 
-def install() -> FakeBoard:
-    """Fresh fakes in sys.modules and the firmware folder on sys.path; returns the board."""
+def install(firmware: Path = FIRMWARE) -> FakeBoard:
+    """Fresh fakes in sys.modules and `firmware` (a folder of board files) first on sys.path."""
     global board
     board = FakeBoard()
     machine = types.ModuleType("machine")
@@ -155,6 +155,7 @@ def install() -> FakeBoard:
     micropython.alloc_emergency_exception_buf = lambda size: None
     sys.modules["machine"] = machine
     sys.modules["micropython"] = micropython
-    if str(FIRMWARE) not in sys.path:
-        sys.path.insert(0, str(FIRMWARE))
+    if str(firmware) in sys.path:
+        sys.path.remove(str(firmware))
+    sys.path.insert(0, str(firmware))
     return board

@@ -1,0 +1,110 @@
+"""The board emulator's MicroPython REPL, driven by the real mpremote over a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firmware import protocol as p
+from hal.board import BoardClient, BoardError
+from sim import World, load_track
+from sim.board import EmulatedBoard, seed_filesystem
+
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A running emulator whose filesystem is tmp_path/fs; yields (pty path, fs folder)."""
+    fs = tmp_path / "fs"
+    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--fs", str(fs)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    path = proc.stdout.readline().strip()
+    try:
+        yield path, fs
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # mpremote reads a pty without a timeout: a stuck board would hang it, so always bound it
+    return subprocess.run([MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=30)
+
+
+def maintenance(port: str) -> str:
+    with BoardClient(port) as client:
+        version = str(client.info["firmware"])
+        client.maintenance()
+        time.sleep(0.2)
+    return version
+
+
+def test_mpremote_copies_skips_unchanged_files_and_reset_runs_the_new_firmware(
+    board: tuple[str, Path], tmp_path: Path
+) -> None:
+    port, fs = board
+    assert maintenance(port) == "0.1.0"
+    listing = mpremote(port, "fs", "ls")
+    assert listing.returncode == 0, listing.stderr
+    assert "main.py" in listing.stdout and "protocol.py" in listing.stdout
+    changed = tmp_path / "app.py"
+    changed.write_text(
+        (fs / "app.py").read_text().replace("FIRMWARE_VERSION = (0, 1, 0)", "FIRMWARE_VERSION = (0, 2, 0)")
+    )
+    first = mpremote(port, "cp", str(changed), ":app.py")
+    assert first.returncode == 0, first.stderr
+    again = mpremote(port, "cp", str(changed), ":app.py")
+    assert "Up to date: app.py" in again.stdout  # hashed on the board with sha256, not sent again
+    assert (fs / "app.py").read_text() == changed.read_text()
+    reset = mpremote(port, "reset")
+    assert reset.returncode == 0, reset.stderr
+    with BoardClient(port) as client:  # main.py started again, with the flashed app.py
+        assert client.info["firmware"] == "0.2.0"
+
+
+def test_missing_files_fail_like_on_a_board(board: tuple[str, Path]) -> None:
+    port, _ = board
+    maintenance(port)
+    missing = mpremote(port, "fs", "cat", ":nope.py")
+    assert missing.returncode != 0 and "No such file" in missing.stdout + missing.stderr
+
+
+def test_soft_reset_in_the_raw_repl_runs_only_boot_py(tmp_path: Path) -> None:
+    fs = seed_filesystem(tmp_path / "fs")
+    (fs / "boot.py").write_text("print('boot ran')\n")
+    out = bytearray()
+    emulated = EmulatedBoard(World(load_track("oval")), out.extend, fs)
+    assert emulated.firmware is not None  # main.py runs after a hard reset
+    emulated.receive(p.pack(p.MAINTENANCE, 1))
+    out.clear()
+    emulated.receive(b"\r\x03\r\x01")  # interrupt, raw REPL
+    assert out.endswith(b"raw REPL; CTRL-B to exit\r\n>")
+    out.clear()
+    emulated.receive(b"\x04")  # soft reset
+    assert out.startswith(b"OK\r\nMPY: soft reboot\r\n") and b"boot ran" in out
+    assert out.endswith(b"raw REPL; CTRL-B to exit\r\n>")
+    assert emulated.firmware is None  # main.py did not run
+    out.clear()
+    emulated.receive(b"import os\nprint(os.stat('/nope'))\x04")
+    assert out.startswith(b"OK\x04") and b"OSError: [Errno 2] ENOENT\r\n\x04>" in out
+
+
+def test_a_board_without_firmware_does_not_answer(tmp_path: Path) -> None:
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    (fs / "boot.py").write_text("")  # a bare MicroPython board: nothing flashed yet
+    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--fs", str(fs)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().strip()
+        with pytest.raises(BoardError, match="is the car firmware on the board"):
+            BoardClient(port).open()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
