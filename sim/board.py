@@ -69,10 +69,15 @@ class EmulatedBoard:
         if not self.fs.host("main.py").is_file():
             self.repl.greet()
             return
-        self.pins = importlib.import_module("board_pico")
-        hardware = importlib.import_module("hardware")
-        app = importlib.import_module("app")
-        pid = importlib.import_module("pid")
+        try:  # CPython cannot run MicroPython bytecode: a .mpy-only module fails here, as a bad flash would
+            self.pins = importlib.import_module("board_pico")
+            hardware = importlib.import_module("hardware")
+            app = importlib.import_module("app")
+            pid = importlib.import_module("pid")
+        except ImportError as exc:
+            self.write(f'Traceback (most recent call last):\r\n  File "main.py"\r\nImportError: {exc}\r\n'.encode())
+            self.repl.greet()
+            return
         self.hw = hardware.Hardware(self.pins)
         self.firmware = app.Firmware(
             self.hw, self.write, b"emulated", self.pins.WHEEL_MM_PER_TICK, lambda: pid.Pid(*self.pins.PID_GAINS)

