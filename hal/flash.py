@@ -101,7 +101,9 @@ def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
             print(f"car flash: stopping firmware {running.info['firmware']} (motors off, REPL free)")
             running.maintenance()
             time.sleep(0.3)
-    except BoardError:
+    except BoardError as exc:
+        if "cannot open" in str(exc):
+            raise FlashError(f"opening the port: {exc}; if a dataflow drives the board, stop it (`car stop`)") from None
         print("car flash: no firmware answered; using the REPL as it is")
     board_mpy = int(mpremote(port, "exec", "import sys; print(sys.implementation._mpy)").strip().splitlines()[-1])
     with tempfile.TemporaryDirectory() as work:

@@ -143,3 +143,25 @@ def test_car_flash_without_a_board_says_which_ports_it_saw() -> None:
     result = car_flash()
     assert result.returncode == 1
     assert "no MicroPython board attached" in result.stderr and "give --port" in result.stderr
+
+
+def test_a_board_with_another_protocol_version_is_refused(tmp_path: Path) -> None:
+    fs = seed_filesystem(tmp_path / "fs")
+    protocol_file = fs / "protocol.py"
+    protocol_file.write_text(protocol_file.read_text().replace("PROTOCOL_VERSION = 1", "PROTOCOL_VERSION = 2"))
+    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--fs", str(fs)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().strip()
+        with pytest.raises(BoardError, match="the board speaks protocol 2, this host 1: flash matching firmware"):
+            BoardClient(port).open()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_car_flash_while_the_port_is_held(board: tuple[str, Path]) -> None:
+    port, _ = board
+    with BoardClient(port):  # as car_io holds it during a run
+        result = car_flash("--port", port)
+    assert result.returncode == 1 and "stop it (`car stop`)" in result.stderr
