@@ -115,25 +115,6 @@ class I2C:
         return board.i2c_registers.get((address, register), bytes(count))[:count]
 
 
-class Timer:
-    def __init__(self, timer_id: int = -1) -> None:
-        self.callback: Callable[[Timer], None] | None = None
-
-    def init(self, period: int = 1000, mode: int = 0, callback: Callable[[Timer], None] | None = None) -> None:
-        self.callback = callback
-
-    def deinit(self) -> None:
-        self.callback = None
-
-
-class WDT:
-    def __init__(self, timeout: int = 5000) -> None:
-        self.fed = 0
-
-    def feed(self) -> None:
-        self.fed += 1
-
-
 def time_pulse_us(pin: Pin, level: int, timeout_us: int = 1000000) -> int:
     return board.echo_us()
 
@@ -148,7 +129,7 @@ def install(firmware: Path = FIRMWARE) -> FakeBoard:
     board = FakeBoard()
     machine = types.ModuleType("machine")
     for name, value in list(globals().items()):
-        if name in ("Pin", "PWM", "ADC", "I2C", "Timer", "WDT", "time_pulse_us", "unique_id"):
+        if name in ("Pin", "PWM", "ADC", "I2C", "time_pulse_us", "unique_id"):
             setattr(machine, name, value)
     micropython: Any = types.ModuleType("micropython")
     micropython.kbd_intr = lambda char: None
