@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sim.track import TrackError, load_track
-
 
 class SmartCarOptions:
     """Registered under the entry point `car.launch_options` as `smartcar`."""
@@ -51,6 +49,8 @@ class SmartCarOptions:
         if args.realtime_factor < 0:
             raise ValueError("--realtime-factor must be >= 0")
         if backend == "sim":
+            from sim.track import TrackError, load_track  # only when launching: `car list` need not load OpenCV
+
             try:
                 load_track(args.track)
             except TrackError as exc:

@@ -61,8 +61,8 @@ class LineDetector:
 
     def __init__(self, camera: CameraParams, roi_top: float = 0.35):
         self.camera = camera
-        h = floor_to_image(camera, 0.0, 0.0, 0.0)
-        self._to_floor = np.linalg.inv(h)
+        self._to_image = floor_to_image(camera, 0.0, 0.0, 0.0)
+        self._to_floor = np.linalg.inv(self._to_image)
         top = int(camera.height * roi_top)
         self.rows = np.linspace(camera.height - 4, top, SCAN_ROWS).round().astype(int)
         # expected tape width in pixels on each scan row, from the camera model
@@ -82,7 +82,7 @@ class LineDetector:
         return float(x / w), float(y / w)
 
     def _floor_to_pixel(self, x: float, y: float) -> tuple[float, float]:
-        u, v, w = np.linalg.inv(self._to_floor) @ np.array([x, y, 1.0])
+        u, v, w = self._to_image @ np.array([x, y, 1.0])
         return float(u / w), float(v / w)
 
     def detect(self, frame: np.ndarray) -> LineEstimate:
