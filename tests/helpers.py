@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +67,25 @@ def wait_until_gone(text: str, timeout: float) -> list[int]:
         time.sleep(0.05)
         alive = processes_mentioning(text)
     return alive
+
+
+class Emulator(NamedTuple):
+    """A running board emulator: its pty path and its process."""
+
+    port: str
+    process: subprocess.Popen[str]
+
+
+@contextmanager
+def board_emulator(*args: str) -> Iterator[Emulator]:
+    """Run `python -m sim.board ARGS` for the duration of the block."""
+    proc = subprocess.Popen([sys.executable, "-m", "sim.board", *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().strip()
+        assert port.startswith("/dev/pts/"), port
+        yield Emulator(port, proc)
+    finally:
+        proc.send_signal(signal.SIGCONT)  # in case a test stopped it
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -16,21 +16,14 @@ import serial
 
 from firmware import protocol as p
 from hal.board import BoardClient, BoardError
+from tests.helpers import board_emulator
 
 
 @pytest.fixture
 def emulator() -> Iterator[str]:
     """A running board emulator; yields its pty path."""
-    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--track", "oval"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    path = proc.stdout.readline().strip()
-    assert path.startswith("/dev/pts/"), path
-    try:
-        yield path
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        proc.wait(timeout=10)
+    with board_emulator("--track", "oval") as running:
+        yield running.port
 
 
 def drive(board: BoardClient, left: float, right: float, seconds: float) -> None:
@@ -82,19 +75,14 @@ def test_closing_and_reopening_the_port(emulator: str) -> None:
         assert again.read().wheel_speeds[0] > 0.15
 
 
-def test_a_silent_board_is_noticed_and_comes_back(emulator: str) -> None:
-    with BoardClient(emulator) as board:
+def test_a_silent_board_is_noticed_and_comes_back() -> None:
+    with board_emulator() as running, BoardClient(running.port) as board:
         time.sleep(0.3)
         assert board.connected
-        emulator_proc = next(
-            int(line.split()[0])
-            for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
-            if "sim.board" in line and "ps -eo" not in line
-        )
-        subprocess.run(["kill", "-STOP", str(emulator_proc)], check=True)
+        running.process.send_signal(signal.SIGSTOP)
         time.sleep(1.0)
         assert not board.connected
-        subprocess.run(["kill", "-CONT", str(emulator_proc)], check=True)
+        running.process.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 5
         while not board.connected and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -15,6 +15,7 @@ from firmware import protocol as p
 from hal.board import BoardClient, BoardError
 from sim import World, load_track
 from sim.board import EmulatedBoard, seed_filesystem
+from tests.helpers import board_emulator
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 
@@ -23,14 +24,8 @@ MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 def board(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A running emulator whose filesystem is tmp_path/fs; yields (pty path, fs folder)."""
     fs = tmp_path / "fs"
-    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--fs", str(fs)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    path = proc.stdout.readline().strip()
-    try:
-        yield path, fs
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with board_emulator("--fs", str(fs)) as running:
+        yield running.port, fs
 
 
 def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -100,15 +95,11 @@ def test_a_board_without_firmware_does_not_answer(tmp_path: Path) -> None:
     fs = tmp_path / "fs"
     fs.mkdir()
     (fs / "boot.py").write_text("")  # a bare MicroPython board: nothing flashed yet
-    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--fs", str(fs)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().strip()
-        with pytest.raises(BoardError, match="is the car firmware on the board"):
-            BoardClient(port).open()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with (
+        board_emulator("--fs", str(fs)) as running,
+        pytest.raises(BoardError, match="is the car firmware on the board"),
+    ):
+        BoardClient(running.port).open()
 
 
 def car_flash(*args: str) -> subprocess.CompletedProcess[str]:
@@ -149,15 +140,11 @@ def test_a_board_with_another_protocol_version_is_refused(tmp_path: Path) -> Non
     fs = seed_filesystem(tmp_path / "fs")
     protocol_file = fs / "protocol.py"
     protocol_file.write_text(protocol_file.read_text().replace("PROTOCOL_VERSION = 1", "PROTOCOL_VERSION = 2"))
-    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--fs", str(fs)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().strip()
-        with pytest.raises(BoardError, match="the board speaks protocol 2, this host 1: flash matching firmware"):
-            BoardClient(port).open()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with (
+        board_emulator("--fs", str(fs)) as running,
+        pytest.raises(BoardError, match="the board speaks protocol 2, this host 1: flash matching firmware"),
+    ):
+        BoardClient(running.port).open()
 
 
 def test_car_flash_while_the_port_is_held(board: tuple[str, Path]) -> None:
