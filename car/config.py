@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from car.shm import segment_dir, segment_prefix, slot_count
 from car.spec import Dataflow
 
 ENV_VAR = "CAR_NODE_CONFIG"
@@ -33,7 +34,8 @@ class Destination:
     node: str
     inputs: list[str]
     backpressure: bool = False
-    hwm: int = TRANSIT_HWM  # backpressure: the receiver's queue_size, the sender's credits
+    queue_size: int = TRANSIT_HWM  # the longest queue of its inputs (backpressure: the sender's credits)
+    line: int = -1  # the reader's line in the output's shared-memory files (-1: not on this machine)
 
 
 @dataclass
@@ -45,6 +47,17 @@ class InputConfig:
     queue_policy: str
     input_timeout: float | None = None
     endpoint: str = ""  # a socket of its own (credit-based flow control), for backpressure inputs only
+    shm_prefix: str = ""  # the source output's shared-memory files (car.shm), when it is on this machine
+    shm_line: int = -1  # this reader's line in them
+
+
+@dataclass
+class SharedOutput:
+    """Where an output puts large arrays for readers on this machine (see car.shm)."""
+
+    prefix: str
+    readers: int
+    slots: int
 
 
 @dataclass
@@ -61,6 +74,7 @@ class NodeConfig:
     send_eos: bool = True  # False when the daemon restarts the node whenever it exits
     inputs: dict[str, InputConfig] = field(default_factory=dict)
     outputs: dict[str, list[Destination]] = field(default_factory=dict)
+    shared: dict[str, SharedOutput] = field(default_factory=dict)  # output -> its shared-memory files
 
     def to_json(self) -> str:
         """Serialise for the environment."""
@@ -72,6 +86,7 @@ class NodeConfig:
         raw = json.loads(text)
         raw["inputs"] = {k: InputConfig(**v) for k, v in raw["inputs"].items()}
         raw["outputs"] = {k: [Destination(**d) for d in v] for k, v in raw["outputs"].items()}
+        raw["shared"] = {k: SharedOutput(**v) for k, v in raw["shared"].items()}
         return cls(**raw)
 
     @classmethod
@@ -89,8 +104,13 @@ class NodeConfig:
 def plan_run(
     dataflow: Dataflow, run_id: str, run_name: str, run_dir: str, control_endpoint: str
 ) -> dict[str, NodeConfig]:
-    """Assign every node's endpoints (ipc:// sockets in `run_dir`) and wire outputs to inputs."""
+    """Assign every node's endpoints (ipc:// sockets in `run_dir`) and wire outputs to inputs.
+
+    Every node runs on this machine, so each output that has readers gets shared-memory
+    files for its large arrays, and each of its destinations a reader line in them.
+    """
     configs: dict[str, NodeConfig] = {}
+    shm_dir = segment_dir(run_dir)
     for index, node in enumerate(dataflow.nodes):
         inputs = {}
         for j, (name, inp) in enumerate(node.inputs.items()):
@@ -107,20 +127,32 @@ def plan_run(
             send_eos=node.restart_policy != "always",
             inputs=inputs,
             outputs={output: [] for output in node.outputs},
+            shared={
+                output: SharedOutput(segment_prefix(shm_dir, run_id, index, k), 0, 0)
+                for k, output in enumerate(node.outputs)
+            },
         )
     for receiver in configs.values():
-        shared: dict[str, Destination] = {}
+        by_source: dict[str, Destination] = {}
         for name, spec in receiver.inputs.items():
             if spec.source.startswith("dora/"):
                 continue
             source_node, output = spec.source.split("/", 1)
             destinations = configs[source_node].outputs[output]
-            if spec.endpoint:
-                hwm = spec.queue_size
-                destinations.append(Destination(spec.endpoint, receiver.node_id, [name], True, hwm))
-            elif spec.source in shared:
-                shared[spec.source].inputs.append(name)
-            else:
-                shared[spec.source] = Destination(receiver.receive_endpoint, receiver.node_id, [name])
-                destinations.append(shared[spec.source])
+            shared = configs[source_node].shared[output]
+            dest = None if spec.endpoint else by_source.get(spec.source)
+            if dest is None:
+                endpoint = spec.endpoint or receiver.receive_endpoint
+                dest = Destination(endpoint, receiver.node_id, [], bool(spec.endpoint), spec.queue_size, shared.readers)
+                shared.readers += 1
+                destinations.append(dest)
+                if not spec.endpoint:
+                    by_source[spec.source] = dest
+            dest.inputs.append(name)
+            dest.queue_size = max(dest.queue_size, spec.queue_size)
+            spec.shm_prefix, spec.shm_line = shared.prefix, dest.line
+    for config in configs.values():
+        for output, destinations in config.outputs.items():
+            config.shared[output].slots = slot_count([d.queue_size for d in destinations])
+        config.shared = {output: shared for output, shared in config.shared.items() if shared.readers}
     return configs

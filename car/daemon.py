@@ -29,6 +29,7 @@ from car.config import ENV_VAR, RECONNECT_MS, NodeConfig, plan_run
 from car.hlc import HybridLogicalClock
 from car.logs import NodeLog, Terminal
 from car.runs import RunInfo, remove_run
+from car.shm import finish_reader
 from car.spec import Dataflow, NodeSpec
 from car.timers import Timers
 
@@ -272,6 +273,9 @@ class Daemon:
             node.restart_at = now + node.spec.restart_delay
             self.terminal.say(f"restarting node `{node.spec.id}` ({node.restarts}) in {node.spec.restart_delay:g} s")
             return
+        for spec in node.config.inputs.values():  # it reads no more: senders need not keep frames for it
+            if spec.shm_prefix:
+                finish_reader(spec.shm_prefix, spec.shm_line)
         if not self.stopping:
             self._close_outputs(node.spec.id)
 

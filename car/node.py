@@ -6,9 +6,16 @@ Received messages wait in one bounded queue per input: with `drop_oldest` the ol
 message of an input is dropped when its queue is full, with `backpressure` the sender
 waits instead. Every drop is counted and reported, at most once a second and at exit.
 
-Arrays arrive as read-only numpy views over the received buffer: valid for as long as
-you keep a reference, without a copy. Arrays are also sent without a copy, so do not
-change an array after sending it (send a copy if you reuse a buffer).
+Large arrays (more than 64 KiB) between nodes on this machine go through shared memory
+(car.shm): the sender copies the array once into a slot, the receiver gets a read-only
+numpy view of that slot. Small values travel inline in one ZeroMQ frame.
+
+Lifetime of a received array: it is a read-only view, valid for as long as you keep a
+reference to it (or to any view made from it); nothing is copied. Holding many frames
+at once (more than the reader's queue_size + 2) makes the sender copy further frames
+through the socket instead, which is slower but still correct; `value.copy()` a frame
+you want to keep for long. Arrays sent to other machines go without a copy, so do not
+change an array after sending it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from car import wire
 from car.config import RECONNECT_MS, TRANSIT_HWM, NodeConfig
 from car.hlc import HybridLogicalClock, Timestamp
 from car.runs import pid_alive
+from car.shm import FrameReader, FrameWriter, StaleFrameError, finish_reader, reset_reader
 
 DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, at most
 DROP_REPORT_PERIOD_S = 1.0
@@ -96,6 +104,7 @@ class _Input:
         "credit_batch",
         "dropped",
         "last",
+        "line",
         "name",
         "owed",
         "peer",
@@ -107,8 +116,9 @@ class _Input:
         "timer",
     )
 
-    def __init__(self, name: str, queue_size: int, timer: bool, timeout: float | None):
+    def __init__(self, name: str, queue_size: int, timer: bool, timeout: float | None, line: int):
         self.name = name
+        self.line = line  # this node's reader line in the source's shared-memory files
         self.queue_size = queue_size
         self.timer = timer
         self.timeout = timeout
@@ -124,10 +134,11 @@ class _Input:
 
 
 class _Link:
-    __slots__ = ("backpressure", "credits", "dropped", "label", "reported", "socket")
+    __slots__ = ("backpressure", "credits", "dropped", "label", "local", "reported", "socket")
 
-    def __init__(self, socket: zmq.Socket[bytes], backpressure: bool, label: str, credits: int):
+    def __init__(self, socket: zmq.Socket[bytes], backpressure: bool, label: str, credits: int, local: bool):
         self.socket = socket
+        self.local = local  # the receiver maps this output's shared memory
         self.backpressure = backpressure
         self.label = label
         self.dropped = 0
@@ -164,6 +175,13 @@ class Node:
         self._next_drop_report = 0.0
         self._last_drop_report = time.monotonic()
 
+        self._frames = FrameReader()
+        self._shm_lines = {(spec.shm_prefix, spec.shm_line) for spec in cfg.inputs.values() if spec.shm_prefix}
+        for prefix, line in self._shm_lines:  # before anything can arrive: see car.shm
+            reset_reader(prefix, line)
+        self._writers = {output: FrameWriter(sh.prefix, sh.readers, sh.slots) for output, sh in cfg.shared.items()}
+        self.copied = 0  # large arrays sent through the socket because every shared-memory slot was held
+
         self._main = self._ctx.socket(zmq.PULL)
         self._main.setsockopt(zmq.RCVHWM, TRANSIT_HWM)
         self._main.bind(cfg.receive_endpoint)
@@ -172,7 +190,7 @@ class Node:
         self._by_source: dict[bytes, list[_Input]] = {}  # source -> every input it feeds
         self._polled: list[_Input] = []  # backpressure inputs, each with its own socket
         for name, spec in cfg.inputs.items():
-            inp = _Input(name, spec.queue_size, spec.source.startswith("dora/"), spec.input_timeout)
+            inp = _Input(name, spec.queue_size, spec.source.startswith("dora/"), spec.input_timeout, spec.shm_line)
             self._inputs[name] = inp
             self._by_source.setdefault(spec.source.encode(), []).append(inp)
             if spec.endpoint:
@@ -204,7 +222,7 @@ class Node:
                     sock.connect(dest.endpoint)
                     self._sockets[dest.endpoint] = sock
                 label = ", ".join(f"{dest.node}/{i}" for i in dest.inputs)
-                links.append(_Link(sock, dest.backpressure, label, dest.hwm))
+                links.append(_Link(sock, dest.backpressure, label, dest.queue_size, dest.line >= 0))
             self._outputs[output] = links
 
         self._control = self._ctx.socket(zmq.DEALER)
@@ -303,14 +321,21 @@ class Node:
             own.peer = sock.recv(flags)
             flags = 0  # the rest of a message is there once its first part is
         header = sock.recv(flags)
-        payload = sock.recv(copy=False) if wire.has_payload_frame(header) else None
+        payload: Any = sock.recv(copy=False) if wire.has_payload_frame(header) else None
         try:
             kind, source = wire.route(header)
         except wire.WireError as exc:
             self._pending.append([None, Event("ERROR", error=f"dropped an unreadable message: {exc}"), True])
             return
         if kind == wire.KIND_DATA:
-            for inp in (own,) if own is not None else self._routes.get(source, ()):
+            targets = (own,) if own is not None else self._routes.get(source, ())
+            if header[2] & wire.SHARED and targets:
+                try:
+                    payload = self._frames.hold(wire.inline_payload(header), targets[0].line, len(targets))
+                except (OSError, ValueError) as exc:
+                    self._pending.append([None, Event("ERROR", error=f"dropped a shared-memory message: {exc}"), True])
+                    return
+            for inp in targets:
                 slot = [inp, (header, payload), True]
                 self._pending.append(slot)
                 inp.queue.append(slot)
@@ -318,7 +343,7 @@ class Node:
                     inp.last = time.monotonic()
                 inp.closed = False
                 if len(inp.queue) > inp.queue_size:
-                    inp.queue.popleft()[2] = False
+                    self._discard(inp.queue.popleft())
                     inp.dropped += 1
                     self._drops_pending = True
                     if inp.socket is not None:
@@ -340,6 +365,13 @@ class Node:
             except wire.WireError as exc:
                 text = f"an unreadable error message: {exc}"
             self._pending.append([None, Event("ERROR", error=text), True])
+
+    def _discard(self, slot: list[Any]) -> None:
+        """A queued message is dropped: let go of its shared-memory slot, if it has one."""
+        slot[2] = False
+        shared = slot[1][1]
+        if type(shared) is tuple:
+            self._frames.release(shared[0], shared[1])
 
     def _close_input(self, inp: _Input, reason: str) -> None:
         if inp.closed:
@@ -368,14 +400,27 @@ class Node:
             inp.queue.popleft()
             if inp.socket is not None:
                 self._return_credit(inp)
+            header, payload = item
             try:
-                msg = wire.decode(*item)
-            except (wire.WireError, ValueError, TypeError) as exc:
+                shared = type(payload) is tuple  # in shared memory: (held, slot, seq, nbytes)
+                msg = self._decode_shared(header, payload) if shared else wire.decode(header, payload)
+            except (wire.WireError, ValueError, TypeError, StaleFrameError) as exc:
                 return Event("ERROR", id=inp.name, error=f"dropped an unreadable message: {exc}")
             self._clock.observe(msg.timestamp.wall_ns, msg.timestamp.counter)
             self.received += 1
             return Event("INPUT", inp.name, msg.value, msg.metadata, msg.timestamp, msg.source)
         return None
+
+    def _decode_shared(self, header: bytes, shared: tuple[Any, int, int, int]) -> wire.Message:
+        """Decode a message whose array is in shared memory; the array keeps its slot until collected."""
+        held, slot, seq, nbytes = shared
+        buffer, track = self._frames.array_buffer(held, slot, seq, nbytes)
+        try:
+            msg = wire.decode(header, buffer)
+            track(msg.value)
+        finally:
+            self._frames.release(held, slot)  # the queue's reference; the array has its own
+        return msg
 
     def _return_credit(self, inp: _Input) -> None:
         """Give a backpressure sender room for one more message (sent in batches)."""
@@ -400,16 +445,34 @@ class Node:
         if self._closed:
             raise RuntimeError(f"node `{self.id}` is closed; it cannot send any more")
         frames = wire.encode(wire.KIND_DATA, self._source_bytes[output_id], self._clock.now(), data, metadata)
+        local = frames
+        if len(frames) == 2 and output_id in self._writers and frames[0][2] & ~wire.PAYLOAD_FRAME == wire.VT_ARRAY:
+            local = self._share(output_id, frames)
         self.sent += 1
         for link in links:
+            out = local if link.local else frames
             if not link.backpressure:
                 try:
-                    _send(link.socket, frames, zmq.NOBLOCK)
+                    _send(link.socket, out, zmq.NOBLOCK)
                 except zmq.Again:
                     link.dropped += 1
                     self._drops_pending = True
             else:
-                self._send_waiting(link, frames)
+                self._send_waiting(link, out)
+
+    def _share(self, output_id: str, frames: list[Any]) -> list[Any]:
+        """Put a large array into the output's shared memory: the one frame that tells readers where."""
+        descriptor = self._writers[output_id].put(frames[1])
+        if descriptor is not None:
+            return [wire.shared(frames[0], descriptor)]
+        if not self.copied:
+            print(
+                f"car: node `{self.id}` output `{output_id}`: its readers hold every shared-memory slot "
+                "(a reader is slow, not started, or keeps old frames); copying frames through the socket meanwhile",
+                file=sys.stderr,
+            )
+        self.copied += 1
+        return frames
 
     def _send_waiting(self, link: _Link, frames: list[Any]) -> None:
         """Send once the receiver has granted room (a credit); wait for one if needed."""
@@ -468,6 +531,10 @@ class Node:
         self._closed = True
         if self.config.send_eos and not self._dataflow_stopping:
             self._finish_outputs()
+        for prefix, line in self._shm_lines:
+            finish_reader(prefix, line)
+        for writer in self._writers.values():
+            writer.close()
         self._report_drops(final=True)
         totals = self.drop_counts()
         if totals:

@@ -18,6 +18,8 @@ from typing import Any
 
 import zmq
 
+from car.shm import remove_segments, segment_dir
+
 
 class RunError(Exception):
     """A run could not be found or did not answer."""
@@ -68,7 +70,8 @@ def create_run(name: str, dataflow: str, out_dir: str) -> RunInfo:
 
 
 def remove_run(info: RunInfo) -> None:
-    """Delete a run's folder (its sockets and run.json)."""
+    """Delete a run's folder (its sockets and run.json) and its shared-memory files."""
+    remove_segments(segment_dir(info.folder), info.run_id)
     shutil.rmtree(info.folder, ignore_errors=True)
 
 
@@ -94,7 +97,7 @@ def list_runs() -> list[RunInfo]:
         if pid_alive(info.pid):
             runs.append(info)
         else:
-            shutil.rmtree(meta.parent, ignore_errors=True)
+            remove_run(info)
     return sorted(runs, key=lambda r: r.started)
 
 

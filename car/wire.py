@@ -8,8 +8,10 @@ Layout of the first frame (little endian):
     then the payload itself when it is small (at most INLINE_MAX bytes).
 
 A larger payload (a camera frame) follows as a second frame sent without a copy, and
-arrives as a numpy array over the received buffer: nothing is pickled or copied. One
-frame per small message keeps the Python work per message to a few microseconds.
+arrives as a numpy array over the received buffer: nothing is pickled or copied. Between
+nodes on one machine a large array travels through shared memory instead (car.shm): the
+value type is flagged SHARED and the inline payload is the shared-memory descriptor.
+One frame per small message keeps the Python work per message to a few microseconds.
 """
 
 from __future__ import annotations
@@ -35,11 +37,23 @@ VT_BYTES = 2
 VT_STR = 3
 VT_PACKED = 4  # numbers, lists, dicts: msgpack
 PAYLOAD_FRAME = 0x80  # flag on the value type: the payload is the next frame
+SHARED = 0x40  # flag on the value type: the payload is in shared memory, the inline bytes say where
 
 INLINE_MAX = 64 * 1024
 
 _FIXED = struct.Struct("<BBBBQIHHI")
 FIXED_SIZE = _FIXED.size
+
+
+_DTYPE_NAMES: dict[np.dtype[Any], bytes] = {}  # dtype -> its name on the wire (computing it costs more)
+_DTYPES: dict[bytes, np.dtype[Any]] = {}  # and back
+
+
+def _dtype(name: bytes) -> np.dtype[Any]:
+    dtype = _DTYPES.get(name)
+    if dtype is None:
+        dtype = _DTYPES[name] = np.dtype(name.decode())
+    return dtype
 
 
 class WireError(ValueError):
@@ -95,7 +109,8 @@ def encode(
             raise TypeError("arrays of Python objects cannot be sent; use a numeric dtype or a list")
         if not value.flags.c_contiguous:
             value = np.ascontiguousarray(value)
-        vtype, dtype, shape = VT_ARRAY, value.dtype.str.encode(), value.shape
+        vtype, shape = VT_ARRAY, value.shape
+        dtype = _DTYPE_NAMES.get(value.dtype) or _DTYPE_NAMES.setdefault(value.dtype, value.dtype.str.encode())
         payload = value.data if value.ndim else value.tobytes()
     elif isinstance(value, (bytearray, memoryview)):
         vtype, payload = VT_BYTES, value
@@ -128,6 +143,22 @@ def encode(
     return [header + payload if payload else header]
 
 
+def shared(header: bytes, descriptor: bytes) -> bytes:
+    """The one-frame form of a large array message whose payload went into shared memory."""
+    return header[:2] + bytes((header[2] & ~PAYLOAD_FRAME | SHARED,)) + header[3:] + descriptor
+
+
+def is_shared(header: bytes) -> bool:
+    """True when the payload is in shared memory (the inline bytes are its descriptor)."""
+    return len(header) > 2 and bool(header[2] & SHARED)
+
+
+def inline_payload(header: bytes) -> memoryview:
+    """The bytes after the header fields: a small payload, or a shared-memory descriptor."""
+    _, _, _, ndim, _, _, src_len, dtype_len, meta_len = _FIXED.unpack_from(header)
+    return memoryview(header)[FIXED_SIZE + 8 * ndim + src_len + dtype_len + meta_len :]
+
+
 def has_payload_frame(header: bytes) -> bool:
     """True when a second frame with the payload follows this header."""
     return len(header) > 2 and bool(header[2] & PAYLOAD_FRAME)
@@ -157,21 +188,21 @@ def decode(header: bytes, payload: Any = None) -> Message:
         raise WireError("header shorter than the lengths it declares")
     source = header[pos : pos + src_len].decode()
     pos += src_len
-    dtype = header[pos : pos + dtype_len].decode()
+    dtype = header[pos : pos + dtype_len]
     pos += dtype_len
     metadata = msgpack.unpackb(header[pos:end]) if meta_len else {}
     if not isinstance(metadata, dict):
         raise WireError("metadata is not a mapping")
-    if vtype & PAYLOAD_FRAME:
+    if vtype & (PAYLOAD_FRAME | SHARED):
         if payload is None:
-            raise WireError("message has no payload frame")
+            raise WireError("message has no payload frame" if vtype & PAYLOAD_FRAME else "shared payload not mapped")
         buffer = getattr(payload, "buffer", payload)
     else:
         buffer = memoryview(header)[end:]
-    vtype &= ~PAYLOAD_FRAME
+    vtype &= ~(PAYLOAD_FRAME | SHARED)
     value: Any = None
     if vtype == VT_ARRAY:
-        value = np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
+        value = np.frombuffer(buffer, dtype=_dtype(dtype)).reshape(shape)
         value.flags.writeable = False  # a view of the received buffer: copy to change it
     elif vtype == VT_BYTES:
         value = bytes(buffer)

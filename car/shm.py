@@ -1,0 +1,286 @@
+"""Large arrays between nodes on one machine, through shared memory.
+
+Each output that sends large arrays to nodes on this machine owns one shared-memory
+file (in /dev/shm, else the run's folder): a ring of slots. The sender copies an
+array into a free slot and sends, over ZeroMQ, only a small notification (slot,
+sequence number, size). The receiver maps the file once and hands the node a
+read-only numpy view of the slot: nothing is copied on the receiving side.
+
+A slot is reused only when every reader is done with the message in it. Each reader
+owns one 64-byte line of the file where it publishes `last`, the latest sequence number
+it received (anything later is still on its way, so it is held), and `held`, a bit per
+slot it still holds. A reader holds a message from the moment it arrives until its
+array is garbage-collected (or the message is dropped from a full queue), so a view
+stays valid for as long as the node keeps a reference to it (or to any view of it), and
+a slow reader never sees a torn frame: when every slot is held, the sender copies that
+message through the socket instead. The reader sets a slot's bit before it raises
+`last`, and the sender reads `last` before `held`, so the sender never misses a hold.
+A reader that leaves marks its line FINISHED; one that starts (or restarts) resets it
+before it receives anything, so a sender never overwrites what it may still read.
+
+Layout of the file (little endian, offsets in bytes):
+
+    0     magic b"CARSHM01", slots u32, readers u32, slot_size u64
+    64    one 64-byte line per reader: last u64, held u64 (bit s: slot s)
+    ...   one u64 per slot: the sequence number of the message in it (0: none, or being written)
+    ...   the slots, each slot_size bytes, page-aligned
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"CARSHM01"
+_HEAD = struct.Struct("<8sIIQ")
+_LINE = 64
+_PAGE = mmap.PAGESIZE
+FINISHED = 2**64 - 1  # a reader that reads no more: it holds nothing
+_U64 = struct.Struct("<Q")
+_DESCRIPTOR = struct.Struct("<IQQ")  # slot, sequence number, size in bytes; then the file name
+MAX_SLOTS = 64  # one bit each in a reader's `held`
+
+
+def segment_dir(fallback: str) -> str:
+    """Where shared-memory files go: /dev/shm when it is there, else `fallback` (the run folder)."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else fallback
+
+
+def segment_prefix(folder: str, run_id: str, node: int, output: int) -> str:
+    """The path prefix of one output's files: node and output by index (a file adds the sender's pid and a counter)."""
+    return f"{folder}/car-{run_id}-{node}.{output}-"
+
+
+def remove_segments(folder: str, run_id: str) -> None:
+    """Delete every shared-memory file of a run (the daemon, when the run ends)."""
+    for path in Path(folder).glob(f"car-{run_id}-*"):
+        path.unlink(missing_ok=True)
+
+
+def slot_count(queue_sizes: list[int]) -> int:
+    """Slots for an output: the longest reader queue, plus the message each reader holds, plus one being written."""
+    return min(max(queue_sizes, default=1) + 3, MAX_SLOTS)
+
+
+class _Segment:
+    """One mapped file; its bookkeeping is read and written with struct (cheaper than numpy scalars)."""
+
+    def __init__(self, path: str, fd: int, size: int):
+        self.path = path
+        # Populated at once: a page first touched while a frame is copied would cost far more.
+        self.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        os.close(fd)
+        magic, self.slots, self.readers, self.slot_size = _HEAD.unpack_from(self.map)
+        if magic != MAGIC:
+            raise ValueError(f"{path} is not a car shared-memory file")
+        self.stored_at = _LINE * (1 + self.readers)
+        self.data_at = -(-(self.stored_at + 8 * self.slots) // _PAGE) * _PAGE
+        self.view = memoryview(self.map)
+
+    def close(self) -> None:
+        """Unmap (only when no array refers to it: the writer's own mapping)."""
+        self.view.release()
+        self.map.close()
+
+    def slot_at(self, slot: int) -> int:
+        return int(self.data_at + slot * self.slot_size)
+
+    def stored(self, slot: int) -> int:
+        """The sequence number of the message in `slot` (0: none, or being written)."""
+        return int(_U64.unpack_from(self.map, self.stored_at + 8 * slot)[0])
+
+    def set_stored(self, slot: int, seq: int) -> None:
+        _U64.pack_into(self.map, self.stored_at + 8 * slot, seq)
+
+    def readers_state(self) -> tuple[int, int]:
+        """The latest sequence number every reader has received, and the slots any reader holds (bits)."""
+        last, held = FINISHED, 0
+        for r in range(self.readers):
+            last = min(last, _U64.unpack_from(self.map, _LINE * (1 + r))[0])  # `last` first: see above
+            held |= _U64.unpack_from(self.map, _LINE * (1 + r) + 8)[0]
+        return int(last), int(held)
+
+    def publish(self, line: int, last: int, held: int) -> None:
+        """A reader's line: `held` first, then `last` (see above)."""
+        _U64.pack_into(self.map, _LINE * (1 + line) + 8, held)
+        _U64.pack_into(self.map, _LINE * (1 + line), last)
+
+
+class FrameWriter:
+    """The ring of slots of one output, on the sending side."""
+
+    def __init__(self, prefix: str, readers: int, slots: int):
+        self.prefix = prefix
+        self.readers = readers
+        self.slots = slots
+        self.segment: _Segment | None = None
+        self.name = b""
+        self.seq = 0
+        self.next = 0
+        self.count = 0  # files made so far (a larger array needs larger slots)
+
+    def put(self, payload: memoryview) -> bytes | None:
+        """Copy `payload` into a free slot; the notification to send, or None when every slot is held."""
+        nbytes = payload.nbytes
+        seg = self.segment
+        if seg is None or nbytes > seg.slot_size:
+            seg = self._create(nbytes)
+        received, held = seg.readers_state()
+        for i in range(self.slots):
+            slot = (self.next + i) % self.slots
+            if not held >> slot & 1 and seg.stored(slot) <= received:
+                break
+        else:
+            return None
+        self.next = slot + 1
+        self.seq += 1
+        seg.set_stored(slot, 0)  # being written
+        at = seg.slot_at(slot)
+        seg.view[at : at + nbytes] = payload.cast("B") if payload.ndim != 1 or payload.format != "B" else payload
+        seg.set_stored(slot, self.seq)
+        return _DESCRIPTOR.pack(slot, self.seq, nbytes) + self.name
+
+    def _create(self, nbytes: int) -> _Segment:
+        slot_size = -(-nbytes // _PAGE) * _PAGE
+        self.count += 1
+        path = f"{self.prefix}{os.getpid()}-{self.count}"
+        seq_at = _LINE * (1 + self.readers)
+        data_at = -(-(seq_at + 8 * self.slots) // _PAGE) * _PAGE
+        size = data_at + self.slots * slot_size
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.ftruncate(fd, size)
+        head = _HEAD.pack(MAGIC, self.slots, self.readers, slot_size)
+        os.pwrite(fd, head, 0)
+        if self.segment is not None:
+            self.segment.close()
+        self.segment = _Segment(path, fd, size)
+        self.name = path.encode()
+        self.next = 0
+        return self.segment
+
+    def close(self) -> None:
+        """Unmap (the file stays until the run ends: readers may still map it)."""
+        if self.segment is not None:
+            self.segment.close()
+            self.segment = None
+
+
+class _Held:
+    """What one reader (a socket of this node) holds of one file."""
+
+    __slots__ = ("counts", "last", "line", "mask", "segment")
+
+    def __init__(self, segment: _Segment, line: int):
+        self.segment = segment
+        self.line = line
+        self.counts: dict[int, int] = {}  # slot -> references to its message (queued copies, live arrays)
+        self.mask = 0  # the slots in `counts`, as bits
+        self.last = 0  # the latest sequence number received
+
+
+class StaleFrameError(Exception):
+    """The sender reused the slot before this reader got to it (only after the reader had left)."""
+
+
+class FrameReader:
+    """The shared-memory files this node reads from, and what it holds of each."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[bytes, int], _Held] = {}
+        self._refs: dict[int, tuple[weakref.ref[Any], _Held, int]] = {}
+
+    @staticmethod
+    def parse(descriptor: bytes | memoryview) -> tuple[int, int, int, bytes]:
+        """Slot, sequence number, size and file name of a notification."""
+        slot, seq, nbytes = _DESCRIPTOR.unpack_from(descriptor)
+        return slot, seq, nbytes, bytes(descriptor[_DESCRIPTOR.size :])
+
+    def hold(self, descriptor: bytes | memoryview, line: int, copies: int) -> tuple[_Held, int, int, int]:
+        """A notification arrived on reader line `line`, queued `copies` times: hold its slot."""
+        slot, seq, nbytes, name = self.parse(descriptor)
+        held = self._held.get((name, line))
+        if held is None:
+            held = self._open(name, line)
+        held.last = seq
+        held.counts[slot] = held.counts.get(slot, 0) + copies
+        held.mask |= 1 << slot
+        held.segment.publish(line, seq, held.mask)
+        return held, slot, seq, nbytes
+
+    def release(self, held: _Held, slot: int) -> None:
+        """One reference to a slot's message is gone (dropped from a queue, or its array collected)."""
+        left = held.counts[slot] - 1
+        if left:
+            held.counts[slot] = left
+        else:
+            del held.counts[slot]
+            held.mask &= ~(1 << slot)
+            held.segment.publish(held.line, held.last, held.mask)
+
+    def array_buffer(self, held: _Held, slot: int, seq: int, nbytes: int) -> tuple[memoryview, Callable[[Any], None]]:
+        """The slot's bytes, and what to call with the array made over them (to release it when collected)."""
+        seg = held.segment
+        if seg.stored(slot) != seq:
+            self.release(held, slot)
+            raise StaleFrameError(f"slot {slot} of {seg.path} was reused before this node read it")
+        at = seg.slot_at(slot)
+        return seg.view[at : at + nbytes], lambda array: self._track(array, held, slot)
+
+    def _track(self, array: Any, held: _Held, slot: int) -> None:
+        while isinstance(array.base, np.ndarray):  # numpy points every view at this first array
+            array = array.base
+        held.counts[slot] += 1
+        key = id(array)
+        self._refs[key] = (weakref.ref(array, lambda _: self._collected(key)), held, slot)
+
+    def _collected(self, key: int) -> None:
+        _, held, slot = self._refs.pop(key)
+        self.release(held, slot)
+
+    def _open(self, name: bytes, line: int) -> _Held:
+        path = name.decode()
+        fd = os.open(path, os.O_RDWR)
+        segment = next((h.segment for (n, _), h in self._held.items() if n == name), None)
+        if segment is None:
+            segment = _Segment(path, fd, os.fstat(fd).st_size)
+        else:
+            os.close(fd)
+        if line >= segment.readers:
+            raise ValueError(f"{path} has {segment.readers} reader lines, not {line + 1}")
+        held = _Held(segment, line)
+        self._held[(name, line)] = held
+        return held
+
+
+def reset_reader(prefix: str, line: int) -> None:
+    """Before a (re)started reader receives anything: mark `line` as holding everything in the output's files."""
+    for path in Path(prefix).parent.glob(Path(prefix).name + "*"):
+        _set_line(path, line, 0)
+
+
+def finish_reader(prefix: str, line: int) -> None:
+    """A reader is gone for good (itself at exit, or the daemon): stop keeping slots for it."""
+    for path in Path(prefix).parent.glob(Path(prefix).name + "*"):
+        _set_line(path, line, FINISHED)
+
+
+def _set_line(path: Path, line: int, last: int) -> None:
+    """Set a reader's line to `last` with nothing held, in a file this process may not have mapped."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        head = os.pread(fd, _HEAD.size, 0)
+        if len(head) == _HEAD.size and head[:8] == MAGIC and line < _HEAD.unpack(head)[2]:
+            os.pwrite(fd, _U64.pack(0), _LINE * (1 + line) + 8)
+            os.pwrite(fd, _U64.pack(last), _LINE * (1 + line))
+    finally:
+        os.close(fd)

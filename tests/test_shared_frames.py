@@ -1,0 +1,222 @@
+"""Large arrays through shared memory: real mappings in /dev/shm, real node processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from car import wire
+from car.hlc import Timestamp
+from car.shm import FINISHED, FrameReader, FrameWriter, StaleFrameError, finish_reader, reset_reader
+from tests.helpers import car, write_flow
+
+FRAME = (480, 640, 3)
+
+
+def frame(n: int) -> np.ndarray:
+    """A frame whose every byte says which frame it is."""
+    return np.full(FRAME, n % 251, np.uint8)
+
+
+def test_a_frame_goes_through_a_slot_and_back(tmp_path: Path) -> None:
+    writer = FrameWriter(f"{tmp_path}/car-t-0.0-", readers=1, slots=3)
+    header = wire.encode(wire.KIND_DATA, b"cam/image", Timestamp(5, 0), frame(7), {"n": 7})
+    descriptor = writer.put(header[1])
+    assert descriptor is not None
+    message = wire.shared(header[0], descriptor)
+    assert wire.is_shared(message) and not wire.has_payload_frame(message)
+
+    reader = FrameReader()
+    held, slot, seq, nbytes = reader.hold(wire.inline_payload(message), line=0, copies=1)
+    buffer, track = reader.array_buffer(held, slot, seq, nbytes)
+    decoded = wire.decode(message, buffer)
+    track(decoded.value)
+    reader.release(held, slot)
+    assert decoded.value.shape == FRAME and decoded.metadata == {"n": 7}
+    assert not decoded.value.flags.writeable
+    assert np.array_equal(decoded.value, frame(7))
+    writer.close()
+
+
+def test_a_held_slot_is_never_reused_and_is_freed_when_the_array_goes(tmp_path: Path) -> None:
+    writer = FrameWriter(f"{tmp_path}/car-t-0.0-", readers=1, slots=3)
+    reader = FrameReader()
+    kept = []
+    for n in range(3):  # the reader keeps all three frames: every slot is held
+        descriptor = writer.put(memoryview(frame(n)))
+        assert descriptor is not None
+        held, slot, seq, nbytes = reader.hold(descriptor, 0, 1)
+        buffer, track = reader.array_buffer(held, slot, seq, nbytes)
+        array = np.frombuffer(buffer, np.uint8).reshape(FRAME)
+        track(array)
+        reader.release(held, slot)
+        kept.append(array[100:200])  # a view of the array keeps its slot too
+        del array
+    assert writer.put(memoryview(frame(3))) is None  # nothing free: the sender copies through the socket
+    assert [int(view[0, 0, 0]) for view in kept] == [0, 1, 2]  # untouched
+    kept.pop(1)  # the middle frame is let go
+    assert writer.put(memoryview(frame(4))) is not None
+    assert [int(view[0, 0, 0]) for view in kept] == [0, 2]
+    writer.close()
+
+
+def test_a_reused_slot_is_reported_not_read(tmp_path: Path) -> None:
+    prefix = f"{tmp_path}/car-t-0.0-"
+    writer = FrameWriter(prefix, readers=1, slots=2)
+    reader = FrameReader()
+    first = writer.put(memoryview(frame(1)))
+    assert first is not None
+    held, slot, seq, nbytes = reader.hold(first, 0, 1)
+    finish_reader(prefix, 0)  # as after the reader left: the sender may reuse everything
+    for n in range(2, 4):
+        assert writer.put(memoryview(frame(n))) is not None
+    with pytest.raises(StaleFrameError, match="reused"):
+        reader.array_buffer(held, slot, seq, nbytes)
+    reset_reader(prefix, 0)  # a restarted reader holds everything until it reads
+    assert writer.put(memoryview(frame(4))) is None
+    writer.close()
+
+
+def test_a_larger_array_gets_larger_slots(tmp_path: Path) -> None:
+    writer = FrameWriter(f"{tmp_path}/car-t-0.0-", readers=1, slots=2)
+    small = writer.put(memoryview(np.ones(70_000, np.uint8)))
+    large = writer.put(memoryview(np.ones(2_000_000, np.uint8)))
+    assert small is not None and large is not None
+    reader = FrameReader()
+    names = {FrameReader.parse(d)[3] for d in (small, large)}
+    assert len(names) == 2  # a second file; the first stays readable
+    held, slot, seq, nbytes = reader.hold(small, 0, 1)
+    buffer, _ = reader.array_buffer(held, slot, seq, nbytes)
+    assert nbytes == 70_000 and bytes(buffer[:3]) == b"\x01\x01\x01"
+    writer.close()
+
+
+CAMERA = """
+        nodes:
+          - id: camera
+            path: camera.py
+            inputs: {tick: dora/timer/millis/5}
+            outputs: [image]
+"""
+SOURCE = """
+    import numpy as np
+    from car import Node
+    node = Node()
+    n = 0
+    for event in node:
+        if event.type == "INPUT":
+            n += 1
+            node.send_output("image", np.full((480, 640, 3), n % 251, np.uint8), {"n": n})
+            if n == 60:
+                break
+"""
+
+# Keeps every 2nd frame for the whole run (more than the ring has slots) and checks, at
+# the end, that no frame it kept changed under it: the sender copied frames through the
+# socket while every slot was held.
+HOARDER = """
+    import json, time
+    from car import Node
+    node = Node()
+    kept, seen, torn = [], [], 0
+    for event in node:
+        if event.type == "INPUT":
+            n, image = event.metadata["n"], event.value
+            if not (image == n % 251).all():
+                torn += 1
+            seen.append(n)
+            if n % 2 == 0:
+                kept.append((n, image))
+            time.sleep(0.002)
+    changed = [n for n, image in kept if not (image == n % 251).all()]
+    report = {"seen": seen, "torn": torn, "changed": changed, "readonly": not kept[0][1].flags.writeable}
+    json.dump({**report, "run": node.config.run_id}, open("hoarder.json", "w"))
+"""
+
+
+def test_frames_between_processes_are_never_torn_even_when_a_reader_hoards_them(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        CAMERA
+        + """
+          - id: hoarder
+            path: hoarder.py
+            inputs: {image: {source: camera/image, queue_size: 10}}
+        """,
+        camera_py=SOURCE,
+        hoarder_py=HOARDER,
+    )
+    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "hoarder.json").read_text())
+    assert report["seen"] == list(range(1, 61))
+    assert report["torn"] == 0 and report["changed"] == [] and report["readonly"]
+    camera_log = (tmp_path / "out").glob("*/camera.log")
+    assert any("copying frames through the socket" in log.read_text() for log in camera_log)
+    assert not list(Path("/dev/shm").glob(f"car-{report['run']}-*")), "the run left shared-memory files behind"
+
+
+def test_a_reader_that_exits_does_not_hold_the_ring(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        CAMERA
+        + """
+          - id: quitter
+            path: quitter.py
+            inputs: {image: camera/image}
+          - id: reader
+            path: reader.py
+            inputs: {image: {source: camera/image, queue_size: 20}}
+        """,
+        camera_py=SOURCE,
+        quitter_py="""
+            from car import Node
+            node = Node()
+            for event in node:
+                break
+        """,
+        reader_py="""
+            import json
+            from car import Node
+            node = Node()
+            seen = [e.metadata["n"] for e in node if e.type == "INPUT" and (e.value == e.metadata["n"] % 251).all()]
+            json.dump({"seen": seen, "dropped": sum(node.drop_counts().values())}, open("reader.json", "w"))
+        """,
+    )
+    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "reader.json").read_text())
+    assert len(report["seen"]) + report["dropped"] == 60 and report["seen"] == sorted(report["seen"])
+    camera_log = next((tmp_path / "out").glob("*/camera.log")).read_text()
+    assert "copying frames" not in camera_log  # the quitter's line was marked finished
+
+
+def test_finished_mark_is_the_reader_line(tmp_path: Path) -> None:
+    prefix = f"{tmp_path}/car-t-0.0-"
+    writer = FrameWriter(prefix, readers=2, slots=2)
+    assert writer.put(memoryview(frame(1))) is not None
+    finish_reader(prefix, 1)
+    assert writer.segment is not None
+    assert writer.segment.readers_state() == (0, 0)  # line 0 has not received anything, line 1 left
+    finish_reader(prefix, 0)
+    assert writer.segment.readers_state() == (FINISHED, 0)
+    writer.close()
+
+
+def test_files_of_a_killed_run_are_removed_by_the_next_car_command(tmp_path: Path) -> None:
+    code = (
+        "import os, pathlib, sys\n"
+        "from car.runs import create_run\n"
+        f"info = create_run('ghost', 'x.yml', {str(tmp_path)!r})\n"
+        "pathlib.Path(f'/dev/shm/car-{info.run_id}-0.0-1-1').write_bytes(b'x')\n"
+        "print(info.run_id)\n"
+    )
+    run_id = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(f"/dev/shm/car-{run_id}-0.0-1-1").exists()
+    car("list")
+    assert not Path(f"/dev/shm/car-{run_id}-0.0-1-1").exists()
