@@ -29,12 +29,16 @@ class HybridLogicalClock:
 
     def now(self) -> Timestamp:
         """A new timestamp, later than every one this clock made or observed."""
+        return Timestamp(*self.tick())
+
+    def tick(self) -> tuple[int, int]:
+        """Like now(), as a plain (wall_ns, counter) tuple: what goes on the wire, made cheaply."""
         wall = time.time_ns()
         if wall > self._wall:
             self._wall, self._count = wall, 0
         else:
             self._count += 1
-        return Timestamp(self._wall, self._count)
+        return self._wall, self._count
 
     def observe(self, wall_ns: int, counter: int) -> None:
         """Move the clock past a timestamp received from another process."""

@@ -80,15 +80,30 @@ def _pack_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} cannot be sent")
 
 
+_PACKER = msgpack.Packer()  # reused: building a Packer per message costs more than packing
+_unpackb = msgpack.unpackb
+_SOURCE_NAMES: dict[bytes, str] = {}  # source as sent -> as str, for the few sources a node hears
+
+
+def _source_name(raw: bytes) -> str:
+    name = raw.decode()
+    if len(_SOURCE_NAMES) < 4096:
+        _SOURCE_NAMES[raw] = name
+    return name
+
+
 def _pack(value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value, default=_pack_default)
+    try:  # no `default` hook here, so packing runs no Python code: safe from several threads
+        packed: bytes = _PACKER.pack(value)
+    except TypeError:  # numpy scalars and arrays: converted by _pack_default
+        packed = msgpack.packb(value, default=_pack_default)
     return packed
 
 
 def encode(
     kind: int,
     source: bytes,
-    timestamp: Timestamp,
+    timestamp: tuple[int, int],
     value: Any = None,
     metadata: dict[str, Any] | None = None,
 ) -> list[Any]:
@@ -124,7 +139,7 @@ def encode(
                 f"cannot send a {type(value).__name__}: send a numpy array, bytes, str, number, list or dict ({exc})"
             ) from None
     separate = (payload.nbytes if isinstance(payload, memoryview) else len(payload)) > INLINE_MAX
-    header = _FIXED.pack(
+    fixed = _FIXED.pack(
         VERSION,
         kind,
         vtype | PAYLOAD_FRAME if separate else vtype,
@@ -135,12 +150,10 @@ def encode(
         len(dtype),
         len(meta),
     )
-    if shape:
-        header += struct.pack(f"<{len(shape)}Q", *shape)
-    header += source + dtype + meta
+    dims = struct.pack(f"<{len(shape)}Q", *shape) if shape else b""
     if separate:
-        return [header, payload]
-    return [header + payload if payload else header]
+        return [b"".join((fixed, dims, source, dtype, meta)), payload]
+    return [b"".join((fixed, dims, source, dtype, meta, payload))]
 
 
 def shared(header: bytes, descriptor: bytes) -> bytes:
@@ -148,20 +161,10 @@ def shared(header: bytes, descriptor: bytes) -> bytes:
     return header[:2] + bytes((header[2] & ~PAYLOAD_FRAME | SHARED,)) + header[3:] + descriptor
 
 
-def is_shared(header: bytes) -> bool:
-    """True when the payload is in shared memory (the inline bytes are its descriptor)."""
-    return len(header) > 2 and bool(header[2] & SHARED)
-
-
 def inline_payload(header: bytes) -> memoryview:
     """The bytes after the header fields: a small payload, or a shared-memory descriptor."""
     _, _, _, ndim, _, _, src_len, dtype_len, meta_len = _FIXED.unpack_from(header)
     return memoryview(header)[FIXED_SIZE + 8 * ndim + src_len + dtype_len + meta_len :]
-
-
-def has_payload_frame(header: bytes) -> bool:
-    """True when a second frame with the payload follows this header."""
-    return len(header) > 2 and bool(header[2] & PAYLOAD_FRAME)
 
 
 def route(header: bytes) -> tuple[int, bytes]:
@@ -173,43 +176,55 @@ def route(header: bytes) -> tuple[int, bytes]:
     return header[1], header[pos : pos + src_len]
 
 
-def decode(header: bytes, payload: Any = None) -> Message:
-    """Rebuild a message from its first frame and, if it has one, its payload frame."""
+def unpack(header: bytes, payload: Any = None) -> tuple[int, str, Any, dict[str, Any], int, int]:
+    """A message's kind, source, value, metadata, wall_ns and counter (decode's fields, without the wrappers)."""
     if len(header) < FIXED_SIZE:
         raise WireError(f"header too short ({len(header)} bytes)")
     version, kind, vtype, ndim, wall, count, src_len, dtype_len, meta_len = _FIXED.unpack_from(header)
     if version != VERSION:
         raise WireError(f"message format version {version}, this node speaks {VERSION}: run one car version")
-    pos = FIXED_SIZE
-    shape = struct.unpack_from(f"<{ndim}Q", header, pos) if ndim else ()
-    pos += 8 * ndim
-    end = pos + src_len + dtype_len + meta_len
+    pos = FIXED_SIZE + 8 * ndim
+    src_end = pos + src_len
+    meta_at = src_end + dtype_len
+    end = meta_at + meta_len
     if end > len(header):
         raise WireError("header shorter than the lengths it declares")
-    source = header[pos : pos + src_len].decode()
-    pos += src_len
-    dtype = header[pos : pos + dtype_len]
-    pos += dtype_len
-    metadata = msgpack.unpackb(header[pos:end]) if meta_len else {}
-    if not isinstance(metadata, dict):
+    source_bytes = header[pos:src_end]
+    source = _SOURCE_NAMES.get(source_bytes) or _source_name(source_bytes)
+    metadata = _unpackb(header[meta_at:end]) if meta_len else {}
+    if type(metadata) is not dict:
         raise WireError("metadata is not a mapping")
-    if vtype & (PAYLOAD_FRAME | SHARED):
-        if payload is None:
-            raise WireError("message has no payload frame" if vtype & PAYLOAD_FRAME else "shared payload not mapped")
-        buffer = getattr(payload, "buffer", payload)
-    else:
-        buffer = memoryview(header)[end:]
-    vtype &= ~(PAYLOAD_FRAME | SHARED)
     value: Any = None
-    if vtype == VT_ARRAY:
-        value = np.frombuffer(buffer, dtype=_dtype(dtype)).reshape(shape)
-        value.flags.writeable = False  # a view of the received buffer: copy to change it
-    elif vtype == VT_BYTES:
-        value = bytes(buffer)
-    elif vtype == VT_STR:
-        value = bytes(buffer).decode()
+    if vtype == VT_BYTES:  # the common cases first: small values inline
+        value = header[end:]
     elif vtype == VT_PACKED:
-        value = msgpack.unpackb(buffer)
+        value = _unpackb(header[end:])
+    elif vtype == VT_STR:
+        value = header[end:].decode()
+    elif vtype & ~(PAYLOAD_FRAME | SHARED) == VT_ARRAY:
+        if vtype & (PAYLOAD_FRAME | SHARED):
+            if payload is None:
+                raise WireError(
+                    "message has no payload frame" if vtype & PAYLOAD_FRAME else "shared payload not mapped"
+                )
+            buffer = getattr(payload, "buffer", payload)
+        else:
+            buffer = memoryview(header)[end:]
+        shape = struct.unpack_from(f"<{ndim}Q", header, FIXED_SIZE) if ndim else ()
+        value = np.frombuffer(buffer, dtype=_dtype(header[src_end:meta_at])).reshape(shape)
+        value.flags.writeable = False  # a view of the received buffer: copy to change it
+    elif vtype & PAYLOAD_FRAME and vtype & ~PAYLOAD_FRAME in (VT_BYTES, VT_STR, VT_PACKED):
+        if payload is None:
+            raise WireError("message has no payload frame")
+        raw = bytes(getattr(payload, "buffer", payload))
+        vtype &= ~PAYLOAD_FRAME
+        value = raw if vtype == VT_BYTES else raw.decode() if vtype == VT_STR else _unpackb(raw)
     elif vtype != VT_NONE:
         raise WireError(f"unknown value type {vtype}")
+    return kind, source, value, metadata, wall, count
+
+
+def decode(header: bytes, payload: Any = None) -> Message:
+    """Rebuild a message from its first frame and, if it has one, its payload frame."""
+    kind, source, value, metadata, wall, count = unpack(header, payload)
     return Message(kind, source, value, metadata, Timestamp(wall, count))

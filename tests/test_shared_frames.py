@@ -29,7 +29,7 @@ def test_a_frame_goes_through_a_slot_and_back(tmp_path: Path) -> None:
     descriptor = writer.put(header[1])
     assert descriptor is not None
     message = wire.shared(header[0], descriptor)
-    assert wire.is_shared(message) and not wire.has_payload_frame(message)
+    assert message[2] & wire.SHARED and not message[2] & wire.PAYLOAD_FRAME
 
     reader = FrameReader()
     held, slot, seq, nbytes = reader.hold(wire.inline_payload(message), line=0, copies=1)

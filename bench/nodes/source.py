@@ -1,4 +1,4 @@
-"""Benchmark source: on every tick, send BENCH_SIZE bytes stamped with perf_counter_ns."""
+"""Benchmark source: on every tick after the warm-up, send BENCH_SIZE bytes stamped with perf_counter_ns."""
 
 import os
 import time
@@ -9,7 +9,12 @@ from car import Node
 
 size = int(os.environ["BENCH_SIZE"])
 payload = np.zeros(size, np.uint8) if size > 4096 else bytes(size)
+warmup_ns = int(float(os.environ.get("BENCH_WARMUP_S", "0.5")) * 1e9)
 node = Node()
+start = None
 for event in node:
     if event.type == "INPUT":
-        node.send_output("data", payload, {"t": time.perf_counter_ns()})
+        now = time.perf_counter_ns()
+        start = start or now
+        if now - start >= warmup_ns:
+            node.send_output("data", payload, {"t": time.perf_counter_ns()})

@@ -1,0 +1,192 @@
+"""`car`, dora and bare pyzmq side by side: the same pipelines, interleaved, in one run.
+
+Cases (see latency.py): small_1hop, small_2hop (64 B at 200 Hz), frame_1hop, frame_2hop
+(921,600 B arrays at 30 Hz), each a timer-driven source -> [relay ->] sink in separate
+processes; and throughput (64 B messages, the sender as fast as it can, between two nodes).
+Every peer stamps perf_counter_ns() just before the send (car and dora in the metadata,
+pyzmq in the payload) and the receiver subtracts it from its own perf_counter_ns().
+Sources send nothing during a 0.5 s warm-up, and the first 10 samples are dropped.
+
+The machine is shared and noisy: every case runs --repeat times, the peers interleaved
+(their order rotates from one repetition to the next), and each figure is the median
+over the repetitions. dora (1.x) is installed on demand into bench/.dora-venv; without
+network, or when that fails, it says so and measures the others.
+
+`--json` prints one object:
+  machine, repeat, seconds, count, peers, dora (version, or why it is missing)
+  cases.<case>.<peer>: p50_us, p99_us (medians over repetitions), runs (every run)
+  throughput.<peer>: msgs_per_s delivered, sent, received, dropped (car counts its drops;
+    dora's are sent - received; pyzmq blocks the sender instead)
+  ratios: small_p50_car_over_dora, frame_p50_car_over_dora, small_p50_car_over_zmq,
+    frame_p50_car_over_zmq, throughput_car_over_dora, throughput_car_over_zmq,
+    small_2hop_added_us, frame_2hop_added_us (car: 2-hop p50 minus 1-hop p50)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from common import machine, percentiles_us
+from latency import CASES, SMALL, WARMUP_S, car_latency, car_throughput, zmq_latency, zmq_throughput
+from peers.dora import runner as dora
+
+PEERS = ("car", "dora", "zmq")
+
+
+def dora_latency(size: int, hz: int, hops: int, seconds: float) -> dict[str, Any]:
+    """One run through dora."""
+    return percentiles_us(dora.latency(size, hz, hops, seconds, WARMUP_S))
+
+
+def dora_throughput(count: int) -> dict[str, Any]:
+    """Small messages as fast as a dora node can send them."""
+    result = dora.throughput(SMALL, count)
+    span = max(result["last_ns"] - result["first_ns"], 1)
+    return {
+        "msgs_per_s": round(result["received"] * 1e9 / span),
+        "sent": count,
+        "received": result["received"],
+        "dropped": count - result["received"],
+    }
+
+
+LATENCY: dict[str, Callable[[int, int, int, float], dict[str, Any]]] = {
+    "car": car_latency,
+    "dora": dora_latency,
+    "zmq": zmq_latency,
+}
+THROUGHPUT: dict[str, Callable[[int], dict[str, Any]]] = {
+    "car": car_throughput,
+    "dora": dora_throughput,
+    "zmq": zmq_throughput,
+}
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median p50 and p99 over repeated runs, and the runs themselves."""
+    return {
+        "p50_us": round(statistics.median(r["p50_us"] for r in results), 1),
+        "p99_us": round(statistics.median(r["p99_us"] for r in results), 1),
+        "runs": results,
+    }
+
+
+def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput."""
+    return sorted(results, key=lambda r: r["msgs_per_s"])[len(results) // 2]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b to 3 places, or None when either is missing."""
+    return round(a / b, 3) if a and b else None
+
+
+def measure(peers: list[str], repeat: int, seconds: float, count: int) -> dict[str, Any]:
+    """Run every case for every peer, interleaved; the report `--json` prints."""
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {case: {p: [] for p in peers} for case in CASES}
+    throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
+    for rep in range(repeat):
+        order = peers[rep % len(peers) :] + peers[: rep % len(peers)]
+        for case, (size, hz, hops) in CASES.items():
+            for peer in order:
+                runs[case][peer].append(LATENCY[peer](size, hz, hops, seconds))
+        for peer in order:
+            throughput[peer].append(THROUGHPUT[peer](count))
+    cases = {case: {peer: summarise(results) for peer, results in by_peer.items()} for case, by_peer in runs.items()}
+    best = {peer: median_run(results) for peer, results in throughput.items()}
+
+    def p50(case: str, peer: str) -> float | None:
+        return cases[case][peer]["p50_us"] if peer in cases[case] else None
+
+    def rate(peer: str) -> float | None:
+        return best[peer]["msgs_per_s"] if peer in best else None
+
+    car_small, car_frame = p50("small_1hop", "car"), p50("frame_1hop", "car")
+    added = {}
+    if "car" in peers:
+        for kind in ("small", "frame"):
+            extra = cases[f"{kind}_2hop"]["car"]["p50_us"] - cases[f"{kind}_1hop"]["car"]["p50_us"]
+            added[f"{kind}_2hop_added_us"] = round(extra, 1)
+    return {
+        "cases": cases,
+        "throughput": best,
+        "ratios": {
+            "small_p50_car_over_dora": ratio(car_small, p50("small_1hop", "dora")),
+            "frame_p50_car_over_dora": ratio(car_frame, p50("frame_1hop", "dora")),
+            "small_p50_car_over_zmq": ratio(car_small, p50("small_1hop", "zmq")),
+            "frame_p50_car_over_zmq": ratio(car_frame, p50("frame_1hop", "zmq")),
+            "throughput_car_over_dora": ratio(rate("car"), rate("dora")),
+            "throughput_car_over_zmq": ratio(rate("car"), rate("zmq")),
+            **added,
+        },
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The report as a table."""
+    peers = report["peers"]
+    info = report["machine"]
+    print(
+        f"{info['date']}, {info['cpus']} CPUs, Python {info['python']}; medians of {report['repeat']} interleaved runs"
+    )
+    if "dora" not in peers:
+        print(f"dora: {report['dora']}")
+    head = "".join(f" {p + ' p50':>10} {p + ' p99':>10}" for p in peers)
+    ratios = [p for p in ("dora", "zmq") if p in peers and "car" in peers]
+    print(f"{'case':<12}{head}" + "".join(f" {'car/' + p:>9}" for p in ratios) + "   (µs)")
+    for case, row in report["cases"].items():
+        cells = "".join(f" {row[p]['p50_us']:>10.1f} {row[p]['p99_us']:>10.1f}" for p in peers)
+        shares = "".join(f" {row['car']['p50_us'] / row[p]['p50_us']:>9.2f}" for p in ratios)
+        print(f"{case:<12}{cells}{shares}")
+    for peer, tp in report["throughput"].items():
+        print(
+            f"throughput {peer:<4} {tp['msgs_per_s']:>10,} msg/s delivered "
+            f"({tp['received']:,} of {tp['sent']:,} received, {tp['dropped']:,} dropped)"
+        )
+    named = {k: v for k, v in report["ratios"].items() if v is not None}
+    print("ratios: " + ", ".join(f"{k} {v}" for k, v in named.items()))
+
+
+def main(default_peers: str = ",".join(PEERS)) -> None:
+    """Parse the command line, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", default=default_peers, help=f"comma-separated, of {', '.join(PEERS)}")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each latency run (default 5)")
+    parser.add_argument("--count", type=int, default=200_000, help="messages in each throughput run")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of every case (default 3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}: choose from {', '.join(PEERS)}")
+    dora_state = "not asked for"
+    if "dora" in peers:
+        try:
+            dora_state = dora.ensure()
+        except dora.DoraUnavailable as exc:
+            dora_state = f"unavailable: {exc}"
+            peers.remove("dora")
+            print(f"compare.py: dora is {dora_state}; measuring {', '.join(peers)}", file=sys.stderr)
+    report = {
+        "machine": machine(),
+        "repeat": args.repeat,
+        "seconds": args.seconds,
+        "count": args.count,
+        "peers": peers,
+        "dora": dora_state,
+        **measure(peers, args.repeat, args.seconds, args.count),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+
+
+if __name__ == "__main__":
+    main()

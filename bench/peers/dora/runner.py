@@ -1,0 +1,104 @@
+"""Run the benchmark pipelines on dora 1.x, installed on demand into a virtual environment of its own.
+
+`ensure()` makes `bench/.dora-venv` (`pip install dora-rs-cli dora-rs pyarrow numpy`) the
+first time and reuses it after; every later call only checks that `dora` answers.
+`latency()` and `throughput()` write a dataflow with this folder's nodes and run it with
+`dora run` (no coordinator), the dora venv's bin folder first on PATH so that the nodes
+run on its Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE.parent.parent / ".dora-venv"
+REQUIREMENTS = ["dora-rs-cli>=1.1,<2", "dora-rs>=1.1,<2", "pyarrow>=15", "numpy>=1.26"]
+
+
+class DoraUnavailable(Exception):
+    """dora could not be installed or does not run here; the message says why."""
+
+
+def _bin() -> Path:
+    return VENV / "bin"
+
+
+def ensure() -> str:
+    """Install dora into its own venv unless it is there; return `dora --version`."""
+    dora = _bin() / "dora"
+    if not dora.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [str(_bin() / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+        except subprocess.CalledProcessError as exc:
+            tail = (exc.stderr or "").strip().splitlines()[-3:] if isinstance(exc.stderr, str) else []
+            raise DoraUnavailable(f"installing dora failed ({'; '.join(tail) or exc}); no network?") from None
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DoraUnavailable(f"installing dora failed: {exc}") from None
+    try:
+        version = subprocess.run([str(dora), "--version"], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DoraUnavailable(f"{dora} does not run: {exc}") from None
+    return version.stdout.strip()
+
+
+def _node(node_id: str, script: str, env: dict[str, str], inputs: str, outputs: str = "") -> str:
+    lines = [f"  - id: {node_id}", f"    path: {HERE / script}", f"    inputs: {inputs}"]
+    if outputs:
+        lines.append(f"    outputs: [{outputs}]")
+    lines.append(f"    env: {json.dumps(env)}")
+    return "\n".join(lines)
+
+
+def _run(folder: Path, nodes: list[str], stop_after: float | None, timeout: float) -> None:
+    flow = folder / "dataflow.yml"
+    flow.write_text("nodes:\n" + "\n".join(nodes) + "\n")
+    args = [str(_bin() / "dora"), "run", str(flow), "--log-level", "warn"]
+    if stop_after is not None:
+        args += ["--stop-after", f"{round(stop_after * 1000)}ms"]
+    env = {**os.environ, "PATH": f"{_bin()}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV)}
+    result = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"dora run failed ({result.returncode}):\n{result.stderr[-2000:]}")
+
+
+def latency(size: int, hz: int, hops: int, seconds: float, warmup: float) -> list[int]:
+    """Latencies (ns) of one run: timer source -> [relay ->] sink, `size`-byte messages at `hz`."""
+    folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
+    out = folder / "sink.json"
+    upstream = "relay" if hops == 2 else "source"
+    source_env = {"BENCH_SIZE": str(size), "BENCH_WARMUP_S": str(warmup)}
+    nodes = [_node("source", "source.py", source_env, f"{{tick: dora/timer/millis/{round(1000 / hz)}}}", "data")]
+    if hops == 2:
+        nodes.append(_node("relay", "relay.py", {}, "{data: source/data}", "data"))
+    nodes.append(_node("sink", "sink.py", {"BENCH_OUT": str(out)}, f"{{data: {upstream}/data}}"))
+    _run(folder, nodes, stop_after=seconds + warmup, timeout=seconds + 120)
+    latencies: list[int] = json.loads(out.read_text())["latencies_ns"]
+    return latencies
+
+
+def throughput(size: int, count: int) -> dict[str, Any]:
+    """Deliver `count` small messages as fast as the sender can; what the receiver got, and when."""
+    folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
+    out = folder / "count.json"
+    env = {"BENCH_SIZE": str(size), "BENCH_COUNT": str(count), "BENCH_OUT": str(out)}
+    nodes = [
+        _node("flood", "flood.py", env, "{go: counter/ready}", "data"),
+        _node("counter", "counter.py", env, "{data: {source: flood/data, queue_size: 1000}}", "ready"),
+    ]
+    _run(folder, nodes, stop_after=None, timeout=600)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
