@@ -45,7 +45,8 @@ pytest: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/timers.py
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/perception.py

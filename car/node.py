@@ -239,9 +239,20 @@ class Node:
         return self
 
     def __next__(self) -> Event:
+        event = self._pop() if self._pending else None  # queued already: skip next()'s waiting logic
+        if event is not None:
+            return self._handed(event)
         event = self.next()
         if event is None:
             raise StopIteration
+        return event
+
+    def _handed(self, event: Event) -> Event:
+        """Bookkeeping as an event leaves: STOP ends iteration; drops are reported (at most once a second)."""
+        if event.type == "STOP":
+            self._finished = True
+        if self._drops_pending:
+            self._report_drops(final=False)
         return event
 
     def next(self, timeout: float | None = None) -> Event | None:
@@ -253,11 +264,7 @@ class Node:
         while True:
             event = self._pop()
             if event is not None:
-                if event.type == "STOP":
-                    self._finished = True
-                if self._drops_pending:
-                    self._report_drops(final=False)
-                return event
+                return self._handed(event)
             if self._finished or self._closed:
                 return None
             if self._collect():

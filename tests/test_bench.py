@@ -12,7 +12,7 @@ from tests.helpers import ROOT
 
 
 def run_bench(*args: str) -> dict[str, object]:
-    result = subprocess.run([sys.executable, *args, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, *args, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     report: dict[str, object] = json.loads(result.stdout)
     return report
@@ -21,16 +21,60 @@ def run_bench(*args: str) -> dict[str, object]:
 @pytest.mark.slow
 def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -> None:
     report = run_bench("bench/latency.py", "--seconds", "0.6", "--repeat", "1", "--count", "5000")
+    assert report["peers"] == ["car", "zmq"]
     cases = report["cases"]
     assert isinstance(cases, dict)
     assert set(cases) == {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop"}
     for row in cases.values():
-        assert row["car"]["p50_us"] > 0 and row["zmq"]["p50_us"] > 0 and row["ratio_p50"] > 0
+        assert row["car"]["p50_us"] > 0 and row["zmq"]["p50_us"] > 0
     throughput = report["throughput"]
     assert isinstance(throughput, dict)
     car = throughput["car"]
     assert car["sent"] == 5000 and car["accounted"] is True
     assert throughput["zmq"]["received"] == 5000
+    ratios = report["ratios"]
+    assert isinstance(ratios, dict)
+    assert ratios["small_p50_car_over_zmq"] > 0 and ratios["frame_p50_car_over_zmq"] > 0
+    assert ratios["small_p50_car_over_dora"] is None  # dora was not asked for
+
+
+@pytest.mark.slow
+def test_compare_runs_dora_side_by_side() -> None:
+    """Installs dora into bench/.dora-venv from PyPI the first time (about 15 s)."""
+    report = run_bench("bench/compare.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000")
+    if "dora" not in report["peers"]:
+        pytest.skip(f"dora could not be installed or run here: {report['dora']}")
+    cases = report["cases"]
+    assert isinstance(cases, dict)
+    for row in cases.values():
+        assert row["dora"]["p50_us"] > 0 and row["dora"]["runs"][0]["n"] > 10
+    throughput = report["throughput"]
+    assert isinstance(throughput, dict)
+    dora = throughput["dora"]
+    assert dora["sent"] == 5000 and dora["received"] + dora["dropped"] == 5000
+    ratios = report["ratios"]
+    assert isinstance(ratios, dict)
+    for key in (
+        "small_p50_car_over_dora",
+        "frame_p50_car_over_dora",
+        "small_p50_car_over_zmq",
+        "frame_p50_car_over_zmq",
+        "throughput_car_over_dora",
+    ):
+        assert isinstance(ratios[key], float) and ratios[key] > 0, key
+
+
+@pytest.mark.slow
+def test_footprint_benchmark_times_startup_and_weighs_every_node() -> None:
+    report = run_bench("bench/footprint.py", "--repeat", "1", "--settle", "3")
+    startup = report["startup"]
+    assert isinstance(startup, dict) and 0 < startup["p50_ms"] < 30_000
+    memory = report["memory"]
+    assert isinstance(memory, dict)
+    assert set(memory["nodes"]) == {"car_io", "line_detector", "controller"}
+    for figures in memory["nodes"].values():
+        assert 0 < figures["pss_mb"] <= figures["rss_mb"]
+    assert memory["total_pss_mb"] <= memory["total_rss_mb"]
 
 
 @pytest.mark.slow
