@@ -224,6 +224,7 @@ class Node:
                 label = ", ".join(f"{dest.node}/{i}" for i in dest.inputs)
                 links.append(_Link(sock, dest.backpressure, label, dest.queue_size, dest.line >= 0))
             self._outputs[output] = links
+        self._waits = {output: any(link.backpressure for link in links) for output, links in self._outputs.items()}
 
         self._control = self._ctx.socket(zmq.DEALER)
         self._control.setsockopt(zmq.LINGER, LINGER_MS)
@@ -241,14 +242,14 @@ class Node:
     def __next__(self) -> Event:
         event = self._pop() if self._pending else None  # queued already: skip next()'s waiting logic
         if event is not None:
-            return self._handed(event)
+            return self._hand_out(event)
         event = self.next()
         if event is None:
             raise StopIteration
         return event
 
-    def _handed(self, event: Event) -> Event:
-        """Bookkeeping as an event leaves: STOP ends iteration; drops are reported (at most once a second)."""
+    def _hand_out(self, event: Event) -> Event:
+        """Every event leaves through here (subclasses may adapt it): STOP ends iteration; drops are reported."""
         if event.type == "STOP":
             self._finished = True
         if self._drops_pending:
@@ -264,7 +265,7 @@ class Node:
         while True:
             event = self._pop()
             if event is not None:
-                return self._handed(event)
+                return self._hand_out(event)
             if self._finished or self._closed:
                 return None
             if self._collect():
@@ -459,9 +460,17 @@ class Node:
             raise RuntimeError(f"node `{self.id}` is closed; it cannot send any more")
         frames = wire.encode(wire.KIND_DATA, self._source_bytes[output_id], self._clock.tick(), data, metadata)
         local = frames
+        filling = None  # a shared-memory slot to fill after the notifications went out
         if len(frames) == 2 and output_id in self._writers and frames[0][2] & ~wire.PAYLOAD_FRAME == wire.VT_ARRAY:
-            local = self._share(output_id, frames)
+            local, filling = self._share(output_id, frames)
         self.sent += 1
+        try:
+            self._send_all(links, frames, local)
+        finally:
+            if filling is not None:
+                filling.fill(frames[1])
+
+    def _send_all(self, links: list[_Link], frames: list[Any], local: list[Any]) -> None:
         for link in links:
             out = local if link.local else frames
             if not link.backpressure:
@@ -473,11 +482,16 @@ class Node:
             else:
                 self._send_waiting(link, out)
 
-    def _share(self, output_id: str, frames: list[Any]) -> list[Any]:
-        """Put a large array into the output's shared memory: the one frame that tells readers where."""
-        descriptor = self._writers[output_id].put(frames[1])
+    def _share(self, output_id: str, frames: list[Any]) -> tuple[list[Any], FrameWriter | None]:
+        """Reserve a shared-memory slot for a large array: the frame that tells readers where, and the
+        writer to fill the slot once that frame is sent (at once, when a reader may make the send wait)."""
+        writer = self._writers[output_id]
+        descriptor = writer.reserve(frames[1])
         if descriptor is not None:
-            return [wire.shared(frames[0], descriptor)]
+            if self._waits[output_id]:
+                writer.fill(frames[1])
+                return [wire.shared(frames[0], descriptor)], None
+            return [wire.shared(frames[0], descriptor)], writer
         if not self.copied:
             print(
                 f"car: node `{self.id}` output `{output_id}`: its readers hold every shared-memory slot "
@@ -485,7 +499,7 @@ class Node:
                 file=sys.stderr,
             )
         self.copied += 1
-        return frames
+        return frames, None
 
     def _send_waiting(self, link: _Link, frames: list[Any]) -> None:
         """Send once the receiver has granted room (a credit); wait for one if needed."""

@@ -1,10 +1,13 @@
 """Large arrays between nodes on one machine, through shared memory.
 
 Each output that sends large arrays to nodes on this machine owns one shared-memory
-file (in /dev/shm, else the run's folder): a ring of slots. The sender copies an
-array into a free slot and sends, over ZeroMQ, only a small notification (slot,
-sequence number, size). The receiver maps the file once and hands the node a
-read-only numpy view of the slot: nothing is copied on the receiving side.
+file (in /dev/shm, else the run's folder): a ring of slots. The sender reserves a free
+slot (its sequence number set to 0: being written), sends over ZeroMQ only a small
+notification (slot, sequence number, size), and then copies the array into the slot, so
+the copy overlaps the delivery; a reader that gets the notification first waits for the
+slot's sequence number (a spin of at most a few hundred microseconds). The receiver maps
+the file once and hands the node a read-only numpy view of the slot: nothing is copied
+on the receiving side.
 
 A slot is reused only when every reader is done with the message in it. Each reader
 owns one 64-byte line of the file where it publishes `last`, the latest sequence number
@@ -31,6 +34,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +50,8 @@ FINISHED = 2**64 - 1  # a reader that reads no more: it holds nothing
 _U64 = struct.Struct("<Q")
 _DESCRIPTOR = struct.Struct("<IQQ")  # slot, sequence number, size in bytes; then the file name
 MAX_SLOTS = 64  # one bit each in a reader's `held`
+SPIN_S = 0.002  # a reader that gets a notification before the copy is done spins this long, then sleeps
+WRITE_TIMEOUT_S = 1.0  # and gives up after this (the sender died in the middle of a copy)
 
 
 def segment_dir(fallback: str) -> str:
@@ -124,10 +130,22 @@ class FrameWriter:
         self.name = b""
         self.seq = 0
         self.next = 0
+        self._reserved = 0  # the slot reserve() took for the message being sent
         self.count = 0  # files made so far (a larger array needs larger slots)
 
     def put(self, payload: memoryview) -> bytes | None:
         """Copy `payload` into a free slot; the notification to send, or None when every slot is held."""
+        descriptor = self.reserve(payload)
+        if descriptor is not None:
+            self.fill(payload)
+        return descriptor
+
+    def reserve(self, payload: memoryview) -> bytes | None:
+        """Take a free slot for `payload` and mark it being written; the notification, or None if none is free.
+
+        The notification may be sent before `fill()`: a reader that gets it first waits
+        (briefly) for the slot's sequence number, so the copy and the delivery overlap.
+        """
         nbytes = payload.nbytes
         seg = self.segment
         if seg is None or nbytes > seg.slot_size:
@@ -142,10 +160,18 @@ class FrameWriter:
         self.next = slot + 1
         self.seq += 1
         seg.set_stored(slot, 0)  # being written
-        at = seg.slot_at(slot)
-        seg.view[at : at + nbytes] = payload.cast("B") if payload.ndim != 1 or payload.format != "B" else payload
-        seg.set_stored(slot, self.seq)
+        self._reserved = slot
         return _DESCRIPTOR.pack(slot, self.seq, nbytes) + self.name
+
+    def fill(self, payload: memoryview) -> None:
+        """Copy `payload` into the slot `reserve()` took, then publish its sequence number."""
+        seg, slot = self.segment, self._reserved
+        assert seg is not None
+        at = seg.slot_at(slot)
+        seg.view[at : at + payload.nbytes] = (
+            payload.cast("B") if payload.ndim != 1 or payload.format != "B" else payload
+        )
+        seg.set_stored(slot, self.seq)
 
     def _create(self, nbytes: int) -> _Segment:
         slot_size = -(-nbytes // _PAGE) * _PAGE
@@ -189,6 +215,21 @@ class StaleFrameError(Exception):
     """The sender reused the slot before this reader got to it (only after the reader had left)."""
 
 
+def _wait_written(seg: _Segment, slot: int) -> int:
+    """Wait for the sender to finish copying into `slot`: spin (the copy takes ~0.1 ms), then sleep."""
+    spin_until = time.perf_counter() + SPIN_S
+    give_up = spin_until + WRITE_TIMEOUT_S
+    stored = seg.stored(slot)
+    while stored == 0:
+        now = time.perf_counter()
+        if now > give_up:
+            break
+        if now > spin_until:
+            time.sleep(0.0002)
+        stored = seg.stored(slot)
+    return stored
+
+
 class FrameReader:
     """The shared-memory files this node reads from, and what it holds of each."""
 
@@ -227,9 +268,13 @@ class FrameReader:
     def array_buffer(self, held: _Held, slot: int, seq: int, nbytes: int) -> tuple[memoryview, Callable[[Any], None]]:
         """The slot's bytes, and what to call with the array made over them (to release it when collected)."""
         seg = held.segment
-        if seg.stored(slot) != seq:
+        stored = seg.stored(slot)
+        if stored == 0:  # the sender is still copying it (it notifies first, see FrameWriter.reserve)
+            stored = _wait_written(seg, slot)
+        if stored != seq:
             self.release(held, slot)
-            raise StaleFrameError(f"slot {slot} of {seg.path} was reused before this node read it")
+            what = "was reused before this node read it" if stored else "was never finished by its sender"
+            raise StaleFrameError(f"slot {slot} of {seg.path} {what}")
         at = seg.slot_at(slot)
         return seg.view[at : at + nbytes], lambda array: self._track(array, held, slot)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from car import wire
+from car import shm, wire
 from car.hlc import Timestamp
 from car.shm import FINISHED, FrameReader, FrameWriter, StaleFrameError, finish_reader, reset_reader
 from tests.helpers import car, write_flow
@@ -220,3 +221,30 @@ def test_files_of_a_killed_run_are_removed_by_the_next_car_command(tmp_path: Pat
     assert Path(f"/dev/shm/car-{run_id}-0.0-1-1").exists()
     car("list")
     assert not Path(f"/dev/shm/car-{run_id}-0.0-1-1").exists()
+
+
+def test_a_reader_notified_before_the_copy_ends_waits_for_it(tmp_path: Path) -> None:
+    writer = FrameWriter(f"{tmp_path}/car-t-0.0-", readers=1, slots=2)
+    payload = memoryview(frame(9))
+    descriptor = writer.reserve(payload)  # the notification goes out first...
+    assert descriptor is not None
+    reader = FrameReader()
+    held, slot, seq, nbytes = reader.hold(descriptor, 0, 1)
+    filler = threading.Timer(0.05, writer.fill, [payload])  # ...and the copy ends 50 ms later
+    filler.start()
+    buffer, _ = reader.array_buffer(held, slot, seq, nbytes)
+    filler.join()
+    assert np.array_equal(np.frombuffer(buffer, np.uint8).reshape(FRAME), frame(9))
+    writer.close()
+
+
+def test_a_copy_that_never_ends_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shm, "WRITE_TIMEOUT_S", 0.05)
+    writer = FrameWriter(f"{tmp_path}/car-t-0.0-", readers=1, slots=2)
+    descriptor = writer.reserve(memoryview(frame(1)))  # as if the sender died before fill()
+    assert descriptor is not None
+    reader = FrameReader()
+    held, slot, seq, nbytes = reader.hold(descriptor, 0, 1)
+    with pytest.raises(StaleFrameError, match="never finished"):
+        reader.array_buffer(held, slot, seq, nbytes)
+    writer.close()

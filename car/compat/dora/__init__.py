@@ -44,12 +44,11 @@ def _from_arrow(data: Any) -> Any:
 class Node(_CarNode):
     """dora's Python Node API on top of car's."""
 
-    def next(self, timeout: float | None = None) -> Event | None:
-        """The next event, with its value as a pyarrow array like dora's."""
-        event = super().next(timeout)
-        if event is not None and event.type == "INPUT":
+    def _hand_out(self, event: Event) -> Event:
+        """Every event passes here on its way out: its value becomes a pyarrow array, like dora's."""
+        if event.type == "INPUT":
             event.value = _to_arrow(event.value)
-        return event
+        return super()._hand_out(event)
 
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send a pyarrow array (or bytes, numpy array, JSON-able value)."""
