@@ -5,7 +5,7 @@ file (in /dev/shm, else the run's folder): a ring of slots. The sender reserves 
 slot (its sequence number set to 0: being written), sends over ZeroMQ only a small
 notification (slot, sequence number, size), and then copies the array into the slot, so
 the copy overlaps the delivery; a reader that gets the notification first waits for the
-slot's sequence number (a spin of at most a few hundred microseconds). The receiver maps
+slot's sequence number (typically for less than a hundred microseconds). The receiver maps
 the file once and hands the node a read-only numpy view of the slot: nothing is copied
 on the receiving side.
 
@@ -50,7 +50,7 @@ FINISHED = 2**64 - 1  # a reader that reads no more: it holds nothing
 _U64 = struct.Struct("<Q")
 _DESCRIPTOR = struct.Struct("<IQQ")  # slot, sequence number, size in bytes; then the file name
 MAX_SLOTS = 64  # one bit each in a reader's `held`
-SPIN_S = 0.002  # a reader that gets a notification before the copy is done spins this long, then sleeps
+SPIN_S = 0.0005  # a reader that gets a notification before the copy is done yields this long, then sleeps
 WRITE_TIMEOUT_S = 1.0  # and gives up after this (the sender died in the middle of a copy)
 
 
@@ -216,7 +216,11 @@ class StaleFrameError(Exception):
 
 
 def _wait_written(seg: _Segment, slot: int) -> int:
-    """Wait for the sender to finish copying into `slot`: spin (the copy takes ~0.1 ms), then sleep."""
+    """Wait for the sender to finish copying into `slot` (~0.1 ms): yield the CPU, later sleep.
+
+    Yielding rather than spinning matters on a small machine: the sender may be waiting
+    for this very core to finish its copy.
+    """
     spin_until = time.perf_counter() + SPIN_S
     give_up = spin_until + WRITE_TIMEOUT_S
     stored = seg.stored(slot)
@@ -224,8 +228,10 @@ def _wait_written(seg: _Segment, slot: int) -> int:
         now = time.perf_counter()
         if now > give_up:
             break
-        if now > spin_until:
-            time.sleep(0.0002)
+        if now < spin_until:
+            os.sched_yield()
+        else:
+            time.sleep(0.0001)
         stored = seg.stored(slot)
     return stored
 
