@@ -248,3 +248,40 @@ def test_a_copy_that_never_ends_is_reported(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(StaleFrameError, match="never finished"):
         reader.array_buffer(held, slot, seq, nbytes)
     writer.close()
+
+
+def test_a_restarted_reader_gets_whole_frames(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        CAMERA
+        + """
+          - id: flaky
+            path: flaky.py
+            inputs: {image: {source: camera/image, queue_size: 4}}
+            restart_policy: on-failure
+            max_restarts: 1
+            restart_delay: 0.05
+        """,
+        camera_py=SOURCE,
+        flaky_py="""
+            import json, os, sys
+            from car import Node
+            node = Node()
+            first_life = not os.path.exists("crashed")
+            seen = []
+            for event in node:
+                if event.type == "INPUT":
+                    n = event.metadata["n"]
+                    seen.append([n, bool((event.value == n % 251).all())])
+                    if first_life and len(seen) == 5:
+                        open("crashed", "w").close()
+                        sys.exit(1)  # dies holding frames
+            json.dump({"seen": seen, "dropped": sum(node.drop_counts().values())}, open("flaky.json", "w"))
+        """,
+    )
+    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "flaky.json").read_text())
+    assert report["seen"], "the restarted reader got no frame"
+    assert all(intact for _, intact in report["seen"])
+    assert report["seen"][-1][0] == 60  # it read to the end
