@@ -14,8 +14,7 @@ Lifetime of a received array: it is a read-only view, valid for as long as you k
 reference to it (or to any view made from it); nothing is copied. Holding many frames
 at once (more than the reader's queue_size + 2) makes the sender copy further frames
 through the socket instead, which is slower but still correct; `value.copy()` a frame
-you want to keep for long. Arrays sent to other machines go without a copy, so do not
-change an array after sending it.
+you want to keep for long.
 """
 
 from __future__ import annotations
@@ -680,9 +679,12 @@ def _stamp(fields: tuple[int, int]) -> Timestamp:
 
 
 def _send(sock: zmq.Socket[bytes], frames: list[Any], flags: int) -> None:
-    """Send one message: small ones as one copied frame, a large payload without a copy."""
+    """Send one message: one frame, or a header and a large payload (both copied by pyzmq)."""
     if len(frames) == 1:
         sock.send(frames[0], flags)
     else:
         sock.send(frames[0], flags | zmq.SNDMORE)
-        sock.send(frames[1], 0, copy=False)  # accepted with its first part: does not block
+        # Copied: a zero-copy frame still queued for a reader that died made the process crash at
+        # exit (SIGSEGV in pyzmq's release of the buffer). Frames take this path only when every
+        # shared-memory slot is held, or for large bytes.
+        sock.send(frames[1], 0)  # accepted with its first part: does not block

@@ -70,6 +70,11 @@ def remove_segments(folder: str, run_id: str) -> None:
         path.unlink(missing_ok=True)
 
 
+def _data_at(readers: int, slots: int) -> int:
+    """Where the first slot starts: after the header, the reader lines and the slots' sequence numbers."""
+    return -(-(_LINE * (1 + readers) + 8 * slots) // _PAGE) * _PAGE
+
+
 def slot_count(queue_sizes: list[int]) -> int:
     """Slots for an output: the longest reader queue, plus the message each reader holds, plus one being written."""
     return min(max(queue_sizes, default=1) + 3, MAX_SLOTS)
@@ -87,7 +92,7 @@ class _Segment:
         if magic != MAGIC:
             raise ValueError(f"{path} is not a car shared-memory file")
         self.stored_at = _LINE * (1 + self.readers)
-        self.data_at = -(-(self.stored_at + 8 * self.slots) // _PAGE) * _PAGE
+        self.data_at = _data_at(self.readers, self.slots)
         self.view = memoryview(self.map)
 
     def close(self) -> None:
@@ -105,13 +110,18 @@ class _Segment:
     def set_stored(self, slot: int, seq: int) -> None:
         _U64.pack_into(self.map, self.stored_at + 8 * slot, seq)
 
+    def line(self, reader: int) -> tuple[int, int]:
+        """A reader's `last` and `held`, read in that order (see above)."""
+        last = _U64.unpack_from(self.map, _LINE * (1 + reader))[0]
+        return int(last), int(_U64.unpack_from(self.map, _LINE * (1 + reader) + 8)[0])
+
     def readers_state(self) -> tuple[int, int]:
         """The latest sequence number every reader has received, and the slots any reader holds (bits)."""
         last, held = FINISHED, 0
         for r in range(self.readers):
-            last = min(last, _U64.unpack_from(self.map, _LINE * (1 + r))[0])  # `last` first: see above
-            held |= _U64.unpack_from(self.map, _LINE * (1 + r) + 8)[0]
-        return int(last), int(held)
+            reader_last, reader_held = self.line(r)
+            last, held = min(last, reader_last), held | reader_held
+        return last, held
 
     def publish(self, line: int, last: int, held: int) -> None:
         """A reader's line: `held` first, then `last` (see above)."""
@@ -177,16 +187,18 @@ class FrameWriter:
         slot_size = -(-nbytes // _PAGE) * _PAGE
         self.count += 1
         path = f"{self.prefix}{os.getpid()}-{self.count}"
-        seq_at = _LINE * (1 + self.readers)
-        data_at = -(-(seq_at + 8 * self.slots) // _PAGE) * _PAGE
-        size = data_at + self.slots * slot_size
+        size = _data_at(self.readers, self.slots) + self.slots * slot_size
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.ftruncate(fd, size)
         head = _HEAD.pack(MAGIC, self.slots, self.readers, slot_size)
         os.pwrite(fd, head, 0)
+        finished: list[int] = []  # readers that left stay left in the new file
         if self.segment is not None:
+            finished = [r for r in range(self.readers) if self.segment.line(r)[0] == FINISHED]
             self.segment.close()
         self.segment = _Segment(path, fd, size)
+        for line in finished:
+            self.segment.publish(line, FINISHED, 0)
         self.name = path.encode()
         self.next = 0
         return self.segment

@@ -7,8 +7,8 @@ Layout of the first frame (little endian):
     shape (ndim x u64), source (utf-8), dtype (numpy `dtype.str`), metadata (msgpack),
     then the payload itself when it is small (at most INLINE_MAX bytes).
 
-A larger payload (a camera frame) follows as a second frame sent without a copy, and
-arrives as a numpy array over the received buffer: nothing is pickled or copied. Between
+A larger payload follows as a second frame and arrives as a numpy array over the
+received buffer: nothing is pickled, and nothing is copied on the receiving side. Between
 nodes on one machine a large array travels through shared memory instead (car.shm): the
 value type is flagged SHARED and the inline payload is the shared-memory descriptor.
 One frame per small message keeps the Python work per message to a few microseconds.
@@ -109,7 +109,7 @@ def encode(
 ) -> list[Any]:
     """The frames of one message: `[frame]`, or `[header, payload]` for a large payload.
 
-    A large payload frame refers to `value`'s memory: it is sent without a copy.
+    A large payload frame refers to `value`'s memory (a memoryview), not a copy of it.
     """
     meta = _pack(metadata) if metadata else b""
     dtype = b""

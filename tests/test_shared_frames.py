@@ -199,6 +199,16 @@ def test_a_reader_that_exits_does_not_hold_the_ring(tmp_path: Path) -> None:
     assert "copying frames" not in camera_log  # the quitter's line was marked finished
 
 
+def test_a_reader_that_left_stays_left_when_the_slots_grow(tmp_path: Path) -> None:
+    prefix = f"{tmp_path}/car-t-0.0-"
+    writer = FrameWriter(prefix, readers=1, slots=2)
+    assert writer.put(memoryview(np.ones(70_000, np.uint8))) is not None
+    finish_reader(prefix, 0)
+    for _ in range(3):  # a larger array: a new file, where the reader is still gone
+        assert writer.put(memoryview(frame(1))) is not None
+    writer.close()
+
+
 def test_finished_mark_is_the_reader_line(tmp_path: Path) -> None:
     prefix = f"{tmp_path}/car-t-0.0-"
     writer = FrameWriter(prefix, readers=2, slots=2)

@@ -19,6 +19,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE.parent.parent / ".dora-venv"
+SHM = Path("/dev/shm")
 REQUIREMENTS = ["dora-rs-cli>=1.1,<2", "dora-rs>=1.1,<2", "pyarrow>=15", "numpy>=1.26"]
 
 
@@ -70,7 +71,12 @@ def _run(folder: Path, nodes: list[str], stop_after: float | None, timeout: floa
     if stop_after is not None:
         args += ["--stop-after", f"{round(stop_after * 1000)}ms"]
     env = {**os.environ, "PATH": f"{_bin()}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV)}
-    result = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    before = set(SHM.glob("*.zenoh"))
+    try:
+        result = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    finally:
+        for leftover in set(SHM.glob("*.zenoh")) - before:  # dora's transport leaves one behind per run
+            leftover.unlink(missing_ok=True)
     if result.returncode != 0:
         raise RuntimeError(f"dora run failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
