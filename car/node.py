@@ -487,10 +487,11 @@ class Node:
         writer = self._writers[output_id]
         descriptor = writer.reserve(frames[1])
         if descriptor is not None:
-            if self._waits[output_id]:
-                writer.fill(frames[1])
-                return [wire.shared(frames[0], descriptor)], None
-            return [wire.shared(frames[0], descriptor)], writer
+            notice = [wire.shared(frames[0], descriptor)]
+            if not self._waits[output_id]:
+                return notice, writer
+            writer.fill(frames[1])
+            return notice, None
         if not self.copied:
             print(
                 f"car: node `{self.id}` output `{output_id}`: its readers hold every shared-memory slot "

@@ -19,6 +19,12 @@ from tests.helpers import car, write_flow
 FRAME = (480, 640, 3)
 
 
+def launch(flow: Path) -> None:
+    """`car launch` a dataflow in its folder (logs in out/) and require success."""
+    result = car("launch", str(flow), "--out", str(flow.parent / "out"), cwd=flow.parent, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 def frame(n: int) -> np.ndarray:
     """A frame whose every byte says which frame it is."""
     return np.full(FRAME, n % 251, np.uint8)
@@ -153,8 +159,7 @@ def test_frames_between_processes_are_never_torn_even_when_a_reader_hoards_them(
         camera_py=SOURCE,
         hoarder_py=HOARDER,
     )
-    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
+    launch(flow)
     report = json.loads((tmp_path / "hoarder.json").read_text())
     # a node that is still starting may drop the oldest frames of its queue (counted)
     assert len(report["seen"]) + report["dropped"] == 60 and report["seen"] == sorted(report["seen"])
@@ -191,8 +196,7 @@ def test_a_reader_that_exits_does_not_hold_the_ring(tmp_path: Path) -> None:
             json.dump({"seen": seen, "dropped": sum(node.drop_counts().values())}, open("reader.json", "w"))
         """,
     )
-    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
+    launch(flow)
     report = json.loads((tmp_path / "reader.json").read_text())
     assert len(report["seen"]) + report["dropped"] == 60 and report["seen"] == sorted(report["seen"])
     camera_log = next((tmp_path / "out").glob("*/camera.log")).read_text()
@@ -291,8 +295,7 @@ def test_a_restarted_reader_gets_whole_frames(tmp_path: Path) -> None:
             json.dump({"seen": seen, "dropped": sum(node.drop_counts().values())}, open("flaky.json", "w"))
         """,
     )
-    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
+    launch(flow)
     report = json.loads((tmp_path / "flaky.json").read_text())
     assert report["seen"], "the restarted reader got no frame"
     assert all(intact for _, intact in report["seen"])

@@ -19,6 +19,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE.parent.parent / ".dora-venv"
+BIN = VENV / "bin"
 SHM = Path("/dev/shm")
 REQUIREMENTS = ["dora-rs-cli>=1.1,<2", "dora-rs>=1.1,<2", "pyarrow>=15", "numpy>=1.26"]
 
@@ -27,18 +28,14 @@ class DoraUnavailable(Exception):
     """dora could not be installed or does not run here; the message says why."""
 
 
-def _bin() -> Path:
-    return VENV / "bin"
-
-
 def ensure() -> str:
     """Install dora into its own venv unless it is there; return `dora --version`."""
-    dora = _bin() / "dora"
+    dora = BIN / "dora"
     if not dora.exists():
         try:
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
             subprocess.run(
-                [str(_bin() / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
+                [str(BIN / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -67,10 +64,10 @@ def _node(node_id: str, script: str, env: dict[str, str], inputs: str, outputs: 
 def _run(folder: Path, nodes: list[str], stop_after: float | None, timeout: float) -> None:
     flow = folder / "dataflow.yml"
     flow.write_text("nodes:\n" + "\n".join(nodes) + "\n")
-    args = [str(_bin() / "dora"), "run", str(flow), "--log-level", "warn"]
+    args = [str(BIN / "dora"), "run", str(flow), "--log-level", "warn"]
     if stop_after is not None:
         args += ["--stop-after", f"{round(stop_after * 1000)}ms"]
-    env = {**os.environ, "PATH": f"{_bin()}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV)}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV)}
     before = set(SHM.glob("*.zenoh"))
     try:
         result = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
