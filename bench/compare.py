@@ -3,6 +3,9 @@
 Cases (see latency.py): small_1hop, small_2hop (64 B at 200 Hz), frame_1hop, frame_2hop
 (921,600 B arrays at 30 Hz), each a timer-driven source -> [relay ->] sink in separate
 processes; and throughput (64 B messages, the sender as fast as it can, between two nodes).
+frame_1hop_loaned: the source writes each frame into a buffer the framework lends it in
+shared memory (car: `Node.allocate_output`, dora: `send_output_raw`), so the send copies
+nothing; bare pyzmq has no such thing (its row shows a dash).
 Every peer stamps perf_counter_ns() just before the send (car and dora in the metadata,
 pyzmq in the payload) and the receiver subtracts it from its own perf_counter_ns().
 Sources send nothing during a 0.5 s warm-up, and the first 10 samples are dropped.
@@ -18,7 +21,9 @@ network, or when that fails, it says so and measures the others.
   throughput.<peer>: msgs_per_s delivered, sent, received, dropped (car counts its drops;
     dora's are sent - received; pyzmq blocks the sender instead)
   ratios: small_p50_car_over_dora, frame_p50_car_over_dora, small_p50_car_over_zmq,
-    frame_p50_car_over_zmq, throughput_car_over_dora, throughput_car_over_zmq,
+    frame_p50_car_over_zmq, frame_loaned_p50_car_over_dora (both zero-copy sends),
+    frame_loaned_p50_car_over_zmq (over pyzmq's copied frames),
+    throughput_car_over_dora, throughput_car_over_zmq,
     small_2hop_added_us, frame_2hop_added_us (car: 2-hop p50 minus 1-hop p50)
 """
 
@@ -32,15 +37,15 @@ from collections.abc import Callable
 from typing import Any
 
 from common import machine, percentiles_us
-from latency import CASES, SMALL, WARMUP_S, car_latency, car_throughput, zmq_latency, zmq_throughput
+from latency import CASES, FRAME, LOANED_CASE, SMALL, WARMUP_S, car_latency, car_throughput, zmq_latency, zmq_throughput
 from peers.dora import runner as dora
 
 PEERS = ("car", "dora", "zmq")
 
 
-def dora_latency(size: int, hz: int, hops: int, seconds: float) -> dict[str, Any]:
+def dora_latency(size: int, hz: int, hops: int, seconds: float, loaned: bool = False) -> dict[str, Any]:
     """One run through dora."""
-    return percentiles_us(dora.latency(size, hz, hops, seconds, WARMUP_S))
+    return percentiles_us(dora.latency(size, hz, hops, seconds, WARMUP_S, loaned))
 
 
 def dora_throughput(count: int) -> dict[str, Any]:
@@ -59,6 +64,10 @@ LATENCY: dict[str, Callable[[int, int, int, float], dict[str, Any]]] = {
     "car": car_latency,
     "dora": dora_latency,
     "zmq": zmq_latency,
+}
+LOANED: dict[str, Callable[[int, int, int, float, bool], dict[str, Any]]] = {  # zero-copy sends
+    "car": car_latency,
+    "dora": dora_latency,
 }
 THROUGHPUT: dict[str, Callable[[int], dict[str, Any]]] = {
     "car": car_throughput,
@@ -96,17 +105,20 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int) -> dict[s
             for peer in order:
                 runs[case][peer].append(LATENCY[peer](size, hz, hops, seconds))
         for peer in order:
+            if peer in LOANED:
+                runs.setdefault(LOANED_CASE, {}).setdefault(peer, []).append(LOANED[peer](FRAME, 30, 1, seconds, True))
+        for peer in order:
             throughput[peer].append(THROUGHPUT[peer](count))
     cases = {case: {peer: summarise(results) for peer, results in by_peer.items()} for case, by_peer in runs.items()}
     best = {peer: median_run(results) for peer, results in throughput.items()}
 
     def p50(case: str, peer: str) -> float | None:
-        return cases[case][peer]["p50_us"] if peer in cases[case] else None
+        return cases[case][peer]["p50_us"] if peer in cases.get(case, {}) else None
 
     def rate(peer: str) -> float | None:
         return best[peer]["msgs_per_s"] if peer in best else None
 
-    car_small, car_frame = p50("small_1hop", "car"), p50("frame_1hop", "car")
+    car_small, car_frame, car_loaned = p50("small_1hop", "car"), p50("frame_1hop", "car"), p50(LOANED_CASE, "car")
     added = {}
     if "car" in peers:
         for kind in ("small", "frame"):
@@ -120,6 +132,8 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int) -> dict[s
             "frame_p50_car_over_dora": ratio(car_frame, p50("frame_1hop", "dora")),
             "small_p50_car_over_zmq": ratio(car_small, p50("small_1hop", "zmq")),
             "frame_p50_car_over_zmq": ratio(car_frame, p50("frame_1hop", "zmq")),
+            "frame_loaned_p50_car_over_dora": ratio(car_loaned, p50(LOANED_CASE, "dora")),
+            "frame_loaned_p50_car_over_zmq": ratio(car_loaned, p50("frame_1hop", "zmq")),
             "throughput_car_over_dora": ratio(rate("car"), rate("dora")),
             "throughput_car_over_zmq": ratio(rate("car"), rate("zmq")),
             **added,
@@ -138,11 +152,15 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"dora: {report['dora']}")
     head = "".join(f" {p + ' p50':>10} {p + ' p99':>10}" for p in peers)
     ratios = [p for p in ("dora", "zmq") if p in peers and "car" in peers]
-    print(f"{'case':<12}{head}" + "".join(f" {'car/' + p:>9}" for p in ratios) + "   (µs)")
+    print(f"{'case':<18}{head}" + "".join(f" {'car/' + p:>9}" for p in ratios) + "   (µs)")
     for case, row in report["cases"].items():
-        cells = "".join(f" {row[p]['p50_us']:>10.1f} {row[p]['p99_us']:>10.1f}" for p in peers)
-        shares = "".join(f" {row['car']['p50_us'] / row[p]['p50_us']:>9.2f}" for p in ratios)
-        print(f"{case:<12}{cells}{shares}")
+        cells = "".join(
+            f" {row[p]['p50_us']:>10.1f} {row[p]['p99_us']:>10.1f}" if p in row else f" {'-':>10} {'-':>10}"
+            for p in peers
+        )
+        frames = report["cases"]["frame_1hop"]  # pyzmq's loaned row: its frames, copied
+        shares = "".join(f" {row['car']['p50_us'] / (row.get(p) or frames[p])['p50_us']:>9.2f}" for p in ratios)
+        print(f"{case:<18}{cells}{shares}")
     for peer, tp in report["throughput"].items():
         print(
             f"throughput {peer:<4} {tp['msgs_per_s']:>10,} msg/s delivered "

@@ -29,9 +29,11 @@ CASES = {
     "frame_1hop": (FRAME, 30, 1),
     "frame_2hop": (FRAME, 30, 2),
 }
+# car only: the source writes each frame into an array from Node.allocate_output, so sending copies nothing
+LOANED_CASE = "frame_1hop_loaned"
 
 LATENCY_FLOW = """
-env: {{BENCH_SIZE: "{size}", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{warmup}"}}
+env: {{BENCH_SIZE: "{size}", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}"}}
 nodes:
   - id: source
     path: @NODES/source.py
@@ -60,10 +62,10 @@ nodes:
 """
 
 
-def car_latency(size: int, hz: int, hops: int, seconds: float) -> dict[str, Any]:
-    """One run through `car`: p50/p99/max of the latencies."""
+def car_latency(size: int, hz: int, hops: int, seconds: float, loaned: bool = False) -> dict[str, Any]:
+    """One run through `car`: p50/p99/max of the latencies (loaned: frames written into allocate_output arrays)."""
     relay, upstream = (RELAY, "relay") if hops == 2 else ("", "source")
-    flow = LATENCY_FLOW.format(size=size, hz=hz, relay=relay, upstream=upstream, warmup=WARMUP_S)
+    flow = LATENCY_FLOW.format(size=size, hz=hz, relay=relay, upstream=upstream, warmup=WARMUP_S, loaned=int(loaned))
     folder = run_car(flow, duration=seconds + WARMUP_S)
     return percentiles_us(read_json(folder / "sink.json")["latencies_ns"])
 

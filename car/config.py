@@ -36,6 +36,7 @@ class Destination:
     backpressure: bool = False
     queue_size: int = TRANSIT_HWM  # the longest queue of its inputs (backpressure: the sender's credits)
     line: int = -1  # the reader's line in the output's shared-memory files (-1: not on this machine)
+    fd: int = -1  # the sender's end of a direct link to that node (car.direct), set by the daemon; -1: ZeroMQ
 
 
 @dataclass
@@ -75,6 +76,7 @@ class NodeConfig:
     inputs: dict[str, InputConfig] = field(default_factory=dict)
     outputs: dict[str, list[Destination]] = field(default_factory=dict)
     shared: dict[str, SharedOutput] = field(default_factory=dict)  # output -> its shared-memory files
+    direct_fds: list[int] = field(default_factory=list)  # the receiving ends of its direct links (car.direct)
 
     def to_json(self) -> str:
         """Serialise for the environment."""

@@ -26,6 +26,7 @@ import zmq
 
 from car import wire
 from car.config import ENV_VAR, RECONNECT_MS, NodeConfig, plan_run
+from car.direct import DirectLinks
 from car.hlc import HybridLogicalClock
 from car.logs import NodeLog, Terminal
 from car.runs import RunInfo, remove_run
@@ -105,6 +106,7 @@ class Daemon:
         self.out_dir = Path(run.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         configs = plan_run(dataflow, run.run_id, run.name, run.folder, run.control)
+        self.direct = DirectLinks(configs, {spec.id for spec in dataflow.nodes if spec.is_dynamic})
         self.nodes: dict[str, NodeState] = {}
         for spec in dataflow.nodes:
             log = NodeLog(spec.id, self.out_dir / f"{spec.id}.log", terminal)
@@ -195,6 +197,7 @@ class Daemon:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=self.direct.fds(node.spec.id),
             )
         except OSError as exc:
             node.state = "failed"
@@ -460,6 +463,7 @@ class Daemon:
                     pass
             node.log.close()
         self._ctx.destroy(linger=0)
+        self.direct.close()
         remove_run(self.run_info)
 
     def summary(self) -> list[str]:

@@ -1,37 +1,44 @@
 """The node API: `for event in Node(): ...` and `node.send_output(...)`.
 
-Each node binds one ZeroMQ PULL socket for its inputs (plus one per `backpressure`
-input) and connects one PUSH socket per destination; the daemon is not on the data path.
+Messages from nodes the daemon started on this machine arrive over direct links
+(car.direct: one Unix socket pair per sender node). Everything else arrives on one
+ZeroMQ PULL socket the node binds (plus one per `backpressure` input): timers, the
+daemon's messages, nodes started by hand. The daemon is not on the data path.
 Received messages wait in one bounded queue per input: with `drop_oldest` the oldest
 message of an input is dropped when its queue is full, with `backpressure` the sender
 waits instead. Every drop is counted and reported, at most once a second and at exit.
 
-Large arrays (more than 64 KiB) between nodes on this machine go through shared memory
-(car.shm): the sender copies the array once into a slot, the receiver gets a read-only
-numpy view of that slot. Small values travel inline in one ZeroMQ frame.
+Large payloads (more than 64 KiB) between nodes on this machine go through shared memory
+(car.shm): the sender copies the payload once into a slot, the receiver gets a read-only
+numpy view of that slot. `allocate_output` lends a node a slot to write a frame into, so
+that even that copy goes. Small values travel inline, one message each.
 
 Lifetime of a received array: it is a read-only view, valid for as long as you keep a
-reference to it (or to any view made from it); nothing is copied. Holding many frames
-at once (more than the reader's queue_size + 2) makes the sender copy further frames
-through the socket instead, which is slower but still correct; `value.copy()` a frame
-you want to keep for long.
+reference to it (or to any view made from it); nothing is copied. A node that holds more
+frames than its queue_size + 2 makes the sender add slots (up to 64 in all); past that
+the sender copies frames through the link, which is slower but still correct.
+`value.copy()` a frame you want to keep for long.
 """
 
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import select
+import socket
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import zmq
 
-from car import wire
+from car import direct, wire
 from car.config import RECONNECT_MS, TRANSIT_HWM, NodeConfig
 from car.hlc import HybridLogicalClock, Timestamp
 from car.runs import pid_alive
@@ -133,10 +140,19 @@ class _Input:
 
 
 class _Link:
-    __slots__ = ("backpressure", "credits", "dropped", "label", "local", "reported", "socket")
+    __slots__ = ("backpressure", "credits", "direct", "dropped", "failed", "label", "local", "reported", "socket")
 
-    def __init__(self, socket: zmq.Socket[bytes], backpressure: bool, label: str, credits: int, local: bool):
-        self.socket = socket
+    def __init__(
+        self,
+        sock: zmq.Socket[bytes] | socket.socket,
+        backpressure: bool,
+        label: str,
+        credits: int,
+        local: bool,
+    ):
+        self.direct = sock if isinstance(sock, socket.socket) else None  # a direct link (car.direct)
+        self.socket = sock if isinstance(sock, zmq.Socket) else None  # or a ZeroMQ socket
+        self.failed = False  # a send failed for another reason than a full link (reported once)
         self.local = local  # the receiver maps this output's shared memory
         self.backpressure = backpressure
         self.label = label
@@ -158,6 +174,10 @@ class Node:
             raise ValueError(f"this process was started as node `{cfg.node_id}`, not `{node_id}`")
         self.id = cfg.node_id
         self.config = cfg
+        self._direct_in = [direct.open_end(fd, self.id) for fd in cfg.direct_fds]
+        self._direct_by_fd = {sock.fileno(): sock for sock in self._direct_in}
+        largest = max((direct.largest_message(sock) for sock in self._direct_in), default=0)
+        self._receive_buffer = memoryview(bytearray(largest))  # pages are touched only as far as messages reach
         self._clock = HybridLogicalClock()
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
@@ -180,6 +200,7 @@ class Node:
             reset_reader(prefix, line)
         self._writers = {output: FrameWriter(sh.prefix, sh.readers, sh.slots) for output, sh in cfg.shared.items()}
         self.copied = 0  # large arrays sent through the socket because every shared-memory slot was held
+        self._loans: dict[int, tuple[str, int, Any, weakref.ref[np.ndarray[Any, Any]]]] = {}  # see allocate_output
 
         self._main = self._ctx.socket(zmq.PULL)
         self._main.setsockopt(zmq.RCVHWM, TRANSIT_HWM)
@@ -200,19 +221,30 @@ class Node:
             else:
                 self._routes.setdefault(spec.source.encode(), []).append(inp)
         self._timed = [i for i in self._inputs.values() if i.timeout]
-        self._poller = zmq.Poller()
-        self._poller.register(self._main, zmq.POLLIN)
-        for inp in self._polled:
-            assert inp.socket is not None
-            self._poller.register(inp.socket, zmq.POLLIN)
+        self._fd_poll: select.poll | None = None  # with more than the main socket to wait on
+        self._main_more = False  # the last drain of the main socket stopped before it was empty
+        if self._polled or self._direct_in:
+            self._fd_poll = select.poll()
+            for zsock in [self._main] + [inp.socket for inp in self._polled if inp.socket is not None]:
+                self._fd_poll.register(int(zsock.getsockopt(zmq.FD)), select.POLLIN)
+            for fd in self._direct_by_fd:
+                self._fd_poll.register(fd, select.POLLIN)
 
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
+        self._direct_out: dict[int, socket.socket] = {}
         self._outputs: dict[str, list[_Link]] = {}
         self._source_bytes: dict[str, bytes] = {}
         for output, destinations in cfg.outputs.items():
             self._source_bytes[output] = f"{self.id}/{output}".encode()
             links = []
             for dest in destinations:
+                label = ", ".join(f"{dest.node}/{i}" for i in dest.inputs)
+                if dest.fd >= 0:
+                    end = self._direct_out.get(dest.fd)
+                    if end is None:
+                        end = self._direct_out[dest.fd] = direct.open_end(dest.fd, self.id)
+                    links.append(_Link(end, False, label, dest.queue_size, True))
+                    continue
                 sock = self._sockets.get(dest.endpoint)
                 if sock is None:
                     sock = self._ctx.socket(zmq.DEALER if dest.backpressure else zmq.PUSH)
@@ -220,7 +252,6 @@ class Node:
                     sock.setsockopt(zmq.LINGER, LINGER_MS)
                     sock.connect(dest.endpoint)
                     self._sockets[dest.endpoint] = sock
-                label = ", ".join(f"{dest.node}/{i}" for i in dest.inputs)
                 links.append(_Link(sock, dest.backpressure, label, dest.queue_size, dest.line >= 0))
             self._outputs[output] = links
         self._waits = {output: any(link.backpressure for link in links) for output, links in self._outputs.items()}
@@ -289,41 +320,82 @@ class Node:
 
         This is where full queues drop their oldest messages. It runs only when the
         queues are empty, so a message that arrives while the node waits is handed
-        out at once, without this step on its path.
+        out at once, without this step on its path. Direct links are looked at in
+        `_wait`; the main ZeroMQ socket too, when its descriptor is polled (it signals
+        every message that arrives after a drain that emptied the socket).
         """
-        got = self._drain(self._main, None)
+        got = self._drain(self._main, None) if self._fd_poll is None or self._main_more else False
         for inp in self._polled:
             assert inp.socket is not None
             got = self._drain(inp.socket, inp) or got
         return got
 
     def _drain(self, sock: zmq.Socket[bytes], inp: _Input | None) -> bool:
+        if sock is self._main:
+            self._main_more = False
         if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # cheaper than a zmq.Again
             return False
         try:
             for _ in range(DRAIN_BATCH):
                 self._receive_one(sock, inp, zmq.NOBLOCK)
         except zmq.Again:
-            pass
+            return True
+        if sock is self._main:
+            self._main_more = True  # stopped at DRAIN_BATCH: the socket may still hold messages
         return True
 
     def _wait(self, wait_ms: int | None) -> bool:
-        """Wait up to wait_ms (None: no limit) for one message and queue it."""
-        if not self._polled:
+        """Wait up to wait_ms (None: no limit) for messages and queue them; False when none came."""
+        if self._fd_poll is None:  # the main ZeroMQ socket only
             if wait_ms is not None and not self._main.poll(wait_ms):
                 return False
             self._receive_one(self._main, None, 0)
             return True
-        ready = dict(self._poller.poll(wait_ms))
-        if self._main in ready:
-            self._receive_one(self._main, None, 0)
-        for inp in self._polled:
-            if inp.socket is not None and inp.socket in ready:
-                self._receive_one(inp.socket, inp, 0)
-        return bool(ready)
+        ready = self._fd_poll.poll(wait_ms)
+        if not ready:
+            return False
+        self._take(ready, 1)
+        ready = self._fd_poll.poll(0)  # more behind it: queue it all, so that full queues drop their oldest
+        if ready:
+            self._take(ready, DRAIN_BATCH)
+        return True
+
+    def _take(self, ready: list[tuple[int, int]], most: int) -> None:
+        """Queue up to `most` messages from each direct link `ready` names; look at the ZeroMQ sockets if it names one.
+
+        One message costs one receive; draining a link costs one more (the one that finds it empty).
+        """
+        zmq_ready = False
+        view = self._receive_buffer
+        for fd, _ in ready:
+            sock = self._direct_by_fd.get(fd)
+            if sock is None:
+                zmq_ready = True
+                continue
+            for _ in range(most):
+                try:
+                    size = sock.recv_into(view)
+                except BlockingIOError:
+                    break
+                data = view[:size].tobytes()
+                try:
+                    kind, source = _route(data)
+                except wire.WireError as exc:
+                    self._unreadable(exc)
+                    continue
+                if data[2] & _PAYLOAD_FRAME:
+                    self._queue_message(kind, source, *wire.split(data), None)
+                else:
+                    self._queue_message(kind, source, data, None, None)
+        if zmq_ready:  # a ZeroMQ socket's descriptor only says "look": its EVENTS say what is there
+            self._main_more = True
+            self._collect()
+
+    def _unreadable(self, exc: Exception) -> None:
+        self._pending.append([None, Event("ERROR", error=f"dropped an unreadable message: {exc}"), None, True])
 
     def _receive_one(self, sock: zmq.Socket[bytes], own: _Input | None, flags: int) -> None:
-        """Receive one message and queue it (own: the backpressure input whose socket it is)."""
+        """Receive one message from a ZeroMQ socket and queue it (own: the backpressure input whose socket it is)."""
         if own is not None:  # a ROUTER socket: the sender's identity comes first
             own.peer = sock.recv(flags)
             flags = 0  # the rest of a message is there once its first part is
@@ -333,9 +405,12 @@ class Node:
         except wire.WireError as exc:
             while sock.rcvmore:  # the rest of the unreadable message
                 sock.recv()
-            self._pending.append([None, Event("ERROR", error=f"dropped an unreadable message: {exc}"), None, True])
+            self._unreadable(exc)
             return
-        payload: Any = sock.recv(copy=False) if header[2] & _PAYLOAD_FRAME else None
+        self._queue_message(kind, source, header, sock.recv(copy=False) if header[2] & _PAYLOAD_FRAME else None, own)
+
+    def _queue_message(self, kind: int, source: bytes, header: bytes, payload: Any, own: _Input | None) -> None:
+        """Queue a received message on the inputs it feeds, or act on it (end of stream, STOP, error)."""
         if kind == _KIND_DATA:
             targets = (own,) if own is not None else self._routes.get(source, ())
             if header[2] & _SHARED and targets:
@@ -430,7 +505,8 @@ class Node:
         buffer, track = self._frames.array_buffer(held, slot, seq, nbytes)
         try:
             fields = wire.unpack(header, buffer)
-            track(fields[2])
+            if type(fields[2]) is np.ndarray:  # other values are copies
+                track(fields[2])
         finally:
             self._frames.release(held, slot)  # the queue's reference; the array has its own
         return fields
@@ -446,8 +522,8 @@ class Node:
             inp.owed = 0
 
     # -- sending ---------------------------------------------------------------------
-    def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
-        """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
+    def _links(self, output_id: str) -> list[_Link]:
+        """The links of an output, or a clear error naming the outputs the dataflow file declares."""
         links = self._outputs.get(output_id)
         if links is None:
             declared = ", ".join(self._outputs) or "none"
@@ -455,47 +531,122 @@ class Node:
                 f"node `{self.id}` has no output `{output_id}` (declared: {declared}); "
                 f"add it under `outputs:` of node `{self.id}` in {self.config.dataflow}"
             )
+        return links
+
+    def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
+        """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
+        links = self._links(output_id)
         if self._closed:
             raise RuntimeError(f"node `{self.id}` is closed; it cannot send any more")
         frames = wire.encode(wire.KIND_DATA, self._source_bytes[output_id], self._clock.tick(), data, metadata)
-        local = frames
         filling = None  # a shared-memory slot to fill after the notifications went out
-        if len(frames) == 2 and output_id in self._writers and frames[0][2] & ~wire.PAYLOAD_FRAME == wire.VT_ARRAY:
-            local, filling = self._share(output_id, frames)
+        local = self._publish_loan(output_id, data, frames) if self._loans else None
+        if local is None:
+            local = frames
+            if len(frames) == 2 and output_id in self._writers:
+                local, filling = self._share(output_id, frames)
         self.sent += 1
         try:
             self._send_all(links, frames, local)
         finally:
             if filling is not None:
-                filling.fill(frames[1])
+                filling.fill(memoryview(frames[1]))
+
+    def allocate_output(self, output_id: str, shape: int | tuple[int, ...], dtype: Any = np.uint8) -> Any:
+        """A writable array to fill and then send on `output_id` without any copy (for large arrays, e.g. frames).
+
+        For readers on this machine the array lives in the output's shared memory, so
+        `send_output(output_id, array)` only tells them where it is. After that send the
+        array is read-only: allocate a new one for the next message (do not keep writable
+        views of it). Where shared memory cannot be used (small arrays, no reader on this
+        machine, every slot held by slow readers) it is an ordinary array, sent by copy.
+        """
+        self._links(output_id)
+        dtype = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        nbytes = dtype.itemsize * math.prod(shape)
+        writer = self._writers.get(output_id)
+        loan = writer.loan(nbytes) if writer is not None and nbytes > wire.INLINE_MAX else None
+        if writer is None or loan is None:
+            return np.empty(shape, dtype)
+        slot, buffer = loan
+        array = np.ndarray(shape, dtype, buffer)
+        key = id(array)
+        segment = writer.segment
+
+        def unsent(_: object) -> None:  # collected without being sent: the slot is free again
+            if self._loans.pop(key, None) is not None and writer.segment is segment:
+                writer.give_back(slot)
+
+        self._loans[key] = (output_id, slot, segment, weakref.ref(array, unsent))
+        return array
 
     def _send_all(self, links: list[_Link], frames: list[Any], local: list[Any]) -> None:
         for link in links:
             out = local if link.local else frames
-            if not link.backpressure:
+            if link.direct is not None:
                 try:
-                    _send(link.socket, out, zmq.NOBLOCK)
+                    if len(out) == 1:
+                        link.direct.send(out[0])
+                    else:
+                        link.direct.sendmsg(out)
+                except BlockingIOError:
+                    link.dropped += 1
+                    self._drops_pending = True
+                except OSError as exc:
+                    self._send_failed(link, out, exc)
+            elif not link.backpressure:
+                try:
+                    _send(link.socket, out, zmq.NOBLOCK)  # type: ignore[arg-type]  # a ZeroMQ link has a socket
                 except zmq.Again:
                     link.dropped += 1
                     self._drops_pending = True
             else:
                 self._send_waiting(link, out)
 
+    def _send_failed(self, link: _Link, frames: list[Any], exc: OSError) -> None:
+        """A direct link refused a message (other than for being full): count it, and say why once."""
+        link.dropped += 1
+        self._drops_pending = True
+        if link.failed or link.direct is None:
+            return
+        link.failed = True
+        size = sum(memoryview(frame).nbytes for frame in frames)
+        print(
+            f"car: node `{self.id}` cannot send a message of {size} bytes to {link.label} ({exc.strerror}): "
+            f"it could not go through shared memory, and a link on this machine takes at most "
+            f"{direct.largest_message(link.direct)} bytes (net.core.wmem_max); such messages are dropped",
+            file=sys.stderr,
+        )
+
+    def _publish_loan(self, output_id: str, data: Any, frames: list[Any]) -> list[Any] | None:
+        """If `data` is the array allocate_output lent for this output: publish it where it is; the notice to send."""
+        loan = self._loans.get(id(data))
+        writer = self._writers.get(output_id)
+        array = loan[3]() if loan is not None else None
+        if loan is None or array is None or array is not data or loan[0] != output_id:
+            return None
+        if writer is None or loan[2] is not writer.segment:
+            return None
+        del self._loans[id(data)]
+        array.flags.writeable = False  # its readers have it now
+        return [wire.shared(frames[0], writer.publish(loan[1], frames[1].nbytes))]
+
     def _share(self, output_id: str, frames: list[Any]) -> tuple[list[Any], FrameWriter | None]:
         """Reserve a shared-memory slot for a large array: the frame that tells readers where, and the
         writer to fill the slot once that frame is sent (at once, when a reader may make the send wait)."""
         writer = self._writers[output_id]
-        descriptor = writer.reserve(frames[1])
+        descriptor = writer.reserve(memoryview(frames[1]))
         if descriptor is not None:
             notice = [wire.shared(frames[0], descriptor)]
             if not self._waits[output_id]:
                 return notice, writer
-            writer.fill(frames[1])
+            writer.fill(memoryview(frames[1]))
             return notice, None
         if not self.copied:
             print(
                 f"car: node `{self.id}` output `{output_id}`: its readers hold every shared-memory slot "
-                "(a reader is slow, not started, or keeps old frames); copying frames through the socket meanwhile",
+                "(a reader is slow, not started, or keeps old frames); copying frames through the link meanwhile",
                 file=sys.stderr,
             )
         self.copied += 1
@@ -503,6 +654,7 @@ class Node:
 
     def _send_waiting(self, link: _Link, frames: list[Any]) -> None:
         """Send once the receiver has granted room (a credit); wait for one if needed."""
+        assert link.socket is not None  # backpressure links are ZeroMQ links
         while link.credits <= 0:
             if link.socket.poll(SEND_RETRY_MS):
                 while True:
@@ -572,6 +724,8 @@ class Node:
         if self._watcher is not threading.current_thread():
             self._watcher.join(timeout=2.0)
         self._ctx.destroy(linger=STOPPING_LINGER_MS if self._dataflow_stopping else LINGER_MS)
+        for end in self._direct_in + list(self._direct_out.values()):
+            end.close()
 
     def _finish_outputs(self) -> None:
         """Send end-of-stream on every link and wait until every reader has it.
@@ -588,7 +742,9 @@ class Node:
             frames = wire.encode(wire.KIND_CLOSED, self._source_bytes[output], stamp)
             for link in links:
                 left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-                if link.socket.poll(left_ms, zmq.POLLOUT):
+                if link.direct is not None:
+                    _send_direct_waiting(link.direct, frames[0], left_ms)
+                elif link.socket is not None and link.socket.poll(left_ms, zmq.POLLOUT):
                     _send(link.socket, frames, zmq.NOBLOCK)
         answer = None
         try:
@@ -677,6 +833,17 @@ def _stamp(fields: tuple[int, int]) -> Timestamp:
     """A Timestamp without going through NamedTuple's __new__ (a Python function: 3x slower)."""
     stamp: Timestamp = tuple.__new__(Timestamp, fields)
     return stamp
+
+
+def _send_direct_waiting(end: socket.socket, frame: bytes, wait_ms: int) -> None:
+    """Send one message on a direct link, waiting up to wait_ms for room; give up after that."""
+    room = select.poll()
+    room.register(end.fileno(), select.POLLOUT)
+    if room.poll(wait_ms):
+        try:
+            end.send(frame)
+        except OSError:
+            pass  # full again, or the reader's end is gone: its daemon tells it the stream ended
 
 
 def _send(sock: zmq.Socket[bytes], frames: list[Any], flags: int) -> None:

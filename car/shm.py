@@ -1,13 +1,15 @@
-"""Large arrays between nodes on one machine, through shared memory.
+"""Large payloads between nodes on one machine, through shared memory.
 
-Each output that sends large arrays to nodes on this machine owns one shared-memory
-file (in /dev/shm, else the run's folder): a ring of slots. The sender reserves a free
-slot (its sequence number set to 0: being written), sends over ZeroMQ only a small
-notification (slot, sequence number, size), and then copies the array into the slot, so
-the copy overlaps the delivery; a reader that gets the notification first waits for the
-slot's sequence number (typically for less than a hundred microseconds). The receiver maps
-the file once and hands the node a read-only numpy view of the slot: nothing is copied
-on the receiving side.
+Each output that sends large payloads (over 64 KiB: frames, big byte strings) to nodes
+on this machine owns a shared-memory file (in /dev/shm, else the run's folder): a ring
+of slots. The sender reserves a free slot (its sequence number set to 0: being
+written), sends only a small notification (slot, sequence number, size) on the link,
+and then copies the payload into the slot, so the copy overlaps the delivery; a reader
+that gets the notification first waits for the slot's sequence number (typically for
+less than a hundred microseconds). A node may also write a frame straight into a slot
+it borrows (`loan`, behind `Node.allocate_output`): then nothing is copied at all. The
+receiver maps the file once and hands the node a read-only numpy view of the slot:
+nothing is copied on the receiving side (other values are copied out at once).
 
 A slot is reused only when every reader is done with the message in it. Each reader
 owns one 64-byte line of the file where it publishes `last`, the latest sequence number
@@ -15,8 +17,9 @@ it received (anything later is still on its way, so it is held), and `held`, a b
 slot it still holds. A reader holds a message from the moment it arrives until its
 array is garbage-collected (or the message is dropped from a full queue), so a view
 stays valid for as long as the node keeps a reference to it (or to any view of it), and
-a slow reader never sees a torn frame: when every slot is held, the sender copies that
-message through the socket instead. The reader sets a slot's bit before it raises
+a slow reader never sees a torn frame: when every slot is held, the sender makes a new
+file with twice the slots (up to MAX_SLOTS), and past that copies the message through
+the link instead. The reader sets a slot's bit before it raises
 `last`, and the sender reads `last` before `held`, so the sender never misses a hold.
 A reader that leaves marks its line FINISHED; one that starts (or restarts) resets it
 before it receives anything, so a sender never overwrites what it may still read.
@@ -94,11 +97,16 @@ class _Segment:
         self.stored_at = _LINE * (1 + self.readers)
         self.data_at = _data_at(self.readers, self.slots)
         self.view = memoryview(self.map)
+        self.readonly = self.view.toreadonly()  # what readers' arrays are made over
 
     def close(self) -> None:
-        """Unmap (only when no array refers to it: the writer's own mapping)."""
-        self.view.release()
-        self.map.close()
+        """Unmap; while an array still refers to it (a loaned array), the mapping lives on with that array."""
+        try:
+            self.readonly.release()
+            self.view.release()
+            self.map.close()
+        except BufferError:
+            pass
 
     def slot_at(self, slot: int) -> int:
         return int(self.data_at + slot * self.slot_size)
@@ -141,6 +149,7 @@ class FrameWriter:
         self.seq = 0
         self.next = 0
         self._reserved = 0  # the slot reserve() took for the message being sent
+        self.loaned: set[int] = set()  # slots lent to the node to write a message into (see loan())
         self.count = 0  # files made so far (a larger array needs larger slots)
 
     def put(self, payload: memoryview) -> bytes | None:
@@ -157,21 +166,61 @@ class FrameWriter:
         (briefly) for the slot's sequence number, so the copy and the delivery overlap.
         """
         nbytes = payload.nbytes
+        taken = self._take_slot(nbytes)
+        if taken is None:
+            return None
+        slot = taken[1]
+        self.seq += 1
+        self._reserved = slot
+        return _DESCRIPTOR.pack(slot, self.seq, nbytes) + self.name
+
+    def _take_slot(self, nbytes: int) -> tuple[_Segment, int] | None:
+        """A slot for `nbytes`, in a new file when the slots are too small or all held (up to MAX_SLOTS)."""
         seg = self.segment
         if seg is None or nbytes > seg.slot_size:
             seg = self._create(nbytes)
+        slot = self._free_slot(seg)
+        if slot is None and self.slots < MAX_SLOTS:  # readers keep more messages than their queues hold
+            self.slots = min(MAX_SLOTS, 2 * self.slots)
+            seg = self._create(seg.slot_size)
+            slot = self._free_slot(seg)
+        return None if slot is None else (seg, slot)
+
+    def _free_slot(self, seg: _Segment) -> int | None:
+        """A slot no reader holds or has yet to receive, marked being written; None when there is none."""
         received, held = seg.readers_state()
         for i in range(self.slots):
             slot = (self.next + i) % self.slots
-            if not held >> slot & 1 and seg.stored(slot) <= received:
-                break
-        else:
+            if not held >> slot & 1 and slot not in self.loaned and seg.stored(slot) <= received:
+                self.next = slot + 1
+                seg.set_stored(slot, 0)
+                return slot
+        return None
+
+    def loan(self, nbytes: int) -> tuple[int, memoryview] | None:
+        """Lend a free slot for the node to write a message of `nbytes` into; None when every slot is held.
+
+        `publish(slot, nbytes)` then sends it without a copy; `give_back(slot)` returns it unsent.
+        """
+        taken = self._take_slot(nbytes)
+        if taken is None:
             return None
-        self.next = slot + 1
+        seg, slot = taken
+        self.loaned.add(slot)
+        at = seg.slot_at(slot)
+        return slot, seg.view[at : at + nbytes]
+
+    def publish(self, slot: int, nbytes: int) -> bytes:
+        """A loaned slot is written: publish its sequence number; the notification to send."""
+        assert self.segment is not None
+        self.loaned.discard(slot)
         self.seq += 1
-        seg.set_stored(slot, 0)  # being written
-        self._reserved = slot
+        self.segment.set_stored(slot, self.seq)
         return _DESCRIPTOR.pack(slot, self.seq, nbytes) + self.name
+
+    def give_back(self, slot: int) -> None:
+        """A loaned slot was not sent (its array was collected): free for the next message."""
+        self.loaned.discard(slot)
 
     def fill(self, payload: memoryview) -> None:
         """Copy `payload` into the slot `reserve()` took, then publish its sequence number."""
@@ -201,6 +250,7 @@ class FrameWriter:
             self.segment.publish(line, FINISHED, 0)
         self.name = path.encode()
         self.next = 0
+        self.loaned.clear()  # slots of the old file: their arrays keep it mapped, and are sent by copy
         return self.segment
 
     def close(self) -> None:
@@ -294,7 +344,7 @@ class FrameReader:
             what = "was reused before this node read it" if stored else "was never finished by its sender"
             raise StaleFrameError(f"slot {slot} of {seg.path} {what}")
         at = seg.slot_at(slot)
-        return seg.view[at : at + nbytes], lambda array: self._track(array, held, slot)
+        return seg.readonly[at : at + nbytes], lambda array: self._track(array, held, slot)
 
     def _track(self, array: Any, held: _Held, slot: int) -> None:
         while isinstance(array.base, np.ndarray):  # numpy points every view at this first array

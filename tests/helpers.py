@@ -23,6 +23,13 @@ def car(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.
     )
 
 
+def launch(flow: Path) -> str:
+    """`car launch` a dataflow in its folder (logs in out/), require success; its stderr."""
+    result = car("launch", str(flow), "--out", str(flow.parent / "out"), cwd=flow.parent, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
 def start_car(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
     """Start `python -m car ARGS` in the background (output captured)."""
     return subprocess.Popen(

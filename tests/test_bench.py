@@ -24,7 +24,8 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
     assert report["peers"] == ["car", "zmq"]
     cases = report["cases"]
     assert isinstance(cases, dict)
-    assert set(cases) == {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop"}
+    assert set(cases) == {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned"}
+    assert set(cases.pop("frame_1hop_loaned")) == {"car"}  # bare pyzmq cannot lend a buffer
     for row in cases.values():
         assert row["car"]["p50_us"] > 0 and row["zmq"]["p50_us"] > 0
     throughput = report["throughput"]
@@ -35,6 +36,7 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
     ratios = report["ratios"]
     assert isinstance(ratios, dict)
     assert ratios["small_p50_car_over_zmq"] > 0 and ratios["frame_p50_car_over_zmq"] > 0
+    assert ratios["frame_loaned_p50_car_over_zmq"] > 0
     assert ratios["small_p50_car_over_dora"] is None  # dora was not asked for
 
 
@@ -59,6 +61,7 @@ def test_compare_runs_dora_side_by_side() -> None:
         "frame_p50_car_over_dora",
         "small_p50_car_over_zmq",
         "frame_p50_car_over_zmq",
+        "frame_loaned_p50_car_over_dora",
         "throughput_car_over_dora",
     ):
         assert isinstance(ratios[key], float) and ratios[key] > 0, key

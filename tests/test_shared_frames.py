@@ -13,16 +13,10 @@ import pytest
 
 from car import shm, wire
 from car.hlc import Timestamp
-from car.shm import FINISHED, FrameReader, FrameWriter, StaleFrameError, finish_reader, reset_reader
-from tests.helpers import car, write_flow
+from car.shm import FINISHED, MAX_SLOTS, FrameReader, FrameWriter, StaleFrameError, finish_reader, reset_reader
+from tests.helpers import car, launch, write_flow
 
 FRAME = (480, 640, 3)
-
-
-def launch(flow: Path) -> None:
-    """`car launch` a dataflow in its folder (logs in out/) and require success."""
-    result = car("launch", str(flow), "--out", str(flow.parent / "out"), cwd=flow.parent, timeout=120)
-    assert result.returncode == 0, result.stderr
 
 
 def frame(n: int) -> np.ndarray:
@@ -64,11 +58,29 @@ def test_a_held_slot_is_never_reused_and_is_freed_when_the_array_goes(tmp_path: 
         reader.release(held, slot)
         kept.append(array[100:200])  # a view of the array keeps its slot too
         del array
-    assert writer.put(memoryview(frame(3))) is None  # nothing free: the sender copies through the socket
+    old_file = writer.name
+    grown = writer.put(memoryview(frame(3)))  # nothing free: a new file with twice the slots
+    assert grown is not None and FrameReader.parse(grown)[3] != old_file and writer.slots == 6
     assert [int(view[0, 0, 0]) for view in kept] == [0, 1, 2]  # untouched
     kept.pop(1)  # the middle frame is let go
     assert writer.put(memoryview(frame(4))) is not None
     assert [int(view[0, 0, 0]) for view in kept] == [0, 2]
+    writer.close()
+
+
+def test_past_the_most_slots_the_sender_is_told_to_copy(tmp_path: Path) -> None:
+    writer = FrameWriter(f"{tmp_path}/car-t-0.0-", readers=1, slots=MAX_SLOTS)
+    reader = FrameReader()
+    payload = memoryview(bytes(8192))
+    holds = []
+    for _ in range(MAX_SLOTS):
+        descriptor = writer.put(payload)
+        assert descriptor is not None
+        holds.append(reader.hold(descriptor, 0, 1))
+    assert writer.put(payload) is None  # every one of the most slots is held: send this one by copy
+    held, slot, _, _ = holds[5]
+    reader.release(held, slot)
+    assert writer.put(payload) is not None
     writer.close()
 
 
@@ -84,8 +96,9 @@ def test_a_reused_slot_is_reported_not_read(tmp_path: Path) -> None:
         assert writer.put(memoryview(frame(n))) is not None
     with pytest.raises(StaleFrameError, match="reused"):
         reader.array_buffer(held, slot, seq, nbytes)
-    reset_reader(prefix, 0)  # a restarted reader holds everything until it reads
-    assert writer.put(memoryview(frame(4))) is None
+    reset_reader(prefix, 0)  # a restarted reader holds everything until it reads: the sender moves on
+    moved = writer.put(memoryview(frame(4)))
+    assert moved is not None and FrameReader.parse(moved)[3] != FrameReader.parse(first)[3]
     writer.close()
 
 
@@ -123,9 +136,9 @@ SOURCE = """
                 break
 """
 
-# Keeps every 2nd frame for the whole run (more than the ring has slots) and checks, at
-# the end, that no frame it kept changed under it: the sender copied frames through the
-# socket while every slot was held.
+# Keeps every frame for the whole run (more than the ring can ever have slots) and checks,
+# at the end, that no frame it kept changed under it: the sender added slots, and then
+# copied frames through the link while every slot was held.
 HOARDER = """
     import json, time
     from car import Node
@@ -137,14 +150,16 @@ HOARDER = """
             if not (image == n % 251).all():
                 torn += 1
             seen.append(n)
-            if n % 2 == 0:
-                kept.append((n, image))
+            kept.append((n, image))
             time.sleep(0.002)
     changed = [n for n, image in kept if not (image == n % 251).all()]
     report = {"seen": seen, "torn": torn, "changed": changed, "readonly": not kept[0][1].flags.writeable,
               "dropped": sum(node.drop_counts().values())}
     json.dump({**report, "run": node.config.run_id}, open("hoarder.json", "w"))
 """
+
+
+HOARDED = 180  # more than the files of 13, 26, 52 and 64 slots the sender makes hold together
 
 
 def test_frames_between_processes_are_never_torn_even_when_a_reader_hoards_them(tmp_path: Path) -> None:
@@ -156,16 +171,16 @@ def test_frames_between_processes_are_never_torn_even_when_a_reader_hoards_them(
             path: hoarder.py
             inputs: {image: {source: camera/image, queue_size: 10}}
         """,
-        camera_py=SOURCE,
+        camera_py=SOURCE.replace("(480, 640, 3)", "(160, 240, 3)").replace("n == 60", f"n == {HOARDED}"),
         hoarder_py=HOARDER,
     )
     launch(flow)
     report = json.loads((tmp_path / "hoarder.json").read_text())
     # a node that is still starting may drop the oldest frames of its queue (counted)
-    assert len(report["seen"]) + report["dropped"] == 60 and report["seen"] == sorted(report["seen"])
+    assert len(report["seen"]) + report["dropped"] == HOARDED and report["seen"] == sorted(report["seen"])
     assert report["torn"] == 0 and report["changed"] == [] and report["readonly"]
     camera_log = (tmp_path / "out").glob("*/camera.log")
-    assert any("copying frames through the socket" in log.read_text() for log in camera_log)
+    assert any("copying frames through the link" in log.read_text() for log in camera_log)
     assert not list(Path("/dev/shm").glob(f"car-{report['run']}-*")), "the run left shared-memory files behind"
 
 

@@ -78,12 +78,15 @@ def _run(folder: Path, nodes: list[str], stop_after: float | None, timeout: floa
         raise RuntimeError(f"dora run failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
 
-def latency(size: int, hz: int, hops: int, seconds: float, warmup: float) -> list[int]:
-    """Latencies (ns) of one run: timer source -> [relay ->] sink, `size`-byte messages at `hz`."""
+def latency(size: int, hz: int, hops: int, seconds: float, warmup: float, loaned: bool = False) -> list[int]:
+    """Latencies (ns) of one run: timer source -> [relay ->] sink, `size`-byte messages at `hz`.
+
+    loaned: the source writes each frame into a `send_output_raw` buffer (zero-copy send).
+    """
     folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
     out = folder / "sink.json"
     upstream = "relay" if hops == 2 else "source"
-    source_env = {"BENCH_SIZE": str(size), "BENCH_WARMUP_S": str(warmup)}
+    source_env = {"BENCH_SIZE": str(size), "BENCH_WARMUP_S": str(warmup), "BENCH_LOANED": str(int(loaned))}
     nodes = [_node("source", "source.py", source_env, f"{{tick: dora/timer/millis/{round(1000 / hz)}}}", "data")]
     if hops == 2:
         nodes.append(_node("relay", "relay.py", {}, "{data: source/data}", "data"))

@@ -1,0 +1,106 @@
+"""Direct links between two nodes on one machine: a Unix SOCK_SEQPACKET socket pair.
+
+Messages between nodes the daemon starts on this machine go through one socket pair
+per (sender node, receiver node) instead of ZeroMQ. The sender's send wakes the
+receiver directly: one hand-off in the kernel, where ZeroMQ takes three thread
+wake-ups (sender -> its I/O thread -> the receiver's I/O thread -> receiver), which
+costs about 100 µs a message on a small machine. Each send is one whole message (the
+socket keeps message boundaries) or fails at once when the link is full, which the
+sender counts as a drop, as it does for a full ZeroMQ link.
+
+The daemon creates the pairs before it starts any node, keeps both ends open for the
+whole run and hands each node its ends as inherited file descriptors, so a node may
+send before its reader runs, and a restarted node gets its ends back with whatever
+was queued for it. Nodes started by hand (`path: dynamic`), backpressure inputs,
+timers and the daemon's own messages stay on ZeroMQ.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import cache
+
+from car.config import NodeConfig
+
+SEND_BUFFER_BYTES = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.wmem_max (and doubles it)
+_OVERHEAD = 32  # bytes of a SOCK_SEQPACKET send buffer no message can use
+
+
+@cache
+def supported() -> bool:
+    """Whether this kernel has Unix SOCK_SEQPACKET socket pairs (else every link stays on ZeroMQ)."""
+    try:
+        first, second = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except (OSError, AttributeError):
+        return False
+    first.close()
+    second.close()
+    return True
+
+
+class DirectLinks:
+    """The socket pairs of one run, created by the daemon; `fds(node)` are the ends a node inherits."""
+
+    def __init__(self, configs: dict[str, NodeConfig], dynamic: set[str]):
+        """Give every ZeroMQ-free destination (not backpressure, neither end dynamic) a socket pair.
+
+        Sets `Destination.fd` (the sender's end) and `NodeConfig.direct_fds` (the receiver's ends).
+        """
+        self._sockets: list[socket.socket] = []
+        self._fds: dict[str, list[int]] = {node: [] for node in configs}
+        if not supported():
+            return
+        pairs: dict[tuple[str, str], int] = {}  # (sender, receiver) -> the sender's end
+        for sender, config in configs.items():
+            for destinations in config.outputs.values():
+                for dest in destinations:
+                    if dest.backpressure or sender in dynamic or dest.node in dynamic:
+                        continue
+                    fd = pairs.get((sender, dest.node))
+                    if fd is None:
+                        fd = pairs[(sender, dest.node)] = self._pair(sender, configs[dest.node])
+                    dest.fd = fd
+
+    def _pair(self, sender: str, receiver: NodeConfig) -> int:
+        ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for end in ends:
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            self._sockets.append(end)
+        sending, receiving = (end.fileno() for end in ends)
+        self._fds[sender].append(sending)
+        self._fds[receiver.node_id].append(receiving)
+        receiver.direct_fds.append(receiving)
+        return sending
+
+    def fds(self, node: str) -> list[int]:
+        """The file descriptors node `node` must inherit."""
+        return self._fds.get(node, [])
+
+    def close(self) -> None:
+        """Close the daemon's copies of every end (at the end of the run)."""
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+
+class MissingLinkError(RuntimeError):
+    """A node was started without the socket ends its configuration names."""
+
+
+def open_end(fd: int, node: str) -> socket.socket:
+    """A node's end of a direct link, non-blocking; a clear error when the process did not inherit it."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        raise MissingLinkError(
+            f"node `{node}` was started without the sockets its daemon hands over (file descriptor {fd}); "
+            "let `car launch` start it, or mark it `path: dynamic` and start it with `car run-node`"
+        ) from None
+    sock.setblocking(False)
+    sock.set_inheritable(False)  # inherited once, from the daemon: not by the node's own children
+    return sock
+
+
+def largest_message(sock: socket.socket) -> int:
+    """The largest message, in bytes, a send on this end can take."""
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) - _OVERHEAD

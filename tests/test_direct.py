@@ -1,0 +1,192 @@
+"""Direct links (Unix socket pairs the daemon hands its nodes) and frames written in place (allocate_output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from car import direct
+from car.config import Destination, NodeConfig
+from car.node import Node, UnknownOutputError
+from tests.helpers import launch, write_flow
+
+pytestmark = pytest.mark.skipif(not direct.supported(), reason="this kernel has no Unix SOCK_SEQPACKET sockets")
+
+
+def bare_config(tmp_path: Path, **fields: object) -> NodeConfig:
+    """A node's configuration without a daemon (nothing answers on its control socket)."""
+    return NodeConfig(
+        node_id="n",
+        run_id="t",
+        run_name="t",
+        dataflow="flow.yml",
+        receive_endpoint=f"ipc://{tmp_path}/n.sock",
+        control_endpoint=f"ipc://{tmp_path}/control.sock",
+        daemon_pid=0,
+        send_eos=False,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+SENDER = """
+    import json
+    from car import Node
+    node = Node()
+    zmq_links = len(node._sockets)  # ZeroMQ sockets for data: none, when every reader is on a direct link
+    n = 0
+    for event in node:
+        if event.type == "INPUT":
+            n += 1
+            node.send_output("small", {"n": n})
+            node.send_output("big", bytes([n % 256]) * 200_000)  # large bytes: through shared memory
+            if n == 50:
+                break
+    json.dump({"zmq_links": zmq_links}, open("sender.json", "w"))
+"""
+RECEIVER = """
+    import json
+    from car import Node
+    node = Node()
+    small, big = [], []
+    for event in node:
+        if event.type == "INPUT" and event.id == "small":
+            small.append(event.value["n"])
+        elif event.type == "INPUT":
+            big.append(len(event.value) == 200_000 and len(set(event.value)) == 1 and event.value[0])
+    report = {"small": small, "big": big, "direct": len(node.config.direct_fds), "drops": node.drop_counts()}
+    json.dump(report, open(f"{node.id}.json", "w"))
+"""
+
+
+def test_launched_nodes_talk_over_direct_links(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: sender
+            path: sender.py
+            inputs: {tick: dora/timer/millis/5}
+            outputs: [small, big]
+          - id: receiver
+            path: receiver.py
+            inputs:
+              small: {source: sender/small, queue_size: 100}
+              big: {source: sender/big, queue_size: 100}
+        """,
+        sender_py=SENDER,
+        receiver_py=RECEIVER,
+    )
+    launch(flow)
+    sender = json.loads((tmp_path / "sender.json").read_text())
+    report = json.loads((tmp_path / "receiver.json").read_text())
+    assert sender["zmq_links"] == 0 and report["direct"] == 1  # one socket pair carries both outputs
+    assert report["small"] == list(range(1, 51)) and report["drops"] == {}
+    assert report["big"] == [n % 256 for n in range(1, 51)]  # whole, in order, not one changed
+
+
+def test_a_node_without_the_sockets_its_configuration_names_is_told_how_to_start(tmp_path: Path) -> None:
+    with pytest.raises(direct.MissingLinkError, match="let `car launch` start it"):
+        Node(config=bare_config(tmp_path, direct_fds=[987]))
+
+
+def test_a_message_a_direct_link_cannot_take_is_dropped_counted_and_explained(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    sending, receiving = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sending.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    link = Destination(endpoint="", node="reader", inputs=["in"], fd=os.dup(sending.fileno()))  # the node's own
+    node = Node(config=bare_config(tmp_path, outputs={"out": [link]}))  # no shared memory for this output
+    try:
+        too_big = direct.largest_message(sending) + 1
+        node.send_output("out", b"x" * too_big)
+        node.send_output("out", b"x" * too_big)
+        node.send_output("out", b"fits")
+        assert node.drop_counts() == {"to reader/in": 2}
+        assert receiving.recv(1 << 20).endswith(b"fits")
+    finally:
+        node.close()
+        sending.close()
+        receiving.close()
+    err = capfd.readouterr().err
+    assert err.count("cannot send a message of") == 1 and "at most" in err
+
+
+LENDER = """
+    import json
+    import numpy as np
+    from car import Node
+    node = Node()
+    for _ in range(200):  # arrays lent and never sent go back when collected: no slot is lost
+        node.allocate_output("image", (480, 640, 3))
+    readonly_after_send, n = [], 0
+    for event in node:
+        if event.type == "INPUT":
+            n += 1
+            image = node.allocate_output("image", (480, 640, 3))
+            image[:] = n % 251
+            node.send_output("image", image, {"n": n})
+            readonly_after_send.append(not image.flags.writeable)
+            plain = node.allocate_output("log", (480, 640, 3))  # no reader on this machine: a plain array
+            plain[:] = 1
+            if n == 40:
+                break
+    report = {"readonly_after_send": all(readonly_after_send), "copied": node.copied,
+              "plain": plain.base is None, "unknown": ""}
+    try:
+        node.allocate_output("nope", 10)
+    except Exception as exc:
+        report["unknown"] = type(exc).__name__
+    json.dump(report, open("lender.json", "w"))
+"""
+KEEPER = """
+    import json
+    from car import Node
+    node = Node()
+    kept, seen, bad = [], [], 0
+    for event in node:
+        if event.type == "INPUT":
+            n, image = event.metadata["n"], event.value
+            bad += int(not (image == n % 251).all() or image.flags.writeable)
+            seen.append(n)
+            kept = (kept + [(n, image)])[-5:]  # holds the last five frames
+    changed = [n for n, image in kept if not (image == n % 251).all()]
+    json.dump({"seen": seen, "bad": bad, "changed": changed}, open("keeper.json", "w"))
+"""
+
+
+def test_frames_written_into_lent_arrays_arrive_whole_without_a_copy(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: camera
+            path: lender.py
+            inputs: {tick: dora/timer/millis/10}
+            outputs: [image, log]
+          - id: keeper
+            path: keeper.py
+            inputs: {image: {source: camera/image, queue_size: 50}}
+        """,
+        lender_py=LENDER,
+        keeper_py=KEEPER,
+    )
+    launch(flow)
+    lender = json.loads((tmp_path / "lender.json").read_text())
+    keeper = json.loads((tmp_path / "keeper.json").read_text())
+    assert lender == {"readonly_after_send": True, "copied": 0, "plain": True, "unknown": "UnknownOutputError"}
+    assert keeper["seen"] == list(range(1, 41)) and keeper["bad"] == 0 and keeper["changed"] == []
+
+
+def test_an_unknown_output_cannot_be_allocated(tmp_path: Path) -> None:
+    node = Node(config=bare_config(tmp_path, outputs={"out": []}))
+    try:
+        with pytest.raises(UnknownOutputError, match="declared: out"):
+            node.allocate_output("image", (2, 2))
+        assert isinstance(node.allocate_output("out", 100_000), np.ndarray)  # no reader: an ordinary array
+    finally:
+        node.close()
