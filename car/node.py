@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import mmap
 import os
 import select
 import socket
@@ -177,7 +178,8 @@ class Node:
         self._direct_in = [direct.open_end(fd, self.id) for fd in cfg.direct_fds]
         self._direct_by_fd = {sock.fileno(): sock for sock in self._direct_in}
         largest = max((direct.largest_message(sock) for sock in self._direct_in), default=0)
-        self._receive_buffer = memoryview(bytearray(largest))  # pages are touched only as far as messages reach
+        # anonymous memory: a page is touched only when a message reaches it (a bytearray would zero all of it)
+        self._receive_buffer = memoryview(mmap.mmap(-1, largest)) if largest else memoryview(b"")
         self._clock = HybridLogicalClock()
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
