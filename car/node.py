@@ -26,6 +26,7 @@ import atexit
 import math
 import mmap
 import os
+import platform
 import select
 import socket
 import sys
@@ -45,6 +46,10 @@ from car.hlc import HybridLogicalClock, Timestamp
 from car.runs import pid_alive
 from car.shm import FrameReader, FrameWriter, StaleFrameError, finish_reader, reset_reader
 
+# Notify first and copy after, so the copy overlaps the delivery, only where the CPU makes
+# stores visible in program order (x86): Python has no memory fences, and elsewhere (ARM,
+# RISC-V) only the send's system call orders the copy before the notification.
+NOTIFY_FIRST = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
 DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, at most
 DROP_REPORT_PERIOD_S = 1.0
 SEND_RETRY_MS = 100  # a backpressure send re-checks for STOP this often
@@ -256,7 +261,10 @@ class Node:
                     self._sockets[dest.endpoint] = sock
                 links.append(_Link(sock, dest.backpressure, label, dest.queue_size, dest.line >= 0))
             self._outputs[output] = links
-        self._waits = {output: any(link.backpressure for link in links) for output, links in self._outputs.items()}
+        self._fill_first = {  # copy a large payload into its slot before the notification goes out
+            output: not NOTIFY_FIRST or any(link.backpressure for link in links)
+            for output, links in self._outputs.items()
+        }
 
         self._control = self._ctx.socket(zmq.DEALER)
         self._control.setsockopt(zmq.LINGER, LINGER_MS)
@@ -641,7 +649,7 @@ class Node:
         descriptor = writer.reserve(memoryview(frames[1]))
         if descriptor is not None:
             notice = [wire.shared(frames[0], descriptor)]
-            if not self._waits[output_id]:
+            if not self._fill_first[output_id]:
                 return notice, writer
             writer.fill(memoryview(frames[1]))
             return notice, None
