@@ -190,3 +190,25 @@ def test_an_unknown_output_cannot_be_allocated(tmp_path: Path) -> None:
         assert isinstance(node.allocate_output("out", 100_000), np.ndarray)  # no reader: an ordinary array
     finally:
         node.close()
+
+
+def test_frames_to_a_backpressure_input_are_copied_before_their_notice_and_arrive_whole(tmp_path: Path) -> None:
+    """The copy-first order (used on CPUs other than x86, and for backpressure links everywhere)."""
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: camera
+            path: lender.py
+            inputs: {tick: dora/timer/millis/10}
+            outputs: [image, log]
+          - id: keeper
+            path: keeper.py
+            inputs: {image: {source: camera/image, queue_size: 4, queue_policy: backpressure}}
+        """,
+        lender_py=LENDER.replace('node.allocate_output("image", (480, 640, 3))', "np.empty((480, 640, 3), np.uint8)"),
+        keeper_py=KEEPER,
+    )
+    launch(flow)
+    keeper = json.loads((tmp_path / "keeper.json").read_text())
+    assert keeper["seen"] == list(range(1, 41)) and keeper["bad"] == 0 and keeper["changed"] == []
