@@ -17,6 +17,7 @@ timers and the daemon's own messages stay on ZeroMQ.
 
 from __future__ import annotations
 
+import fcntl
 import socket
 from functools import cache
 
@@ -62,7 +63,7 @@ class DirectLinks:
                     dest.fd = fd
 
     def _pair(self, sender: str, receiver: NodeConfig) -> int:
-        ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ends = [_above_stdio(end) for end in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)]
         for end in ends:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             self._sockets.append(end)
@@ -81,6 +82,16 @@ class DirectLinks:
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
+
+
+def _above_stdio(sock: socket.socket) -> socket.socket:
+    """The socket on a descriptor above 2: a child's stdin, stdout and stderr are replaced at its start
+    (a daemon started with a standard stream closed would hand out descriptor 0, 1 or 2)."""
+    if sock.fileno() > 2:
+        return sock
+    moved = socket.socket(fileno=fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3))
+    sock.close()
+    return moved
 
 
 class MissingLinkError(RuntimeError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +214,33 @@ def test_frames_to_a_backpressure_input_are_copied_before_their_notice_and_arriv
     launch(flow)
     keeper = json.loads((tmp_path / "keeper.json").read_text())
     assert keeper["seen"] == list(range(1, 41)) and keeper["bad"] == 0 and keeper["changed"] == []
+
+
+def test_a_daemon_started_without_stdin_still_hands_over_working_links(tmp_path: Path) -> None:
+    """Its first socket would get descriptor 0, which a node's start replaces with /dev/null."""
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: sender
+            path: sender.py
+            inputs: {tick: dora/timer/millis/5}
+            outputs: [small, big]
+          - id: receiver
+            path: receiver.py
+            inputs: {small: {source: sender/small, queue_size: 100}, big: {source: sender/big, queue_size: 100}}
+        """,
+        sender_py=SENDER,
+        receiver_py=RECEIVER,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "car", "launch", str(flow), "--out", str(tmp_path / "out")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "receiver.json").read_text())
+    assert report["direct"] == 1 and report["small"] == list(range(1, 51))
