@@ -65,9 +65,10 @@ RECEIVER = """
 """
 
 
-def test_launched_nodes_talk_over_direct_links(tmp_path: Path) -> None:
-    flow = write_flow(
-        tmp_path,
+def sender_and_receiver(folder: Path) -> Path:
+    """A dataflow of SENDER and RECEIVER in `folder`."""
+    return write_flow(
+        folder,
         """
         nodes:
           - id: sender
@@ -83,6 +84,10 @@ def test_launched_nodes_talk_over_direct_links(tmp_path: Path) -> None:
         sender_py=SENDER,
         receiver_py=RECEIVER,
     )
+
+
+def test_launched_nodes_talk_over_direct_links(tmp_path: Path) -> None:
+    flow = sender_and_receiver(tmp_path)
     launch(flow)
     sender = json.loads((tmp_path / "sender.json").read_text())
     report = json.loads((tmp_path / "receiver.json").read_text())
@@ -218,21 +223,7 @@ def test_frames_to_a_backpressure_input_are_copied_before_their_notice_and_arriv
 
 def test_a_daemon_started_without_stdin_still_hands_over_working_links(tmp_path: Path) -> None:
     """Its first socket would get descriptor 0, which a node's start replaces with /dev/null."""
-    flow = write_flow(
-        tmp_path,
-        """
-        nodes:
-          - id: sender
-            path: sender.py
-            inputs: {tick: dora/timer/millis/5}
-            outputs: [small, big]
-          - id: receiver
-            path: receiver.py
-            inputs: {small: {source: sender/small, queue_size: 100}, big: {source: sender/big, queue_size: 100}}
-        """,
-        sender_py=SENDER,
-        receiver_py=RECEIVER,
-    )
+    flow = sender_and_receiver(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "car", "launch", str(flow), "--out", str(tmp_path / "out")],
         cwd=tmp_path,
