@@ -7,10 +7,11 @@ written), sends only a small notification (slot, sequence number, size) on the l
 and then copies the payload into the slot, so the copy overlaps the delivery; a reader
 that gets the notification first waits for the slot's sequence number (typically for
 less than a hundred microseconds). That order needs a CPU that makes stores visible in
-program order (x86); elsewhere the sender copies first (car.node.NOTIFY_FIRST). A node may also write a frame straight into a slot
-it borrows (`loan`, behind `Node.allocate_output`): then nothing is copied at all. The
-receiver maps the file once and hands the node a read-only numpy view of the slot:
-nothing is copied on the receiving side (other values are copied out at once).
+program order (x86); elsewhere the sender copies first (car.node.NOTIFY_FIRST). A node
+may also write a frame straight into a slot it borrows (`loan`, behind
+`Node.allocate_output`): then nothing is copied at all. The receiver maps the file once
+and hands the node a read-only numpy view of the slot: nothing is copied on the
+receiving side (other values are copied out at once).
 
 A slot is reused only when every reader is done with the message in it. Each reader
 owns one 64-byte line of the file where it publishes `last`, the latest sequence number
