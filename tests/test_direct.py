@@ -166,23 +166,27 @@ KEEPER = """
 """
 
 
-def test_frames_written_into_lent_arrays_arrive_whole_without_a_copy(tmp_path: Path) -> None:
-    flow = write_flow(
-        tmp_path,
-        """
+def camera_and_keeper(folder: Path, image_input: str, lender: str = LENDER) -> Path:
+    """A dataflow of a camera node (`lender`) and KEEPER, whose `image` input is `image_input`."""
+    return write_flow(
+        folder,
+        f"""
         nodes:
           - id: camera
             path: lender.py
-            inputs: {tick: dora/timer/millis/10}
+            inputs: {{tick: dora/timer/millis/10}}
             outputs: [image, log]
           - id: keeper
             path: keeper.py
-            inputs: {image: {source: camera/image, queue_size: 50}}
+            inputs: {{image: {image_input}}}
         """,
-        lender_py=LENDER,
+        lender_py=lender,
         keeper_py=KEEPER,
     )
-    launch(flow)
+
+
+def test_frames_written_into_lent_arrays_arrive_whole_without_a_copy(tmp_path: Path) -> None:
+    launch(camera_and_keeper(tmp_path, "{source: camera/image, queue_size: 50}"))
     lender = json.loads((tmp_path / "lender.json").read_text())
     keeper = json.loads((tmp_path / "keeper.json").read_text())
     assert lender == {"readonly_after_send": True, "copied": 0, "plain": True, "unknown": "UnknownOutputError"}
@@ -201,22 +205,8 @@ def test_an_unknown_output_cannot_be_allocated(tmp_path: Path) -> None:
 
 def test_frames_to_a_backpressure_input_are_copied_before_their_notice_and_arrive_whole(tmp_path: Path) -> None:
     """The copy-first order (used on CPUs other than x86, and for backpressure links everywhere)."""
-    flow = write_flow(
-        tmp_path,
-        """
-        nodes:
-          - id: camera
-            path: lender.py
-            inputs: {tick: dora/timer/millis/10}
-            outputs: [image, log]
-          - id: keeper
-            path: keeper.py
-            inputs: {image: {source: camera/image, queue_size: 4, queue_policy: backpressure}}
-        """,
-        lender_py=LENDER.replace('node.allocate_output("image", (480, 640, 3))', "np.empty((480, 640, 3), np.uint8)"),
-        keeper_py=KEEPER,
-    )
-    launch(flow)
+    copying = LENDER.replace('node.allocate_output("image", (480, 640, 3))', "np.empty((480, 640, 3), np.uint8)")
+    launch(camera_and_keeper(tmp_path, "{source: camera/image, queue_size: 4, queue_policy: backpressure}", copying))
     keeper = json.loads((tmp_path / "keeper.json").read_text())
     assert keeper["seen"] == list(range(1, 41)) and keeper["bad"] == 0 and keeper["changed"] == []
 
