@@ -576,8 +576,10 @@ class Node:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         nbytes = dtype.itemsize * math.prod(shape)
         writer = self._writers.get(output_id)
-        loan = writer.loan(nbytes) if writer is not None and nbytes > wire.INLINE_MAX else None
-        if writer is None or loan is None:
+        if writer is None or nbytes <= wire.INLINE_MAX:
+            return np.empty(shape, dtype)
+        loan = writer.loan(nbytes)
+        if loan is None:  # every slot held: an ordinary array, sent by copy
             return np.empty(shape, dtype)
         slot, buffer = loan
         array = np.ndarray(shape, dtype, buffer)
@@ -634,7 +636,7 @@ class Node:
         loan = self._loans.get(id(data))
         writer = self._writers.get(output_id)
         array = loan[3]() if loan is not None else None
-        if loan is None or array is None or array is not data or loan[0] != output_id:
+        if array is None or array is not data or loan is None or loan[0] != output_id:
             return None
         if writer is None or loan[2] is not writer.segment:
             return None
