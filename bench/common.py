@@ -31,6 +31,12 @@ def percentiles_us(samples_ns: list[int], skip: int = 10) -> dict[str, float]:
     }
 
 
+def sink_report(path: Path) -> dict[str, Any]:
+    """What a latency run's sink wrote: p50/p99/max of its latencies, and the CPUs it could run on."""
+    found = read_json(path)
+    return {**percentiles_us(found["latencies_ns"]), "sink_cpus": found["cpus"]}
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     return {
@@ -39,6 +45,15 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+def pipeline_cpus(pinned: bool, position: int) -> tuple[int, ...]:
+    """The CPU of a pipeline's `position`-th node (0: the source): pinned, the first two CPUs in turn
+    (source 0, relay 1, sink 0; sender 0, receiver 1); not pinned, any (an empty tuple)."""
+    if not pinned:
+        return ()
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    return (cpus[position % len(cpus)],)
 
 
 def run_car(yaml_text: str, duration: float | None, timeout: float = 120) -> Path:

@@ -15,8 +15,13 @@ The machine is shared and noisy: every case runs --repeat times, the peers inter
 over the repetitions. dora (1.x) is installed on demand into bench/.dora-venv; without
 network, or when that fails, it says so and measures the others.
 
+--pin puts every peer's nodes on CPUs the same way: source (and throughput sender) on
+CPU 0, relay on CPU 1, sink (and throughput receiver) on the CPU its sender is not on;
+`car` through the dataflow's `cpu_affinity`, pyzmq by starting its processes pinned,
+dora's nodes by pinning themselves before `Node()`. Without it the kernel places them.
+
 `--json` prints one object:
-  machine, repeat, seconds, count, peers, dora (version, or why it is missing)
+  machine, repeat, seconds, count, peers, dora (version, or why it is missing), pinned
   cases.<case>.<peer>: p50_us, p99_us (medians over repetitions), runs (every run)
   throughput.<peer>: msgs_per_s delivered, sent, received, dropped (car counts its drops;
     dora's are sent - received; pyzmq blocks the sender instead)
@@ -36,21 +41,26 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from common import machine, percentiles_us
+from common import machine, sink_report
 from latency import CASES, FRAME, LOANED_CASE, SMALL, WARMUP_S, car_latency, car_throughput, zmq_latency, zmq_throughput
 from peers.dora import runner as dora
 
+from car import affinity
+
 PEERS = ("car", "dora", "zmq")
+PINNED = "every peer's nodes pinned alike: source CPU 0, relay CPU 1, sink on the other CPU from its sender"
 
 
-def dora_latency(size: int, hz: int, hops: int, seconds: float, loaned: bool = False) -> dict[str, Any]:
+def dora_latency(
+    size: int, hz: int, hops: int, seconds: float, loaned: bool = False, pinned: bool = False
+) -> dict[str, Any]:
     """One run through dora."""
-    return percentiles_us(dora.latency(size, hz, hops, seconds, WARMUP_S, loaned))
+    return sink_report(dora.latency(size, hz, hops, seconds, WARMUP_S, loaned, pinned))
 
 
-def dora_throughput(count: int) -> dict[str, Any]:
+def dora_throughput(count: int, pinned: bool = False) -> dict[str, Any]:
     """Small messages as fast as a dora node can send them."""
-    result = dora.throughput(SMALL, count)
+    result = dora.throughput(SMALL, count, pinned)
     span = max(result["last_ns"] - result["first_ns"], 1)
     return {
         "msgs_per_s": round(result["received"] * 1e9 / span),
@@ -60,16 +70,17 @@ def dora_throughput(count: int) -> dict[str, Any]:
     }
 
 
-LATENCY: dict[str, Callable[[int, int, int, float], dict[str, Any]]] = {
+# Each runner takes `pinned` as a keyword (see --pin).
+LATENCY: dict[str, Callable[..., dict[str, Any]]] = {  # (size, hz, hops, seconds)
     "car": car_latency,
     "dora": dora_latency,
     "zmq": zmq_latency,
 }
-LOANED: dict[str, Callable[[int, int, int, float, bool], dict[str, Any]]] = {  # zero-copy sends
+LOANED: dict[str, Callable[..., dict[str, Any]]] = {  # zero-copy sends: (size, hz, hops, seconds, loaned)
     "car": car_latency,
     "dora": dora_latency,
 }
-THROUGHPUT: dict[str, Callable[[int], dict[str, Any]]] = {
+THROUGHPUT: dict[str, Callable[..., dict[str, Any]]] = {  # (count)
     "car": car_throughput,
     "dora": dora_throughput,
     "zmq": zmq_throughput,
@@ -95,7 +106,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-def measure(peers: list[str], repeat: int, seconds: float, count: int) -> dict[str, Any]:
+def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: bool = False) -> dict[str, Any]:
     """Run every case for every peer, interleaved; the report `--json` prints."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {case: {p: [] for p in peers} for case in CASES}
     throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
@@ -103,12 +114,13 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int) -> dict[s
         order = peers[rep % len(peers) :] + peers[: rep % len(peers)]
         for case, (size, hz, hops) in CASES.items():
             for peer in order:
-                runs[case][peer].append(LATENCY[peer](size, hz, hops, seconds))
+                runs[case][peer].append(LATENCY[peer](size, hz, hops, seconds, pinned=pinned))
         for peer in order:
             if peer in LOANED:
-                runs.setdefault(LOANED_CASE, {}).setdefault(peer, []).append(LOANED[peer](FRAME, 30, 1, seconds, True))
+                loaned = LOANED[peer](FRAME, 30, 1, seconds, True, pinned=pinned)
+                runs.setdefault(LOANED_CASE, {}).setdefault(peer, []).append(loaned)
         for peer in order:
-            throughput[peer].append(THROUGHPUT[peer](count))
+            throughput[peer].append(THROUGHPUT[peer](count, pinned=pinned))
     cases = {case: {peer: summarise(results) for peer, results in by_peer.items()} for case, by_peer in runs.items()}
     best = {peer: median_run(results) for peer, results in throughput.items()}
 
@@ -148,6 +160,7 @@ def print_table(report: dict[str, Any]) -> None:
     print(
         f"{info['date']}, {info['cpus']} CPUs, Python {info['python']}; medians of {report['repeat']} interleaved runs"
     )
+    print(PINNED if report["pinned"] else "nodes not pinned: the kernel places them")
     if "dora" not in peers:
         print(f"dora: {report['dora']}")
     head = "".join(f" {p + ' p50':>10} {p + ' p99':>10}" for p in peers)
@@ -177,12 +190,15 @@ def main(default_peers: str = ",".join(PEERS)) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each latency run (default 5)")
     parser.add_argument("--count", type=int, default=200_000, help="messages in each throughput run")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of every case (default 3)")
+    parser.add_argument("--pin", action="store_true", help=f"{PINNED} (needs 2 CPUs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
         parser.error(f"unknown peer(s) {', '.join(unknown)}: choose from {', '.join(PEERS)}")
+    if args.pin and len(affinity.usable_cpus() or ()) < 2:
+        parser.error("--pin needs a system that pins processes and 2 CPUs to put the nodes on")
     dora_state = "not asked for"
     if "dora" in peers:
         try:
@@ -198,7 +214,8 @@ def main(default_peers: str = ",".join(PEERS)) -> None:
         "count": args.count,
         "peers": peers,
         "dora": dora_state,
-        **measure(peers, args.repeat, args.seconds, args.count),
+        "pinned": args.pin,
+        **measure(peers, args.repeat, args.seconds, args.count, args.pin),
     }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -19,7 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, percentiles_us, read_json, run_car
+from common import BENCH, pipeline_cpus, read_json, run_car, sink_report
+
+from car import affinity
 
 SMALL, FRAME = 64, 640 * 480 * 3
 WARMUP_S = 0.5  # sources send nothing during their first half second: every peer starts its nodes differently
@@ -39,15 +41,15 @@ nodes:
     path: @NODES/source.py
     inputs: {{tick: dora/timer/hz/{hz}}}
     outputs: [data]
-{relay}  - id: sink
+{pin_source}{relay}  - id: sink
     path: @NODES/sink.py
     inputs: {{data: {upstream}/data}}
-"""
+{pin_sink}"""
 RELAY = """  - id: relay
     path: @NODES/relay.py
-    inputs: {data: source/data}
+    inputs: {{data: source/data}}
     outputs: [data]
-"""
+{pin_relay}"""
 THROUGHPUT_FLOW = """
 env: {{BENCH_SIZE: "{size}", BENCH_COUNT: "{count}", BENCH_OUT: "@OUT/count.json"}}
 nodes:
@@ -55,39 +57,64 @@ nodes:
     path: @NODES/flood.py
     inputs: {{go: counter/ready}}
     outputs: [data]
-  - id: counter
+{pin_flood}  - id: counter
     path: @NODES/counter.py
     inputs: {{data: {{source: flood/data, queue_size: 1000}}}}
     outputs: [ready]
-"""
+{pin_counter}"""
 
 
-def car_latency(size: int, hz: int, hops: int, seconds: float, loaned: bool = False) -> dict[str, Any]:
+def cpu_line(pinned: bool, position: int) -> str:
+    """The `cpu_affinity` line of a pipeline's `position`-th node in a `car` dataflow (none when not pinned)."""
+    cpus = pipeline_cpus(pinned, position)
+    return f"    cpu_affinity: {list(cpus)}\n" if cpus else ""
+
+
+def car_latency(
+    size: int, hz: int, hops: int, seconds: float, loaned: bool = False, pinned: bool = False
+) -> dict[str, Any]:
     """One run through `car`: p50/p99/max of the latencies (loaned: frames written into allocate_output arrays)."""
-    relay, upstream = (RELAY, "relay") if hops == 2 else ("", "source")
-    flow = LATENCY_FLOW.format(size=size, hz=hz, relay=relay, upstream=upstream, warmup=WARMUP_S, loaned=int(loaned))
+    relay, upstream = (RELAY.format(pin_relay=cpu_line(pinned, 1)), "relay") if hops == 2 else ("", "source")
+    flow = LATENCY_FLOW.format(
+        size=size,
+        hz=hz,
+        relay=relay,
+        upstream=upstream,
+        warmup=WARMUP_S,
+        loaned=int(loaned),
+        pin_source=cpu_line(pinned, 0),
+        pin_sink=cpu_line(pinned, hops),
+    )
     folder = run_car(flow, duration=seconds + WARMUP_S)
-    return percentiles_us(read_json(folder / "sink.json")["latencies_ns"])
+    return sink_report(folder / "sink.json")
 
 
-def zmq_latency(size: int, hz: int, hops: int, seconds: float) -> dict[str, Any]:
+def start_zmq_peer(pinned: bool, position: int, *args: str) -> subprocess.Popen[bytes]:
+    """Start one bare-pyzmq process, on the CPU of its place in the pipeline when pinned."""
+    with affinity.inherited(pipeline_cpus(pinned, position)):
+        return subprocess.Popen([sys.executable, str(BENCH / "peers" / "zmq_peer.py"), *args])
+
+
+def zmq_latency(size: int, hz: int, hops: int, seconds: float, pinned: bool = False) -> dict[str, Any]:
     """One run through bare pyzmq."""
     folder = Path(tempfile.mkdtemp(prefix="zmq-bench-"))
-    peer = [sys.executable, str(BENCH / "peers" / "zmq_peer.py")]
     sink_ep, relay_ep = f"ipc://{folder}/sink.sock", f"ipc://{folder}/relay.sock"
-    procs = [subprocess.Popen([*peer, "receiver", sink_ep, str(folder / "out.json")])]
+    procs = [start_zmq_peer(pinned, hops, "receiver", sink_ep, str(folder / "out.json"))]
     if hops == 2:
-        procs.append(subprocess.Popen([*peer, "relay", relay_ep, sink_ep]))
+        procs.append(start_zmq_peer(pinned, 1, "relay", relay_ep, sink_ep))
     first = relay_ep if hops == 2 else sink_ep
-    procs.append(subprocess.Popen([*peer, "sender", first, str(size), str(hz), str(seconds)]))
+    procs.append(start_zmq_peer(pinned, 0, "sender", first, str(size), str(hz), str(seconds)))
     for proc in procs:
         proc.wait(timeout=seconds + 60)
-    return percentiles_us(read_json(folder / "out.json")["latencies_ns"])
+    return sink_report(folder / "out.json")
 
 
-def car_throughput(count: int) -> dict[str, Any]:
+def car_throughput(count: int, pinned: bool = False) -> dict[str, Any]:
     """Small messages as fast as a `car` node can send them; every drop counted."""
-    folder = run_car(THROUGHPUT_FLOW.format(size=SMALL, count=count), duration=None)
+    flow = THROUGHPUT_FLOW.format(
+        size=SMALL, count=count, pin_flood=cpu_line(pinned, 0), pin_counter=cpu_line(pinned, 1)
+    )
+    folder = run_car(flow, duration=None)
     receiver = read_json(folder / "count.json")
     sender = read_json(folder / "count.json.sender")
     dropped = sum(receiver["drops"].values()) + sum(sender["drops"].values())
@@ -101,13 +128,12 @@ def car_throughput(count: int) -> dict[str, Any]:
     }
 
 
-def zmq_throughput(count: int) -> dict[str, Any]:
+def zmq_throughput(count: int, pinned: bool = False) -> dict[str, Any]:
     """The same through bare pyzmq (PUSH blocks the sender instead of dropping)."""
     folder = Path(tempfile.mkdtemp(prefix="zmq-bench-"))
-    peer = [sys.executable, str(BENCH / "peers" / "zmq_peer.py")]
     ep = f"ipc://{folder}/count.sock"
-    receiver = subprocess.Popen([*peer, "count", ep, str(folder / "out.json")])
-    sender = subprocess.Popen([*peer, "flood", ep, str(SMALL), str(count), str(folder / "out.json")])
+    receiver = start_zmq_peer(pinned, 1, "count", ep, str(folder / "out.json"))
+    sender = start_zmq_peer(pinned, 0, "flood", ep, str(SMALL), str(count), str(folder / "out.json"))
     sender.wait(timeout=120)
     receiver.wait(timeout=120)
     result = read_json(folder / "out.json")

@@ -13,7 +13,9 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
+from car import affinity
 from car.config import ENV_VAR
 from car.daemon import COMPAT_DIR, Daemon
 from car.extensions import command_names, launch_options, run_command
@@ -21,7 +23,7 @@ from car.graph import to_html, to_mermaid
 from car.loader import load_dataflow
 from car.logs import Terminal
 from car.runs import RunError, create_run, find_run, list_runs, request
-from car.spec import Dataflow, DataflowError
+from car.spec import Dataflow, DataflowError, Problem
 
 EXIT_USER_ERROR = 2
 
@@ -34,10 +36,14 @@ def _load(path: str) -> Dataflow:
     try:
         return load_dataflow(path)
     except DataflowError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        count = len(exc.problems)
-        raise UserError(f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was started") from None
+        _refuse(path, exc.problems)
+
+
+def _refuse(path: str, problems: list[Problem]) -> NoReturn:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    count = len(problems)
+    raise UserError(f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was started") from None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -87,6 +93,9 @@ def _run_name(dataflow: Dataflow, name: str | None) -> str:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     dataflow = _load(args.file)
+    problems = affinity.check(dataflow)
+    if problems:
+        _refuse(args.file, problems)
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
     extra_env: dict[str, str] = {}

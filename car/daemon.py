@@ -24,7 +24,7 @@ from typing import Any
 
 import zmq
 
-from car import wire
+from car import affinity, wire
 from car.config import ENV_VAR, RECONNECT_MS, NodeConfig, plan_run
 from car.direct import DirectLinks
 from car.hlc import HybridLogicalClock
@@ -107,6 +107,7 @@ class Daemon:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         configs = plan_run(dataflow, run.run_id, run.name, run.folder, run.control)
         self.direct = DirectLinks(configs, {spec.id for spec in dataflow.nodes if spec.is_dynamic})
+        self._can_pin = affinity.usable_cpus() is not None
         self.nodes: dict[str, NodeState] = {}
         for spec in dataflow.nodes:
             log = NodeLog(spec.id, self.out_dir / f"{spec.id}.log", terminal)
@@ -143,6 +144,8 @@ class Daemon:
         self._control.setsockopt(zmq.LINGER, 0)
         self._control.bind(self.run_info.control)
         self.started = time.monotonic()
+        if not self._can_pin and any(n.spec.cpu_affinity for n in self.nodes.values()):
+            self.terminal.say("cpu_affinity is ignored: this system cannot pin processes to CPUs")
         try:
             for node in self.nodes.values():
                 if node.spec.is_dynamic:
@@ -189,16 +192,17 @@ class Daemon:
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COMPAT_DIR), env.get("PYTHONPATH", "")]))
         try:
-            node.proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                pass_fds=self.direct.fds(node.spec.id),
-            )
+            with affinity.inherited(node.spec.cpu_affinity if self._can_pin else ()):
+                node.proc = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    pass_fds=self.direct.fds(node.spec.id),
+                )
         except OSError as exc:
             node.state = "failed"
             node.failure = f"could not start `{' '.join(argv)}`: {exc.strerror or exc}"

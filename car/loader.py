@@ -45,6 +45,7 @@ NODE_KEYS = (
     "restart_policy",
     "max_restarts",
     "restart_delay",
+    "cpu_affinity",
     "custom",
 )
 CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
@@ -89,7 +90,6 @@ for _key in (
     "health_check_timeout",
     "finish_grace_secs",
     "params",
-    "cpu_affinity",
     "startup_timeout",
 ):
     UNSUPPORTED_NODE[_key] = _NOT_SUPPORTED_HINT
@@ -336,6 +336,13 @@ class _Checker:
         delay = 0.0
         if "restart_delay" in values:
             delay = self.number(values["restart_delay"], f"{what}.restart_delay", 0.0) or 0.0
+        cpus = self.cpus(values["cpu_affinity"], f"{what}.cpu_affinity") if "cpu_affinity" in values else ()
+        if cpus and path == DYNAMIC_PATH:
+            self.problem(
+                values["cpu_affinity"],
+                f"{what}.cpu_affinity: car does not start a dynamic node, so it cannot pin it",
+                f"remove it and start the node pinned yourself: `taskset -c {','.join(map(str, cpus))} car run-node {node_id} -- ...`",
+            )
         return NodeSpec(
             id=node_id,
             path=path,
@@ -352,6 +359,8 @@ class _Checker:
             restart_policy=policy,
             max_restarts=max_restarts,
             restart_delay=delay,
+            cpu_affinity=cpus,
+            cpu_affinity_location=self.loc(values["cpu_affinity"]) if cpus else None,
         )
 
     def path(self, node: yaml.Node | None, item: yaml.Node, what: str, working_dir: str) -> str:
@@ -391,6 +400,19 @@ class _Checker:
         except ValueError as exc:
             self.problem(node, f"{what} cannot be split into arguments: {exc}", "check the quotes")
             return ()
+
+    def cpus(self, node: yaml.Node, what: str) -> tuple[int, ...]:
+        """CPU numbers: one (`2`) or a list (`[0, 1]`)."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        scalars = [self.scalar(v) if isinstance(v, yaml.ScalarNode) else None for v in items]
+        values = [v for v in scalars if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+        if not values or len(values) != len(scalars):
+            self.problem(node, f"{what} must be a CPU number or a list of them", "for example `cpu_affinity: [1]`")
+            return ()
+        if len(set(values)) != len(values):
+            self.problem(node, f"{what} names a CPU twice")
+            return ()
+        return tuple(values)
 
     def outputs(self, node: yaml.Node, what: str) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):

@@ -120,6 +120,8 @@ class NodeSpec:
     restart_policy: str = "never"
     max_restarts: int = 0  # 0: no limit
     restart_delay: float = 0.0
+    cpu_affinity: tuple[int, ...] = ()  # the CPUs the node may run on (car.affinity); empty: any
+    cpu_affinity_location: Location | None = None
 
     @property
     def is_dynamic(self) -> bool:

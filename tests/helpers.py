@@ -13,6 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
+
+from car.loader import load_dataflow
+from car.spec import DataflowError, Problem
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +53,17 @@ def write_flow(folder: Path, yaml_text: str, **nodes: str) -> Path:
     path = folder / "flow.yml"
     path.write_text(textwrap.dedent(yaml_text))
     return path
+
+
+def problems(folder: Path, text: str, files: tuple[str, ...] = ("a.py", "b.py")) -> list[Problem]:
+    """Write dataflow `text` (and empty node files) to `folder`, load it, return the problems it must have."""
+    for name in files:
+        (folder / name).write_text("")
+    path = folder / "flow.yml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    with pytest.raises(DataflowError) as info:
+        load_dataflow(path)
+    return info.value.problems
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -26,8 +27,10 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
     assert isinstance(cases, dict)
     assert set(cases) == {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned"}
     assert set(cases.pop("frame_1hop_loaned")) == {"car"}  # bare pyzmq cannot lend a buffer
+    every_cpu = sorted(os.sched_getaffinity(0))
     for row in cases.values():
         assert row["car"]["p50_us"] > 0 and row["zmq"]["p50_us"] > 0
+        assert row["car"]["runs"][0]["sink_cpus"] == row["zmq"]["runs"][0]["sink_cpus"] == every_cpu  # not pinned
     throughput = report["throughput"]
     assert isinstance(throughput, dict)
     car = throughput["car"]
@@ -41,15 +44,21 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
 
 
 @pytest.mark.slow
-def test_compare_runs_dora_side_by_side() -> None:
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs to put the nodes on")
+def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
     """Installs dora into bench/.dora-venv from PyPI the first time (about 15 s)."""
-    report = run_bench("bench/compare.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000")
+    report = run_bench("bench/compare.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000", "--pin")
     if "dora" not in report["peers"]:
         pytest.skip(f"dora could not be installed or run here: {report['dora']}")
+    assert report["pinned"] is True
     cases = report["cases"]
     assert isinstance(cases, dict)
-    for row in cases.values():
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    for case, row in cases.items():
         assert row["dora"]["p50_us"] > 0 and row["dora"]["runs"][0]["n"] > 10
+        sink_cpu = first if "2hop" in case else second  # source on the first CPU, then alternating
+        for peer, found in row.items():
+            assert found["runs"][0]["sink_cpus"] == [sink_cpu], (case, peer)
     throughput = report["throughput"]
     assert isinstance(throughput, dict)
     dora = throughput["dora"]

@@ -8,18 +8,8 @@ from pathlib import Path
 import pytest
 
 from car.loader import load_dataflow
-from car.spec import DataflowError, Problem, parse_timer
-from tests.helpers import car
-
-
-def problems(tmp_path: Path, text: str, files: tuple[str, ...] = ("a.py", "b.py")) -> list[Problem]:
-    for name in files:
-        (tmp_path / name).write_text("")
-    path = tmp_path / "flow.yml"
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    with pytest.raises(DataflowError) as info:
-        load_dataflow(path)
-    return info.value.problems
+from car.spec import Problem, parse_timer
+from tests.helpers import car, problems
 
 
 def where(problem: Problem) -> tuple[int, int]:

@@ -12,4 +12,4 @@ for event in node:
     if event.type == "INPUT":
         latencies.append(time.perf_counter_ns() - event.metadata["t"])
 with open(os.environ["BENCH_OUT"], "w") as out:
-    json.dump({"latencies_ns": latencies, "drops": node.drop_counts()}, out)
+    json.dump({"latencies_ns": latencies, "drops": node.drop_counts(), "cpus": sorted(os.sched_getaffinity(0))}, out)

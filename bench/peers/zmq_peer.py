@@ -59,7 +59,7 @@ def main() -> None:
                 break
             latencies.append(now - int(np.frombuffer(frame.buffer[:8], np.int64)[0]))
         with open(args[1], "w") as out:
-            json.dump({"latencies_ns": latencies}, out)
+            json.dump({"latencies_ns": latencies, "cpus": sorted(os.sched_getaffinity(0))}, out)
     elif role == "flood":
         endpoint, size, count, done = args[0], int(args[1]), int(args[2]), args[3]
         push = ctx.socket(zmq.PUSH)

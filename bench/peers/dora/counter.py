@@ -4,9 +4,11 @@ import json
 import os
 import time
 
+import pinning
 import pyarrow as pa
 from dora import Node
 
+pinning.apply()
 node = Node()
 node.send_output("ready", pa.array([1], pa.uint8()))
 received, first, last = 0, 0, 0

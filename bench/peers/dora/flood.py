@@ -5,11 +5,13 @@ import os
 import time
 
 import numpy as np
+import pinning
 import pyarrow as pa
 from dora import Node
 
 count = int(os.environ["BENCH_COUNT"])
 payload = pa.array(np.zeros(int(os.environ["BENCH_SIZE"]), np.uint8))
+pinning.apply()
 node = Node()
 for event in node:
     if event["type"] == "INPUT" and event["id"] == "go":

@@ -1,7 +1,9 @@
 """dora benchmark relay: forward every message unchanged, metadata included."""
 
+import pinning
 from dora import Node
 
+pinning.apply()
 node = Node()
 for event in node:
     if event["type"] == "INPUT":

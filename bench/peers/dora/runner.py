@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common import pipeline_cpus
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE.parent.parent / ".dora-venv"
 BIN = VENV / "bin"
@@ -78,32 +80,48 @@ def _run(folder: Path, nodes: list[str], stop_after: float | None, timeout: floa
         raise RuntimeError(f"dora run failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
 
-def latency(size: int, hz: int, hops: int, seconds: float, warmup: float, loaned: bool = False) -> list[int]:
-    """Latencies (ns) of one run: timer source -> [relay ->] sink, `size`-byte messages at `hz`.
+def _pin(pinned: bool, position: int) -> dict[str, str]:
+    """The environment that pins a pipeline's `position`-th node (see pinning.py), as for every peer."""
+    cpus = pipeline_cpus(pinned, position)
+    return {"BENCH_CPUS": ",".join(map(str, cpus))} if cpus else {}
+
+
+def latency(
+    size: int, hz: int, hops: int, seconds: float, warmup: float, loaned: bool = False, pinned: bool = False
+) -> Path:
+    """One run, timer source -> [relay ->] sink, `size`-byte messages at `hz`: the file the sink wrote
+    (latencies_ns, and the CPUs it could run on).
 
     loaned: the source writes each frame into a `send_output_raw` buffer (zero-copy send).
+    pinned: each node on the CPU of its place in the pipeline (common.pipeline_cpus).
     """
     folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
     out = folder / "sink.json"
     upstream = "relay" if hops == 2 else "source"
     source_env = {"BENCH_SIZE": str(size), "BENCH_WARMUP_S": str(warmup), "BENCH_LOANED": str(int(loaned))}
-    nodes = [_node("source", "source.py", source_env, f"{{tick: dora/timer/millis/{round(1000 / hz)}}}", "data")]
+    timer = f"{{tick: dora/timer/millis/{round(1000 / hz)}}}"
+    nodes = [_node("source", "source.py", {**source_env, **_pin(pinned, 0)}, timer, "data")]
     if hops == 2:
-        nodes.append(_node("relay", "relay.py", {}, "{data: source/data}", "data"))
-    nodes.append(_node("sink", "sink.py", {"BENCH_OUT": str(out)}, f"{{data: {upstream}/data}}"))
+        nodes.append(_node("relay", "relay.py", _pin(pinned, 1), "{data: source/data}", "data"))
+    nodes.append(_node("sink", "sink.py", {"BENCH_OUT": str(out), **_pin(pinned, hops)}, f"{{data: {upstream}/data}}"))
     _run(folder, nodes, stop_after=seconds + warmup, timeout=seconds + 120)
-    latencies: list[int] = json.loads(out.read_text())["latencies_ns"]
-    return latencies
+    return out
 
 
-def throughput(size: int, count: int) -> dict[str, Any]:
+def throughput(size: int, count: int, pinned: bool = False) -> dict[str, Any]:
     """Deliver `count` small messages as fast as the sender can; what the receiver got, and when."""
     folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
     out = folder / "count.json"
     env = {"BENCH_SIZE": str(size), "BENCH_COUNT": str(count), "BENCH_OUT": str(out)}
     nodes = [
-        _node("flood", "flood.py", env, "{go: counter/ready}", "data"),
-        _node("counter", "counter.py", env, "{data: {source: flood/data, queue_size: 1000}}", "ready"),
+        _node("flood", "flood.py", {**env, **_pin(pinned, 0)}, "{go: counter/ready}", "data"),
+        _node(
+            "counter",
+            "counter.py",
+            {**env, **_pin(pinned, 1)},
+            "{data: {source: flood/data, queue_size: 1000}}",
+            "ready",
+        ),
     ]
     _run(folder, nodes, stop_after=None, timeout=600)
     result: dict[str, Any] = json.loads(out.read_text())

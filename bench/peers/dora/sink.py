@@ -4,8 +4,10 @@ import json
 import os
 import time
 
+import pinning
 from dora import Node
 
+pinning.apply()
 node = Node()
 latencies = []
 for event in node:
@@ -16,4 +18,4 @@ for event in node:
             sent = int.from_bytes(event["value"][:8].to_numpy().tobytes(), "little")
         latencies.append(now - sent)
 with open(os.environ["BENCH_OUT"], "w") as out:
-    json.dump({"latencies_ns": latencies}, out)
+    json.dump({"latencies_ns": latencies, "cpus": sorted(os.sched_getaffinity(0))}, out)

@@ -9,6 +9,7 @@ import os
 import time
 
 import numpy as np
+import pinning
 import pyarrow as pa
 from dora import Node
 
@@ -17,6 +18,7 @@ payload = pa.array(np.zeros(size, np.uint8))
 frame = np.zeros(size, np.uint8)
 loaned = os.environ.get("BENCH_LOANED") == "1"
 warmup_ns = int(float(os.environ.get("BENCH_WARMUP_S", "0.5")) * 1e9)
+pinning.apply()
 node = Node()
 start = None
 for event in node:
