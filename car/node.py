@@ -512,13 +512,16 @@ class Node:
     def _unpack_shared(self, header: bytes, shared: tuple[Any, int, int, int]) -> tuple[Any, ...]:
         """Decode a message whose array is in shared memory; the array keeps its slot until collected."""
         held, slot, seq, nbytes = shared
-        buffer, track = self._frames.array_buffer(held, slot, seq, nbytes)
+        frames = self._frames
         try:
-            fields = wire.unpack(header, buffer)
-            if type(fields[2]) is np.ndarray:  # other values are copies
-                track(fields[2])
-        finally:
-            self._frames.release(held, slot)  # the queue's reference; the array has its own
+            fields = wire.unpack(header, frames.array_buffer(held, slot, seq, nbytes))
+        except BaseException:
+            frames.release(held, slot)
+            raise
+        if type(fields[2]) is np.ndarray:
+            frames.hand_to(fields[2], held, slot)  # the queue's hold on the slot passes to the array
+        else:  # other values are copies
+            frames.release(held, slot)
         return fields
 
     def _return_credit(self, inp: _Input) -> None:

@@ -41,11 +41,8 @@ import os
 import struct
 import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 MAGIC = b"CARSHM01"
 _HEAD = struct.Struct("<8sIIQ")
@@ -335,23 +332,22 @@ class FrameReader:
             held.mask &= ~(1 << slot)
             held.segment.publish(held.line, held.last, held.mask)
 
-    def array_buffer(self, held: _Held, slot: int, seq: int, nbytes: int) -> tuple[memoryview, Callable[[Any], None]]:
-        """The slot's bytes, and what to call with the array made over them (to release it when collected)."""
+    def array_buffer(self, held: _Held, slot: int, seq: int, nbytes: int) -> memoryview:
+        """The slot's bytes, once its sender has finished writing them (StaleFrameError if it was reused;
+        the caller still holds the slot either way)."""
         seg = held.segment
         stored = seg.stored(slot)
         if stored == 0:  # the sender is still copying it (it notifies first, see FrameWriter.reserve)
             stored = _wait_written(seg, slot)
         if stored != seq:
-            self.release(held, slot)
             what = "was reused before this node read it" if stored else "was never finished by its sender"
             raise StaleFrameError(f"slot {slot} of {seg.path} {what}")
         at = seg.slot_at(slot)
-        return seg.readonly[at : at + nbytes], lambda array: self._track(array, held, slot)
+        return seg.readonly[at : at + nbytes]
 
-    def _track(self, array: Any, held: _Held, slot: int) -> None:
-        while isinstance(array.base, np.ndarray):  # numpy points every view at this first array
-            array = array.base
-        held.counts[slot] += 1
+    def hand_to(self, array: Any, held: _Held, slot: int) -> None:
+        """A queued message became `array` (made over array_buffer): the queue's hold on the slot is now the
+        array's, released when the array is collected."""
         key = id(array)
         self._refs[key] = (weakref.ref(array, lambda _: self._collected(key)), held, slot)
 

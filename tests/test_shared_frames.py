@@ -34,10 +34,8 @@ def test_a_frame_goes_through_a_slot_and_back(tmp_path: Path) -> None:
 
     reader = FrameReader()
     held, slot, seq, nbytes = reader.hold(wire.inline_payload(message), line=0, copies=1)
-    buffer, track = reader.array_buffer(held, slot, seq, nbytes)
-    decoded = wire.decode(message, buffer)
-    track(decoded.value)
-    reader.release(held, slot)
+    decoded = wire.decode(message, reader.array_buffer(held, slot, seq, nbytes))
+    reader.hand_to(decoded.value, held, slot)
     assert decoded.value.shape == FRAME and decoded.metadata == {"n": 7}
     assert not decoded.value.flags.writeable
     assert np.array_equal(decoded.value, frame(7))
@@ -52,10 +50,8 @@ def test_a_held_slot_is_never_reused_and_is_freed_when_the_array_goes(tmp_path: 
         descriptor = writer.put(memoryview(frame(n)))
         assert descriptor is not None
         held, slot, seq, nbytes = reader.hold(descriptor, 0, 1)
-        buffer, track = reader.array_buffer(held, slot, seq, nbytes)
-        array = np.frombuffer(buffer, np.uint8).reshape(FRAME)
-        track(array)
-        reader.release(held, slot)
+        array = np.ndarray(FRAME, np.uint8, reader.array_buffer(held, slot, seq, nbytes))
+        reader.hand_to(array, held, slot)  # the slot is held while the array (or a view of it) lives
         kept.append(array[100:200])  # a view of the array keeps its slot too
         del array
     old_file = writer.name
@@ -111,7 +107,7 @@ def test_a_larger_array_gets_larger_slots(tmp_path: Path) -> None:
     names = {FrameReader.parse(d)[3] for d in (small, large)}
     assert len(names) == 2  # a second file; the first stays readable
     held, slot, seq, nbytes = reader.hold(small, 0, 1)
-    buffer, _ = reader.array_buffer(held, slot, seq, nbytes)
+    buffer = reader.array_buffer(held, slot, seq, nbytes)
     assert nbytes == 70_000 and bytes(buffer[:3]) == b"\x01\x01\x01"
     writer.close()
 
@@ -263,7 +259,7 @@ def test_a_reader_notified_before_the_copy_ends_waits_for_it(tmp_path: Path) -> 
     held, slot, seq, nbytes = reader.hold(descriptor, 0, 1)
     filler = threading.Timer(0.05, writer.fill, [payload])  # ...and the copy ends 50 ms later
     filler.start()
-    buffer, _ = reader.array_buffer(held, slot, seq, nbytes)
+    buffer = reader.array_buffer(held, slot, seq, nbytes)
     filler.join()
     assert np.array_equal(np.frombuffer(buffer, np.uint8).reshape(FRAME), frame(9))
     writer.close()
