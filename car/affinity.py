@@ -54,7 +54,7 @@ def check(dataflow: Dataflow) -> list[Problem]:
 def inherited(cpus: tuple[int, ...]) -> Iterator[None]:
     """Run the block with the calling thread pinned to `cpus`, so processes it starts inherit them.
 
-    Raises OSError where the system cannot pin (the block does not run then).
+    Only for systems that can pin (`usable_cpus()` is not None); OSError if the kernel refuses the set.
     """
     if not cpus:
         yield

@@ -1,7 +1,8 @@
 """The daemon: starts a dataflow's nodes, drives its timers, supervises and stops them.
 
-It is never on the data path: nodes talk to each other directly over ZeroMQ. The daemon
-answers a control socket (nodes say `ready` and `bye`; `car list`, `car stop` and
+It is never on the data path: nodes talk to each other directly (over the socket pairs it
+hands them, car.direct, or over ZeroMQ). It starts a node pinned to the CPUs its
+`cpu_affinity` names (car.affinity). The daemon answers a control socket (nodes say `ready` and `bye`; `car list`, `car stop` and
 `car run-node` ask questions) and, when a node ends, tells its readers the output closed.
 
 Stopping (Ctrl-C, SIGTERM, `--duration`, `car stop`): STOP to every node, then after the
