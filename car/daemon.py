@@ -124,7 +124,7 @@ class Daemon:
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         self._clock = HybridLogicalClock()
         endpoints = {nid: n.config.receive_endpoint for nid, n in self.nodes.items()}
-        self.timers = Timers(self._ctx, subscribers, endpoints)
+        self.timers = Timers(self._ctx, subscribers, endpoints, self.direct.timer_ends)
         self._notify: dict[str, zmq.Socket[bytes]] = {}
         self._eos: set[tuple[str, str]] = set()  # (reader, source) pairs whose end-of-stream arrived
         self._flushes: dict[str, tuple[bytes, set[tuple[str, str]]]] = {}  # waiting senders

@@ -11,8 +11,10 @@ sender counts as a drop, as it does for a full ZeroMQ link.
 The daemon creates the pairs before it starts any node, keeps both ends open for the
 whole run and hands each node its ends as inherited file descriptors, so a node may
 send before its reader runs, and a restarted node gets its ends back with whatever
-was queued for it. Nodes started by hand (`path: dynamic`), backpressure inputs,
-timers and the daemon's own messages stay on ZeroMQ.
+was queued for it. The daemon's timer thread reaches each node that reads a timer the
+same way (one more pair per such node), so a tick also costs one wake-up. Nodes started
+by hand (`path: dynamic`), backpressure inputs and the daemon's other messages stay on
+ZeroMQ.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import socket
 from functools import cache
 
 from car.config import NodeConfig
+from car.spec import TIMER_PREFIX
 
 SEND_BUFFER_BYTES = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.wmem_max (and doubles it)
 _OVERHEAD = 32  # bytes of a SOCK_SEQPACKET send buffer no message can use
@@ -45,12 +48,18 @@ class DirectLinks:
     def __init__(self, configs: dict[str, NodeConfig], dynamic: set[str]):
         """Give every ZeroMQ-free destination (not backpressure, neither end dynamic) a socket pair.
 
-        Sets `Destination.fd` (the sender's end) and `NodeConfig.direct_fds` (the receiver's ends).
+        Sets `Destination.fd` (the sender's end) and `NodeConfig.direct_fds` (the receiver's ends);
+        `timer_ends` holds the daemon's end of a pair to every node that reads a timer.
         """
         self._sockets: list[socket.socket] = []
         self._fds: dict[str, list[int]] = {node: [] for node in configs}
+        self.timer_ends: dict[str, socket.socket] = {}  # node id -> the end the daemon's timers send on
         if not supported():
             return
+        for node, config in configs.items():
+            if node not in dynamic and any(i.source.startswith(TIMER_PREFIX) for i in config.inputs.values()):
+                self.timer_ends[node] = self._pair(None, config)
+                self.timer_ends[node].setblocking(False)
         pairs: dict[tuple[str, str], int] = {}  # (sender, receiver) -> the sender's end
         for sender, config in configs.items():
             for destinations in config.outputs.values():
@@ -59,19 +68,21 @@ class DirectLinks:
                         continue
                     fd = pairs.get((sender, dest.node))
                     if fd is None:
-                        fd = pairs[(sender, dest.node)] = self._pair(sender, configs[dest.node])
+                        fd = pairs[(sender, dest.node)] = self._pair(sender, configs[dest.node]).fileno()
                     dest.fd = fd
 
-    def _pair(self, sender: str, receiver: NodeConfig) -> int:
+    def _pair(self, sender: str | None, receiver: NodeConfig) -> socket.socket:
+        """A socket pair from `sender` (None: the daemon itself) to `receiver`; the sending end."""
         ends = [_above_stdio(end) for end in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)]
         for end in ends:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             self._sockets.append(end)
         sending, receiving = (end.fileno() for end in ends)
-        self._fds[sender].append(sending)
+        if sender is not None:
+            self._fds[sender].append(sending)
         self._fds[receiver.node_id].append(receiving)
         receiver.direct_fds.append(receiving)
-        return sending
+        return ends[0]
 
     def fds(self, node: str) -> list[int]:
         """The file descriptors node `node` must inherit."""

@@ -8,6 +8,7 @@ than a period, the missed ticks are skipped and counted rather than sent in a bu
 from __future__ import annotations
 
 import heapq
+import socket
 import threading
 import time
 
@@ -22,12 +23,18 @@ class Timers(threading.Thread):
     """Sends timer ticks to the nodes that are ready for them."""
 
     def __init__(
-        self, ctx: zmq.Context[zmq.Socket[bytes]], subscribers: dict[str, list[str]], endpoints: dict[str, str]
+        self,
+        ctx: zmq.Context[zmq.Socket[bytes]],
+        subscribers: dict[str, list[str]],
+        endpoints: dict[str, str],
+        direct: dict[str, socket.socket],
     ):
+        """`direct`: the daemon's end of a socket pair to a node (car.direct); other nodes get ticks over ZeroMQ."""
         super().__init__(name="car-timers", daemon=True)
         self._ctx = ctx
         self._subscribers = subscribers  # timer source -> node ids
         self._endpoints = endpoints  # node id -> receive endpoint
+        self._direct = direct
         self._ready: set[str] = set()
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -54,7 +61,7 @@ class Timers(threading.Thread):
         if not self._subscribers:
             return
         sockets = {}
-        for node_id in {n for ids in self._subscribers.values() for n in ids}:
+        for node_id in {n for ids in self._subscribers.values() for n in ids} - set(self._direct):
             sock = self._ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 100)
@@ -77,9 +84,13 @@ class Timers(threading.Thread):
                 with self._lock:
                     targets = [n for n in self._subscribers[source] if n in self._ready]
                 for node_id in targets:
+                    end = self._direct.get(node_id)
                     try:
-                        sockets[node_id].send_multipart(frames, zmq.NOBLOCK)
-                    except zmq.Again:
+                        if end is not None:
+                            end.send(frames[0])
+                        else:
+                            sockets[node_id].send_multipart(frames, zmq.NOBLOCK)
+                    except (zmq.Again, BlockingIOError):
                         self.undelivered[node_id] = self.undelivered.get(node_id, 0) + 1
                 k += 1
                 late = (time.monotonic_ns() - (start + k * period)) // period

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
-from car import direct
-from car.config import Destination, NodeConfig
+from car import direct, wire
+from car.config import Destination, InputConfig, NodeConfig
+from car.direct import DirectLinks
 from car.node import Node, UnknownOutputError
+from car.timers import Timers
 from tests.helpers import launch, write_flow
 
 pytestmark = pytest.mark.skipif(not direct.supported(), reason="this kernel has no Unix SOCK_SEQPACKET sockets")
@@ -94,6 +97,27 @@ def test_launched_nodes_talk_over_direct_links(tmp_path: Path) -> None:
     assert sender["zmq_links"] == 0 and report["direct"] == 1  # one socket pair carries both outputs
     assert report["small"] == list(range(1, 51)) and report["drops"] == {}
     assert report["big"] == [n % 256 for n in range(1, 51)]  # whole, in order, not one changed
+
+
+def test_timer_ticks_reach_a_node_through_a_socket_pair_of_its_own(tmp_path: Path) -> None:
+    reader = bare_config(tmp_path, inputs={"tick": InputConfig("dora/timer/millis/5", 10, "drop_oldest")})
+    links = DirectLinks({"n": reader}, dynamic=set())
+    ctx = zmq.Context()
+    timers = Timers(ctx, {"dora/timer/millis/5": ["n"]}, {"n": reader.receive_endpoint}, links.timer_ends)
+    node_end = socket.socket(fileno=os.dup(reader.direct_fds[0]))
+    node_end.settimeout(5)
+    try:
+        assert list(links.timer_ends) == ["n"] and links.fds("n") == reader.direct_fds  # the node inherits its end
+        timers.enable("n")
+        timers.start()
+        ticks = [wire.decode(node_end.recv(1024)) for _ in range(3)]  # no ZeroMQ socket bound: only the pair
+        assert {(t.kind, t.source) for t in ticks} == {(wire.KIND_DATA, "dora/timer/millis/5")}
+        assert ticks[0].timestamp < ticks[1].timestamp < ticks[2].timestamp
+    finally:
+        timers.stop()
+        node_end.close()
+        links.close()
+        ctx.term()
 
 
 def test_a_node_without_the_sockets_its_configuration_names_is_told_how_to_start(tmp_path: Path) -> None:
