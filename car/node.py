@@ -1,9 +1,10 @@
 """The node API: `for event in Node(): ...` and `node.send_output(...)`.
 
-Messages from nodes the daemon started on this machine arrive over direct links
-(car.direct: one Unix socket pair per sender node). Everything else arrives on one
-ZeroMQ PULL socket the node binds (plus one per `backpressure` input): timers, the
-daemon's messages, nodes started by hand. The daemon is not on the data path.
+Messages from nodes the daemon started on this machine, and timer ticks, arrive over
+direct links (car.direct: one Unix socket pair per sender node, one from the daemon's
+timers). Everything else arrives on one ZeroMQ PULL socket the node binds (plus one per
+`backpressure` input): the daemon's other messages, nodes started by hand. The daemon is
+not on the data path (its timer thread only sends ticks).
 Received messages wait in one bounded queue per input: with `drop_oldest` the oldest
 message of an input is dropped when its queue is full, with `backpressure` the sender
 waits instead. Every drop is counted and reported, at most once a second and at exit.
