@@ -37,6 +37,7 @@ class Destination:
     queue_size: int = TRANSIT_HWM  # the longest queue of its inputs (backpressure: the sender's credits)
     line: int = -1  # the reader's line in the output's shared-memory files (-1: not on this machine)
     fd: int = -1  # the sender's end of a direct link to that node (car.direct), set by the daemon; -1: ZeroMQ
+    apart: bool = False  # sender and reader are pinned to CPUs they do not share (cpu_affinity)
 
 
 @dataclass
@@ -103,6 +104,11 @@ class NodeConfig:
         return cls.from_json(text)
 
 
+def _apart(sender_cpus: tuple[int, ...], reader_cpus: tuple[int, ...]) -> bool:
+    """Whether two nodes are pinned to CPUs they do not share, so that one runs while the other does."""
+    return bool(sender_cpus and reader_cpus) and not set(sender_cpus) & set(reader_cpus)
+
+
 def plan_run(
     dataflow: Dataflow, run_id: str, run_name: str, run_dir: str, control_endpoint: str
 ) -> dict[str, NodeConfig]:
@@ -146,6 +152,9 @@ def plan_run(
             if dest is None:
                 endpoint = spec.endpoint or receiver.receive_endpoint
                 dest = Destination(endpoint, receiver.node_id, [], bool(spec.endpoint), spec.queue_size, shared.readers)
+                dest.apart = _apart(
+                    dataflow.node(source_node).cpu_affinity, dataflow.node(receiver.node_id).cpu_affinity
+                )
                 shared.readers += 1
                 destinations.append(dest)
                 if not spec.endpoint:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from car.config import plan_run
 from car.loader import load_dataflow
 from tests.helpers import car, launch, problems, processes_mentioning, write_flow
 
@@ -162,3 +163,26 @@ def test_pinned_nodes_still_exchange_messages(tmp_path: Path) -> None:
     )
     launch(flow)
     assert (tmp_path / "seen.txt").read_text() == f"[{CPUS[1]}] {list(range(50))}"
+
+
+def test_readers_are_apart_only_when_both_ends_are_pinned_to_cpus_they_do_not_share(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: camera
+            path: a.py
+            outputs: [image]
+            cpu_affinity: [0]
+          - {id: apart, path: a.py, inputs: {image: camera/image}, cpu_affinity: [1, 2]}
+          - {id: sharing, path: a.py, inputs: {image: camera/image}, cpu_affinity: [0, 1]}
+          - {id: free, path: a.py, inputs: {image: camera/image}}
+        """,
+        a_py="",
+    )
+    config = plan_run(load_dataflow(flow), "t", "t", str(tmp_path), "ipc://unused")
+    assert {d.node: d.apart for d in config["camera"].outputs["image"]} == {
+        "apart": True,
+        "sharing": False,
+        "free": False,
+    }

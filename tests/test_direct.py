@@ -14,8 +14,9 @@ import pytest
 import zmq
 
 from car import direct, wire
-from car.config import Destination, InputConfig, NodeConfig
+from car.config import Destination, InputConfig, NodeConfig, plan_run
 from car.direct import DirectLinks
+from car.loader import load_dataflow
 from car.node import Node, UnknownOutputError
 from car.timers import Timers
 from tests.helpers import launch, write_flow
@@ -190,8 +191,12 @@ KEEPER = """
 """
 
 
-def camera_and_keeper(folder: Path, image_input: str, lender: str = LENDER) -> Path:
-    """A dataflow of a camera node (`lender`) and KEEPER, whose `image` input is `image_input`."""
+def camera_and_keeper(
+    folder: Path, image_input: str, lender: str = LENDER, cpus: tuple[int, int] | None = None
+) -> Path:
+    """A dataflow of a camera node (`lender`) and KEEPER, whose `image` input is `image_input`;
+    `cpus`: the CPU each of the two is pinned to."""
+    camera_pin, keeper_pin = (f"cpu_affinity: {cpus[0]}", f"cpu_affinity: {cpus[1]}") if cpus else ("", "")
     return write_flow(
         folder,
         f"""
@@ -200,9 +205,11 @@ def camera_and_keeper(folder: Path, image_input: str, lender: str = LENDER) -> P
             path: lender.py
             inputs: {{tick: dora/timer/millis/10}}
             outputs: [image, log]
+            {camera_pin}
           - id: keeper
             path: keeper.py
             inputs: {{image: {image_input}}}
+            {keeper_pin}
         """,
         lender_py=lender,
         keeper_py=KEEPER,
@@ -227,8 +234,21 @@ def test_an_unknown_output_cannot_be_allocated(tmp_path: Path) -> None:
         node.close()
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin the nodes apart")
+def test_frames_to_a_reader_pinned_apart_are_announced_before_the_copy_and_arrive_whole(tmp_path: Path) -> None:
+    """The notify-first order (x86, reader and sender pinned to different CPUs): the reader waits for each copy."""
+    copying = LENDER.replace('node.allocate_output("image", (480, 640, 3))', "np.empty((480, 640, 3), np.uint8)")
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    flow = camera_and_keeper(tmp_path, "{source: camera/image, queue_size: 4}", copying, (first, second))
+    config = plan_run(load_dataflow(flow), "t", "t", str(tmp_path), "ipc://unused")
+    assert config["camera"].outputs["image"][0].apart is True
+    launch(flow)
+    keeper = json.loads((tmp_path / "keeper.json").read_text())
+    assert keeper["seen"] == list(range(1, 41)) and keeper["bad"] == 0 and keeper["changed"] == []
+
+
 def test_frames_to_a_backpressure_input_are_copied_before_their_notice_and_arrive_whole(tmp_path: Path) -> None:
-    """The copy-first order (used on CPUs other than x86, and for backpressure links everywhere)."""
+    """The copy-first order (CPUs other than x86, readers not pinned apart, backpressure links)."""
     copying = LENDER.replace('node.allocate_output("image", (480, 640, 3))', "np.empty((480, 640, 3), np.uint8)")
     launch(camera_and_keeper(tmp_path, "{source: camera/image, queue_size: 4, queue_policy: backpressure}", copying))
     keeper = json.loads((tmp_path / "keeper.json").read_text())
