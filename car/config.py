@@ -140,6 +140,7 @@ def plan_run(
                 for k, output in enumerate(node.outputs)
             },
         )
+    cpus = {node.id: node.cpu_affinity for node in dataflow.nodes}
     for receiver in configs.values():
         by_source: dict[str, Destination] = {}
         for name, spec in receiver.inputs.items():
@@ -151,9 +152,9 @@ def plan_run(
             dest = None if spec.endpoint else by_source.get(spec.source)
             if dest is None:
                 endpoint = spec.endpoint or receiver.receive_endpoint
-                dest = Destination(endpoint, receiver.node_id, [], bool(spec.endpoint), spec.queue_size, shared.readers)
-                dest.apart = _apart(
-                    dataflow.node(source_node).cpu_affinity, dataflow.node(receiver.node_id).cpu_affinity
+                apart = _apart(cpus[source_node], cpus[receiver.node_id])
+                dest = Destination(
+                    endpoint, receiver.node_id, [], bool(spec.endpoint), spec.queue_size, shared.readers, apart=apart
                 )
                 shared.readers += 1
                 destinations.append(dest)
