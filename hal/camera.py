@@ -34,19 +34,23 @@ class OpenCVCamera:
         self._period = 1.0 / file_fps if file_fps > 0 else 0.0
         self._next = time.monotonic()
 
-    def read(self) -> tuple[np.ndarray, float]:
-        """The next frame and when it was taken (hal.interfaces.Camera)."""
+    def read(self, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The next frame and when it was taken (hal.interfaces.Camera); written into `out` if given."""
         if self._period:
             wait = self._next - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             self._next = max(self._next + self._period, time.monotonic() - self._period)
-        ok, frame = self._capture.read()
+        if out is not None and (out.shape != (self.size[1], self.size[0], 3) or out.dtype != np.uint8):
+            raise ValueError(
+                f"a frame is {self.size[1]}x{self.size[0]}x3 uint8, not {'x'.join(map(str, out.shape))} {out.dtype}"
+            )
+        ok, frame = self._capture.read(out)  # into `out` when the driver gives the size asked for
         taken = time.monotonic()
         if not ok or frame is None:
             raise CameraError(f"camera {self.source!r} gave no frame (unplugged, or the end of a video file)")
         if (frame.shape[1], frame.shape[0]) != self.size:  # the driver ignored the size we asked for
-            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+            frame = cv2.resize(frame, self.size, dst=out, interpolation=cv2.INTER_AREA)
         return frame, taken
 
     def close(self) -> None:

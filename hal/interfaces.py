@@ -48,6 +48,11 @@ class Sensors(Protocol):
 class Camera(Protocol):
     """A camera looking ahead of the car."""
 
-    def read(self) -> tuple[np.ndarray, float]:
-        """The latest frame (BGR, uint8, height x width x 3) and the time it was captured."""
+    def read(self, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The latest frame (BGR, uint8, height x width x 3) and the time it was captured.
+
+        `out`: an array of that shape and dtype to write the frame into (for example one
+        lent by `Node.allocate_output`, so that sending it copies nothing); the frame
+        returned is then `out`.
+        """
         ...

@@ -87,27 +87,39 @@ class SimCamera:
         ]
         self.frames = 0
 
-    def render(self, x: float, y: float, heading: float) -> np.ndarray:
-        """The frame for a car pose (noise and jitter included when configured)."""
+    def render(self, x: float, y: float, heading: float, out: np.ndarray | None = None) -> np.ndarray:
+        """The frame for a car pose (noise and jitter included when configured), written into `out` if given."""
         p = self.params
+        if out is not None and (out.shape != (p.height, p.width, 3) or out.dtype != np.uint8):
+            raise ValueError(
+                f"a frame is {p.height}x{p.width}x3 uint8, not {'x'.join(map(str, out.shape))} {out.dtype}"
+            )
+        jitter = bool(p.exposure_jitter or p.colour_jitter)
+        noise = bool(self._noise)
         homography = floor_to_image(p, x, y, heading) @ self._pixels_from_world
         # nearest-neighbour sampling costs a quarter of bilinear; the blur below hides the difference
         interpolation = cv2.INTER_NEAREST if p.blur else cv2.INTER_LINEAR
+        # the last step of the chain writes into `out`
         frame = cv2.warpPerspective(
-            self._floor.image, homography, (p.width, p.height), flags=interpolation, borderValue=(90, 90, 90)
+            self._floor.image,
+            homography,
+            (p.width, p.height),
+            dst=None if jitter or noise or p.blur else out,
+            flags=interpolation,
+            borderValue=(90, 90, 90),
         )
-        if p.exposure_jitter or p.colour_jitter:
+        if jitter:
             gain = 1 + self._rng.normal(0, p.exposure_jitter) + self._rng.normal(0, p.colour_jitter, 3)
-            frame = cv2.transform(frame, np.diag(gain))
-        if self._noise:
-            noise = self._noise[int(self._rng.integers(len(self._noise)))]
-            frame = cv2.addWeighted(frame, 1.0, noise, 1.0, -128.0)
+            frame = cv2.transform(frame, np.diag(gain), dst=None if noise or p.blur else out)
+        if noise:
+            grain = self._noise[int(self._rng.integers(len(self._noise)))]
+            frame = cv2.addWeighted(frame, 1.0, grain, 1.0, -128.0, dst=None if p.blur else out)
         if p.blur:
-            frame = cv2.GaussianBlur(frame, (3, 3), 0.6)
+            frame = cv2.GaussianBlur(frame, (3, 3), 0.6, dst=out)
         self.frames += 1
         return frame
 
-    def read(self) -> tuple[np.ndarray, float]:
+    def read(self, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """The frame at the world's current pose and simulated time (hal.interfaces.Camera)."""
         state = self._vehicle.state
-        return self.render(state.x, state.y, state.heading), state.t
+        return self.render(state.x, state.y, state.heading, out), state.t

@@ -329,3 +329,25 @@ def test_obstacles_are_validated() -> None:
         {"segments": [{"straight": 1}], "closed": False, "obstacles": [{"x": 0.5, "y": 1}]}, "o.yml"
     )
     assert track.obstacles == (Obstacle(0.5, 1.0, 0.1, 0.1),)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        QUIET,
+        CameraParams(noise_std=0, blur=False),  # jitter last
+        CameraParams(blur=False),  # noise last
+        CameraParams(),  # blur last
+    ],
+)
+def test_a_frame_is_rendered_into_the_array_given(params: CameraParams) -> None:
+    expected = World(load_track("oval"), camera=params, seed=4).camera.read()[0]
+    out = np.zeros((240, 320, 3), np.uint8)
+    frame, _ = World(load_track("oval"), camera=params, seed=4).camera.read(out=out)
+    assert frame is out and np.array_equal(out, expected)  # the same seed: the same frame, in place
+
+
+def test_an_array_of_another_shape_is_a_clear_error() -> None:
+    world = World(load_track("oval"), seed=4)
+    with pytest.raises(ValueError, match="a frame is 240x320x3 uint8, not 240x320 uint8"):
+        world.camera.read(out=np.zeros((240, 320), np.uint8))
