@@ -11,6 +11,8 @@ import time
 import cv2
 import numpy as np
 
+from hal.interfaces import check_frame_array
+
 
 class CameraError(Exception):
     """The camera could not be opened or read; the message says which and what to try."""
@@ -41,10 +43,7 @@ class OpenCVCamera:
             if wait > 0:
                 time.sleep(wait)
             self._next = max(self._next + self._period, time.monotonic() - self._period)
-        if out is not None and (out.shape != (self.size[1], self.size[0], 3) or out.dtype != np.uint8):
-            raise ValueError(
-                f"a frame is {self.size[1]}x{self.size[0]}x3 uint8, not {'x'.join(map(str, out.shape))} {out.dtype}"
-            )
+        check_frame_array(out, *self.size)
         ok, frame = self._capture.read(out)  # into `out` when the driver gives the size asked for
         taken = time.monotonic()
         if not ok or frame is None:

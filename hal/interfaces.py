@@ -56,3 +56,10 @@ class Camera(Protocol):
         returned is then `out`.
         """
         ...
+
+
+def check_frame_array(out: np.ndarray | None, width: int, height: int) -> None:
+    """Raise a clear ValueError unless `out` is None or a frame array of this size (height x width x 3 uint8)."""
+    if out is not None and (out.shape != (height, width, 3) or out.dtype != np.uint8):
+        shape = "x".join(map(str, out.shape))
+        raise ValueError(f"a frame is {height}x{width}x3 uint8, not {shape} {out.dtype}: pass an array of that shape")

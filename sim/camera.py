@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hal.interfaces import check_frame_array
 from sim.track import FloorMap
 from sim.vehicle import Vehicle
 
@@ -90,10 +91,7 @@ class SimCamera:
     def render(self, x: float, y: float, heading: float, out: np.ndarray | None = None) -> np.ndarray:
         """The frame for a car pose (noise and jitter included when configured), written into `out` if given."""
         p = self.params
-        if out is not None and (out.shape != (p.height, p.width, 3) or out.dtype != np.uint8):
-            raise ValueError(
-                f"a frame is {p.height}x{p.width}x3 uint8, not {'x'.join(map(str, out.shape))} {out.dtype}"
-            )
+        check_frame_array(out, p.width, p.height)
         jitter = bool(p.exposure_jitter or p.colour_jitter)
         noise = bool(self._noise)
         homography = floor_to_image(p, x, y, heading) @ self._pixels_from_world
