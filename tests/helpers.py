@@ -66,6 +66,13 @@ def problems(folder: Path, text: str, files: tuple[str, ...] = ("a.py", "b.py"))
     return info.value.problems
 
 
+def assert_problems_mention(found: list[Problem], *expected: str) -> None:
+    """Every `expected` text appears in the problems found (their locations included)."""
+    text = "\n".join(str(p) for p in found)
+    for part in expected:
+        assert part in text, part
+
+
 def processes_mentioning(text: str) -> list[int]:
     """PIDs of live processes whose command line contains `text`."""
     found = []

@@ -10,7 +10,7 @@ import pytest
 
 from car.config import plan_run
 from car.loader import load_dataflow
-from tests.helpers import car, launch, problems, processes_mentioning, write_flow
+from tests.helpers import assert_problems_mention, car, launch, problems, processes_mentioning, write_flow
 
 CPUS = sorted(os.sched_getaffinity(0))
 
@@ -69,15 +69,14 @@ def test_bad_cpu_affinity_is_located(tmp_path: Path) -> None:
             cpu_affinity: [1]
         """,
     )
-    text = "\n".join(str(p) for p in found)
-    for expected in (
+    assert_problems_mention(
+        found,
         ":4:19: node `a`.cpu_affinity must be a CPU number or a list of them",
         ":7:19: node `b`.cpu_affinity names a CPU twice",
         ":10:19: node `c`.cpu_affinity must be a CPU number",
         ":13:19: node `d`.cpu_affinity: car does not start a dynamic node",
         "taskset -c 1 car run-node d",
-    ):
-        assert expected in text, expected
+    )
 
 
 def test_launch_pins_every_thread_of_a_node(tmp_path: Path) -> None:
