@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from car import affinity
+
 BENCH = Path(__file__).resolve().parent
 NODES = BENCH / "nodes"
 
@@ -54,6 +56,12 @@ def pipeline_cpus(pinned: bool, position: int) -> tuple[int, ...]:
         return ()
     cpus = sorted(os.sched_getaffinity(0))[:2]
     return (cpus[position % len(cpus)],)
+
+
+def start_pinned(command: list[str], pinned: bool, position: int) -> subprocess.Popen[bytes]:
+    """Start one process of a bare peer's pipeline, on the CPU of its place in it when pinned."""
+    with affinity.inherited(pipeline_cpus(pinned, position)):
+        return subprocess.Popen(command)
 
 
 def run_car(yaml_text: str, duration: float | None, timeout: float = 120) -> Path:

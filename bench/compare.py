@@ -1,5 +1,9 @@
 """`car`, dora and bare pyzmq side by side: the same pipelines, interleaved, in one run.
 
+With `--peers car,dora,zmq,iceoryx2` it also runs the latency cases on iceoryx2 (a
+zero-copy middleware with a compiled core, driven from Python; no throughput case): a
+reference for what this machine allows, installed on demand into bench/.iceoryx2-venv.
+
 Cases (see latency.py): small_1hop, small_2hop (64 B at 200 Hz), frame_1hop, frame_2hop
 (921,600 B arrays at 30 Hz), each a timer-driven source -> [relay ->] sink in separate
 processes; and throughput (64 B messages, the sender as fast as it can, between two nodes).
@@ -21,7 +25,8 @@ CPU 0, relay on CPU 1, sink (and throughput receiver) on the CPU its sender is n
 dora's nodes by pinning themselves before `Node()`. Without it the kernel places them.
 
 `--json` prints one object:
-  machine, repeat, seconds, count, peers, dora (version, or why it is missing), pinned
+  machine, repeat, seconds, count, peers, pinned, and dora and iceoryx2 (version, why it is
+    missing, or "not asked for")
   cases.<case>.<peer>: p50_us, p99_us (medians over repetitions), runs (every run)
   throughput.<peer>: msgs_per_s delivered, sent, received, dropped (car counts its drops;
     dora's are sent - received; pyzmq blocks the sender instead)
@@ -29,7 +34,8 @@ dora's nodes by pinning themselves before `Node()`. Without it the kernel places
     frame_p50_car_over_zmq, frame_loaned_p50_car_over_dora (both zero-copy sends),
     frame_loaned_p50_car_over_zmq (over pyzmq's copied frames),
     throughput_car_over_dora, throughput_car_over_zmq,
-    small_2hop_added_us, frame_2hop_added_us (car: 2-hop p50 minus 1-hop p50)
+    small_2hop_added_us, frame_2hop_added_us (car: 2-hop p50 minus 1-hop p50),
+    small_p50_car_over_iceoryx2, frame_p50_car_over_iceoryx2, frame_loaned_p50_car_over_iceoryx2
 """
 
 from __future__ import annotations
@@ -43,11 +49,15 @@ from typing import Any
 
 from common import machine, sink_report
 from latency import CASES, FRAME, LOANED_CASE, SMALL, WARMUP_S, car_latency, car_throughput, zmq_latency, zmq_throughput
+from peers import iceoryx2_runner as iceoryx2
+from peers import venv
 from peers.dora import runner as dora
 
 from car import affinity
 
-PEERS = ("car", "dora", "zmq")
+PEERS = ("car", "dora", "zmq", "iceoryx2")
+DEFAULT_PEERS = "car,dora,zmq"
+INSTALLED = {"dora": dora.ensure, "iceoryx2": iceoryx2.ensure}  # peers installed on demand
 PINNED = "every peer's nodes pinned alike: source CPU 0, relay CPU 1, sink on the other CPU from its sender"
 
 
@@ -56,6 +66,13 @@ def dora_latency(
 ) -> dict[str, Any]:
     """One run through dora."""
     return sink_report(dora.latency(size, hz, hops, seconds, WARMUP_S, loaned, pinned))
+
+
+def iceoryx2_latency(
+    size: int, hz: int, hops: int, seconds: float, loaned: bool = False, pinned: bool = False
+) -> dict[str, Any]:
+    """One run through iceoryx2."""
+    return sink_report(iceoryx2.latency(size, hz, hops, seconds, WARMUP_S, loaned, pinned))
 
 
 def dora_throughput(count: int, pinned: bool = False) -> dict[str, Any]:
@@ -75,10 +92,12 @@ LATENCY: dict[str, Callable[..., dict[str, Any]]] = {  # (size, hz, hops, second
     "car": car_latency,
     "dora": dora_latency,
     "zmq": zmq_latency,
+    "iceoryx2": iceoryx2_latency,
 }
 LOANED: dict[str, Callable[..., dict[str, Any]]] = {  # zero-copy sends: (size, hz, hops, seconds, loaned)
     "car": car_latency,
     "dora": dora_latency,
+    "iceoryx2": iceoryx2_latency,
 }
 THROUGHPUT: dict[str, Callable[..., dict[str, Any]]] = {  # (count)
     "car": car_throughput,
@@ -109,7 +128,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: bool = False) -> dict[str, Any]:
     """Run every case for every peer, interleaved; the report `--json` prints."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {case: {p: [] for p in peers} for case in CASES}
-    throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
+    throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in peers if p in THROUGHPUT}
     for rep in range(repeat):
         order = peers[rep % len(peers) :] + peers[: rep % len(peers)]
         for case, (size, hz, hops) in CASES.items():
@@ -120,7 +139,8 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: b
                 loaned = LOANED[peer](FRAME, 30, 1, seconds, True, pinned=pinned)
                 runs.setdefault(LOANED_CASE, {}).setdefault(peer, []).append(loaned)
         for peer in order:
-            throughput[peer].append(THROUGHPUT[peer](count, pinned=pinned))
+            if peer in throughput:
+                throughput[peer].append(THROUGHPUT[peer](count, pinned=pinned))
     cases = {case: {peer: summarise(results) for peer, results in by_peer.items()} for case, by_peer in runs.items()}
     best = {peer: median_run(results) for peer, results in throughput.items()}
 
@@ -149,6 +169,9 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: b
             "throughput_car_over_dora": ratio(rate("car"), rate("dora")),
             "throughput_car_over_zmq": ratio(rate("car"), rate("zmq")),
             **added,
+            "small_p50_car_over_iceoryx2": ratio(car_small, p50("small_1hop", "iceoryx2")),
+            "frame_p50_car_over_iceoryx2": ratio(car_frame, p50("frame_1hop", "iceoryx2")),
+            "frame_loaned_p50_car_over_iceoryx2": ratio(car_loaned, p50(LOANED_CASE, "iceoryx2")),
         },
     }
 
@@ -161,18 +184,19 @@ def print_table(report: dict[str, Any]) -> None:
         f"{info['date']}, {info['cpus']} CPUs, Python {info['python']}; medians of {report['repeat']} interleaved runs"
     )
     print(PINNED if report["pinned"] else "nodes not pinned: the kernel places them")
-    if "dora" not in peers:
-        print(f"dora: {report['dora']}")
-    head = "".join(f" {p + ' p50':>10} {p + ' p99':>10}" for p in peers)
-    ratios = [p for p in ("dora", "zmq") if p in peers and "car" in peers]
-    print(f"{'case':<18}{head}" + "".join(f" {'car/' + p:>9}" for p in ratios) + "   (µs)")
+    for name in INSTALLED:
+        if str(report[name]).startswith("unavailable"):
+            print(f"{name}: {report[name]}")
+    head = "".join(f" {p + ' p50':>13} {p + ' p99':>13}" for p in peers)
+    ratios = [p for p in PEERS[1:] if p in peers and "car" in peers]
+    print(f"{'case':<18}{head}" + "".join(f" {'car/' + p:>13}" for p in ratios) + "   (µs)")
     for case, row in report["cases"].items():
         cells = "".join(
-            f" {row[p]['p50_us']:>10.1f} {row[p]['p99_us']:>10.1f}" if p in row else f" {'-':>10} {'-':>10}"
+            f" {row[p]['p50_us']:>13.1f} {row[p]['p99_us']:>13.1f}" if p in row else f" {'-':>13} {'-':>13}"
             for p in peers
         )
         frames = report["cases"]["frame_1hop"]  # pyzmq's loaned row: its frames, copied
-        shares = "".join(f" {row['car']['p50_us'] / (row.get(p) or frames[p])['p50_us']:>9.2f}" for p in ratios)
+        shares = "".join(f" {row['car']['p50_us'] / (row.get(p) or frames[p])['p50_us']:>13.2f}" for p in ratios)
         print(f"{case:<18}{cells}{shares}")
     for peer, tp in report["throughput"].items():
         print(
@@ -183,7 +207,7 @@ def print_table(report: dict[str, Any]) -> None:
     print("ratios: " + ", ".join(f"{k} {v}" for k, v in named.items()))
 
 
-def main(default_peers: str = ",".join(PEERS)) -> None:
+def main(default_peers: str = DEFAULT_PEERS) -> None:
     """Parse the command line, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peers", default=default_peers, help=f"comma-separated, of {', '.join(PEERS)}")
@@ -199,21 +223,22 @@ def main(default_peers: str = ",".join(PEERS)) -> None:
         parser.error(f"unknown peer(s) {', '.join(unknown)}: choose from {', '.join(PEERS)}")
     if args.pin and len(affinity.usable_cpus() or ()) < 2:
         parser.error("--pin needs a system that pins processes and 2 CPUs to put the nodes on")
-    dora_state = "not asked for"
-    if "dora" in peers:
-        try:
-            dora_state = dora.ensure()
-        except dora.DoraUnavailable as exc:
-            dora_state = f"unavailable: {exc}"
-            peers.remove("dora")
-            print(f"compare.py: dora is {dora_state}; measuring {', '.join(peers)}", file=sys.stderr)
+    states = {name: "not asked for" for name in INSTALLED}
+    for name, ensure in INSTALLED.items():
+        if name in peers:
+            try:
+                states[name] = ensure()
+            except venv.PeerUnavailable as exc:
+                states[name] = f"unavailable: {exc}"
+                peers.remove(name)
+                print(f"compare.py: {name} is {states[name]}; measuring {', '.join(peers)}", file=sys.stderr)
     report = {
         "machine": machine(),
         "repeat": args.repeat,
         "seconds": args.seconds,
         "count": args.count,
         "peers": peers,
-        "dora": dora_state,
+        **states,
         "pinned": args.pin,
         **measure(peers, args.repeat, args.seconds, args.count, args.pin),
     }

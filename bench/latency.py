@@ -19,9 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, pipeline_cpus, read_json, run_car, sink_report
-
-from car import affinity
+from common import BENCH, pipeline_cpus, read_json, run_car, sink_report, start_pinned
 
 SMALL, FRAME = 64, 640 * 480 * 3
 WARMUP_S = 0.5  # sources send nothing during their first half second: every peer starts its nodes differently
@@ -91,8 +89,7 @@ def car_latency(
 
 def start_zmq_peer(pinned: bool, position: int, *args: str) -> subprocess.Popen[bytes]:
     """Start one bare-pyzmq process, on the CPU of its place in the pipeline when pinned."""
-    with affinity.inherited(pipeline_cpus(pinned, position)):
-        return subprocess.Popen([sys.executable, str(BENCH / "peers" / "zmq_peer.py"), *args])
+    return start_pinned([sys.executable, str(BENCH / "peers" / "zmq_peer.py"), *args], pinned, position)
 
 
 def zmq_latency(size: int, hz: int, hops: int, seconds: float, pinned: bool = False) -> dict[str, Any]:

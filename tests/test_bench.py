@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,41 @@ def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
         "throughput_car_over_dora",
     ):
         assert isinstance(ratios[key], float) and ratios[key] > 0, key
+
+
+@pytest.mark.slow
+def test_compare_measures_iceoryx2_as_a_reference_on_every_latency_case() -> None:
+    """Installs iceoryx2 into bench/.iceoryx2-venv from PyPI the first time (a few seconds)."""
+    report = run_bench(
+        "bench/compare.py", "--peers", "car,iceoryx2", "--seconds", "1", "--repeat", "1", "--count", "2000"
+    )
+    if "iceoryx2" not in report["peers"]:
+        pytest.skip(f"iceoryx2 could not be installed or run here: {report['iceoryx2']}")
+    assert str(report["iceoryx2"]).startswith("iceoryx2 0.10")
+    assert report["dora"] == "not asked for"
+    cases = report["cases"]
+    assert isinstance(cases, dict)
+    assert set(cases) == {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned"}
+    for case, row in cases.items():
+        runs = row["iceoryx2"]["runs"]
+        assert runs[0]["n"] > 10 and row["iceoryx2"]["p50_us"] > 0, case  # every sample the sender stamped arrived
+    assert set(report["throughput"]) == {"car"}  # iceoryx2 has no throughput case
+    ratios = report["ratios"]
+    assert isinstance(ratios, dict)
+    for key in ("small_p50_car_over_iceoryx2", "frame_p50_car_over_iceoryx2", "frame_loaned_p50_car_over_iceoryx2"):
+        assert isinstance(ratios[key], float) and ratios[key] > 0, key
+
+
+@pytest.mark.slow
+def test_a_peer_that_cannot_be_installed_says_what_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare.py then measures the other peers; here, the installer's own error (asks PyPI for a missing name)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from peers import venv
+
+    target = tmp_path / "peer-venv"
+    with pytest.raises(venv.PeerUnavailable, match="installing car-bench-no-such-peer failed") as failed:
+        venv.ensure(target, ["car-bench-no-such-peer==0.0.1"], [str(target / "bin" / "car-bench-no-such-peer")])
+    assert "car-bench-no-such-peer" in str(failed.value).split("failed", 1)[1]  # pip's reason follows
 
 
 @pytest.mark.slow

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from common import pipeline_cpus
+
+from peers import venv
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE.parent.parent / ".dora-venv"
@@ -26,33 +27,9 @@ SHM = Path("/dev/shm")
 REQUIREMENTS = ["dora-rs-cli>=1.1,<2", "dora-rs>=1.1,<2", "pyarrow>=15", "numpy>=1.26"]
 
 
-class DoraUnavailable(Exception):
-    """dora could not be installed or does not run here; the message says why."""
-
-
 def ensure() -> str:
-    """Install dora into its own venv unless it is there; return `dora --version`."""
-    dora = BIN / "dora"
-    if not dora.exists():
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
-            subprocess.run(
-                [str(BIN / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-        except subprocess.CalledProcessError as exc:
-            tail = (exc.stderr or "").strip().splitlines()[-3:] if isinstance(exc.stderr, str) else []
-            raise DoraUnavailable(f"installing dora failed ({'; '.join(tail) or exc}); no network?") from None
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DoraUnavailable(f"installing dora failed: {exc}") from None
-    try:
-        version = subprocess.run([str(dora), "--version"], capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise DoraUnavailable(f"{dora} does not run: {exc}") from None
-    return version.stdout.strip()
+    """Install dora into its own venv unless it is there; return `dora --version` (PeerUnavailable if neither works)."""
+    return venv.ensure(VENV, REQUIREMENTS, [str(BIN / "dora"), "--version"])
 
 
 def _node(node_id: str, script: str, env: dict[str, str], inputs: str, outputs: str = "") -> str:
