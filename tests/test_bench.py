@@ -80,6 +80,8 @@ def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
 @pytest.mark.slow
 def test_compare_measures_iceoryx2_as_a_reference_on_every_latency_case() -> None:
     """Installs iceoryx2 into bench/.iceoryx2-venv from PyPI the first time (a few seconds)."""
+    shm = Path("/dev/shm")
+    before = set(shm.glob("iox2_*"))
     report = run_bench(
         "bench/compare.py", "--peers", "car,iceoryx2", "--seconds", "1", "--repeat", "1", "--count", "2000"
     )
@@ -98,6 +100,7 @@ def test_compare_measures_iceoryx2_as_a_reference_on_every_latency_case() -> Non
     assert isinstance(ratios, dict)
     for key in ("small_p50_car_over_iceoryx2", "frame_p50_car_over_iceoryx2", "frame_loaned_p50_car_over_iceoryx2"):
         assert isinstance(ratios[key], float) and ratios[key] > 0, key
+    assert set(shm.glob("iox2_*")) <= before  # its shared memory went with its processes
 
 
 @pytest.mark.slow
