@@ -111,7 +111,12 @@ def test_a_peer_that_cannot_be_installed_says_what_failed(tmp_path: Path, monkey
 
     target = tmp_path / "peer-venv"
     with pytest.raises(venv.PeerUnavailable, match="installing car-bench-no-such-peer failed") as failed:
-        venv.ensure(target, ["car-bench-no-such-peer==0.0.1"], [str(target / "bin" / "car-bench-no-such-peer")])
+        venv.ensure(
+            "car-bench-no-such-peer",
+            target,
+            ["car-bench-no-such-peer==0.0.1"],
+            [str(target / "bin" / "car-bench-no-such-peer")],
+        )
     assert "car-bench-no-such-peer" in str(failed.value).split("failed", 1)[1]  # pip's reason follows
 
 

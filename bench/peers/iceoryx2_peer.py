@@ -60,17 +60,13 @@ def main() -> None:
             wait_s = (start + k * period - time.perf_counter_ns()) / 1e9
             if wait_s > 0:
                 time.sleep(wait_s)
-            if loaned == "1":
-                loan = publisher.loan_slice_uninit(size)
-                out = view(loan)
-                out[:] = frame  # the frame is made (not timed, as for every peer)
-                out[:8].view(np.int64)[0] = time.perf_counter_ns()
-            else:
+            stamp = time.perf_counter_ns()  # copied: the loan and the copy count, as for every peer that copies
+            loan = publisher.loan_slice_uninit(size)
+            out = view(loan)
+            out[:] = frame
+            if loaned == "1":  # the frame is made in the loan before the stamp, as with allocate_output
                 stamp = time.perf_counter_ns()
-                loan = publisher.loan_slice_uninit(size)
-                out = view(loan)
-                out[:] = frame
-                out[:8].view(np.int64)[0] = stamp
+            out[:8].view(np.int64)[0] = stamp
             del out
             loan.assume_init().send()
             notifier.notify_with_custom_event_id(DATA)

@@ -27,7 +27,7 @@ VERSION = "import importlib.metadata as m; print('iceoryx2', m.version('iceoryx2
 
 def ensure() -> str:
     """Install iceoryx2 into its own venv unless it is there; its version (PeerUnavailable if neither works)."""
-    return venv.ensure(VENV, REQUIREMENTS, [str(PYTHON), "-c", VERSION])
+    return venv.ensure("iceoryx2", VENV, REQUIREMENTS, [str(PYTHON), "-c", VERSION])
 
 
 def latency(

@@ -1,6 +1,6 @@
 """Peers that live in virtual environments of their own under bench/, installed on demand.
 
-`ensure(venv, requirements, probe)` runs `probe` (a command that prints the peer's
+`ensure(name, venv, requirements, probe)` runs `probe` (a command that prints the peer's
 version); only when that fails does it make the venv and `pip install` the requirements,
 then probes again. Nothing is installed into the project's own environment.
 """
@@ -21,13 +21,12 @@ def _probe(probe: list[str]) -> str:
     return result.stdout.strip()
 
 
-def ensure(venv: Path, requirements: list[str], probe: list[str]) -> str:
-    """The peer's version (what `probe` prints), after installing it into `venv` if it is not there yet."""
+def ensure(name: str, venv: Path, requirements: list[str], probe: list[str]) -> str:
+    """Peer `name`'s version (what `probe` prints), after installing it into `venv` if it is not there yet."""
     try:
         return _probe(probe)
     except (OSError, subprocess.SubprocessError):
         pass
-    what = requirements[0].split(">")[0].split("=")[0]
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
         subprocess.run(
@@ -40,10 +39,10 @@ def ensure(venv: Path, requirements: list[str], probe: list[str]) -> str:
     except subprocess.CalledProcessError as exc:
         lines = exc.stderr.strip().splitlines() if isinstance(exc.stderr, str) else []
         errors = [line for line in lines if line.startswith("ERROR")] or lines  # pip's warnings are noise here
-        raise PeerUnavailable(f"installing {what} failed ({'; '.join(errors[-2:]) or exc}); no network?") from None
+        raise PeerUnavailable(f"installing {name} failed ({'; '.join(errors[-2:]) or exc}); no network?") from None
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PeerUnavailable(f"installing {what} failed: {exc}") from None
+        raise PeerUnavailable(f"installing {name} failed: {exc}") from None
     try:
         return _probe(probe)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise PeerUnavailable(f"{what} does not run after installing it: {exc}") from None
+        raise PeerUnavailable(f"{name} does not run after installing it: {exc}") from None

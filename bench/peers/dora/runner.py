@@ -29,7 +29,7 @@ REQUIREMENTS = ["dora-rs-cli>=1.1,<2", "dora-rs>=1.1,<2", "pyarrow>=15", "numpy>
 
 def ensure() -> str:
     """Install dora into its own venv unless it is there; return `dora --version` (PeerUnavailable if neither works)."""
-    return venv.ensure(VENV, REQUIREMENTS, [str(BIN / "dora"), "--version"])
+    return venv.ensure("dora", VENV, REQUIREMENTS, [str(BIN / "dora"), "--version"])
 
 
 def _node(node_id: str, script: str, env: dict[str, str], inputs: str, outputs: str = "") -> str:
