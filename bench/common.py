@@ -8,6 +8,8 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,18 @@ def start_pinned(command: list[str], pinned: bool, position: int) -> subprocess.
     """Start one process of a bare peer's pipeline, on the CPU of its place in it when pinned."""
     with affinity.inherited(pipeline_cpus(pinned, position)):
         return subprocess.Popen(command)
+
+
+@contextmanager
+def removing_new_shm_files(pattern: str) -> Iterator[None]:
+    """Delete the /dev/shm files matching `pattern` that appear while the block runs (a peer's leftovers)."""
+    shm = Path("/dev/shm")
+    before = set(shm.glob(pattern))
+    try:
+        yield
+    finally:
+        for leftover in set(shm.glob(pattern)) - before:
+            leftover.unlink(missing_ok=True)
 
 
 def run_car(yaml_text: str, duration: float | None, timeout: float = 120) -> Path:

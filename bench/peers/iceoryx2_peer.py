@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import iceoryx2 as iox2
 import numpy as np
@@ -38,10 +39,14 @@ def view(sample: object) -> np.ndarray:
     return np.frombuffer(sample.payload().as_memory_view(), np.uint8)  # type: ignore[attr-defined]
 
 
-def ended(listener: "iox2.Listener") -> bool:
-    """Wait for the next wake-up; True when the upstream has ended (or went quiet)."""
-    events = listener.timed_wait(GIVE_UP)
-    return not events or any(e.id.as_value == END.as_value for e in events)
+def arrivals(subscriber: "iox2.Subscriber", listener: "iox2.Listener") -> Iterator[object]:
+    """Every sample, each as soon as its wake-up comes, until the upstream ends (or goes quiet)."""
+    ended = False
+    while not ended:
+        events = listener.timed_wait(GIVE_UP)
+        ended = not events or any(e.id.as_value == END.as_value for e in events)
+        while (sample := subscriber.receive()) is not None:
+            yield sample
 
 
 def main() -> None:
@@ -78,29 +83,23 @@ def main() -> None:
         listener = upstream[1].listener_builder().create()
         publisher = downstream[0].publisher_builder().initial_max_slice_len(int(args[2])).create()
         notifier = downstream[1].notifier_builder().create()
-        done = False
-        while not done:
-            done = ended(listener)
-            while (sample := subscriber.receive()) is not None:
-                data = view(sample)
-                loan = publisher.loan_slice_uninit(data.size)
-                view(loan)[:] = data
-                del data, sample
-                loan.assume_init().send()
-                notifier.notify_with_custom_event_id(DATA)
+        for sample in arrivals(subscriber, listener):
+            data = view(sample)
+            loan = publisher.loan_slice_uninit(data.size)
+            view(loan)[:] = data
+            del data, sample
+            loan.assume_init().send()
+            notifier.notify_with_custom_event_id(DATA)
         notifier.notify_with_custom_event_id(END)
     elif role == "receiver":
         samples, events = open_hop(node, args[0])
         subscriber = samples.subscriber_builder().create()
         listener = events.listener_builder().create()
         latencies = []
-        done = False
-        while not done:
-            done = ended(listener)
-            while (sample := subscriber.receive()) is not None:
-                now = time.perf_counter_ns()
-                latencies.append(now - int(view(sample)[:8].view(np.int64)[0]))
-                del sample
+        for sample in arrivals(subscriber, listener):
+            now = time.perf_counter_ns()
+            latencies.append(now - int(view(sample)[:8].view(np.int64)[0]))
+            del sample
         with open(args[1], "w") as out_file:
             json.dump({"latencies_ns": latencies, "cpus": sorted(os.sched_getaffinity(0))}, out_file)
     else:

@@ -13,14 +13,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from common import start_pinned
+from common import removing_new_shm_files, start_pinned
 
 from peers import venv
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE.parent / ".iceoryx2-venv"
 PYTHON = VENV / "bin" / "python"
-SHM = Path("/dev/shm")
 REQUIREMENTS = ["iceoryx2>=0.10,<0.11", "numpy>=1.26"]
 VERSION = "import importlib.metadata as m; print('iceoryx2', m.version('iceoryx2'))"
 
@@ -42,23 +41,21 @@ def latency(
     run = f"carbench/{uuid.uuid4().hex[:12]}"
     first, last = f"{run}/hop1", f"{run}/hop{hops}"
     peer = [str(PYTHON), str(HERE / "iceoryx2_peer.py")]
-    before = set(SHM.glob("iox2_*"))
     procs = []
-    try:
-        procs.append(start_pinned([*peer, "receiver", last, str(out)], pinned, hops))
-        if hops == 2:
-            procs.append(start_pinned([*peer, "relay", first, last, str(size)], pinned, 1))
-        sender = ["sender", first, str(size), str(hz), str(seconds), str(warmup), str(int(loaned))]
-        procs.append(start_pinned([*peer, *sender], pinned, 0))
-        for proc in procs:
-            proc.wait(timeout=seconds + warmup + 60)
-    finally:
-        for proc in procs:  # only if waiting failed: none is left running
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        for leftover in set(SHM.glob("iox2_*")) - before:  # iceoryx2's global state, made by this run
-            leftover.unlink(missing_ok=True)
+    with removing_new_shm_files("iox2_*"):  # iceoryx2's global state, made by this run
+        try:
+            procs.append(start_pinned([*peer, "receiver", last, str(out)], pinned, hops))
+            if hops == 2:
+                procs.append(start_pinned([*peer, "relay", first, last, str(size)], pinned, 1))
+            sender = ["sender", first, str(size), str(hz), str(seconds), str(warmup), str(int(loaned))]
+            procs.append(start_pinned([*peer, *sender], pinned, 0))
+            for proc in procs:
+                proc.wait(timeout=seconds + warmup + 60)
+        finally:
+            for proc in procs:  # only if waiting failed: none is left running
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
     if not out.exists():
         raise RuntimeError(f"the iceoryx2 receiver wrote no results (exit codes {[p.returncode for p in procs]})")
     return out

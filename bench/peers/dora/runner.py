@@ -16,14 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import pipeline_cpus
+from common import pipeline_cpus, removing_new_shm_files
 
 from peers import venv
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE.parent.parent / ".dora-venv"
 BIN = VENV / "bin"
-SHM = Path("/dev/shm")
 REQUIREMENTS = ["dora-rs-cli>=1.1,<2", "dora-rs>=1.1,<2", "pyarrow>=15", "numpy>=1.26"]
 
 
@@ -47,12 +46,8 @@ def _run(folder: Path, nodes: list[str], stop_after: float | None, timeout: floa
     if stop_after is not None:
         args += ["--stop-after", f"{round(stop_after * 1000)}ms"]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV)}
-    before = set(SHM.glob("*.zenoh"))
-    try:
+    with removing_new_shm_files("*.zenoh"):  # dora's transport leaves one behind per run
         result = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
-    finally:
-        for leftover in set(SHM.glob("*.zenoh")) - before:  # dora's transport leaves one behind per run
-            leftover.unlink(missing_ok=True)
     if result.returncode != 0:
         raise RuntimeError(f"dora run failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
