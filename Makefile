@@ -7,14 +7,17 @@ DATAFLOW ?= dataflows/follow_line.yml
 
 STUBS := $(VENV)/stubs/rp2
 
-.PHONY: setup run test pytest lint typecheck typecheck-firmware bench clean
+.PHONY: setup run test pytest lint typecheck typecheck-firmware contracts bench clean
 
 $(BIN)/python:
+	@echo "setting up: creating the virtual environment $(VENV) with $(PYTHON) (once)"
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
+	@echo "setting up: installing car and its dependencies (pyzmq, numpy, OpenCV, ...) into $(VENV); about a minute, once"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@echo "setting up: done"
 	touch $(INSTALLED)
 
 setup: $(INSTALLED)
@@ -22,7 +25,7 @@ setup: $(INSTALLED)
 run: setup
 	$(BIN)/car launch $(DATAFLOW) $(ARGS)
 
-test: setup lint typecheck typecheck-firmware pytest
+test: setup lint typecheck typecheck-firmware contracts pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -30,6 +33,9 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+contracts: setup
+	$(BIN)/lint-imports
 
 # MicroPython's stubs go into a folder of their own: two boards' stubs would overwrite
 # each other's machine.pyi, and they must not shadow CPython's standard library.

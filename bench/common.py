@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from car import affinity
+from car.daemon import affinity
 
 BENCH = Path(__file__).resolve().parent
 NODES = BENCH / "nodes"
@@ -78,13 +78,15 @@ def removing_new_shm_files(pattern: str) -> Iterator[None]:
             leftover.unlink(missing_ok=True)
 
 
-def run_car(yaml_text: str, duration: float | None, timeout: float = 120) -> Path:
-    """Write the dataflow into a fresh folder, `car launch` it, return the folder."""
+def run_car(yaml_text: str, duration: float | None, timeout: float = 120, name: str = "") -> Path:
+    """Write the dataflow into a fresh folder, `car launch` it (as run `name`, if given), return the folder."""
     folder = Path(tempfile.mkdtemp(prefix="car-bench-"))
     (folder / "flow.yml").write_text(yaml_text.replace("@NODES", str(NODES)).replace("@OUT", str(folder)))
     args = [sys.executable, "-m", "car", "launch", str(folder / "flow.yml"), "--quiet", "--out", str(folder / "out")]
     if duration is not None:
         args += ["--duration", str(duration)]
+    if name:
+        args += ["--name", name]
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"car launch failed ({result.returncode}):\n{result.stderr}")

@@ -10,6 +10,10 @@ processes; and throughput (64 B messages, the sender as fast as it can, between 
 frame_1hop_loaned: the source writes each frame into a buffer the framework lends it in
 shared memory (car: `Node.allocate_output`, dora: `send_output_raw`), so the send copies
 nothing; bare pyzmq has no such thing (its row shows a dash).
+frame_1hop_subscribed (car only): frame_1hop with a subscriber (car.node.subscriber, a
+process of its own) joined to the source's frames; the row is the sink's latency (what
+a subscriber costs the graph: ratio frame_subscribed_sink_p50_added_us), and
+frame_subscriber_p50_us the subscriber's own.
 Every peer stamps perf_counter_ns() just before the send (car and dora in the metadata,
 pyzmq in the payload) and the receiver subtracts it from its own perf_counter_ns().
 Sources send nothing during a 0.5 s warm-up, and the first 10 samples are dropped.
@@ -48,12 +52,24 @@ from collections.abc import Callable
 from typing import Any
 
 from common import machine, sink_report
-from latency import CASES, FRAME, LOANED_CASE, SMALL, WARMUP_S, car_latency, car_throughput, zmq_latency, zmq_throughput
+from latency import (
+    CASES,
+    FRAME,
+    LOANED_CASE,
+    SMALL,
+    SUBSCRIBED_CASE,
+    WARMUP_S,
+    car_latency,
+    car_subscribed,
+    car_throughput,
+    zmq_latency,
+    zmq_throughput,
+)
 from peers import iceoryx2_runner as iceoryx2
 from peers import venv
 from peers.dora import runner as dora
 
-from car import affinity
+from car.daemon import affinity
 
 PEERS = ("car", "dora", "zmq", "iceoryx2")
 DEFAULT_PEERS = "car,dora,zmq"
@@ -138,6 +154,8 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: b
             if peer in LOANED:
                 loaned = LOANED[peer](FRAME, 30, 1, seconds, True, pinned=pinned)
                 runs.setdefault(LOANED_CASE, {}).setdefault(peer, []).append(loaned)
+        if "car" in peers:
+            runs.setdefault(SUBSCRIBED_CASE, {}).setdefault("car", []).append(car_subscribed(seconds, pinned=pinned))
         for peer in order:
             if peer in throughput:
                 throughput[peer].append(THROUGHPUT[peer](count, pinned=pinned))
@@ -156,6 +174,10 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: b
         for kind in ("small", "frame"):
             extra = cases[f"{kind}_2hop"]["car"]["p50_us"] - cases[f"{kind}_1hop"]["car"]["p50_us"]
             added[f"{kind}_2hop_added_us"] = round(extra, 1)
+        subscribed = runs[SUBSCRIBED_CASE]["car"]
+        added["frame_subscribed_sink_p50_added_us"] = round(cases[SUBSCRIBED_CASE]["car"]["p50_us"] - car_frame, 1)
+        added["frame_subscriber_p50_us"] = round(statistics.median(r["subscriber"]["p50_us"] for r in subscribed), 1)
+        added["frame_subscriber_dropped"] = sum(r["subscriber_dropped"] for r in subscribed)
     return {
         "cases": cases,
         "throughput": best,

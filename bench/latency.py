@@ -13,13 +13,15 @@ what it prints.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, pipeline_cpus, read_json, run_car, sink_report, start_pinned
+from common import BENCH, percentiles_us, pipeline_cpus, read_json, run_car, sink_report, start_pinned
 
 SMALL, FRAME = 64, 640 * 480 * 3
 WARMUP_S = 0.5  # sources send nothing during their first half second: every peer starts its nodes differently
@@ -31,6 +33,8 @@ CASES = {
 }
 # car only: the source writes each frame into an array from Node.allocate_output, so sending copies nothing
 LOANED_CASE = "frame_1hop_loaned"
+# car only: frame_1hop with a subscriber (car.node.subscriber) joined to the source's output
+SUBSCRIBED_CASE = "frame_1hop_subscribed"
 
 LATENCY_FLOW = """
 env: {{BENCH_SIZE: "{size}", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}"}}
@@ -69,7 +73,7 @@ def cpu_line(pinned: bool, position: int) -> str:
 
 
 def car_latency(
-    size: int, hz: int, hops: int, seconds: float, loaned: bool = False, pinned: bool = False
+    size: int, hz: int, hops: int, seconds: float, loaned: bool = False, pinned: bool = False, name: str = ""
 ) -> dict[str, Any]:
     """One run through `car`: p50/p99/max of the latencies (loaned: frames written into allocate_output arrays)."""
     relay, upstream = (RELAY.format(pin_relay=cpu_line(pinned, 1)), "relay") if hops == 2 else ("", "source")
@@ -83,8 +87,25 @@ def car_latency(
         pin_source=cpu_line(pinned, 0),
         pin_sink=cpu_line(pinned, hops),
     )
-    folder = run_car(flow, duration=seconds + WARMUP_S)
+    folder = run_car(flow, duration=seconds + WARMUP_S, name=name)
     return sink_report(folder / "sink.json")
+
+
+def car_subscribed(seconds: float, pinned: bool = False) -> dict[str, Any]:
+    """frame_1hop through `car` with a subscriber joined to the frames: the sink's latencies, and the subscriber's."""
+    name = f"bench-subscribed-{os.getpid()}-{time.monotonic_ns()}"
+    with tempfile.TemporaryDirectory(prefix="car-bench-") as folder:
+        out = Path(folder) / "subscriber.json"
+        probe = subprocess.Popen([sys.executable, str(BENCH / "nodes" / "subscriber_probe.py"), name, str(out)])
+        try:
+            sink = car_latency(FRAME, 30, 1, seconds, pinned=pinned, name=name)
+            probe.wait(timeout=30)
+        finally:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
+        found = read_json(out)
+    return {**sink, "subscriber": percentiles_us(found["latencies_ns"]), "subscriber_dropped": found["dropped"]}
 
 
 def start_zmq_peer(pinned: bool, position: int, *args: str) -> subprocess.Popen[bytes]:

@@ -1,5 +1,5 @@
 """`python -m car` is the `car` command."""
 
-from car.cli import main
+from car.commands.cli import main
 
 raise SystemExit(main())

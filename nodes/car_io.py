@@ -26,7 +26,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -34,14 +33,9 @@ from car import Node
 from hal.board import BoardClient, BoardError
 from hal.camera import CameraError, OpenCVCamera
 from hal.interfaces import SensorReading
-from sim import World, load_track, render_run, save_run_png
-from sim.world import GroundTruth
 
 DEADMAN_S = 0.2
-COMMAND_LATENCY_S = 0.010  # modelled time from an observation to the command it causes, at most
-PHYSICS_STEP_S = 0.010
-LOCKSTEP_WAIT_S = 0.5  # wall seconds to wait for a command at realtime factor 0
-OFF_TRACK_STOP_S = 3.0  # stop a run whose car has been off the line this long
+PHYSICS_STEP_S = 0.010  # a sensor reading every 10 ms of car time
 MAX_WHEEL_SPEED = float(os.environ.get("MAX_WHEEL_SPEED", "1.0"))
 
 
@@ -50,24 +44,6 @@ def clamp(value: float) -> float:
     if math.isnan(value):
         return 0.0
     return max(-MAX_WHEEL_SPEED, min(MAX_WHEEL_SPEED, value))
-
-
-def report(truth: GroundTruth, track: str, seed: int, laps_wanted: int | None) -> dict[str, object]:
-    """The figures `--report` writes."""
-    completed = truth.laps >= (laps_wanted or 1) and truth.longest_off_line < OFF_TRACK_STOP_S
-    return {
-        "track": track,
-        "seed": seed,
-        "completed": completed,
-        "laps": truth.laps,
-        "lap_times_s": [round(t, 3) for t in truth.lap_times],
-        "duration_s": round(truth.t, 3),
-        "distance_m": round(truth.distance, 3),
-        "mean_speed_mps": round(truth.distance / truth.t, 4) if truth.t else 0.0,
-        "cross_track_rms_m": round(truth.cross_track_rms, 5),
-        "cross_track_max_m": round(truth.max_cross_track, 5),
-        "longest_off_line_s": round(truth.longest_off_line, 3),
-    }
 
 
 def sensor_message(reading: SensorReading) -> dict[str, object]:
@@ -169,7 +145,11 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
 
 
 def main() -> None:
-    """Run the simulated car (or, with CAR_BACKEND=hw, the board) until STOP."""
+    """Run the simulated car (or, with CAR_BACKEND=hw, the board) until STOP.
+
+    The simulator is imported only for `--sim` (nodes.car_io_sim): on the car, nothing of
+    `sim` is loaded.
+    """
     if os.environ.get("CAR_BACKEND", "sim") == "hw":
         port = os.environ.get("CAR_PORT", "")
         if not port:
@@ -177,142 +157,9 @@ def main() -> None:
             raise SystemExit(2)
         run_board(Node(), port, os.environ.get("CAR_CAMERA", ""))
         return
-    track_name = os.environ.get("CAR_TRACK", "oval")
-    seed = int(os.environ.get("CAR_SEED", "0"))
-    laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
-    factor = float(os.environ.get("CAR_REALTIME_FACTOR", "1"))
-    world = World(load_track(track_name), seed=seed)
-    by_sensors = os.environ.get("LOCKSTEP", "image") == "sensors"
-    frame_s = PHYSICS_STEP_S if by_sensors else 1 / world.camera.params.fps
-    latency_s = min(COMMAND_LATENCY_S, frame_s / 2)
-    node = Node()
-    last_command_t = 0.0
-    stopped_by_deadman = True  # the wheels stand still until the first command
-    wall_start = time.monotonic()
-    frame = 0
-    ending = ""
-    captured_ns = 0  # when this cycle's camera frame went out (0: no frame in this cycle)
-    loop_ns: list[int] = []  # capture of a frame -> its command back in car_io, wall clock
+    from nodes.car_io_sim import run_sim
 
-    def publish_sensors(metadata: dict[str, object] | None = None) -> None:
-        node.send_output("sensors", sensor_message(world.sensors.read()), metadata)
-
-    next_image_t = 0.0
-    frame_shape = (world.camera.params.height, world.camera.params.width, 3)
-
-    def render_frame() -> np.ndarray:
-        """The camera's frame, rendered straight into shared memory lent for the `image` output."""
-        image = node.allocate_output("image", frame_shape)
-        frame, _ = world.camera.read(out=image)
-        return frame
-
-    def publish_frame() -> None:
-        """Observation `frame`: the camera image, or with LOCKSTEP=sensors the sensor reading
-        (preceded, when a camera frame falls due in this cycle, by that frame)."""
-        nonlocal captured_ns, next_image_t
-        metadata: dict[str, object] = {"frame": frame, "t_sim": round(world.t, 6)}
-        if by_sensors:
-            with_image = world.t >= next_image_t - 1e-9
-            if with_image:
-                next_image_t += 1 / world.camera.params.fps
-                node.send_output("image", render_frame(), metadata)
-            captured_ns = time.perf_counter_ns() if with_image else 0  # loop latency: frames only
-            publish_sensors({**metadata, "image": with_image})
-            return
-        image = render_frame()
-        captured_ns = time.perf_counter_ns()
-        node.send_output("image", image, metadata)
-
-    publish_frame()
-    while not ending:
-        # wait for the command frame k caused
-        command = None
-        # paced: until the wall-clock time of the next frame; unpaced: until the command comes
-        deadline = wall_start + (world.t + frame_s) / factor if factor > 0 else time.monotonic() + LOCKSTEP_WAIT_S
-        while factor > 0 or command is None:
-            event = node.next(timeout=max(0.0, deadline - time.monotonic()))
-            if event is None:
-                break
-            if event.type == "STOP":
-                ending = "stop"
-                break
-            if event.type == "INPUT_CLOSED" and event.id == "cmd":
-                world.wheels.stop()
-                command, stopped_by_deadman = None, True
-                print(
-                    f"car_io: commands closed: no command since t={last_command_t:.3f} s; "
-                    f"wheels stopped at t={world.t:.3f} s",
-                    file=sys.stderr,
-                )
-            elif event.type == "INPUT" and event.id == "cmd":
-                wheels = (clamp(float(event.value["left"])), clamp(float(event.value["right"])))
-                if "frame" not in event.metadata:  # free-running (teleop): applied, but it does not pace us
-                    world.wheels.set_wheel_speeds(*wheels)
-                    last_command_t, stopped_by_deadman = world.t, False
-                elif event.metadata["frame"] == frame:
-                    if captured_ns:
-                        loop_ns.append(time.perf_counter_ns() - captured_ns)
-                    command = wheels
-            elif event.type == "INPUT" and event.id == "tick":
-                truth = world.truth()
-                last_lap = f" (last {truth.lap_times[-1]:.1f} s)" if truth.lap_times else ""
-                node.set_status(
-                    f"t {truth.t:.1f} s  lap {truth.laps}{last_lap}  {truth.speed:.2f} m/s  "
-                    f"cross-track {truth.cross_track * 1000:+.0f} mm"
-                )
-        if ending:
-            break
-        # advance one frame: the old command until the new one lands, then the new one
-        elapsed = 0.0
-        while elapsed < frame_s - 1e-9:
-            if command is not None and elapsed >= latency_s - 1e-9:
-                world.wheels.set_wheel_speeds(*command)
-                last_command_t, stopped_by_deadman = world.t, False
-                command = None
-            step = min(PHYSICS_STEP_S, frame_s - elapsed, latency_s - elapsed if command is not None else 1.0)
-            world.step(step)
-            elapsed += step
-            if world.t - last_command_t > DEADMAN_S and not stopped_by_deadman:
-                world.wheels.stop()
-                stopped_by_deadman = True
-                print(
-                    f"car_io: dead-man: no command since t={last_command_t:.3f} s; wheels stopped at t={world.t:.3f} s",
-                    file=sys.stderr,
-                )
-            if not by_sensors:
-                publish_sensors()
-        truth = world.truth()
-        node.send_output(
-            "pose",
-            {
-                "t": round(truth.t, 4),
-                "x": truth.x,
-                "y": truth.y,
-                "heading": truth.heading,
-                "cross_track": truth.cross_track,
-            },
-        )
-        if laps_wanted is not None and truth.laps >= laps_wanted:
-            ending = f"{truth.laps} laps done"
-        elif truth.longest_off_line >= OFF_TRACK_STOP_S:
-            ending = f"off the line for {OFF_TRACK_STOP_S:g} s"
-        else:
-            frame += 1
-            publish_frame()
-    world.wheels.stop()
-    truth = world.truth()
-    figures = report(truth, track_name, seed, laps_wanted)
-    if loop_ns:
-        ordered = sorted(loop_ns)
-        figures["loop_latency_ms_p50"] = round(ordered[len(ordered) // 2] / 1e6, 3)
-        figures["loop_latency_ms_p99"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6, 3)
-    print(f"car_io: {json.dumps(figures)}", file=sys.stderr)
-    if "CAR_REPORT" in os.environ:
-        path = Path(os.environ["CAR_REPORT"])
-        path.write_text(json.dumps(figures, indent=2) + "\n")
-        save_run_png(path.with_suffix(".png"), render_run(world.track, world.trail, f"{track_name}, seed {seed}"))
-    if ending != "stop":
-        node.stop_dataflow(ending)
+    run_sim()
 
 
 if __name__ == "__main__":

@@ -26,9 +26,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from hal.description import CarParams, SensorParams, load_description
 from nodes.line_detector import LineEstimate
-from sim.sensors import SensorParams
-from sim.vehicle import CarParams
 
 FLOOR_LEVEL = 0.3  # line-sensor readings below this are bare floor
 FOUND_LEVEL = 0.5  # the tape is under the bar when one sensor reads at least this
@@ -90,9 +89,16 @@ def bar_estimate(values: Sequence[float], spacing: float = SensorParams().line_s
 class LineFollower:
     """Turns line estimates into wheel speeds (m/s); call `update` once per estimate."""
 
-    def __init__(self, params: ControllerParams | None = None, wheel_base: float = CarParams().wheel_base):
+    def __init__(
+        self,
+        params: ControllerParams | None = None,
+        wheel_base: float = CarParams().wheel_base,
+        bar_lookahead: float = SensorParams().line_sensor_forward,
+    ):
+        """`wheel_base` and `bar_lookahead` (the line-sensor bar's distance ahead of the axle) from the car description."""
         self.params = params or ControllerParams()
         self.wheel_base = wheel_base
+        self.bar_lookahead = bar_lookahead
         self.speed = 0.0
         self.curvature = 0.0
         self._last_t: float | None = None
@@ -109,7 +115,8 @@ class LineFollower:
         if bar is None:
             return left, right
         if self._bar is None:
-            self._bar = LineFollower(replace(BAR_PARAMS, max_speed=1.0, min_speed=0.3), self.wheel_base)
+            bar_params = replace(BAR_PARAMS, max_speed=1.0, min_speed=0.3, lookahead=self.bar_lookahead)
+            self._bar = LineFollower(bar_params, self.wheel_base, self.bar_lookahead)
         self._bar.update(bar, t)
         p = self.params
         camera_unsure = not line.found or line.confidence < p.near_confidence or abs(line.curvature) > p.near_bend
@@ -158,7 +165,9 @@ def main() -> None:
     from car import Node
 
     params = ControllerParams(max_speed=float(os.environ.get("MAX_SPEED", ControllerParams.max_speed)))
-    follower = LineFollower(params)
+    car = load_description()
+    follower = LineFollower(params, car.car.wheel_base, car.sensors.line_sensor_forward)
+    spacing = car.sensors.line_sensor_spacing
     line = LineEstimate(found=False)
     waiting: tuple[float, LineEstimate, dict[str, object]] | None = None  # a reading waiting for its frame's line
 
@@ -171,7 +180,7 @@ def main() -> None:
         if event.type != "INPUT":
             continue
         if event.id == "sensors":  # 100 Hz: steer with the latest line and this reading's sensor bar
-            reading = (float(event.value["t"]), bar_estimate(event.value["line"]), event.metadata)
+            reading = (float(event.value["t"]), bar_estimate(event.value["line"], spacing), event.metadata)
             if event.metadata.get("image"):
                 waiting = reading  # a camera frame went out just before: answer with its line
             else:

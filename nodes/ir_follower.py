@@ -8,6 +8,9 @@ the side the tape was last seen when it is lost.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from hal.description import load_description
 from nodes.controller import BAR_PARAMS, LineFollower, bar_estimate
 
 
@@ -15,11 +18,14 @@ def main() -> None:
     """The node: `sensors` in (metadata passed through), `cmd` out."""
     from car import Node
 
-    follower = LineFollower(BAR_PARAMS)
+    car = load_description()
+    lookahead = car.sensors.line_sensor_forward
+    follower = LineFollower(replace(BAR_PARAMS, lookahead=lookahead), car.car.wheel_base, lookahead)
+    spacing = car.sensors.line_sensor_spacing
     node = Node()
     for event in node:
         if event.type == "INPUT" and event.id == "sensors":
-            left, right = follower.update(bar_estimate(event.value["line"]), float(event.value["t"]))
+            left, right = follower.update(bar_estimate(event.value["line"], spacing), float(event.value["t"]))
             node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, event.metadata)
 
 

@@ -5,6 +5,7 @@
 --seed N                      CAR_SEED
 --laps N                      CAR_LAPS: car_io stops the run after N laps
 --report FILE.json            CAR_REPORT: car_io writes the run's figures there (and FILE.png)
+--car FILE.yml                CAR_DESCRIPTION: the car description every node and the simulator read (hal.description)
 --headless                    CAR_HEADLESS=1: no live window
 --realtime-factor X           CAR_REALTIME_FACTOR: simulated seconds per wall second (0: as fast as the nodes go)
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -27,6 +29,11 @@ class SmartCarOptions:
         backend.add_argument("--hw", dest="backend", action="store_const", const="hw", help="drive the real board")
         group.add_argument("--port", help="serial port or URL of the board (with --hw)")
         group.add_argument("--camera", help="camera for --hw: a device index, /dev/videoN or a video file")
+        group.add_argument(
+            "--car",
+            metavar="FILE.yml",
+            help="the car's description (geometry, motors, camera; default: the simulator's)",
+        )
         group.add_argument(
             "--track", default="oval", help="a track name from sim/tracks/ or a track file (default oval)"
         )
@@ -48,6 +55,11 @@ class SmartCarOptions:
         env = {"CAR_BACKEND": backend, "CAR_SEED": str(args.seed), "CAR_REALTIME_FACTOR": str(args.realtime_factor)}
         if args.realtime_factor < 0:
             raise ValueError("--realtime-factor must be >= 0")
+        if backend == "hw" and not args.port:
+            raise ValueError("--hw needs --port PORT: the board's serial port or URL (e.g. /dev/ttyACM0)")
+        if backend == "sim" and (args.port or args.camera):
+            given = "--port" if args.port else "--camera"
+            raise ValueError(f"{given} is for the real car: add --hw (without it the simulator runs)")
         if backend == "sim":
             from sim.track import TrackError, load_track  # only when launching: `car list` need not load OpenCV
 
@@ -62,15 +74,38 @@ class SmartCarOptions:
         if args.camera:
             camera = Path(args.camera)
             env["CAR_CAMERA"] = str(camera.resolve()) if camera.exists() else args.camera
+        if args.car:
+            from hal.description import DescriptionError, load_description
+
+            try:
+                load_description(args.car)
+            except DescriptionError as exc:
+                raise ValueError(str(exc)) from None
+            env["CAR_DESCRIPTION"] = str(Path(args.car).resolve())
         if args.laps is not None:
             if args.laps < 1:
                 raise ValueError("--laps must be at least 1")
             env["CAR_LAPS"] = str(args.laps)
         if args.report:
-            env["CAR_REPORT"] = str(Path(args.report).resolve())
+            report = Path(args.report).resolve()
+            if not report.parent.is_dir() or not os.access(report.parent, os.W_OK):
+                raise ValueError(
+                    f"--report {args.report}: the folder {report.parent} does not exist or is not writable"
+                )
+            if report.suffix != ".json":
+                raise ValueError(f"--report {args.report}: name a .json file (the picture goes beside it as .png)")
+            env["CAR_REPORT"] = str(report)
         if args.headless:
             env["CAR_HEADLESS"] = "1"
         return env
+
+    def warnings(self, args: argparse.Namespace) -> list[str]:
+        """Combinations that run but may not do what was meant."""
+        if args.backend == "hw" and not args.camera:
+            return [
+                "--hw without --camera: car_io sends no camera frames (a graph that follows the line by camera sees nothing)"
+            ]
+        return []
 
 
 OPTIONS = SmartCarOptions()

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sim.camera import CameraParams, floor_to_image
+from hal.camera_model import floor_to_image
+from hal.description import CameraParams, load_description
 
 SCAN_ROWS = 14
 TAPE_WIDTH_M = 0.019
@@ -164,7 +165,7 @@ def main() -> None:
 
     from car import Node
 
-    detector = LineDetector(CameraParams(), roi_top=float(os.environ.get("ROI_TOP", "0.35")))
+    detector = LineDetector(load_description().camera, roi_top=float(os.environ.get("ROI_TOP", "0.35")))
     node = Node()
     for event in node:
         if event.type == "INPUT" and event.id == "image":

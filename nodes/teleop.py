@@ -18,7 +18,7 @@ import termios
 import tty
 from dataclasses import dataclass, replace
 
-from sim.vehicle import CarParams
+from hal.description import CarParams, load_description
 
 SPEED_STEP = 0.1
 TURN_STEP = 1.0  # 1/m of curvature per key press
@@ -92,6 +92,7 @@ def main() -> None:
     saved = termios.tcgetattr(sys.stdin.fileno())
     tty.setcbreak(sys.stdin.fileno())
     drive = Drive()
+    wheel_base = load_description().car.wheel_base
     print(__doc__.split("\n\n")[1], flush=True)
     try:
         for event in node:
@@ -109,7 +110,7 @@ def main() -> None:
                     node.stop_dataflow("teleop quit")
                     return
                 drive = apply(drive, action)
-            left, right = drive.wheels()
+            left, right = drive.wheels(wheel_base)
             node.send_output("cmd", {"left": round(left, 3), "right": round(right, 3)})
             print(f"\rspeed {drive.speed:+.1f} m/s  turn {drive.turn:+.1f} 1/m   ", end="", flush=True)
     finally:

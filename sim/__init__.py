@@ -1,10 +1,8 @@
 """The simulator: tracks, car dynamics, camera and sensors behind the `hal` interfaces."""
 
-from sim.camera import CameraParams
+from hal.description import CameraParams, CarParams, SensorParams
 from sim.render import render_run, save_run_png
-from sim.sensors import SensorParams
 from sim.track import Track, TrackError, load_track
-from sim.vehicle import CarParams
 from sim.world import GroundTruth, World
 
 __all__ = [

@@ -8,33 +8,14 @@ they are given, so a seed fixes every reading.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from hal.description import SensorParams
 from hal.interfaces import SensorReading
 from sim.track import FloorMap, Obstacle
 from sim.vehicle import Vehicle
-
-
-@dataclass(frozen=True)
-class SensorParams:
-    """Placement and quality of the sensors."""
-
-    line_sensor_count: int = 5
-    line_sensor_spacing: float = 0.015  # m between neighbouring sensors
-    line_sensor_forward: float = 0.07  # m ahead of the axle
-    line_sensor_footprint: float = 0.006  # m, diameter of the spot a sensor sees
-    line_sensor_noise: float = 0.02
-    gyro_bias: float = 0.01  # rad/s, the largest bias a gyro gets (drawn once per seed)
-    gyro_noise: float = 0.004  # rad/s
-    range_forward: float = 0.08  # m ahead of the axle
-    range_max: float = 2.0  # m
-    range_min: float = 0.02  # m
-    range_cone_deg: float = 15.0  # full angle
-    range_noise: float = 0.003  # m
-    battery_noise: float = 0.01  # V
 
 
 class SimWheels:

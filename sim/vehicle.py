@@ -15,27 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hal.description import CarParams
+
 SUBSTEP_S = 0.001
-
-
-@dataclass(frozen=True)
-class CarParams:
-    """Everything physical about the car, with defaults for a typical 2WD kit car."""
-
-    wheel_base: float = 0.15  # m, between the left and right wheels
-    wheel_radius: float = 0.033  # m
-    motor_time_constant: float = 0.06  # s, first-order response of wheel speed to a command
-    dead_band: float = 0.04  # m/s, smaller commands do not turn the wheel
-    max_wheel_speed: float = 1.0  # m/s with a full battery
-    encoder_ticks_per_rev: int = 390  # e.g. 13-pulse hall encoder behind a 1:30 gearbox
-    battery_full_v: float = 8.4  # 2S Li-ion, charged
-    battery_empty_v: float = 6.6
-    battery_capacity_ah: float = 2.0
-    battery_internal_ohm: float = 0.25
-    idle_current_a: float = 0.15
-    motor_current_a_per_mps: float = 0.9  # per wheel, at steady speed
-    slip: float = 0.0  # fraction of wheel speed lost between wheel and floor (0..1)
-    process_noise: float = 0.0  # m/s per sqrt(s), random walk on each wheel's speed
 
 
 @dataclass

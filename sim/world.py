@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.camera import CameraParams, SimCamera
-from sim.sensors import SensorParams, SimSensors, SimWheels
+from hal.description import CameraParams, CarParams, SensorParams
+from sim.camera import SimCamera
+from sim.sensors import SimSensors, SimWheels
 from sim.track import Track
-from sim.vehicle import CarParams, Vehicle
+from sim.vehicle import Vehicle
 
 OFF_LINE_M = 0.05  # |cross-track| above this counts as off the line
 TRAIL_PERIOD_S = 0.02

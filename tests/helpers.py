@@ -15,8 +15,10 @@ from typing import NamedTuple
 
 import pytest
 
-from car.loader import load_dataflow
-from car.spec import DataflowError, Problem
+from car.plan.runs import RunError, ask, find_run
+from car.spec.loader import load_dataflow
+from car.spec.model import DataflowError, Problem
+from car.transport import control
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +46,26 @@ def start_car(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_status(name: str) -> control.RunStatus:
+    """What the daemon of run `name` says of it (`car list`)."""
+    return ask(find_run(name), control.ListRun(), control.RunStatus)
+
+
+def wait_for_nodes(name: str, nodes: tuple[str, ...], timeout: float = 30.0) -> control.RunStatus:
+    """Wait until run `name` exists and `nodes` are running in it; its status then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status = run_status(name)
+            states = {n.id: n.state for n in status.nodes}
+            if all(states.get(node) == "running" for node in nodes):
+                return status
+        except RunError:  # still starting
+            pass
+        assert time.monotonic() < deadline, f"run {name}: {nodes} not running after {timeout:g} s"
+        time.sleep(0.1)
 
 
 def write_flow(folder: Path, yaml_text: str, **nodes: str) -> Path:

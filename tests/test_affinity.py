@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from car.config import plan_run
-from car.loader import load_dataflow
+from car.plan.build import plan_machine
+from car.spec.loader import load_dataflow
 from tests.helpers import assert_problems_mention, car, launch, problems, processes_mentioning, write_flow
 
 CPUS = sorted(os.sched_getaffinity(0))
@@ -179,7 +179,7 @@ def test_readers_are_apart_only_when_both_ends_are_pinned_to_cpus_they_do_not_sh
         """,
         a_py="",
     )
-    config = plan_run(load_dataflow(flow), "t", "t", str(tmp_path), "ipc://unused")
+    config = plan_machine(load_dataflow(flow), "t", "t", str(tmp_path), "ipc://unused").nodes
     assert {d.node: d.apart for d in config["camera"].outputs["image"]} == {
         "apart": True,
         "sharing": False,

@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import ROOT
 
+EVERY_CASE = {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned", "frame_1hop_subscribed"}
+
 
 def run_bench(*args: str) -> dict[str, object]:
     result = subprocess.run([sys.executable, *args, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -22,12 +24,15 @@ def run_bench(*args: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -> None:
-    report = run_bench("bench/latency.py", "--seconds", "0.6", "--repeat", "1", "--count", "5000")
+    report = run_bench("bench/latency.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000")
     assert report["peers"] == ["car", "zmq"]
     cases = report["cases"]
     assert isinstance(cases, dict)
-    assert set(cases) == {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned"}
+    assert set(cases) == EVERY_CASE
     assert set(cases.pop("frame_1hop_loaned")) == {"car"}  # bare pyzmq cannot lend a buffer
+    subscribed = cases.pop("frame_1hop_subscribed")["car"]
+    assert subscribed["p50_us"] > 0 and subscribed["runs"][0]["subscriber"]["p50_us"] > 0  # both ends measured
+    assert subscribed["runs"][0]["subscriber"]["n"] > 10  # the subscriber joined and got the frames
     every_cpu = sorted(os.sched_getaffinity(0))
     for row in cases.values():
         assert row["car"]["p50_us"] > 0 and row["zmq"]["p50_us"] > 0
@@ -41,6 +46,7 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
     assert isinstance(ratios, dict)
     assert ratios["small_p50_car_over_zmq"] > 0 and ratios["frame_p50_car_over_zmq"] > 0
     assert ratios["frame_loaned_p50_car_over_zmq"] > 0
+    assert ratios["frame_subscriber_p50_us"] > 0 and "frame_subscribed_sink_p50_added_us" in ratios
     assert ratios["small_p50_car_over_dora"] is None  # dora was not asked for
 
 
@@ -55,6 +61,7 @@ def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
     cases = report["cases"]
     assert isinstance(cases, dict)
     first, second = sorted(os.sched_getaffinity(0))[:2]
+    assert set(cases.pop("frame_1hop_subscribed")) == {"car"}  # car's subscribers: dora has none to compare
     for case, row in cases.items():
         assert row["dora"]["p50_us"] > 0 and row["dora"]["runs"][0]["n"] > 10
         sink_cpu = first if "2hop" in case else second  # source on the first CPU, then alternating
@@ -91,7 +98,8 @@ def test_compare_measures_iceoryx2_as_a_reference_on_every_latency_case() -> Non
     assert report["dora"] == "not asked for"
     cases = report["cases"]
     assert isinstance(cases, dict)
-    assert set(cases) == {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned"}
+    assert set(cases) == EVERY_CASE
+    assert set(cases.pop("frame_1hop_subscribed")) == {"car"}
     for case, row in cases.items():
         runs = row["iceoryx2"]["runs"]
         assert runs[0]["n"] > 10 and row["iceoryx2"]["p50_us"] > 0, case  # samples arrived and were timed

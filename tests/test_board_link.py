@@ -140,16 +140,30 @@ def test_the_ir_dataflow_drives_the_emulated_board(emulator: str, tmp_path: obje
     assert dropped == 0 and left > 1000 and right > 1000  # it drove forward through the real link
 
 
-def test_hw_without_a_port_is_a_clear_error(tmp_path: object) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--hw"], "--hw needs --port PORT"),
+        (["--port", "/dev/ttyACM0"], "--port is for the real car: add --hw"),
+        (["--camera", "0"], "--camera is for the real car: add --hw"),
+        (["--report", "/nonexistent/dir/r.json"], "the folder /nonexistent/dir does not exist"),
+        (["--report", "figures.txt"], "name a .json file"),
+    ],
+)
+def test_launch_options_that_cannot_work_are_refused_before_anything_starts(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
     flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line_ir.yml")
     result = subprocess.run(
-        [sys.executable, "-m", "car", "launch", flow, "--hw", "--duration", "3", "--out", str(tmp_path)],
+        [sys.executable, "-m", "car", "launch", flow, *options, "--duration", "3", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
     )
-    assert result.returncode == 1
-    assert "--hw needs --port PORT" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "run `" not in result.stderr and not list(tmp_path.iterdir())  # nothing started, nothing written
 
 
 def test_car_board_emulator_is_the_same_program() -> None:

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import zmq
 
-from car import direct, wire
-from car.config import Destination, InputConfig, NodeConfig, plan_run
-from car.direct import DirectLinks
-from car.loader import load_dataflow
-from car.node import Node, UnknownOutputError
-from car.timers import Timers
+from car.daemon.direct_links import DirectLinks
+from car.daemon.timers import Timers
+from car.node.api import Node, UnknownOutputError
+from car.plan.build import plan_machine
+from car.plan.config import Destination, InputConfig, NodeConfig
+from car.spec.loader import load_dataflow
+from car.transport import direct, wire
 from tests.helpers import launch, write_flow
 
 pytestmark = pytest.mark.skipif(not direct.supported(), reason="this kernel has no Unix SOCK_SEQPACKET sockets")
@@ -43,7 +44,7 @@ SENDER = """
     import json
     from car import Node
     node = Node()
-    zmq_links = len(node._sockets)  # ZeroMQ sockets for data: none, when every reader is on a direct link
+    zmq_links = len(node._outbox._sockets)  # ZeroMQ sockets for data: none, when every reader is on a direct link
     n = 0
     for event in node:
         if event.type == "INPUT":
@@ -240,7 +241,7 @@ def test_frames_to_a_reader_pinned_apart_are_announced_before_the_copy_and_arriv
     copying = LENDER.replace('node.allocate_output("image", (480, 640, 3))', "np.empty((480, 640, 3), np.uint8)")
     first, second = sorted(os.sched_getaffinity(0))[:2]
     flow = camera_and_keeper(tmp_path, "{source: camera/image, queue_size: 4}", copying, (first, second))
-    config = plan_run(load_dataflow(flow), "t", "t", str(tmp_path), "ipc://unused")
+    config = plan_machine(load_dataflow(flow), "t", "t", str(tmp_path), "ipc://unused").nodes
     assert config["camera"].outputs["image"][0].apart is True
     launch(flow)
     keeper = json.loads((tmp_path / "keeper.json").read_text())

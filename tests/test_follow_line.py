@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from car.runs import find_run, request
-from tests.helpers import ROOT, car, start_car
+from tests.helpers import ROOT, car, run_status, start_car
 
 FLOW = str(ROOT / "dataflows" / "follow_line.yml")
 
@@ -62,19 +61,23 @@ def test_bad_launch_options_are_clear_errors() -> None:
 
 
 def test_killing_the_controller_stops_the_wheels(tmp_path: Path) -> None:
+    """car_io's dead man's switch: with the controller gone (and the run going on without it), the wheels stop."""
     name = f"deadman-{os.getpid()}"
-    proc = start_car("launch", FLOW, "--name", name, "--headless", "--out", str(tmp_path / "out"))
+    flow = tmp_path / "follow_line.yml"
+    text = Path(FLOW).read_text().replace("path: -m nodes.controller", "path: -m nodes.controller\n    critical: false")
+    flow.write_text(text)
+    proc = start_car("launch", str(flow), "--name", name, "--headless", "--out", str(tmp_path / "out"))
     try:
         deadline = time.monotonic() + 30
         controller, driving = 0, 0.0
         while driving < 1.0 and time.monotonic() < deadline:  # wait until the car has driven 1 s
             time.sleep(0.2)
             try:
-                nodes = {n["id"]: n for n in request(find_run(name), {"op": "list"})["nodes"]}
+                nodes = {n.id: n for n in run_status(name).nodes}
             except Exception:  # the run is still starting
                 continue
-            controller = nodes["controller"]["pid"]
-            clock = re.match(r"t ([\d.]+) s", nodes["car_io"]["status"])
+            controller = nodes["controller"].pid
+            clock = re.match(r"t ([\d.]+) s", nodes["car_io"].status)
             driving = float(clock.group(1)) if clock else 0.0
         assert controller and driving >= 1.0
         os.kill(controller, signal.SIGKILL)

@@ -43,8 +43,12 @@ def test_graph_html_page(tmp_path: Path) -> None:
     result = car("graph", str(flow), "--html", str(page))
     assert result.returncode == 0, result.stderr
     html = page.read_text()
-    assert '<pre class="mermaid">' in html and "n0 --&gt;|&quot;image (queue 1)&quot;| n1" in html
-    assert "mermaid.initialize" in html
+    assert "<svg" in html and "<script" not in html  # drawn in the page itself: nothing to fetch
+    assert [line for line in html.splitlines() if "://" in line and "xmlns=" not in line] == []
+    for name in ("camera", "detector", "controller", "timer 33 ms"):
+        assert f">{name}</text>" in html
+    assert html.count('class="edge"') == html.count("--&gt;|")  # one drawn edge per Mermaid edge
+    assert "n0 --&gt;|&quot;image (queue 1)&quot;| n1" in html  # and the Mermaid source, to copy
 
 
 def test_build_runs_each_build_command_in_the_dataflow_folder(tmp_path: Path) -> None:

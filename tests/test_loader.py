@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from car.loader import load_dataflow
-from car.spec import Problem, parse_timer
+from car.spec.loader import load_dataflow
+from car.spec.model import Problem, parse_timer
 from tests.helpers import assert_problems_mention, car, problems
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -438,62 +437,6 @@ def test_sending_an_undeclared_output_is_a_clear_error(tmp_path: Path) -> None:
     result = car("launch", str(flow), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "ERR node `talker` has no output `shout` (declared: speech)" in result.stdout
-
-
-def test_list_stop_and_dynamic_node(tmp_path: Path) -> None:
-    flow = write_flow(
-        tmp_path,
-        """
-        nodes:
-          - id: ticker
-            path: ticker.py
-            inputs: {tick: dora/timer/millis/20}
-            outputs: [n]
-          - id: by_hand
-            path: dynamic
-            inputs: {n: ticker/n}
-        """,
-        ticker_py="""
-            from car import Node
-            node = Node()
-            for k, event in enumerate(node):
-                if event.type == "INPUT":
-                    node.send_output("n", k)
-        """,
-        by_hand_py="""
-            from pathlib import Path
-            from car import Node
-            node = Node()
-            got = 0
-            for event in node:
-                if event.type == "INPUT":
-                    got += 1
-                    if got == 5:
-                        Path("by_hand_ok").write_text(node.id)
-                        break
-        """,
-    )
-    name = f"dyn-{os.getpid()}"
-    proc = start_car("launch", str(flow), "--name", name, "--out", str(tmp_path / "out"))
-    try:
-        deadline = time.monotonic() + 20
-        listing = ""
-        while name not in listing and time.monotonic() < deadline:
-            listing = car("list").stdout
-            time.sleep(0.1)
-        assert "ticker:running" in listing and "by_hand:waiting" in listing
-        ran = car("run-node", "by_hand", "--run", name, "--", str(tmp_path / "by_hand.py"), cwd=tmp_path, timeout=30)
-        assert ran.returncode == 0, ran.stderr
-        assert (tmp_path / "by_hand_ok").read_text() == "by_hand"
-        stopped = car("stop", name)
-        assert stopped.returncode == 0, stopped.stderr
-        _, stderr = proc.communicate(timeout=20)
-        assert "stopping (requested by `car stop`)" in stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert name not in car("list").stdout
 
 
 def test_dora_example_runs_unchanged(tmp_path: Path) -> None:

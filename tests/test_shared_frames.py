@@ -11,9 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from car import shm, wire
-from car.hlc import Timestamp
-from car.shm import FINISHED, MAX_SLOTS, FrameReader, FrameWriter, StaleFrameError, finish_reader, reset_reader
+from car.transport import shm, wire
+from car.transport.hlc import Timestamp
+from car.transport.shm import (
+    FINISHED,
+    MAX_SLOTS,
+    FrameReader,
+    FrameWriter,
+    StaleFrameError,
+    finish_reader,
+    reset_reader,
+)
 from tests.helpers import car, launch, write_flow
 
 FRAME = (480, 640, 3)
@@ -230,16 +238,42 @@ def test_finished_mark_is_the_reader_line(tmp_path: Path) -> None:
     assert writer.put(memoryview(frame(1))) is not None
     finish_reader(prefix, 1)
     assert writer.segment is not None
-    assert writer.segment.readers_state() == (0, 0)  # line 0 has not received anything, line 1 left
+    assert writer.segment.readers_state(2, ()) == (0, 0)  # line 0 has not received anything, line 1 left
     finish_reader(prefix, 0)
-    assert writer.segment.readers_state() == (FINISHED, 0)
+    assert writer.segment.readers_state(2, ()) == (FINISHED, 0)
+    writer.close()
+
+
+def test_a_subscriber_line_keeps_what_it_holds_but_never_holds_the_sender_up(tmp_path: Path) -> None:
+    """A node reader's line keeps slots it has yet to receive; a subscriber's line only the slots it holds."""
+    prefix = f"{tmp_path}/car-t-0.0-"
+    writer = FrameWriter(prefix, readers=1, slots=2, lines=3)
+    writer.subscribe(2)  # line 2: a subscriber that never reads
+    reader, subscriber = FrameReader(), FrameReader()
+    for n in range(1, 9):  # the node reader takes and lets go of each frame; the subscriber takes none
+        descriptor = writer.put(memoryview(frame(n)))
+        assert descriptor is not None
+        held = reader.hold(descriptor, 0, 1)
+        reader.release(held[0], held[1])
+    assert writer.slots == 2 and writer.count == 1  # it neither grew its file nor copied: nothing was held up
+    descriptor = writer.put(memoryview(frame(9)))
+    assert descriptor is not None
+    held, slot, seq, nbytes = subscriber.hold(descriptor, 2, 1)  # now the subscriber holds frame 9
+    assert (writer.segment is not None) and writer.segment.readers_state(1, (2,))[1] == 1 << slot
+    kept = np.ndarray((nbytes,), np.uint8, subscriber.array_buffer(held, slot, seq, nbytes))
+    for n in range(10, 14):  # the ring goes on around the subscriber's slot
+        descriptor = writer.put(memoryview(frame(n)))
+        assert descriptor is not None and FrameReader.parse(descriptor)[0] != slot
+        taken = reader.hold(descriptor, 0, 1)
+        reader.release(taken[0], taken[1])
+    assert int(kept.min()) == int(kept.max()) == 9  # what it holds stays whole
     writer.close()
 
 
 def test_files_of_a_killed_run_are_removed_by_the_next_car_command(tmp_path: Path) -> None:
     code = (
         "import os, pathlib, sys\n"
-        "from car.runs import create_run\n"
+        "from car.plan.runs import create_run\n"
         f"info = create_run('ghost', 'x.yml', {str(tmp_path)!r})\n"
         "pathlib.Path(f'/dev/shm/car-{info.run_id}-0.0-1-1').write_bytes(b'x')\n"
         "print(info.run_id)\n"

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from hal.camera_model import camera_axes, project
 from sim import CameraParams, CarParams, SensorParams, TrackError, World, load_track, render_run, save_run_png
-from sim.camera import camera_axes, project
 from sim.track import Obstacle, track_from_dict
 from sim.vehicle import Vehicle
 

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from car.runs import find_run, request
 from nodes.teleop import Drive, actions, apply
-from tests.helpers import ROOT, start_car
+from tests.helpers import ROOT, run_status, start_car
 
 
 def test_keys_become_actions_and_drive() -> None:
@@ -40,7 +39,7 @@ def test_driving_from_a_terminal(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                states = {n["id"]: n["state"] for n in request(find_run(name), {"op": "list"})["nodes"]}
+                states = {n.id: n.state for n in run_status(name).nodes}
                 if states.get("car_io") == "running":
                     break
             except Exception:  # still starting

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from car import wire
-from car.hlc import HybridLogicalClock, Timestamp
+from car.transport import wire
+from car.transport.hlc import HybridLogicalClock, Timestamp
 
 STAMP = Timestamp(1_700_000_000_000_000_000, 3)
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from car.node import Event
-from car.node import Node as _CarNode
+from car.node.api import Event
+from car.node.api import Node as _CarNode
 
 __all__ = ["Event", "Node"]
 

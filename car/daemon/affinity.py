@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from car.spec import Dataflow, Problem
+from car.spec.model import Dataflow, Problem
 
 
 def usable_cpus() -> frozenset[int] | None:

@@ -8,6 +8,7 @@ Works on PyYAML's node tree (not plain dicts) so that every value keeps its posi
 from __future__ import annotations
 
 import difflib
+import math
 import shlex
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from car.spec import (
+from car.spec.model import (
     DEFAULT_QUEUE_SIZE,
     DYNAMIC_PATH,
     QUEUE_POLICIES,
@@ -46,6 +47,7 @@ NODE_KEYS = (
     "max_restarts",
     "restart_delay",
     "cpu_affinity",
+    "critical",
     "custom",
 )
 CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
@@ -130,6 +132,16 @@ def _valid_id(text: str) -> bool:
     return bool(text) and "/" not in text and not any(c.isspace() for c in text)
 
 
+class _Unreadable:
+    """What `_Checker.scalar` gives for a value YAML cannot construct (already reported)."""
+
+    def __repr__(self) -> str:
+        return "an unreadable value"
+
+
+UNREADABLE = _Unreadable()
+
+
 class _Checker:
     """Walks the YAML node tree, builds the model and collects problems."""
 
@@ -146,10 +158,19 @@ class _Checker:
         return Location(self.label, mark.line + 1, mark.column + 1)
 
     def problem(self, node: yaml.Node, message: str, hint: str = "") -> None:
-        self.problems.append(Problem(self.loc(node), message, hint))
+        """Report a problem (one per place: what follows from an unreadable value is not reported again)."""
+        location = self.loc(node)
+        if all(p.location != location for p in self.problems):
+            self.problems.append(Problem(location, message, hint))
 
     def scalar(self, node: yaml.Node) -> Any:
-        return self._constructor.construct_object(node, deep=True)
+        """The value YAML gives `node`, or UNREADABLE (reported) when it gives none: an unknown tag, `!!int xyz`."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            self.problem(node, f"cannot read this value: {reason}", "write a plain value (no `!tag`)")
+            return UNREADABLE
 
     def mapping(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]] | None:
         """The (key, key node, value node) triples of a mapping, or None after reporting."""
@@ -201,6 +222,9 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.problem(node, f"{what} must be a number")
             return None
+        if not math.isfinite(value):
+            self.problem(node, f"{what} must be a finite number, got {value}")
+            return None
         if value < minimum or (not inclusive and value == minimum):
             bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
             self.problem(node, f"{what} must be {bound}, got {value}")
@@ -216,6 +240,13 @@ class _Checker:
             self.problem(node, f"{what} must be >= {minimum}, got {value}")
             return None
         return value
+
+    def boolean(self, node: yaml.Node, what: str) -> bool:
+        value = self.scalar(node)
+        if isinstance(value, bool):
+            return value
+        self.problem(node, f"{what} must be true or false, not `{value}`")
+        return True
 
     def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str | None:
         value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
@@ -336,6 +367,7 @@ class _Checker:
         delay = 0.0
         if "restart_delay" in values:
             delay = self.number(values["restart_delay"], f"{what}.restart_delay", 0.0) or 0.0
+        critical = self.boolean(values["critical"], f"{what}.critical") if "critical" in values else True
         cpus = self.cpus(values["cpu_affinity"], f"{what}.cpu_affinity") if "cpu_affinity" in values else ()
         if cpus and path == DYNAMIC_PATH:
             self.problem(
@@ -361,6 +393,7 @@ class _Checker:
             restart_delay=delay,
             cpu_affinity=cpus,
             cpu_affinity_location=self.loc(values["cpu_affinity"]) if cpus else None,
+            critical=critical,
         )
 
     def path(self, node: yaml.Node | None, item: yaml.Node, what: str, working_dir: str) -> str:
@@ -373,11 +406,15 @@ class _Checker:
         if path is None or path == DYNAMIC_PATH or path.startswith("-m "):
             return path or ""
         base = self.base_dir
-        if working_dir:
-            base = self.base_dir / working_dir
-            if not base.is_dir():
-                return path  # a folder on another machine: checked there
-        if (base / path).exists():
+        try:
+            if working_dir:
+                base = self.base_dir / working_dir
+                if not base.is_dir():
+                    return path  # a folder on another machine: checked there
+            if (base / path).exists():
+                return path
+        except (OSError, ValueError) as exc:  # too long a name, a NUL byte
+            self.problem(node, f"{what}.path `{path[:60]}` cannot be a file name: {getattr(exc, 'strerror', exc)}")
             return path
         if "/" not in path and not path.endswith(".py") and shutil.which(path):
             return path

@@ -1,15 +1,19 @@
 """What installed packages add to `car`, so that `car/` itself knows nothing of robots.
 
-- `car.launch_options`: an object with `add_arguments(group)` (argparse) and
-  `environment(args) -> dict[str, str]`, whose result is set in every node's environment.
+- `car.launch_options`: an object with `add_arguments(group)` (argparse),
+  `environment(args) -> dict[str, str]`, whose result is set in every node's environment
+  (ValueError for a bad value: `car launch` refuses before anything starts), and
+  `warnings(args) -> list[str]`, said when the run starts.
   The smart car's `--sim`, `--track` and `--laps` come from `nodes.launch_options`.
 - `car.commands`: a function `main(argv: list[str]) -> None` run as `car NAME ARGS...`
-  (the smart car's `car board-emulator` is `sim.board:main`).
+  (the smart car's `car board-emulator` is `sim.board:main`); each is a row of `car`'s
+  command table (car.commands.cli).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Protocol
 
@@ -27,20 +31,16 @@ class LaunchOptions(Protocol):
         """Node environment for the parsed options; ValueError with a message for bad values."""
         ...
 
+    def warnings(self, args: argparse.Namespace) -> list[str]:
+        """What the user should know about a combination of options that still runs."""
+        ...
+
 
 def launch_options() -> list[tuple[str, LaunchOptions]]:
     """The installed option providers, by entry-point name."""
     return [(ep.name, ep.load()) for ep in sorted(entry_points(group=GROUP), key=lambda ep: ep.name)]
 
 
-def command_names() -> list[str]:
-    """The installed extra subcommands."""
-    return sorted(ep.name for ep in entry_points(group=COMMANDS))
-
-
-def run_command(name: str, argv: list[str]) -> None:
-    """Run the extra subcommand `name` with its arguments."""
-    for ep in entry_points(group=COMMANDS, name=name):
-        ep.load()(argv)
-        return
-    raise KeyError(name)
+def extension_commands() -> list[tuple[str, Callable[[], Callable[[list[str]], None]]]]:
+    """The installed extra subcommands: name and a loader of their `main` (loaded only when run)."""
+    return [(ep.name, ep.load) for ep in sorted(entry_points(group=COMMANDS), key=lambda ep: ep.name)]

@@ -14,9 +14,9 @@ import time
 
 import zmq
 
-from car import wire
-from car.hlc import HybridLogicalClock
-from car.spec import parse_timer
+from car.spec.model import parse_timer
+from car.transport import wire
+from car.transport.hlc import HybridLogicalClock
 
 
 class Timers(threading.Thread):
@@ -29,7 +29,7 @@ class Timers(threading.Thread):
         endpoints: dict[str, str],
         direct: dict[str, socket.socket],
     ):
-        """`direct`: the daemon's end of a socket pair to a node (car.direct); other nodes get ticks over ZeroMQ."""
+        """`direct`: the daemon's end of a socket pair to a node (car.transport.direct); other nodes get ticks over ZeroMQ."""
         super().__init__(name="car-timers", daemon=True)
         self._ctx = ctx
         self._subscribers = subscribers  # timer source -> node ids

@@ -9,7 +9,7 @@ Layout of the first frame (little endian):
 
 A larger payload follows as a second frame and arrives as a numpy array over the
 received buffer: nothing is pickled, and nothing is copied on the receiving side. Between
-nodes on one machine a large payload travels through shared memory instead (car.shm): the
+nodes on one machine a large payload travels through shared memory instead (car.transport.shm): the
 value type is flagged SHARED and the inline payload is the shared-memory descriptor.
 One frame per small message keeps the Python work per message to a few microseconds.
 """
@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import msgpack
 import numpy as np
 
-from car.hlc import Timestamp
+from car.transport.hlc import Timestamp
 
 VERSION = 2
 
@@ -30,6 +30,8 @@ KIND_DATA = 0  # a value on an output (or a timer tick)
 KIND_CLOSED = 1  # the source output will send nothing more
 KIND_STOP = 2  # the dataflow is stopping
 KIND_ERROR = 3  # the daemon reports an error to the node
+KIND_CONTROL = 4  # the daemon changes the node's plan: the value is a car.transport.control message
+KIND_DROPPED = 5  # to a subscriber: the value counts the messages dropped on the way since the last one
 
 VT_NONE = 0
 VT_ARRAY = 1
@@ -172,7 +174,7 @@ def inline_payload(header: bytes) -> memoryview:
 
 
 def split(data: bytes) -> tuple[bytes, memoryview]:
-    """A message that travelled as one datagram (car.direct): its first frame and its payload frame."""
+    """A message that travelled as one datagram (car.transport.direct): its first frame and its payload frame."""
     _, _, _, ndim, _, _, src_len, dtype_len, meta_len = _FIXED.unpack_from(data)
     end = FIXED_SIZE + 8 * ndim + src_len + dtype_len + meta_len
     return data[:end], memoryview(data)[end:]

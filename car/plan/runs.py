@@ -14,11 +14,14 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import zmq
 
-from car.shm import remove_segments, segment_dir
+from car.transport import control
+from car.transport.shm import remove_segments, segment_dir
+
+R = TypeVar("R", bound=control.DaemonReply)
 
 
 class RunError(Exception):
@@ -117,18 +120,30 @@ def find_run(name: str | None) -> RunInfo:
     raise RunError(f"no running dataflow named `{name}` (running: {known})")
 
 
-def request(info: RunInfo, message: dict[str, Any], timeout: float = 3.0) -> dict[str, Any]:
-    """Send one request to a run's control socket and return its answer."""
+def request(info: RunInfo, message: control.ClientToDaemon, timeout: float = 3.0) -> control.DaemonReply:
+    """Send one request to a run's control socket and return its answer (RunError if none, or unreadable)."""
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(info.control)
-        sock.send_json(message)
+        sock.send(control.encode(message))
         if not sock.poll(int(timeout * 1000)):
             raise RunError(f"run `{info.name}` (pid {info.pid}) did not answer within {timeout:g} s")
-        answer = sock.recv_json()
-        if not isinstance(answer, dict):
-            raise RunError(f"run `{info.name}` answered something unexpected: {answer!r}")
-        return answer
+        try:
+            return control.decode(sock.recv(), control.DaemonReply)
+        except control.ControlError as exc:
+            raise RunError(
+                f"run `{info.name}` (pid {info.pid}) answered something this car cannot read: {exc}"
+            ) from None
     finally:
         sock.close()
+
+
+def ask(info: RunInfo, message: control.ClientToDaemon, answer: type[R], timeout: float = 3.0) -> R:
+    """`request`, expecting an answer of type `answer`; a refusal is a RunError with the daemon's reason."""
+    reply = request(info, message, timeout)
+    if isinstance(reply, control.Refused):
+        raise RunError(reply.error)
+    if not isinstance(reply, answer):
+        raise RunError(f"run `{info.name}` answered {type(reply).__name__}, not {answer.__name__}")
+    return reply

@@ -1,11 +1,12 @@
 """The dataflow model: what a validated dataflow file describes.
 
-`car.loader` turns a YAML file into these objects (or a list of problems); everything
+`car.spec.loader` turns a YAML file into these objects (or a list of problems); everything
 else in the runtime works on them and never looks at YAML again.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ DYNAMIC_PATH = "dynamic"
 
 _TIMER_RE = re.compile(r"^dora/timer/(millis|secs|hz)/(.+)$")
 _UNIT_NS = {"millis": 1_000_000, "secs": 1_000_000_000}
+MIN_TIMER_NS = 1_000  # 1 MHz: faster than any node can take ticks
+MAX_TIMER_NS = 86_400 * 1_000_000_000  # a day
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,12 @@ def parse_timer(source: str) -> int:
         value = float(number) if unit != "millis" else int(number)
     except ValueError:
         raise ValueError(f"malformed timer `{source}`: `{number}` is not a number") from None
-    if value <= 0:
-        raise ValueError(f"malformed timer `{source}`: the {unit} value must be positive")
-    if unit == "hz":
-        return round(1_000_000_000 / value)
-    return round(value * _UNIT_NS[unit])
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"malformed timer `{source}`: the {unit} value must be positive and finite")
+    period = 1e9 / value if unit == "hz" else value * _UNIT_NS[unit]
+    if not MIN_TIMER_NS <= period <= MAX_TIMER_NS:
+        raise ValueError(f"timer `{source}`: its period must be between 1 µs and 1 day")
+    return round(period)
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,9 @@ class NodeSpec:
     restart_policy: str = "never"
     max_restarts: int = 0  # 0: no limit
     restart_delay: float = 0.0
-    cpu_affinity: tuple[int, ...] = ()  # the CPUs the node may run on (car.affinity); empty: any
+    cpu_affinity: tuple[int, ...] = ()  # the CPUs the node may run on (car.daemon.affinity); empty: any
     cpu_affinity_location: Location | None = None
+    critical: bool = True  # when it fails and is not restarted, the whole run stops
 
     @property
     def is_dynamic(self) -> bool:

@@ -9,7 +9,7 @@ that gets the notification first waits for the slot's sequence number (typically
 less than a hundred microseconds). That order needs a CPU that makes stores visible in
 program order (x86), and it pays only when the reader runs on another CPU meanwhile
 (nodes pinned apart with `cpu_affinity`); otherwise the sender copies first
-(car.node.NOTIFY_FIRST, Destination.apart). A node
+(car.node.api.NOTIFY_FIRST, Destination.apart). A node
 may also write a frame straight into a slot it borrows (`loan`, behind
 `Node.allocate_output`): then nothing is copied at all. The receiver maps the file once
 and hands the node a read-only numpy view of the slot: nothing is copied on the
@@ -30,8 +30,8 @@ before it receives anything, so a sender never overwrites what it may still read
 
 Layout of the file (little endian, offsets in bytes):
 
-    0     magic b"CARSHM01", slots u32, readers u32, slot_size u64
-    64    one 64-byte line per reader: last u64, held u64 (bit s: slot s)
+    0     magic b"CARSHM01", slots u32, lines u32, slot_size u64
+    64    one 64-byte line per reader (the nodes', then spare ones for subscribers): last u64, held u64 (bit s: slot s)
     ...   one u64 per slot: the sequence number of the message in it (0: none, or being written)
     ...   the slots, each slot_size bytes, page-aligned
 """
@@ -92,11 +92,11 @@ class _Segment:
         # Populated at once: a page first touched while a frame is copied would cost far more.
         self.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         os.close(fd)
-        magic, self.slots, self.readers, self.slot_size = _HEAD.unpack_from(self.map)
+        magic, self.slots, self.lines, self.slot_size = _HEAD.unpack_from(self.map)
         if magic != MAGIC:
             raise ValueError(f"{path} is not a car shared-memory file")
-        self.stored_at = _LINE * (1 + self.readers)
-        self.data_at = _data_at(self.readers, self.slots)
+        self.stored_at = _LINE * (1 + self.lines)
+        self.data_at = _data_at(self.lines, self.slots)
         self.view = memoryview(self.map)
         self.readonly = self.view.toreadonly()  # what readers' arrays are made over
 
@@ -124,12 +124,16 @@ class _Segment:
         last = _U64.unpack_from(self.map, _LINE * (1 + reader))[0]
         return int(last), int(_U64.unpack_from(self.map, _LINE * (1 + reader) + 8)[0])
 
-    def readers_state(self) -> tuple[int, int]:
-        """The latest sequence number every reader has received, and the slots any reader holds (bits)."""
+    def readers_state(self, readers: int, subscribers: tuple[int, ...]) -> tuple[int, int]:
+        """The latest sequence number every node reader (lines 0 .. readers-1) has received, and the slots
+        any of them or the subscribers on lines `subscribers` holds (bits). A subscriber's `last` is not
+        waited for (see FrameWriter.subscribe)."""
         last, held = FINISHED, 0
-        for r in range(self.readers):
+        for r in range(readers):
             reader_last, reader_held = self.line(r)
             last, held = min(last, reader_last), held | reader_held
+        for r in subscribers:
+            held |= self.line(r)[1]
         return last, held
 
     def publish(self, line: int, last: int, held: int) -> None:
@@ -141,9 +145,11 @@ class _Segment:
 class FrameWriter:
     """The ring of slots of one output, on the sending side."""
 
-    def __init__(self, prefix: str, readers: int, slots: int):
+    def __init__(self, prefix: str, readers: int, slots: int, lines: int = 0):
         self.prefix = prefix
-        self.readers = readers
+        self.readers = readers  # node readers: lines 0 .. readers-1
+        self.lines = max(lines, readers)  # lines in each file: spare ones after the readers' take subscribers
+        self.subscribers: tuple[int, ...] = ()  # the spare lines subscribers read on now
         self.slots = slots
         self.segment: _Segment | None = None
         self.name = b""
@@ -152,6 +158,21 @@ class FrameWriter:
         self._reserved = 0  # the slot reserve() took for the message being sent
         self.loaned: set[int] = set()  # slots lent to the node to write a message into (see loan())
         self.count = 0  # files made so far (a larger array needs larger slots)
+
+    def subscribe(self, line: int) -> None:
+        """A subscriber reads on spare line `line` from now on.
+
+        Unlike a node reader, a subscriber may fall behind without holding the sender up:
+        only the slots it holds are kept for it, not those it has yet to receive. A slot
+        reused before the subscriber got to it fails its sequence-number check there
+        (StaleFrameError: a counted drop), so it never sees a torn frame, and a stuck
+        subscriber never makes the sender grow its files or copy.
+        """
+        self.subscribers = tuple(sorted({*self.subscribers, line}))
+
+    def unsubscribe(self, line: int) -> None:
+        """The subscriber on `line` has left (its line was marked FINISHED, see finish_reader)."""
+        self.subscribers = tuple(k for k in self.subscribers if k != line)
 
     def put(self, payload: memoryview) -> bytes | None:
         """Copy `payload` into a free slot; the notification to send, or None when every slot is held."""
@@ -189,7 +210,7 @@ class FrameWriter:
 
     def _free_slot(self, seg: _Segment) -> int | None:
         """A slot no reader holds or has yet to receive, marked being written; None when there is none."""
-        received, held = seg.readers_state()
+        received, held = seg.readers_state(self.readers, self.subscribers)
         for i in range(self.slots):
             slot = (self.next + i) % self.slots
             if not held >> slot & 1 and slot not in self.loaned and seg.stored(slot) <= received:
@@ -237,14 +258,14 @@ class FrameWriter:
         slot_size = -(-nbytes // _PAGE) * _PAGE
         self.count += 1
         path = f"{self.prefix}{os.getpid()}-{self.count}"
-        size = _data_at(self.readers, self.slots) + self.slots * slot_size
+        size = _data_at(self.lines, self.slots) + self.slots * slot_size
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.ftruncate(fd, size)
-        head = _HEAD.pack(MAGIC, self.slots, self.readers, slot_size)
+        head = _HEAD.pack(MAGIC, self.slots, self.lines, slot_size)
         os.pwrite(fd, head, 0)
         finished: list[int] = []  # readers that left stay left in the new file
         if self.segment is not None:
-            finished = [r for r in range(self.readers) if self.segment.line(r)[0] == FINISHED]
+            finished = [r for r in range(self.lines) if self.segment.line(r)[0] == FINISHED]
             self.segment.close()
         self.segment = _Segment(path, fd, size)
         for line in finished:
@@ -365,8 +386,8 @@ class FrameReader:
             segment = _Segment(path, fd, os.fstat(fd).st_size)
         else:
             os.close(fd)
-        if line >= segment.readers:
-            raise ValueError(f"{path} has {segment.readers} reader lines, not {line + 1}")
+        if line >= segment.lines:
+            raise ValueError(f"{path} has {segment.lines} reader lines, not {line + 1}")
         held = _Held(segment, line)
         self._held[(name, line)] = held
         return held

@@ -32,9 +32,6 @@ import fcntl
 import socket
 from functools import cache
 
-from car.config import NodeConfig
-from car.spec import TIMER_PREFIX
-
 SEND_BUFFER_BYTES = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.wmem_max (and doubles it)
 _OVERHEAD = 32  # bytes of a SOCK_SEQPACKET send buffer no message can use
 
@@ -51,57 +48,12 @@ def supported() -> bool:
     return True
 
 
-class DirectLinks:
-    """The socket pairs of one run, created by the daemon; `fds(node)` are the ends a node inherits."""
-
-    def __init__(self, configs: dict[str, NodeConfig], dynamic: set[str]):
-        """Give every ZeroMQ-free destination (not backpressure, neither end dynamic) a socket pair.
-
-        Sets `Destination.fd` (the sender's end) and `NodeConfig.direct_fds` (the receiver's ends);
-        `timer_ends` holds the daemon's end of a pair to every node that reads a timer.
-        """
-        self._sockets: list[socket.socket] = []
-        self._fds: dict[str, list[int]] = {node: [] for node in configs}
-        self.timer_ends: dict[str, socket.socket] = {}  # node id -> the end the daemon's timers send on
-        if not supported():
-            return
-        for node, config in configs.items():
-            if node not in dynamic and any(i.source.startswith(TIMER_PREFIX) for i in config.inputs.values()):
-                self.timer_ends[node] = self._pair(None, config)
-                self.timer_ends[node].setblocking(False)
-        pairs: dict[tuple[str, str], int] = {}  # (sender, receiver) -> the sender's end
-        for sender, config in configs.items():
-            for destinations in config.outputs.values():
-                for dest in destinations:
-                    if dest.backpressure or sender in dynamic or dest.node in dynamic:
-                        continue
-                    fd = pairs.get((sender, dest.node))
-                    if fd is None:
-                        fd = pairs[(sender, dest.node)] = self._pair(sender, configs[dest.node]).fileno()
-                    dest.fd = fd
-
-    def _pair(self, sender: str | None, receiver: NodeConfig) -> socket.socket:
-        """A socket pair from `sender` (None: the daemon itself) to `receiver`; the sending end."""
-        ends = [_above_stdio(end) for end in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)]
-        for end in ends:
-            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-            self._sockets.append(end)
-        sending, receiving = (end.fileno() for end in ends)
-        if sender is not None:
-            self._fds[sender].append(sending)
-        self._fds[receiver.node_id].append(receiving)
-        receiver.direct_fds.append(receiving)
-        return ends[0]
-
-    def fds(self, node: str) -> list[int]:
-        """The file descriptors node `node` must inherit."""
-        return self._fds.get(node, [])
-
-    def close(self) -> None:
-        """Close the daemon's copies of every end (at the end of the run)."""
-        for sock in self._sockets:
-            sock.close()
-        self._sockets.clear()
+def pair() -> tuple[socket.socket, socket.socket]:
+    """A new direct link: both ends, on descriptors above 2, with the largest send buffer the kernel allows."""
+    ends = [_above_stdio(end) for end in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)]
+    for end in ends:
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    return ends[0], ends[1]
 
 
 def _above_stdio(sock: socket.socket) -> socket.socket:

@@ -1,0 +1,95 @@
+"""The processes that joined a running graph: who they are, what they receive, whether they live.
+
+A subscription is a process (pid) with a PULL socket (its endpoint) that receives some
+outputs of this machine's nodes. The daemon adds its destinations to the run plan and
+tells the sending nodes; when the subscriber unsubscribes, or is found dead (it may have
+been killed with SIGKILL), the daemon takes them away again, frees its shared-memory
+reader lines and deletes its socket file, so nothing of it is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from car.plan.build import RunPlan, SubscriberTarget
+from car.plan.runs import pid_alive
+from car.transport.shm import finish_reader
+
+
+class SubscriptionError(ValueError):
+    """A subscription asked for something this run does not have."""
+
+
+@dataclass
+class Subscription:
+    """One subscriber and the destinations it has."""
+
+    id: str
+    pid: int
+    endpoint: str
+    targets: list[SubscriberTarget] = field(default_factory=list)
+
+
+class Subscriptions:
+    """Every subscription of one run."""
+
+    def __init__(self, plan: RunPlan):
+        self._plan = plan
+        self.active: dict[str, Subscription] = {}
+
+    def resolve(self, sources: list[str]) -> list[str]:
+        """`node/output`s for `node/output`, `node` (all its outputs) or `*` (every output); SubscriptionError if unknown."""
+        every = self._plan.outputs()
+        if not sources:
+            raise SubscriptionError("name at least one NODE/OUTPUT (or NODE, or *)")
+        found: list[str] = []
+        for source in sources:
+            matches = (
+                every
+                if source == "*"
+                else [o for o in every if o == source or ("/" not in source and o.startswith(source + "/"))]
+            )
+            if not matches:
+                raise SubscriptionError(f"this run has no output `{source}` (outputs: {', '.join(every) or 'none'})")
+            found += [m for m in matches if m not in found]
+        return found
+
+    def add(self, pid: int, endpoint: str, sources: list[str], queue_size: int) -> Subscription:
+        """A new subscription of `sources` (already resolved) to `endpoint`."""
+        if queue_size < 1:
+            raise SubscriptionError("queue_size must be at least 1")
+        subscription = Subscription(secrets.token_hex(4), pid, endpoint)
+        for source in sources:
+            target = self._plan.add_subscriber(subscription.id, source, endpoint, queue_size)
+            if target.shm_prefix:
+                finish_reader(target.shm_prefix, target.destination.line)  # holds nothing until it receives
+            subscription.targets.append(target)
+        self.active[subscription.id] = subscription
+        return subscription
+
+    def remove(self, subscription_id: str) -> Subscription | None:
+        """End a subscription: its destinations leave the plan, its reader lines and socket file are freed."""
+        subscription = self.active.pop(subscription_id, None)
+        if subscription is None:
+            return None
+        self._plan.remove_subscriber(subscription_id)
+        for target in subscription.targets:
+            if target.shm_prefix:
+                finish_reader(target.shm_prefix, target.destination.line)
+        path = subscription.endpoint.removeprefix("ipc://")
+        if path != subscription.endpoint:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass  # the subscriber removed it, or never bound it
+        return subscription
+
+    def dead(self) -> list[str]:
+        """The subscriptions whose process is gone."""
+        return [s.id for s in self.active.values() if not pid_alive(s.pid)]
+
+    def of(self, source: str) -> list[Subscription]:
+        """The subscriptions that receive `source`."""
+        return [s for s in self.active.values() if any(f"{t.node}/{t.output}" == source for t in s.targets)]

@@ -1,0 +1,240 @@
+"""The node API: `for event in Node(): ...` and `node.send_output(...)`.
+
+`Node` is a façade over three parts with one job each: the `Inbox` (car.node.inbox: its
+sockets, one bounded queue per input, drops), the `Outbox` (car.node.links: its outputs,
+one link class per transport, shared memory, subscribers) and the `DaemonLink`
+(car.node.daemon_link: typed control messages to the daemon, and the watcher). The
+daemon is not on the data path: it only sends timer ticks and control messages (STOP,
+end of stream, and plan changes such as a new subscriber).
+
+Large payloads (more than 64 KiB) between nodes on this machine go through shared memory
+(car.transport.shm): the sender copies the payload once into a slot, the receiver gets a
+read-only numpy view of that slot. `allocate_output` lends a node a slot to write a frame
+into, so that even that copy goes. Small values travel inline, one message each.
+
+Lifetime of a received array: it is a read-only view, valid for as long as you keep a
+reference to it (or to any view made from it); nothing is copied. A node that holds more
+frames than its queue_size + 2 makes the sender add slots (up to 64 in all); past that
+the sender copies frames through the link, which is slower but still correct.
+`value.copy()` a frame you want to keep for long.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import zmq
+
+from car.node.daemon_link import DaemonLink
+from car.node.event import Event
+from car.node.inbox import Inbox
+from car.node.links import LINGER_MS, DropFlag, Outbox, UnknownOutputError
+from car.plan.config import RECONNECT_MS, NodeConfig
+from car.transport import control
+from car.transport.hlc import HybridLogicalClock
+
+__all__ = ["Event", "Node", "UnknownOutputError"]
+
+DROP_REPORT_PERIOD_S = 1.0
+STOPPING_LINGER_MS = 100  # at exit when the whole dataflow stops: readers are leaving too
+FLUSH_TIMEOUT_S = 5.0  # a node that ends waits this long, at most, for its readers to take its last messages
+
+
+class Node:
+    """A node of a running dataflow, configured from the environment the daemon sets."""
+
+    def __init__(self, node_id: str | None = None, *, config: NodeConfig | None = None):
+        cfg = config or NodeConfig.from_env()
+        if node_id is not None and node_id != cfg.node_id:
+            raise ValueError(f"this process was started as node `{cfg.node_id}`, not `{node_id}`")
+        self.id = cfg.node_id
+        self.config = cfg
+        self._clock = HybridLogicalClock()
+        self._ctx = zmq.Context()
+        self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        self._closed = False
+        self._finished = False  # STOP was handed out: iteration is over
+        self._status = ""
+        self._drops = DropFlag()
+        self._next_drop_report = 0.0
+        self._last_drop_report = time.monotonic()
+        self._daemon = DaemonLink(cfg, self._ctx, LINGER_MS)
+        self._inbox = Inbox(
+            self.id,
+            cfg.receive_endpoint,
+            cfg.inputs,
+            cfg.direct_fds,
+            self._ctx,
+            self._clock,
+            self._drops,
+            lambda source: self._daemon.tell(control.EndOfStream(self.id, source)),
+            self._change_plan,
+        )
+        self._outbox = Outbox(cfg, self._ctx, self._clock, self._drops, self._stopping)
+        self._daemon.tell(control.Ready(self.id, os.getpid()))
+        self._daemon.watch(self._stats)
+        atexit.register(self.close)
+
+    # -- receiving -----------------------------------------------------------------
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        event = self._inbox.pop() if self._inbox.pending else None  # queued already: skip next()'s waiting logic
+        if event is not None:
+            return self._hand_out(event)
+        event = self.next()
+        if event is None:
+            raise StopIteration
+        return event
+
+    def _hand_out(self, event: Event) -> Event:
+        """Every event leaves through here (subclasses may adapt it): STOP ends iteration; drops are reported."""
+        if event.type == "STOP":
+            self._finished = True
+        if self._drops.pending:
+            self._report_drops(final=False)
+        return event
+
+    def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, waiting at most `timeout` seconds (None: no limit).
+
+        Returns None on timeout and once STOP has been handed out.
+        """
+        event = self._inbox.next(timeout, self._finished or self._closed)
+        return None if event is None else self._hand_out(event)
+
+    def _change_plan(self, message: control.DaemonToNode) -> None:
+        """The daemon added or removed a destination of one of this node's outputs."""
+        if isinstance(message, control.AddSubscriber):
+            self._outbox.add_subscriber(
+                message.output, message.subscription, message.endpoint, message.queue_size, message.line
+            )
+        elif isinstance(message, control.RemoveSubscriber):
+            self._outbox.remove_subscriber(message.output, message.subscription)
+
+    def _stopping(self) -> bool:
+        """While a backpressure send waits: keep our own queues moving; True once the node should give up."""
+        self._inbox.drain_main()
+        return self._inbox.stop_seen or self._daemon.daemon_gone
+
+    # -- sending ---------------------------------------------------------------------
+    def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
+        """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
+        self._outbox.send(output_id, data, metadata)
+
+    def allocate_output(self, output_id: str, shape: int | tuple[int, ...], dtype: Any = np.uint8) -> Any:
+        """A writable array to fill and then send on `output_id` without any copy (for large arrays, e.g. frames).
+
+        For readers on this machine the array lives in the output's shared memory, so
+        `send_output(output_id, array)` only tells them where it is. After that send the
+        array is read-only: allocate a new one for the next message (do not keep writable
+        views of it). Where shared memory cannot be used (small arrays, no reader on this
+        machine, every slot held by slow readers) it is an ordinary array, sent by copy.
+        """
+        return self._outbox.allocate(output_id, shape, dtype)
+
+    @property
+    def sent(self) -> int:
+        """send_output calls so far."""
+        return self._outbox.sent
+
+    @property
+    def received(self) -> int:
+        """INPUT events handed out so far."""
+        return self._inbox.received
+
+    @property
+    def copied(self) -> int:
+        """Large arrays sent through the link because every shared-memory slot was held."""
+        return self._outbox.copied
+
+    # -- drops ------------------------------------------------------------------------
+    def drop_counts(self) -> dict[str, int]:
+        """Messages dropped so far: `input NAME` (queue full) and `to NODE/INPUT` (link full)."""
+        counts = self._inbox.drop_counts()
+        for where, count in self._outbox.drop_counts().items():
+            counts[where] = counts.get(where, 0) + count
+        return counts
+
+    def superseded(self) -> int:
+        """Messages replaced by newer ones in `queue_size: 1` inputs (by design: counted, not warned about)."""
+        return self._inbox.superseded()
+
+    def _report_drops(self, final: bool) -> None:
+        now = time.monotonic()
+        if not final and now < self._next_drop_report:
+            return
+        parts = self._inbox.unreported_drops() + self._outbox.unreported_drops()
+        if parts:
+            span = now - self._last_drop_report
+            print(f"car: node `{self.id}` dropped in the last {span:.1f} s: {'; '.join(parts)}", file=sys.stderr)
+        self._last_drop_report = now
+        self._next_drop_report = now + DROP_REPORT_PERIOD_S
+        self._drops.pending = False
+
+    def _stats(self) -> control.Stats:
+        return control.Stats(self.id, self.sent, self.received, self._status, self.superseded())
+
+    # -- life cycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Tell the readers of every output that it is closed, report drops, release sockets."""
+        if self._closed:
+            return
+        self._closed = True
+        stopping = self._inbox.dataflow_stopping
+        if self.config.send_eos and not stopping:
+            self._finish_outputs()
+        self._inbox.close()
+        self._outbox.close()
+        self._report_drops(final=True)
+        totals = self.drop_counts()
+        if totals:
+            summary = ", ".join(f"{k}: {v}" for k, v in totals.items())
+            print(f"car: node `{self.id}` dropped in total: {summary}", file=sys.stderr)
+        self._daemon.tell(control.Bye(self.id, self.sent, self.received, totals, self.superseded()))
+        self._daemon.close()
+        self._ctx.destroy(linger=STOPPING_LINGER_MS if stopping else LINGER_MS)
+
+    def _finish_outputs(self) -> None:
+        """Send end-of-stream on every link and wait until every reader has it.
+
+        ZeroMQ discards what a lagging reader has not read yet when the sender goes
+        away, so a node that ends waits (at most FLUSH_TIMEOUT_S) for the daemon to
+        confirm that each reader got the end of each stream (or exited).
+        """
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        if not self._outbox.finish(lambda: max(0, int((deadline - time.monotonic()) * 1000))):
+            return
+        pending = self._daemon.flush(deadline)
+        if pending is None or pending:
+            readers = ", ".join(pending) if pending else "its readers"
+            print(
+                f"car: node `{self.id}` ends before {readers} read its last messages "
+                f"(waited {FLUSH_TIMEOUT_S:g} s); those messages may be lost",
+                file=sys.stderr,
+            )
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def set_status(self, text: str) -> None:
+        """A short line about what this node is doing; `car launch` shows it in its status line."""
+        self._status = text
+
+    def stop_dataflow(self, reason: str) -> None:
+        """Ask the daemon to stop the whole dataflow (every node gets STOP), e.g. when a task is done."""
+        self._daemon.tell(control.StopDataflow(self.id, f"node `{self.id}`: {reason}"))
+
+    def dataflow_id(self) -> str:
+        """The id of the running dataflow (dora-compatible name)."""
+        return self.config.run_id

@@ -1,0 +1,103 @@
+"""What the daemon tells each node: its inputs, its outputs' destinations, its endpoints.
+
+A `NodeConfig` travels to the node as JSON in the environment variable `CAR_NODE_CONFIG`
+(set it yourself to run a node by hand; `car run-node` does it for you). `car.plan.build`
+makes them, one run plan per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+ENV_VAR = "CAR_NODE_CONFIG"
+
+# Messages a drop_oldest link holds in transit (sender and receiver pipes) before the
+# sender counts drops; the receiver drains the link into its input queues on every
+# receive, so this is only reached when a node stops reading altogether.
+TRANSIT_HWM = 1000
+
+# How soon a socket retries a connect that failed because its peer has not bound yet
+# (ZeroMQ's default, 100 ms, would hold back the first messages of every run).
+RECONNECT_MS = 10
+
+
+@dataclass
+class Destination:
+    """One socket an output's messages go to."""
+
+    endpoint: str
+    node: str
+    inputs: list[str]
+    backpressure: bool = False
+    queue_size: int = TRANSIT_HWM  # the longest queue of its inputs (backpressure: the sender's credits)
+    line: int = -1  # the reader's line in the output's shared-memory files (-1: not on this machine)
+    fd: int = -1  # the sender's end of a direct link to that node (car.transport.direct), set by the daemon; -1: ZeroMQ
+    apart: bool = False  # sender and reader are pinned to CPUs they do not share (cpu_affinity)
+    subscription: str = ""  # a subscriber (a process that joined the running graph), not a node
+
+
+@dataclass
+class InputConfig:
+    """How a node queues one input."""
+
+    source: str
+    queue_size: int
+    queue_policy: str
+    input_timeout: float | None = None
+    endpoint: str = ""  # a socket of its own (credit-based flow control), for backpressure inputs only
+    shm_prefix: str = ""  # the source output's shared-memory files (car.transport.shm), when it is on this machine
+    shm_line: int = -1  # this reader's line in them
+
+
+@dataclass
+class SharedOutput:
+    """Where an output puts large arrays for readers on this machine (see car.transport.shm)."""
+
+    prefix: str
+    readers: int  # the nodes reading it: lines 0 .. readers-1
+    slots: int
+    lines: int = 0  # lines in its files: the readers', then spare ones for subscribers (car.transport.shm)
+
+
+@dataclass
+class NodeConfig:
+    """Everything a node needs to join a running dataflow."""
+
+    node_id: str
+    run_id: str
+    run_name: str
+    dataflow: str
+    receive_endpoint: str
+    control_endpoint: str
+    daemon_pid: int
+    send_eos: bool = True  # False when the daemon restarts the node whenever it exits
+    inputs: dict[str, InputConfig] = field(default_factory=dict)
+    outputs: dict[str, list[Destination]] = field(default_factory=dict)
+    shared: dict[str, SharedOutput] = field(default_factory=dict)  # output -> its shared-memory files
+    direct_fds: list[int] = field(default_factory=list)  # the receiving ends of its direct links (car.transport.direct)
+
+    def to_json(self) -> str:
+        """Serialise for the environment."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeConfig:
+        """Parse what `to_json` wrote."""
+        raw = json.loads(text)
+        raw["inputs"] = {k: InputConfig(**v) for k, v in raw["inputs"].items()}
+        raw["outputs"] = {k: [Destination(**d) for d in v] for k, v in raw["outputs"].items()}
+        raw["shared"] = {k: SharedOutput(**v) for k, v in raw["shared"].items()}
+        return cls(**raw)
+
+    @classmethod
+    def from_env(cls) -> NodeConfig:
+        """The configuration the daemon put in the environment, or a clear error."""
+        text = os.environ.get(ENV_VAR)
+        if not text:
+            raise RuntimeError(
+                f"{ENV_VAR} is not set: this node must be started by `car launch`, "
+                "or by hand with `car run-node NODE -- COMMAND` while the dataflow runs"
+            )
+        return cls.from_json(text)

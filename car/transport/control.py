@@ -1,0 +1,375 @@
+"""The control messages between the CLI, the daemon, subscribers and the nodes: typed, versioned, encoded here.
+
+Every request and reply is a frozen dataclass whose base class names its direction, as
+dora's message library does (`node_to_daemon`, `daemon_to_node`, ...):
+
+- `NodeToDaemon`: a node tells its daemon (on the run's control socket).
+- `ClientToDaemon`: the `car` command or a subscriber asks the daemon (same socket; it answers).
+- `DaemonReply`: the daemon's answer to a `ClientToDaemon` request (and to `Flush`).
+- `DaemonToNode`: the daemon changes a running node's plan (on the node's receive socket,
+  inside a `wire.KIND_CONTROL` message).
+
+On the wire a message is one msgpack map: `{"v": VERSION, "t": type name, ...fields}`. A
+peer of another version, an unknown type or a field of the wrong type is a
+`ControlError` that says so; nothing else in `car` builds or parses these maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, get_args, get_origin
+
+import msgpack
+
+VERSION = 1
+
+
+class ControlError(ValueError):
+    """A control message that cannot be read: another version, an unknown type, or bad fields."""
+
+
+_TYPES: dict[str, type[ControlMessage]] = {}
+_FIELDS: dict[type[Any], dict[str, Any]] = {}  # a record type -> its fields' resolved types
+
+
+@dataclass(frozen=True)
+class ControlMessage:
+    """A control message; `TYPE` is its name on the wire."""
+
+    TYPE: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("TYPE", "")
+        if name:
+            if name in _TYPES:
+                raise TypeError(f"two control messages are called {name!r}")
+            _TYPES[name] = cls
+
+
+# -- records that messages carry ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One node, as `car list` shows it."""
+
+    id: str
+    state: str
+    pid: int
+    restarts: int
+    rate: float
+    status: str
+    superseded: int = 0
+
+
+@dataclass(frozen=True)
+class SubscribedOutput:
+    """One output a subscription receives, and where its large payloads are (`shm_prefix`, reader `line`)."""
+
+    source: str
+    shm_prefix: str = ""
+    line: int = -1
+
+
+# -- a node tells its daemon ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeToDaemon(ControlMessage):
+    """From a node to its daemon; `node` is the sender's id."""
+
+    node: str
+
+
+@dataclass(frozen=True)
+class Ready(NodeToDaemon):
+    """The node has bound its sockets and can receive."""
+
+    TYPE: ClassVar[str] = "ready"
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class Stats(NodeToDaemon):
+    """Once a second: messages so far, inputs' superseded messages, and the node's status line."""
+
+    TYPE: ClassVar[str] = "stats"
+    sent: int = 0
+    received: int = 0
+    status: str = ""
+    superseded: int = 0
+
+
+@dataclass(frozen=True)
+class EndOfStream(NodeToDaemon):
+    """The node received the end of `source`'s stream."""
+
+    TYPE: ClassVar[str] = "eos"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Flush(NodeToDaemon):
+    """The node is ending: answer (`Flushed`) once its readers have the end of its streams."""
+
+    TYPE: ClassVar[str] = "flush"
+
+
+@dataclass(frozen=True)
+class Bye(NodeToDaemon):
+    """The node has closed: its final counts."""
+
+    TYPE: ClassVar[str] = "bye"
+    sent: int = 0
+    received: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    superseded: int = 0
+
+
+@dataclass(frozen=True)
+class StopDataflow(NodeToDaemon):
+    """The node asks for the whole dataflow to stop (`Node.stop_dataflow`)."""
+
+    TYPE: ClassVar[str] = "stop_dataflow"
+    reason: str = ""
+
+
+# -- the CLI or a subscriber asks the daemon ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientToDaemon(ControlMessage):
+    """A request from the `car` command or a subscriber; the daemon answers with a `DaemonReply`."""
+
+
+@dataclass(frozen=True)
+class ListRun(ClientToDaemon):
+    """What is running (`car list`): answered with `RunStatus`."""
+
+    TYPE: ClassVar[str] = "list"
+
+
+@dataclass(frozen=True)
+class StopRun(ClientToDaemon):
+    """Stop the dataflow (`car stop`)."""
+
+    TYPE: ClassVar[str] = "stop"
+    reason: str = "requested by `car stop`"
+
+
+@dataclass(frozen=True)
+class GetNodeConfig(ClientToDaemon):
+    """The configuration of a `path: dynamic` node, to start it by hand (`car run-node`)."""
+
+    TYPE: ClassVar[str] = "node_config"
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class NodeExited(ClientToDaemon):
+    """A node started by hand (`car run-node`) has exited with `code`."""
+
+    TYPE: ClassVar[str] = "node_exited"
+    node: str = ""
+    code: int = 0
+
+
+@dataclass(frozen=True)
+class Subscribe(ClientToDaemon):
+    """Receive `sources` (`node/output`, `node` for all its outputs, or `*` for every output) on `endpoint`."""
+
+    TYPE: ClassVar[str] = "subscribe"
+    pid: int = 0
+    endpoint: str = ""
+    sources: list[str] = field(default_factory=list)
+    queue_size: int = 10
+
+
+@dataclass(frozen=True)
+class Unsubscribe(ClientToDaemon):
+    """End a subscription."""
+
+    TYPE: ClassVar[str] = "unsubscribe"
+    subscription: str = ""
+
+
+# -- the daemon answers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonReply(ControlMessage):
+    """The daemon's answer to a request."""
+
+
+@dataclass(frozen=True)
+class Done(DaemonReply):
+    """The request was carried out."""
+
+    TYPE: ClassVar[str] = "done"
+
+
+@dataclass(frozen=True)
+class Refused(DaemonReply):
+    """The request was not carried out; `error` says why and what to do."""
+
+    TYPE: ClassVar[str] = "refused"
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RunStatus(DaemonReply):
+    """What `car list` shows of a run."""
+
+    TYPE: ClassVar[str] = "run_status"
+    name: str = ""
+    run_id: str = ""
+    dataflow: str = ""
+    folder: str = ""
+    pid: int = 0
+    uptime_s: float = 0.0
+    nodes: list[NodeRow] = field(default_factory=list)
+    subscriptions: int = 0
+
+
+@dataclass(frozen=True)
+class NodeConfigText(DaemonReply):
+    """A dynamic node's configuration (JSON, for `CAR_NODE_CONFIG`)."""
+
+    TYPE: ClassVar[str] = "node_config_text"
+    config: str = ""
+
+
+@dataclass(frozen=True)
+class Subscribed(DaemonReply):
+    """A subscription was made: its id and the outputs it receives."""
+
+    TYPE: ClassVar[str] = "subscribed"
+    subscription: str = ""
+    outputs: list[SubscribedOutput] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Flushed(DaemonReply):
+    """Every reader of the ending node has the end of its streams, except `pending` (timed out)."""
+
+    TYPE: ClassVar[str] = "flushed"
+    pending: list[str] = field(default_factory=list)
+
+
+# -- the daemon changes a running node's plan ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonToNode(ControlMessage):
+    """From the daemon to a node, inside a `wire.KIND_CONTROL` message on its receive socket."""
+
+
+@dataclass(frozen=True)
+class AddSubscriber(DaemonToNode):
+    """Send `output` also to subscription `subscription` at `endpoint` (shared-memory reader `line`, or -1)."""
+
+    TYPE: ClassVar[str] = "add_subscriber"
+    output: str = ""
+    subscription: str = ""
+    endpoint: str = ""
+    queue_size: int = 10
+    line: int = -1
+
+
+@dataclass(frozen=True)
+class RemoveSubscriber(DaemonToNode):
+    """Stop sending `output` to subscription `subscription`."""
+
+    TYPE: ClassVar[str] = "remove_subscriber"
+    output: str = ""
+    subscription: str = ""
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=ControlMessage)
+R = TypeVar("R")  # a message or a record it carries
+
+
+def encode(message: ControlMessage) -> bytes:
+    """The bytes of one message."""
+    fields = {f.name: _plain(getattr(message, f.name)) for f in dataclasses.fields(message)}
+    packed: bytes = msgpack.packb({"v": VERSION, "t": message.TYPE, **fields})
+    return packed
+
+
+def decode(raw: bytes, expected: type[M]) -> M:
+    """Read one message of the kind `expected` (a direction's base class, or one type); ControlError if not."""
+    try:
+        body = msgpack.unpackb(raw)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise ControlError(f"not a control message ({exc})") from None
+    if not isinstance(body, dict):
+        raise ControlError("not a control message (not a map)")
+    version = body.pop("v", None)
+    if version != VERSION:
+        raise ControlError(
+            f"control message version {version}, this side speaks {VERSION}: "
+            "every process of a run must come from one version of car (reinstall, then start the run again)"
+        )
+    name = body.pop("t", None)
+    cls = _TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ControlError(f"unknown control message type {name!r}")
+    if not issubclass(cls, expected):
+        raise ControlError(f"a {name!r} message is not a {expected.__name__} message")
+    return _build(cls, body)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type[R], body: dict[str, Any]) -> R:
+    """A message or record of type `cls` from its fields, each checked against its type."""
+    types_ = _FIELDS.get(cls)
+    if types_ is None:
+        types_ = _FIELDS[cls] = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # messages and records are dataclasses
+    unknown = set(body) - known
+    if unknown:
+        raise ControlError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+    values = {name: _check(f"{cls.__name__}.{name}", types_[name], value) for name, value in body.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ControlError(f"{cls.__name__}: {exc}") from None
+
+
+def _check(where: str, hint: Any, value: Any) -> Any:
+    """`value` as the type `hint` says, or a ControlError naming the field."""
+    origin = get_origin(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list):
+            raise ControlError(f"{where} is not a list")
+        return [_check(where, item, v) for v in value]
+    if origin is dict:
+        key, item = get_args(hint)
+        if not isinstance(value, dict):
+            raise ControlError(f"{where} is not a map")
+        return {_check(where, key, k): _check(where, item, v) for k, v in value.items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ControlError(f"{where} is not a {hint.__name__}")
+        return _build(hint, value)
+    if origin is types.UnionType:
+        raise TypeError(f"{where}: unions are not supported in control messages")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ControlError(f"{where} should be {hint.__name__}, not {type(value).__name__}")
+    return value

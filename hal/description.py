@@ -1,0 +1,148 @@
+"""The car description: geometry, wheels, motors, camera and sensors of one car, from a YAML file.
+
+The nodes that drive the car (controller, line detector, teleop) and the simulator read
+the same description, so the real car's numbers never come from the simulator. The
+shipped default, `hal/cars/sim.yml`, is the simulator's car (these classes' defaults,
+checked equal by a test); a real car's file (written by calibration, or by hand) names
+only what differs:
+
+    car: {wheel_base: 0.16, wheel_radius: 0.034}
+    camera: {tilt_deg: 30, mount_height: 0.11}
+
+`car launch FILE --car my_car.yml` hands it to every node (CAR_DESCRIPTION).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_VAR = "CAR_DESCRIPTION"
+DEFAULT_FILE = Path(__file__).parent / "cars" / "sim.yml"
+
+
+class DescriptionError(ValueError):
+    """A car description that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class CarParams:
+    """Everything physical about the car, with defaults for a typical 2WD kit car."""
+
+    wheel_base: float = 0.15  # m, between the left and right wheels
+    wheel_radius: float = 0.033  # m
+    motor_time_constant: float = 0.06  # s, first-order response of wheel speed to a command
+    dead_band: float = 0.04  # m/s, smaller commands do not turn the wheel
+    max_wheel_speed: float = 1.0  # m/s with a full battery
+    encoder_ticks_per_rev: int = 390  # e.g. 13-pulse hall encoder behind a 1:30 gearbox
+    battery_full_v: float = 8.4  # 2S Li-ion, charged
+    battery_empty_v: float = 6.6
+    battery_capacity_ah: float = 2.0
+    battery_internal_ohm: float = 0.25
+    idle_current_a: float = 0.15
+    motor_current_a_per_mps: float = 0.9  # per wheel, at steady speed
+    slip: float = 0.0  # fraction of wheel speed lost between wheel and floor (0..1)
+    process_noise: float = 0.0  # m/s per sqrt(s), random walk on each wheel's speed
+
+
+@dataclass(frozen=True)
+class CameraParams:
+    """Mounting, optics and image quality of the camera."""
+
+    width: int = 320
+    height: int = 240
+    fps: float = 30.0
+    mount_height: float = 0.12  # m above the floor
+    tilt_deg: float = 35.0  # down from horizontal
+    hfov_deg: float = 70.0  # horizontal field of view
+    forward: float = 0.06  # m ahead of the axle
+    noise_std: float = 4.0  # grey levels; 0 turns noise off
+    blur: bool = True
+    exposure_jitter: float = 0.06  # relative, per frame
+    colour_jitter: float = 0.03  # relative, per channel and frame
+
+    @property
+    def focal_px(self) -> float:
+        """Focal length in pixels."""
+        return (self.width / 2) / math.tan(math.radians(self.hfov_deg) / 2)
+
+
+@dataclass(frozen=True)
+class SensorParams:
+    """Placement and quality of the sensors."""
+
+    line_sensor_count: int = 5
+    line_sensor_spacing: float = 0.015  # m between neighbouring sensors
+    line_sensor_forward: float = 0.07  # m ahead of the axle
+    line_sensor_footprint: float = 0.006  # m, diameter of the spot a sensor sees
+    line_sensor_noise: float = 0.02
+    gyro_bias: float = 0.01  # rad/s, the largest bias a gyro gets (drawn once per seed)
+    gyro_noise: float = 0.004  # rad/s
+    range_forward: float = 0.08  # m ahead of the axle
+    range_max: float = 2.0  # m
+    range_min: float = 0.02  # m
+    range_cone_deg: float = 15.0  # full angle
+    range_noise: float = 0.003  # m
+    battery_noise: float = 0.01  # V
+
+
+@dataclass(frozen=True)
+class CarDescription:
+    """One car: its body and motors, its camera, its sensors."""
+
+    car: CarParams = field(default_factory=CarParams)
+    camera: CameraParams = field(default_factory=CameraParams)
+    sensors: SensorParams = field(default_factory=SensorParams)
+
+
+def load_description(path: str | Path | None = None) -> CarDescription:
+    """The description in `path` (None: $CAR_DESCRIPTION, else the shipped default); DescriptionError if unusable."""
+    file = Path(path or os.environ.get(ENV_VAR) or DEFAULT_FILE)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DescriptionError(f"{file}: cannot read the car description ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise DescriptionError(f"{file}: not YAML ({str(exc).splitlines()[0]})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise DescriptionError(f"{file}: a car description is a mapping of car, camera and sensors")
+    default = CarDescription()
+    sections = {f.name: getattr(default, f.name) for f in dataclasses.fields(CarDescription)}
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise DescriptionError(
+            f"{file}: unknown section {', '.join(sorted(map(str, unknown)))} (use {', '.join(sections)})"
+        )
+    built = {name: _section(file, name, default, raw.get(name) or {}) for name, default in sections.items()}
+    return CarDescription(**built)
+
+
+def _section(file: Path, name: str, default: Any, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise DescriptionError(f"{file}: `{name}` must be a mapping of key: value")
+    fields = {f.name: f for f in dataclasses.fields(default)}
+    changes = {}
+    for key, value in values.items():
+        if key not in fields:
+            known = ", ".join(fields)
+            raise DescriptionError(f"{file}: `{name}` has no key `{key}` (keys: {known})")
+        wanted = type(getattr(default, key))
+        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not wanted or (wanted is float and not math.isfinite(value)):
+            raise DescriptionError(f"{file}: `{name}.{key}` must be a {wanted.__name__}, not {value!r}")
+        changes[key] = value
+    return dataclasses.replace(default, **changes)
+
+
+def to_yaml(description: CarDescription) -> str:
+    """The description as the YAML `load_description` reads."""
+    return yaml.safe_dump(dataclasses.asdict(description), sort_keys=False)
