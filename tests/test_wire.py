@@ -48,7 +48,11 @@ def test_header_carries_source_timestamp_and_metadata() -> None:
     assert msg.source == "camera/image"
     assert msg.timestamp == STAMP
     assert msg.metadata == {"t_send": 123, "frame": "a"}
-    assert wire.route(bytes(wire.encode(wire.KIND_CLOSED, b"a/b", STAMP)[0])) == (wire.KIND_CLOSED, b"a/b")
+    assert wire.route(bytes(wire.encode(wire.KIND_CLOSED, b"a/b", STAMP)[0])) == (
+        wire.KIND_CLOSED,
+        wire.VT_NONE,
+        b"a/b",
+    )
 
 
 def test_unsendable_values_say_what_to_send() -> None:

@@ -26,7 +26,7 @@ from car.node.links import DropFlag
 from car.plan.config import TRANSIT_HWM, InputConfig
 from car.transport import control, direct, wire
 from car.transport.hlc import HybridLogicalClock, Timestamp
-from car.transport.shm import FrameReader, StaleFrameError, finish_reader, reset_reader
+from car.transport.shm import FrameReader, Hold, StaleFrameError, finish_reader, reset_reader
 
 DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, at most
 
@@ -102,7 +102,10 @@ class Inbox:
         largest = max((direct.largest_message(sock) for sock in self._direct_in), default=0)
         # anonymous memory: a page is touched only when a message reaches it (a bytearray would zero all of it)
         self._receive_buffer = mmap.mmap(-1, max(largest, 1))
-        self.pending: deque[list[Any]] = deque()  # [input, header, payload, alive] or [None, Event, None, True]
+        # Every queued message in arrival order: [input, header, payload, alive], or [None, Event, None, True]
+        # for an event made here; `alive` goes False when its input's queue drops it. A list, not a record
+        # class: made and taken once per message, a list costs 0.14 µs where a slotted class costs 0.48.
+        self.pending: deque[list[Any]] = deque()
         self.stop_seen = False  # a STOP is queued (from the daemon, or all inputs closed)
         self.dataflow_stopping = False  # the daemon said STOP
         self.received = 0  # INPUT events handed out
@@ -238,14 +241,14 @@ class Inbox:
                     break
                 data = buffer[:size]  # a copy: the buffer takes the next message
                 try:
-                    kind, source = _route(data)
+                    kind, vtype, source = _route(data)
                 except wire.WireError as exc:
                     self._unreadable(exc)
                     continue
-                if data[2] & _PAYLOAD_FRAME:
-                    self._queue_message(kind, source, *wire.split(data), None)
+                if vtype & _PAYLOAD_FRAME:
+                    self._queue_message(kind, vtype, source, *wire.split(data), None)
                 else:
-                    self._queue_message(kind, source, data, None, None)
+                    self._queue_message(kind, vtype, source, data, None, None)
         if zmq_ready:  # a ZeroMQ socket's descriptor only says "look": its EVENTS say what is there
             self._main_more = True
             self.collect()
@@ -260,20 +263,23 @@ class Inbox:
             flags = 0  # the rest of a message is there once its first part is
         header = sock.recv(flags)
         try:
-            kind, source = _route(header)
+            kind, vtype, source = _route(header)
         except wire.WireError as exc:
             while sock.rcvmore:  # the rest of the unreadable message
                 sock.recv()
             self._unreadable(exc)
             return
-        self._queue_message(kind, source, header, sock.recv(copy=False) if header[2] & _PAYLOAD_FRAME else None, own)
+        payload = sock.recv(copy=False) if vtype & _PAYLOAD_FRAME else None
+        self._queue_message(kind, vtype, source, header, payload, own)
 
     # -- queueing ------------------------------------------------------------------------
-    def _queue_message(self, kind: int, source: bytes, header: bytes, payload: Any, own: Input | None) -> None:
+    def _queue_message(
+        self, kind: int, vtype: int, source: bytes, header: bytes, payload: Any, own: Input | None
+    ) -> None:
         """Queue a received message on the inputs it feeds, or act on it (end of stream, STOP, error, plan)."""
         if kind == _KIND_DATA:
             targets = (own,) if own is not None else self._routes.get(source, ())
-            if header[2] & _SHARED and targets:
+            if vtype & _SHARED and targets:
                 try:
                     payload = self._frames.hold(wire.inline_payload(header), targets[0].line, len(targets))
                 except (OSError, ValueError) as exc:
@@ -337,7 +343,7 @@ class Inbox:
         """A queued message is dropped: let go of its shared-memory slot, if it has one."""
         slot[3] = False
         shared = slot[2]
-        if type(shared) is tuple:
+        if type(shared) is Hold:
             self._frames.release(shared[0], shared[1])
 
     def close_input(self, inp: Input, reason: str) -> None:
@@ -371,7 +377,7 @@ class Inbox:
             if inp.socket is not None:
                 self.return_credit(inp)
             try:
-                if type(payload) is tuple:  # in shared memory: (held, slot, seq, nbytes)
+                if type(payload) is Hold:  # in shared memory
                     _, source, value, metadata, wall, count = self._unpack_shared(header, payload)
                 else:
                     _, source, value, metadata, wall, count = wire.unpack(header, payload)
@@ -385,7 +391,7 @@ class Inbox:
             return Event("INPUT", inp.name, value, metadata, _new_tuple(Timestamp, (wall, count)), source)
         return None
 
-    def _unpack_shared(self, header: bytes, shared: tuple[Any, int, int, int]) -> tuple[Any, ...]:
+    def _unpack_shared(self, header: bytes, shared: Hold) -> tuple[Any, ...]:
         """Decode a message whose array is in shared memory; the array keeps its slot until collected."""
         held, slot, seq, nbytes = shared
         frames = self._frames

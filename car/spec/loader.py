@@ -7,12 +7,9 @@ Works on PyYAML's node tree (not plain dicts) so that every value keeps its posi
 
 from __future__ import annotations
 
-import difflib
-import math
 import shlex
 import shutil
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -29,6 +26,7 @@ from car.spec.model import (
     Problem,
     parse_timer,
 )
+from car.spec.values import ValueReader, suggest
 
 TOP_KEYS = ("nodes", "env", "deploy", "_unstable_deploy")
 NODE_KEYS = (
@@ -123,151 +121,18 @@ def check_text(text: str, label: str, file: Path) -> Dataflow:
     return dataflow
 
 
-def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else ""
-
-
 def _valid_id(text: str) -> bool:
     return bool(text) and "/" not in text and not any(c.isspace() for c in text)
 
 
-class _Unreadable:
-    """What `_Checker.scalar` gives for a value YAML cannot construct (already reported)."""
-
-    def __repr__(self) -> str:
-        return "an unreadable value"
-
-
-UNREADABLE = _Unreadable()
-
-
-class _Checker:
-    """Walks the YAML node tree, builds the model and collects problems."""
+class _Checker(ValueReader):
+    """Walks the YAML node tree of a dataflow, builds the model and collects problems."""
 
     def __init__(self, label: str, base_dir: Path):
-        self.label = label
+        super().__init__(label)
         self.base_dir = base_dir
-        self.problems: list[Problem] = []
-        self._constructor = yaml.SafeLoader("")
         self._input_locations: dict[tuple[str, str], Location] = {}
 
-    # -- helpers -----------------------------------------------------------------
-    def loc(self, node: yaml.Node) -> Location:
-        mark = node.start_mark
-        return Location(self.label, mark.line + 1, mark.column + 1)
-
-    def problem(self, node: yaml.Node, message: str, hint: str = "") -> None:
-        """Report a problem (one per place: what follows from an unreadable value is not reported again)."""
-        location = self.loc(node)
-        if all(p.location != location for p in self.problems):
-            self.problems.append(Problem(location, message, hint))
-
-    def scalar(self, node: yaml.Node) -> Any:
-        """The value YAML gives `node`, or UNREADABLE (reported) when it gives none: an unknown tag, `!!int xyz`."""
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            self.problem(node, f"cannot read this value: {reason}", "write a plain value (no `!tag`)")
-            return UNREADABLE
-
-    def mapping(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]] | None:
-        """The (key, key node, value node) triples of a mapping, or None after reporting."""
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, f"{what} must be a mapping (`key: value` lines)")
-            return None
-        seen: dict[str, yaml.Node] = {}
-        pairs: list[tuple[str, yaml.Node, yaml.Node]] = []
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problem(key_node, f"keys in {what} must be plain names")
-                continue
-            key = str(self.scalar(key_node))
-            if key in seen:
-                first = self.loc(seen[key])
-                self.problem(key_node, f"duplicate key `{key}` in {what} (first at line {first.line})")
-                continue
-            seen[key] = key_node
-            pairs.append((key, key_node, value_node))
-        return pairs
-
-    def known_keys(
-        self,
-        pairs: list[tuple[str, yaml.Node, yaml.Node]],
-        allowed: tuple[str, ...],
-        unsupported: dict[str, str],
-        what: str,
-    ) -> dict[str, yaml.Node]:
-        values = {}
-        for key, key_node, value_node in pairs:
-            if key in allowed:
-                values[key] = value_node
-            elif key in unsupported:
-                self.problem(key_node, f"`{key}` in {what} is a dora key car does not support", unsupported[key])
-            else:
-                hint = _suggest(key, allowed) or f"known keys: {', '.join(k for k in allowed if not k.startswith('_'))}"
-                self.problem(key_node, f"unknown key `{key}` in {what}", hint)
-        return values
-
-    def string(self, node: yaml.Node, what: str) -> str | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if not isinstance(value, str) or not value.strip():
-            self.problem(node, f"{what} must be a non-empty string")
-            return None
-        return value
-
-    def number(self, node: yaml.Node, what: str, minimum: float, inclusive: bool = True) -> float | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.problem(node, f"{what} must be a number")
-            return None
-        if not math.isfinite(value):
-            self.problem(node, f"{what} must be a finite number, got {value}")
-            return None
-        if value < minimum or (not inclusive and value == minimum):
-            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-            self.problem(node, f"{what} must be {bound}, got {value}")
-            return None
-        return float(value)
-
-    def integer(self, node: yaml.Node, what: str, minimum: int) -> int | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(node, f"{what} must be a whole number")
-            return None
-        if value < minimum:
-            self.problem(node, f"{what} must be >= {minimum}, got {value}")
-            return None
-        return value
-
-    def boolean(self, node: yaml.Node, what: str) -> bool:
-        value = self.scalar(node)
-        if isinstance(value, bool):
-            return value
-        self.problem(node, f"{what} must be true or false, not `{value}`")
-        return True
-
-    def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if value not in choices:
-            hint = _suggest(str(value), choices) or f"use one of: {', '.join(choices)}"
-            self.problem(node, f"{what} must be one of {', '.join(choices)}, got `{value}`", hint)
-            return None
-        return str(value)
-
-    def env(self, node: yaml.Node, what: str) -> dict[str, str]:
-        pairs = self.mapping(node, what)
-        env: dict[str, str] = {}
-        for key, _key_node, value_node in pairs or []:
-            value = self.scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
-            if value is None or not isinstance(value, (str, int, float, bool)):
-                self.problem(value_node, f"{what} `{key}` must be a string, number or boolean")
-                continue
-            env[key] = str(value).lower() if isinstance(value, bool) else str(value)
-        return env
-
-    # -- the file --------------------------------------------------------------------
     def check(self, text: str, file: Path) -> Dataflow | None:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -522,12 +387,12 @@ class _Checker:
                 location = self._input_locations[(node.id, name)]
                 source_node, source_output = spec.source_node, spec.source_output
                 if source_node not in outputs:
-                    hint = _suggest(source_node, list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
+                    hint = suggest(source_node, list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
                     message = f"node `{node.id}` input `{name}` reads from `{spec.source}`, but there is no node `{source_node}`"
                     self.problems.append(Problem(location, message, hint))
                 elif source_output not in outputs[source_node]:
                     declared = outputs[source_node]
-                    hint = _suggest(source_output, declared) or (
+                    hint = suggest(source_output, declared) or (
                         f"add `{source_output}` to the outputs of `{source_node}`"
                         if not declared
                         else f"`{source_node}` declares: {', '.join(declared)}; or add `{source_output}` to its outputs"
@@ -540,7 +405,7 @@ def _path_hint(base: Path, path: str) -> str:
     folder = (base / path).parent
     if folder.is_dir():
         names = [p.name for p in folder.iterdir()]
-        close = _suggest(Path(path).name, names)
+        close = suggest(Path(path).name, names)
         if close:
             return close
     return "paths are relative to the dataflow file's folder; use `-m package.module` for a module"

@@ -180,13 +180,14 @@ def split(data: bytes) -> tuple[bytes, memoryview]:
     return data[:end], memoryview(data)[end:]
 
 
-def route(header: bytes) -> tuple[int, bytes]:
-    """The kind and source of a message, read without decoding its value (for queueing)."""
+def route(header: bytes) -> tuple[int, int, bytes]:
+    """The kind, value type (with its PAYLOAD_FRAME and SHARED flags) and source of a message, read
+    without decoding its value (for queueing). A plain tuple: this runs once per message received."""
     if len(header) < FIXED_SIZE or header[0] != VERSION:
         decode(header)  # raises a WireError that says what is wrong
     src_len = header[16] | header[17] << 8
     pos = FIXED_SIZE + 8 * header[3]
-    return header[1], header[pos : pos + src_len]
+    return header[1], header[2], header[pos : pos + src_len]
 
 
 def unpack(header: bytes, payload: Any = None) -> tuple[int, str, Any, dict[str, Any], int, int]:
