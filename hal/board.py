@@ -128,9 +128,12 @@ class BoardClient:
         with self._write_lock:
             self._seq = (self._seq + 1) & 0xFF
             frame = protocol.pack(msg_type, self._seq, *fields)
+            port = self._port
+            if port is None:
+                raise BoardError(f"{self.url}: the port is closed (the board went away, or the link failed)")
             try:
-                self._port.write(frame)
-            except (serial.SerialException, OSError, AttributeError) as exc:
+                port.write(frame)
+            except (serial.SerialException, OSError) as exc:
                 raise BoardError(f"{self.url}: write failed: {exc}") from None
             return self._seq
 

@@ -35,6 +35,9 @@ STEP_TIMEOUT_S = 60  # mpremote reads a pty without a timeout: a stuck board wou
 BOARD_ONLY = {"pico": "board_esp32.py", "esp32": "board_pico.py"}  # the other board's pin map is not sent
 
 
+EMULATED_BOARD = "emulated"  # the board id the board emulator (sim.board) answers with
+
+
 class FlashError(Exception):
     """A step failed; the message names it and what to try."""
 
@@ -103,15 +106,23 @@ def files_to_send(source: Path, board: str, mpy: bool, work: Path, board_mpy: in
 def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
     """Every step; returns the handshake's INFO."""
     print(f"car flash: board on {port}")
+    emulated = False
     try:
         with BoardClient(port) as running:
             print(f"car flash: stopping firmware {running.info['firmware']} (motors off, REPL free)")
+            emulated = running.info["board_id"] == EMULATED_BOARD
             running.maintenance()
             time.sleep(0.3)
     except BoardError as exc:
         if "cannot open" in str(exc):
             raise FlashError(f"opening the port: {exc}; if a dataflow drives the board, stop it (`car stop`)") from None
         print("car flash: no firmware answered; using the REPL as it is")
+    if mpy and emulated:
+        print(
+            "car flash: warning: this is the board emulator, which runs firmware under CPython: "
+            "it takes the .mpy files but cannot start them (flash without --mpy to run the car on it)",
+            file=sys.stderr,
+        )
     board_mpy = int(mpremote(port, "exec", "import sys; print(sys.implementation._mpy)").strip().splitlines()[-1])
     with tempfile.TemporaryDirectory() as work:
         sent = files_to_send(source, board, mpy, Path(work), board_mpy)
@@ -136,6 +147,11 @@ def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
                 return fresh.info
         except BoardError as exc:
             if time.monotonic() > deadline:
+                if mpy and emulated:
+                    raise FlashError(
+                        "handshake after reset: the board emulator cannot run the .mpy files just flashed; "
+                        "flash again without --mpy"
+                    ) from None
                 raise FlashError(f"handshake after reset: {exc}") from None
             time.sleep(0.5)
 

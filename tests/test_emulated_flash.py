@@ -127,7 +127,10 @@ def test_car_flash_mpy_sends_bytecode_and_removes_stale_sources(board: tuple[str
     assert (fs / "main.py").is_file() and (fs / "boot.py").is_file()  # run by name: they stay .py
     # the emulator runs firmware under CPython, which cannot execute MicroPython bytecode:
     # the flash itself went through, and the failed start is reported, as a bad flash would be
-    assert flashed.returncode == 1 and "handshake after reset" in flashed.stderr
+    assert "warning: this is the board emulator" in flashed.stderr  # said before anything is sent
+    assert flashed.returncode == 1
+    assert "the board emulator cannot run the .mpy files just flashed; flash again without --mpy" in flashed.stderr
+    assert "NoneType" not in flashed.stderr and "Traceback" not in flashed.stderr
 
 
 def test_car_flash_without_a_board_says_which_ports_it_saw() -> None:

@@ -86,13 +86,13 @@ class Node:
         return self
 
     def __next__(self) -> Event:
-        event = self._inbox.pop() if self._inbox.pending else None  # queued already: skip next()'s waiting logic
-        if event is not None:
-            return self._hand_out(event)
-        event = self.next()
+        inbox = self._inbox
+        event = inbox.pop() if inbox.pending else None  # queued already: skip the waiting logic
         if event is None:
-            raise StopIteration
-        return event
+            event = inbox.next(None, self._finished or self._closed)
+            if event is None:
+                raise StopIteration
+        return self._hand_out(event)
 
     def _hand_out(self, event: Event) -> Event:
         """Every event leaves through here (subclasses may adapt it): STOP ends iteration; drops are reported."""
