@@ -34,7 +34,7 @@ from car.daemon.control_server import ControlServer, Handler
 from car.daemon.direct_links import DirectLinks
 from car.daemon.logs import NodeLog, Terminal
 from car.daemon.processes import ALIVE, NodeState, NodeStatus, describe_exit, node_command, signal_group
-from car.daemon.subscriptions import SubscriptionError, Subscriptions
+from car.daemon.subscriptions import Subscriptions
 from car.daemon.timers import Timers
 from car.plan.build import plan_machine
 from car.plan.config import ENV_VAR, RECONNECT_MS
@@ -87,7 +87,7 @@ class Daemon:
         self._clock = HybridLogicalClock()
         endpoints = {nid: n.config.receive_endpoint for nid, n in self.nodes.items()}
         self.timers = Timers(self._ctx, timer_readers, endpoints, self.direct.timer_ends)
-        self.subscriptions = Subscriptions(self.plan)
+        self.subscriptions = Subscriptions(self.plan, self._tell_node)
         self._notify: dict[str, zmq.Socket[bytes]] = {}  # receive endpoint -> a PUSH socket to it
         self._eos: set[tuple[str, str]] = set()  # (reader, source) pairs whose end-of-stream arrived
         self._flushes: dict[str, tuple[bytes, set[tuple[str, str]]]] = {}  # waiting senders
@@ -443,32 +443,15 @@ class Daemon:
     def _on_subscribe(self, message: control.Subscribe, _: bytes) -> control.DaemonReply:
         if self.stopping:
             return control.Refused("the run is stopping")
-        try:
-            sources = self.subscriptions.resolve(message.sources)
-            subscription = self.subscriptions.add(message.pid, message.endpoint, sources, message.queue_size)
-        except SubscriptionError as exc:
-            return control.Refused(str(exc))
-        outputs = []
-        for target in subscription.targets:
-            dest = target.destination
-            self._tell_node(
-                target.node,
-                control.AddSubscriber(target.output, subscription.id, dest.endpoint, dest.queue_size, dest.line),
-            )
-            outputs.append(control.SubscribedOutput(f"{target.node}/{target.output}", target.shm_prefix, dest.line))
-        return control.Subscribed(subscription.id, outputs)
+        return self.subscriptions.subscribe(message)
 
     def _on_unsubscribe(self, message: control.Unsubscribe, _: bytes) -> control.DaemonReply:
         self._unsubscribe(message.subscription)
         return control.Done()
 
     def _unsubscribe(self, subscription_id: str) -> None:
-        subscription = self.subscriptions.remove(subscription_id)
-        if subscription is None:
-            return
-        for target in subscription.targets:
-            self._tell_node(target.node, control.RemoveSubscriber(target.output, subscription_id))
-        sock = self._notify.pop(subscription.endpoint, None)
+        subscription = self.subscriptions.unsubscribe(subscription_id)
+        sock = self._notify.pop(subscription.endpoint, None) if subscription is not None else None
         if sock is not None:
             sock.close()
 

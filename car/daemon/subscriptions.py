@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from car.plan.build import RunPlan, SubscriberTarget
 from car.plan.runs import pid_alive
+from car.transport import control
 from car.transport.shm import finish_reader
 
 
@@ -33,11 +35,36 @@ class Subscription:
 
 
 class Subscriptions:
-    """Every subscription of one run."""
+    """Every subscription of one run; `tell(node, message)` reaches a sending node."""
 
-    def __init__(self, plan: RunPlan):
+    def __init__(self, plan: RunPlan, tell: Callable[[str, control.DaemonToNode], None]):
         self._plan = plan
+        self._tell = tell
         self.active: dict[str, Subscription] = {}
+
+    def subscribe(self, request: control.Subscribe) -> control.DaemonReply:
+        """Make a subscription and tell its senders; what the subscriber is answered."""
+        try:
+            sources = self.resolve(request.sources)
+            subscription = self.add(request.pid, request.endpoint, sources, request.queue_size)
+        except SubscriptionError as exc:
+            return control.Refused(str(exc))
+        outputs = []
+        for target in subscription.targets:
+            dest = target.destination
+            self._tell(
+                target.node,
+                control.AddSubscriber(target.output, subscription.id, dest.endpoint, dest.queue_size, dest.line),
+            )
+            outputs.append(control.SubscribedOutput(f"{target.node}/{target.output}", target.shm_prefix, dest.line))
+        return control.Subscribed(subscription.id, outputs)
+
+    def unsubscribe(self, subscription_id: str) -> Subscription | None:
+        """End a subscription and tell its senders to stop sending to it; the one it was."""
+        subscription = self.remove(subscription_id)
+        for target in subscription.targets if subscription is not None else []:
+            self._tell(target.node, control.RemoveSubscriber(target.output, subscription_id))
+        return subscription
 
     def resolve(self, sources: list[str]) -> list[str]:
         """`node/output`s for `node/output`, `node` (all its outputs) or `*` (every output); SubscriptionError if unknown."""
@@ -70,7 +97,8 @@ class Subscriptions:
         return subscription
 
     def remove(self, subscription_id: str) -> Subscription | None:
-        """End a subscription: its destinations leave the plan, its reader lines and socket file are freed."""
+        """Forget a subscription (its senders are not told: `unsubscribe` does that): its destinations
+        leave the plan, its reader lines and socket file are freed."""
         subscription = self.active.pop(subscription_id, None)
         if subscription is None:
             return None
