@@ -207,9 +207,10 @@ class BoardClient:
         if not self._running:
             return
         try:
-            if self._port is not None:
-                self._port.close()
-            self._port = None
+            with self._write_lock:  # no send writes to the port while it is closed under it
+                if self._port is not None:
+                    self._port.close()
+                self._port = None
             self._open_port()
         except BoardError:
             time.sleep(REOPEN_S)

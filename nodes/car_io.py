@@ -68,15 +68,25 @@ class CameraThread(threading.Thread):
         self.latest: tuple[np.ndarray, float] | None = None
         self.frames = 0
         self.error = ""
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while True:
-            try:
-                self.latest = self.camera.read()
-            except CameraError as exc:
-                self.error = str(exc)
-                return
-            self.frames += 1
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.latest = self.camera.read()
+                except CameraError as exc:
+                    self.error = str(exc)
+                    return
+                self.frames += 1
+        finally:
+            self.camera.close()
+
+    def stop(self) -> None:
+        """End the thread after its current frame and release the camera: a thread still inside OpenCV
+        when the interpreter exits aborts the process (`terminate called without an active exception`)."""
+        self._stopping.set()
+        self.join(timeout=2.0)
 
 
 def run_board(node: Node, port: str, camera_source: str) -> None:
@@ -136,6 +146,8 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
                 camera = None
     finally:
         board.close()
+        if camera is not None:
+            camera.stop()
         print(f"car_io: sent {images} camera frame(s)", file=sys.stderr)
         try:
             ticks = board.read().encoder_ticks

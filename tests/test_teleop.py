@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
 import time
@@ -26,6 +27,18 @@ def test_keys_become_actions_and_drive() -> None:
     for _ in range(20):
         drive = apply(drive, "faster")
     assert drive.speed == 0.8  # capped
+
+
+def read_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    """What the program on the pseudo-terminal `fd` wrote, up to and including `marker` (typed keys wait for it)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} on the terminal within {timeout:g} s: {seen[-500:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            seen += os.read(fd, 4096)
+    return seen
 
 
 def test_driving_from_a_terminal(tmp_path: Path) -> None:
@@ -66,14 +79,14 @@ def test_driving_from_a_terminal(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
         os.close(terminal)
-        time.sleep(1.5)
+        shown = read_until(controller, b"faster", timeout=60)  # its help: the terminal is in cbreak mode now
         os.write(controller, b"www")  # 0.3 m/s
         time.sleep(2.0)
         os.write(controller, b"\x1b[D")  # a little left
         time.sleep(1.0)
         os.write(controller, b"q")
         assert keys.wait(timeout=20) == 0
-        screen = b""
+        screen = shown
         while True:
             try:
                 chunk = os.read(controller, 4096)
