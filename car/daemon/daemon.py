@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -33,7 +32,16 @@ from car.daemon import affinity
 from car.daemon.control_server import ControlServer, Handler
 from car.daemon.direct_links import DirectLinks
 from car.daemon.logs import NodeLog, Terminal
-from car.daemon.processes import ALIVE, NodeState, NodeStatus, describe_exit, node_command, signal_group
+from car.daemon.processes import (
+    ALIVE,
+    NodeState,
+    NodeStatus,
+    describe_exit,
+    escalate,
+    kill_what_is_left,
+    start_process,
+)
+from car.daemon.report import status_line, summary_lines
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.timers import Timers
 from car.plan.build import plan_machine
@@ -163,39 +171,13 @@ class Daemon:
 
     # -- processes -------------------------------------------------------------------
     def _spawn(self, node: NodeState) -> None:
-        argv, cwd = node_command(node.spec, self.dataflow.base_dir)
-        env = dict(os.environ)
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")
-        env.update(self.dataflow.env)
-        env.update(node.spec.env)
-        env.update(self.extra_env)
-        env[ENV_VAR] = node.config.to_json()
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COMPAT_DIR), env.get("PYTHONPATH", "")]))
-        node.started_at = time.monotonic()
-        try:
-            with affinity.inherited(node.spec.cpu_affinity if self._can_pin else ()):
-                node.proc = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                    pass_fds=self.direct.fds(node.spec.id),
-                )
-        except OSError as exc:
-            node.failure = f"could not start `{' '.join(argv)}`: {exc.strerror or exc}"
-            self.terminal.say(f"node `{node.spec.id}` failed: {node.failure}")
+        env = {**self.dataflow.env, **node.spec.env, **self.extra_env, ENV_VAR: node.config.to_json()}
+        cpus = node.spec.cpu_affinity if self._can_pin else ()
+        failure = start_process(node, self.dataflow.base_dir, env, self.direct.fds(node.spec.id), cpus, COMPAT_DIR)
+        if failure:
+            node.failure = failure
+            self.terminal.say(f"node `{node.spec.id}` failed: {failure}")
             self._failed(node)
-            return
-        assert node.proc.stdout is not None and node.proc.stderr is not None
-        node.log.follow(node.proc.stdout, err=False)
-        node.log.follow(node.proc.stderr, err=True)
-        node.pid = node.proc.pid
-        node.state = NodeStatus.RUNNING
-        node.signalled = False
 
     def _supervise(self, duration: float | None) -> None:
         assert self._control is not None
@@ -308,12 +290,7 @@ class Daemon:
 
     def _escalate(self, now: float) -> None:
         for node in self.nodes.values():
-            if node.state != NodeStatus.RUNNING or node.proc is None or node.proc.poll() is not None:
-                continue
-            if now >= self._kill_at:
-                signal_group(node, signal.SIGKILL)
-            elif now >= self._term_at and not node.signalled:
-                signal_group(node, signal.SIGTERM)
+            escalate(node, now, self._term_at, self._kill_at)
 
     # -- messages ----------------------------------------------------------------------
     def _send(self, endpoint: str, kind: int, source: bytes, value: Any = None) -> None:
@@ -473,13 +450,7 @@ class Daemon:
 
     def status_line(self) -> str:
         """One line: each running node's message rate (and superseded messages), then what nodes say they do."""
-        parts = []
-        for n in self.nodes.values():
-            if n.state == NodeStatus.RUNNING and n.reported_at:
-                parts.append(f"{n.spec.id} {n.rate:.0f}/s" + (f" ({n.superseded} superseded)" if n.superseded else ""))
-        rates = "  ".join(parts)
-        said = "  |  ".join(n.status for n in self.nodes.values() if n.status and n.state == NodeStatus.RUNNING)
-        return f"{rates}  |  {said}" if said else rates
+        return status_line(list(self.nodes.values()))
 
     def _delivered(self, reader: str, source: str = "") -> None:
         """A reader has the end of `source` (or of everything, when it exited)."""
@@ -497,14 +468,7 @@ class Daemon:
         self.terminal.status("")
         self.timers.stop()
         for node in self.nodes.values():
-            if node.proc is not None and node.proc.poll() is None:
-                signal_group(node, signal.SIGKILL)
-                node.proc.wait()
-            if node.pid and node.proc is not None:
-                try:  # anything the node left behind in its process group
-                    os.killpg(node.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            kill_what_is_left(node)
             node.log.close()
         for subscription in list(self.subscriptions.active):
             self.subscriptions.remove(subscription)
@@ -514,29 +478,8 @@ class Daemon:
 
     def summary(self) -> list[str]:
         """Lines describing how the run ended."""
-        failed = [n for n in self.nodes.values() if n.state == NodeStatus.FAILED]
         elapsed = time.monotonic() - self.started
-        lines = [
-            f"run `{self.run_info.name}` ended after {elapsed:.1f} s: {len(self.nodes) - len(failed)} of {len(self.nodes)} nodes ok"
-        ]
-        lines += [f"  node `{n.spec.id}` failed: {n.failure}" for n in failed]
-        for node in self.nodes.values():
-            for where, count in node.drops.items():
-                lines.append(f"  node `{node.spec.id}` dropped {count} message(s): {where}")
-        superseded = ", ".join(f"{n.spec.id} {n.superseded}" for n in self.nodes.values() if n.superseded)
-        if superseded:
-            lines.append(f"  superseded in queue_size 1 inputs (kept the latest, by design): {superseded}")
-        traffic = ", ".join(
-            f"{n.spec.id} {n.sent} sent / {n.received} received" for n in self.nodes.values() if n.sent or n.received
-        )
-        if traffic:
-            lines.append(f"  messages: {traffic}")
-        for node_id, count in self.timers.undelivered.items():
-            lines.append(f"  node `{node_id}` missed {count} timer tick(s): its queue was full")
-        if self.timers.skipped:
-            lines.append(f"  timers skipped {self.timers.skipped} tick(s): the machine was too busy")
-        lines.append(f"  logs: {self.out_dir}/")
-        return lines
+        return summary_lines(self.run_info.name, list(self.nodes.values()), self.timers, elapsed, self.out_dir)
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():

@@ -1,4 +1,4 @@
-"""Node processes: the command that starts one, its state, how it ended, and signals to its group."""
+"""Node processes: their state, the command that starts one, starting it, how it ended, signals to its group."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from car.daemon import affinity
 from car.daemon.logs import NodeLog
 from car.plan.config import NodeConfig
 from car.spec.model import NodeSpec
@@ -87,3 +89,62 @@ def signal_group(node: NodeState, sig: int) -> None:
         os.killpg(node.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def start_process(
+    node: NodeState, base_dir: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...], compat_dir: Path
+) -> str:
+    """Start the node's process (in a session of its own, pinned to `cpus`, inheriting `fds`), its output
+    followed by its log; the reason it could not start, or "" when it runs."""
+    argv, cwd = node_command(node.spec, base_dir)
+    full = dict(os.environ)
+    full.setdefault("OPENBLAS_NUM_THREADS", "1")
+    full.update(env)
+    full["PYTHONUNBUFFERED"] = "1"
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(compat_dir), full.get("PYTHONPATH", "")]))
+    node.started_at = time.monotonic()
+    try:
+        with affinity.inherited(cpus):
+            node.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=full,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=fds,
+            )
+    except OSError as exc:
+        return f"could not start `{' '.join(argv)}`: {exc.strerror or exc}"
+    assert node.proc.stdout is not None and node.proc.stderr is not None
+    node.log.follow(node.proc.stdout, err=False)
+    node.log.follow(node.proc.stderr, err=True)
+    node.pid = node.proc.pid
+    node.state = NodeStatus.RUNNING
+    node.signalled = False
+    return ""
+
+
+def escalate(node: NodeState, now: float, term_at: float, kill_at: float) -> None:
+    """A stopping run: SIGTERM to a node still running at `term_at`, SIGKILL at `kill_at`."""
+    if node.state != NodeStatus.RUNNING or node.proc is None or node.proc.poll() is not None:
+        return
+    if now >= kill_at:
+        signal_group(node, signal.SIGKILL)
+    elif now >= term_at and not node.signalled:
+        signal_group(node, signal.SIGTERM)
+
+
+def kill_what_is_left(node: NodeState) -> None:
+    """At the end of a run: SIGKILL a node process car started that still runs, and its process group."""
+    if node.proc is None:
+        return  # not started by car (a dynamic node): not ours to stop
+    if node.proc.poll() is None:
+        signal_group(node, signal.SIGKILL)
+        node.proc.wait()
+    if node.pid:
+        try:  # anything the node left behind in its process group
+            os.killpg(node.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
