@@ -4,9 +4,9 @@ One class per transport: a `DirectLink` (a socket pair, car.transport.direct), a
 `PushLink` (ZeroMQ PUSH: nodes started by hand, nodes without direct links), a
 `CreditLink` (ZeroMQ DEALER with credit-based flow control: `backpressure` inputs) and a
 `SubscriberLink` (ZeroMQ PUSH to a process that joined the running graph). Each sends
-one message whole or counts a drop. The direct link's send is written out in
-`Outbox.send`'s loop as well (the hot path: a method call per link per message would
-cost more than the rest of its Python), so `DirectLink.send` is what it inlines.
+one message whole or counts a drop. A direct link's send is written out in
+`Outbox.send`'s loop (the hot path: a method call per link per message would cost more
+than the rest of its Python); the other links send through `Link.send`.
 
 The outbox gains and loses subscriber links while the node runs (`add_subscriber`,
 `remove_subscriber`); with none, sending costs what it always did.
@@ -81,7 +81,9 @@ class Link:
 
 
 class DirectLink(Link):
-    """A socket pair to a node on this machine: a send is one datagram or, when it is full, a drop."""
+    """A socket pair to a node on this machine: a send is one datagram or, when it is full, a drop.
+
+    `Outbox.send` sends on `direct` itself (inline, the hot path) and calls `refused` on errors."""
 
     __slots__ = ("direct", "failed")
 
@@ -89,20 +91,6 @@ class DirectLink(Link):
         super().__init__(label, True)
         self.direct = end
         self.failed = False  # a send failed for another reason than a full link (reported once)
-
-    def send(self, frames: list[Any], outbox: Outbox) -> None:
-        end = self.direct
-        assert end is not None
-        try:
-            if len(frames) == 1:
-                end.send(frames[0])
-            else:
-                end.sendmsg(frames)
-        except BlockingIOError:
-            self.dropped += 1
-            outbox.drops.pending = True
-        except OSError as exc:
-            self.refused(frames, exc, outbox)
 
     def refused(self, frames: list[Any], exc: OSError, outbox: Outbox) -> None:
         """The link refused a message (other than for being full): count it, and say why once."""
@@ -249,7 +237,7 @@ class Outbox:
         self.copied = 0  # large arrays sent through the socket because every shared-memory slot was held
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
         self._direct_out: dict[int, socket.socket] = {}
-        self._source_bytes = {output: f"{self.id_of(output)}".encode() for output in config.outputs}
+        self._source_bytes = {output: self.id_of(output).encode() for output in config.outputs}
         self._writers = {o: FrameWriter(sh.prefix, sh.readers, sh.slots, sh.lines) for o, sh in config.shared.items()}
         self._destinations = config.outputs
         self.outputs: dict[str, list[Link]] = {}
@@ -350,7 +338,7 @@ class Outbox:
             for link in links:
                 out = local if link.local else frames
                 end = link.direct
-                if end is not None:  # DirectLink.send, written out: the hot path
+                if end is not None:  # a DirectLink: sent here, inline (the hot path)
                     try:
                         if len(out) == 1:
                             end.send(out[0])
