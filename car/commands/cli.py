@@ -24,8 +24,9 @@ from typing import NoReturn
 import car
 from car.commands.extensions import extension_commands, launch_options
 from car.daemon import affinity
-from car.daemon.daemon import COMPAT_DIR, Daemon
+from car.daemon.daemon import Daemon
 from car.daemon.logs import Terminal
+from car.daemon.processes import with_compat_path
 from car.plan.config import ENV_VAR
 from car.plan.runs import RunError, ask, create_run, find_run, list_runs
 from car.spec.graph import to_html, to_mermaid
@@ -265,9 +266,7 @@ def cmd_run_node(args: argparse.Namespace) -> int:
     command, note = node_argv(command)
     if note:
         print(f"car: {note}", file=sys.stderr)
-    env = dict(os.environ)
-    env[ENV_VAR] = config
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COMPAT_DIR), env.get("PYTHONPATH", "")]))
+    env = with_compat_path({**os.environ, ENV_VAR: config})
     try:
         code = subprocess.call(command, env=env)
     except OSError as exc:

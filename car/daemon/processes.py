@@ -29,6 +29,8 @@ class NodeStatus(enum.StrEnum):
     FAILED = "failed"  # ended with an error and is not restarted
 
 
+COMPAT_DIR = Path(__file__).parent.parent / "compat"  # car's `dora` package, for dora's Python nodes
+
 ALIVE = (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RESTARTING)
 
 
@@ -91,9 +93,12 @@ def signal_group(node: NodeState, sig: int) -> None:
         pass
 
 
-def start_process(
-    node: NodeState, base_dir: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...], compat_dir: Path
-) -> str:
+def with_compat_path(env: dict[str, str]) -> dict[str, str]:
+    """`env` with car's dora-compatible `dora` package first on PYTHONPATH, as every node gets it."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(COMPAT_DIR), env.get("PYTHONPATH", "")]))}
+
+
+def start_process(node: NodeState, base_dir: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...]) -> str:
     """Start the node's process (in a session of its own, pinned to `cpus`, inheriting `fds`), its output
     followed by its log; the reason it could not start, or "" when it runs."""
     argv, cwd = node_command(node.spec, base_dir)
@@ -101,7 +106,7 @@ def start_process(
     full.setdefault("OPENBLAS_NUM_THREADS", "1")
     full.update(env)
     full["PYTHONUNBUFFERED"] = "1"
-    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(compat_dir), full.get("PYTHONPATH", "")]))
+    full = with_compat_path(full)
     node.started_at = time.monotonic()
     try:
         with affinity.inherited(cpus):

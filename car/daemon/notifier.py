@@ -1,0 +1,47 @@
+"""The daemon's own messages to nodes' and subscribers' receive sockets (STOP, CLOSED, control).
+
+One PUSH socket per receive endpoint, made on first use. A send never waits: a receiver
+that is not reading (its queue of 100 is full) loses the message, and the terminal says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from car.transport import wire
+from car.transport.hlc import HybridLogicalClock
+
+QUEUE = 100  # messages waiting for one receiver before the daemon gives up on it
+
+
+class Notifier:
+    """Sends wire frames from the daemon; `say` reports one that could not be delivered."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], say: Callable[[str], None]):
+        self._ctx = ctx
+        self._say = say
+        self._clock = HybridLogicalClock()
+        self._sockets: dict[str, zmq.Socket[bytes]] = {}
+
+    def send(self, endpoint: str, kind: int, source: bytes, value: Any = None) -> None:
+        """One message to the receive socket at `endpoint`, never waiting."""
+        sock = self._sockets.get(endpoint)
+        if sock is None:
+            sock = self._ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, QUEUE)
+            sock.connect(endpoint)
+            self._sockets[endpoint] = sock
+        try:
+            sock.send_multipart(wire.encode(kind, source, self._clock.now(), value), zmq.NOBLOCK)
+        except zmq.Again:
+            self._say(f"{endpoint} is not reading; a control message was not delivered")
+
+    def forget(self, endpoint: str) -> None:
+        """Close the socket to a receiver that has gone (a subscriber that left)."""
+        sock = self._sockets.pop(endpoint, None)
+        if sock is not None:
+            sock.close()

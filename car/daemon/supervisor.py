@@ -1,0 +1,278 @@
+"""Node lifecycles: starting the plan's nodes, what a node's end means, and stopping them in order.
+
+When a node ends, its `restart_policy` may start it again (after `restart_delay`, at most
+`max_restarts` times); otherwise it has exited, or failed, and its readers and
+subscribers are told its outputs closed. A `critical` node (the default) that fails stops
+the whole run. A dynamic node, started by hand with `car run-node`, goes back to waiting
+whatever its exit, so it may be started again.
+
+Timers start once every node car starts has said Ready (or ended), as dora's do, so no
+node misses the first messages of a run while another is still starting.
+
+Stopping: STOP to every node and subscriber, after the grace period SIGTERM to each
+node's process group, SIGKILL after that.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from car.daemon import affinity
+from car.daemon.direct_links import DirectLinks
+from car.daemon.flushes import Delivery, Flushes
+from car.daemon.logs import Terminal
+from car.daemon.notifier import Notifier
+from car.daemon.processes import ALIVE, NodeState, NodeStatus, describe_exit, escalate, start_process
+from car.daemon.subscriptions import Subscriptions
+from car.daemon.timers import Timers
+from car.plan.build import RunPlan
+from car.plan.config import ENV_VAR
+from car.spec.model import Dataflow
+from car.transport import wire
+from car.transport.shm import finish_reader
+
+KILL_AFTER_S = 2.0  # after SIGTERM, wait this long before SIGKILL
+
+
+@dataclass
+class RunParts:
+    """The parts of a run the supervisor acts on when nodes start and end."""
+
+    direct: DirectLinks  # the socket pairs a node inherits
+    timers: Timers  # enabled for a node once it is ready, disabled when it ends
+    subscriptions: Subscriptions  # told STOP and CLOSED as readers are
+    notifier: Notifier  # STOP and CLOSED to receive sockets
+    flushes: Flushes  # an ended reader holds up no sender
+
+
+class Supervisor:
+    """Keeps the nodes of one run's plan: starts, restarts, fails, detaches and stops them."""
+
+    def __init__(
+        self,
+        dataflow: Dataflow,
+        plan: RunPlan,
+        nodes: dict[str, NodeState],
+        parts: RunParts,
+        terminal: Terminal,
+        grace: float,
+        extra_env: dict[str, str],
+    ):
+        self.dataflow = dataflow
+        self.plan = plan
+        self.nodes = nodes
+        self.parts = parts
+        self.terminal = terminal
+        self.grace = grace
+        self.extra_env = extra_env  # from launch options: overrides the file's env
+        self.stopping = False
+        self._can_pin = affinity.usable_cpus() is not None
+        self._term_at = 0.0
+        self._kill_at = 0.0
+        self._timers_started = False
+
+    # -- the run ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every node car starts; dynamic nodes wait for `car run-node`."""
+        if not self._can_pin and any(n.spec.cpu_affinity for n in self.nodes.values()):
+            self.terminal.say("cpu_affinity is ignored: this system cannot pin processes to CPUs")
+        for node in self.nodes.values():
+            if node.spec.is_dynamic:
+                node.state = NodeStatus.WAITING
+                self.terminal.say(
+                    f"node `{node.spec.id}` is dynamic: start it with `car run-node {node.spec.id} -- COMMAND`"
+                )
+            else:
+                self._spawn(node)
+
+    def tick(self, now: float) -> None:
+        """Restart the nodes that are due, notice the ones that ended, escalate a stop."""
+        for node in self.nodes.values():
+            if node.state == NodeStatus.RESTARTING and now >= node.restart_at:
+                node.log.note(f"restart {node.restarts}")
+                self._spawn(node)
+            elif node.state == NodeStatus.RUNNING and node.proc is not None:
+                code = node.proc.poll()
+                if code is not None:
+                    self._ended(node, code, now)
+        if not self._timers_started:  # a node that failed to start, or ended, before all were ready
+            self._start_timers_once_all_ready()
+        if self.stopping:
+            for node in self.nodes.values():
+                escalate(node, now, self._term_at, self._kill_at)
+
+    def finished(self) -> bool:
+        """Whether every node has ended (dynamic nodes that never came count, once stopping)."""
+        return all(
+            n.state in (NodeStatus.EXITED, NodeStatus.FAILED) or (n.state == NodeStatus.WAITING and self.stopping)
+            for n in self.nodes.values()
+        )
+
+    def any_failed(self) -> bool:
+        """Whether a node failed for good."""
+        return any(n.state == NodeStatus.FAILED for n in self.nodes.values())
+
+    def stop(self, reason: str) -> None:
+        """Begin stopping: STOP now, SIGTERM after the grace period, SIGKILL after that."""
+        now = time.monotonic()
+        if self.stopping:
+            self._term_at = min(self._term_at, now)  # asked twice: do not wait any longer
+            self._kill_at = min(self._kill_at, now + KILL_AFTER_S)
+            return
+        self.stopping = True
+        self.terminal.say(f"stopping ({reason})")
+        for node in self.nodes.values():
+            if node.state == NodeStatus.RESTARTING:
+                node.state = NodeStatus.EXITED
+            if node.state in (NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.PENDING):
+                self.parts.notifier.send(node.config.receive_endpoint, wire.KIND_STOP, b"")
+        for subscription in self.parts.subscriptions.active.values():
+            self.parts.notifier.send(subscription.endpoint, wire.KIND_STOP, b"")
+        self._term_at = now + self.grace
+        self._kill_at = self._term_at + KILL_AFTER_S
+
+    # -- what nodes say ----------------------------------------------------------------
+    def ready(self, node: NodeState, pid: int) -> None:
+        """A node is connected and reads its inputs (a dynamic one is running from now on)."""
+        if node.spec.is_dynamic and node.state == NodeStatus.WAITING:
+            node.state, node.pid = NodeStatus.RUNNING, pid
+        node.ready = True
+        if self._timers_started:
+            self.parts.timers.enable(node.spec.id)
+        else:
+            self._start_timers_once_all_ready()
+
+    def said_bye(self, node: NodeState) -> None:
+        """A node closed; a dynamic one, whose process car does not watch, has ended."""
+        if node.spec.is_dynamic and node.proc is None and node.state == NodeStatus.RUNNING:
+            self.parts.timers.disable(node.spec.id)
+            self.parts.flushes.delivered(node.spec.id)
+            if self.stopping:
+                node.state = NodeStatus.EXITED
+            else:
+                self._detached(node)
+
+    def hand_out(self, node: NodeState) -> str:
+        """Give a dynamic node's configuration to `car run-node`: "" when it may, else why not."""
+        if not node.spec.is_dynamic:
+            return f"node `{node.spec.id}` is started by car; set `path: dynamic` to run it by hand"
+        if node.state == NodeStatus.RUNNING:
+            return f"node `{node.spec.id}` is {node.state} (pid {node.pid}); stop that process first"
+        if node.state != NodeStatus.WAITING:
+            return f"node `{node.spec.id}` is {node.state}"
+        node.started_at = time.monotonic()
+        node.handed_out = True
+        return ""
+
+    def exited_by_hand(self, node: NodeState, code: int) -> str:
+        """`car run-node` says the process of a dynamic node ended: "" or why this is refused."""
+        if not node.spec.is_dynamic:
+            return f"node `{node.spec.id}` is started by car, not by `car run-node`"
+        if node.state == NodeStatus.RUNNING or (node.state == NodeStatus.WAITING and node.handed_out):
+            node.state = NodeStatus.RUNNING  # a dynamic node that never said ready ends here too
+            self._ended(node, code, time.monotonic())
+        elif code != 0:  # it said goodbye (Bye) before it failed
+            ran = time.monotonic() - node.started_at
+            self.terminal.say(f"node `{node.spec.id}` failed: {describe_exit(code)} after {ran:.1f} s")
+        return ""
+
+    # -- a node's end --------------------------------------------------------------------
+    def _spawn(self, node: NodeState) -> None:
+        env = {**self.dataflow.env, **node.spec.env, **self.extra_env, ENV_VAR: node.config.to_json()}
+        cpus = node.spec.cpu_affinity if self._can_pin else ()
+        fds = self.parts.direct.fds(node.spec.id)
+        failure = start_process(node, self.dataflow.base_dir, env, fds, cpus)
+        if failure:
+            node.failure = failure
+            self.terminal.say(f"node `{node.spec.id}` failed: {failure}")
+            self._failed(node)
+
+    def _ended(self, node: NodeState, code: int, now: float) -> None:
+        node.exit_code = code
+        node.ready = False
+        self.parts.timers.disable(node.spec.id)
+        self.parts.flushes.delivered(node.spec.id)  # an exited reader holds up no sender
+        node.log.note(f"exited: {describe_exit(code)}")
+        failed = False
+        if node.signalled:
+            self.terminal.say(
+                f"node `{node.spec.id}` did not stop within {self.grace:g} s of STOP: {describe_exit(code)}"
+            )
+        elif code != 0:
+            node.failure = f"{describe_exit(code)} after {now - node.started_at:.1f} s"
+            tail = "\n".join(f"    | {line}" for line in node.log.stderr_tail)
+            detail = f"; its last stderr lines:\n{tail}" if tail else ""
+            self.terminal.say(f"node `{node.spec.id}` failed: {node.failure}{detail}")
+            failed = True
+        node.state = NodeStatus.EXITED
+        if self._restarts(node, code):
+            node.restarts += 1
+            node.state = NodeStatus.RESTARTING
+            node.restart_at = now + node.spec.restart_delay
+            self.terminal.say(f"restarting node `{node.spec.id}` ({node.restarts}) in {node.spec.restart_delay:g} s")
+        elif node.spec.is_dynamic and not self.stopping:
+            self._detached(node)  # started by hand: may be started again, whatever its exit
+        elif failed:
+            self._failed(node)
+        else:
+            self._gone(node)
+
+    def _restarts(self, node: NodeState, code: int) -> bool:
+        """Whether the node's restart policy starts it again after it ended with `code`."""
+        spec = node.spec
+        wants = spec.restart_policy == "always" or (spec.restart_policy == "on-failure" and code != 0)
+        may = not node.signalled and not spec.is_dynamic and not self.stopping
+        return wants and may and (spec.max_restarts == 0 or node.restarts < spec.max_restarts)
+
+    def _failed(self, node: NodeState) -> None:
+        """A node failed for good: its readers are told; a critical node stops the whole run."""
+        node.state = NodeStatus.FAILED
+        self._gone(node)
+        if node.spec.critical and not self.stopping:
+            self.stop(f"node `{node.spec.id}` failed; mark it `critical: false` to keep the run going without it")
+
+    def _detached(self, node: NodeState) -> None:
+        """A dynamic node ended: its readers are told, and `car run-node` may start it again."""
+        self._gone(node)
+        node.state = NodeStatus.WAITING
+        node.pid = 0
+        node.proc = None
+        node.handed_out = False
+        self.terminal.say(f"node `{node.spec.id}` is waiting again: `car run-node {node.spec.id} -- COMMAND`")
+
+    def _gone(self, node: NodeState) -> None:
+        for spec in node.config.inputs.values():  # it reads no more: senders need not keep frames for it
+            if spec.shm_prefix:
+                finish_reader(spec.shm_prefix, spec.shm_line)
+        if not self.stopping:
+            self._close_outputs(node.spec.id)
+
+    def _close_outputs(self, node_id: str) -> None:
+        """Tell the readers (and subscribers) of a node that has ended that its outputs are closed."""
+        notifier = self.parts.notifier
+        for output in self.nodes[node_id].spec.outputs:
+            source = f"{node_id}/{output}"
+            for reader in self.plan.readers(source):
+                notifier.send(self.nodes[reader].config.receive_endpoint, wire.KIND_CLOSED, source.encode())
+            for subscription in self.parts.subscriptions.of(source):
+                notifier.send(subscription.endpoint, wire.KIND_CLOSED, source.encode())
+
+    def _start_timers_once_all_ready(self) -> None:
+        if all(
+            n.ready or n.spec.is_dynamic or n.state in (NodeStatus.EXITED, NodeStatus.FAILED)
+            for n in self.nodes.values()
+        ):
+            self._timers_started = True
+            for n in self.nodes.values():
+                if n.ready and n.state == NodeStatus.RUNNING:
+                    self.parts.timers.enable(n.spec.id)
+
+    def ends_to_deliver(self, node_id: str) -> set[Delivery]:
+        """The ends of `node_id`'s streams its live readers are to have before it may close."""
+        return {
+            Delivery(reader, f"{node_id}/{output}")
+            for output in self.nodes[node_id].spec.outputs
+            for reader in self.plan.readers(f"{node_id}/{output}")
+            if self.nodes[reader].state in ALIVE
+        }
