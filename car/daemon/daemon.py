@@ -219,7 +219,7 @@ class Daemon:
 
     def _on_get_node_config(self, message: control.GetNodeConfig, _: bytes) -> control.DaemonReply:
         node = self._node(message.node)
-        refusal = self.supervisor.hand_out(node)
+        refusal = self.supervisor.hand_out(node, message.pid)
         return control.Refused(refusal) if refusal else control.NodeConfigText(node.config.to_json())
 
     def _on_node_exited(self, message: control.NodeExited, _: bytes) -> control.DaemonReply:

@@ -59,6 +59,7 @@ class NodeState:
     reported_at: float = 0.0
     ready: bool = False  # said Ready since it last started
     handed_out: bool = False  # a dynamic node's configuration went to `car run-node`, which has not said it ended
+    watched: bool = False  # a dynamic node started without `car run-node`: the daemon watches its pid
 
 
 def node_command(spec: NodeSpec, base_dir: Path) -> tuple[list[str], Path]:
@@ -74,8 +75,13 @@ def node_command(spec: NodeSpec, base_dir: Path) -> tuple[list[str], Path]:
     return [shutil.which(spec.path) or spec.path, *spec.args], cwd
 
 
+VANISHED = 1 << 16  # the exit "code" of a process car did not start that ended without closing its node
+
+
 def describe_exit(code: int) -> str:
     """`exit code 1` or `killed by SIGSEGV`."""
+    if code == VANISHED:
+        return "its process ended without closing the node (car did not start it: its exit status is unknown)"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

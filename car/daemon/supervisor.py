@@ -23,11 +23,12 @@ from car.daemon.direct_links import DirectLinks
 from car.daemon.flushes import Delivery, Flushes
 from car.daemon.logs import Terminal
 from car.daemon.notifier import Notifier
-from car.daemon.processes import ALIVE, NodeState, NodeStatus, describe_exit, escalate, start_process
+from car.daemon.processes import ALIVE, VANISHED, NodeState, NodeStatus, describe_exit, escalate, start_process
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.timers import Timers
 from car.plan.build import RunPlan
 from car.plan.config import ENV_VAR
+from car.plan.runs import pid_alive
 from car.spec.model import Dataflow
 from car.transport import wire
 from car.transport.shm import finish_reader
@@ -96,6 +97,9 @@ class Supervisor:
                 code = node.proc.poll()
                 if code is not None:
                     self._ended(node, code, now)
+            elif node.watched and node.state in (NodeStatus.RUNNING, NodeStatus.WAITING) and not pid_alive(node.pid):
+                node.state = NodeStatus.RUNNING  # started by hand without `car run-node`, and gone without Bye
+                self._ended(node, VANISHED, now)
         if not self._timers_started:  # a node that failed to start, or ended, before all were ready
             self._start_timers_once_all_ready()
         if self.stopping:
@@ -153,8 +157,9 @@ class Supervisor:
             else:
                 self._detached(node)
 
-    def hand_out(self, node: NodeState) -> str:
-        """Give a dynamic node's configuration to `car run-node`: "" when it may, else why not."""
+    def hand_out(self, node: NodeState, pid: int) -> str:
+        """Give a dynamic node's configuration to `car run-node` (pid 0) or to process `pid` that will be the
+        node, which is then watched: "" when it may, else why not."""
         if not node.spec.is_dynamic:
             return f"node `{node.spec.id}` is started by car; set `path: dynamic` to run it by hand"
         if node.state == NodeStatus.RUNNING:
@@ -163,6 +168,8 @@ class Supervisor:
             return f"node `{node.spec.id}` is {node.state}"
         node.started_at = time.monotonic()
         node.handed_out = True
+        node.pid = pid
+        node.watched = pid > 0
         return ""
 
     def exited_by_hand(self, node: NodeState, code: int) -> str:
@@ -179,6 +186,7 @@ class Supervisor:
 
     # -- a node's end --------------------------------------------------------------------
     def _spawn(self, node: NodeState) -> None:
+        node.config.restart_count = node.restarts
         env = {**self.dataflow.env, **node.spec.env, **self.extra_env, ENV_VAR: node.config.to_json()}
         cpus = node.spec.cpu_affinity if self._can_pin else ()
         fds = self.parts.direct.fds(node.spec.id)
@@ -239,6 +247,7 @@ class Supervisor:
         node.pid = 0
         node.proc = None
         node.handed_out = False
+        node.watched = False
         self.terminal.say(f"node `{node.spec.id}` is waiting again: `car run-node {node.spec.id} -- COMMAND`")
 
     def _gone(self, node: NodeState) -> None:

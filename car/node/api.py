@@ -35,7 +35,8 @@ from car.node.daemon_link import DaemonLink
 from car.node.event import Event
 from car.node.inbox import Inbox
 from car.node.links import LINGER_MS, DropFlag, Outbox, UnknownOutputError
-from car.plan.config import RECONNECT_MS, NodeConfig
+from car.plan.config import ENV_VAR, RECONNECT_MS, NodeConfig
+from car.plan.runs import claim_dynamic_node
 from car.transport import control
 from car.transport.hlc import HybridLogicalClock
 
@@ -50,7 +51,14 @@ class Node:
     """A node of a running dataflow, configured from the environment the daemon sets."""
 
     def __init__(self, node_id: str | None = None, *, config: NodeConfig | None = None):
-        cfg = config or NodeConfig.from_env()
+        """Join the dataflow: configured by the daemon through the environment, or, for a `path: dynamic`
+        node started by hand with plain `python node.py`, by `Node("id")` asking the running dataflow."""
+        if config is not None:
+            cfg = config
+        elif node_id is not None and not os.environ.get(ENV_VAR):  # started by hand: ask the running dataflow
+            cfg = NodeConfig.from_json(claim_dynamic_node(node_id))
+        else:
+            cfg = NodeConfig.from_env()
         if node_id is not None and node_id != cfg.node_id:
             raise ValueError(f"this process was started as node `{cfg.node_id}`, not `{node_id}`")
         self.id = cfg.node_id

@@ -32,6 +32,7 @@ DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, a
 
 _route = wire.route
 _PAYLOAD_FRAME, _SHARED, _KIND_DATA = wire.PAYLOAD_FRAME, wire.SHARED, wire.KIND_DATA
+_VALUE_TYPE, _VT_ARROW = ~(wire.PAYLOAD_FRAME | wire.SHARED) & 0xFF, wire.VT_ARROW
 _new_tuple = tuple.__new__  # makes a Timestamp without NamedTuple's __new__ (a Python function: 3x slower)
 
 
@@ -161,6 +162,13 @@ class Inbox:
                 self.expire_inputs()
                 if deadline is not None and time.monotonic() >= deadline and not self.pending:
                     return None
+
+    def ready(self) -> bool:
+        """Whether an event can be had without waiting (what has arrived is queued first)."""
+        if not any(slot[3] for slot in self.pending):
+            self.collect()
+            self.wait(0)
+        return any(slot[3] for slot in self.pending)
 
     def wait_ms(self, deadline: float | None) -> int | None:
         """How long to wait for the next message: until `deadline` or the next input timeout."""
@@ -314,7 +322,7 @@ class Inbox:
             self.dataflow_stopping = True
             if not self.stop_seen:
                 self.stop_seen = True
-                self.pending.append([None, Event("STOP"), None, True])
+                self.pending.append([None, Event("STOP", id="MANUAL"), None, True])
         else:
             self._act_on(kind, header, payload)
 
@@ -355,7 +363,7 @@ class Inbox:
         inputs = self.inputs.values()
         if not self.stop_seen and all(i.closed for i in inputs) and not any(i.timer for i in inputs):
             self.stop_seen = True
-            self.pending.append([None, Event("STOP", error="all inputs closed"), None, True])
+            self.pending.append([None, Event("STOP", id="ALL_INPUTS_CLOSED", error="all inputs closed"), None, True])
 
     def expire_inputs(self) -> None:
         """Close the inputs whose `input_timeout` passed without a message."""
@@ -396,12 +404,17 @@ class Inbox:
         held, slot, seq, nbytes = shared
         frames = self._frames
         try:
-            fields = wire.unpack(header, frames.array_buffer(held, slot, seq, nbytes))
+            buffer: Any = frames.array_buffer(held, slot, seq, nbytes)
+            if header[2] & _VALUE_TYPE == _VT_ARROW:  # the Arrow array's buffers will keep this view alive
+                buffer = np.frombuffer(buffer, np.uint8)
+            fields = wire.unpack(header, buffer)
         except BaseException:
             frames.release(held, slot)
             raise
         if type(fields[2]) is np.ndarray:
             frames.hand_to(fields[2], held, slot)  # the queue's hold on the slot passes to the array
+        elif type(buffer) is np.ndarray:
+            frames.hand_to(buffer, held, slot)  # an Arrow array over the slot: held while any view of it lives
         else:  # other values are copies
             frames.release(held, slot)
         return fields

@@ -77,6 +77,8 @@ class NodeConfig:
     outputs: dict[str, list[Destination]] = field(default_factory=dict)
     shared: dict[str, SharedOutput] = field(default_factory=dict)  # output -> its shared-memory files
     direct_fds: list[int] = field(default_factory=list)  # the receiving ends of its direct links (car.transport.direct)
+    restart_count: int = 0  # times the daemon started it again (set at each start)
+    min_log_level: str = ""  # its `min_log_level` (dora's log levels); "" for the default, info
 
     def to_json(self) -> str:
         """Serialise for the environment."""

@@ -139,6 +139,20 @@ def request(info: RunInfo, message: control.ClientToDaemon, timeout: float = 3.0
         sock.close()
 
 
+def claim_dynamic_node(node_id: str) -> str:
+    """The configuration (JSON) of the dynamic node `node_id` of a run on this machine, for this process to be it."""
+    runs = list_runs()
+    if not runs:
+        raise RunError(f"no dataflow is running to start node `{node_id}` in: start one with `car launch FILE` first")
+    refusals = []
+    for info in runs:
+        reply = request(info, control.GetNodeConfig(node_id, os.getpid()))
+        if isinstance(reply, control.NodeConfigText):
+            return reply.config
+        refusals.append(f"run `{info.name}`: {getattr(reply, 'error', type(reply).__name__)}")
+    raise RunError(f"no running dataflow has node `{node_id}` waiting to be started ({'; '.join(refusals)})")
+
+
 def ask(info: RunInfo, message: control.ClientToDaemon, answer: type[R], timeout: float = 3.0) -> R:
     """`request`, expecting an answer of type `answer`; a refusal is a RunError with the daemon's reason."""
     reply = request(info, message, timeout)

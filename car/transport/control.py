@@ -163,10 +163,16 @@ class StopRun(ClientToDaemon):
 
 @dataclass(frozen=True)
 class GetNodeConfig(ClientToDaemon):
-    """The configuration of a `path: dynamic` node, to start it by hand (`car run-node`)."""
+    """The configuration of a `path: dynamic` node, to start it by hand.
+
+    `pid` is the process that will be the node, when it asks itself (`Node("id")` in a
+    process started with plain `python node.py`): the daemon then watches it, since no
+    `car run-node` will say when it exits; 0 from `car run-node`.
+    """
 
     TYPE: ClassVar[str] = "node_config"
     node: str = ""
+    pid: int = 0
 
 
 @dataclass(frozen=True)

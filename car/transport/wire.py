@@ -4,7 +4,7 @@ Layout of the first frame (little endian):
 
     version u8, kind u8, value type u8 (| PAYLOAD_FRAME), ndim u8,
     hlc wall ns u64, hlc counter u32, source length u16, dtype length u16, metadata length u32,
-    shape (ndim x u64), source (utf-8), dtype (numpy `dtype.str`), metadata (msgpack),
+    shape (ndim x u64), source (utf-8), dtype (numpy `dtype.str`, or an Arrow schema), metadata (msgpack),
     then the payload itself when it is small (at most INLINE_MAX bytes).
 
 A larger payload follows as a second frame and arrives as a numpy array over the
@@ -16,12 +16,15 @@ One frame per small message keeps the Python work per message to a few microseco
 
 from __future__ import annotations
 
+import datetime
+import functools
 import struct
 from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
 
+from car.transport import arrow
 from car.transport.hlc import Timestamp
 
 VERSION = 2
@@ -38,6 +41,7 @@ VT_ARRAY = 1
 VT_BYTES = 2
 VT_STR = 3
 VT_PACKED = 4  # numbers, lists, dicts: msgpack
+VT_ARROW = 5  # an Arrow array (car.transport.arrow): its schema in the dtype field, its IPC body the payload
 PAYLOAD_FRAME = 0x80  # flag on the value type: the payload is the next frame
 SHARED = 0x40  # flag on the value type: the payload is in shared memory, the inline bytes say where
 
@@ -74,6 +78,8 @@ class Message(NamedTuple):
 
 
 def _pack_default(obj: Any) -> Any:
+    if isinstance(obj, datetime.datetime):  # naive: local time, as datetime.timestamp() reads it
+        return msgpack.Timestamp.from_datetime(obj if obj.tzinfo else obj.astimezone())
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -85,6 +91,15 @@ def _pack_default(obj: Any) -> Any:
 
 _PACKER = msgpack.Packer()  # reused: building a Packer per message costs more than packing
 _unpackb = msgpack.unpackb
+_unpack_times = functools.partial(msgpack.unpackb, timestamp=3)  # msgpack timestamps come back as UTC datetimes
+
+
+def _unpack_packed(raw: bytes) -> Any:
+    """msgpack to Python; a timestamp (ext type -1, so a 0xff byte) as a UTC datetime. The slower call that
+    does that runs only when the bytes hold a 0xff (a timestamp, or a -1, or 255, ...)."""
+    return _unpack_times(raw) if b"\xff" in raw else _unpackb(raw)
+
+
 _SOURCE_NAMES: dict[bytes, str] = {}  # source as sent -> as str, for the few sources a node hears
 
 
@@ -137,6 +152,9 @@ def encode(
         vtype, payload = VT_BYTES, value
     elif isinstance(value, str):
         vtype, payload = VT_STR, value.encode()
+    elif arrow.is_arrow(value):
+        vtype = VT_ARROW
+        dtype, payload = arrow.encode(value)
     else:
         try:
             vtype, payload = VT_PACKED, _pack(value)
@@ -205,14 +223,18 @@ def unpack(header: bytes, payload: Any = None) -> tuple[int, str, Any, dict[str,
         raise WireError("header shorter than the lengths it declares")
     source_bytes = header[pos:src_end]
     source = _SOURCE_NAMES.get(source_bytes) or _source_name(source_bytes)
-    metadata = _unpackb(header[meta_at:end]) if meta_len else {}
+    if meta_len:  # _unpack_packed, inline: this runs once per message
+        packed = header[meta_at:end]
+        metadata = _unpack_times(packed) if b"\xff" in packed else _unpackb(packed)
+    else:
+        metadata = {}
     if type(metadata) is not dict:
         raise WireError("metadata is not a mapping")
     value: Any = None
     if vtype == VT_BYTES:  # the common cases first: small values inline
         value = header[end:]
     elif vtype == VT_PACKED:
-        value = _unpackb(header[end:])
+        value = _unpack_packed(header[end:])
     elif vtype == VT_STR:
         value = header[end:].decode()
     elif vtype & ~(PAYLOAD_FRAME | SHARED) == VT_ARRAY:
@@ -228,12 +250,23 @@ def unpack(header: bytes, payload: Any = None) -> tuple[int, str, Any, dict[str,
         value = np.ndarray(shape, _dtype(header[src_end:meta_at]), buffer)  # one call: 3x faster than frombuffer
         if not getattr(buffer, "readonly", True):
             value.flags.writeable = False  # a view of the received buffer: copy to change it
+    elif vtype & ~(PAYLOAD_FRAME | SHARED) == VT_ARROW:
+        if vtype & (PAYLOAD_FRAME | SHARED):
+            if payload is None:
+                raise WireError("message has no payload frame")
+            body = getattr(payload, "buffer", payload)
+        else:
+            body = header[end:]  # a copy, 8-byte aligned as Arrow's buffers want
+        try:
+            value = arrow.decode(header[src_end:meta_at], body)
+        except arrow.ArrowError as exc:
+            raise WireError(str(exc)) from None
     elif vtype & (PAYLOAD_FRAME | SHARED) and vtype & ~(PAYLOAD_FRAME | SHARED) in (VT_BYTES, VT_STR, VT_PACKED):
         if payload is None:
             raise WireError("message has no payload frame")
         raw = bytes(getattr(payload, "buffer", payload))  # a copy: the value must not change under the node
         vtype &= ~(PAYLOAD_FRAME | SHARED)
-        value = raw if vtype == VT_BYTES else raw.decode() if vtype == VT_STR else _unpackb(raw)
+        value = raw if vtype == VT_BYTES else raw.decode() if vtype == VT_STR else _unpack_packed(raw)
     elif vtype != VT_NONE:
         raise WireError(f"unknown value type {vtype}")
     return kind, source, value, metadata, wall, count

@@ -1,55 +1,51 @@
-"""`from dora import Node` for Python nodes written for dora, run unchanged by car.
+"""`from dora import Node` for Python nodes written for dora 1.x, run unchanged by car.
 
-The daemon puts `car/compat` on the PYTHONPATH of the nodes it starts, so this module
-stands in for dora's only there. dora hands values to Python as pyarrow arrays; this
-shim gives them as pyarrow arrays too, and accepts pyarrow arrays, bytes and numpy
-arrays on send. It needs pyarrow (`pip install smartcar[dora]`), as dora's nodes do.
+The daemon puts `car/compat` on the PYTHONPATH of the nodes it starts (and `car run-node`
+of the commands it runs), so this package stands in for dora's there: the same `Node`
+(car.compat.dora.node), `DoraStatus`, `build` and `run`, `dora.testing.MockNode` and
+`dora.builder`. Values are pyarrow arrays whose Arrow types travel exactly. It needs
+pyarrow (`pip install smartcar[dora]`), as dora's nodes do. ROS 2 bridging is not here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+import subprocess
+import sys
 
-import numpy as np
-import pyarrow as pa
+from car.compat.dora.node import Node, SampleHandler
 
-from car.node.api import Event
-from car.node.api import Node as _CarNode
+__all__ = ["DoraStatus", "Node", "SampleHandler", "__version__", "build", "run"]
 
-__all__ = ["Event", "Node"]
-
-
-def _to_arrow(value: Any) -> Any:
-    if value is None:
-        return pa.array([], type=pa.null())
-    if isinstance(value, np.ndarray):
-        return pa.array(value.ravel())
-    if isinstance(value, bytes):
-        return pa.array(np.frombuffer(value, dtype=np.uint8))
-    if isinstance(value, list):
-        return pa.array(value)
-    return pa.array([value])
+__version__ = "1.1.0"  # the dora Python node API this package provides
+__author__ = "smartcar (a dora-compatible API)"
 
 
-def _from_arrow(data: Any) -> Any:
-    if isinstance(data, pa.ChunkedArray):
-        data = data.combine_chunks()
-    if isinstance(data, pa.Array):
-        if pa.types.is_integer(data.type) or pa.types.is_floating(data.type) or pa.types.is_boolean(data.type):
-            return data.to_numpy(zero_copy_only=False)
-        return data.to_pylist()
-    return data
+class DoraStatus(enum.Enum):
+    """What a dora operator's `on_input` returns: go on, stop it, or stop the dataflow."""
+
+    CONTINUE = 0
+    STOP = 1
+    STOP_ALL = 2
 
 
-class Node(_CarNode):
-    """dora's Python Node API on top of car's."""
+def build(
+    dataflow_path: str,
+    uv: bool | None = None,
+    coordinator_addr: str | None = None,
+    coordinator_port: int | None = None,
+    force_local: bool = False,
+) -> None:
+    """Run every node's `build` command, as `car build` (and `dora build`) does; the other arguments are unused."""
+    _car("build", dataflow_path)
 
-    def _hand_out(self, event: Event) -> Event:
-        """Every event passes here on its way out: its value becomes a pyarrow array, like dora's."""
-        if event.type == "INPUT":
-            event.value = _to_arrow(event.value)
-        return super()._hand_out(event)
 
-    def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
-        """Send a pyarrow array (or bytes, numpy array, JSON-able value)."""
-        super().send_output(output_id, _from_arrow(data), metadata)
+def run(dataflow_path: str, uv: bool | None = None, stop_after: float | None = None) -> None:
+    """Run a dataflow on this machine until it ends, as `car launch` (and `dora run`) does."""
+    _car("launch", dataflow_path, *(["--duration", str(stop_after)] if stop_after else []))
+
+
+def _car(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "car", *args])
+    if result.returncode != 0:
+        raise RuntimeError(f"`car {' '.join(args)}` failed (exit code {result.returncode})")
