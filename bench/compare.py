@@ -14,6 +14,9 @@ frame_1hop_subscribed (car only): frame_1hop with a subscriber (car.node.subscri
 process of its own) joined to the source's frames; the row is the sink's latency (what
 a subscriber costs the graph: ratio frame_subscribed_sink_p50_added_us), and
 frame_subscriber_p50_us the subscriber's own.
+arrow_uint8_1hop, arrow_struct_1hop (car and dora): dora's own benchmark nodes
+(peers/dora/source.py, sink.py), run unchanged by both: a 921,600 B pyarrow UInt8Array at
+30 Hz, and a 100-element struct array (double, int64, string) at 200 Hz.
 Every peer stamps perf_counter_ns() just before the send (car and dora in the metadata,
 pyzmq in the payload) and the receiver subtracts it from its own perf_counter_ns().
 Sources send nothing during a 0.5 s warm-up, and the first 10 samples are dropped.
@@ -38,6 +41,7 @@ dora's nodes by pinning themselves before `Node()`. Without it the kernel places
     frame_p50_car_over_zmq, frame_loaned_p50_car_over_dora (both zero-copy sends),
     frame_loaned_p50_car_over_zmq (over pyzmq's copied frames),
     throughput_car_over_dora, throughput_car_over_zmq,
+    arrow_uint8_p50_car_over_dora, arrow_struct_p50_car_over_dora,
     small_2hop_added_us, frame_2hop_added_us (car: 2-hop p50 minus 1-hop p50),
     small_p50_car_over_iceoryx2, frame_p50_car_over_iceoryx2, frame_loaned_p50_car_over_iceoryx2
 """
@@ -53,12 +57,14 @@ from typing import Any
 
 from common import machine, sink_report
 from latency import (
+    ARROW_CASES,
     CASES,
     FRAME,
     LOANED_CASE,
     SMALL,
     SUBSCRIBED_CASE,
     WARMUP_S,
+    car_arrow,
     car_latency,
     car_subscribed,
     car_throughput,
@@ -82,6 +88,11 @@ def dora_latency(
 ) -> dict[str, Any]:
     """One run through dora."""
     return sink_report(dora.latency(size, hz, hops, seconds, WARMUP_S, loaned, pinned))
+
+
+def dora_arrow(arrow: str, size: int, hz: int, seconds: float, pinned: bool = False) -> dict[str, Any]:
+    """One run of an Arrow payload through dora (the same nodes `car` runs for this case)."""
+    return sink_report(dora.latency(size, hz, 1, seconds, WARMUP_S, pinned=pinned, arrow=arrow))
 
 
 def iceoryx2_latency(
@@ -114,6 +125,10 @@ LOANED: dict[str, Callable[..., dict[str, Any]]] = {  # zero-copy sends: (size, 
     "car": car_latency,
     "dora": dora_latency,
     "iceoryx2": iceoryx2_latency,
+}
+ARROW: dict[str, Callable[..., dict[str, Any]]] = {  # dora's nodes, pyarrow payloads: (arrow, size, hz, seconds)
+    "car": car_arrow,
+    "dora": dora_arrow,
 }
 THROUGHPUT: dict[str, Callable[..., dict[str, Any]]] = {  # (count)
     "car": car_throughput,
@@ -156,6 +171,11 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: b
                 runs.setdefault(LOANED_CASE, {}).setdefault(peer, []).append(loaned)
         if "car" in peers:
             runs.setdefault(SUBSCRIBED_CASE, {}).setdefault("car", []).append(car_subscribed(seconds, pinned=pinned))
+        for case, (arrow, size, hz) in ARROW_CASES.items():
+            for peer in order:
+                if peer in ARROW:
+                    result = ARROW[peer](arrow, size, hz, seconds, pinned=pinned)
+                    runs.setdefault(case, {}).setdefault(peer, []).append(result)
         for peer in order:
             if peer in throughput:
                 throughput[peer].append(THROUGHPUT[peer](count, pinned=pinned))
@@ -194,6 +214,8 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: b
             "small_p50_car_over_iceoryx2": ratio(car_small, p50("small_1hop", "iceoryx2")),
             "frame_p50_car_over_iceoryx2": ratio(car_frame, p50("frame_1hop", "iceoryx2")),
             "frame_loaned_p50_car_over_iceoryx2": ratio(car_loaned, p50(LOANED_CASE, "iceoryx2")),
+            "arrow_uint8_p50_car_over_dora": ratio(p50("arrow_uint8_1hop", "car"), p50("arrow_uint8_1hop", "dora")),
+            "arrow_struct_p50_car_over_dora": ratio(p50("arrow_struct_1hop", "car"), p50("arrow_struct_1hop", "dora")),
         },
     }
 
@@ -218,7 +240,11 @@ def print_table(report: dict[str, Any]) -> None:
             for p in peers
         )
         frames = report["cases"]["frame_1hop"]  # pyzmq's loaned row: its frames, copied
-        shares = "".join(f" {row['car']['p50_us'] / (row.get(p) or frames[p])['p50_us']:>13.2f}" for p in ratios)
+        against = {p: row.get(p) or (frames[p] if case == LOANED_CASE else None) for p in ratios}
+        shares = "".join(
+            f" {row['car']['p50_us'] / theirs['p50_us']:>13.2f}" if theirs else f" {'-':>13}"
+            for theirs in against.values()
+        )
         print(f"{case:<18}{cells}{shares}")
     for peer, tp in report["throughput"].items():
         print(

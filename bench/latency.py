@@ -6,6 +6,8 @@ and through bare pyzmq (sender -> [relay ->] receiver, separate processes):
   small_1hop, small_2hop   64 B messages at 200 Hz
   frame_1hop, frame_2hop   921,600 B (640x480x3) frames at 30 Hz
   throughput               64 B messages, sender as fast as it can
+  arrow_uint8_1hop         a 921,600 B pyarrow UInt8Array at 30 Hz (car and dora, dora's own nodes)
+  arrow_struct_1hop        a 100-element pyarrow struct array at 200 Hz (idem)
 
 Run as a script it is `compare.py --peers car,zmq` (no dora install): see compare.py for
 what it prints.
@@ -35,6 +37,22 @@ CASES = {
 LOANED_CASE = "frame_1hop_loaned"
 # car only: frame_1hop with a subscriber (car.node.subscriber) joined to the source's output
 SUBSCRIBED_CASE = "frame_1hop_subscribed"
+# car and dora, both running dora's Python API (bench/peers/dora/source.py and sink.py, unchanged under car):
+# a pyarrow UInt8Array frame, and a 100-element struct array (x: double, y: int64, label: string)
+ARROW_CASES = {"arrow_uint8_1hop": ("uint8", FRAME, 30), "arrow_struct_1hop": ("struct", 0, 200)}
+DORA_NODES = BENCH / "peers" / "dora"
+ARROW_FLOW = """
+nodes:
+  - id: source
+    path: {nodes}/source.py
+    inputs: {{tick: dora/timer/hz/{hz}}}
+    outputs: [data]
+    env: {{BENCH_SIZE: "{size}", BENCH_ARROW: "{arrow}", BENCH_WARMUP_S: "{warmup}"{pin_source}}}
+  - id: sink
+    path: {nodes}/sink.py
+    inputs: {{data: source/data}}
+    env: {{BENCH_OUT: "@OUT/sink.json"{pin_sink}}}
+"""
 
 LATENCY_FLOW = """
 env: {{BENCH_SIZE: "{size}", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}"}}
@@ -88,6 +106,20 @@ def car_latency(
         pin_sink=cpu_line(pinned, hops),
     )
     folder = run_car(flow, duration=seconds + WARMUP_S, name=name)
+    return sink_report(folder / "sink.json")
+
+
+def car_arrow(arrow: str, size: int, hz: int, seconds: float, pinned: bool = False) -> dict[str, Any]:
+    """One run of dora's own benchmark nodes through `car` (its dora API): an Arrow payload, source -> sink."""
+
+    def pin(position: int) -> str:
+        cpus = pipeline_cpus(pinned, position)
+        return f', BENCH_CPUS: "{",".join(map(str, cpus))}"' if cpus else ""
+
+    flow = ARROW_FLOW.format(
+        nodes=DORA_NODES, hz=hz, size=size, arrow=arrow, warmup=WARMUP_S, pin_source=pin(0), pin_sink=pin(1)
+    )
+    folder = run_car(flow, duration=seconds + WARMUP_S)
     return sink_report(folder / "sink.json")
 
 

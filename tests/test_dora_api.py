@@ -483,3 +483,117 @@ def test_dora_s_module_level_api_and_test_helpers(monkeypatch: pytest.MonkeyPatc
     (tmp_path / "viewer.py").write_text("")
     checked = car("check", str(tmp_path / "built.yml"))
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_value_of_another_type_than_declared_is_refused_at_send(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: sensor
+            path: sensor.py
+            inputs: {tick: dora/timer/millis/20}
+            outputs: [reading]
+            output_types: {reading: std/core/v1/Float64}
+          - id: sink
+            path: sink.py
+            inputs: {reading: sensor/reading}
+            input_types: {reading: std/core/v1/Float64}
+        """,
+        sensor_py="""
+            import pyarrow as pa
+            from dora import Node
+
+            node = Node()
+            node.send_output("reading", pa.array([20.5]))
+            node.send_output("reading", pa.array([21], pa.int32()))
+        """,
+        sink_py="""
+            from dora import Node
+
+            for event in Node():
+                if event["type"] == "INPUT":
+                    open("sink.txt", "a").write(f"{event['value'].type}\\n")
+        """,
+    )
+    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert (
+        "TypeError: node `sensor` output `reading` is declared `std/core/v1/Float64` "
+        f"(output_types in {flow}), but this value is an Arrow int32 array" in result.stderr
+    )
+    assert (tmp_path / "sink.txt").read_text() == "double\n"
+
+
+def test_log_entries_reach_log_readers_and_log_files_rotate(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: chatty
+            path: chatty.py
+            inputs: {tick: dora/timer/millis/20}
+            outputs: [done, logs]
+            send_logs_as: logs
+            min_log_level: debug
+            max_log_size: 2KB
+            max_rotated_files: 2
+          - id: collector
+            path: collector.py
+            inputs:
+              done: chatty/done
+              all: {source: dora/logs, queue_size: 100}
+              warnings: dora/logs/warn
+              of_chatty: dora/logs/info/chatty
+              own: chatty/logs
+        """,
+        chatty_py="""
+            import logging
+            from dora import Node
+
+            node = Node()
+            for event in node:
+                if event["type"] == "INPUT":
+                    break
+            node.log_debug("a debug line")
+            logging.warning("a warning")
+            print("a plain line", flush=True)
+            for n in range(60):
+                print(f"filler {n} " + "x" * 60, flush=True)
+            node.send_output("done", b"")
+        """,
+        collector_py="""
+            import json
+            from dora import Node
+
+            node = Node()
+            got, done = {}, False
+            while True:
+                event = node.next(timeout=2.0 if done else None)
+                if event is None or event["type"] in ("ERROR", "STOP"):
+                    break
+                if event["type"] == "INPUT":
+                    if event["id"] == "done":
+                        done = True
+                        continue
+                    entry = json.loads(event["value"][0].as_py())
+                    assert entry["node_id"] == "chatty", entry
+                    got.setdefault(event["id"], []).append([entry["level"], entry["message"]])
+            print("collected", flush=True)
+            open("collected.json", "w").write(json.dumps(got))
+        """,
+    )
+    result = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    got = json.loads((tmp_path / "collected.json").read_text())
+    assert got["warnings"] == [["warn", "a warning"]]
+    assert got["of_chatty"] == [["warn", "a warning"]]
+    assert got["own"] == [["debug", "a debug line"], ["warn", "a warning"]]
+    logged = [entry for entry in got["all"] if entry[0] != "stdout"]  # stderr; prints come from stdout, in between
+    assert logged == [["debug", "a debug line"], ["warn", "a warning"]]
+    assert ["stdout", "a plain line"] in got["all"] and len(got["all"]) == 63
+    (run,) = (tmp_path / "out").iterdir()
+    logs = sorted(p.name for p in run.glob("chatty*.log"))
+    assert logs == ["chatty.1.log", "chatty.2.log", "chatty.log"], logs
+    assert all((run / name).stat().st_size <= 2048 + 100 for name in logs)
+    assert "filler 59" in (run / "chatty.log").read_text()

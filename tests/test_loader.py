@@ -104,13 +104,92 @@ def test_unsupported_dora_keys_are_errors_that_say_so(tmp_path: Path) -> None:
           - id: b
             path: b.py
             send_stdout_as: text
+            inputs: {status: runtime-node/op/status}
+          - id: sub
+            module: graphs/sub.yml
+          - id: c
+            path: a.py
+            inputs: {x: sub/x}
         """,
     )
     text = [str(p) for p in found]
     assert any(":1:1: `communication` in the dataflow is a dora key car does not support" in t for t in text)
-    assert any(":4:5: `operators` in a node is a dora key car does not support" in t for t in text)
+    assert any(":4:5: node `runtime-node` is a dora operator" in t for t in text)
     assert any(":9:5: `send_stdout_as`" in t for t in text)
-    assert any("has no `path`" in t for t in text)
+    assert any(":12:5: node `sub` is a dora module (a sub-graph from another file)" in t for t in text)
+    assert len(text) == 4, text  # one problem each: nothing that follows from the operator or the module
+
+
+def test_typed_ports_are_checked_at_load(tmp_path: Path) -> None:
+    (tmp_path / "types" / "shop" / "robots").mkdir(parents=True)
+    (tmp_path / "types" / "shop" / "robots" / "v1.yml").write_text("types:\n  Arm: {arrow: Struct}\n")
+    found = problems(
+        tmp_path,
+        """
+        type_rules: [{from: std/core/v1/String, to: std/core/v1/Int64}]
+        nodes:
+          - id: a
+            path: a.py
+            inputs: {tick: dora/timer/hz/10}
+            input_types: {tick: std/core/v1/UInt64}
+            outputs: [small, word, arm, audio]
+            output_types:
+              small: std/core/v1/UInt8
+              word: std/core/v1/String
+              arm: shop/robots/v1/Arm
+              audio: std/media/v1/AudioFrame[sample_type=f32]
+              missing: std/core/v1/Bool
+          - id: b
+            path: b.py
+            inputs:
+              small: a/small
+              word: a/word
+              arm: a/arm
+              audio: a/audio
+              raw: a/small
+              logs: dora/logs/warn
+            input_types:
+              small: std/core/v1/UInt64
+              word: std/core/v1/Int64
+              arm: shop/robots/v1/Arm
+              audio: std/media/v1/AudioFrame[sample_type=i16]
+              raw: std/core/v1/Bytes
+              logs: std/core/v1/Flot64
+        """,
+    )
+    messages = sorted(str(p) for p in found)
+    assert len(messages) == 3, messages
+    assert "output_types names `missing`, which is not one of its outputs" in messages[0]
+    assert (
+        "node `b` input `audio` takes `std/media/v1/AudioFrame[sample_type=i16]` (input_types), "
+        "but `a/audio` sends `std/media/v1/AudioFrame[sample_type=f32]`" in messages[1]
+    )
+    assert "unknown type `std/core/v1/Flot64`" in messages[2] and "did you mean `std/core/v1/Float64`?" in str(found)
+
+
+def test_log_keys_are_checked(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: a
+            path: a.py
+            outputs: [data]
+            min_log_level: loud
+            max_log_size: lots
+            send_logs_as: logs
+          - id: b
+            path: b.py
+            inputs: {all: dora/logs, warn: dora/logs/warning, of_c: dora/logs/info/c}
+        """,
+    )
+    text = "\n".join(str(p) for p in found)
+    assert "min_log_level must be one of" in text or "use one of: error, warn, info" in text
+    assert "max_log_size must be a size such as `50MB`" in text
+    assert "send_logs_as names `logs`, which is not one of its outputs" in text
+    assert "`dora/logs/warning` must be dora/logs, dora/logs/LEVEL or dora/logs/LEVEL/NODE" in text
+    assert "`dora/logs/info/c` names no node of this file" in text
+    assert "timer" not in text
 
 
 def test_duplicate_ids_and_keys(tmp_path: Path) -> None:

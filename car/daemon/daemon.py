@@ -29,6 +29,7 @@ import zmq
 from car.daemon.control_server import ControlServer, Handler
 from car.daemon.direct_links import DirectLinks
 from car.daemon.flushes import Flushes
+from car.daemon.log_routes import LogRoutes
 from car.daemon.logs import NodeLog, Terminal
 from car.daemon.notifier import Notifier
 from car.daemon.processes import ALIVE, NodeState, NodeStatus, kill_what_is_left
@@ -64,18 +65,19 @@ class Daemon:
         self.out_dir = Path(run.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.plan = plan_machine(dataflow, run.run_id, run.name, run.folder, run.control)
-        self.nodes: dict[str, NodeState] = {
-            spec.id: NodeState(
-                spec, self.plan.nodes[spec.id], NodeLog(spec.id, self.out_dir / f"{spec.id}.log", terminal)
-            )
-            for spec in dataflow.nodes
-        }
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         self._control: ControlServer | None = None
+        self.notifier = Notifier(self._ctx, terminal.say)
+        self.log_routes = LogRoutes(dataflow, self.plan, self.notifier)
+        take = self.log_routes.take if self.log_routes.routes else None
+        self.nodes: dict[str, NodeState] = {}
+        for spec in dataflow.nodes:
+            path = self.out_dir / f"{spec.id}.log"
+            log = NodeLog(spec.id, path, terminal, take, spec.max_log_size, spec.max_rotated_files)
+            self.nodes[spec.id] = NodeState(spec, self.plan.nodes[spec.id], log)
         direct = DirectLinks(self.plan.nodes, {spec.id for spec in dataflow.nodes if spec.is_dynamic})
         endpoints = {nid: n.config.receive_endpoint for nid, n in self.nodes.items()}
-        self.notifier = Notifier(self._ctx, terminal.say)
         self.subscriptions = Subscriptions(self.plan, self._tell_node)
         self.flushes = Flushes(self._answer_flush)
         self.timers = Timers(self._ctx, _timer_readers(dataflow), endpoints, direct.timer_ends)
@@ -152,6 +154,7 @@ class Daemon:
             if end is not None and now >= end and not self.supervisor.stopping:
                 self.stop(f"--duration {duration:g} s reached")
             self.supervisor.tick(now)
+            self.log_routes.flush()
             if now >= next_status:
                 self.terminal.status(status_line(list(self.nodes.values())))
                 next_status = now + STATUS_PERIOD_S

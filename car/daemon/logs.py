@@ -1,4 +1,8 @@
-"""Node output: every line a node prints goes to its log file and, prefixed, to the terminal."""
+"""Node output: every line a node prints goes to its log file and, prefixed, to the terminal.
+
+A log file that grows past its node's `max_log_size` is rotated: `NODE.log` becomes
+`NODE.1.log` (and `.1` becomes `.2`, ...), and the oldest beyond `max_rotated_files` goes.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import shutil
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TextIO
 
@@ -60,10 +65,23 @@ class Terminal:
 class NodeLog:
     """The log file of one node and the last lines it wrote to stderr."""
 
-    def __init__(self, node_id: str, path: Path, terminal: Terminal):
+    def __init__(
+        self,
+        node_id: str,
+        path: Path,
+        terminal: Terminal,
+        on_line: Callable[[str, str], None] | None = None,
+        max_size: int = 0,
+        keep: int = 5,
+    ):
+        """`on_line(node_id, line)` sees every line (from the copying threads); `max_size` 0: never rotated."""
         self.node_id = node_id
         self.path = path
         self._terminal = terminal
+        self._on_line = on_line
+        self._max_size = max_size
+        self._keep = keep
+        self._size = 0
         self._file = path.open("w", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
@@ -79,16 +97,37 @@ class NodeLog:
         with stream:
             for raw in stream:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                with self._lock:
-                    self._file.write(line + "\n")
+                self._write(line)
+                if self._on_line is not None:
+                    self._on_line(self.node_id, line)
                 if err:
                     self.stderr_tail.append(line)
                 self._terminal.node_line(self.node_id, line, err)
 
     def note(self, text: str) -> None:
         """Write a line of car's own into the log (restarts, exit codes)."""
+        self._write(f"[car] {text}")
+
+    def _write(self, line: str) -> None:
         with self._lock:
-            self._file.write(f"[car] {text}\n")
+            self._file.write(line + "\n")
+            self._size += len(line) + 1
+            if self._max_size and self._size > self._max_size:
+                self._rotate()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        stem, suffix = self.path.stem, self.path.suffix
+        for n in range(self._keep, 0, -1):
+            older = self.path.with_name(f"{stem}.{n}{suffix}")
+            if older.exists():
+                if n == self._keep:
+                    older.unlink()
+                else:
+                    older.rename(self.path.with_name(f"{stem}.{n + 1}{suffix}"))
+        self.path.rename(self.path.with_name(f"{stem}.1{suffix}"))
+        self._file = self.path.open("w", encoding="utf-8", buffering=1)
+        self._size = 0
 
     def close(self, timeout: float = 2.0) -> None:
         """Wait for the pipes to drain, then close the file."""

@@ -37,6 +37,7 @@ from car.node.inbox import Inbox
 from car.node.links import LINGER_MS, DropFlag, Outbox, UnknownOutputError
 from car.plan.config import ENV_VAR, RECONNECT_MS, NodeConfig
 from car.plan.runs import claim_dynamic_node
+from car.spec import types
 from car.transport import control
 from car.transport.hlc import HybridLogicalClock
 
@@ -135,7 +136,19 @@ class Node:
     # -- sending ---------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
+        if self.config.output_types:
+            self._check_type(output_id, data, metadata)
         self._outbox.send(output_id, data, metadata)
+
+    def _check_type(self, output_id: str, data: Any, metadata: dict[str, Any] | None) -> None:
+        """A value of another type than its output declares (`output_types`) is refused with a TypeError."""
+        urn = self.config.output_types.get(output_id)
+        mismatch = types.send_mismatch(urn, data, metadata) if urn else ""
+        if mismatch:
+            raise TypeError(
+                f"node `{self.id}` output `{output_id}` is declared `{urn}` (output_types in {self.config.dataflow}), "
+                f"but this value is {mismatch}: send a `{urn}` or change the declared type"
+            )
 
     def allocate_output(self, output_id: str, shape: int | tuple[int, ...], dtype: Any = np.uint8) -> Any:
         """A writable array to fill and then send on `output_id` without any copy (for large arrays, e.g. frames).

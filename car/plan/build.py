@@ -131,6 +131,8 @@ def plan_machine(
             control_endpoint=control_endpoint,
             daemon_pid=os.getpid(),
             send_eos=node.restart_policy != "always",
+            min_log_level=node.min_log_level,
+            output_types=dict(node.output_types),
             inputs=inputs,
             outputs={output: [] for output in node.outputs},
             shared={

@@ -79,6 +79,7 @@ class NodeConfig:
     direct_fds: list[int] = field(default_factory=list)  # the receiving ends of its direct links (car.transport.direct)
     restart_count: int = 0  # times the daemon started it again (set at each start)
     min_log_level: str = ""  # its `min_log_level` (dora's log levels); "" for the default, info
+    output_types: dict[str, str] = field(default_factory=dict)  # output -> declared type URN, checked at send
 
     def to_json(self) -> str:
         """Serialise for the environment."""

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import html
 
-from car.spec.model import Dataflow, parse_timer
+from car.spec.model import Dataflow, InputSpec, NodeSpec, parse_timer
 
 
-def _timer_label(source: str) -> str:
-    period_ms = parse_timer(source) / 1e6
+def _daemon_label(inp: InputSpec) -> str:
+    """What a timer or log source is called in a drawing."""
+    if inp.is_log:
+        parts = inp.source.split("/")[2:]  # [LEVEL[, NODE]]
+        level = f" ≥ {parts[0]}" if parts else ""
+        return f"logs{level} of {parts[1]}" if len(parts) > 1 else f"logs{level}"
+    period_ms = parse_timer(inp.source) / 1e6
     return f"timer {period_ms:g} ms" if period_ms < 1000 else f"timer {period_ms / 1000:g} s"
+
+
+def _edge_label(dataflow: Dataflow, name: str, inp: InputSpec) -> str:
+    """An input's edge: its name (and the output's, when they differ), its output's declared type, its queue."""
+    if inp.from_daemon:
+        return name
+    label = name if name == inp.source_output else f"{inp.source_output} → {name}"
+    urn = dataflow.node(inp.source_node).output_types.get(inp.source_output)
+    return f"{label} [{urn.rsplit('/', 1)[1]}]" if urn else label
+
+
+def _edges(dataflow: Dataflow) -> list[tuple[NodeSpec, InputSpec, str]]:
+    """Every input of every node, with its edge label."""
+    return [
+        (node, inp, _edge_label(dataflow, name, inp)) for node in dataflow.nodes for name, inp in node.inputs.items()
+    ]
 
 
 def to_mermaid(dataflow: Dataflow) -> str:
@@ -21,22 +42,19 @@ def to_mermaid(dataflow: Dataflow) -> str:
         label = node.id if not node.machine else f"{node.id}<br/><small>{node.machine}</small>"
         lines.append(f'  {ids[node.id]}["{label}"]')
     edges = []
-    for node in dataflow.nodes:
-        for name, inp in node.inputs.items():
-            if inp.is_timer:
-                if inp.source not in timers:
-                    timers[inp.source] = f"t{len(timers)}"
-                    lines.append(f'  {timers[inp.source]}(["{_timer_label(inp.source)}"])')
-                start = timers[inp.source]
-                label = name
-            else:
-                start = ids[inp.source_node]
-                label = name if name == inp.source_output else f"{inp.source_output} → {name}"
-            if inp.queue_policy == "backpressure":
-                label += " (backpressure)"
-            elif inp.queue_size != 10:
-                label += f" (queue {inp.queue_size})"
-            edges.append(f'  {start} -->|"{label}"| {ids[node.id]}')
+    for node, inp, label in _edges(dataflow):
+        if inp.from_daemon:
+            if inp.source not in timers:
+                timers[inp.source] = f"t{len(timers)}"
+                lines.append(f'  {timers[inp.source]}(["{_daemon_label(inp)}"])')
+            start = timers[inp.source]
+        else:
+            start = ids[inp.source_node]
+        if inp.queue_policy == "backpressure":
+            label += " (backpressure)"
+        elif inp.queue_size != 10:
+            label += f" (queue {inp.queue_size})"
+        edges.append(f'  {start} -->|"{label}"| {ids[node.id]}')
     return "\n".join(lines + edges) + "\n"
 
 
@@ -83,15 +101,10 @@ def to_svg(dataflow: Dataflow) -> str:
     edges: list[tuple[str, str, str]] = []
     for node in dataflow.nodes:
         labels[node.id] = node.id if not node.machine else f"{node.id} ({node.machine})"
-    for node in dataflow.nodes:
-        for name, inp in node.inputs.items():
-            if inp.is_timer:
-                labels.setdefault(inp.source, _timer_label(inp.source))
-                start, label = inp.source, name
-            else:
-                start = inp.source_node
-                label = name if name == inp.source_output else f"{inp.source_output} → {name}"
-            edges.append((start, node.id, label))
+    for node, inp, label in _edges(dataflow):
+        if inp.from_daemon:
+            labels.setdefault(inp.source, _daemon_label(inp))
+        edges.append((inp.source if inp.from_daemon else inp.source_node, node.id, label))
     vertices = list(labels)
     layer = _layers(vertices, edges)
     width = {v: max(80.0, CHAR_W * len(labels[v]) + 24) for v in vertices}

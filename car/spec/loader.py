@@ -13,9 +13,12 @@ from pathlib import Path
 
 import yaml
 
+from car.spec import types
 from car.spec.model import (
     DEFAULT_QUEUE_SIZE,
     DYNAMIC_PATH,
+    LOG_LEVELS,
+    LOG_SOURCE,
     QUEUE_POLICIES,
     RESTART_POLICIES,
     Dataflow,
@@ -28,7 +31,7 @@ from car.spec.model import (
 )
 from car.spec.values import ValueReader, suggest
 
-TOP_KEYS = ("nodes", "env", "deploy", "_unstable_deploy")
+TOP_KEYS = ("nodes", "env", "deploy", "_unstable_deploy", "strict_types", "type_rules")
 NODE_KEYS = (
     "id",
     "name",
@@ -47,6 +50,12 @@ NODE_KEYS = (
     "cpu_affinity",
     "critical",
     "custom",
+    "output_types",
+    "input_types",
+    "min_log_level",
+    "max_log_size",
+    "max_rotated_files",
+    "send_logs_as",
 )
 CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
 INPUT_KEYS = ("source", "queue_size", "queue_policy", "input_timeout")
@@ -57,30 +66,31 @@ UNSUPPORTED_TOP = {
     "communication": "remove it: car picks the transport itself (ipc:// on one machine, tcp:// across)",
     "_unstable_communication": "remove it: car picks the transport itself",
     "_unstable_debug": _NOT_SUPPORTED_HINT,
-    "strict_types": _NOT_SUPPORTED_HINT,
-    "type_rules": _NOT_SUPPORTED_HINT,
     "health_check_interval": _NOT_SUPPORTED_HINT,
 }
+_OPERATOR = (
+    "is a dora operator (code that runs inside dora's own runtime): car does not run operators",
+    "write it as a node: a Python file with `for event in Node(): ...` that does what its on_event does",
+)
+FOREIGN_BODIES = {  # keys that make a node something other than a program car could start: one problem, no more
+    "operators": _OPERATOR,
+    "operator": _OPERATOR,
+    "module": (
+        "is a dora module (a sub-graph from another file): car does not load modules",
+        "copy the module's nodes into this file",
+    ),
+}
 UNSUPPORTED_NODE = {
-    "operators": "dora operators run inside dora's own runtime; write the operator as a node: a Python file with `for event in Node(): ...`",
-    "operator": "dora operators run inside dora's own runtime; write the operator as a node: a Python file with `for event in Node(): ...`",
     "ros2": "ROS 2 bridging is not part of car; bridge in a node of your own",
     "git": "fetch the source yourself and point `path` at it",
     "branch": "fetch the source yourself and point `path` at it",
     "tag": "fetch the source yourself and point `path` at it",
     "rev": "fetch the source yourself and point `path` at it",
     "hub": "install the package yourself and use `path: -m package.module`",
-    "module": "use `path: -m package.module` to run a Python module",
     "send_stdout_as": "send the text with node.send_output(...) instead",
-    "send_logs_as": "send the text with node.send_output(...) instead",
-    "min_log_level": "car keeps every line a node prints in out/<run>/<node>.log",
-    "max_log_size": "car keeps every line a node prints in out/<run>/<node>.log",
-    "max_rotated_files": "car keeps every line a node prints in out/<run>/<node>.log",
 }
 for _key in (
     "path_sha256",
-    "output_types",
-    "input_types",
     "output_framing",
     "output_metadata",
     "pattern",
@@ -132,6 +142,9 @@ class _Checker(ValueReader):
         super().__init__(label)
         self.base_dir = base_dir
         self._input_locations: dict[tuple[str, str], Location] = {}
+        self._foreign: set[str] = set()  # nodes car cannot run (operators, modules): reported once, then left out
+        self._user_types = types.user_types(base_dir)
+        self._type_rules: set[tuple[str, str]] = set()
 
     def check(self, text: str, file: Path) -> Dataflow | None:
         try:
@@ -155,6 +168,10 @@ class _Checker(ValueReader):
             return None
         top = self.known_keys(pairs, TOP_KEYS, UNSUPPORTED_TOP, "the dataflow")
         env = self.env(top["env"], "env") if "env" in top else {}
+        if "strict_types" in top:  # car always refuses a type mismatch: dora's strict mode
+            self.boolean(top["strict_types"], "strict_types")
+        if "type_rules" in top:
+            self.type_rules(top["type_rules"])
         machine, _ = self.deploy(top.get("deploy") or top.get("_unstable_deploy"), "deploy")
         if "nodes" not in top:
             self.problem(root, "the dataflow has no `nodes` list", "add `nodes:` with at least one node")
@@ -193,6 +210,15 @@ class _Checker(ValueReader):
     def node(self, item: yaml.Node, default_machine: str) -> NodeSpec | None:
         pairs = self.mapping(item, "a node")
         if pairs is None:
+            return None
+        foreign = [(key, key_node) for key, key_node, _ in pairs if key in FOREIGN_BODIES]
+        if foreign:
+            key, key_node = foreign[0]
+            node_id = next((self.scalar(v) for k, _, v in pairs if k == "id"), None)
+            message, hint = FOREIGN_BODIES[key]
+            self.problem(key_node, f"node `{node_id}` {message}", hint)
+            if isinstance(node_id, str):
+                self._foreign.add(node_id)
             return None
         values = self.known_keys(pairs, NODE_KEYS, UNSUPPORTED_NODE, "a node")
         if "id" not in values:
@@ -234,6 +260,24 @@ class _Checker(ValueReader):
             delay = self.number(values["restart_delay"], f"{what}.restart_delay", 0.0) or 0.0
         critical = self.boolean(values["critical"], f"{what}.critical") if "critical" in values else True
         cpus = self.cpus(values["cpu_affinity"], f"{what}.cpu_affinity") if "cpu_affinity" in values else ()
+        output_types = self.port_types(values.get("output_types"), f"{what}.output_types", outputs, "outputs")
+        input_types = self.port_types(values.get("input_types"), f"{what}.input_types", tuple(inputs), "inputs")
+        log_level = ""
+        if "min_log_level" in values:
+            log_level = self.choice(values["min_log_level"], f"{what}.min_log_level", LOG_LEVELS) or ""
+        log_size = self.byte_size(values["max_log_size"], f"{what}.max_log_size") if "max_log_size" in values else 0
+        rotated = 5
+        if "max_rotated_files" in values:
+            rotated = self.integer(values["max_rotated_files"], f"{what}.max_rotated_files", 1) or 5
+        logs_output = ""
+        if "send_logs_as" in values:
+            logs_output = self.string(values["send_logs_as"], f"{what}.send_logs_as") or ""
+            if logs_output and logs_output not in outputs:
+                self.problem(
+                    values["send_logs_as"],
+                    f"{what}.send_logs_as names `{logs_output}`, which is not one of its outputs",
+                    f"add `{logs_output}` to the outputs of `{node_id}`",
+                )
         if cpus and path == DYNAMIC_PATH:
             self.problem(
                 values["cpu_affinity"],
@@ -259,7 +303,93 @@ class _Checker(ValueReader):
             cpu_affinity=cpus,
             cpu_affinity_location=self.loc(values["cpu_affinity"]) if cpus else None,
             critical=critical,
+            output_types=output_types,
+            input_types=input_types,
+            min_log_level=log_level,
+            max_log_size=log_size,
+            max_rotated_files=rotated,
+            send_logs_as=logs_output,
         )
+
+    def check_types(
+        self, node: NodeSpec, name: str, spec: InputSpec, sent_types: dict[str, str], location: Location
+    ) -> None:
+        """The type an input takes against the type its source sends, when both are known."""
+        wanted = node.input_types.get(name)
+        sent = types.TIMER_TYPE if spec.is_timer else types.LOG_TYPE if spec.is_log else sent_types.get(spec.source)
+        if wanted is None or sent is None or types.compatible(types.parse(sent), types.parse(wanted), self._type_rules):
+            return
+        message = f"node `{node.id}` input `{name}` takes `{wanted}` (input_types), but `{spec.source}` sends `{sent}`"
+        hint = f"declare the same type at both ends, or allow it: `type_rules: [{{from: {sent}, to: {wanted}}}]`"
+        self.problems.append(Problem(location, message, hint))
+
+    def port_types(self, node: yaml.Node | None, what: str, ports: tuple[str, ...], kind: str) -> dict[str, str]:
+        """`output_types` / `input_types`: port -> a known type URN."""
+        if node is None:
+            return {}
+        found: dict[str, str] = {}
+        for port, key_node, value in self.mapping(node, what) or []:
+            if port not in ports:
+                hint = suggest(port, ports) or f"its {kind}: {', '.join(ports) or 'none'}"
+                self.problem(key_node, f"{what} names `{port}`, which is not one of its {kind}", hint)
+                continue
+            text = self.string(value, f"{what}.{port}")
+            if text is None:
+                continue
+            try:
+                ref = types.parse(text)
+            except ValueError as exc:
+                self.problem(value, f"{what}.{port}: {exc}")
+                continue
+            if ref.base not in types.STANDARD and ref.base not in self._user_types:
+                known = [*types.STANDARD, *self._user_types]
+                hint = suggest(ref.base, known) or (
+                    "the standard types are std/core/v1/{Int64, Float64, String, Bytes, ...}, std/math/v1/..., "
+                    "std/media/v1/...; a project's own go in types/<prefix>/v1.yml next to the dataflow"
+                )
+                self.problem(value, f"{what}.{port}: unknown type `{ref.base}`", hint)
+                continue
+            found[port] = str(ref)
+        return found
+
+    def type_rules(self, node: yaml.Node) -> None:
+        """`type_rules: [{from: URN, to: URN}, ...]`: connections the file allows beyond the built-in ones."""
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, "`type_rules` must be a list of `{from: TYPE, to: TYPE}`")
+            return
+        for item in node.value:
+            rule = self.known_keys(self.mapping(item, "a type rule") or [], ("from", "to"), {}, "a type rule")
+            ends = [self.string(rule[k], f"type rule `{k}`") if k in rule else None for k in ("from", "to")]
+            if None in ends:
+                if len(rule) == 2:
+                    continue
+                self.problem(item, "a type rule needs `from` and `to`", "write `- {from: TYPE, to: TYPE}`")
+                continue
+            try:
+                sent, wanted = (types.parse(str(end)).base for end in ends)
+            except ValueError as exc:
+                self.problem(item, f"type rule: {exc}")
+                continue
+            self._type_rules.add((sent, wanted))
+
+    def byte_size(self, node: yaml.Node, what: str) -> int:
+        """A size: bytes, or a number with KB, MB or GB (`"100MB"`)."""
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        text = str(value).strip().upper().replace(" ", "")
+        for unit, factor in (("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)):
+            number = text.removesuffix(unit)
+            if number != text:
+                try:
+                    size = float(number) * factor
+                except ValueError:
+                    break
+                if size >= 1 and size < 1 << 50:
+                    return int(size)
+                break
+        self.problem(node, f"{what} must be a size such as `50MB` or `1GB`")
+        return 0
 
     def path(self, node: yaml.Node | None, item: yaml.Node, what: str, working_dir: str) -> str:
         if node is None:
@@ -358,13 +488,22 @@ class _Checker(ValueReader):
         source = self.string(source_node, f"{what} source")
         if source is None:
             return None
-        if source.startswith("dora/"):
+        if source == LOG_SOURCE or source.startswith(LOG_SOURCE + "/"):
+            parts = source.split("/")[2:]
+            if len(parts) > 2 or (parts and parts[0] not in LOG_LEVELS) or not all(parts):
+                hint = f"levels: {', '.join(LOG_LEVELS)}; for example dora/logs/warn or dora/logs/info/camera"
+                self.problem(
+                    source_node, f"{what}: `{source}` must be dora/logs, dora/logs/LEVEL or dora/logs/LEVEL/NODE", hint
+                )
+                return None
+        elif source.startswith("dora/"):
             try:
                 parse_timer(source)
             except ValueError as exc:
-                self.problem(source_node, f"{what}: {exc}", "for example dora/timer/millis/10 or dora/timer/hz/30")
+                hint = "for example dora/timer/millis/10, dora/timer/hz/30, or dora/logs for log entries"
+                self.problem(source_node, f"{what}: {exc}", hint)
                 return None
-        elif source.count("/") != 1 or not all(source.split("/")):
+        elif source.count("/") not in (1, 2) or not all(source.split("/")):  # node/operator/output: cross_check
             self.problem(source_node, f"{what} source `{source}` must look like `node/output`")
             return None
         queue_size = DEFAULT_QUEUE_SIZE
@@ -380,13 +519,25 @@ class _Checker(ValueReader):
 
     def cross_check(self, nodes: list[NodeSpec]) -> None:
         outputs = {n.id: n.outputs for n in nodes}
+        sent_types = {f"{n.id}/{output}": urn for n in nodes for output, urn in n.output_types.items()}
         for node in nodes:
             for name, spec in node.inputs.items():
-                if spec.is_timer:
-                    continue
                 location = self._input_locations[(node.id, name)]
+                self.check_types(node, name, spec, sent_types, location)
+                if spec.is_log:
+                    parts = spec.source.split("/")
+                    if len(parts) == 4 and parts[3] not in outputs:
+                        hint = suggest(parts[3], list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
+                        self.problems.append(Problem(location, f"`{spec.source}` names no node of this file", hint))
+                if spec.from_daemon:
+                    continue
                 source_node, source_output = spec.source_node, spec.source_output
-                if source_node not in outputs:
+                if source_node in self._foreign:
+                    continue  # its problem is reported already
+                if spec.source.count("/") == 2:
+                    message = f"node `{node.id}` input `{name}` source `{spec.source}` must look like `node/output`"
+                    self.problems.append(Problem(location, message, "node/operator/output names an operator's output"))
+                elif source_node not in outputs:
                     hint = suggest(source_node, list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
                     message = f"node `{node.id}` input `{name}` reads from `{spec.source}`, but there is no node `{source_node}`"
                     self.problems.append(Problem(location, message, hint))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 TIMER_PREFIX = "dora/timer/"
 QUEUE_POLICIES = ("drop_oldest", "backpressure")
+LOG_LEVELS = ("error", "warn", "info", "debug", "trace", "stdout")  # dora's, most severe first
+LOG_SOURCE = "dora/logs"  # the input of every node's log entries (dora/logs[/LEVEL[/NODE]])
 RESTART_POLICIES = ("never", "on-failure", "always")
 DEFAULT_QUEUE_SIZE = 10
 DYNAMIC_PATH = "dynamic"
@@ -84,7 +86,7 @@ class InputSpec:
     """One input of a node: where it comes from and how it is queued."""
 
     name: str
-    source: str  # "node/output" or a timer such as "dora/timer/millis/10"
+    source: str  # "node/output", a timer such as "dora/timer/millis/10", or "dora/logs[/LEVEL[/NODE]]"
     queue_size: int = DEFAULT_QUEUE_SIZE
     queue_policy: str = "drop_oldest"
     input_timeout: float | None = None
@@ -95,14 +97,24 @@ class InputSpec:
         return self.source.startswith(TIMER_PREFIX)
 
     @property
+    def is_log(self) -> bool:
+        """True when the input takes log entries (`dora/logs[/LEVEL[/NODE]]`), which the daemon sends."""
+        return self.source == LOG_SOURCE or self.source.startswith(LOG_SOURCE + "/")
+
+    @property
+    def from_daemon(self) -> bool:
+        """True for the inputs the daemon feeds (timers, logs), not a node."""
+        return self.source.startswith("dora/")
+
+    @property
     def source_node(self) -> str:
-        """The id of the node the input reads from (empty for timers)."""
-        return "" if self.is_timer else self.source.split("/", 1)[0]
+        """The id of the node the input reads from (empty for timers and logs)."""
+        return "" if self.from_daemon else self.source.split("/", 1)[0]
 
     @property
     def source_output(self) -> str:
-        """The output id the input reads from (empty for timers)."""
-        return "" if self.is_timer else self.source.split("/", 1)[1]
+        """The output id the input reads from (empty for timers and logs)."""
+        return "" if self.from_daemon else self.source.split("/", 1)[1]
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,12 @@ class NodeSpec:
     cpu_affinity: tuple[int, ...] = ()  # the CPUs the node may run on (car.daemon.affinity); empty: any
     cpu_affinity_location: Location | None = None
     critical: bool = True  # when it fails and is not restarted, the whole run stops
+    output_types: dict[str, str] = field(default_factory=dict)  # output -> type URN (car.spec.types)
+    input_types: dict[str, str] = field(default_factory=dict)  # input -> type URN
+    min_log_level: str = ""  # log entries below it are left out (dora's levels); "": info
+    max_log_size: int = 0  # bytes of its log file before it is rotated; 0: no limit
+    max_rotated_files: int = 5  # rotated log files kept
+    send_logs_as: str = ""  # an output of its own that carries its log entries (JSON strings)
 
     @property
     def is_dynamic(self) -> bool:

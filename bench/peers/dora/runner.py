@@ -59,18 +59,28 @@ def _pin(pinned: bool, position: int) -> dict[str, str]:
 
 
 def latency(
-    size: int, hz: int, hops: int, seconds: float, warmup: float, loaned: bool = False, pinned: bool = False
+    size: int,
+    hz: int,
+    hops: int,
+    seconds: float,
+    warmup: float,
+    loaned: bool = False,
+    pinned: bool = False,
+    arrow: str = "",
 ) -> Path:
     """One run, timer source -> [relay ->] sink, `size`-byte messages at `hz`: the file the sink wrote
     (latencies_ns, and the CPUs it could run on).
 
     loaned: the source writes each frame into a `send_output_raw` buffer (zero-copy send).
+    arrow: what the source sends, "uint8" (a UInt8Array of `size`) or "struct" (100 structs); see source.py.
     pinned: each node on the CPU of its place in the pipeline (common.pipeline_cpus).
     """
     folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
     out = folder / "sink.json"
     upstream = "relay" if hops == 2 else "source"
     source_env = {"BENCH_SIZE": str(size), "BENCH_WARMUP_S": str(warmup), "BENCH_LOANED": str(int(loaned))}
+    if arrow:
+        source_env["BENCH_ARROW"] = arrow
     timer = f"{{tick: dora/timer/millis/{round(1000 / hz)}}}"
     nodes = [_node("source", "source.py", {**source_env, **_pin(pinned, 0)}, timer, "data")]
     if hops == 2:

@@ -1,5 +1,8 @@
 """dora benchmark source: on every tick after the warm-up, send BENCH_SIZE bytes stamped with perf_counter_ns.
 
+With BENCH_ARROW=struct it sends a 100-element struct array instead. `car` runs this very
+file too (through its dora API) for the Arrow cases of compare.py.
+
 With BENCH_LOANED=1 each frame is written into a buffer from dora's zero-copy
 `send_output_raw`; the stamp then goes into the frame's first 8 bytes, written last
 (metadata is fixed when the buffer is allocated, before the frame is made).
@@ -14,7 +17,11 @@ import pyarrow as pa
 from dora import Node
 
 size = int(os.environ["BENCH_SIZE"])
-payload = pa.array(np.zeros(size, np.uint8))
+arrow = os.environ.get("BENCH_ARROW", "uint8")  # or "struct": a 100-element struct array (BENCH_SIZE unused)
+if arrow == "struct":
+    payload = pa.array([{"x": float(i), "y": i, "label": f"object {i}"} for i in range(100)])
+else:
+    payload = pa.array(np.zeros(size, np.uint8))
 frame = np.zeros(size, np.uint8)
 loaned = os.environ.get("BENCH_LOANED") == "1"
 warmup_ns = int(float(os.environ.get("BENCH_WARMUP_S", "0.5")) * 1e9)

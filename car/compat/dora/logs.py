@@ -1,8 +1,9 @@
 """A dora node's log: `node.log(...)` and Python's `logging`, as dora bridges them.
 
-Each entry is one line on the node's stderr (`INFO  target: message key=value`), which
-the daemon shows with the node's name and keeps in its log file. Entries below the node's
-`min_log_level` (default info) are left out. Creating a `Node` bridges `logging`: the root
+Each entry is one line on the node's stderr (`INFO  target: message key=value`,
+car.transport.logline), which the daemon shows with the node's name, keeps in its log file
+and routes to `dora/logs` readers and the node's `send_logs_as` output. Entries below the
+node's `min_log_level` (default info) are left out. Creating a `Node` bridges `logging`: the root
 logger gets a handler that writes entries this way when nothing else configured it, and
 `logging.basicConfig()` keeps that handler (as dora's does), so `logging.info(...)` shows.
 """
@@ -13,7 +14,9 @@ import logging
 import sys
 from typing import Any
 
-LEVELS = {"error": 40, "warn": 30, "info": 20, "debug": 10, "trace": 5}  # dora's levels, as logging numbers
+from car.transport import logline
+
+LEVELS = {"error": 40, "warn": 30, "info": 20, "debug": 10, "trace": 5, "stdout": 1}  # dora's, as logging numbers
 DEFAULT_LEVEL = "info"
 
 
@@ -32,14 +35,14 @@ def emit(node: Any, level: str, message: str, target: str | None = None, fields:
         return
     where = f"{target}: " if target and target != "root" else ""
     extra = "".join(f" {key}={value}" for key, value in (fields or {}).items())
-    print(f"{_name(number):5} {where}{message}{extra}", file=sys.stderr, flush=True)
+    print(logline.format_entry(_name(number), f"{where}{message}{extra}"), file=sys.stderr, flush=True)
 
 
 def _name(number: int) -> str:
     for name, at in LEVELS.items():
-        if number >= at:
-            return name.upper()
-    return "TRACE"
+        if number >= at and name != "stdout":
+            return name
+    return "trace"
 
 
 class NodeLogHandler(logging.Handler):
@@ -52,7 +55,7 @@ class NodeLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """One record as one entry (its message, its logger's name as the target)."""
         try:
-            emit(self._node, _name(record.levelno).lower(), record.getMessage(), record.name)
+            emit(self._node, _name(record.levelno), record.getMessage(), record.name)
         except Exception:  # a bad format string in the user's call: as logging does
             self.handleError(record)
 

@@ -136,7 +136,9 @@ class Node(_CarNode):
     # -- sending ------------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send a pyarrow array (or bytes) on a declared output; its Arrow type arrives unchanged."""
-        super().send_output(output_id, values.to_send(data), metadata)
+        if self.config.output_types:
+            self._check_type(output_id, data, metadata)
+        self._outbox.send(output_id, values.to_send(data), metadata)
 
     def send_output_raw(
         self, output_id: str, data_length: int, metadata: dict[str, Any] | None = None
@@ -228,7 +230,7 @@ class SampleHandler:
         """Send the buffer on its output (once)."""
         array = self.as_buffer()
         self._array = None
-        Node.send_output(self._node, self._output, array, self._metadata)
+        self._node.send_output(self._output, array, self._metadata)
 
     def __enter__(self) -> Any:
         return self.as_buffer()
