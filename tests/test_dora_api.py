@@ -533,8 +533,9 @@ def test_log_entries_reach_log_readers_and_log_files_rotate(tmp_path: Path) -> N
           - id: chatty
             path: chatty.py
             inputs: {tick: dora/timer/millis/20}
-            outputs: [done, logs]
+            outputs: [done, logs, lines]
             send_logs_as: logs
+            send_stdout_as: lines
             min_log_level: debug
             max_log_size: 2KB
             max_rotated_files: 2
@@ -546,6 +547,7 @@ def test_log_entries_reach_log_readers_and_log_files_rotate(tmp_path: Path) -> N
               warnings: dora/logs/warn
               of_chatty: dora/logs/info/chatty
               own: chatty/logs
+              printed: {source: chatty/lines, queue_size: 100}
         """,
         chatty_py="""
             import logging
@@ -576,6 +578,9 @@ def test_log_entries_reach_log_readers_and_log_files_rotate(tmp_path: Path) -> N
                     if event["id"] == "done":
                         done = True
                         continue
+                    if event["id"] == "printed":
+                        got.setdefault("printed", []).append(event["value"][0].as_py())
+                        continue
                     entry = json.loads(event["value"][0].as_py())
                     assert entry["node_id"] == "chatty", entry
                     got.setdefault(event["id"], []).append([entry["level"], entry["message"]])
@@ -592,6 +597,7 @@ def test_log_entries_reach_log_readers_and_log_files_rotate(tmp_path: Path) -> N
     logged = [entry for entry in got["all"] if entry[0] != "stdout"]  # stderr; prints come from stdout, in between
     assert logged == [["debug", "a debug line"], ["warn", "a warning"]]
     assert ["stdout", "a plain line"] in got["all"] and len(got["all"]) == 63
+    assert "a plain line" in got["printed"] and "WARN  a warning" in got["printed"] and len(got["printed"]) == 63
     (run,) = (tmp_path / "out").iterdir()
     logs = sorted(p.name for p in run.glob("chatty*.log"))
     assert logs == ["chatty.1.log", "chatty.2.log", "chatty.log"], logs

@@ -246,6 +246,8 @@ class Daemon:
     # -- the end -----------------------------------------------------------------------
     def _shutdown(self) -> None:
         self.terminal.status("")
+        if self.log_routes.dropped:
+            self.terminal.say(f"{self.log_routes.dropped} log lines were dropped: their readers did not keep up")
         self.timers.stop()
         for node in self.nodes.values():
             kill_what_is_left(node)

@@ -27,7 +27,12 @@ class Notifier:
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
 
     def send(self, endpoint: str, kind: int, source: bytes, value: Any = None) -> None:
-        """One message to the receive socket at `endpoint`, never waiting."""
+        """One message to the receive socket at `endpoint`, never waiting (said on the terminal when it is lost)."""
+        if not self.try_send(endpoint, kind, source, value):
+            self._say(f"{endpoint} is not reading; a control message was not delivered")
+
+    def try_send(self, endpoint: str, kind: int, source: bytes, value: Any = None) -> bool:
+        """One message to the receive socket at `endpoint` if its queue has room: whether it went."""
         sock = self._sockets.get(endpoint)
         if sock is None:
             sock = self._ctx.socket(zmq.PUSH)
@@ -38,7 +43,8 @@ class Notifier:
         try:
             sock.send_multipart(wire.encode(kind, source, self._clock.now(), value), zmq.NOBLOCK)
         except zmq.Again:
-            self._say(f"{endpoint} is not reading; a control message was not delivered")
+            return False
+        return True
 
     def forget(self, endpoint: str) -> None:
         """Close the socket to a receiver that has gone (a subscriber that left)."""

@@ -56,6 +56,7 @@ NODE_KEYS = (
     "max_log_size",
     "max_rotated_files",
     "send_logs_as",
+    "send_stdout_as",
 )
 CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
 INPUT_KEYS = ("source", "queue_size", "queue_policy", "input_timeout")
@@ -87,7 +88,6 @@ UNSUPPORTED_NODE = {
     "tag": "fetch the source yourself and point `path` at it",
     "rev": "fetch the source yourself and point `path` at it",
     "hub": "install the package yourself and use `path: -m package.module`",
-    "send_stdout_as": "send the text with node.send_output(...) instead",
 }
 for _key in (
     "path_sha256",
@@ -269,15 +269,9 @@ class _Checker(ValueReader):
         rotated = 5
         if "max_rotated_files" in values:
             rotated = self.integer(values["max_rotated_files"], f"{what}.max_rotated_files", 1) or 5
-        logs_output = ""
-        if "send_logs_as" in values:
-            logs_output = self.string(values["send_logs_as"], f"{what}.send_logs_as") or ""
-            if logs_output and logs_output not in outputs:
-                self.problem(
-                    values["send_logs_as"],
-                    f"{what}.send_logs_as names `{logs_output}`, which is not one of its outputs",
-                    f"add `{logs_output}` to the outputs of `{node_id}`",
-                )
+        logs_output, stdout_output = (
+            self.own_output(values, key, what, outputs) for key in ("send_logs_as", "send_stdout_as")
+        )
         if cpus and path == DYNAMIC_PATH:
             self.problem(
                 values["cpu_affinity"],
@@ -309,7 +303,21 @@ class _Checker(ValueReader):
             max_log_size=log_size,
             max_rotated_files=rotated,
             send_logs_as=logs_output,
+            send_stdout_as=stdout_output,
         )
+
+    def own_output(self, values: dict[str, yaml.Node], key: str, what: str, outputs: tuple[str, ...]) -> str:
+        """`send_logs_as` / `send_stdout_as`: one of the node's outputs, or ""."""
+        if key not in values:
+            return ""
+        name = self.string(values[key], f"{what}.{key}") or ""
+        if name and name not in outputs:
+            self.problem(
+                values[key],
+                f"{what}.{key} names `{name}`, which is not one of its outputs",
+                f"add `{name}` to its outputs",
+            )
+        return name
 
     def check_types(
         self, node: NodeSpec, name: str, spec: InputSpec, sent_types: dict[str, str], location: Location

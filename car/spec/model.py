@@ -145,6 +145,7 @@ class NodeSpec:
     max_log_size: int = 0  # bytes of its log file before it is rotated; 0: no limit
     max_rotated_files: int = 5  # rotated log files kept
     send_logs_as: str = ""  # an output of its own that carries its log entries (JSON strings)
+    send_stdout_as: str = ""  # an output of its own that carries every line it prints (text)
 
     @property
     def is_dynamic(self) -> bool:
