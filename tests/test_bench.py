@@ -13,6 +13,8 @@ import pytest
 from tests.helpers import ROOT
 
 EVERY_CASE = {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned", "frame_1hop_subscribed"}
+ARROW_CASES = {"arrow_uint8_1hop", "arrow_struct_1hop"}  # car and dora only: dora's own nodes, run by both
+EVERY_CASE |= ARROW_CASES
 
 
 def run_bench(*args: str) -> dict[str, object]:
@@ -33,6 +35,9 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
     subscribed = cases.pop("frame_1hop_subscribed")["car"]
     assert subscribed["p50_us"] > 0 and subscribed["runs"][0]["subscriber"]["p50_us"] > 0  # both ends measured
     assert subscribed["runs"][0]["subscriber"]["n"] > 10  # the subscriber joined and got the frames
+    for case in ARROW_CASES:
+        row = cases.pop(case)
+        assert set(row) == {"car"} and row["car"]["runs"][0]["n"] > 10, case  # dora's nodes ran under car
     every_cpu = sorted(os.sched_getaffinity(0))
     for row in cases.values():
         assert row["car"]["p50_us"] > 0 and row["zmq"]["p50_us"] > 0
@@ -80,6 +85,8 @@ def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
         "frame_p50_car_over_zmq",
         "frame_loaned_p50_car_over_dora",
         "throughput_car_over_dora",
+        "arrow_uint8_p50_car_over_dora",
+        "arrow_struct_p50_car_over_dora",
     ):
         assert isinstance(ratios[key], float) and ratios[key] > 0, key
 
@@ -100,6 +107,8 @@ def test_compare_measures_iceoryx2_as_a_reference_on_every_latency_case() -> Non
     assert isinstance(cases, dict)
     assert set(cases) == EVERY_CASE
     assert set(cases.pop("frame_1hop_subscribed")) == {"car"}
+    for case in ARROW_CASES:
+        assert set(cases.pop(case)) == {"car"}
     for case, row in cases.items():
         runs = row["iceoryx2"]["runs"]
         assert runs[0]["n"] > 10 and row["iceoryx2"]["p50_us"] > 0, case  # samples arrived and were timed

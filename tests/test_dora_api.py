@@ -479,10 +479,21 @@ def test_dora_s_module_level_api_and_test_helpers(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValueError, match="queue_policy"):
         camera.add_input("x", "a/b", queue_policy="newest")
     builder.to_yaml(str(tmp_path / "built.yml"))
-    (tmp_path / "camera.py").write_text("")
-    (tmp_path / "viewer.py").write_text("")
+    (tmp_path / "camera.py").write_text(
+        "import pyarrow as pa\nfrom dora import Node\nnode = Node()\n"
+        "for n, event in zip(range(3), node):\n    node.send_output('frame', pa.array([n]))\n"
+    )
+    (tmp_path / "viewer.py").write_text(
+        "from dora import Node\n"
+        "got = [e['value'][0].as_py() for e in Node() if e['type'] == 'INPUT']\n"
+        "open('viewer.txt', 'w').write(repr(got))\n"
+    )
     checked = car("check", str(tmp_path / "built.yml"))
     assert checked.returncode == 0, checked.stderr
+    monkeypatch.chdir(tmp_path)
+    dora.build("built.yml")
+    dora.run("built.yml", stop_after=30)  # ends before that: the camera sends 3 frames and stops
+    assert (tmp_path / "viewer.txt").read_text() == "[0, 1, 2]"
 
 
 def test_a_value_of_another_type_than_declared_is_refused_at_send(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_unsupported_dora_keys_are_errors_that_say_so(tmp_path: Path) -> None:
                 python: op.py
           - id: b
             path: b.py
-            send_stdout_as: text
+            git: https://example.com/b.git
             inputs: {status: runtime-node/op/status}
           - id: sub
             module: graphs/sub.yml
@@ -115,7 +115,7 @@ def test_unsupported_dora_keys_are_errors_that_say_so(tmp_path: Path) -> None:
     text = [str(p) for p in found]
     assert any(":1:1: `communication` in the dataflow is a dora key car does not support" in t for t in text)
     assert any(":4:5: node `runtime-node` is a dora operator" in t for t in text)
-    assert any(":9:5: `send_stdout_as`" in t for t in text)
+    assert any(":9:5: `git` in a node is a dora key car does not support" in t for t in text)
     assert any(":12:5: node `sub` is a dora module (a sub-graph from another file)" in t for t in text)
     assert len(text) == 4, text  # one problem each: nothing that follows from the operator or the module
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from car.spec import types
 from car.spec.loader import check_text
 from car.spec.model import DataflowError, parse_timer
 from tests.helpers import ROOT, car
@@ -47,7 +48,25 @@ NASTY = [
     "- - -",
     "ö/ü",
     "true",
+    "std/core/v1/Int64[",
+    "std/core/v1/Int64[a=]",
+    "{reading: std/nope/v9/X}",
+    "{image: std/media/v1/Image[encoding=rgb8]}",
+    "dora/logs/loud/nobody/extra",
+    "dora/logs/warn/",
+    "100XB",
+    "1e400MB",
+    "[{from: a}]",
+    "[{from: std/core/v1/Int32, to: std/core/v1/Int64}]",
+    "[{id: op, python: op.py}]",
 ]
+
+
+INSERTED_KEYS = (
+    *("path", "restart_delay", "tick", "queue_size", "env", "args", "<<"),
+    *("output_types", "input_types", "type_rules", "min_log_level", "max_log_size"),
+    *("send_logs_as", "send_stdout_as", "operators", "module", "strict_types"),
+)
 
 
 def mutate(text: str, data: st.DataObject) -> str:
@@ -61,7 +80,7 @@ def mutate(text: str, data: st.DataObject) -> str:
         if how == "value" and ":" in line:
             lines[k] = line[: line.index(":") + 1] + " " + data.draw(st.sampled_from(NASTY))
         elif how == "insert":
-            key = data.draw(st.sampled_from(["path", "restart_delay", "tick", "queue_size", "env", "args", "<<"]))
+            key = data.draw(st.sampled_from(INSERTED_KEYS))
             lines.insert(
                 k, " " * data.draw(st.sampled_from([0, 2, 4, 6])) + f"{key}: {data.draw(st.sampled_from(NASTY))}"
             )
@@ -118,6 +137,16 @@ def test_the_values_that_once_raised_are_located_problems(tmp_path: Path) -> Non
         (12, "cannot read this value"),
     ]:
         assert f"flow.yml:{line}:" in result.stderr and text in result.stderr, (line, text, result.stderr)
+
+
+@given(st.text(max_size=80))
+def test_type_urns_parse_or_say_why_not(text: str) -> None:
+    try:
+        ref = types.parse(text)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert types.parse(str(ref)) == ref
 
 
 def test_timer_periods_outside_a_microsecond_and_a_day_are_refused() -> None:

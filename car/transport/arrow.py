@@ -4,8 +4,10 @@ An array travels as one Arrow IPC record-batch message (its buffers, 8-byte alig
 its schema beside it in the message header (both ends cache one per type); an array whose
 type holds dictionaries travels as a whole IPC stream instead, its dictionaries included.
 The array received is a view of the received buffer (or of the sender's shared-memory
-slot): its buffers are not copied. pyarrow is imported on first use, so a node that never
-sees Arrow data never loads it.
+slot): its buffers are not copied. It is validated in full before it is handed out, so a
+damaged message is refused (ArrowError) instead of crashing the reader later (this costs
+about 2 µs for a 100-element struct, more for large string arrays: UTF-8 is checked).
+pyarrow is imported on first use, so a node that never sees Arrow data never loads it.
 """
 
 from __future__ import annotations
@@ -59,15 +61,18 @@ def decode(schema: bytes, body: Any) -> Any:
     try:
         buffer = pa.py_buffer(body)
         if not schema:
-            return pa.ipc.open_stream(buffer).read_next_batch().column(0)
-        parsed = _schema_from.get(schema)
-        if parsed is None:
-            parsed = pa.ipc.read_schema(pa.py_buffer(schema))
-            if len(_schema_from) < CACHED_TYPES:
-                _schema_from[bytes(schema)] = parsed
-        return pa.ipc.read_record_batch(buffer, parsed).column(0)
-    except (pa.ArrowException, StopIteration, IndexError) as exc:
+            array = pa.ipc.open_stream(buffer).read_next_batch().column(0)
+        else:
+            parsed = _schema_from.get(schema)
+            if parsed is None:
+                parsed = pa.ipc.read_schema(pa.py_buffer(schema))
+                if len(_schema_from) < CACHED_TYPES:
+                    _schema_from[bytes(schema)] = parsed
+            array = pa.ipc.read_record_batch(buffer, parsed).column(0)
+        array.validate(full=True)
+    except (pa.ArrowException, EOFError, StopIteration, IndexError, ValueError, OSError, MemoryError) as exc:
         raise ArrowError(f"unreadable Arrow data: {exc}") from None
+    return array
 
 
 def _has_dictionary(arrow_type: Any) -> bool:
