@@ -56,7 +56,7 @@ def test_header_carries_source_timestamp_and_metadata() -> None:
 
 
 def test_unsendable_values_say_what_to_send() -> None:
-    with pytest.raises(TypeError, match="send a numpy array, bytes, str, number, list or dict"):
+    with pytest.raises(TypeError, match="send a numpy array, bytes, str, number, list, dict or pyarrow array"):
         wire.encode(wire.KIND_DATA, b"a/b", STAMP, object())
     with pytest.raises(TypeError, match="arrays of Python objects"):
         wire.encode(wire.KIND_DATA, b"a/b", STAMP, np.array([object()]))

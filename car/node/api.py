@@ -64,6 +64,7 @@ class Node:
             raise ValueError(f"this process was started as node `{cfg.node_id}`, not `{node_id}`")
         self.id = cfg.node_id
         self.config = cfg
+        self._typed_outputs = cfg.output_types  # output -> declared type URN: values are checked at send
         self._clock = HybridLogicalClock()
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
@@ -136,13 +137,13 @@ class Node:
     # -- sending ---------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
-        if self.config.output_types:
+        if self._typed_outputs:
             self._check_type(output_id, data, metadata)
         self._outbox.send(output_id, data, metadata)
 
     def _check_type(self, output_id: str, data: Any, metadata: dict[str, Any] | None) -> None:
         """A value of another type than its output declares (`output_types`) is refused with a TypeError."""
-        urn = self.config.output_types.get(output_id)
+        urn = self._typed_outputs.get(output_id)
         mismatch = types.send_mismatch(urn, data, metadata) if urn else ""
         if mismatch:
             raise TypeError(

@@ -96,8 +96,9 @@ _unpack_times = functools.partial(msgpack.unpackb, timestamp=3)  # msgpack times
 
 def _unpack_packed(raw: bytes) -> Any:
     """msgpack to Python; a timestamp (ext type -1, so a 0xff byte) as a UTC datetime. The slower call that
-    does that runs only when the bytes hold a 0xff (a timestamp, or a -1, or 255, ...)."""
-    return _unpack_times(raw) if b"\xff" in raw else _unpackb(raw)
+    does that runs only when the bytes hold a 0xff (a timestamp, or a -1, or 255, ...). `255 in raw` is a
+    memchr; `b"\\xff" in raw` costs 0.6 µs more per message."""
+    return _unpack_times(raw) if 255 in raw else _unpackb(raw)
 
 
 _SOURCE_NAMES: dict[bytes, str] = {}  # source as sent -> as str, for the few sources a node hears
@@ -152,16 +153,17 @@ def encode(
         vtype, payload = VT_BYTES, value
     elif isinstance(value, str):
         vtype, payload = VT_STR, value.encode()
-    elif arrow.is_arrow(value):
-        vtype = VT_ARROW
-        dtype, payload = arrow.encode(value)
     else:
         try:
             vtype, payload = VT_PACKED, _pack(value)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise TypeError(
-                f"cannot send a {type(value).__name__}: send a numpy array, bytes, str, number, list or dict ({exc})"
-            ) from None
+            if not arrow.is_arrow(value):  # looked at only now: numbers, lists and dicts go first
+                raise TypeError(
+                    f"cannot send a {type(value).__name__}: send a numpy array, bytes, str, number, list, dict "
+                    f"or pyarrow array ({exc})"
+                ) from None
+            vtype = VT_ARROW
+            dtype, payload = arrow.encode(value)
     separate = (payload.nbytes if isinstance(payload, memoryview) else len(payload)) > INLINE_MAX
     fixed = _FIXED.pack(
         VERSION,
@@ -225,7 +227,7 @@ def unpack(header: bytes, payload: Any = None) -> tuple[int, str, Any, dict[str,
     source = _SOURCE_NAMES.get(source_bytes) or _source_name(source_bytes)
     if meta_len:  # _unpack_packed, inline: this runs once per message
         packed = header[meta_at:end]
-        metadata = _unpack_times(packed) if b"\xff" in packed else _unpackb(packed)
+        metadata = _unpack_times(packed) if 255 in packed else _unpackb(packed)  # 255: see _unpack_packed
     else:
         metadata = {}
     if type(metadata) is not dict:
@@ -233,8 +235,9 @@ def unpack(header: bytes, payload: Any = None) -> tuple[int, str, Any, dict[str,
     value: Any = None
     if vtype == VT_BYTES:  # the common cases first: small values inline
         value = header[end:]
-    elif vtype == VT_PACKED:
-        value = _unpack_packed(header[end:])
+    elif vtype == VT_PACKED:  # _unpack_packed, inline
+        raw = header[end:]
+        value = _unpack_times(raw) if 255 in raw else _unpackb(raw)
     elif vtype == VT_STR:
         value = header[end:].decode()
     elif vtype & ~(PAYLOAD_FRAME | SHARED) == VT_ARRAY:
