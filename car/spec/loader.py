@@ -131,6 +131,29 @@ def check_text(text: str, label: str, file: Path) -> Dataflow:
     return dataflow
 
 
+def _user_types(base_dir: Path) -> dict[str, Path]:
+    """The types a project defines in `types/` next to its dataflow: URN -> the file that defines it.
+
+    A file that cannot be read defines nothing (its types are then reported unknown, naming the file).
+    """
+    folder = base_dir / "types"
+    found: dict[str, Path] = {}
+    if not folder.is_dir():
+        return found
+    for file in sorted(folder.rglob("v*.yml")):
+        prefix = file.relative_to(folder).with_suffix("").as_posix()
+        if prefix.startswith("std/"):
+            continue  # reserved for the standard library
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        names = loaded.get("types") if isinstance(loaded, dict) else None
+        for name in names if isinstance(names, dict) else ():
+            found[f"{prefix}/{name}"] = file
+    return found
+
+
 def _valid_id(text: str) -> bool:
     return bool(text) and "/" not in text and not any(c.isspace() for c in text)
 
@@ -143,7 +166,7 @@ class _Checker(ValueReader):
         self.base_dir = base_dir
         self._input_locations: dict[tuple[str, str], Location] = {}
         self._foreign: set[str] = set()  # nodes car cannot run (operators, modules): reported once, then left out
-        self._user_types = types.user_types(base_dir)
+        self._user_types = _user_types(base_dir)
         self._type_rules: set[tuple[str, str]] = set()
 
     def check(self, text: str, file: Path) -> Dataflow | None:

@@ -7,7 +7,8 @@ folder next to the dataflow (`types/myproject/sensors/v1.yml` defines
 when both ends name the same type (a parameter missing on one side matches any value), when the
 sender's type widens to the reader's (UInt8 -> UInt32 -> UInt64, Int32 -> Int64,
 Float32 -> Float64), when the reader takes `std/core/v1/Bytes` (any type), or when the
-file's `type_rules` say so. Timers send `std/core/v1/UInt64`.
+file's `type_rules` say so. Timers send `std/core/v1/UInt64`. (The loader reads `types/`;
+this module imports nothing heavy, as every node imports it.)
 
 At send, a value on an output of a core type (the numbers, String, Bool) must be of that
 type; struct types (Image, Pose, ...) and Bytes are not checked there, as in dora.
@@ -16,10 +17,7 @@ type; struct types (Image, Pose, ...) and Bytes are not checked there, as in dor
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, NamedTuple
-
-import yaml
 
 CORE = "std/core/v1/"
 TIMER_TYPE = CORE + "UInt64"
@@ -115,29 +113,6 @@ def compatible(sent: TypeRef, wanted: TypeRef, rules: set[tuple[str, str]]) -> b
             return False
     mine, theirs = dict(sent.params), dict(wanted.params)
     return all(theirs[k] == v for k, v in mine.items() if k in theirs)
-
-
-def user_types(base_dir: Path) -> dict[str, Path]:
-    """The types a project defines in `types/` next to its dataflow: URN -> the file that defines it.
-
-    A file that cannot be read defines nothing (its types are then reported unknown, naming the file).
-    """
-    folder = base_dir / "types"
-    found: dict[str, Path] = {}
-    if not folder.is_dir():
-        return found
-    for file in sorted(folder.rglob("v*.yml")):
-        prefix = file.relative_to(folder).with_suffix("").as_posix()
-        if prefix.startswith("std/"):
-            continue  # reserved for the standard library
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        names = loaded.get("types") if isinstance(loaded, dict) else None
-        for name in names if isinstance(names, dict) else ():
-            found[f"{prefix}/{name}"] = file
-    return found
 
 
 def send_mismatch(urn: str, value: Any, metadata: dict[str, Any] | None) -> str:
