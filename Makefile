@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/perception.py
 	$(BIN)/python bench/loop_latency.py
+	$(BIN)/python bench/wire_cost.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

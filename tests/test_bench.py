@@ -178,3 +178,12 @@ def test_loop_latency_benchmark_measures_frame_to_command() -> None:
     report = run_bench("bench/loop_latency.py", "--laps", "1")
     assert report["frames"] > 100
     assert 0 < report["loop_latency_ms_p50"] <= report["loop_latency_ms_p99"]
+
+
+def test_wire_cost_measures_every_case_against_another_checkout() -> None:
+    report = run_bench("bench/wire_cost.py", "--rounds", "5", "--batch", "20", "--against", str(ROOT))
+    cases, against, ratios = report["cases"], report["against"], report["p25_ratio"]
+    assert isinstance(cases, dict) and isinstance(against, dict) and isinstance(ratios, dict)
+    assert {"bytes 64 B + metadata", "frame 921,600 B (view)", "pyarrow struct x100"} <= set(cases)
+    assert set(against) == set(ratios) == set(cases)  # the same checkout sends everything this one does
+    assert all(row["min_us"] > 0 and row["min_us"] <= row["p25_us"] <= row["median_us"] for row in cases.values())
