@@ -74,6 +74,8 @@ class LogRoutes:
 
     def flush(self) -> None:
         """Send what is queued, as far as its readers take it now (from the daemon's loop)."""
+        if not self.routes:
+            return  # nothing is ever queued (the daemon does not even hand lines to `take`)
         backlog = self._backlog
         while True:
             try:

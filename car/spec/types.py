@@ -24,22 +24,20 @@ TIMER_TYPE = CORE + "UInt64"
 LOG_TYPE = CORE + "String"  # a log entry (dora/logs, send_logs_as): one JSON object
 BYTES = CORE + "Bytes"
 
+CORE_ARROW = {  # the core types a value is checked against at send: name -> str() of its pyarrow type
+    "Float32": "float",
+    "Float64": "double",
+    "Int32": "int32",
+    "Int64": "int64",
+    "UInt8": "uint8",
+    "UInt32": "uint32",
+    "UInt64": "uint64",
+    "String": "string",
+    "Bool": "bool",
+}
 STANDARD = {  # dora's standard type library: URN -> what it is in Arrow
-    **{
-        CORE + name: arrow
-        for name, arrow in (
-            ("Float32", "float32"),
-            ("Float64", "float64"),
-            ("Int32", "int32"),
-            ("Int64", "int64"),
-            ("UInt8", "uint8"),
-            ("UInt32", "uint32"),
-            ("UInt64", "uint64"),
-            ("String", "utf8 string"),
-            ("Bytes", "large binary (any type may go to it)"),
-            ("Bool", "boolean"),
-        )
-    },
+    **{CORE + name: f"Arrow {arrow}" for name, arrow in CORE_ARROW.items()},
+    BYTES: "large binary (any type may go to it)",
     "std/math/v1/Vector3": "struct x, y, z",
     "std/math/v1/Quaternion": "struct x, y, z, w",
     "std/math/v1/Pose": "struct position, orientation",
@@ -60,18 +58,6 @@ WIDENS_TO = {
     for a, b in (("UInt8", "UInt32"), ("UInt32", "UInt64"), ("Int32", "Int64"), ("Float32", "Float64"))
 }
 
-# At send: the Arrow type names (str(pyarrow type)) a value of each core type has
-_ARROW_NAMES = {
-    "Float32": "float",
-    "Float64": "double",
-    "Int32": "int32",
-    "Int64": "int64",
-    "UInt8": "uint8",
-    "UInt32": "uint32",
-    "UInt64": "uint64",
-    "String": "string",
-    "Bool": "bool",
-}
 _NUMPY_TO_ARROW = {"float32": "float", "float64": "double", "bool": "bool"}  # other numeric dtypes: same name
 _PATTERN_KEYS = ("request_id", "goal_id", "goal_status")  # dora: messages of a pattern are not checked
 _URN = re.compile(r"^(?P<base>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*/v\d+/[A-Za-z0-9_]+)(?:\[(?P<params>[^\]]*)\])?$")
@@ -119,7 +105,7 @@ def send_mismatch(urn: str, value: Any, metadata: dict[str, Any] | None) -> str:
     """Why `value` may not go on an output declared `urn`: a description of what it is, or "" when it may."""
     if not urn.startswith(CORE) or urn == BYTES or (metadata and any(k in metadata for k in _PATTERN_KEYS)):
         return ""
-    expected = _ARROW_NAMES.get(parse(urn).base[len(CORE) :])
+    expected = CORE_ARROW.get(parse(urn).base[len(CORE) :])
     actual, what = _arrow_name(value)
     return "" if expected is None or actual == expected else what
 
