@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import car
+from car.commands import several
 from car.commands.extensions import extension_commands, launch_options
 from car.daemon import affinity
 from car.daemon.daemon import Daemon
@@ -108,7 +109,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not node.build:
             continue
         print(f"car: building `{node.id}`: {node.build}", flush=True)
-        cwd = dataflow.base_dir / node.working_dir if node.working_dir else dataflow.base_dir
+        cwd = dataflow.node_folder(node)
         result = subprocess.run(node.build, shell=True, cwd=cwd)
         if result.returncode != 0:
             print(f"car: build of node `{node.id}` failed (exit code {result.returncode})", file=sys.stderr)
@@ -197,12 +198,20 @@ def cmd_launch(args: argparse.Namespace) -> int:
 # -- running dataflows ------------------------------------------------------------------------
 
 
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    several.coordinator_option(parser)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    """List the dataflows running on this machine (every run of this user, from any folder)."""
-    runs = list_runs()
-    if not runs:
+    """List the dataflows running on this machine (every run of this user, from any folder), and the
+    coordinator's dataflows on every machine."""
+    runs = [run for run in list_runs() if not run.machine]
+    placed = several.list_placed(args.coordinator_addr)
+    if not runs and not placed:
         print("no dataflow is running")
         return 0
+    for line in placed:
+        print(line)
     for run in runs:
         started = datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
         try:
@@ -224,12 +233,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _stop_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", help="run name or id (default: the only running one; see `car list`)")
     parser.add_argument("--timeout", type=float, default=15.0, metavar="S", help="wait at most S seconds")
+    parser.add_argument("--grace", type=float, default=0.0, metavar="S", help="seconds between STOP and SIGTERM")
+    several.coordinator_option(parser)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    """Stop a running dataflow (any of this user's on this machine: name it when several run)."""
-    run = find_run(args.name)
-    ask(run, control.StopRun(), control.Done)
+    """Stop a running dataflow: one `car launch` runs on this machine, or one of the coordinator's."""
+    try:
+        run = find_run(args.name)
+    except RunError:
+        stopped = several.stop_placed(args.coordinator_addr, args.name, args.grace, args.timeout)
+        if stopped is None:
+            raise
+        print(stopped)
+        return 0
+    ask(run, control.StopRun(grace=args.grace), control.Done)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if all(r.run_id != run.run_id for r in list_runs()):
@@ -281,17 +299,36 @@ def cmd_run_node(args: argparse.Namespace) -> int:
     return code
 
 
-def _nothing(parser: argparse.ArgumentParser) -> None:
-    """A command without arguments."""
-
-
 COMMANDS: list[Command] = [
     Command("check", "check a dataflow file and report every problem", _file_argument, cmd_check),
     Command("graph", "print a dataflow as Mermaid text (or --html: a page)", _graph_arguments, cmd_graph),
     Command("build", "run the `build` command of every node", _file_argument, cmd_build),
     Command("launch", "run a dataflow on this machine and show its output", _launch_arguments, cmd_launch),
-    Command("list", "list the dataflows running on this machine (this user's, any folder)", _nothing, cmd_list),
+    Command("list", "list running dataflows: this machine's, and the coordinator's", _list_arguments, cmd_list),
     Command("stop", "stop a running dataflow", _stop_arguments, cmd_stop),
+    Command(
+        "start",
+        "start a dataflow on the machines it names (a coordinator places it)",
+        several.start_arguments,
+        several.cmd_start,
+    ),
+    Command("logs", "print a node's log from whichever machine it runs on", several.logs_arguments, several.cmd_logs),
+    Command(
+        "machines", "list the machines connected to the coordinator", several.machines_arguments, several.cmd_machines
+    ),
+    Command(
+        "coordinator",
+        "run the coordinator of several machines' daemons",
+        several.coordinator_arguments,
+        several.cmd_coordinator,
+    ),
+    Command("daemon", "run this machine's daemon for a coordinator", several.daemon_arguments, several.cmd_daemon),
+    Command(
+        "up", "start a coordinator and this machine's daemon in the background", several.up_arguments, several.cmd_up
+    ),
+    Command(
+        "down", "stop every dataflow, the daemons and the coordinator", several.coordinator_option, several.cmd_down
+    ),
     Command(
         "run-node",
         "run a `path: dynamic` node by hand in a running dataflow",

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from car.daemon.control_server import ControlServer, Handler
 from car.daemon.direct_links import DirectLinks
 from car.daemon.flushes import Flushes
 from car.daemon.log_routes import LogRoutes
@@ -37,11 +36,13 @@ from car.daemon.report import status_line, summary_lines
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.supervisor import RunParts, Supervisor
 from car.daemon.timers import Timers
-from car.plan.build import plan_machine
+from car.plan.build import Wiring, plan_machine
 from car.plan.config import RECONNECT_MS
 from car.plan.runs import RunInfo, remove_run
+from car.plan.signals import catch_stop_signals, restore_signals
 from car.spec.model import Dataflow
 from car.transport import control, wire
+from car.transport.router import Handler, Router
 
 LOOP_MS = 20  # how often the daemon looks at its processes
 STATUS_PERIOD_S = 0.5  # how often the terminal's status line is redrawn
@@ -58,31 +59,38 @@ class Daemon:
         terminal: Terminal,
         grace: float = 2.0,
         extra_env: dict[str, str] | None = None,
+        wiring: Wiring | None = None,
+        on_sources_closed: Callable[[list[str]], None] | None = None,
     ):
+        """`run.machine` "" runs every node (`car launch`); else that machine's part of a run a coordinator
+        placed, wired to the others by `wiring`; `on_sources_closed` hears of outputs here that ended."""
         self.dataflow = dataflow
         self.run_info = run
         self.terminal = terminal
         self.out_dir = Path(run.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.plan = plan_machine(dataflow, run.run_id, run.name, run.folder, run.control)
+        machine = run.machine or None
+        self.plan = plan_machine(dataflow, run.run_id, run.name, run.folder, run.control, machine, wiring)
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
-        self._control: ControlServer | None = None
+        self._control: Router | None = None
         self.notifier = Notifier(self._ctx, terminal.say)
         self.log_routes = LogRoutes(dataflow, self.plan, self.notifier)
         take = self.log_routes.take if self.log_routes.routes else None
         self.nodes: dict[str, NodeState] = {}
-        for spec in dataflow.nodes:
+        for spec in (s for s in dataflow.nodes if s.id in self.plan.nodes):
             path = self.out_dir / f"{spec.id}.log"
             log = NodeLog(spec.id, path, terminal, take, spec.max_log_size, spec.max_rotated_files)
             self.nodes[spec.id] = NodeState(spec, self.plan.nodes[spec.id], log)
-        direct = DirectLinks(self.plan.nodes, {spec.id for spec in dataflow.nodes if spec.is_dynamic})
+        direct = DirectLinks(self.plan.nodes, {n.spec.id for n in self.nodes.values() if n.spec.is_dynamic})
         endpoints = {nid: n.config.receive_endpoint for nid, n in self.nodes.items()}
         self.subscriptions = Subscriptions(self.plan, self._tell_node)
         self.flushes = Flushes(self._answer_flush)
-        self.timers = Timers(self._ctx, _timer_readers(dataflow), endpoints, direct.timer_ends)
+        self.timers = Timers(self._ctx, _timer_readers(self.nodes), endpoints, direct.timer_ends)
         self.parts = RunParts(direct, self.timers, self.subscriptions, self.notifier, self.flushes)
-        self.supervisor = Supervisor(dataflow, self.plan, self.nodes, self.parts, terminal, grace, extra_env or {})
+        self.supervisor = Supervisor(
+            dataflow, self.plan, self.nodes, self.parts, terminal, grace, extra_env or {}, on_sources_closed
+        )
         self._handlers: dict[type[Any], Handler] = {
             control.Ready: self._on_ready,
             control.Stats: self._on_stats,
@@ -96,6 +104,7 @@ class Daemon:
             control.NodeExited: self._on_node_exited,
             control.Subscribe: self._on_subscribe,
             control.Unsubscribe: self._on_unsubscribe,
+            control.CloseInputs: self._on_close_inputs,
         }
         self._signal: int | None = None
         self.started = 0.0
@@ -103,8 +112,8 @@ class Daemon:
     # -- public ---------------------------------------------------------------------
     def run(self, duration: float | None = None) -> int:
         """Run until done; 0 when no node failed, 1 otherwise."""
-        previous = self._install_signals()
-        self._control = ControlServer(self._ctx, self.run_info.control, self._handlers)
+        previous = catch_stop_signals(self._note_signal)
+        self._control = Router.bind(self._ctx, self.run_info.control, self._handlers, control.Refused)
         self.started = time.monotonic()
         try:
             self.supervisor.start()
@@ -112,7 +121,7 @@ class Daemon:
             self._loop(duration)
         finally:
             self._shutdown()
-            self._restore_signals(previous)
+            restore_signals(previous)
         return 1 if self.supervisor.any_failed() else 0
 
     def stop(self, reason: str) -> None:
@@ -217,7 +226,14 @@ class Daemon:
         return self.status()
 
     def _on_stop_run(self, message: control.StopRun, _: bytes) -> control.DaemonReply:
+        if message.grace > 0:
+            self.supervisor.grace = message.grace
         self.stop(message.reason)
+        return control.Done()
+
+    def _on_close_inputs(self, message: control.CloseInputs, _: bytes) -> control.DaemonReply:
+        """Sources on another machine ended (or their machine was lost): their readers here get INPUT_CLOSED."""
+        self.supervisor.close_sources(message.sources)
         return control.Done()
 
     def _on_get_node_config(self, message: control.GetNodeConfig, _: bytes) -> control.DaemonReply:
@@ -258,28 +274,14 @@ class Daemon:
         self.parts.direct.close()
         remove_run(self.run_info)
 
-    def _install_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum: int, _frame: object) -> None:
-            self._signal = signum
-
-        previous: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            previous[sig] = signal.signal(sig, handler)
-        return previous
-
-    @staticmethod
-    def _restore_signals(previous: dict[int, Any]) -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    def _note_signal(self, signum: int) -> None:
+        self._signal = signum
 
 
-def _timer_readers(dataflow: Dataflow) -> dict[str, list[str]]:
-    """Each timer source (`dora/timer/millis/100`) and the nodes that read it, in order."""
+def _timer_readers(nodes: dict[str, NodeState]) -> dict[str, list[str]]:
+    """Each timer source (`dora/timer/millis/100`) and the nodes here that read it, in order."""
     readers: dict[str, list[str]] = {}
-    for spec in dataflow.nodes:
+    for spec in (node.spec for node in nodes.values()):
         for inp in spec.inputs.values():
             if inp.is_timer and spec.id not in readers.setdefault(inp.source, []):
                 readers[inp.source].append(spec.id)

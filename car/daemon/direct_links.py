@@ -31,7 +31,7 @@ class DirectLinks:
         for sender, config in configs.items():
             for destinations in config.outputs.values():
                 for dest in destinations:
-                    if dest.backpressure or sender in dynamic or dest.node in dynamic:
+                    if dest.backpressure or dest.remote or sender in dynamic or dest.node in dynamic:
                         continue
                     fd = pairs.get((sender, dest.node))
                     if fd is None:

@@ -62,9 +62,8 @@ class NodeState:
     watched: bool = False  # a dynamic node started without `car run-node`: the daemon watches its pid
 
 
-def node_command(spec: NodeSpec, base_dir: Path) -> tuple[list[str], Path]:
-    """The argv and working folder that start a node."""
-    cwd = base_dir / spec.working_dir if spec.working_dir else base_dir
+def node_command(spec: NodeSpec, cwd: Path) -> tuple[list[str], Path]:
+    """The argv that starts a node in the folder `cwd` (`Dataflow.node_folder`), and that folder."""
     if spec.path.startswith("-m "):
         return [sys.executable, "-u", "-m", spec.path[3:].strip(), *spec.args], cwd
     target = cwd / spec.path
@@ -104,10 +103,10 @@ def with_compat_path(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(COMPAT_DIR), env.get("PYTHONPATH", "")]))}
 
 
-def start_process(node: NodeState, base_dir: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...]) -> str:
-    """Start the node's process (in a session of its own, pinned to `cpus`, inheriting `fds`), its output
-    followed by its log; the reason it could not start, or "" when it runs."""
-    argv, cwd = node_command(node.spec, base_dir)
+def start_process(node: NodeState, folder: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...]) -> str:
+    """Start the node's process in `folder` (in a session of its own, pinned to `cpus`, inheriting `fds`), its
+    output followed by its log; the reason it could not start, or "" when it runs."""
+    argv, cwd = node_command(node.spec, folder)
     full = dict(os.environ)
     full.setdefault("OPENBLAS_NUM_THREADS", "1")
     full.update(env)

@@ -16,6 +16,7 @@ node's process group, SIGKILL after that.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from car.daemon import affinity
@@ -59,8 +60,11 @@ class Supervisor:
         terminal: Terminal,
         grace: float,
         extra_env: dict[str, str],
+        on_sources_closed: Callable[[list[str]], None] | None = None,
     ):
+        """`on_sources_closed`: told the outputs of a node here that ended (for readers on other machines)."""
         self.dataflow = dataflow
+        self.on_sources_closed = on_sources_closed
         self.plan = plan
         self.nodes = nodes
         self.parts = parts
@@ -190,7 +194,7 @@ class Supervisor:
         env = {**self.dataflow.env, **node.spec.env, **self.extra_env, ENV_VAR: node.config.to_json()}
         cpus = node.spec.cpu_affinity if self._can_pin else ()
         fds = self.parts.direct.fds(node.spec.id)
-        failure = start_process(node, self.dataflow.base_dir, env, fds, cpus)
+        failure = start_process(node, self.dataflow.node_folder(node.spec), env, fds, cpus)
         if failure:
             node.failure = failure
             self.terminal.say(f"node `{node.spec.id}` failed: {failure}")
@@ -259,13 +263,23 @@ class Supervisor:
 
     def _close_outputs(self, node_id: str) -> None:
         """Tell the readers (and subscribers) of a node that has ended that its outputs are closed."""
+        sources = [f"{node_id}/{output}" for output in self.nodes[node_id].spec.outputs]
+        self.close_sources(sources)
+        if self.on_sources_closed is not None and sources:
+            self.on_sources_closed(sources)
+
+    def close_sources(self, sources: list[str]) -> None:
+        """The end of `sources` (node/output, here or elsewhere) to their readers and subscribers here."""
         notifier = self.parts.notifier
-        for output in self.nodes[node_id].spec.outputs:
-            source = f"{node_id}/{output}"
-            for reader in self.plan.readers(source):
+        for source in sources:
+            for reader in self._readers_here(source):
                 notifier.send(self.nodes[reader].config.receive_endpoint, wire.KIND_CLOSED, source.encode())
             for subscription in self.parts.subscriptions.of(source):
                 notifier.send(subscription.endpoint, wire.KIND_CLOSED, source.encode())
+
+    def _readers_here(self, source: str) -> list[str]:
+        """The nodes here that read `source` (of a node here or on another machine), each once."""
+        return [n.spec.id for n in self.nodes.values() if any(i.source == source for i in n.spec.inputs.values())]
 
     def _start_timers_once_all_ready(self) -> None:
         if all(

@@ -85,6 +85,7 @@ class Node:
             self._drops,
             lambda source: self._daemon.tell(control.EndOfStream(self.id, source)),
             self._change_plan,
+            cfg.remote_endpoint,
         )
         self._outbox = Outbox(cfg, self._ctx, self._clock, self._drops, self._stopping)
         self._daemon.tell(control.Ready(self.id, os.getpid()))

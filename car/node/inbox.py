@@ -91,6 +91,7 @@ class Inbox:
         drops: DropFlag,
         on_end_of_stream: Callable[[str], None],
         on_control: Callable[[control.DaemonToNode], None],
+        remote_endpoint: str = "",
     ):
         """`owner` names the node (or subscriber) in messages; the callbacks take what is not data."""
         self.owner = owner
@@ -120,6 +121,14 @@ class Inbox:
         self.main = ctx.socket(zmq.PULL)
         self.main.setsockopt(zmq.RCVHWM, TRANSIT_HWM)
         self.main.bind(receive_endpoint)
+        if remote_endpoint:  # nodes on other machines send here (tcp://)
+            try:
+                self.main.bind(remote_endpoint)
+            except zmq.ZMQError as exc:
+                self.main.close(linger=0)
+                raise RuntimeError(
+                    f"{owner} cannot listen on {remote_endpoint} for nodes on other machines: {exc}"
+                ) from None
         self.inputs: dict[str, Input] = {}
         self._routes: dict[bytes, list[Input]] = {}  # source -> inputs fed by the main socket
         self._by_source: dict[bytes, list[Input]] = {}  # source -> every input it feeds

@@ -119,17 +119,21 @@ class DirectLink(Link):
 
 
 class PushLink(Link):
-    """A ZeroMQ PUSH socket (shared by every output going to the same endpoint): full means a drop."""
+    """A ZeroMQ PUSH socket (shared by every output going to the same endpoint): full means a drop.
 
-    __slots__ = ("socket",)
+    `copy` False (a reader on another machine, over tcp://): a large payload goes out from the
+    sender's own buffer, which ZeroMQ keeps alive until it has been sent."""
 
-    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool):
+    __slots__ = ("copy", "socket")
+
+    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool, copy: bool = True):
         super().__init__(label, local)
         self.socket = sock
+        self.copy = copy
 
     def send(self, frames: list[Any], outbox: Outbox) -> None:
         try:
-            send_frames(self.socket, frames, zmq.NOBLOCK)
+            send_frames(self.socket, frames, zmq.NOBLOCK, self.copy)
         except zmq.Again:
             self.dropped += 1
             outbox.drops.pending = True
@@ -147,8 +151,8 @@ class CreditLink(PushLink):
 
     __slots__ = ("credits",)
 
-    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool, credits: int):
-        super().__init__(sock, label, local)
+    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool, credits: int, copy: bool = True):
+        super().__init__(sock, label, local, copy)
         self.credits = credits  # messages the receiver still has room for
 
     def send(self, frames: list[Any], outbox: Outbox) -> None:
@@ -164,7 +168,7 @@ class CreditLink(PushLink):
                 self.dropped += 1
                 outbox.drops.pending = True
                 return
-        send_frames(self.socket, frames, 0)
+        send_frames(self.socket, frames, 0, self.copy)
         self.credits -= 1
 
 
@@ -269,13 +273,14 @@ class Outbox:
         sock = self._sockets.get(dest.endpoint)
         if sock is None:
             sock = self._ctx.socket(zmq.DEALER if dest.backpressure else zmq.PUSH)
-            sock.setsockopt(zmq.SNDHWM, TRANSIT_HWM)
+            # to another machine: no more in transit than the reader queues (frames are large, networks slow)
+            sock.setsockopt(zmq.SNDHWM, max(2, dest.queue_size) if dest.remote else TRANSIT_HWM)
             sock.setsockopt(zmq.LINGER, LINGER_MS)
             sock.connect(dest.endpoint)
             self._sockets[dest.endpoint] = sock
         if dest.backpressure:
-            return CreditLink(sock, label, dest.line >= 0, dest.queue_size)
-        return PushLink(sock, label, dest.line >= 0)
+            return CreditLink(sock, label, dest.line >= 0, dest.queue_size, copy=not dest.remote)
+        return PushLink(sock, label, dest.line >= 0, copy=not dest.remote)
 
     def _refresh(self) -> None:
         """Recompute what depends on the set of links: which outputs share memory, and in which order."""
@@ -458,13 +463,14 @@ class Outbox:
             end.close()
 
 
-def send_frames(sock: zmq.Socket[bytes], frames: list[Any], flags: int) -> None:
-    """Send one message: one frame, or a header and a large payload (both copied by pyzmq)."""
+def send_frames(sock: zmq.Socket[bytes], frames: list[Any], flags: int, copy: bool = True) -> None:
+    """Send one message: one frame, or a header and a large payload (copied by pyzmq unless `copy` is False)."""
     if len(frames) == 1:
         sock.send(frames[0], flags)
     else:
         sock.send(frames[0], flags | zmq.SNDMORE)
-        # Copied: a zero-copy frame still queued for a reader that died made the process crash at
-        # exit (SIGSEGV in pyzmq's release of the buffer). Frames take this path only when every
-        # shared-memory slot is held, or for large bytes.
-        sock.send(frames[1], 0)  # accepted with its first part: does not block
+        # Copied on this machine: a zero-copy frame still queued for a reader that died made the process
+        # crash at exit (SIGSEGV in pyzmq's release of the buffer). Frames take this path here only when
+        # every shared-memory slot is held, or for large bytes. To another machine the payload is not
+        # copied: the node closes its context (Node.close) before the interpreter ends.
+        sock.send(frames[1], 0, copy=copy)  # accepted with its first part: does not block

@@ -1,9 +1,10 @@
 """The run plan of one machine: which nodes it runs, how they are wired, and who else listens.
 
 `plan_machine` is the one function that turns a dataflow into what a daemon runs. A plan
-holds the `NodeConfig` of each node deployed on its machine (`car launch`: every node),
-and lists the links to readers on other machines for a coordinator to resolve
-(`remote_links`). While the run goes on, the plan gains and loses destinations:
+holds the `NodeConfig` of each node deployed on its machine (`car launch`: every node).
+Links to and from other machines go node to node over tcp://: `remote_keys` names what
+a machine's nodes must listen on for readers elsewhere, and the `Wiring` a coordinator
+gathers from every machine says where to bind and where to connect. While the run goes on, the plan gains and loses destinations:
 `add_subscriber` and `remove_subscriber` change the outputs of the node configurations,
 so a node that restarts (or a dynamic node that starts late) starts with the
 subscribers of the moment.
@@ -24,13 +25,12 @@ SUBSCRIBER_LINES = (
 
 
 @dataclass(frozen=True)
-class RemoteLink:
-    """An output of a node on this machine read by a node on another one (for a coordinator to wire)."""
+class Wiring:
+    """The tcp:// endpoints of a run split over machines, by key: a node (its receive socket for inputs
+    from other machines) or `node/input` (a backpressure input from another machine: a socket of its own)."""
 
-    source: str  # node/output
-    reader: str
-    inputs: tuple[str, ...]
-    machine: str
+    listen: dict[str, str] = field(default_factory=dict)  # keys of this machine's nodes -> endpoint to bind
+    reach: dict[str, str] = field(default_factory=dict)  # keys of other machines' nodes -> endpoint to connect to
 
 
 @dataclass(frozen=True)
@@ -50,17 +50,16 @@ class RunPlan:
     machine: str
     run_id: str
     nodes: dict[str, NodeConfig]  # the nodes on this machine, by id
-    remote_links: list[RemoteLink] = field(default_factory=list)
 
     def readers(self, source: str) -> list[str]:
-        """The nodes of this machine that read `source` (node/output), each once."""
+        """The nodes of this machine that read `source` (node/output), each once (not those elsewhere)."""
         node, _, output = source.partition("/")
         config = self.nodes.get(node)
         if config is None:
             return []
         seen: list[str] = []
         for dest in config.outputs.get(output, []):
-            if not dest.subscription and dest.node not in seen:
+            if not dest.subscription and not dest.remote and dest.node not in seen:
                 seen.append(dest.node)
         return seen
 
@@ -96,6 +95,22 @@ def _apart(sender_cpus: tuple[int, ...], reader_cpus: tuple[int, ...]) -> bool:
     return bool(sender_cpus and reader_cpus) and not set(sender_cpus) & set(reader_cpus)
 
 
+def remote_keys(dataflow: Dataflow, machine: str) -> list[str]:
+    """What the nodes of `machine` listen on for their readers on other machines (see `Wiring`)."""
+    machines = {n.id: n.machine for n in dataflow.nodes}
+    keys: list[str] = []
+    for node in dataflow.nodes:
+        if node.machine != machine:
+            continue
+        for name, inp in node.inputs.items():
+            if inp.from_daemon or machines.get(inp.source_node, machine) == machine:
+                continue
+            key = f"{node.id}/{name}" if inp.queue_policy == "backpressure" else node.id
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
 def plan_machine(
     dataflow: Dataflow,
     run_id: str,
@@ -103,16 +118,18 @@ def plan_machine(
     run_dir: str,
     control_endpoint: str,
     machine: str | None = None,
+    wiring: Wiring | None = None,
 ) -> RunPlan:
-    """The plan of `machine` (None: every node runs here): endpoints (ipc:// in `run_dir`) and links.
+    """The plan of `machine` (None: every node runs here): endpoints (ipc:// in `run_dir`; tcp:// from
+    `wiring` for links with other machines) and links.
 
     Each output of a node here gets shared-memory files for its large arrays (made when
     the first one is sent), with a reader line for each node here that reads it and
-    SUBSCRIBER_LINES more for subscribers.
+    SUBSCRIBER_LINES more for subscribers. Readers on other machines get whole messages.
     """
+    wiring = wiring or Wiring()
     here = [n for n in dataflow.nodes if machine is None or n.machine == machine]
     local = {n.id for n in here}
-    machines = {n.id: n.machine for n in dataflow.nodes}
     configs: dict[str, NodeConfig] = {}
     shm_dir = segment_dir(run_dir)
     for index, node in enumerate(dataflow.nodes):
@@ -120,7 +137,9 @@ def plan_machine(
             continue
         inputs = {}
         for j, (name, inp) in enumerate(node.inputs.items()):
-            endpoint = f"ipc://{run_dir}/n{index}i{j}.sock" if inp.queue_policy == "backpressure" else ""
+            endpoint = ""
+            if inp.queue_policy == "backpressure":
+                endpoint = wiring.listen.get(f"{node.id}/{name}") or f"ipc://{run_dir}/n{index}i{j}.sock"
             inputs[name] = InputConfig(inp.source, inp.queue_size, inp.queue_policy, inp.input_timeout, endpoint)
         configs[node.id] = NodeConfig(
             node_id=node.id,
@@ -128,6 +147,7 @@ def plan_machine(
             run_name=run_name,
             dataflow=str(dataflow.file),
             receive_endpoint=f"ipc://{run_dir}/n{index}.sock",
+            remote_endpoint=wiring.listen.get(node.id, ""),
             control_endpoint=control_endpoint,
             daemon_pid=os.getpid(),
             send_eos=node.restart_policy != "always",
@@ -142,15 +162,6 @@ def plan_machine(
         )
     plan = RunPlan(machine or "", run_id, configs)
     cpus = {node.id: node.cpu_affinity for node in dataflow.nodes}
-    remote: dict[tuple[str, str], list[str]] = {}
-    for spec in dataflow.nodes:
-        for name, inp in spec.inputs.items():
-            source_node = inp.source.split("/", 1)[0]
-            if not inp.is_timer and source_node in local and spec.id not in local:
-                remote.setdefault((inp.source, spec.id), []).append(name)
-    plan.remote_links = [
-        RemoteLink(source, reader, tuple(names), machines[reader]) for (source, reader), names in remote.items()
-    ]
     for receiver in configs.values():
         by_source: dict[str, Destination] = {}
         for name, input_config in receiver.inputs.items():
@@ -174,9 +185,35 @@ def plan_machine(
             dest.inputs.append(name)
             dest.queue_size = max(dest.queue_size, input_config.queue_size)
             input_config.shm_prefix, input_config.shm_line = shared.prefix, dest.line
+    _wire_remote_readers(dataflow, configs, local, wiring)
     for config in configs.values():
         for output, destinations in config.outputs.items():
             shared = config.shared[output]
-            shared.slots = slot_count([d.queue_size for d in destinations])
+            shared.slots = slot_count([d.queue_size for d in destinations if not d.remote])
             shared.lines = shared.readers + SUBSCRIBER_LINES
     return plan
+
+
+def _wire_remote_readers(dataflow: Dataflow, configs: dict[str, NodeConfig], local: set[str], wiring: Wiring) -> None:
+    """Give this machine's outputs their readers on other machines: one destination per (output, reader),
+    and one per backpressure input, at the endpoints the wiring says they listen on."""
+    for spec in dataflow.nodes:
+        if spec.id in local:
+            continue
+        by_source: dict[str, Destination] = {}
+        for name, inp in spec.inputs.items():
+            if inp.from_daemon or inp.source_node not in local:
+                continue
+            backpressure = inp.queue_policy == "backpressure"
+            key = f"{spec.id}/{name}" if backpressure else spec.id
+            endpoint = wiring.reach.get(key)
+            if endpoint is None:
+                continue  # not wired (a plan for a look, without a coordinator)
+            dest = None if backpressure else by_source.get(inp.source)
+            if dest is None:
+                dest = Destination(endpoint, spec.id, [], backpressure, inp.queue_size, remote=True)
+                configs[inp.source_node].outputs[inp.source_output].append(dest)
+                if not backpressure:
+                    by_source[inp.source] = dest
+            dest.inputs.append(name)
+            dest.queue_size = max(dest.queue_size, inp.queue_size)

@@ -36,6 +36,7 @@ class Destination:
     fd: int = -1  # the sender's end of a direct link to that node (car.transport.direct), set by the daemon; -1: ZeroMQ
     apart: bool = False  # sender and reader are pinned to CPUs they do not share (cpu_affinity)
     subscription: str = ""  # a subscriber (a process that joined the running graph), not a node
+    remote: bool = False  # a reader on another machine (tcp://): sent whole, from the sender's buffer
 
 
 @dataclass
@@ -72,6 +73,7 @@ class NodeConfig:
     receive_endpoint: str
     control_endpoint: str
     daemon_pid: int
+    remote_endpoint: str = ""  # tcp:// where it also receives from nodes on other machines; "" when none
     send_eos: bool = True  # False when the daemon restarts the node whenever it exits
     inputs: dict[str, InputConfig] = field(default_factory=dict)
     outputs: dict[str, list[Destination]] = field(default_factory=dict)

@@ -40,6 +40,7 @@ class RunInfo:
     out_dir: str
     control: str
     folder: str
+    machine: str = ""  # "" for `car launch`; else this machine's part of a run a coordinator placed
 
 
 def runtime_root() -> Path:
@@ -50,13 +51,13 @@ def runtime_root() -> Path:
     return root
 
 
-def create_run(name: str, dataflow: str, out_dir: str) -> RunInfo:
-    """Make a run folder and its `run.json` for a run started by this process."""
-    taken = {run.name for run in list_runs()}
-    if name in taken:
+def create_run(name: str, dataflow: str, out_dir: str, run_id: str = "", machine: str = "") -> RunInfo:
+    """Make a run folder and its `run.json` for a run started by this process (`car launch`), or for
+    `machine`'s part of the run `run_id` a coordinator placed (whose name the coordinator keeps unique)."""
+    if not machine and name in {run.name for run in list_runs() if not run.machine}:
         raise RunError(f"a run named `{name}` is already running: pick another --name or `car stop {name}`")
-    run_id = secrets.token_hex(4)
-    folder = runtime_root() / run_id
+    run_id = run_id or secrets.token_hex(4)
+    folder = run_folder(run_id, machine)
     folder.mkdir(mode=0o700)
     info = RunInfo(
         run_id=run_id,
@@ -67,9 +68,15 @@ def create_run(name: str, dataflow: str, out_dir: str) -> RunInfo:
         out_dir=out_dir,
         control=f"ipc://{folder}/control.sock",
         folder=str(folder),
+        machine=machine,
     )
     (folder / "run.json").write_text(json.dumps(asdict(info)))
     return info
+
+
+def run_folder(run_id: str, machine: str = "") -> Path:
+    """The private folder of a run (of one machine's part of it, when several machines share this one)."""
+    return runtime_root() / (f"{run_id}@{machine}" if machine else run_id)
 
 
 def remove_run(info: RunInfo) -> None:
@@ -104,9 +111,10 @@ def list_runs() -> list[RunInfo]:
     return sorted(runs, key=lambda r: r.started)
 
 
-def find_run(name: str | None) -> RunInfo:
-    """The run called `name`, or the only run when `name` is None."""
-    runs = list_runs()
+def find_run(name: str | None, machine: str = "") -> RunInfo:
+    """The run called `name`, or the only run when `name` is None: of those `car launch` started, or
+    `machine`'s parts of runs a coordinator placed."""
+    runs = [run for run in list_runs() if run.machine == machine]
     if name is None:
         if len(runs) == 1:
             return runs[0]

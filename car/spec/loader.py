@@ -26,6 +26,7 @@ from car.spec.model import (
     InputSpec,
     Location,
     NodeSpec,
+    Placement,
     Problem,
     parse_timer,
 )
@@ -105,8 +106,10 @@ for _key in (
     UNSUPPORTED_NODE[_key] = _NOT_SUPPORTED_HINT
 
 
-def load_dataflow(path: str | Path) -> Dataflow:
-    """Read and check the dataflow file at `path`; raise DataflowError listing every problem."""
+def load_dataflow(path: str | Path, placement: Placement | None = None) -> Dataflow:
+    """Read and check the dataflow file at `path`; raise DataflowError listing every problem.
+
+    `placement`: how a coordinator places it on machines (None: every node runs here)."""
     file = Path(path)
     label = str(path)
     try:
@@ -117,12 +120,12 @@ def load_dataflow(path: str | Path) -> Dataflow:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataflowError([Problem(Location(label, 1, 1), f"cannot read the file: {exc}")]) from None
-    return check_text(text, label, file.resolve())
+    return check_text(text, label, file.resolve(), placement)
 
 
-def check_text(text: str, label: str, file: Path) -> Dataflow:
+def check_text(text: str, label: str, file: Path, placement: Placement | None = None) -> Dataflow:
     """Check dataflow YAML `text` (named `label` in messages; relative paths resolve against `file`'s folder)."""
-    checker = _Checker(label, file.parent)
+    checker = _Checker(label, file.parent, placement)
     dataflow = checker.check(text, file)
     if checker.problems:
         checker.problems.sort(key=lambda p: (p.location.line, p.location.column))
@@ -161,9 +164,10 @@ def _valid_id(text: str) -> bool:
 class _Checker(ValueReader):
     """Walks the YAML node tree of a dataflow, builds the model and collects problems."""
 
-    def __init__(self, label: str, base_dir: Path):
+    def __init__(self, label: str, base_dir: Path, placement: Placement | None):
         super().__init__(label)
         self.base_dir = base_dir
+        self.placement = placement
         self._input_locations: dict[tuple[str, str], Location] = {}
         self._foreign: set[str] = set()  # nodes car cannot run (operators, modules): reported once, then left out
         self._user_types = _user_types(base_dir)
@@ -196,6 +200,8 @@ class _Checker(ValueReader):
         if "type_rules" in top:
             self.type_rules(top["type_rules"])
         machine, _ = self.deploy(top.get("deploy") or top.get("_unstable_deploy"), "deploy")
+        if self.placement is not None:
+            machine = machine or self.placement.default_machine
         if "nodes" not in top:
             self.problem(root, "the dataflow has no `nodes` list", "add `nodes:` with at least one node")
             return None
@@ -219,7 +225,7 @@ class _Checker(ValueReader):
             first_seen[spec.id] = spec.location
             nodes.append(spec)
         self.cross_check(nodes)
-        return Dataflow(file=file, nodes=tuple(nodes), env=env, machine=machine)
+        return Dataflow(file=file, nodes=tuple(nodes), env=env, machine=machine, placement=self.placement)
 
     def deploy(self, node: yaml.Node | None, what: str) -> tuple[str, str]:
         if node is None:
@@ -264,7 +270,8 @@ class _Checker(ValueReader):
                     self.problem(value, f"{what} sets `{key}` both in `custom` and at the node's top level")
                 values[key] = value
         machine, working_dir = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
-        path = self.path(values.get("path"), item, what, working_dir)
+        machine = machine or default_machine
+        path = self.path(values.get("path"), item, what, machine, working_dir)
         args: tuple[str, ...] = ()
         if "args" in values:
             args = self.args(values["args"], f"{what}.args")
@@ -312,7 +319,7 @@ class _Checker(ValueReader):
             build=build,
             inputs=inputs,
             outputs=outputs,
-            machine=machine or default_machine,
+            machine=machine,
             working_dir=working_dir,
             restart_policy=policy,
             max_restarts=max_restarts,
@@ -422,7 +429,8 @@ class _Checker(ValueReader):
         self.problem(node, f"{what} must be a size such as `50MB` or `1GB`")
         return 0
 
-    def path(self, node: yaml.Node | None, item: yaml.Node, what: str, working_dir: str) -> str:
+    def path(self, node: yaml.Node | None, item: yaml.Node, what: str, machine: str, working_dir: str) -> str:
+        """The node's `path`, checked where it runs: see `Dataflow.node_folder` for the folder it resolves in."""
         if node is None:
             self.problem(
                 item, f"{what} has no `path`", "set `path:` to a Python file, `-m package.module` or a program"
@@ -431,18 +439,38 @@ class _Checker(ValueReader):
         path = self.string(node, f"{what}.path")
         if path is None or path == DYNAMIC_PATH or path.startswith("-m "):
             return path or ""
+        command = "/" not in path and not path.endswith(".py")  # maybe a program on PATH
+        local = self.placement is None or self.placement.is_local(machine)
+        if not local and not working_dir and not command and not Path(path).is_absolute():
+            self.problem(
+                node,
+                f"{what} runs on machine `{machine}`, which does not share this machine's files, "
+                f"and its path `{path}` is relative",
+                f"give it `deploy: {{machine: {machine}, working_dir: FOLDER}}` (its folder on `{machine}`) "
+                "or an absolute path",
+            )
+            return path
+        if self.placement is not None and not self.placement.checks(machine):
+            return path  # checked on its own machine, by its daemon
         base = self.base_dir
         try:
-            if working_dir:
+            if not local:
+                base = Path.home() / working_dir  # an absolute working_dir stays as it is
+            elif working_dir:
                 base = self.base_dir / working_dir
                 if not base.is_dir():
-                    return path  # a folder on another machine: checked there
+                    if self.placement is not None:
+                        self.problem(
+                            node, f"{what}: its working_dir `{working_dir}` is not a folder (looked for {base})"
+                        )
+                        return path
+                    base = self.base_dir  # `car launch` of a file for several machines: everything runs here
             if (base / path).exists():
                 return path
         except (OSError, ValueError) as exc:  # too long a name, a NUL byte
             self.problem(node, f"{what}.path `{path[:60]}` cannot be a file name: {getattr(exc, 'strerror', exc)}")
             return path
-        if "/" not in path and not path.endswith(".py") and shutil.which(path):
+        if command and shutil.which(path):
             return path
         self.problem(node, f"{what}.path `{path}` does not exist (looked in {base})", _path_hint(base, path))
         return path

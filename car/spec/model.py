@@ -154,6 +154,30 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a dataflow runs when a coordinator places it on several machines.
+
+    `here`: the machines that share the file system of the CLI that started it (their
+    nodes' relative paths resolve against the dataflow file's folder; the others' against
+    their `working_dir`). `default_machine`: where nodes go that no `deploy` names.
+    `checking`: the machine whose nodes' paths are checked to exist (a daemon checks its
+    own); None checks the nodes of `here`; "" checks none (the coordinator).
+    """
+
+    here: frozenset[str]
+    default_machine: str = ""
+    checking: str | None = None
+
+    def is_local(self, machine: str) -> bool:
+        """Whether a node on `machine` sees the dataflow file's folder."""
+        return machine in self.here
+
+    def checks(self, machine: str) -> bool:
+        """Whether the paths of nodes on `machine` are checked here."""
+        return self.is_local(machine) if self.checking is None else machine == self.checking
+
+
+@dataclass(frozen=True)
 class Dataflow:
     """A checked dataflow: its nodes in file order and where it came from."""
 
@@ -161,11 +185,29 @@ class Dataflow:
     nodes: tuple[NodeSpec, ...]
     env: dict[str, str] = field(default_factory=dict)
     machine: str = ""
+    placement: Placement | None = None  # None: every node runs on this machine (`car launch`)
 
     @property
     def base_dir(self) -> Path:
         """The folder relative paths in the file are resolved against."""
         return self.file.parent
+
+    def machines(self) -> list[str]:
+        """The machines its nodes name, sorted."""
+        return sorted({node.machine for node in self.nodes if node.machine})
+
+    def node_folder(self, node: NodeSpec) -> Path:
+        """The folder a node runs in and its relative `path` resolves against.
+
+        On the CLI's machine (and under `car launch`): the dataflow file's folder, or its
+        `working_dir` (relative to that folder) when that is a folder here. On another
+        machine: its `working_dir` (a relative one in the home folder), else the home folder.
+        """
+        if self.placement is None or self.placement.is_local(node.machine):
+            if node.working_dir and (self.base_dir / node.working_dir).is_dir():
+                return self.base_dir / node.working_dir
+            return self.base_dir
+        return Path.home() / node.working_dir
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with this id (KeyError if there is none)."""

@@ -159,6 +159,15 @@ class StopRun(ClientToDaemon):
 
     TYPE: ClassVar[str] = "stop"
     reason: str = "requested by `car stop`"
+    grace: float = 0.0  # seconds between STOP and SIGTERM; 0: the run's own (`car launch --grace`)
+
+
+@dataclass(frozen=True)
+class CloseInputs(ClientToDaemon):
+    """`sources` (node/output, on another machine) send no more: their readers here get INPUT_CLOSED."""
+
+    TYPE: ClassVar[str] = "close_inputs"
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

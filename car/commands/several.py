@@ -1,0 +1,417 @@
+"""The `car` commands for graphs on several machines: coordinator, daemon, up/down, start, machines, logs.
+
+Their rows are in the command table (car.commands.cli); `car list` and `car stop` show
+and stop these dataflows too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from car.commands.coordinator_client import ask, control_endpoint, coordinator_file, endpoint, local_coordinator
+from car.coordinator.coordinator import Coordinator
+from car.daemon.machine import MachineDaemon, local_machines
+from car.plan.runs import RunError, pid_alive, runtime_root
+from car.spec.loader import load_dataflow
+from car.spec.model import DataflowError, Placement
+from car.transport import cluster
+
+LOOPBACK = "127.0.0.1"
+UP_WAIT_S = 10.0
+FOLLOW_PERIOD_S = 0.3
+
+
+def state_root() -> Path:
+    """Where daemons keep run logs by default: `$XDG_STATE_HOME/car/runs` (~/.local/state/car/runs)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "car" / "runs"
+
+
+def _say(text: str) -> None:
+    print(f"car: {text}", file=sys.stderr, flush=True)
+
+
+# -- car coordinator ---------------------------------------------------------------------------
+
+
+def coordinator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car coordinator`."""
+    parser.add_argument(
+        "--bind", default=LOOPBACK, metavar="ADDR", help=f"the address to listen on (default {LOOPBACK})"
+    )
+    parser.add_argument(
+        "--daemon-port",
+        type=int,
+        default=cluster.DAEMON_PORT,
+        metavar="PORT",
+        help="daemons connect here (default 53290)",
+    )
+    parser.add_argument(
+        "--control-port",
+        type=int,
+        default=cluster.CONTROL_PORT,
+        metavar="PORT",
+        help="car commands connect here (default 6012)",
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, default=0.5, metavar="S", help="seconds between heartbeats (default 0.5)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, metavar="S", help="a daemon silent this long is lost (default 3)"
+    )
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    """Run the coordinator in the foreground."""
+    if args.heartbeat <= 0 or args.timeout <= args.heartbeat:
+        raise RunError("--heartbeat must be positive and --timeout longer than it")
+    if args.bind not in (LOOPBACK, "localhost"):
+        raise RunError(
+            f"--bind {args.bind}: listening beyond this machine needs keys, which this car does not have yet; "
+            f"run on {LOOPBACK} (tunnel with `ssh -L` meanwhile)"
+        )
+    daemons = f"tcp://{args.bind}:{args.daemon_port}"
+    controls = f"tcp://{args.bind}:{args.control_port}"
+    coordinator = Coordinator(daemons, controls, args.heartbeat, args.timeout, say=_say)
+    try:
+        if not local_coordinator():
+            coordinator_file().write_text(json.dumps({"pid": os.getpid(), "control": controls}))
+        return coordinator.run()
+    except OSError as exc:  # zmq.ZMQError is one
+        raise RunError(f"cannot listen on {daemons} and {controls}: {exc}; pick other ports") from None
+    finally:
+        if local_coordinator() == controls and json.loads(coordinator_file().read_text()).get("pid") == os.getpid():
+            coordinator_file().unlink(missing_ok=True)
+
+
+# -- car daemon ---------------------------------------------------------------------------------
+
+
+def daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car daemon`."""
+    parser.add_argument(
+        "--machine-id", required=True, metavar="ID", help="this machine's name in `deploy: {machine: ID}`"
+    )
+    parser.add_argument(
+        "--coordinator-addr",
+        default=f"{LOOPBACK}:{cluster.DAEMON_PORT}",
+        metavar="HOST[:PORT]",
+        help=f"the coordinator's daemon port (default {LOOPBACK}:{cluster.DAEMON_PORT})",
+    )
+    parser.add_argument(
+        "--listen",
+        default=LOOPBACK,
+        metavar="ADDR",
+        help=f"where nodes listen for nodes on other machines (default {LOOPBACK})",
+    )
+    parser.add_argument(
+        "--advertise",
+        default="",
+        metavar="HOST",
+        help="the address other machines reach this one at (default: as the coordinator sees it)",
+    )
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help=f"run logs go to DIR/NAME/NODE.log (default {state_root()})"
+    )
+    parser.add_argument(
+        "--lost-grace",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="without the coordinator for S seconds, stop this machine's runs (default 10)",
+    )
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Run a machine's daemon in the foreground."""
+    if not args.machine_id or "/" in args.machine_id or any(c.isspace() for c in args.machine_id):
+        raise RunError(f"--machine-id `{args.machine_id}` must be a plain name without `/` or spaces")
+    if args.listen not in (LOOPBACK, "localhost"):
+        raise RunError(
+            f"--listen {args.listen}: listening beyond this machine needs keys, which this car does not have yet"
+        )
+    out = Path(args.out) if args.out else state_root()
+    daemon = MachineDaemon(
+        args.machine_id,
+        endpoint(args.coordinator_addr, cluster.DAEMON_PORT),
+        out,
+        args.listen,
+        args.advertise,
+        args.lost_grace,
+        say=_say,
+    )
+    return daemon.run()
+
+
+# -- car up / car down ----------------------------------------------------------------------------
+
+
+def up_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car up`."""
+    parser.add_argument(
+        "--machine-id", default=socket.gethostname(), metavar="ID", help="this machine's id (default: the host name)"
+    )
+    parser.add_argument("--daemon-port", type=int, default=cluster.DAEMON_PORT, metavar="PORT")
+    parser.add_argument("--control-port", type=int, default=cluster.CONTROL_PORT, metavar="PORT")
+
+
+def up_file() -> Path:
+    """What `car up` started, for `car down`."""
+    return runtime_root() / "up.json"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start a coordinator and this machine's daemon in the background."""
+    if local_coordinator():
+        raise RunError("a coordinator already runs on this host: `car machines` shows it, `car down` stops it")
+    logs = state_root().parent
+    logs.mkdir(parents=True, exist_ok=True)
+    car = [sys.executable, "-m", "car"]
+    started = []
+    for name, argv in (
+        (
+            "coordinator",
+            [*car, "coordinator", "--daemon-port", str(args.daemon_port), "--control-port", str(args.control_port)],
+        ),
+        (
+            "daemon",
+            [*car, "daemon", "--machine-id", args.machine_id, "--coordinator-addr", f"{LOOPBACK}:{args.daemon_port}"],
+        ),
+    ):
+        with open(logs / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        started.append({"name": name, "pid": proc.pid})
+        if name == "coordinator":
+            time.sleep(0.2)
+    up_file().write_text(json.dumps(started))
+    target = f"tcp://{LOOPBACK}:{args.control_port}"
+    deadline = time.monotonic() + UP_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            machines = ask(target, cluster.ListMachines(), cluster.Machines, timeout=1.0).machines
+        except RunError:
+            machines = []
+        if any(m.machine == args.machine_id and m.state == "connected" for m in machines):
+            print(f"car: coordinator and daemon `{args.machine_id}` are up (logs in {logs}); `car down` stops them")
+            return 0
+        time.sleep(0.1)
+    _stop_recorded(started)
+    raise RunError(
+        f"the coordinator or daemon did not come up within {UP_WAIT_S:g} s: see {logs}/coordinator.log and daemon.log"
+    )
+
+
+def _stop_recorded(started: list[dict[str, object]]) -> None:
+    """Wait for what `car up` started to end, ending it with SIGTERM after a while."""
+    deadline = time.monotonic() + UP_WAIT_S
+    pids = [int(str(p["pid"])) for p in started]
+    for sig_at in (deadline - UP_WAIT_S / 2, deadline):
+        while time.monotonic() < sig_at and any(pid_alive(pid) and not _zombie(pid) for pid in pids):
+            time.sleep(0.05)
+        for pid in pids:
+            if pid_alive(pid) and not _zombie(pid):
+                os.kill(pid, 15)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop every dataflow, the daemons and the coordinator `car up` started."""
+    target, _ = control_endpoint(args.coordinator_addr)
+    try:
+        ask(target, cluster.Shutdown(), cluster.Accepted, timeout=cluster_shutdown_wait())
+    except RunError as exc:
+        if up_file().exists():
+            _say(f"{exc}; stopping what `car up` started")
+        else:
+            raise
+    if up_file().exists():
+        _stop_recorded(json.loads(up_file().read_text()))
+        up_file().unlink(missing_ok=True)
+    print("car: down")
+    return 0
+
+
+def cluster_shutdown_wait() -> float:
+    """How long `car down` waits for the coordinator to have stopped every run."""
+    return 20.0
+
+
+# -- car start / machines / logs ------------------------------------------------------------------
+
+
+def coordinator_option(parser: argparse.ArgumentParser) -> None:
+    """The `--coordinator-addr` option of commands that ask the coordinator."""
+    parser.add_argument(
+        "--coordinator-addr",
+        default=None,
+        metavar="HOST[:PORT]",
+        help="the coordinator (default: the one on this host, or $CAR_COORDINATOR)",
+    )
+
+
+def start_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car start`."""
+    parser.add_argument("file", help="a dataflow file (YAML)")
+    parser.add_argument("--name", default="", help="name of the run (default: FILE-DATE-TIME)")
+    parser.add_argument(
+        "--attach", action="store_true", help="follow its nodes' output until it ends (Ctrl-C stops it)"
+    )
+    coordinator_option(parser)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start a dataflow on the machines it names."""
+    here = local_machines()
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        load_dataflow(args.file, Placement(frozenset(here), checking=None))  # this host's nodes: checked here
+    except OSError as exc:
+        raise RunError(f"{args.file}: cannot read it ({exc.strerror or exc})") from None
+    except DataflowError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise RunError(f"{args.file}: {len(exc.problems)} problem(s); nothing was started") from None
+    target, _ = control_endpoint(args.coordinator_addr)
+    message = cluster.StartDataflow(text, str(Path(args.file).resolve()), args.name, here)
+    started = ask(target, message, cluster.Started, timeout=15.0)
+    print(f"started {started.name} ({started.run_id}) on {', '.join(started.machines)}")
+    if not args.attach:
+        return 0
+    return _attach(target, started.name)
+
+
+def _attach(target: str, name: str) -> int:
+    """Follow every node's log until the dataflow ends; Ctrl-C stops it first."""
+    offsets: dict[str, int] = {}
+    try:
+        while True:
+            flow = _flow(target, name)
+            for part in flow.parts:
+                for node in part.nodes:
+                    _print_new(target, name, node.id, offsets)
+            if flow.state in ("finished", "failed"):
+                print(f"car: {name} {flow.state}", file=sys.stderr)
+                return 0 if flow.state == "finished" else 1
+            time.sleep(FOLLOW_PERIOD_S)
+    except KeyboardInterrupt:
+        ask(target, cluster.StopDataflowNamed(name), cluster.Started)
+        _say(f"stopping {name}")
+        while _flow(target, name).state not in ("finished", "failed"):
+            time.sleep(FOLLOW_PERIOD_S)
+        return 130
+
+
+def _flow(target: str, name: str) -> cluster.DataflowRow:
+    flows = ask(target, cluster.ListDataflows(), cluster.Dataflows).dataflows
+    for flow in reversed(flows):
+        if name in (flow.name, flow.run_id):
+            return flow
+    raise RunError(f"the coordinator no longer knows dataflow `{name}`")
+
+
+def _print_new(target: str, name: str, node: str, offsets: dict[str, int]) -> bool:
+    """Print what node's log gained since last time; whether its run has ended."""
+    chunk = ask(target, cluster.ReadLogs(name, node, offsets.get(node, 0)), cluster.LogChunk)
+    offsets[node] = chunk.next_offset
+    for line in chunk.text.splitlines():
+        print(f"{node} | {line}", flush=True)
+    return chunk.ended
+
+
+def cmd_machines(args: argparse.Namespace) -> int:
+    """List the machines connected to the coordinator."""
+    target, _ = control_endpoint(args.coordinator_addr)
+    machines = ask(target, cluster.ListMachines(), cluster.Machines).machines
+    if args.json:
+        print(json.dumps([m.__dict__ for m in machines]))
+        return 0
+    if not machines:
+        print("no machine is connected: start `car daemon --machine-id ID` on each")
+        return 0
+    print(
+        f"{'MACHINE':<14} {'STATE':<10} {'ADDRESS':<16} {'HOST':<16} {'LAST SEEN':>9} {'OFFSET':>10} {'RTT':>8} {'RUNS':>4}"
+    )
+    for m in machines:
+        print(
+            f"{m.machine:<14} {m.state:<10} {m.address:<16} {m.host[:16]:<16} {m.last_seen_s:>8.1f}s "
+            f"{m.offset_ms:>8.2f}ms {m.rtt_ms:>6.2f}ms {m.runs:>4}"
+        )
+    return 0
+
+
+def machines_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car machines`."""
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    coordinator_option(parser)
+
+
+def logs_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car logs`."""
+    parser.add_argument("name", help="the dataflow's name or id")
+    parser.add_argument("node", help="the node")
+    parser.add_argument("--follow", "-f", action="store_true", help="keep printing what it writes until its run ends")
+    coordinator_option(parser)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print a node's log, from whichever machine it runs on."""
+    target, _ = control_endpoint(args.coordinator_addr)
+    offsets: dict[str, int] = {}
+    try:
+        while True:
+            ended = _print_new(target, args.name, args.node, offsets)
+            if not args.follow or ended:
+                return 0
+            time.sleep(FOLLOW_PERIOD_S)
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- car list / car stop, for dataflows on several machines -------------------------------------------
+
+
+def list_placed(address: str | None) -> list[str]:
+    """What `car list` adds for the coordinator's dataflows (nothing when no coordinator runs)."""
+    target, named = control_endpoint(address)
+    if not named:
+        return []
+    lines = []
+    for flow in ask(target, cluster.ListDataflows(), cluster.Dataflows).dataflows:
+        lines.append(
+            f"{flow.name}  {flow.run_id}  {flow.state}  up {flow.uptime_s} s  on {', '.join(p.machine for p in flow.parts)}"
+        )
+        lines.append(f"    {flow.file}")
+        for part in flow.parts:
+            nodes = ", ".join(f"{n.id}:{n.state}" for n in part.nodes) or "-"
+            lines.append(f"    {part.machine} ({part.state}): {nodes}")
+    return lines
+
+
+def stop_placed(address: str | None, name: str | None, grace: float, timeout: float) -> str | None:
+    """Stop a coordinator's dataflow and wait until it has ended: what to print; None when no coordinator
+    runs here (and none was named); RunError when it has no such dataflow."""
+    target, named = control_endpoint(address)
+    if not named:
+        return None
+    started = ask(target, cluster.StopDataflowNamed(name or "", grace), cluster.Started)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _flow(target, started.run_id).state in ("finished", "failed"):
+            return f"stopped {started.name} on {', '.join(started.machines)}"
+        time.sleep(0.1)
+    raise RunError(f"dataflow `{started.name}` is still stopping after {timeout:g} s")

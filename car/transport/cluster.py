@@ -1,0 +1,372 @@
+"""The messages between the coordinator, the machines' daemons and the `car` command, named by direction.
+
+Encoded and checked by car.transport.control (one msgpack map per message, versioned):
+
+- `DaemonToCoordinator`: a machine's daemon tells or answers the coordinator (on its daemon port, 53290).
+- `CoordinatorToDaemon`: the coordinator asks a machine's daemon (same socket).
+- `ClientToCoordinator`: the `car` command asks the coordinator (on its control port, 6012).
+- `CoordinatorReply`: the coordinator's answer to a `ClientToCoordinator` request.
+
+Requests the coordinator passes on to a daemon (`AskRun`, `ReadLog`) carry a `token`
+that the daemon's answer repeats, so that the coordinator can answer the right CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from car.transport.control import ControlMessage, NodeRow
+
+DAEMON_PORT = 53290  # daemons connect to the coordinator here (dora's port)
+CONTROL_PORT = 6012  # the `car` command asks the coordinator here (dora's port)
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MachineRow:
+    """One machine, as `car machines` shows it."""
+
+    machine: str
+    host: str  # its host name, as its daemon says
+    address: str  # where the coordinator sees it connect from
+    state: str  # connected | lost
+    last_seen_s: float  # seconds since its last heartbeat
+    offset_ms: float  # its wall clock minus the coordinator's, measured over the heartbeat round trip
+    rtt_ms: float
+    runs: int
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class MachinePart:
+    """The nodes of one dataflow on one machine."""
+
+    machine: str
+    state: str  # starting | running | finished | failed | lost | stopping
+    nodes: list[NodeRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DataflowRow:
+    """One dataflow, as `car list` shows it."""
+
+    run_id: str
+    name: str
+    file: str
+    state: str  # running | stopping | finished | failed | degraded (a machine was lost)
+    uptime_s: float
+    parts: list[MachinePart] = field(default_factory=list)
+
+
+# -- a daemon tells the coordinator -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonToCoordinator(ControlMessage):
+    """From a machine's daemon to the coordinator; `machine` is the sender's id."""
+
+    machine: str
+
+
+@dataclass(frozen=True)
+class Register(DaemonToCoordinator):
+    """The daemon joins (again, after a lost connection: `runs` are the runs it still has)."""
+
+    TYPE: ClassVar[str] = "register"
+    host: str = ""
+    pid: int = 0
+    runs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Pong(DaemonToCoordinator):
+    """The answer to a `Ping`: the coordinator's send time back, and the daemon's wall clock."""
+
+    TYPE: ClassVar[str] = "pong"
+    sent_ns: int = 0
+    daemon_ns: int = 0
+
+
+@dataclass(frozen=True)
+class Prepared(DaemonToCoordinator):
+    """The daemon checked its nodes and will listen at `listen` (see car.plan.build.Wiring) once started."""
+
+    TYPE: ClassVar[str] = "prepared"
+    run_id: str = ""
+    listen: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrepareFailed(DaemonToCoordinator):
+    """The daemon's nodes cannot start: `problems`, one line each."""
+
+    TYPE: ClassVar[str] = "prepare_failed"
+    run_id: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NodesGone(DaemonToCoordinator):
+    """Nodes of a run ended on this machine: readers elsewhere get the end of `sources` (node/output)."""
+
+    TYPE: ClassVar[str] = "nodes_gone"
+    run_id: str = ""
+    sources: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunEnded(DaemonToCoordinator):
+    """A run's part on this machine ended (`code` 0: no node failed); `summary`: its closing lines."""
+
+    TYPE: ClassVar[str] = "run_ended"
+    run_id: str = ""
+    code: int = 0
+    summary: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunState(DaemonToCoordinator):
+    """The answer to `AskRun`."""
+
+    TYPE: ClassVar[str] = "run_state"
+    token: str = ""
+    run_id: str = ""
+    nodes: list[NodeRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LogText(DaemonToCoordinator):
+    """The answer to `ReadLog`: text of a node's log from `offset` on, and where the next read starts."""
+
+    TYPE: ClassVar[str] = "log_text"
+    token: str = ""
+    text: str = ""
+    next_offset: int = 0
+    error: str = ""
+
+
+# -- the coordinator asks a daemon ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoordinatorToDaemon(ControlMessage):
+    """From the coordinator to a machine's daemon."""
+
+
+@dataclass(frozen=True)
+class Welcome(CoordinatorToDaemon):
+    """The registration was accepted (or `error` says why not: the daemon then exits)."""
+
+    TYPE: ClassVar[str] = "welcome"
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Ping(CoordinatorToDaemon):
+    """The heartbeat: answered at once with `Pong`."""
+
+    TYPE: ClassVar[str] = "ping"
+    sent_ns: int = 0
+
+
+@dataclass(frozen=True)
+class PrepareRun(CoordinatorToDaemon):
+    """Check this machine's nodes of a dataflow and choose where they listen; answered `Prepared` or `PrepareFailed`.
+
+    `text` is the dataflow file as the CLI read it at `file`; `here` the machines that share
+    the CLI's files (see car.spec.model.Placement)."""
+
+    TYPE: ClassVar[str] = "prepare"
+    run_id: str = ""
+    name: str = ""
+    text: str = ""
+    file: str = ""
+    here: list[str] = field(default_factory=list)
+    default_machine: str = ""
+
+
+@dataclass(frozen=True)
+class StartRun(CoordinatorToDaemon):
+    """Start a prepared run; `reach`: where the nodes on other machines listen."""
+
+    TYPE: ClassVar[str] = "start"
+    run_id: str = ""
+    reach: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AbortRun(CoordinatorToDaemon):
+    """Forget a prepared run that will not start (another machine refused it)."""
+
+    TYPE: ClassVar[str] = "abort"
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class StopRunHere(CoordinatorToDaemon):
+    """Stop this machine's part of a run, giving nodes `grace` seconds between STOP and SIGTERM."""
+
+    TYPE: ClassVar[str] = "stop_here"
+    run_id: str = ""
+    reason: str = ""
+    grace: float = 2.0
+
+
+@dataclass(frozen=True)
+class CloseSources(CoordinatorToDaemon):
+    """`sources` (node/output on another machine) will send no more: their readers here get INPUT_CLOSED."""
+
+    TYPE: ClassVar[str] = "close_sources"
+    run_id: str = ""
+    sources: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AskRun(CoordinatorToDaemon):
+    """The state of this machine's nodes of a run: answered `RunState`."""
+
+    TYPE: ClassVar[str] = "ask_run"
+    token: str = ""
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ReadLog(CoordinatorToDaemon):
+    """Up to `limit` bytes of a node's log from `offset` on: answered `LogText`."""
+
+    TYPE: ClassVar[str] = "read_log"
+    token: str = ""
+    run_id: str = ""
+    node: str = ""
+    offset: int = 0
+    limit: int = 65536
+
+
+@dataclass(frozen=True)
+class Leave(CoordinatorToDaemon):
+    """Stop every run here and exit (`car down`)."""
+
+    TYPE: ClassVar[str] = "leave"
+    reason: str = ""
+
+
+# -- the CLI asks the coordinator ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientToCoordinator(ControlMessage):
+    """A request from the `car` command; answered with a `CoordinatorReply`."""
+
+
+@dataclass(frozen=True)
+class StartDataflow(ClientToCoordinator):
+    """Start the dataflow `text` (read from `file`) as `name` ("": a name is made); `here` as in PrepareRun."""
+
+    TYPE: ClassVar[str] = "start_placed"
+    text: str = ""
+    file: str = ""
+    name: str = ""
+    here: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StopDataflowNamed(ClientToCoordinator):
+    """Stop the dataflow called `name` (or with that id) on every machine."""
+
+    TYPE: ClassVar[str] = "stop_placed"
+    name: str = ""
+    grace: float = 2.0
+
+
+@dataclass(frozen=True)
+class ListDataflows(ClientToCoordinator):
+    """The dataflows the coordinator knows (`car list`): answered `Dataflows`."""
+
+    TYPE: ClassVar[str] = "list_dataflows"
+
+
+@dataclass(frozen=True)
+class ListMachines(ClientToCoordinator):
+    """The machines (`car machines`): answered `Machines`."""
+
+    TYPE: ClassVar[str] = "list_machines"
+
+
+@dataclass(frozen=True)
+class ReadLogs(ClientToCoordinator):
+    """A node's log from `offset` on (`car logs`): answered `LogChunk`."""
+
+    TYPE: ClassVar[str] = "read_logs"
+    name: str = ""
+    node: str = ""
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Shutdown(ClientToCoordinator):
+    """Stop every dataflow, tell every daemon to leave, and exit (`car down`)."""
+
+    TYPE: ClassVar[str] = "shutdown"
+
+
+# -- the coordinator answers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoordinatorReply(ControlMessage):
+    """The coordinator's answer to a request."""
+
+
+@dataclass(frozen=True)
+class Accepted(CoordinatorReply):
+    """The request was carried out."""
+
+    TYPE: ClassVar[str] = "accepted"
+
+
+@dataclass(frozen=True)
+class Declined(CoordinatorReply):
+    """The request was not carried out; `error` says why and what to do."""
+
+    TYPE: ClassVar[str] = "declined"
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Started(CoordinatorReply):
+    """A dataflow started on `machines`."""
+
+    TYPE: ClassVar[str] = "started"
+    run_id: str = ""
+    name: str = ""
+    machines: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Dataflows(CoordinatorReply):
+    """What `car list` shows."""
+
+    TYPE: ClassVar[str] = "dataflows"
+    dataflows: list[DataflowRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Machines(CoordinatorReply):
+    """What `car machines` shows."""
+
+    TYPE: ClassVar[str] = "machines"
+    machines: list[MachineRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LogChunk(CoordinatorReply):
+    """Text of a node's log, where the next read starts, and whether the node's run has ended."""
+
+    TYPE: ClassVar[str] = "log_chunk"
+    text: str = ""
+    next_offset: int = 0
+    ended: bool = False

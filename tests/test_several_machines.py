@@ -1,0 +1,351 @@
+"""Several machines on this one: a real coordinator and real daemons with different machine ids on loopback.
+
+Each test gets its own runtime folder (XDG_RUNTIME_DIR) and ports, so the daemons see
+only each other; every process they start mentions that folder, and none may be left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from car.commands.coordinator_client import ask
+from car.plan.runs import RunError
+from car.transport import cluster
+from tests.helpers import processes_mentioning, wait_until_gone, write_flow
+
+pytestmark = pytest.mark.slow
+R = TypeVar("R", bound=cluster.CoordinatorReply)
+
+SOURCE = """
+import numpy as np
+from car import Node
+
+node = Node()
+n = 0
+for event in node:
+    if event.type == "INPUT":
+        n += 1
+        node.send_output("small", {"n": n})
+        node.send_output("frame", np.full((480, 640, 3), n % 256, np.uint8), {"n": n})
+        if n >= COUNT:
+            break
+"""
+
+SINK = """
+import json
+from car import Node
+
+node = Node()
+got = {"small": [], "frame": 0, "closed": [], "stop": False}
+for event in node:
+    if event.type == "INPUT" and event.id == "small":
+        got["small"].append(event.value["n"])
+    elif event.type == "INPUT":
+        frame = event.value
+        assert frame.shape == (480, 640, 3) and int(frame.min()) == int(frame.max()) == event.metadata["n"] % 256
+        got["frame"] += 1
+    elif event.type == "INPUT_CLOSED":
+        got["closed"].append(event.id)
+        print("closed", event.id, flush=True)
+    elif event.type == "STOP":
+        got["stop"] = True
+print(json.dumps(got), flush=True)
+"""
+
+SPLIT = """
+nodes:
+  - id: src
+    path: src.py
+    inputs: {tick: dora/timer/millis/20}
+    outputs: [small, frame]
+    deploy: {machine: m1}
+  - id: sink
+    path: sink.py
+    inputs: {small: src/small, frame: src/frame}
+    deploy: {machine: m2}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Cluster:
+    """A coordinator and daemons started for one test, in a runtime folder of their own."""
+
+    def __init__(self, root: Path, timeout: float = 1.5, lost_grace: float = 10.0):
+        self.root = root
+        self.runtime = root / "rt"
+        self.runtime.mkdir()
+        self.env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime), "XDG_STATE_HOME": str(root / "state")}
+        self.daemon_port, self.control_port = free_port(), free_port()
+        self.control = f"127.0.0.1:{self.control_port}"
+        self.timeout = timeout
+        self.lost_grace = lost_grace
+        self.daemons: dict[str, subprocess.Popen[str]] = {}
+        self.coordinator = self._start(
+            "coordinator",
+            "--daemon-port",
+            str(self.daemon_port),
+            "--control-port",
+            str(self.control_port),
+            "--heartbeat",
+            "0.25",
+            "--timeout",
+            str(timeout),
+        )
+
+    def _start(self, *args: str) -> subprocess.Popen[str]:
+        log = open(self.root / f"{args[0]}-{len(self.daemons)}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+        return subprocess.Popen(
+            [sys.executable, "-m", "car", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+
+    def add_daemon(self, machine: str) -> subprocess.Popen[str]:
+        proc = self._start(
+            "daemon",
+            "--machine-id",
+            machine,
+            "--coordinator-addr",
+            f"127.0.0.1:{self.daemon_port}",
+            "--out",
+            str(self.root / "out"),
+            "--lost-grace",
+            str(self.lost_grace),
+        )
+        self.daemons[machine] = proc
+        return proc
+
+    def car(self, *args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "car", *args, "--coordinator-addr", self.control],
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ask(self, message: cluster.ClientToCoordinator, answer: type[R]) -> R:
+        return ask(f"tcp://{self.control}", message, answer)
+
+    def machines(self) -> dict[str, cluster.MachineRow]:
+        return {m.machine: m for m in self.ask(cluster.ListMachines(), cluster.Machines).machines}
+
+    def wait_connected(self, *machines: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                rows = self.machines()
+            except RunError:  # the coordinator is still starting
+                rows = {}
+            if all(m in rows and rows[m].state == "connected" for m in machines):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"machines {machines} did not connect: {self.machines()}")
+
+    def flow(self, name: str) -> cluster.DataflowRow:
+        return next(f for f in self.ask(cluster.ListDataflows(), cluster.Dataflows).dataflows if f.name == name)
+
+    def wait_state(self, name: str, states: tuple[str, ...], timeout: float = 30.0) -> cluster.DataflowRow:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            flow = self.flow(name)
+            if flow.state in states:
+                return flow
+            time.sleep(0.05)
+        raise AssertionError(f"dataflow {name} is {self.flow(name).state}, not {states}")
+
+    def log(self, name: str, node: str) -> str:
+        return (self.root / "out" / name / f"{node}.log").read_text()
+
+    def sink_result(self, name: str) -> dict[str, Any]:
+        """What the sink of run `name` printed at its end."""
+        line = next(line for line in self.log(name, "sink").splitlines() if line.startswith("{"))
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def close(self) -> None:
+        for proc in [*self.daemons.values(), self.coordinator]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+        for proc in [*self.daemons.values(), self.coordinator]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def split_cluster() -> Iterator[Cluster]:
+    """A coordinator and daemons m1 and m2; no process they started may outlive the test."""
+    root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
+    group = Cluster(root)
+    try:
+        group.add_daemon("m1")
+        group.add_daemon("m2")
+        group.wait_connected("m1", "m2")
+        yield group
+    finally:
+        group.close()
+        left = wait_until_gone(str(root), timeout=10)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"processes left running: {left}"
+
+
+def write_split(folder: Path, count: int = 40, flow: str = SPLIT) -> Path:
+    return write_flow(folder, flow, src_py=SOURCE.replace("COUNT", str(count)), sink_py=SINK)
+
+
+def test_a_dataflow_split_over_two_machines_delivers_frames_and_messages_node_to_node(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_split(tmp_path)
+    started = split_cluster.car("start", str(flow), "--name", "split", "--attach", cwd=tmp_path, timeout=90)
+    assert started.returncode == 0, started.stderr
+    assert "started split" in started.stdout and "on m1, m2" in started.stdout
+    got = split_cluster.sink_result("split")
+    assert got["small"] == list(range(1, 41)) and got["frame"] == 40  # every one, in order, whole
+    assert sorted(got["closed"]) == ["frame", "small"]  # the end of src's streams crossed too
+    assert '"frame": 40' in started.stdout  # --attach printed the sink's output
+    flow_row = split_cluster.flow("split")
+    assert flow_row.state == "finished" and [p.machine for p in flow_row.parts] == ["m1", "m2"]
+    listed = split_cluster.car("list")
+    assert "split" in listed.stdout and "m2 (finished)" in listed.stdout, listed.stdout
+    logs = split_cluster.car("logs", "split", "sink")
+    assert logs.returncode == 0 and '"frame": 40' in logs.stdout, logs.stderr
+    machines = json.loads(split_cluster.car("machines", "--json").stdout)
+    assert {m["machine"]: m["state"] for m in machines} == {"m1": "connected", "m2": "connected"}
+    assert all(abs(m["offset_ms"]) < 1000 and m["rtt_ms"] > 0 for m in machines)  # one clock: a small offset
+
+
+def test_starting_on_a_machine_that_is_not_connected_fails_at_once_naming_it(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_split(tmp_path, flow=SPLIT.replace("machine: m2", f"machine: m3, working_dir: {tmp_path}"))
+    result = split_cluster.car("start", str(flow), cwd=tmp_path, timeout=30)
+    assert result.returncode == 2 and "m3 not connected" in result.stderr and "connected: m1, m2" in result.stderr
+    assert split_cluster.ask(cluster.ListDataflows(), cluster.Dataflows).dataflows == []
+
+
+def test_a_path_one_daemon_cannot_find_starts_nothing_on_any_machine(split_cluster: Cluster, tmp_path: Path) -> None:
+    flow = write_split(
+        tmp_path, flow=SPLIT.replace("deploy: {machine: m2}", "deploy: {machine: m2, working_dir: /nonexistent-car}")
+    )
+    # as a CLI on another host would: m2 does not share its files, so only m2's daemon can check its path
+    message = cluster.StartDataflow(flow.read_text(), str(flow), "nowhere", ["m1"])
+    with pytest.raises(Exception, match=r"nothing was started:\non machine `m2`: .*sink.py"):
+        split_cluster.ask(message, cluster.Started)
+    assert split_cluster.ask(cluster.ListDataflows(), cluster.Dataflows).dataflows == []
+    assert not list((split_cluster.root / "rt" / "car").glob("*@m1"))  # no part started on m1
+
+
+def test_a_remote_node_with_a_relative_path_needs_a_working_dir(tmp_path: Path) -> None:
+    from car.spec.loader import load_dataflow
+    from car.spec.model import DataflowError, Placement
+
+    flow = write_split(tmp_path)
+    with pytest.raises(DataflowError) as caught:
+        load_dataflow(flow, Placement(frozenset({"m1"})))
+    (problem,) = caught.value.problems
+    assert "runs on machine `m2`" in problem.message and "working_dir" in (problem.hint or "")
+    load_dataflow(flow, Placement(frozenset({"m1", "m2"})))  # both share this host's files: fine
+
+
+def test_a_killed_daemon_is_detected_its_readers_get_input_closed_and_it_can_come_back(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_split(tmp_path, count=100_000)
+    started = split_cluster.car("start", str(flow), "--name", "lossy", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 30
+    while '"small"' not in split_cluster.car("logs", "lossy", "sink").stdout and time.monotonic() < deadline:
+        if (split_cluster.root / "out" / "lossy" / "src.log").exists():
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    split_cluster.daemons["m1"].kill()  # the source's machine goes away
+    killed = time.monotonic()
+    while split_cluster.machines()["m1"].state != "lost":
+        assert time.monotonic() - killed < split_cluster.timeout + 3.0, "the loss was not detected in time"
+        time.sleep(0.05)
+    detected = time.monotonic() - killed
+    assert detected >= split_cluster.timeout * 0.5
+    row = split_cluster.flow("lossy")
+    assert row.state == "degraded" and {p.machine: p.state for p in row.parts}["m1"] == "lost"
+    wait = time.monotonic() + 10
+    while "closed" not in split_cluster.log("lossy", "sink") and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert "closed small" in split_cluster.log("lossy", "sink")  # INPUT_CLOSED for what m1 sent
+    assert wait_until_gone(str(tmp_path / "src.py"), 10) == []  # m1's part stopped with its daemon
+    split_cluster.add_daemon("m1")
+    split_cluster.wait_connected("m1")
+    row = split_cluster.wait_state("lossy", ("failed",))  # m1 came back without its part; m2's sink ended
+    assert {p.machine: p.state for p in row.parts} == {"m1": "failed", "m2": "finished"}
+    again = split_cluster.car(
+        "start", str(write_split(tmp_path, count=20)), "--name", "again", "--attach", cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    assert split_cluster.sink_result("again")["frame"] == 20
+
+
+def test_car_stop_ends_the_run_on_every_machine(split_cluster: Cluster, tmp_path: Path) -> None:
+    flow = write_split(tmp_path, count=100_000)
+    assert split_cluster.car("start", str(flow), "--name", "long", cwd=tmp_path).returncode == 0
+    split_cluster.wait_state("long", ("running",))
+    deadline = time.monotonic() + 20
+    while not all(p.nodes and p.nodes[0].state == "running" for p in split_cluster.flow("long").parts):
+        assert time.monotonic() < deadline, split_cluster.flow("long")
+        time.sleep(0.1)
+    stopped = split_cluster.car("stop", "long", "--timeout", "30")
+    assert stopped.returncode == 0 and "stopped long on m1, m2" in stopped.stdout, stopped.stderr
+    assert split_cluster.flow("long").state == "finished"
+    assert processes_mentioning(str(tmp_path / "src.py")) == processes_mentioning(str(tmp_path / "sink.py")) == []
+    got = split_cluster.sink_result("long")
+    assert got["stop"] and got["frame"] > 0
+
+
+def test_a_daemon_without_its_coordinator_stops_its_nodes_after_the_grace_period(tmp_path: Path) -> None:
+    root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
+    group = Cluster(root, lost_grace=1.0)
+    try:
+        group.add_daemon("m1")
+        group.add_daemon("m2")
+        group.wait_connected("m1", "m2")
+        flow = write_split(tmp_path, count=100_000)
+        assert group.car("start", str(flow), "--name", "orphaned", cwd=tmp_path).returncode == 0
+        group.wait_state("orphaned", ("running",))
+        time.sleep(1.0)
+        group.coordinator.kill()
+        group.coordinator.wait()
+        for machine in ("m1", "m2"):  # the daemons stay, their nodes stop
+            assert group.daemons[machine].poll() is None
+        assert (
+            wait_until_gone(str(tmp_path / "src.py"), 15) == [] and wait_until_gone(str(tmp_path / "sink.py"), 15) == []
+        )
+        assert "stopping this machine's runs" in "".join(p.read_text() for p in root.glob("daemon-*.log"))
+    finally:
+        group.close()
+        left = wait_until_gone(str(root), timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left
