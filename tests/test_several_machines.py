@@ -89,11 +89,18 @@ def free_port() -> int:
 class Cluster:
     """A coordinator and daemons started for one test, in a runtime folder of their own."""
 
-    def __init__(self, root: Path, timeout: float = 1.5, lost_grace: float = 10.0):
+    def __init__(self, root: Path, timeout: float = 1.5, lost_grace: float = 10.0, keys: Path | None = None):
+        """`keys`: the coordinator's (and this test's `car` commands') keys folder; None: no keys anywhere."""
         self.root = root
         self.runtime = root / "rt"
         self.runtime.mkdir()
-        self.env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime), "XDG_STATE_HOME": str(root / "state")}
+        self.env = {
+            **os.environ,
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "XDG_STATE_HOME": str(root / "state"),
+            "XDG_CONFIG_HOME": str(root / "config"),  # no keys of the user's
+            "CAR_KEYS_DIR": str(keys or root / "no-keys"),
+        }
         self.daemon_port, self.control_port = free_port(), free_port()
         self.control = f"127.0.0.1:{self.control_port}"
         self.timeout = timeout
@@ -111,13 +118,14 @@ class Cluster:
             str(timeout),
         )
 
-    def _start(self, *args: str) -> subprocess.Popen[str]:
+    def _start(self, *args: str, keys: Path | None = None) -> subprocess.Popen[str]:
         log = open(self.root / f"{args[0]}-{len(self.daemons)}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+        env = {**self.env, "CAR_KEYS_DIR": str(keys)} if keys else self.env
         return subprocess.Popen(
-            [sys.executable, "-m", "car", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-m", "car", *args], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
         )
 
-    def add_daemon(self, machine: str) -> subprocess.Popen[str]:
+    def add_daemon(self, machine: str, keys: Path | None = None) -> subprocess.Popen[str]:
         proc = self._start(
             "daemon",
             "--machine-id",
@@ -128,14 +136,17 @@ class Cluster:
             str(self.root / "out"),
             "--lost-grace",
             str(self.lost_grace),
+            keys=keys,
         )
         self.daemons[machine] = proc
         return proc
 
-    def car(self, *args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def car(
+        self, *args: str, cwd: Path | None = None, timeout: float = 60, keys: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "car", *args, "--coordinator-addr", self.control],
-            env=self.env,
+            env={**self.env, "CAR_KEYS_DIR": str(keys)} if keys else self.env,
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -143,7 +154,15 @@ class Cluster:
         )
 
     def ask(self, message: cluster.ClientToCoordinator, answer: type[R]) -> R:
-        return ask(f"tcp://{self.control}", message, answer)
+        previous = os.environ.get("CAR_KEYS_DIR")
+        os.environ["CAR_KEYS_DIR"] = self.env["CAR_KEYS_DIR"]  # as this test's `car` commands
+        try:
+            return ask(f"tcp://{self.control}", message, answer)
+        finally:
+            if previous is None:
+                del os.environ["CAR_KEYS_DIR"]
+            else:
+                os.environ["CAR_KEYS_DIR"] = previous
 
     def machines(self) -> dict[str, cluster.MachineRow]:
         return {m.machine: m for m in self.ask(cluster.ListMachines(), cluster.Machines).machines}
@@ -344,6 +363,95 @@ def test_a_daemon_without_its_coordinator_stops_its_nodes_after_the_grace_period
             wait_until_gone(str(tmp_path / "src.py"), 15) == [] and wait_until_gone(str(tmp_path / "sink.py"), 15) == []
         )
         assert "stopping this machine's runs" in "".join(p.read_text() for p in root.glob("daemon-*.log"))
+    finally:
+        group.close()
+        left = wait_until_gone(str(root), timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left
+
+
+def make_keys(root: Path, *hosts: str) -> dict[str, Path]:
+    """A keys folder per host with `car keys`; the first host runs the coordinator and trusts the others."""
+    folders = {host: root / f"keys-{host}" for host in hosts}
+    env = {**os.environ, "XDG_CONFIG_HOME": str(root / "config")}
+
+    def run(*args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "car", "keys", *args], env=env, capture_output=True, text=True, check=True
+        )
+
+    coordinator, *others = hosts
+    run("init", "--coordinator", "--dir", str(folders[coordinator]))
+    for host in others:
+        run("init", "--dir", str(folders[host]))
+        run("trust", "coordinator", str(folders[coordinator] / "self.key"), "--dir", str(folders[host]))
+        run("trust", host, str(folders[host] / "self.key"), "--dir", str(folders[coordinator]))
+    return folders
+
+
+def forge(endpoint: str, source: str, keys: tuple[bytes, bytes, bytes] | None) -> None:
+    """Send one message as `source` to a node's tcp:// socket, plainly or with a key pair and the server's key."""
+    import zmq
+
+    from car.transport import wire
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    if keys is not None:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
+    sock.connect(endpoint)
+    sock.send_multipart(wire.encode(wire.KIND_DATA, source.encode(), (time.time_ns(), 0), {"n": -1}))
+    time.sleep(0.2)
+    ctx.destroy(linger=0)
+
+
+def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_authenticated(tmp_path: Path) -> None:
+    import zmq.auth
+
+    root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
+    keys = make_keys(root, "hub", "m1", "m2", "stranger")
+    (keys["hub"] / "trusted" / "stranger.key").unlink()  # made, but the coordinator does not trust it
+    mode = (keys["m1"] / "self.key_secret").stat().st_mode & 0o777
+    assert mode == 0o600
+    group = Cluster(root, keys=keys["hub"])
+    try:
+        group.add_daemon("m1", keys=keys["m1"])
+        group.add_daemon("m2", keys=keys["m2"])
+        group.add_daemon("m3", keys=keys["stranger"])
+        group.wait_connected("m1", "m2")
+        rows = group.machines()
+        assert "m3" not in rows and all(row.encrypted for row in rows.values())
+        refused = group.car("list", keys=keys["stranger"], timeout=30)
+        assert refused.returncode == 2 and "no coordinator answered" in refused.stderr
+        plain = subprocess.run(
+            [sys.executable, "-m", "car", "machines", "--coordinator-addr", group.control],
+            env={**group.env, "CAR_KEYS_DIR": str(root / "none")},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert plain.returncode == 2 and "no coordinator answered" in plain.stderr
+        flow = write_split(tmp_path, count=200)
+        started = group.car("start", str(flow), "--name", "sealed", cwd=tmp_path)
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 30
+        while not any(
+            p.machine == "m2" and p.nodes and p.nodes[0].state == "running" for p in group.flow("sealed").parts
+        ):
+            assert time.monotonic() < deadline, "the sink did not start"
+            time.sleep(0.05)
+        part = json.loads(next((root / "rt" / "car").glob("part-*-m2.json")).read_text())
+        endpoint = part["listen"]["sink"]
+        stranger_public, stranger_secret = zmq.auth.load_certificate(keys["stranger"] / "self.key_secret")
+        m2_public, _ = zmq.auth.load_certificate(keys["m2"] / "self.key")
+        forge(endpoint, "src/small", None)  # no key: refused by CurveZMQ
+        forge(endpoint, "src/small", (stranger_public, stranger_secret, m2_public))  # a key not of the run's machines
+        group.wait_state("sealed", ("finished",), timeout=60)
+        got = group.sink_result("sealed")
+        assert got["small"] == list(range(1, 201)) and got["frame"] == 200  # nothing forged got in
+        logs = "".join(p.read_text() for p in root.glob("*.log"))
+        assert "refused a peer without a trusted key" in logs  # the stranger daemon, logged by the coordinator
+        assert "refused a peer" in group.log("sealed", "sink")  # the forged sender, logged by the sink
     finally:
         group.close()
         left = wait_until_gone(str(root), timeout=10)

@@ -327,6 +327,9 @@ COMMANDS: list[Command] = [
         "up", "start a coordinator and this machine's daemon in the background", several.up_arguments, several.cmd_up
     ),
     Command(
+        "keys", "make, trust and show the CurveZMQ keys of several machines", several.keys_arguments, several.cmd_keys
+    ),
+    Command(
         "down", "stop every dataflow, the daemons and the coordinator", several.coordinator_option, several.cmd_down
     ),
     Command(

@@ -16,6 +16,7 @@ import zmq
 
 from car.plan.runs import RunError, pid_alive, runtime_root
 from car.transport import cluster, control
+from car.transport.keys import COORDINATOR, KeysError, load_keys
 
 R = TypeVar("R", bound=cluster.CoordinatorReply)
 ENV_VAR = "CAR_COORDINATOR"
@@ -58,17 +59,25 @@ def ask(target: str, message: cluster.ClientToCoordinator, answer: type[R], time
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        keys = load_keys()
+        if keys is not None:
+            keys.connect_to(sock, keys.peer(COORDINATOR))
         sock.connect(target)
         sock.send(control.encode(message))
         if not sock.poll(int(timeout * 1000)):
+            secured = ""
+            if keys is not None:
+                secured = f" (with the keys in {keys.folder}: is trusted/coordinator.key its key, does it trust ours?)"
             raise RunError(
-                f"no coordinator answered at {target} within {timeout:g} s: start one with `car up` "
-                "(or `car coordinator`), or give --coordinator-addr HOST"
+                f"no coordinator answered at {target} within {timeout:g} s{secured}: start one "
+                "with `car up` (or `car coordinator`), or give --coordinator-addr HOST"
             )
         try:
             reply = control.decode(sock.recv(), cluster.CoordinatorReply)
         except control.ControlError as exc:
             raise RunError(f"the coordinator at {target} answered something this car cannot read: {exc}") from None
+    except KeysError as exc:
+        raise RunError(str(exc)) from None
     finally:
         sock.close()
     if isinstance(reply, cluster.Declined):

@@ -22,6 +22,7 @@ from car.plan.runs import RunError, pid_alive, runtime_root
 from car.spec.loader import load_dataflow
 from car.spec.model import DataflowError, Placement
 from car.transport import cluster
+from car.transport.keys import COORDINATOR, Keys, KeysError, create_keys, keys_dir, load_keys, trust
 
 LOOPBACK = "127.0.0.1"
 UP_WAIT_S = 10.0
@@ -68,18 +69,30 @@ def coordinator_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _keys_for(option: str, address: str) -> Keys | None:
+    """This host's keys; listening at `address` beyond loopback without them is refused."""
+    try:
+        keys = load_keys()
+    except KeysError as exc:
+        raise RunError(str(exc)) from None
+    if keys is None and address not in (LOOPBACK, "localhost"):
+        raise RunError(
+            f"{option} {address}: listening beyond this machine needs keys: run `car keys init` "
+            f"(see `car keys --help`), or stay on {LOOPBACK}"
+        )
+    return keys
+
+
 def cmd_coordinator(args: argparse.Namespace) -> int:
     """Run the coordinator in the foreground."""
     if args.heartbeat <= 0 or args.timeout <= args.heartbeat:
         raise RunError("--heartbeat must be positive and --timeout longer than it")
-    if args.bind not in (LOOPBACK, "localhost"):
-        raise RunError(
-            f"--bind {args.bind}: listening beyond this machine needs keys, which this car does not have yet; "
-            f"run on {LOOPBACK} (tunnel with `ssh -L` meanwhile)"
-        )
+    keys = _keys_for("--bind", args.bind)
     daemons = f"tcp://{args.bind}:{args.daemon_port}"
     controls = f"tcp://{args.bind}:{args.control_port}"
-    coordinator = Coordinator(daemons, controls, args.heartbeat, args.timeout, say=_say)
+    coordinator = Coordinator(daemons, controls, args.heartbeat, args.timeout, say=_say, keys=keys)
+    if keys is not None:
+        _say(f"CurveZMQ on: daemons and car commands need keys {keys.trusted} trusts")
     try:
         if not local_coordinator():
             coordinator_file().write_text(json.dumps({"pid": os.getpid(), "control": controls}))
@@ -133,10 +146,12 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     """Run a machine's daemon in the foreground."""
     if not args.machine_id or "/" in args.machine_id or any(c.isspace() for c in args.machine_id):
         raise RunError(f"--machine-id `{args.machine_id}` must be a plain name without `/` or spaces")
-    if args.listen not in (LOOPBACK, "localhost"):
-        raise RunError(
-            f"--listen {args.listen}: listening beyond this machine needs keys, which this car does not have yet"
-        )
+    keys = _keys_for("--listen", args.listen)
+    if keys is not None:
+        try:
+            keys.peer(COORDINATOR)
+        except KeysError as exc:
+            raise RunError(str(exc)) from None
     out = Path(args.out) if args.out else state_root()
     daemon = MachineDaemon(
         args.machine_id,
@@ -146,6 +161,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         args.advertise,
         args.lost_grace,
         say=_say,
+        keys=keys,
     )
     return daemon.run()
 
@@ -415,3 +431,51 @@ def stop_placed(address: str | None, name: str | None, grace: float, timeout: fl
             return f"stopped {started.name} on {', '.join(started.machines)}"
         time.sleep(0.1)
     raise RunError(f"dataflow `{started.name}` is still stopping after {timeout:g} s")
+
+
+# -- car keys -----------------------------------------------------------------------------------------
+
+
+def keys_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car keys`."""
+    parser.add_argument(
+        "action", choices=("init", "trust", "show"), help="make this host's keys; trust a peer's; show ours"
+    )
+    parser.add_argument("name", nargs="?", help="trust: the peer's name (`coordinator`, or a machine id)")
+    parser.add_argument("file", nargs="?", help="trust: the peer's public key file (its keys/self.key)")
+    parser.add_argument("--coordinator", action="store_true", help="init: this host runs the coordinator")
+    parser.add_argument("--force", action="store_true", help="init: replace keys that exist")
+    parser.add_argument(
+        "--dir", default=None, metavar="DIR", help=f"the keys folder (default {keys_dir()}, or $CAR_KEYS_DIR)"
+    )
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Make, trust and show CurveZMQ keys."""
+    folder = Path(args.dir) if args.dir else keys_dir()
+    try:
+        if args.action == "init":
+            keys = create_keys(folder, args.coordinator, args.force)
+            print(f"made this host's keys in {folder} (secret key mode 0600)")
+            print(f"public key: {keys.public.decode()} ({folder / 'self.key'})")
+            if args.coordinator:
+                print(f"on each other host: `car keys trust coordinator FILE` with this host's {folder / 'self.key'}")
+                print("here, for each other host: `car keys trust NAME FILE` with its self.key")
+            else:
+                print("here: `car keys trust coordinator FILE` with the coordinator host's self.key;")
+                print(f"on the coordinator's host: `car keys trust NAME FILE` with this host's {folder / 'self.key'}")
+            return 0
+        if args.action == "trust":
+            if not args.name or not args.file:
+                raise RunError("car keys trust NAME FILE: name the peer and give its public key file")
+            print(f"trusted `{args.name}`: {trust(folder, args.name, Path(args.file))}")
+            return 0
+        mine = load_keys(folder)
+        if mine is None:
+            raise RunError(f"no keys in {folder}: make them with `car keys init`")
+        print(f"public key: {mine.public.decode()} ({folder / 'self.key'})")
+        for path in sorted(mine.trusted.glob("*.key")):
+            print(f"trusted: {path.stem}")
+        return 0
+    except KeysError as exc:
+        raise RunError(str(exc)) from None

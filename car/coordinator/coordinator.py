@@ -24,6 +24,7 @@ from car.plan.signals import catch_stop_signals
 from car.spec.loader import check_text
 from car.spec.model import Dataflow, DataflowError, Placement
 from car.transport import cluster, control
+from car.transport.keys import Keys, authenticator
 from car.transport.router import Router
 
 LOOP_MS = 50
@@ -48,6 +49,7 @@ class Machine:
     offset_ns: int = 0
     rtt_ns: int = 0
     lost: bool = False
+    public_key: str = ""
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Part:
     listen: dict[str, str] | None = None
     nodes: list[control.NodeRow] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    ready: bool = False  # its nodes are ready
 
 
 @dataclass
@@ -113,7 +116,10 @@ class Coordinator:
         heartbeat: float = 0.5,
         timeout: float = 3.0,
         say: Callable[[str], None] = print,
+        keys: Keys | None = None,
     ):
+        """With `keys`, both ports take only CurveZMQ peers whose public keys are trusted (car.transport.keys)."""
+        self.keys = keys
         self.daemon_endpoint = daemon_endpoint
         self.control_endpoint = control_endpoint
         self.heartbeat = heartbeat
@@ -136,11 +142,13 @@ class Coordinator:
     def run(self) -> int:
         """Serve until shut down (`car down`) or a signal; 0."""
         catch_stop_signals(self._note_signal)
+        auth = authenticator(self._ctx, self.keys, self.say) if self.keys is not None else None
         daemon_handlers: dict[type[Any], Any] = {
             cluster.Register: self._on_register,
             cluster.Pong: self._on_pong,
             cluster.Prepared: self._on_prepared,
             cluster.PrepareFailed: self._on_prepare_failed,
+            cluster.PartReady: self._on_part_ready,
             cluster.NodesGone: self._on_nodes_gone,
             cluster.RunEnded: self._on_run_ended,
             cluster.RunState: self._on_run_state,
@@ -186,6 +194,8 @@ class Coordinator:
                 self._clients.reply_later(self._shutdown_asker, cluster.Accepted())
             self._daemons.close()
             self._clients.close()
+            if auth is not None:
+                auth.stop()
             self._ctx.destroy(linger=200)
         return 0
 
@@ -194,6 +204,8 @@ class Coordinator:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if self.keys is not None:
+            self.keys.serve(sock)
         sock.bind(endpoint)
         return sock
 
@@ -245,6 +257,7 @@ class Coordinator:
             now,
             known.offset_ns if known else 0,
             known.rtt_ns if known else 0,
+            public_key=message.public_key,
         )
         if known is None or back:
             self.say(
@@ -353,11 +366,16 @@ class Coordinator:
         if any(p.listen is None for p in flow.parts.values()):
             return
         reach: dict[str, str] = {}
+        server_keys: dict[str, str] = {}
         for part in flow.parts.values():
             reach.update(part.listen or {})
+            public_key = self.machines[part.machine].public_key
+            if public_key:
+                server_keys.update({key: public_key for key in part.listen or {}})
+        peers = [self.machines[m].public_key for m in flow.parts if self.machines[m].public_key]
         for part in flow.parts.values():
             part.state = "running"
-            self._send(self.machines[part.machine], cluster.StartRun(flow.run_id, reach))
+            self._send(self.machines[part.machine], cluster.StartRun(flow.run_id, reach, server_keys, peers))
         flow.state = "running"
         self.say(f"dataflow `{flow.name}` ({flow.run_id}) started on {', '.join(flow.parts)}")
         self._answer(flow.asker, cluster.Started(flow.run_id, flow.name, list(flow.parts)))
@@ -403,6 +421,18 @@ class Coordinator:
             if machine is not None and part.state == "running":
                 self._send(machine, cluster.StopRunHere(flow.run_id, "requested by `car stop`", message.grace))
         return cluster.Started(flow.run_id, flow.name, list(flow.parts))
+
+    def _on_part_ready(self, message: cluster.PartReady, _: bytes) -> None:
+        """When every machine's nodes of a run are ready, its timers start everywhere (as dora's do)."""
+        flow = self.flows.get(message.run_id)
+        if flow is None or message.machine not in flow.parts:
+            return
+        flow.parts[message.machine].ready = True
+        if all(p.ready for p in flow.parts.values()):
+            for part in flow.parts.values():
+                machine = self.machines.get(part.machine)
+                if machine is not None:
+                    self._send(machine, cluster.AllReady(flow.run_id))
 
     def _on_nodes_gone(self, message: cluster.NodesGone, _: bytes) -> None:
         flow = self.flows.get(message.run_id)
@@ -464,6 +494,7 @@ class Coordinator:
                 round(m.rtt_ns / 1e6, 3),
                 sum(1 for f in self.flows.values() if m.id in f.parts and not f.ended_at),
                 m.pid,
+                self.keys is not None,
             )
             for m in sorted(self.machines.values(), key=lambda m: m.id)
         ]

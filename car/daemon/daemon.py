@@ -61,9 +61,11 @@ class Daemon:
         extra_env: dict[str, str] | None = None,
         wiring: Wiring | None = None,
         on_sources_closed: Callable[[list[str]], None] | None = None,
+        on_all_ready: Callable[[], None] | None = None,
     ):
         """`run.machine` "" runs every node (`car launch`); else that machine's part of a run a coordinator
-        placed, wired to the others by `wiring`; `on_sources_closed` hears of outputs here that ended."""
+        placed, wired to the others by `wiring`; `on_sources_closed` hears of outputs here that ended, and
+        `on_all_ready` that this machine's nodes are ready (timers then wait for `StartTimers`)."""
         self.dataflow = dataflow
         self.run_info = run
         self.terminal = terminal
@@ -89,7 +91,15 @@ class Daemon:
         self.timers = Timers(self._ctx, _timer_readers(self.nodes), endpoints, direct.timer_ends)
         self.parts = RunParts(direct, self.timers, self.subscriptions, self.notifier, self.flushes)
         self.supervisor = Supervisor(
-            dataflow, self.plan, self.nodes, self.parts, terminal, grace, extra_env or {}, on_sources_closed
+            dataflow,
+            self.plan,
+            self.nodes,
+            self.parts,
+            terminal,
+            grace,
+            extra_env or {},
+            on_sources_closed,
+            on_all_ready,
         )
         self._handlers: dict[type[Any], Handler] = {
             control.Ready: self._on_ready,
@@ -105,6 +115,7 @@ class Daemon:
             control.Subscribe: self._on_subscribe,
             control.Unsubscribe: self._on_unsubscribe,
             control.CloseInputs: self._on_close_inputs,
+            control.StartTimers: self._on_start_timers,
         }
         self._signal: int | None = None
         self.started = 0.0
@@ -229,6 +240,10 @@ class Daemon:
         if message.grace > 0:
             self.supervisor.grace = message.grace
         self.stop(message.reason)
+        return control.Done()
+
+    def _on_start_timers(self, _: control.StartTimers, __: bytes) -> control.DaemonReply:
+        self.supervisor.open_timers()
         return control.Done()
 
     def _on_close_inputs(self, message: control.CloseInputs, _: bytes) -> control.DaemonReply:

@@ -36,6 +36,7 @@ from car.plan.signals import catch_stop_signals
 from car.spec.loader import check_text
 from car.spec.model import DataflowError, Placement
 from car.transport import cluster, control
+from car.transport.keys import COORDINATOR, Keys
 
 LOOP_MS = 100
 REGISTER_AGAIN_S = 1.5  # without a ping for this long, say Register again
@@ -109,10 +110,12 @@ class MachineDaemon:
         advertise: str = "",
         lost_grace: float = 10.0,
         say: Callable[[str], None] = print,
+        keys: Keys | None = None,
     ):
         """`coordinator`: tcp://HOST:PORT; `listen_host`: where nodes listen for nodes elsewhere (`*` for any
         interface, or an interface name); `advertise`: the address others reach them at ("": the address
-        the coordinator sees this daemon at)."""
+        the coordinator sees this daemon at); `keys`: join over CurveZMQ, and so do its nodes' links."""
+        self.keys = keys
         self.machine = machine
         self.coordinator = coordinator
         self.out_root = out_root
@@ -140,6 +143,7 @@ class MachineDaemon:
             cluster.PrepareRun: self._on_prepare,
             cluster.StartRun: self._on_start,
             cluster.AbortRun: self._on_abort,
+            cluster.AllReady: self._on_all_ready,
             cluster.StopRunHere: self._on_stop_here,
             cluster.CloseSources: self._on_close_sources,
             cluster.AskRun: self._on_ask_run,
@@ -160,6 +164,8 @@ class MachineDaemon:
         self._socket.setsockopt(zmq.LINGER, 500)
         self._socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         self._socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if self.keys is not None:
+            self.keys.connect_to(self._socket, self.keys.peer(COORDINATOR))
         self._socket.connect(self.coordinator)
         self._uplink.bind(self._uplink_endpoint)
         daemon_file(self.machine).write_text(json.dumps({"machine": self.machine, "pid": os.getpid()}))
@@ -205,8 +211,8 @@ class MachineDaemon:
                 raw = self._uplink.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            try:
-                self._tell(control.decode(raw, cluster.NodesGone))
+            try:  # from a part's process: passed on to the coordinator
+                self._tell(control.decode(raw, cluster.DaemonToCoordinator))
             except control.ControlError:
                 continue
 
@@ -221,7 +227,8 @@ class MachineDaemon:
         if silent > REGISTER_AGAIN_S and now - self._last_register > REGISTER_AGAIN_S:
             self._last_register = now
             runs = [run_id for run_id in self.parts]
-            self._tell(cluster.Register(self.machine, socket.gethostname(), os.getpid(), runs))
+            public_key = self.keys.public.decode() if self.keys is not None else ""
+            self._tell(cluster.Register(self.machine, socket.gethostname(), os.getpid(), runs, public_key))
         if self._last_ping and silent > self.lost_grace and not self._lost_stopped and self.parts:
             self._lost_stopped = True
             self.say(f"no word from the coordinator for {silent:.1f} s: stopping this machine's runs")
@@ -305,6 +312,9 @@ class MachineDaemon:
         if spec is None:
             return
         spec.reach = dict(message.reach)
+        spec.server_keys = dict(message.server_keys)
+        spec.peers = list(message.peers)
+        spec.keys_dir = str(self.keys.folder) if self.keys is not None else ""
         spec_file = runtime_root() / f"part-{spec.run_id}-{self.machine}.json"
         spec.save(spec_file)
         log = open(Path(spec.out_dir) / f"car-{self.machine}.log", "ab")  # noqa: SIM115  # the child keeps it
@@ -323,6 +333,14 @@ class MachineDaemon:
             log.close()
         self.parts[spec.run_id] = Part(spec, proc)
         self.say(f"run `{spec.name}` started here (pid {proc.pid})")
+
+    def _on_all_ready(self, message: cluster.AllReady) -> None:
+        part = self.parts.get(message.run_id)
+        if part is not None:
+            try:
+                request(part.info, control.StartTimers(), timeout=1.0)
+            except RunError as exc:
+                self.say(f"run `{part.spec.name}`: could not start its timers: {exc}")
 
     def _on_abort(self, message: cluster.AbortRun) -> None:
         self.prepared.pop(message.run_id, None)

@@ -47,6 +47,13 @@ class PartSpec:
     grace: float = 2.0
     listen: dict[str, str] = field(default_factory=dict)
     reach: dict[str, str] = field(default_factory=dict)
+    keys_dir: str = ""
+    server_keys: dict[str, str] = field(default_factory=dict)
+    peers: list[str] = field(default_factory=list)
+
+    def wiring(self) -> Wiring:
+        """How its nodes reach the other machines' nodes."""
+        return Wiring(self.listen, self.reach, self.keys_dir, self.server_keys, self.peers)
 
     def placement(self) -> Placement:
         """How the dataflow is placed, checked from this machine."""
@@ -81,11 +88,20 @@ def main(argv: list[str]) -> int:
     def sources_closed(sources: list[str]) -> None:
         uplink.send(control.encode(cluster.NodesGone(spec.machine, spec.run_id, sources)), zmq.NOBLOCK)
 
+    def all_ready() -> None:
+        uplink.send(control.encode(cluster.PartReady(spec.machine, spec.run_id)), zmq.NOBLOCK)
+
     run = create_run(spec.name, spec.file, spec.out_dir, spec.run_id, spec.machine)
     mine = [n.id for n in dataflow.nodes if n.machine == spec.machine]
     terminal = Terminal(mine, quiet=False)
     daemon = Daemon(
-        dataflow, run, terminal, spec.grace, wiring=Wiring(spec.listen, spec.reach), on_sources_closed=sources_closed
+        dataflow,
+        run,
+        terminal,
+        spec.grace,
+        wiring=spec.wiring(),
+        on_sources_closed=sources_closed,
+        on_all_ready=all_ready,
     )
     threading.Thread(target=_watch_parent, args=(spec.parent_pid,), daemon=True).start()
     terminal.say(f"run `{spec.name}` on machine `{spec.machine}`: {len(mine)} nodes, logs in {spec.out_dir}/")

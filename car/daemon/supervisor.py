@@ -61,8 +61,11 @@ class Supervisor:
         grace: float,
         extra_env: dict[str, str],
         on_sources_closed: Callable[[list[str]], None] | None = None,
+        on_all_ready: Callable[[], None] | None = None,
     ):
-        """`on_sources_closed`: told the outputs of a node here that ended (for readers on other machines)."""
+        """`on_sources_closed`: told the outputs of a node here that ended (for readers on other machines).
+        `on_all_ready`: a machine's part of a run placed on several: told when its nodes are ready, and the
+        timers then wait for `open_timers` (every machine's nodes are ready); None: they start at once."""
         self.dataflow = dataflow
         self.on_sources_closed = on_sources_closed
         self.plan = plan
@@ -76,6 +79,9 @@ class Supervisor:
         self._term_at = 0.0
         self._kill_at = 0.0
         self._timers_started = False
+        self.on_all_ready = on_all_ready
+        self._timers_open = on_all_ready is None  # the other machines' nodes are ready too
+        self._said_ready = False
 
     # -- the run ---------------------------------------------------------------------
     def start(self) -> None:
@@ -281,11 +287,22 @@ class Supervisor:
         """The nodes here that read `source` (of a node here or on another machine), each once."""
         return [n.spec.id for n in self.nodes.values() if any(i.source == source for i in n.spec.inputs.values())]
 
+    def open_timers(self) -> None:
+        """Every machine's nodes are ready: the timers may start once this machine's are (see on_all_ready)."""
+        self._timers_open = True
+        if not self._timers_started:
+            self._start_timers_once_all_ready()
+
     def _start_timers_once_all_ready(self) -> None:
         if all(
             n.ready or n.spec.is_dynamic or n.state in (NodeStatus.EXITED, NodeStatus.FAILED)
             for n in self.nodes.values()
         ):
+            if self.on_all_ready is not None and not self._said_ready:
+                self._said_ready = True
+                self.on_all_ready()
+            if not self._timers_open:
+                return
             self._timers_started = True
             for n in self.nodes.values():
                 if n.ready and n.state == NodeStatus.RUNNING:

@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,7 @@ class Node:
         self._next_drop_report = 0.0
         self._last_drop_report = time.monotonic()
         self._daemon = DaemonLink(cfg, self._ctx, LINGER_MS)
+        keys, self._authenticator = self._secure(cfg)
         self._inbox = Inbox(
             self.id,
             cfg.receive_endpoint,
@@ -86,11 +88,29 @@ class Node:
             lambda source: self._daemon.tell(control.EndOfStream(self.id, source)),
             self._change_plan,
             cfg.remote_endpoint,
+            keys,
         )
-        self._outbox = Outbox(cfg, self._ctx, self._clock, self._drops, self._stopping)
+        self._outbox = Outbox(cfg, self._ctx, self._clock, self._drops, self._stopping, keys)
         self._daemon.tell(control.Ready(self.id, os.getpid()))
         self._daemon.watch(self._stats)
         atexit.register(self.close)
+
+    def _secure(self, cfg: NodeConfig) -> tuple[Any, Any]:
+        """With keys (links to other machines over CurveZMQ): this machine's keys, and the authenticator that
+        lets only the run's machines send to this node's tcp:// sockets (when it has any)."""
+        if not cfg.keys_dir:
+            return None, None
+        from car.transport.keys import authenticator, load_keys  # only nodes with keys pay for zmq.auth
+
+        keys = load_keys(Path(cfg.keys_dir))
+        if keys is None:
+            raise RuntimeError(f"node `{cfg.node_id}`: no keys in {cfg.keys_dir} (`car keys init` there)")
+        listens = cfg.remote_endpoint or any(i.endpoint.startswith("tcp://") for i in cfg.inputs.values())
+
+        def say(text: str) -> None:
+            print(f"car: node `{cfg.node_id}`: {text}", file=sys.stderr)
+
+        return keys, authenticator(self._ctx, keys, say, cfg.peers) if listens else None
 
     # -- receiving -----------------------------------------------------------------
     def __iter__(self) -> Iterator[Event]:
@@ -223,6 +243,8 @@ class Node:
             print(f"car: node `{self.id}` dropped in total: {summary}", file=sys.stderr)
         self._daemon.tell(control.Bye(self.id, self.sent, self.received, totals, self.superseded()))
         self._daemon.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._ctx.destroy(linger=STOPPING_LINGER_MS if stopping else LINGER_MS)
 
     def _finish_outputs(self) -> None:

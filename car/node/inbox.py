@@ -16,7 +16,7 @@ import select
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
@@ -27,6 +27,9 @@ from car.plan.config import TRANSIT_HWM, InputConfig
 from car.transport import control, direct, wire
 from car.transport.hlc import HybridLogicalClock, Timestamp
 from car.transport.shm import FrameReader, Hold, StaleFrameError, finish_reader, reset_reader
+
+if TYPE_CHECKING:  # zmq.auth costs every node 30 ms to import: only nodes with keys load it
+    from car.transport.keys import Keys
 
 DRAIN_BATCH = 256  # messages moved from a socket into the queues per receive, at most
 
@@ -92,8 +95,11 @@ class Inbox:
         on_end_of_stream: Callable[[str], None],
         on_control: Callable[[control.DaemonToNode], None],
         remote_endpoint: str = "",
+        keys: Keys | None = None,
     ):
-        """`owner` names the node (or subscriber) in messages; the callbacks take what is not data."""
+        """`owner` names the node (or subscriber) in messages; the callbacks take what is not data. With
+        `keys`, what it listens on over tcp:// (from other machines) takes only CurveZMQ peers."""
+        self._keys = keys
         self.owner = owner
         self._clock = clock
         self.drops = drops
@@ -123,7 +129,7 @@ class Inbox:
         self.main.bind(receive_endpoint)
         if remote_endpoint:  # nodes on other machines send here (tcp://)
             try:
-                self.main.bind(remote_endpoint)
+                self._bind_remote(self.main, remote_endpoint)
             except zmq.ZMQError as exc:
                 self.main.close(linger=0)
                 raise RuntimeError(
@@ -140,7 +146,7 @@ class Inbox:
             if spec.endpoint:
                 inp.socket = ctx.socket(zmq.ROUTER)
                 inp.socket.setsockopt(zmq.LINGER, 0)
-                inp.socket.bind(spec.endpoint)
+                self._bind_remote(inp.socket, spec.endpoint)
                 self._polled.append(inp)
             else:
                 self._routes.setdefault(spec.source.encode(), []).append(inp)
@@ -153,6 +159,12 @@ class Inbox:
                 self._fd_poll.register(int(zsock.getsockopt(zmq.FD)), select.POLLIN)
             for fd in self._direct_by_fd:
                 self._fd_poll.register(fd, select.POLLIN)
+
+    def _bind_remote(self, sock: zmq.Socket[bytes], endpoint: str) -> None:
+        """Bind `sock` at `endpoint`; a tcp:// one (from other machines) as a CurveZMQ server when there are keys."""
+        if endpoint.startswith("tcp://") and self._keys is not None:
+            self._keys.serve(sock)  # applies to this bind only: the ipc:// ones before stay plain
+        sock.bind(endpoint)
 
     # -- waiting ------------------------------------------------------------------------
     def next(self, timeout: float | None, ended: bool) -> Event | None:

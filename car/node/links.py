@@ -21,7 +21,7 @@ import socket
 import sys
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import zmq
@@ -30,6 +30,9 @@ from car.plan.config import TRANSIT_HWM, Destination, NodeConfig
 from car.transport import direct, wire
 from car.transport.hlc import HybridLogicalClock
 from car.transport.shm import FrameWriter
+
+if TYPE_CHECKING:  # zmq.auth costs every node 30 ms to import: only nodes with keys load it
+    from car.transport.keys import Keys
 
 # Notify first and copy after, so the reader's work overlaps the copy, only where the CPU
 # makes stores visible in program order (x86): Python has no memory fences, and elsewhere
@@ -41,6 +44,7 @@ from car.transport.shm import FrameWriter
 NOTIFY_FIRST = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
 SEND_RETRY_MS = 100  # a backpressure send re-checks for STOP this often
 LINGER_MS = 1000  # at exit, how long queued messages may take to reach live readers
+REMOTE_HWM = 100  # messages in transit to a reader on another machine before the sender drops (frames are large)
 
 
 class UnknownOutputError(ValueError):
@@ -227,10 +231,13 @@ class Outbox:
         clock: HybridLogicalClock,
         drops: DropFlag,
         stopping: Callable[[], bool],
+        keys: Keys | None = None,
     ):
         """`stopping`: called while a backpressure send waits for room; it keeps the node's own
-        receiving going and says whether the node is stopping (then the send gives up)."""
+        receiving going and says whether the node is stopping (then the send gives up). `keys`:
+        for links to other machines over CurveZMQ."""
         self.node_id = config.node_id
+        self._keys = keys
         self.dataflow = config.dataflow
         self._ctx = ctx
         self._clock = clock
@@ -274,8 +281,12 @@ class Outbox:
         if sock is None:
             sock = self._ctx.socket(zmq.DEALER if dest.backpressure else zmq.PUSH)
             # to another machine: no more in transit than the reader queues (frames are large, networks slow)
-            sock.setsockopt(zmq.SNDHWM, max(2, dest.queue_size) if dest.remote else TRANSIT_HWM)
+            sock.setsockopt(zmq.SNDHWM, REMOTE_HWM if dest.remote else TRANSIT_HWM)
             sock.setsockopt(zmq.LINGER, LINGER_MS)
+            if dest.server_key:
+                if self._keys is None:
+                    raise RuntimeError(f"node `{self.node_id}` has no keys to reach {dest.endpoint} over CurveZMQ")
+                self._keys.connect_to(sock, dest.server_key.encode())
             sock.connect(dest.endpoint)
             self._sockets[dest.endpoint] = sock
         if dest.backpressure:

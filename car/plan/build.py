@@ -31,6 +31,11 @@ class Wiring:
 
     listen: dict[str, str] = field(default_factory=dict)  # keys of this machine's nodes -> endpoint to bind
     reach: dict[str, str] = field(default_factory=dict)  # keys of other machines' nodes -> endpoint to connect to
+    # With CurveZMQ (car.transport.keys): this machine's keys folder, the public key of the machine
+    # behind each `reach` endpoint, and the public keys of the run's machines (who may send here).
+    keys_dir: str = ""
+    server_keys: dict[str, str] = field(default_factory=dict)
+    peers: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ def plan_machine(
             dataflow=str(dataflow.file),
             receive_endpoint=f"ipc://{run_dir}/n{index}.sock",
             remote_endpoint=wiring.listen.get(node.id, ""),
+            keys_dir=wiring.keys_dir,
+            peers=list(wiring.peers),
             control_endpoint=control_endpoint,
             daemon_pid=os.getpid(),
             send_eos=node.restart_policy != "always",
@@ -211,7 +218,10 @@ def _wire_remote_readers(dataflow: Dataflow, configs: dict[str, NodeConfig], loc
                 continue  # not wired (a plan for a look, without a coordinator)
             dest = None if backpressure else by_source.get(inp.source)
             if dest is None:
-                dest = Destination(endpoint, spec.id, [], backpressure, inp.queue_size, remote=True)
+                server_key = wiring.server_keys.get(key, "")
+                dest = Destination(
+                    endpoint, spec.id, [], backpressure, inp.queue_size, remote=True, server_key=server_key
+                )
                 configs[inp.source_node].outputs[inp.source_output].append(dest)
                 if not backpressure:
                     by_source[inp.source] = dest

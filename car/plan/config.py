@@ -37,6 +37,7 @@ class Destination:
     apart: bool = False  # sender and reader are pinned to CPUs they do not share (cpu_affinity)
     subscription: str = ""  # a subscriber (a process that joined the running graph), not a node
     remote: bool = False  # a reader on another machine (tcp://): sent whole, from the sender's buffer
+    server_key: str = ""  # with CurveZMQ: the public key (Z85) of the reader's machine
 
 
 @dataclass
@@ -74,6 +75,8 @@ class NodeConfig:
     control_endpoint: str
     daemon_pid: int
     remote_endpoint: str = ""  # tcp:// where it also receives from nodes on other machines; "" when none
+    keys_dir: str = ""  # with CurveZMQ across machines: its machine's keys folder (car.transport.keys)
+    peers: list[str] = field(default_factory=list)  # with CurveZMQ: public keys of the machines that may send to it
     send_eos: bool = True  # False when the daemon restarts the node whenever it exits
     inputs: dict[str, InputConfig] = field(default_factory=dict)
     outputs: dict[str, list[Destination]] = field(default_factory=dict)

@@ -38,6 +38,7 @@ class MachineRow:
     rtt_ms: float
     runs: int
     pid: int = 0
+    encrypted: bool = False  # it joined over CurveZMQ
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Register(DaemonToCoordinator):
     host: str = ""
     pid: int = 0
     runs: list[str] = field(default_factory=list)
+    public_key: str = ""  # its CurveZMQ public key (Z85), when it has keys: its nodes' links use it
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,14 @@ class PrepareFailed(DaemonToCoordinator):
     TYPE: ClassVar[str] = "prepare_failed"
     run_id: str = ""
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PartReady(DaemonToCoordinator):
+    """Every node of a run's part on this machine is ready (timers here wait for `AllReady`)."""
+
+    TYPE: ClassVar[str] = "part_ready"
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,11 +200,22 @@ class PrepareRun(CoordinatorToDaemon):
 
 @dataclass(frozen=True)
 class StartRun(CoordinatorToDaemon):
-    """Start a prepared run; `reach`: where the nodes on other machines listen."""
+    """Start a prepared run; `reach`: where the nodes on other machines listen; with keys, `server_keys`: the
+    public key of the machine behind each of those, and `peers`: the public keys of the run's machines."""
 
     TYPE: ClassVar[str] = "start"
     run_id: str = ""
     reach: dict[str, str] = field(default_factory=dict)
+    server_keys: dict[str, str] = field(default_factory=dict)
+    peers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AllReady(CoordinatorToDaemon):
+    """Every machine's nodes of a run are ready: its timers may tick."""
+
+    TYPE: ClassVar[str] = "all_ready"
+    run_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,13 @@ class StopRun(ClientToDaemon):
 
 
 @dataclass(frozen=True)
+class StartTimers(ClientToDaemon):
+    """Every machine's nodes of the run are ready: timers may tick (a run placed on several machines)."""
+
+    TYPE: ClassVar[str] = "start_timers"
+
+
+@dataclass(frozen=True)
 class CloseInputs(ClientToDaemon):
     """`sources` (node/output, on another machine) send no more: their readers here get INPUT_CLOSED."""
 
