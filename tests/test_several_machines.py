@@ -89,9 +89,19 @@ def free_port() -> int:
 class Cluster:
     """A coordinator and daemons started for one test, in a runtime folder of their own."""
 
-    def __init__(self, root: Path, timeout: float = 1.5, lost_grace: float = 10.0, keys: Path | None = None):
-        """`keys`: the coordinator's (and this test's `car` commands') keys folder; None: no keys anywhere."""
+    def __init__(
+        self,
+        root: Path,
+        timeout: float = 1.5,
+        lost_grace: float = 10.0,
+        keys: Path | None = None,
+        netns: str = "",
+        bind: str = "127.0.0.1",
+    ):
+        """`keys`: the coordinator's (and this test's `car` commands') keys folder; None: no keys anywhere.
+        `netns`: the network namespace the coordinator (and this test's `car` commands) run in, at `bind`."""
         self.root = root
+        self.netns = netns
         self.runtime = root / "rt"
         self.runtime.mkdir()
         self.env = {
@@ -102,7 +112,7 @@ class Cluster:
             "CAR_KEYS_DIR": str(keys or root / "no-keys"),
         }
         self.daemon_port, self.control_port = free_port(), free_port()
-        self.control = f"127.0.0.1:{self.control_port}"
+        self.control = f"{bind}:{self.control_port}"
         self.timeout = timeout
         self.lost_grace = lost_grace
         self.daemons: dict[str, subprocess.Popen[str]] = {}
@@ -116,27 +126,41 @@ class Cluster:
             "0.25",
             "--timeout",
             str(timeout),
+            "--bind",
+            bind,
+            netns=netns,
         )
 
-    def _start(self, *args: str, keys: Path | None = None) -> subprocess.Popen[str]:
+    def _start(self, *args: str, keys: Path | None = None, netns: str = "") -> subprocess.Popen[str]:
         log = open(self.root / f"{args[0]}-{len(self.daemons)}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
         env = {**self.env, "CAR_KEYS_DIR": str(keys)} if keys else self.env
+        inside = ["ip", "netns", "exec", netns] if netns else []
         return subprocess.Popen(
-            [sys.executable, "-m", "car", *args], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            [*inside, sys.executable, "-m", "car", *args], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
         )
 
-    def add_daemon(self, machine: str, keys: Path | None = None) -> subprocess.Popen[str]:
+    def add_daemon(
+        self,
+        machine: str,
+        keys: Path | None = None,
+        netns: str = "",
+        coordinator_host: str = "127.0.0.1",
+        listen: str = "127.0.0.1",
+    ) -> subprocess.Popen[str]:
         proc = self._start(
             "daemon",
             "--machine-id",
             machine,
+            "--listen",
+            listen,
             "--coordinator-addr",
-            f"127.0.0.1:{self.daemon_port}",
+            f"{coordinator_host}:{self.daemon_port}",
             "--out",
             str(self.root / "out"),
             "--lost-grace",
             str(self.lost_grace),
             keys=keys,
+            netns=netns,
         )
         self.daemons[machine] = proc
         return proc
@@ -144,8 +168,9 @@ class Cluster:
     def car(
         self, *args: str, cwd: Path | None = None, timeout: float = 60, keys: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
         return subprocess.run(
-            [sys.executable, "-m", "car", *args, "--coordinator-addr", self.control],
+            [*inside, sys.executable, "-m", "car", *args, "--coordinator-addr", self.control],
             env={**self.env, "CAR_KEYS_DIR": str(keys)} if keys else self.env,
             cwd=cwd,
             capture_output=True,
@@ -457,3 +482,186 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
         left = wait_until_gone(str(root), timeout=10)
         shutil.rmtree(root, ignore_errors=True)
         assert not left
+
+
+@pytest.fixture
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    """Network namespaces `a` (10.77.0.1) and `b` (10.77.0.2) joined by a veth pair; skipped where that cannot be."""
+    tag = f"car{os.getpid() % 100000}"
+    a, b = f"{tag}a", f"{tag}b"
+    made: list[str] = []
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
+
+    try:
+        for ns in (a, b):
+            ip("netns", "add", ns)
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        ip("link", "add", f"{tag}x", "netns", a, "type", "veth", "peer", "name", f"{tag}y", "netns", b)
+        ip("-n", a, "addr", "add", "10.77.0.1/24", "dev", f"{tag}x")
+        ip("-n", b, "addr", "add", "10.77.0.2/24", "dev", f"{tag}y")
+        ip("-n", a, "link", "set", f"{tag}x", "up")
+        ip("-n", b, "link", "set", f"{tag}y", "up")
+    except (OSError, subprocess.SubprocessError) as exc:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        detail = getattr(exc, "stderr", "") or exc
+        pytest.skip(f"network namespaces cannot be made here (needs root and `ip netns`): {detail}")
+    try:
+        yield a, b
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_machines_in_separate_network_namespaces_over_a_veth_pair_with_keys(
+    two_namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    a, b = two_namespaces
+    root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
+    keys = make_keys(root, "hub", "m1", "m2")
+    group = Cluster(root, keys=keys["hub"], netns=a, bind="10.77.0.1")
+    try:
+        group.add_daemon("m1", keys["m1"], netns=a, coordinator_host="10.77.0.1", listen="*")
+        group.add_daemon("m2", keys["m2"], netns=b, coordinator_host="10.77.0.1", listen="*")
+        deadline = time.monotonic() + 20
+        machines: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            listed = group.car("machines", "--json")
+            machines = {m["machine"]: m for m in json.loads(listed.stdout or "[]")} if listed.returncode == 0 else {}
+            if len(machines) == 2 and all(m["state"] == "connected" for m in machines.values()):
+                break
+            time.sleep(0.2)
+        assert machines["m1"]["address"] == "10.77.0.1" and machines["m2"]["address"] == "10.77.0.2", machines
+        flow = write_split(tmp_path, count=60)
+        started = group.car("start", str(flow), "--name", "veth", "--attach", cwd=tmp_path, timeout=90)
+        assert started.returncode == 0, started.stderr
+        got = group.sink_result("veth")
+        assert got["small"] == list(range(1, 61)) and got["frame"] == 60  # across the veth pair, encrypted
+    finally:
+        group.close()
+        left = wait_until_gone(str(root), timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left
+
+
+BURST = """
+from car import Node
+
+node = Node()
+for n in range(1, 301):
+    node.send_output("small", {"n": n})  # as fast as it can: only the reader's credits hold it back
+"""
+
+SLOW_SINK = """
+import json
+import time
+from car import Node
+
+node = Node()
+got, stamps = [], []
+for event in node:
+    if event.type == "INPUT":
+        got.append(event.value["n"])
+        stamps.append(tuple(event.timestamp))
+        time.sleep(0.002)
+print(json.dumps({"small": got, "increasing": all(a < b for a, b in zip(stamps, stamps[1:]))}), flush=True)
+"""
+
+
+def test_backpressure_holds_across_machines_and_timestamps_only_go_forward(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - {id: src, path: src.py, outputs: [small], deploy: {machine: m1}}
+          - id: sink
+            path: sink.py
+            inputs: {small: {source: src/small, queue_size: 2, queue_policy: backpressure}}
+            deploy: {machine: m2}
+        """,
+        src_py=BURST,
+        sink_py=SLOW_SINK,
+    )
+    started = split_cluster.car("start", str(flow), "--name", "credits", "--attach", cwd=tmp_path, timeout=90)
+    assert started.returncode == 0, started.stderr
+    got = split_cluster.sink_result("credits")
+    assert got["small"] == list(range(1, 301))  # a queue of 2, a slow reader, and not one dropped
+    assert got["increasing"]  # hybrid-logical timestamps from the other machine never go back
+    assert "dropped" not in split_cluster.log("credits", "src")
+
+
+ONE_MACHINE = """
+nodes:
+  - id: src
+    path: src.py
+    inputs: {tick: dora/timer/millis/20}
+    outputs: [small, frame]
+  - id: sink
+    path: sink.py
+    inputs: {small: src/small, frame: src/frame}
+"""
+
+
+def test_car_up_runs_a_coordinator_and_a_daemon_here_and_car_down_leaves_nothing(tmp_path: Path) -> None:
+    root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
+    (root / "rt").mkdir()
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(root / "rt"),
+        "XDG_STATE_HOME": str(root / "state"),
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "CAR_KEYS_DIR": str(root / "no-keys"),
+    }
+
+    def car(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "car", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90
+        )
+
+    ports = ["--daemon-port", str(free_port()), "--control-port", str(free_port())]
+    try:
+        up = car("up", "--machine-id", "box", *ports)
+        assert up.returncode == 0 and "daemon `box` are up" in up.stdout, up.stderr
+        assert car("up", *ports).returncode == 2  # one is enough
+        flow = write_flow(tmp_path, ONE_MACHINE, src_py=SOURCE.replace("COUNT", "100000"), sink_py=SINK)
+        started = car("start", str(flow), "--name", "boxed")  # no deploy: the daemon beside the coordinator
+        assert started.returncode == 0 and "on box" in started.stdout, started.stderr
+        deadline = time.monotonic() + 20
+        while "sink:running" not in car("list").stdout:
+            assert time.monotonic() < deadline, car("list").stdout
+            time.sleep(0.2)
+        machines = car("machines")
+        assert "box" in machines.stdout and "connected" in machines.stdout
+        down = car("down")
+        assert down.returncode == 0, down.stderr
+        assert wait_until_gone(str(tmp_path / "src.py"), 10) == [] and wait_until_gone(str(root), 10) == []
+        sink = (root / "state" / "car" / "runs" / "boxed" / "sink.log").read_text()
+        assert '"stop": true' in sink  # stopped in order: the sink saw STOP
+        assert car("list").stdout.strip() == "no dataflow is running"
+    finally:
+        left = wait_until_gone(str(root), timeout=10)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left
+
+
+def test_car_launch_of_a_file_for_several_machines_runs_everything_here_and_says_so(tmp_path: Path) -> None:
+    flow = write_split(tmp_path, flow=SPLIT.replace("machine: m2", "machine: m2, working_dir: /srv/on-the-laptop"))
+    result = subprocess.run(
+        [sys.executable, "-m", "car", "launch", str(flow), "--out", str(tmp_path / "out"), "--name", "alone"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "places nodes" in line]
+    assert said == ["car: the file places nodes on m1, m2: all run here (`car start` places them)"]
+    line = next(x for x in (tmp_path / "out" / "alone" / "sink.log").read_text().splitlines() if x.startswith("{"))
+    assert json.loads(line)["frame"] == 40

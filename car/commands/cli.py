@@ -182,11 +182,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
     terminal = Terminal([n.id for n in dataflow.nodes], quiet=args.quiet)
     for warning in terminal_warnings:
         terminal.say(f"warning: {warning}")
-    machines = sorted({n.machine for n in dataflow.nodes if n.machine})
+    machines = dataflow.machines()
     if machines:
-        terminal.say(
-            f"running every node on this machine (deploy machines {', '.join(machines)} need `car coordinator`)"
-        )
+        terminal.say(f"the file places nodes on {', '.join(machines)}: all run here (`car start` places them)")
     daemon = Daemon(dataflow, run, terminal, grace=args.grace, extra_env=extra_env)
     terminal.say(f"run `{name}`: {len(dataflow.nodes)} nodes, logs in {out_dir}/")
     code = daemon.run(args.duration)

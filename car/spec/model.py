@@ -169,8 +169,9 @@ class Placement:
     checking: str | None = None
 
     def is_local(self, machine: str) -> bool:
-        """Whether a node on `machine` sees the dataflow file's folder."""
-        return machine in self.here
+        """Whether a node on `machine` sees the dataflow file's folder ("": the coordinator's choice, taken
+        as the CLI's own, as dora's `local` defaults to true)."""
+        return not machine or machine in self.here
 
     def checks(self, machine: str) -> bool:
         """Whether the paths of nodes on `machine` are checked here."""
