@@ -58,6 +58,7 @@ bench: setup
 	$(BIN)/python bench/perception.py
 	$(BIN)/python bench/loop_latency.py
 	$(BIN)/python bench/wire_cost.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

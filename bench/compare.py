@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import machines
 from common import machine, sink_report
 from latency import (
     ARROW_CASES,
@@ -156,11 +158,24 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: bool = False) -> dict[str, Any]:
+def measure(
+    peers: list[str], repeat: int, seconds: float, count: int, pinned: bool = False, split: bool = True
+) -> dict[str, Any]:
     """Run every case for every peer, interleaved; the report `--json` prints."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {case: {p: [] for p in peers} for case in CASES}
     throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in peers if p in THROUGHPUT}
+    split_runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    split_throughput: dict[str, list[dict[str, Any]]] = {}
+    netns = "not asked for"
     for rep in range(repeat):
+        if split and "car" in peers:  # two daemons on this host, tcp:// between them (bench/machines.py)
+            found = machines.measure(seconds, machines.SPLIT_COUNT, "dora" in peers, netns=os.geteuid() == 0)
+            for case, by_peer in found["cases"].items():
+                for peer, result in by_peer.items():
+                    split_runs.setdefault(case, {}).setdefault(peer, []).append(result)
+            for peer, result in found["throughput"].items():
+                split_throughput.setdefault(peer, []).append(result)
+            netns = found["netns"]
         order = peers[rep % len(peers) :] + peers[: rep % len(peers)]
         for case, (size, hz, hops) in CASES.items():
             for peer in order:
@@ -198,10 +213,26 @@ def measure(peers: list[str], repeat: int, seconds: float, count: int, pinned: b
         added["frame_subscribed_sink_p50_added_us"] = round(cases[SUBSCRIBED_CASE]["car"]["p50_us"] - car_frame, 1)
         added["frame_subscriber_p50_us"] = round(statistics.median(r["subscriber"]["p50_us"] for r in subscribed), 1)
         added["frame_subscriber_dropped"] = sum(r["subscriber_dropped"] for r in subscribed)
+    split_cases = {case: {p: summarise(r) for p, r in by_peer.items()} for case, by_peer in split_runs.items()}
+    split_best = {peer: median_run(results) for peer, results in split_throughput.items()}
+
+    def split_p50(case: str, peer: str) -> float | None:
+        return split_cases[case][peer]["p50_us"] if peer in split_cases.get(case, {}) else None
+
+    def split_rate(peer: str) -> float | None:
+        return split_best[peer]["msgs_per_s"] if peer in split_best else None
+
     return {
         "cases": cases,
         "throughput": best,
+        "machines": {"cases": split_cases, "throughput": split_best, "netns": netns},
         "ratios": {
+            "small_split_p50_car_over_dora": ratio(split_p50("small_split", "car"), split_p50("small_split", "dora")),
+            "frame_split_p50_car_over_dora": ratio(split_p50("frame_split", "car"), split_p50("frame_split", "dora")),
+            "frame_split_p50_keys_over_plain": ratio(
+                split_p50("frame_split", "car_keys"), split_p50("frame_split", "car")
+            ),
+            "throughput_split_car_over_dora": ratio(split_rate("car"), split_rate("dora")),
             "small_p50_car_over_dora": ratio(car_small, p50("small_1hop", "dora")),
             "frame_p50_car_over_dora": ratio(car_frame, p50("frame_1hop", "dora")),
             "small_p50_car_over_zmq": ratio(car_small, p50("small_1hop", "zmq")),
@@ -251,6 +282,12 @@ def print_table(report: dict[str, Any]) -> None:
             f"throughput {peer:<4} {tp['msgs_per_s']:>10,} msg/s delivered "
             f"({tp['received']:,} of {tp['sent']:,} received, {tp['dropped']:,} dropped)"
         )
+    split = report["machines"]
+    if split["cases"]:
+        print("across machines (two daemons on this host, node to node over tcp://; car_keys: CurveZMQ):")
+        machines.print_rows(split["cases"], split["throughput"])
+        if split["netns"]:
+            print(f"across network namespaces: {split['netns']}")
     named = {k: v for k, v in report["ratios"].items() if v is not None}
     print("ratios: " + ", ".join(f"{k} {v}" for k, v in named.items()))
 
@@ -264,6 +301,7 @@ def main(default_peers: str = DEFAULT_PEERS) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of every case (default 3)")
     parser.add_argument("--pin", action="store_true", help=f"{PINNED} (needs 2 CPUs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--no-machines", action="store_true", help="leave out the cross-machine cases (machines.py)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEERS))
@@ -288,7 +326,7 @@ def main(default_peers: str = DEFAULT_PEERS) -> None:
         "peers": peers,
         **states,
         "pinned": args.pin,
-        **measure(peers, args.repeat, args.seconds, args.count, args.pin),
+        **measure(peers, args.repeat, args.seconds, args.count, args.pin, split=not args.no_machines),
     }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -26,7 +26,7 @@ def run_bench(*args: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -> None:
-    report = run_bench("bench/latency.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000")
+    report = run_bench("bench/latency.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000", "--no-machines")
     assert report["peers"] == ["car", "zmq"]
     cases = report["cases"]
     assert isinstance(cases, dict)
@@ -56,6 +56,7 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(420)  # every case once, and the cross-machine ones: three clusters of two daemons
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs to put the nodes on")
 def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
     """Installs dora into bench/.dora-venv from PyPI the first time (about 15 s)."""
@@ -89,6 +90,15 @@ def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
         "arrow_struct_p50_car_over_dora",
     ):
         assert isinstance(ratios[key], float) and ratios[key] > 0, key
+    split = report["machines"]
+    assert isinstance(split, dict)
+    for case in ("small_split", "frame_split"):  # two daemons, tcp:// between them: car, with keys, and dora
+        peers = {"car", "car_keys", "dora"} | ({"car_keys_netns"} if not split["netns"] else set())
+        assert set(split["cases"][case]) == peers, split["netns"]
+        assert all(row["runs"][0]["n"] > 10 for row in split["cases"][case].values()), case
+    assert set(split["throughput"]) == {"car", "car_keys", "dora"}
+    for key in ("small_split_p50_car_over_dora", "frame_split_p50_car_over_dora", "throughput_split_car_over_dora"):
+        assert isinstance(ratios[key], float) and ratios[key] > 0, key
 
 
 @pytest.mark.slow
@@ -97,7 +107,16 @@ def test_compare_measures_iceoryx2_as_a_reference_on_every_latency_case() -> Non
     shm = Path("/dev/shm")
     before = set(shm.glob("iox2_*"))
     report = run_bench(
-        "bench/compare.py", "--peers", "car,iceoryx2", "--seconds", "1", "--repeat", "1", "--count", "2000"
+        "bench/compare.py",
+        "--peers",
+        "car,iceoryx2",
+        "--seconds",
+        "1",
+        "--repeat",
+        "1",
+        "--count",
+        "2000",
+        "--no-machines",
     )
     if "iceoryx2" not in report["peers"]:
         pytest.skip(f"iceoryx2 could not be installed or run here: {report['iceoryx2']}")
@@ -187,3 +206,15 @@ def test_wire_cost_measures_every_case_against_another_checkout() -> None:
     assert {"bytes 64 B + metadata", "frame 921,600 B (view)", "pyarrow struct x100"} <= set(cases)
     assert set(against) == set(ratios) == set(cases)  # the same checkout sends everything this one does
     assert all(row["min_us"] > 0 and row["min_us"] <= row["p25_us"] <= row["median_us"] for row in cases.values())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_scale_reports_start_up_cost_and_detection_of_killed_daemons() -> None:
+    report = run_bench("bench/scale.py", "--daemons", "4", "--chains", "3")
+    assert report["daemons"] == 4 and report["nodes"] == 12
+    assert 0 < report["start_to_first_message_s"]["median"] <= report["start_to_first_message_s"]["max"]
+    assert report["coordinator_rss_mb"] > 0 and report["heartbeat_messages_per_s_per_daemon"] == 4.0
+    detected = report["detection_s"]
+    assert len(detected) == 4  # every daemon killed was marked lost, after about the timeout
+    assert all(report["lost_timeout_s"] * 0.5 < t < report["lost_timeout_s"] + 10 for t in detected.values())

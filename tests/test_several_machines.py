@@ -24,7 +24,7 @@ import pytest
 from car.commands.coordinator_client import ask
 from car.plan.runs import RunError
 from car.transport import cluster
-from tests.helpers import processes_mentioning, wait_until_gone, write_flow
+from tests.helpers import ROOT, processes_mentioning, wait_until_gone, write_flow
 
 pytestmark = pytest.mark.slow
 R = TypeVar("R", bound=cluster.CoordinatorReply)
@@ -314,6 +314,12 @@ def test_a_remote_node_with_a_relative_path_needs_a_working_dir(tmp_path: Path) 
     (problem,) = caught.value.problems
     assert "runs on machine `m2`" in problem.message and "working_dir" in (problem.hint or "")
     load_dataflow(flow, Placement(frozenset({"m1", "m2"})))  # both share this host's files: fine
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "rt")}  # no daemon runs "here"
+    (tmp_path / "rt").mkdir()
+    home = write_split(tmp_path, flow="deploy: {machine: m1}\n" + SPLIT)  # m1: the file's own machine
+    checked = subprocess.run([sys.executable, "-m", "car", "check", str(home)], env=env, capture_output=True, text=True)
+    assert checked.returncode == 2 and "node `sink` runs on machine `m2`" in checked.stderr
+    assert "node `src`" not in checked.stderr
 
 
 def test_a_killed_daemon_is_detected_its_readers_get_input_closed_and_it_can_come_back(
@@ -486,34 +492,16 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
 
 @pytest.fixture
 def two_namespaces() -> Iterator[tuple[str, str]]:
-    """Network namespaces `a` (10.77.0.1) and `b` (10.77.0.2) joined by a veth pair; skipped where that cannot be."""
-    tag = f"car{os.getpid() % 100000}"
-    a, b = f"{tag}a", f"{tag}b"
-    made: list[str] = []
-
-    def ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
+    """Network namespaces joined by a veth pair (10.78.0.1, 10.78.0.2: bench/machines.py makes them); skipped
+    where that cannot be."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import machines as bench_machines
 
     try:
-        for ns in (a, b):
-            ip("netns", "add", ns)
-            made.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
-        ip("link", "add", f"{tag}x", "netns", a, "type", "veth", "peer", "name", f"{tag}y", "netns", b)
-        ip("-n", a, "addr", "add", "10.77.0.1/24", "dev", f"{tag}x")
-        ip("-n", b, "addr", "add", "10.77.0.2/24", "dev", f"{tag}y")
-        ip("-n", a, "link", "set", f"{tag}x", "up")
-        ip("-n", b, "link", "set", f"{tag}y", "up")
-    except (OSError, subprocess.SubprocessError) as exc:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        detail = getattr(exc, "stderr", "") or exc
-        pytest.skip(f"network namespaces cannot be made here (needs root and `ip netns`): {detail}")
-    try:
-        yield a, b
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        with bench_machines.namespaces() as pair:
+            yield pair
+    except RuntimeError as exc:
+        pytest.skip(f"network namespaces cannot be made here (needs root and `ip netns`): {exc}")
 
 
 def test_machines_in_separate_network_namespaces_over_a_veth_pair_with_keys(
@@ -522,10 +510,10 @@ def test_machines_in_separate_network_namespaces_over_a_veth_pair_with_keys(
     a, b = two_namespaces
     root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
     keys = make_keys(root, "hub", "m1", "m2")
-    group = Cluster(root, keys=keys["hub"], netns=a, bind="10.77.0.1")
+    group = Cluster(root, keys=keys["hub"], netns=a, bind="10.78.0.1")
     try:
-        group.add_daemon("m1", keys["m1"], netns=a, coordinator_host="10.77.0.1", listen="*")
-        group.add_daemon("m2", keys["m2"], netns=b, coordinator_host="10.77.0.1", listen="*")
+        group.add_daemon("m1", keys["m1"], netns=a, coordinator_host="10.78.0.1", listen="*")
+        group.add_daemon("m2", keys["m2"], netns=b, coordinator_host="10.78.0.1", listen="*")
         deadline = time.monotonic() + 20
         machines: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -534,7 +522,7 @@ def test_machines_in_separate_network_namespaces_over_a_veth_pair_with_keys(
             if len(machines) == 2 and all(m["state"] == "connected" for m in machines.values()):
                 break
             time.sleep(0.2)
-        assert machines["m1"]["address"] == "10.77.0.1" and machines["m2"]["address"] == "10.77.0.2", machines
+        assert machines["m1"]["address"] == "10.78.0.1" and machines["m2"]["address"] == "10.78.0.2", machines
         flow = write_split(tmp_path, count=60)
         started = group.car("start", str(flow), "--name", "veth", "--attach", cwd=tmp_path, timeout=90)
         assert started.returncode == 0, started.stderr

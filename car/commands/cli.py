@@ -27,12 +27,13 @@ from car.commands.extensions import extension_commands, launch_options
 from car.daemon import affinity
 from car.daemon.daemon import Daemon
 from car.daemon.logs import Terminal
+from car.daemon.machine import local_machines
 from car.daemon.processes import with_compat_path
 from car.plan.config import ENV_VAR
 from car.plan.runs import RunError, ask, create_run, find_run, list_runs
 from car.spec.graph import to_html, to_mermaid
 from car.spec.loader import load_dataflow
-from car.spec.model import Dataflow, DataflowError, Problem
+from car.spec.model import Dataflow, DataflowError, Placement, Problem
 from car.transport import control
 
 EXIT_USER_ERROR = 2
@@ -78,8 +79,15 @@ def _file_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Check a dataflow file and report every problem."""
+    """Check a dataflow file and report every problem, as `car start` would place it: nodes on machines
+    whose daemons run here, or on the file's default machine, are local; the others need a `working_dir`."""
     dataflow = _load(args.file)
+    if dataflow.machines():
+        here = frozenset({dataflow.machine, *local_machines()})
+        try:
+            dataflow = load_dataflow(args.file, Placement(here))
+        except DataflowError as exc:
+            _refuse(args.file, exc.problems)
     links = sum(len(n.inputs) for n in dataflow.nodes)
     print(f"{args.file}: ok ({len(dataflow.nodes)} nodes, {links} inputs)")
     return 0

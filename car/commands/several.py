@@ -314,12 +314,21 @@ def cmd_start(args: argparse.Namespace) -> int:
 def _attach(target: str, name: str) -> int:
     """Follow every node's log until the dataflow ends; Ctrl-C stops it first."""
     offsets: dict[str, int] = {}
+    states: dict[str, str] = {}
     try:
         while True:
             flow = _flow(target, name)
             for part in flow.parts:
-                for node in part.nodes:
-                    _print_new(target, name, node.id, offsets)
+                if part.state == "lost" != states.get(part.machine):
+                    _say(f"machine `{part.machine}` lost: its nodes' readers elsewhere get INPUT_CLOSED")
+                elif states.get(part.machine) == "lost" != part.state:
+                    _say(f"machine `{part.machine}` is back ({part.state})")
+                states[part.machine] = part.state
+                for node in part.nodes if part.state != "lost" else []:
+                    try:
+                        _print_new(target, name, node.id, offsets)
+                    except RunError:
+                        pass  # its log is not readable now (its machine restarted): the rest goes on
             if flow.state in ("finished", "failed"):
                 print(f"car: {name} {flow.state}", file=sys.stderr)
                 return 0 if flow.state == "finished" else 1

@@ -90,12 +90,26 @@ def local_machines() -> list[str]:
     return sorted(found)
 
 
-def free_port(host: str) -> int:
-    """A TCP port nothing listens on at `host` now (a node binds it when it starts, moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("" if host == "*" else host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+def reserve_port(host: str) -> tuple[socket.socket, int]:
+    """A TCP port for a node to listen on at `host`, and the socket that holds it until the run ends.
+
+    The socket is bound (with SO_REUSEADDR) but does not listen: no other bind to port 0 on
+    this host gets the port meanwhile (two daemons on one host would otherwise race for
+    ports they had just probed), while the node's own ZeroMQ bind, which listens, still
+    can. `*` or an interface name (`wlan0`, which ZeroMQ binds and a socket cannot): on
+    every address."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        try:
+            probe.bind(("" if host == "*" else host, 0))
+        except (OSError, UnicodeError):  # an interface name is not an address
+            probe.bind(("", 0))
+    except OSError:
+        probe.close()
+        raise
+    port: int = probe.getsockname()[1]
+    return probe, port
 
 
 class MachineDaemon:
@@ -126,6 +140,7 @@ class MachineDaemon:
         self.parts: dict[str, Part] = {}
         self.prepared: dict[str, PartSpec] = {}
         self.ended: dict[str, Path] = {}  # run id -> the logs of a part that ended here
+        self.reserved: dict[str, list[socket.socket]] = {}  # run id -> the ports its nodes listen on (reserve_port)
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._socket = self._ctx.socket(zmq.DEALER)
         self._uplink = self._ctx.socket(zmq.PULL)
@@ -241,6 +256,7 @@ class MachineDaemon:
             if code is None:
                 continue
             del self.parts[run_id]
+            self._release(run_id)
             self.ended[run_id] = Path(part.spec.out_dir)
             summary = _last_lines(Path(part.spec.out_dir) / f"car-{self.machine}.log", 8)
             self._tell(cluster.RunEnded(self.machine, run_id, code, summary))
@@ -284,11 +300,14 @@ class MachineDaemon:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             listen, advertised = {}, {}
+            held = self.reserved.setdefault(message.run_id, [])
             for key in remote_keys(dataflow, self.machine):
-                port = free_port(self.listen_host)
+                probe, port = reserve_port(self.listen_host)
+                held.append(probe)
                 listen[key] = f"tcp://{self.listen_host}:{port}"
                 advertised[key] = f"tcp://{self.advertise}:{port}"  # no host: the coordinator puts in ours
         except OSError as exc:
+            self._release(message.run_id)
             problem = f"machine `{self.machine}`: cannot prepare the run ({exc.strerror or exc})"
             self._tell(cluster.PrepareFailed(self.machine, message.run_id, [problem]))
             return
@@ -327,6 +346,7 @@ class MachineDaemon:
                 start_new_session=True,
             )
         except OSError as exc:
+            self._release(spec.run_id)
             self._tell(cluster.RunEnded(self.machine, spec.run_id, 1, [f"could not start: {exc}"]))
             return
         finally:
@@ -344,6 +364,12 @@ class MachineDaemon:
 
     def _on_abort(self, message: cluster.AbortRun) -> None:
         self.prepared.pop(message.run_id, None)
+        self._release(message.run_id)
+
+    def _release(self, run_id: str) -> None:
+        """Let go of the ports a run's nodes listened on."""
+        for probe in self.reserved.pop(run_id, []):
+            probe.close()
 
     def _on_stop_here(self, message: cluster.StopRunHere) -> None:
         part = self.parts.get(message.run_id)
