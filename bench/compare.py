@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -159,7 +158,13 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def measure(
-    peers: list[str], repeat: int, seconds: float, count: int, pinned: bool = False, split: bool = True
+    peers: list[str],
+    repeat: int,
+    seconds: float,
+    count: int,
+    pinned: bool = False,
+    split: bool = True,
+    netns: bool = False,
 ) -> dict[str, Any]:
     """Run every case for every peer, interleaved; the report `--json` prints."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {case: {p: [] for p in peers} for case in CASES}
@@ -169,7 +174,7 @@ def measure(
     netns = "not asked for"
     for rep in range(repeat):
         if split and "car" in peers:  # two daemons on this host, tcp:// between them (bench/machines.py)
-            found = machines.measure(seconds, machines.SPLIT_COUNT, "dora" in peers, netns=os.geteuid() == 0)
+            found = machines.measure(seconds, machines.SPLIT_COUNT, "dora" in peers, netns=netns)
             for case, by_peer in found["cases"].items():
                 for peer, result in by_peer.items():
                     split_runs.setdefault(case, {}).setdefault(peer, []).append(result)
@@ -302,6 +307,7 @@ def main(default_peers: str = DEFAULT_PEERS) -> None:
     parser.add_argument("--pin", action="store_true", help=f"{PINNED} (needs 2 CPUs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--no-machines", action="store_true", help="leave out the cross-machine cases (machines.py)")
+    parser.add_argument("--netns", action="store_true", help="cross-machine cases across network namespaces too (root)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEERS))
@@ -326,7 +332,7 @@ def main(default_peers: str = DEFAULT_PEERS) -> None:
         "peers": peers,
         **states,
         "pinned": args.pin,
-        **measure(peers, args.repeat, args.seconds, args.count, args.pin, split=not args.no_machines),
+        **measure(peers, args.repeat, args.seconds, args.count, args.pin, not args.no_machines, args.netns),
     }
     if args.json:
         print(json.dumps(report, indent=2))
