@@ -171,7 +171,7 @@ def measure(
     throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in peers if p in THROUGHPUT}
     split_runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     split_throughput: dict[str, list[dict[str, Any]]] = {}
-    netns = "not asked for"
+    netns_note = "not asked for"
     for rep in range(repeat):
         if split and "car" in peers:  # two daemons on this host, tcp:// between them (bench/machines.py)
             found = machines.measure(seconds, machines.SPLIT_COUNT, "dora" in peers, netns=netns)
@@ -180,7 +180,7 @@ def measure(
                     split_runs.setdefault(case, {}).setdefault(peer, []).append(result)
             for peer, result in found["throughput"].items():
                 split_throughput.setdefault(peer, []).append(result)
-            netns = found["netns"]
+            netns_note = found["netns"]
         order = peers[rep % len(peers) :] + peers[: rep % len(peers)]
         for case, (size, hz, hops) in CASES.items():
             for peer in order:
@@ -230,7 +230,7 @@ def measure(
     return {
         "cases": cases,
         "throughput": best,
-        "machines": {"cases": split_cases, "throughput": split_best, "netns": netns},
+        "machines": {"cases": split_cases, "throughput": split_best, "netns": netns_note},
         "ratios": {
             "small_split_p50_car_over_dora": ratio(split_p50("small_split", "car"), split_p50("small_split", "dora")),
             "frame_split_p50_car_over_dora": ratio(split_p50("frame_split", "car"), split_p50("frame_split", "dora")),

@@ -24,13 +24,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from common import NODES, read_json, sink_report
 from latency import FRAME, SMALL, WARMUP_S
 
+from car.commands.coordinator_client import ask
+from car.plan.runs import RunError
+from car.transport import cluster
+
 SPLIT_CASES = {"small_split": (SMALL, 200), "frame_split": (FRAME, 30)}
 SPLIT_COUNT = 20_000  # messages in a throughput run across machines
+R = TypeVar("R", bound=cluster.CoordinatorReply)
 SPLIT_FLOW = """
 env: {{BENCH_SIZE: "{size}", BENCH_OUT: "{out}/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "0"}}
 nodes:
@@ -128,10 +133,30 @@ class CarCluster:
         argv = [*prefix, *CAR, *args, "--coordinator-addr", f"{self.host}:{self.control_port}"]
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120)
 
+    def _ask(self, message: cluster.ClientToCoordinator, answer: type[R]) -> R | None:
+        """Ask the coordinator from this process (a `car` command takes a second to start), or None when it
+        cannot be reached from here (in another network namespace)."""
+        if self.netns:
+            return None
+        os.environ["CAR_KEYS_DIR"] = self.env["CAR_KEYS_DIR"]
+        try:
+            return ask(f"tcp://{self.host}:{self.control_port}", message, answer, timeout=5.0)
+        except RunError:
+            return None
+
     def _connected(self) -> bool:
+        machines = self._ask(cluster.ListMachines(), cluster.Machines)
+        if machines is not None:
+            return sum(1 for row in machines.machines if row.state == "connected") == 2
         listed = self.car("machines", "--json")
         rows = json.loads(listed.stdout) if listed.returncode == 0 else []
         return sum(1 for row in rows if row["state"] == "connected") == 2
+
+    def _finished(self, name: str) -> bool:
+        flows = self._ask(cluster.ListDataflows(), cluster.Dataflows)
+        if flows is not None:
+            return any(f.name == name and f.state in ("finished", "failed") for f in flows.dataflows)
+        return "finished" in self.car("list").stdout.split(name, 1)[1].split("\n")[0]
 
     def run(self, flow: str, seconds: float | None) -> None:
         """Start the dataflow; stop it after `seconds`, or wait for it to end (None)."""
@@ -141,7 +166,7 @@ class CarCluster:
         if started.returncode != 0:
             raise RuntimeError(f"car start failed: {started.stderr}")
         if seconds is None:
-            _wait(lambda: "finished" in self.car("list").stdout.split(path.stem, 1)[1].split("\n")[0], 600, "the run")
+            _wait(lambda: self._finished(path.stem), 600, "the run")
         else:
             time.sleep(seconds)
             self.car("stop", path.stem)
