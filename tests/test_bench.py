@@ -60,7 +60,7 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs to put the nodes on")
 def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
     """Installs dora into bench/.dora-venv from PyPI the first time (about 15 s)."""
-    report = run_bench("bench/compare.py", "--seconds", "1", "--repeat", "1", "--count", "5000", "--pin")
+    report = run_bench("bench/compare.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000", "--pin")
     if "dora" not in report["peers"]:
         pytest.skip(f"dora could not be installed or run here: {report['dora']}")
     assert report["pinned"] is True

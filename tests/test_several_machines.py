@@ -420,8 +420,9 @@ def make_keys(root: Path, *hosts: str) -> dict[str, Path]:
     return folders
 
 
-def forge(endpoint: str, source: str, keys: tuple[bytes, bytes, bytes] | None) -> None:
-    """Send one message as `source` to a node's tcp:// socket, plainly or with a key pair and the server's key."""
+def forge(endpoint: str, source: str, keys: tuple[bytes, bytes, bytes] | None, until: Any = None) -> None:
+    """Send one message as `source` to a node's tcp:// socket, plainly or with a key pair and the server's key;
+    keep the connection until `until()` is true (at most 10 s), else for 0.2 s."""
     import zmq
 
     from car.transport import wire
@@ -432,7 +433,9 @@ def forge(endpoint: str, source: str, keys: tuple[bytes, bytes, bytes] | None) -
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
     sock.connect(endpoint)
     sock.send_multipart(wire.encode(wire.KIND_DATA, source.encode(), (time.time_ns(), 0), {"n": -1}))
-    time.sleep(0.2)
+    deadline = time.monotonic() + (10.0 if until else 0.2)
+    while time.monotonic() < deadline and not (until and until()):
+        time.sleep(0.05)
     ctx.destroy(linger=0)
 
 
@@ -462,7 +465,7 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
             timeout=30,
         )
         assert plain.returncode == 2 and "no coordinator answered" in plain.stderr
-        flow = write_split(tmp_path, count=200)
+        flow = write_split(tmp_path, count=400)
         started = group.car("start", str(flow), "--name", "sealed", cwd=tmp_path)
         assert started.returncode == 0, started.stderr
         deadline = time.monotonic() + 30
@@ -476,10 +479,14 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
         stranger_public, stranger_secret = zmq.auth.load_certificate(keys["stranger"] / "self.key_secret")
         m2_public, _ = zmq.auth.load_certificate(keys["m2"] / "self.key")
         forge(endpoint, "src/small", None)  # no key: refused by CurveZMQ
-        forge(endpoint, "src/small", (stranger_public, stranger_secret, m2_public))  # a key not of the run's machines
+
+        def refused() -> bool:
+            return "refused a peer" in group.log("sealed", "sink")
+
+        forge(endpoint, "src/small", (stranger_public, stranger_secret, m2_public), refused)  # not the run's machines
         group.wait_state("sealed", ("finished",), timeout=60)
         got = group.sink_result("sealed")
-        assert got["small"] == list(range(1, 201)) and got["frame"] == 200  # nothing forged got in
+        assert got["small"] == list(range(1, 401)) and got["frame"] == 400  # nothing forged got in
         logs = "".join(p.read_text() for p in root.glob("*.log"))
         assert "refused a peer without a trusted key" in logs  # the stranger daemon, logged by the coordinator
         assert "refused a peer" in group.log("sealed", "sink")  # the forged sender, logged by the sink
