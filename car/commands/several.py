@@ -26,6 +26,7 @@ from car.transport.keys import COORDINATOR, Keys, KeysError, create_keys, keys_d
 
 LOOPBACK = "127.0.0.1"
 UP_WAIT_S = 10.0
+DOWN_WAIT_S = 20.0  # how long `car down` waits for the coordinator to have stopped every run
 FOLLOW_PERIOD_S = 0.3
 
 
@@ -93,14 +94,15 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     coordinator = Coordinator(daemons, controls, args.heartbeat, args.timeout, say=_say, keys=keys)
     if keys is not None:
         _say(f"CurveZMQ on: daemons and car commands need keys {keys.trusted} trusts")
+    announced = not local_coordinator()  # the first coordinator on this host says where it listens
+    if announced:
+        coordinator_file().write_text(json.dumps({"pid": os.getpid(), "control": controls}))
     try:
-        if not local_coordinator():
-            coordinator_file().write_text(json.dumps({"pid": os.getpid(), "control": controls}))
         return coordinator.run()
     except OSError as exc:  # zmq.ZMQError is one
         raise RunError(f"cannot listen on {daemons} and {controls}: {exc}; pick other ports") from None
     finally:
-        if local_coordinator() == controls and json.loads(coordinator_file().read_text()).get("pid") == os.getpid():
+        if announced:
             coordinator_file().unlink(missing_ok=True)
 
 
@@ -220,22 +222,25 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"car: coordinator and daemon `{args.machine_id}` are up (logs in {logs}); `car down` stops them")
             return 0
         time.sleep(0.1)
-    _stop_recorded(started)
+    _stop_recorded(started, 0.0)
     raise RunError(
         f"the coordinator or daemon did not come up within {UP_WAIT_S:g} s: see {logs}/coordinator.log and daemon.log"
     )
 
 
-def _stop_recorded(started: list[dict[str, object]]) -> None:
-    """Wait for what `car up` started to end, ending it with SIGTERM after a while."""
-    deadline = time.monotonic() + UP_WAIT_S
+def _stop_recorded(started: list[dict[str, object]], wait: float) -> None:
+    """Give what `car up` started `wait` seconds to end, then SIGTERM what is left and wait for that."""
     pids = [int(str(p["pid"])) for p in started]
-    for sig_at in (deadline - UP_WAIT_S / 2, deadline):
-        while time.monotonic() < sig_at and any(pid_alive(pid) and not _zombie(pid) for pid in pids):
+
+    def alive() -> list[int]:
+        return [pid for pid in pids if pid_alive(pid) and not _zombie(pid)]
+
+    for limit, signal_after in ((wait, True), (UP_WAIT_S, False)):
+        deadline = time.monotonic() + limit
+        while alive() and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid in pids:
-            if pid_alive(pid) and not _zombie(pid):
-                os.kill(pid, 15)
+        for pid in alive() if signal_after else []:
+            os.kill(pid, 15)
 
 
 def _zombie(pid: int) -> bool:
@@ -249,22 +254,17 @@ def cmd_down(args: argparse.Namespace) -> int:
     """Stop every dataflow, the daemons and the coordinator `car up` started."""
     target, _ = control_endpoint(args.coordinator_addr)
     try:
-        ask(target, cluster.Shutdown(), cluster.Accepted, timeout=cluster_shutdown_wait())
+        ask(target, cluster.Shutdown(), cluster.Accepted, timeout=DOWN_WAIT_S)
     except RunError as exc:
         if up_file().exists():
             _say(f"{exc}; stopping what `car up` started")
         else:
             raise
     if up_file().exists():
-        _stop_recorded(json.loads(up_file().read_text()))
+        _stop_recorded(json.loads(up_file().read_text()), UP_WAIT_S)
         up_file().unlink(missing_ok=True)
     print("car: down")
     return 0
-
-
-def cluster_shutdown_wait() -> float:
-    """How long `car down` waits for the coordinator to have stopped every run."""
-    return 20.0
 
 
 # -- car start / machines / logs ------------------------------------------------------------------

@@ -31,7 +31,7 @@ import zmq
 
 from car.daemon.run_part import PartSpec
 from car.plan.build import remote_keys
-from car.plan.runs import RunError, RunInfo, request, run_folder, runtime_root
+from car.plan.runs import RunError, RunInfo, control_endpoint, request, run_folder, runtime_root
 from car.plan.signals import catch_stop_signals
 from car.spec.loader import check_text
 from car.spec.model import DataflowError, Placement
@@ -66,7 +66,7 @@ class Part:
             self.spec.file,
             0.0,
             self.spec.out_dir,
-            f"ipc://{folder}/control.sock",
+            control_endpoint(folder),
             str(folder),
             self.spec.machine,
         )
@@ -172,7 +172,7 @@ class MachineDaemon:
 
     def run(self) -> int:
         """Serve until told to leave (or a signal); 0, or 2 when the coordinator refused this machine."""
-        if daemon_file(self.machine).exists() and self.machine in local_machines():
+        if self.machine in local_machines():
             self.say(f"a daemon for machine `{self.machine}` already runs on this host; pick another --machine-id")
             return 2
         catch_stop_signals(self._note_signal)

@@ -66,7 +66,7 @@ def create_run(name: str, dataflow: str, out_dir: str, run_id: str = "", machine
         dataflow=dataflow,
         started=time.time(),
         out_dir=out_dir,
-        control=f"ipc://{folder}/control.sock",
+        control=control_endpoint(folder),
         folder=str(folder),
         machine=machine,
     )
@@ -77,6 +77,11 @@ def create_run(name: str, dataflow: str, out_dir: str, run_id: str = "", machine
 def run_folder(run_id: str, machine: str = "") -> Path:
     """The private folder of a run (of one machine's part of it, when several machines share this one)."""
     return runtime_root() / (f"{run_id}@{machine}" if machine else run_id)
+
+
+def control_endpoint(folder: Path) -> str:
+    """Where the daemon of the run in `folder` answers."""
+    return f"ipc://{folder}/control.sock"
 
 
 def remove_run(info: RunInfo) -> None:
