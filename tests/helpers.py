@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,6 +67,37 @@ def wait_for_nodes(name: str, nodes: tuple[str, ...], timeout: float = 30.0) -> 
             pass
         assert time.monotonic() < deadline, f"run {name}: {nodes} not running after {timeout:g} s"
         time.sleep(0.1)
+
+
+# A sender of 3000 messages of 1 kB as fast as it can, and a reader that takes 1 ms for each (3 s in all, longer
+# than a sender's linger): what the sender dropped goes to burst.json, what the reader got to lagging.json.
+BURST_PY = """
+import json
+from car import Node
+node = Node()
+for n in range(3000):
+    node.send_output("n", {"n": n, "pad": "x" * 1000})
+node.close()
+json.dump(node.drop_counts(), open("burst.json", "w"))
+"""
+LAGGING_PY = """
+import json, time
+from car import Node
+node = Node()
+got = []
+for event in node:
+    if event.type == "INPUT":
+        got.append(event.value["n"])
+        time.sleep(0.001)
+json.dump({"got": got, "drops": node.drop_counts()}, open("lagging.json", "w"))
+"""
+
+
+def burst_accounted(folder: Path) -> tuple[list[int], int]:
+    """What the lagging reader of BURST_PY got, and how many messages were dropped (by the sender or its queue)."""
+    report = json.loads((folder / "lagging.json").read_text())
+    sender_drops = sum(json.loads((folder / "burst.json").read_text()).values())
+    return report["got"], sender_drops + sum(report["drops"].values())
 
 
 def write_flow(folder: Path, yaml_text: str, **nodes: str) -> Path:

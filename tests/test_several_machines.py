@@ -24,7 +24,7 @@ import pytest
 from car.commands.coordinator_client import ask
 from car.plan.runs import RunError
 from car.transport import cluster
-from tests.helpers import ROOT, processes_mentioning, wait_until_gone, write_flow
+from tests.helpers import BURST_PY, LAGGING_PY, ROOT, burst_accounted, processes_mentioning, wait_until_gone, write_flow
 
 pytestmark = pytest.mark.slow
 R = TypeVar("R", bound=cluster.CoordinatorReply)
@@ -112,11 +112,16 @@ class Cluster:
             "CAR_KEYS_DIR": str(keys or root / "no-keys"),
         }
         self.daemon_port, self.control_port = free_port(), free_port()
+        self.bind = bind
         self.control = f"{bind}:{self.control_port}"
         self.timeout = timeout
         self.lost_grace = lost_grace
         self.daemons: dict[str, subprocess.Popen[str]] = {}
-        self.coordinator = self._start(
+        self.coordinator = self.restart_coordinator()
+
+    def restart_coordinator(self) -> subprocess.Popen[str]:
+        """Start the coordinator (again, on the same ports)."""
+        return self._start(
             "coordinator",
             "--daemon-port",
             str(self.daemon_port),
@@ -125,10 +130,10 @@ class Cluster:
             "--heartbeat",
             "0.25",
             "--timeout",
-            str(timeout),
+            str(self.timeout),
             "--bind",
-            bind,
-            netns=netns,
+            self.bind,
+            netns=self.netns,
         )
 
     def _start(self, *args: str, keys: Path | None = None, netns: str = "") -> subprocess.Popen[str]:
@@ -588,6 +593,107 @@ def test_backpressure_holds_across_machines_and_timestamps_only_go_forward(
     assert got["small"] == list(range(1, 301))  # a queue of 2, a slow reader, and not one dropped
     assert got["increasing"]  # hybrid-logical timestamps from the other machine never go back
     assert "dropped" not in split_cluster.log("credits", "src")
+
+
+def test_a_node_that_ends_waits_until_readers_on_other_machines_have_its_last_messages(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - {id: burst, path: burst.py, outputs: [n], deploy: {machine: m1}}
+          - id: lagging
+            path: lagging.py
+            inputs: {n: {source: burst/n, queue_size: 10000}}
+            deploy: {machine: m2}
+        """,
+        burst_py=BURST_PY,
+        lagging_py=LAGGING_PY,
+    )
+    started = split_cluster.car("start", str(flow), "--name", "flush", "--attach", cwd=tmp_path, timeout=90)
+    assert started.returncode == 0, started.stderr
+    got, dropped = burst_accounted(tmp_path)  # both machines run in this folder here
+    assert got == sorted(got) and len(set(got)) == len(got)
+    # everything sent was received or counted as dropped: none vanished when the sender ended
+    assert len(got) + dropped == 3000, (len(got), dropped)
+    assert "may be lost" not in split_cluster.log("flush", "burst")
+
+
+BLOCKED_SENDER = """
+import time
+from car import Node
+node = Node()
+start = time.monotonic()
+for n in range(3000):
+    node.send_output("n", n)
+print(f"sent all in {time.monotonic() - start:.1f} s", flush=True)
+"""
+
+
+def test_a_backpressure_sender_stops_waiting_for_a_reader_whose_machine_is_lost(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - {id: src, path: src.py, outputs: [n], deploy: {machine: m1}}
+          - id: sink
+            path: sink.py
+            inputs: {n: {source: src/n, queue_size: 2, queue_policy: backpressure}}
+            deploy: {machine: m2}
+        """,
+        src_py=BLOCKED_SENDER,
+        sink_py="""
+import time
+from car import Node
+node = Node()
+for event in node:
+    time.sleep(0.01)  # 3000 messages would take 30 s
+""",
+    )
+    assert split_cluster.car("start", str(flow), "--name", "held", cwd=tmp_path).returncode == 0
+    split_cluster.wait_state("held", ("running",))
+    time.sleep(1.5)
+    split_cluster.daemons["m2"].kill()  # the reader's machine goes away; its part stops its nodes
+    killed = time.monotonic()
+    deadline = killed + split_cluster.timeout + 10
+    while "sent all" not in split_cluster.log("held", "src"):
+        assert time.monotonic() < deadline, "the sender still waits for the lost reader: " + split_cluster.log(
+            "held", "src"
+        )
+        time.sleep(0.1)
+    row = split_cluster.wait_state("held", ("degraded", "failed", "finished"))
+    assert {p.machine: p.state for p in row.parts}["m2"] == "lost"
+
+
+def test_a_restarted_coordinator_knows_the_running_dataflows_again(split_cluster: Cluster, tmp_path: Path) -> None:
+    flow = write_split(tmp_path, count=100_000)
+    assert split_cluster.car("start", str(flow), "--name", "kept", cwd=tmp_path).returncode == 0
+    split_cluster.wait_state("kept", ("running",))
+    split_cluster.coordinator.kill()
+    split_cluster.coordinator.wait()
+    split_cluster.coordinator = split_cluster.restart_coordinator()
+    split_cluster.wait_connected("m1", "m2")
+    deadline = time.monotonic() + 15
+    while True:
+        rows = split_cluster.ask(cluster.ListDataflows(), cluster.Dataflows).dataflows
+        kept = [r for r in rows if r.name == "kept"]
+        if kept and {p.machine: p.state for p in kept[0].parts} == {"m1": "running", "m2": "running"}:
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+    assert kept[0].state == "running" and kept[0].uptime_s > 0
+    while not all(p.nodes for p in split_cluster.flow("kept").parts):  # node states come again
+        assert time.monotonic() < deadline, split_cluster.flow("kept")
+        time.sleep(0.1)
+    logs = split_cluster.car("logs", "kept", "sink")
+    assert logs.returncode == 0, logs.stderr
+    stopped = split_cluster.car("stop", "kept", "--timeout", "30")
+    assert stopped.returncode == 0 and "stopped kept on m1, m2" in stopped.stdout, stopped.stderr
+    assert processes_mentioning(str(tmp_path / "src.py")) == processes_mentioning(str(tmp_path / "sink.py")) == []
+    assert split_cluster.sink_result("kept")["stop"]
 
 
 ONE_MACHINE = """

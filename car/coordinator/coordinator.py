@@ -63,7 +63,9 @@ class Part:
     """A dataflow's nodes on one machine."""
 
     machine: str
-    state: str = "preparing"  # preparing | running | finished | failed | lost
+    # preparing | running | finished | failed | lost | unknown (its daemon has not registered since this
+    # coordinator restarted) | ended (it ended while this coordinator was not there)
+    state: str = "preparing"
     listen: dict[str, str] | None = None
     nodes: list[control.NodeRow] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
@@ -84,10 +86,29 @@ class Flow:
     asker: bytes = b""  # the CLI waiting for the start's answer
     deadline: float = 0.0
     ended_at: float = 0.0
+    adopted_at: float = 0.0  # when a daemon told this coordinator of it (it was started before a restart)
+
+    def nodes_on(self, machine: str) -> list[str]:
+        """The nodes on `machine`."""
+        return [n.id for n in self.dataflow.nodes if n.machine == machine]
 
     def sources_on(self, machine: str) -> list[str]:
         """Every `node/output` of the nodes on `machine`."""
         return [f"{n.id}/{o}" for n in self.dataflow.nodes if n.machine == machine for o in n.outputs]
+
+    def machine_of(self, node: str) -> str:
+        """Where `node` runs ("" when the dataflow has no such node)."""
+        return next((n.machine for n in self.dataflow.nodes if n.id == node), "")
+
+    def senders_elsewhere(self, readers: list[str], machine: str) -> dict[str, list[str]]:
+        """Machine -> those of `readers` (nodes on `machine`) its nodes send to, for the machines other than `machine`."""
+        found: dict[str, list[str]] = {}
+        for node in (n for n in self.dataflow.nodes if n.id in readers):
+            for inp in node.inputs.values():
+                sender_machine = "" if inp.from_daemon else self.machine_of(inp.source_node)
+                if sender_machine not in ("", machine) and node.id not in found.get(sender_machine, []):
+                    found.setdefault(sender_machine, []).append(node.id)
+        return found
 
     def readers_elsewhere(self, sources: list[str], machine: str) -> dict[str, list[str]]:
         """Machine -> the `sources` its nodes read, for the machines other than `machine`."""
@@ -156,6 +177,8 @@ class Coordinator:
             cluster.PrepareFailed: self._on_prepare_failed,
             cluster.PartReady: self._on_part_ready,
             cluster.NodesGone: self._on_nodes_gone,
+            cluster.NodesBack: self._on_nodes_back,
+            cluster.EndsReceived: self._on_ends_received,
             cluster.RunEnded: self._on_run_ended,
             cluster.RunState: self._on_run_state,
             cluster.LogText: self._on_log_text,
@@ -238,6 +261,10 @@ class Coordinator:
                 self._fail_start(
                     flow, [f"machine `{m}` did not prepare the run within {PREPARE_TIMEOUT_S:g} s" for m in silent]
                 )
+        for flow in (f for f in self.flows.values() if f.adopted_at and not f.ended_at):
+            if now - flow.adopted_at > 2 * self.timeout:  # its other daemons have had time to register
+                for part in (p for p in flow.parts.values() if p.state == "unknown"):
+                    self._part_lost(flow, part.machine)
         for token, relay in list(self.relays.items()):
             if now > relay.deadline:
                 del self.relays[token]
@@ -270,15 +297,41 @@ class Coordinator:
             self.say(
                 f"machine `{message.machine}` {'is back' if back else 'joined'} ({message.host}, {address or 'local'})"
             )
+        for held in message.runs:
+            if held.run_id not in self.flows:
+                self._adopt(held, message.machine)
+        held_ids = {held.run_id for held in message.runs}
         for flow in self.flows.values():
             part = flow.parts.get(message.machine)
-            if part is None or part.state not in ("lost", "running"):
+            if part is None or part.state not in ("lost", "running", "unknown"):
                 continue
-            part.state = "running" if flow.run_id in message.runs else "failed"
+            if flow.run_id not in held_ids:  # it ended while this machine was away (or this coordinator was)
+                part.state = "failed" if part.state == "lost" else "ended"
+            else:
+                if part.state == "lost":
+                    self._nodes_back(flow, message.machine, flow.nodes_on(message.machine))
+                part.state = "running"
             if flow.state == "degraded" and all(p.state == "running" for p in flow.parts.values()):
                 flow.state = "running"
             self._maybe_ended(flow)
         return cluster.Welcome()
+
+    def _adopt(self, held: cluster.HeldRun, machine: str) -> None:
+        """A run a daemon still has that this coordinator does not know (it restarted): known again from the
+        dataflow file that started it. Its other machines' parts are "unknown" until their daemons register."""
+        placement = Placement(frozenset(held.here), held.default_machine, checking="")
+        try:
+            dataflow = check_text(held.text, held.file, Path(held.file), placement)
+        except DataflowError as exc:
+            self.say(f"machine `{machine}` has run `{held.name}`, whose dataflow does not check here: {exc}")
+            return
+        now = time.monotonic()
+        parts = {m: Part(m, "unknown", ready=True) for m in sorted({n.machine for n in dataflow.nodes})}
+        parts[machine].nodes = list(held.nodes)
+        self.flows[held.run_id] = Flow(
+            held.run_id, held.name, dataflow, held.text, parts, now - held.uptime_s, "running", adopted_at=now
+        )
+        self.say(f"dataflow `{held.name}` ({held.run_id}) known again from machine `{machine}`")
 
     def _on_pong(self, message: cluster.Pong, identity: bytes) -> None:
         machine = self.machines.get(message.machine)
@@ -297,17 +350,31 @@ class Coordinator:
         self.say(f"machine `{machine.id}` lost: no heartbeat for {now - machine.last_seen:.1f} s")
         for flow in self.flows.values():
             part = flow.parts.get(machine.id)
-            if part is None or part.state != "running":
-                continue
-            part.state = "lost"
-            flow.state = "degraded"
-            self._close_sources(flow, flow.sources_on(machine.id), machine.id, f"machine `{machine.id}` was lost")
+            if part is not None and part.state == "running":
+                self._part_lost(flow, machine.id)
 
-    def _close_sources(self, flow: Flow, sources: list[str], machine: str, reason: str) -> None:
+    def _part_lost(self, flow: Flow, machine: str) -> None:
+        flow.parts[machine].state = "lost"
+        flow.state = "degraded"
+        self._nodes_gone(flow, machine, flow.nodes_on(machine), flow.sources_on(machine))
+
+    def _nodes_gone(self, flow: Flow, machine: str, nodes: list[str], sources: list[str]) -> None:
+        """Nodes on `machine` ended (or it was lost): the other machines' readers of `sources` get their end,
+        and their senders to `nodes` stop sending to them."""
         for reader_machine, read in flow.readers_elsewhere(sources, machine).items():
-            target = self.machines.get(reader_machine)
-            if target is not None and not target.lost:
-                self._send(target, cluster.CloseSources(flow.run_id, read, reason))
+            self._tell_machine(reader_machine, cluster.CloseSources(flow.run_id, read))
+        for sender_machine, readers in flow.senders_elsewhere(nodes, machine).items():
+            self._tell_machine(sender_machine, cluster.ReadersGone(flow.run_id, readers))
+
+    def _nodes_back(self, flow: Flow, machine: str, nodes: list[str]) -> None:
+        """Nodes on `machine` started again (or it is back): the other machines' senders to them resume."""
+        for sender_machine, readers in flow.senders_elsewhere(nodes, machine).items():
+            self._tell_machine(sender_machine, cluster.ReadersBack(flow.run_id, readers))
+
+    def _tell_machine(self, machine_id: str, message: cluster.CoordinatorToDaemon) -> None:
+        target = self.machines.get(machine_id)
+        if target is not None and not target.lost:
+            self._send(target, message)
 
     def _default_machine(self) -> str:
         """Where nodes go that no `deploy` names: the daemon beside the coordinator, else the only one."""
@@ -446,7 +513,23 @@ class Coordinator:
     def _on_nodes_gone(self, message: cluster.NodesGone, _: bytes) -> None:
         flow = self.flows.get(message.run_id)
         if flow is not None:
-            self._close_sources(flow, message.sources, message.machine, "its node ended")
+            self._nodes_gone(flow, message.machine, message.nodes, message.sources)
+
+    def _on_nodes_back(self, message: cluster.NodesBack, _: bytes) -> None:
+        flow = self.flows.get(message.run_id)
+        if flow is not None:
+            self._nodes_back(flow, message.machine, message.nodes)
+
+    def _on_ends_received(self, message: cluster.EndsReceived, _: bytes) -> None:
+        """Readers on one machine have the end of streams from others: each sender's machine hears of its own."""
+        flow = self.flows.get(message.run_id)
+        if flow is None:
+            return
+        by_machine: dict[str, list[control.StreamEnd]] = {}
+        for end in message.ends:
+            by_machine.setdefault(flow.machine_of(end.source.partition("/")[0]), []).append(end)
+        for machine, ends in by_machine.items():
+            self._tell_machine(machine, cluster.EndsDelivered(flow.run_id, ends))
 
     def _on_run_ended(self, message: cluster.RunEnded, _: bytes) -> None:
         flow = self.flows.get(message.run_id)
@@ -459,11 +542,11 @@ class Coordinator:
             replace(n, state="exited", pid=0) if n.state in ("pending", "running", "restarting") else n
             for n in part.nodes
         ]
-        self._close_sources(flow, flow.sources_on(message.machine), message.machine, "its machine's part ended")
+        self._nodes_gone(flow, message.machine, flow.nodes_on(message.machine), flow.sources_on(message.machine))
         self._maybe_ended(flow)
 
     def _maybe_ended(self, flow: Flow) -> None:
-        if flow.ended_at or any(p.state in ("running", "lost", "preparing") for p in flow.parts.values()):
+        if flow.ended_at or any(p.state in ("running", "lost", "preparing", "unknown") for p in flow.parts.values()):
             return
         flow.state = "failed" if any(p.state == "failed" for p in flow.parts.values()) else "finished"
         flow.ended_at = time.monotonic()

@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zmq
 
 from car.daemon.direct_links import DirectLinks
+from car.daemon.elsewhere import Elsewhere
 from car.daemon.flushes import Flushes
 from car.daemon.log_routes import LogRoutes
 from car.daemon.logs import NodeLog, Terminal
@@ -60,12 +60,11 @@ class Daemon:
         grace: float = 2.0,
         extra_env: dict[str, str] | None = None,
         wiring: Wiring | None = None,
-        on_sources_closed: Callable[[list[str]], None] | None = None,
-        on_all_ready: Callable[[], None] | None = None,
+        elsewhere: Elsewhere | None = None,
     ):
         """`run.machine` "" runs every node (`car launch`); else that machine's part of a run a coordinator
-        placed, wired to the others by `wiring`; `on_sources_closed` hears of outputs here that ended, and
-        `on_all_ready` that this machine's nodes are ready (timers then wait for `StartTimers`)."""
+        placed, wired to the others by `wiring`, and told of their nodes by control messages; `elsewhere`
+        hears of the nodes here (car.daemon.elsewhere; timers then wait for `StartTimers`)."""
         self.dataflow = dataflow
         self.run_info = run
         self.terminal = terminal
@@ -89,7 +88,8 @@ class Daemon:
         self.subscriptions = Subscriptions(self.plan, self._tell_node)
         self.flushes = Flushes(self._answer_flush)
         self.timers = Timers(self._ctx, _timer_readers(self.nodes), endpoints, direct.timer_ends)
-        self.parts = RunParts(direct, self.timers, self.subscriptions, self.notifier, self.flushes)
+        self.parts = RunParts(direct, self.timers, self.subscriptions, self.notifier, self.flushes, self._tell_node)
+        self.elsewhere = elsewhere
         self.supervisor = Supervisor(
             dataflow,
             self.plan,
@@ -98,8 +98,7 @@ class Daemon:
             terminal,
             grace,
             extra_env or {},
-            on_sources_closed,
-            on_all_ready,
+            elsewhere,
         )
         self._handlers: dict[type[Any], Handler] = {
             control.Ready: self._on_ready,
@@ -115,6 +114,9 @@ class Daemon:
             control.Subscribe: self._on_subscribe,
             control.Unsubscribe: self._on_unsubscribe,
             control.CloseInputs: self._on_close_inputs,
+            control.ReadersGone: self._on_readers_gone,
+            control.ReadersBack: self._on_readers_back,
+            control.EndsDelivered: self._on_ends_delivered,
             control.StartTimers: self._on_start_timers,
         }
         self._signal: int | None = None
@@ -215,7 +217,10 @@ class Daemon:
         node.superseded = message.superseded
 
     def _on_end_of_stream(self, message: control.EndOfStream, _: bytes) -> None:
-        self.flushes.delivered(self._node(message.node).spec.id, message.source)
+        reader = self._node(message.node).spec.id
+        self.flushes.delivered(reader, message.source)
+        if self.elsewhere is not None and message.source.partition("/")[0] not in self.nodes:
+            self.elsewhere.ends_delivered([control.StreamEnd(reader, message.source)])
 
     def _on_flush(self, message: control.Flush, identity: bytes) -> control.DaemonReply | None:
         """Answer once every live reader of the node has the end of its streams (see Node.close)."""
@@ -249,6 +254,19 @@ class Daemon:
     def _on_close_inputs(self, message: control.CloseInputs, _: bytes) -> control.DaemonReply:
         """Sources on another machine ended (or their machine was lost): their readers here get INPUT_CLOSED."""
         self.supervisor.close_sources(message.sources)
+        return control.Done()
+
+    def _on_readers_gone(self, message: control.ReadersGone, _: bytes) -> control.DaemonReply:
+        self.supervisor.readers_gone_elsewhere(message.readers)
+        return control.Done()
+
+    def _on_readers_back(self, message: control.ReadersBack, _: bytes) -> control.DaemonReply:
+        self.supervisor.readers_back_elsewhere(message.readers)
+        return control.Done()
+
+    def _on_ends_delivered(self, message: control.EndsDelivered, _: bytes) -> control.DaemonReply:
+        for end in message.ends:
+            self.flushes.delivered(end.reader, end.source)
         return control.Done()
 
     def _on_get_node_config(self, message: control.GetNodeConfig, _: bytes) -> control.DaemonReply:

@@ -54,6 +54,15 @@ class Part:
     nodes: list[control.NodeRow] = field(default_factory=list)
     sent_nodes: list[control.NodeRow] | None = None  # what the coordinator was last told
     stop_sent: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def held(self) -> cluster.HeldRun:
+        """What the coordinator is told of this part when this daemon registers."""
+        spec = self.spec
+        uptime = round(time.monotonic() - self.started, 1)
+        return cluster.HeldRun(
+            spec.run_id, spec.name, spec.text, spec.file, spec.here, spec.default_machine, uptime, self.nodes
+        )
 
     @property
     def info(self) -> RunInfo:
@@ -161,7 +170,9 @@ class MachineDaemon:
             cluster.AllReady: self._on_all_ready,
             cluster.StopRunHere: self._on_stop_here,
             cluster.CloseSources: self._on_close_sources,
-            cluster.AskRun: self._on_ask_run,
+            cluster.ReadersGone: self._on_readers_gone,
+            cluster.ReadersBack: self._on_readers_back,
+            cluster.EndsDelivered: self._on_ends_delivered,
             cluster.ReadLog: self._on_read_log,
             cluster.Leave: self._on_leave,
         }
@@ -241,7 +252,7 @@ class MachineDaemon:
         silent = now - self._last_ping
         if silent > REGISTER_AGAIN_S and now - self._last_register > REGISTER_AGAIN_S:
             self._last_register = now
-            runs = [run_id for run_id in self.parts]
+            runs = [part.held() for part in self.parts.values()]
             public_key = self.keys.public.decode() if self.keys is not None else ""
             self._tell(cluster.Register(self.machine, socket.gethostname(), os.getpid(), runs, public_key))
         if self._last_ping and silent > self.lost_grace and not self._lost_stopped and self.parts:
@@ -270,7 +281,7 @@ class MachineDaemon:
                 continue  # starting, or ending
             if isinstance(status, control.RunStatus) and status.nodes != part.sent_nodes:
                 part.nodes = part.sent_nodes = status.nodes
-                self._tell(cluster.RunState(self.machine, "", part.spec.run_id, status.nodes))
+                self._tell(cluster.RunState(self.machine, part.spec.run_id, status.nodes))
 
     # -- the coordinator's messages ---------------------------------------------------------
     def _on_welcome(self, message: cluster.Welcome) -> None:
@@ -283,6 +294,8 @@ class MachineDaemon:
         self._welcomed = True
         self._last_ping = time.monotonic()
         self._lost_stopped = False
+        for part in self.parts.values():
+            part.sent_nodes = None  # a coordinator that restarted knows nothing of them yet
 
     def _on_ping(self, message: cluster.Ping) -> None:
         self._last_ping = time.monotonic()
@@ -377,16 +390,31 @@ class MachineDaemon:
             self._stop_part(part, message.reason, message.grace)
 
     def _on_close_sources(self, message: cluster.CloseSources) -> None:
-        part = self.parts.get(message.run_id)
+        self._pass_on(
+            message.run_id, control.CloseInputs(message.sources), f"close inputs from {', '.join(message.sources)}"
+        )
+
+    def _on_readers_gone(self, message: cluster.ReadersGone) -> None:
+        self._pass_on(
+            message.run_id, control.ReadersGone(message.readers), f"say that {', '.join(message.readers)} ended"
+        )
+
+    def _on_readers_back(self, message: cluster.ReadersBack) -> None:
+        self._pass_on(
+            message.run_id, control.ReadersBack(message.readers), f"say that {', '.join(message.readers)} are back"
+        )
+
+    def _on_ends_delivered(self, message: cluster.EndsDelivered) -> None:
+        self._pass_on(message.run_id, control.EndsDelivered(message.ends), "pass on delivered ends of streams")
+
+    def _pass_on(self, run_id: str, message: control.ClientToDaemon, what: str) -> None:
+        """Give a run's part here what the coordinator says of the other machines' nodes."""
+        part = self.parts.get(run_id)
         if part is not None:
             try:
-                request(part.info, control.CloseInputs(message.sources), timeout=1.0)
+                request(part.info, message, timeout=1.0)
             except RunError as exc:
-                self.say(f"run `{part.spec.name}`: could not close inputs from {', '.join(message.sources)}: {exc}")
-
-    def _on_ask_run(self, message: cluster.AskRun) -> None:
-        part = self.parts.get(message.run_id)
-        self._tell(cluster.RunState(self.machine, message.token, message.run_id, part.nodes if part else []))
+                self.say(f"run `{part.spec.name}`: could not {what}: {exc}")
 
     def _on_read_log(self, message: cluster.ReadLog) -> None:
         part = self.parts.get(message.run_id)

@@ -58,6 +58,7 @@ class NodeState:
     status: str = ""  # what the node says it is doing (Node.set_status)
     reported_at: float = 0.0
     ready: bool = False  # said Ready since it last started
+    was_ready: bool = False  # said Ready before: a later Ready is a restart, of which its senders are told
     handed_out: bool = False  # a dynamic node's configuration went to `car run-node`, which has not said it ended
     watched: bool = False  # a dynamic node started without `car run-node`: the daemon watches its pid
 

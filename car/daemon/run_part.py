@@ -2,8 +2,9 @@
 
 A machine's daemon (car.daemon.machine) starts one such process per run: it is the same
 `Daemon` `car launch` runs, given the machine's nodes and the tcp:// wiring to the
-others. It tells the machine's daemon (on its uplink socket) when outputs here end, so
-that readers elsewhere hear of it, and stops its run when that daemon goes away.
+others. It tells the machine's daemon (on its uplink socket) when nodes here are ready,
+end, start again and have the end of other machines' streams (`Uplink`), so that the
+nodes elsewhere hear of it, and stops its run when that daemon goes away.
 """
 
 from __future__ import annotations
@@ -64,6 +65,37 @@ class PartSpec:
         path.write_text(json.dumps(asdict(self)))
 
 
+class Uplink:
+    """The other machines (car.daemon.elsewhere.Elsewhere), through this machine's daemon: its uplink socket."""
+
+    def __init__(self, sock: zmq.Socket[bytes], machine: str, run_id: str):
+        self._socket = sock
+        self.machine = machine
+        self.run_id = run_id
+
+    def _tell(self, message: cluster.DaemonToCoordinator) -> None:
+        try:
+            self._socket.send(control.encode(message), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the machine's daemon is gone: this part stops soon (see _watch_parent)
+
+    def part_ready(self) -> None:
+        """Every node of this part is ready."""
+        self._tell(cluster.PartReady(self.machine, self.run_id))
+
+    def nodes_gone(self, nodes: list[str], sources: list[str]) -> None:
+        """Nodes here ended for good."""
+        self._tell(cluster.NodesGone(self.machine, self.run_id, nodes, sources))
+
+    def nodes_back(self, nodes: list[str]) -> None:
+        """Nodes here started again."""
+        self._tell(cluster.NodesBack(self.machine, self.run_id, nodes))
+
+    def ends_delivered(self, ends: list[control.StreamEnd]) -> None:
+        """Readers here have the end of streams from elsewhere."""
+        self._tell(cluster.EndsReceived(self.machine, self.run_id, ends))
+
+
 def _watch_parent(parent_pid: int) -> None:
     """Stop the run (as SIGTERM would) when the machine's daemon that started it is gone."""
     while os.getppid() == parent_pid:
@@ -84,13 +116,6 @@ def main(argv: list[str]) -> int:
     uplink = ctx.socket(zmq.PUSH)
     uplink.setsockopt(zmq.LINGER, 1000)
     uplink.connect(spec.uplink)
-
-    def sources_closed(sources: list[str]) -> None:
-        uplink.send(control.encode(cluster.NodesGone(spec.machine, spec.run_id, sources)), zmq.NOBLOCK)
-
-    def all_ready() -> None:
-        uplink.send(control.encode(cluster.PartReady(spec.machine, spec.run_id)), zmq.NOBLOCK)
-
     run = create_run(spec.name, spec.file, spec.out_dir, spec.run_id, spec.machine)
     mine = [n.id for n in dataflow.nodes if n.machine == spec.machine]
     terminal = Terminal(mine, quiet=False)
@@ -100,8 +125,7 @@ def main(argv: list[str]) -> int:
         terminal,
         spec.grace,
         wiring=spec.wiring(),
-        on_sources_closed=sources_closed,
-        on_all_ready=all_ready,
+        elsewhere=Uplink(uplink, spec.machine, spec.run_id),
     )
     threading.Thread(target=_watch_parent, args=(spec.parent_pid,), daemon=True).start()
     terminal.say(f"run `{spec.name}` on machine `{spec.machine}`: {len(mine)} nodes, logs in {spec.out_dir}/")

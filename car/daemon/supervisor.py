@@ -2,8 +2,11 @@
 
 When a node ends, its `restart_policy` may start it again (after `restart_delay`, at most
 `max_restarts` times); otherwise it has exited, or failed, and its readers and
-subscribers are told its outputs closed. A `critical` node (the default) that fails stops
-the whole run. A dynamic node, started by hand with `car run-node`, goes back to waiting
+subscribers are told its outputs closed, and the nodes that send to it stop sending to it
+(`ReaderGone`: a backpressure sender waits for it no more); a node that starts again is
+announced to them (`ReaderBack`: what was in transit to the old process is lost, so a
+backpressure sender gets its whole room back). A `critical` node (the default) that fails
+stops the whole run. A dynamic node, started by hand with `car run-node`, goes back to waiting
 whatever its exit, so it may be started again.
 
 Timers start once every node car starts has said Ready (or ended), as dora's do, so no
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 
 from car.daemon import affinity
 from car.daemon.direct_links import DirectLinks
-from car.daemon.flushes import Delivery, Flushes
+from car.daemon.elsewhere import Elsewhere
+from car.daemon.flushes import Flushes
 from car.daemon.logs import Terminal
 from car.daemon.notifier import Notifier
 from car.daemon.processes import ALIVE, VANISHED, NodeState, NodeStatus, describe_exit, escalate, start_process
@@ -31,7 +35,7 @@ from car.plan.build import RunPlan
 from car.plan.config import ENV_VAR
 from car.plan.runs import pid_alive
 from car.spec.model import Dataflow
-from car.transport import wire
+from car.transport import control, wire
 from car.transport.shm import finish_reader
 
 KILL_AFTER_S = 2.0  # after SIGTERM, wait this long before SIGKILL
@@ -46,6 +50,7 @@ class RunParts:
     subscriptions: Subscriptions  # told STOP and CLOSED as readers are
     notifier: Notifier  # STOP and CLOSED to receive sockets
     flushes: Flushes  # an ended reader holds up no sender
+    tell: Callable[[str, control.DaemonToNode], None]  # a message to a node's control (when it runs)
 
 
 class Supervisor:
@@ -60,14 +65,13 @@ class Supervisor:
         terminal: Terminal,
         grace: float,
         extra_env: dict[str, str],
-        on_sources_closed: Callable[[list[str]], None] | None = None,
-        on_all_ready: Callable[[], None] | None = None,
+        elsewhere: Elsewhere | None = None,
     ):
-        """`on_sources_closed`: told the outputs of a node here that ended (for readers on other machines).
-        `on_all_ready`: a machine's part of a run placed on several: told when its nodes are ready, and the
-        timers then wait for `open_timers` (every machine's nodes are ready); None: they start at once."""
+        """`elsewhere`: the other machines of a run placed on several (car.daemon.elsewhere), told as nodes
+        here start and end; the timers then wait for `open_timers` (every machine's nodes are ready).
+        None (`car launch`): every node is here, and the timers start once they are ready."""
         self.dataflow = dataflow
-        self.on_sources_closed = on_sources_closed
+        self.elsewhere = elsewhere
         self.plan = plan
         self.nodes = nodes
         self.parts = parts
@@ -79,9 +83,9 @@ class Supervisor:
         self._term_at = 0.0
         self._kill_at = 0.0
         self._timers_started = False
-        self.on_all_ready = on_all_ready
-        self._timers_open = on_all_ready is None  # the other machines' nodes are ready too
+        self._timers_open = elsewhere is None  # the other machines' nodes are ready too
         self._said_ready = False
+        self.gone_elsewhere: set[str] = set()  # readers on other machines that ended, or whose machine was lost
 
     # -- the run ---------------------------------------------------------------------
     def start(self) -> None:
@@ -152,6 +156,11 @@ class Supervisor:
         if node.spec.is_dynamic and node.state == NodeStatus.WAITING:
             node.state, node.pid = NodeStatus.RUNNING, pid
         node.ready = True
+        if node.was_ready:  # started again: its senders resume, with whole room
+            self._tell_senders(node.spec.id, control.ReaderBack(node.spec.id))
+            if self.elsewhere is not None:
+                self.elsewhere.nodes_back([node.spec.id])
+        node.was_ready = True
         if self._timers_started:
             self.parts.timers.enable(node.spec.id)
         else:
@@ -261,18 +270,35 @@ class Supervisor:
         self.terminal.say(f"node `{node.spec.id}` is waiting again: `car run-node {node.spec.id} -- COMMAND`")
 
     def _gone(self, node: NodeState) -> None:
+        """A node ended for good: its readers get the end of its outputs, its senders stop sending to it."""
         for spec in node.config.inputs.values():  # it reads no more: senders need not keep frames for it
             if spec.shm_prefix:
                 finish_reader(spec.shm_prefix, spec.shm_line)
-        if not self.stopping:
-            self._close_outputs(node.spec.id)
-
-    def _close_outputs(self, node_id: str) -> None:
-        """Tell the readers (and subscribers) of a node that has ended that its outputs are closed."""
-        sources = [f"{node_id}/{output}" for output in self.nodes[node_id].spec.outputs]
+        if self.stopping:
+            return
+        node_id = node.spec.id
+        sources = [f"{node_id}/{output}" for output in node.spec.outputs]
         self.close_sources(sources)
-        if self.on_sources_closed is not None and sources:
-            self.on_sources_closed(sources)
+        self._tell_senders(node_id, control.ReaderGone(node_id))
+        if self.elsewhere is not None:
+            self.elsewhere.nodes_gone([node_id], sources)
+
+    def _tell_senders(self, reader: str, message: control.DaemonToNode) -> None:
+        for sender in self.plan.senders_to(reader):
+            self.parts.tell(sender, message)
+
+    def readers_gone_elsewhere(self, readers: list[str]) -> None:
+        """Readers on another machine ended, or their machine was lost: senders here stop waiting for them."""
+        for reader in readers:
+            self.gone_elsewhere.add(reader)
+            self.parts.flushes.delivered(reader)
+            self._tell_senders(reader, control.ReaderGone(reader))
+
+    def readers_back_elsewhere(self, readers: list[str]) -> None:
+        """Readers on another machine started again (or their machine is back): senders here resume."""
+        for reader in readers:
+            self.gone_elsewhere.discard(reader)
+            self._tell_senders(reader, control.ReaderBack(reader))
 
     def close_sources(self, sources: list[str]) -> None:
         """The end of `sources` (node/output, here or elsewhere) to their readers and subscribers here."""
@@ -298,9 +324,9 @@ class Supervisor:
             n.ready or n.spec.is_dynamic or n.state in (NodeStatus.EXITED, NodeStatus.FAILED)
             for n in self.nodes.values()
         ):
-            if self.on_all_ready is not None and not self._said_ready:
+            if self.elsewhere is not None and not self._said_ready:
                 self._said_ready = True
-                self.on_all_ready()
+                self.elsewhere.part_ready()
             if not self._timers_open:
                 return
             self._timers_started = True
@@ -308,11 +334,11 @@ class Supervisor:
                 if n.ready and n.state == NodeStatus.RUNNING:
                     self.parts.timers.enable(n.spec.id)
 
-    def ends_to_deliver(self, node_id: str) -> set[Delivery]:
-        """The ends of `node_id`'s streams its live readers are to have before it may close."""
-        return {
-            Delivery(reader, f"{node_id}/{output}")
-            for output in self.nodes[node_id].spec.outputs
-            for reader in self.plan.readers(f"{node_id}/{output}")
-            if self.nodes[reader].state in ALIVE
-        }
+    def ends_to_deliver(self, node_id: str) -> set[control.StreamEnd]:
+        """The ends of `node_id`'s streams its live readers (here and elsewhere) are to have before it may close."""
+        ends: set[control.StreamEnd] = set()
+        for source in (f"{node_id}/{output}" for output in self.nodes[node_id].spec.outputs):
+            ends.update(control.StreamEnd(r, source) for r in self.plan.readers(source) if self.nodes[r].state in ALIVE)
+            gone = self.gone_elsewhere
+            ends.update(control.StreamEnd(r, source) for r in self.plan.readers(source, True) if r not in gone)
+        return ends

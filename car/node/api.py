@@ -142,13 +142,17 @@ class Node:
         return None if event is None else self._hand_out(event)
 
     def _change_plan(self, message: control.DaemonToNode) -> None:
-        """The daemon added or removed a destination of one of this node's outputs."""
+        """The daemon changed where this node's outputs go: a subscriber came or left, a reader ended or came back."""
         if isinstance(message, control.AddSubscriber):
             self._outbox.add_subscriber(
                 message.output, message.subscription, message.endpoint, message.queue_size, message.line
             )
         elif isinstance(message, control.RemoveSubscriber):
             self._outbox.remove_subscriber(message.output, message.subscription)
+        elif isinstance(message, control.ReaderGone):
+            self._outbox.reader_gone(message.reader)
+        elif isinstance(message, control.ReaderBack):
+            self._outbox.reader_back(message.reader)
 
     def _stopping(self) -> bool:
         """While a backpressure send waits: keep our own queues moving; True once the node should give up."""

@@ -9,7 +9,9 @@ one message whole or counts a drop. A direct link's send is written out in
 than the rest of its Python); the other links send through `Link.send`.
 
 The outbox gains and loses subscriber links while the node runs (`add_subscriber`,
-`remove_subscriber`); with none, sending costs what it always did.
+`remove_subscriber`); with none, sending costs what it always did. It also sets aside the
+links to a reader that ended for good (`reader_gone`: a backpressure send no longer waits
+for it) and takes them back when that reader starts again (`reader_back`).
 """
 
 from __future__ import annotations
@@ -63,12 +65,14 @@ class DropFlag:
 class Link:
     """One reader (or subscriber) of an output, and what was dropped on the way to it."""
 
-    __slots__ = ("dropped", "label", "local", "reported")
+    __slots__ = ("dropped", "gone", "label", "local", "reader", "reported")
     direct: socket.socket | None = None  # set by DirectLink only: the outbox's loop sends on it inline
 
-    def __init__(self, label: str, local: bool):
+    def __init__(self, label: str, local: bool, reader: str = ""):
         self.label = label
         self.local = local  # the reader maps this output's shared memory: it gets the short notice
+        self.reader = reader  # the reading node ("" for a subscriber)
+        self.gone = False  # the reader ended for good (see Outbox.reader_gone)
         self.dropped = 0
         self.reported = 0
 
@@ -83,6 +87,9 @@ class Link:
     def close(self) -> None:
         """Release what this link alone owns."""
 
+    def restart(self) -> None:
+        """The reader started again: what was in transit to its old process is lost."""
+
 
 class DirectLink(Link):
     """A socket pair to a node on this machine: a send is one datagram or, when it is full, a drop.
@@ -91,8 +98,8 @@ class DirectLink(Link):
 
     __slots__ = ("direct", "failed")
 
-    def __init__(self, end: socket.socket, label: str):
-        super().__init__(label, True)
+    def __init__(self, end: socket.socket, label: str, reader: str):
+        super().__init__(label, True, reader)
         self.direct = end
         self.failed = False  # a send failed for another reason than a full link (reported once)
 
@@ -130,8 +137,8 @@ class PushLink(Link):
 
     __slots__ = ("copy", "socket")
 
-    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool, copy: bool = True):
-        super().__init__(label, local)
+    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool, reader: str = "", copy: bool = True):
+        super().__init__(label, local, reader)
         self.socket = sock
         self.copy = copy
 
@@ -153,27 +160,43 @@ class PushLink(Link):
 class CreditLink(PushLink):
     """A `backpressure` input's own socket: the sender waits for room (credits) instead of dropping."""
 
-    __slots__ = ("credits",)
+    __slots__ = ("credits", "room")
 
-    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool, credits: int, copy: bool = True):
-        super().__init__(sock, label, local, copy)
-        self.credits = credits  # messages the receiver still has room for
+    def __init__(self, sock: zmq.Socket[bytes], label: str, local: bool, reader: str, room: int, copy: bool = True):
+        super().__init__(sock, label, local, reader, copy)
+        self.room = room  # the reader's queue size
+        self.credits = room  # messages the reader still has room for
 
     def send(self, frames: list[Any], outbox: Outbox) -> None:
-        """Send once the receiver has granted room (a credit); wait for one if needed."""
+        """Send once the reader has granted room (a credit); wait for one if needed, unless the node is
+        stopping (a drop) or the reader ended for good (its daemon says so, see `Outbox.reader_gone`)."""
         while self.credits <= 0:
-            if self.socket.poll(SEND_RETRY_MS):
-                while True:
-                    try:
-                        self.credits += int.from_bytes(self.socket.recv(zmq.NOBLOCK), "little")
-                    except zmq.Again:
-                        break
-            elif outbox.stopping():  # give up
+            if not outbox.gave_up and self.socket.poll(SEND_RETRY_MS):
+                self._take_credits()
+            elif outbox.gave_up or outbox.stopping():  # give up, and from now on do not wait at all
+                outbox.gave_up = True
                 self.dropped += 1
                 outbox.drops.pending = True
                 return
+            elif self.gone:  # learnt while `stopping()` read the daemon's messages
+                return
         send_frames(self.socket, frames, 0, self.copy)
         self.credits -= 1
+
+    def _take_credits(self) -> int:
+        """Add the credits the reader has sent; how many."""
+        taken = 0
+        while True:
+            try:
+                taken += int.from_bytes(self.socket.recv(zmq.NOBLOCK), "little")
+            except zmq.Again:
+                self.credits += taken
+                return taken
+
+    def restart(self) -> None:
+        """The reader's queue is new and empty: its whole room is ours (credits of the old process are void)."""
+        self._take_credits()
+        self.credits = self.room
 
 
 class SubscriberLink(PushLink):
@@ -186,7 +209,7 @@ class SubscriberLink(PushLink):
     __slots__ = ("line", "missed", "subscription")
 
     def __init__(self, sock: zmq.Socket[bytes], subscription: str, line: int):
-        super().__init__(sock, f"subscriber {subscription}", line >= 0)
+        super().__init__(sock, f"subscriber {subscription}", line >= 0)  # reader "": no node
         self.subscription = subscription
         self.line = line  # its reader line in the output's shared-memory files, or -1
         self.missed = 0  # dropped since the subscriber was last told
@@ -221,6 +244,13 @@ class Loan(NamedTuple):
     array: weakref.ref[np.ndarray[Any, Any]]
 
 
+class SetAside(NamedTuple):
+    """A link to a reader that ended for good, kept for when it starts again."""
+
+    output: str
+    link: Link
+
+
 class Outbox:
     """A node's outputs: their links, their shared-memory rings, lent slots, and what was dropped."""
 
@@ -243,6 +273,7 @@ class Outbox:
         self._clock = clock
         self.drops = drops
         self.stopping = stopping
+        self.gave_up = False  # a backpressure send gave up waiting because the node is stopping
         self.closed = False
         self.sent = 0  # send_output calls
         self.copied = 0  # large arrays sent through the socket because every shared-memory slot was held
@@ -256,6 +287,7 @@ class Outbox:
             self.outputs[output] = [self._link(dest, output) for dest in destinations]
         self._refresh()
         self.loans: dict[int, Loan] = {}  # see allocate
+        self._set_aside: list[SetAside] = []  # links to readers that ended (reader_gone)
 
     def id_of(self, output: str) -> str:
         """`node/output`: the source name readers see."""
@@ -276,7 +308,7 @@ class Outbox:
             end = self._direct_out.get(dest.fd)
             if end is None:
                 end = self._direct_out[dest.fd] = direct.open_end(dest.fd, self.node_id)
-            return DirectLink(end, label)
+            return DirectLink(end, label, dest.node)
         sock = self._sockets.get(dest.endpoint)
         if sock is None:
             sock = self._ctx.socket(zmq.DEALER if dest.backpressure else zmq.PUSH)
@@ -290,8 +322,8 @@ class Outbox:
             sock.connect(dest.endpoint)
             self._sockets[dest.endpoint] = sock
         if dest.backpressure:
-            return CreditLink(sock, label, dest.line >= 0, dest.queue_size, copy=not dest.remote)
-        return PushLink(sock, label, dest.line >= 0, copy=not dest.remote)
+            return CreditLink(sock, label, dest.line >= 0, dest.node, dest.queue_size, copy=not dest.remote)
+        return PushLink(sock, label, dest.line >= 0, dest.node, copy=not dest.remote)
 
     def _refresh(self) -> None:
         """Recompute what depends on the set of links: which outputs share memory, and in which order."""
@@ -323,6 +355,28 @@ class Outbox:
                 writer.unsubscribe(link.line)
             link.close()
         self._destinations[output][:] = [d for d in self._destinations[output] if d.subscription != subscription]
+        self._refresh()
+
+    # -- readers that end and start again ----------------------------------------------------
+    def reader_gone(self, reader: str) -> None:
+        """Node `reader` ended for good: its links are set aside (a send in progress to it returns)."""
+        for output, links in self.outputs.items():
+            for link in (x for x in links if x.reader == reader):
+                link.gone = True
+                self._set_aside.append(SetAside(output, link))
+            self.outputs[output] = [x for x in links if x.reader != reader]  # a new list: a send may be iterating
+        self._refresh()
+
+    def reader_back(self, reader: str) -> None:
+        """Node `reader` started again: its links are back, each as for a new reader (`Link.restart`)."""
+        for aside in [a for a in self._set_aside if a.link.reader == reader]:
+            self._set_aside.remove(aside)
+            aside.link.gone = False
+            self.outputs[aside.output] = [*self.outputs[aside.output], aside.link]
+        for links in self.outputs.values():
+            for link in links:
+                if link.reader == reader:
+                    link.restart()
         self._refresh()
 
     # -- sending ---------------------------------------------------------------------------

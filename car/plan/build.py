@@ -56,17 +56,26 @@ class RunPlan:
     run_id: str
     nodes: dict[str, NodeConfig]  # the nodes on this machine, by id
 
-    def readers(self, source: str) -> list[str]:
-        """The nodes of this machine that read `source` (node/output), each once (not those elsewhere)."""
+    def readers(self, source: str, elsewhere: bool = False) -> list[str]:
+        """The nodes that read `source` (node/output of a node here), each once: those of this machine, or
+        with `elsewhere` those on other machines."""
         node, _, output = source.partition("/")
         config = self.nodes.get(node)
         if config is None:
             return []
         seen: list[str] = []
         for dest in config.outputs.get(output, []):
-            if not dest.subscription and not dest.remote and dest.node not in seen:
+            if not dest.subscription and dest.remote == elsewhere and dest.node not in seen:
                 seen.append(dest.node)
         return seen
+
+    def senders_to(self, reader: str) -> list[str]:
+        """The nodes of this machine that send to node `reader` (here or elsewhere)."""
+        return [
+            node
+            for node, config in self.nodes.items()
+            if any(d.node == reader and not d.subscription for dests in config.outputs.values() for d in dests)
+        ]
 
     def outputs(self) -> list[str]:
         """Every `node/output` of this machine's nodes."""

@@ -7,7 +7,7 @@ Encoded and checked by car.transport.control (one msgpack map per message, versi
 - `ClientToCoordinator`: the `car` command asks the coordinator (on its control port, 6012).
 - `CoordinatorReply`: the coordinator's answer to a `ClientToCoordinator` request.
 
-Requests the coordinator passes on to a daemon (`AskRun`, `ReadLog`) carry a `token`
+Requests the coordinator passes on to a daemon (`ReadLog`) carry a `token`
 that the daemon's answer repeats, so that the coordinator can answer the right CLI.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from car.transport.control import ControlMessage, NodeRow
+from car.transport.control import ControlMessage, NodeRow, StreamEnd
 
 DAEMON_PORT = 53290  # daemons connect to the coordinator here (dora's port)
 CONTROL_PORT = 6012  # the `car` command asks the coordinator here (dora's port)
@@ -46,7 +46,7 @@ class MachinePart:
     """The nodes of one dataflow on one machine."""
 
     machine: str
-    state: str  # starting | running | finished | failed | lost | stopping
+    state: str  # preparing | running | finished | failed | lost | unknown | ended (see coordinator.Part)
     nodes: list[NodeRow] = field(default_factory=list)
 
 
@@ -62,6 +62,20 @@ class DataflowRow:
     parts: list[MachinePart] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HeldRun:
+    """A run's part a daemon has, as it registers: enough for a coordinator that restarted to know the run again."""
+
+    run_id: str
+    name: str
+    text: str  # the dataflow file, as the CLI that started it read it
+    file: str
+    here: list[str] = field(default_factory=list)
+    default_machine: str = ""
+    uptime_s: float = 0.0
+    nodes: list[NodeRow] = field(default_factory=list)
+
+
 # -- a daemon tells the coordinator -----------------------------------------------------------------
 
 
@@ -74,12 +88,13 @@ class DaemonToCoordinator(ControlMessage):
 
 @dataclass(frozen=True)
 class Register(DaemonToCoordinator):
-    """The daemon joins (again, after a lost connection: `runs` are the runs it still has)."""
+    """The daemon joins (again, after a lost connection, or when the coordinator restarted: `runs` are the runs
+    it still has)."""
 
     TYPE: ClassVar[str] = "register"
     host: str = ""
     pid: int = 0
-    runs: list[str] = field(default_factory=list)
+    runs: list[HeldRun] = field(default_factory=list)
     public_key: str = ""  # its CurveZMQ public key (Z85), when it has keys: its nodes' links use it
 
 
@@ -120,11 +135,31 @@ class PartReady(DaemonToCoordinator):
 
 @dataclass(frozen=True)
 class NodesGone(DaemonToCoordinator):
-    """Nodes of a run ended on this machine: readers elsewhere get the end of `sources` (node/output)."""
+    """`nodes` of a run ended on this machine: readers elsewhere get the end of `sources` (their outputs), senders
+    elsewhere stop sending to them."""
 
     TYPE: ClassVar[str] = "nodes_gone"
     run_id: str = ""
+    nodes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NodesBack(DaemonToCoordinator):
+    """`nodes` of a run started again on this machine: senders elsewhere send to them again."""
+
+    TYPE: ClassVar[str] = "nodes_back"
+    run_id: str = ""
+    nodes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EndsReceived(DaemonToCoordinator):
+    """Readers on this machine have the end of these streams of nodes elsewhere."""
+
+    TYPE: ClassVar[str] = "ends_received"
+    run_id: str = ""
+    ends: list[StreamEnd] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -139,10 +174,9 @@ class RunEnded(DaemonToCoordinator):
 
 @dataclass(frozen=True)
 class RunState(DaemonToCoordinator):
-    """The answer to `AskRun`."""
+    """The states of this machine's nodes of a run, when they changed (about once a second at most)."""
 
     TYPE: ClassVar[str] = "run_state"
-    token: str = ""
     run_id: str = ""
     nodes: list[NodeRow] = field(default_factory=list)
 
@@ -243,16 +277,33 @@ class CloseSources(CoordinatorToDaemon):
     TYPE: ClassVar[str] = "close_sources"
     run_id: str = ""
     sources: list[str] = field(default_factory=list)
-    reason: str = ""
 
 
 @dataclass(frozen=True)
-class AskRun(CoordinatorToDaemon):
-    """The state of this machine's nodes of a run: answered `RunState`."""
+class ReadersGone(CoordinatorToDaemon):
+    """`readers` (nodes on another machine) ended, or their machine was lost: senders here stop sending to them."""
 
-    TYPE: ClassVar[str] = "ask_run"
-    token: str = ""
+    TYPE: ClassVar[str] = "placed_readers_gone"
     run_id: str = ""
+    readers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadersBack(CoordinatorToDaemon):
+    """`readers` (nodes on another machine) started again, or their machine is back: senders here resume."""
+
+    TYPE: ClassVar[str] = "placed_readers_back"
+    run_id: str = ""
+    readers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EndsDelivered(CoordinatorToDaemon):
+    """Readers on other machines have the end of these streams of nodes here."""
+
+    TYPE: ClassVar[str] = "placed_ends_delivered"
+    run_id: str = ""
+    ends: list[StreamEnd] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

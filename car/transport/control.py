@@ -75,6 +75,14 @@ class SubscribedOutput:
     line: int = -1
 
 
+@dataclass(frozen=True)
+class StreamEnd:
+    """Node `reader` has the end of `source`'s stream (node/output), or is yet to have it."""
+
+    reader: str
+    source: str
+
+
 # -- a node tells its daemon ----------------------------------------------------------------
 
 
@@ -175,6 +183,30 @@ class CloseInputs(ClientToDaemon):
 
     TYPE: ClassVar[str] = "close_inputs"
     sources: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadersGone(ClientToDaemon):
+    """`readers` (nodes on another machine) ended, or their machine was lost: senders here stop sending to them."""
+
+    TYPE: ClassVar[str] = "readers_gone"
+    readers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadersBack(ClientToDaemon):
+    """`readers` (nodes on another machine) started again: senders here send to them again."""
+
+    TYPE: ClassVar[str] = "readers_back"
+    readers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EndsDelivered(ClientToDaemon):
+    """Readers on another machine have the end of these streams of nodes here (see Flush)."""
+
+    TYPE: ClassVar[str] = "ends_delivered"
+    ends: list[StreamEnd] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -309,6 +341,23 @@ class RemoveSubscriber(DaemonToNode):
     TYPE: ClassVar[str] = "remove_subscriber"
     output: str = ""
     subscription: str = ""
+
+
+@dataclass(frozen=True)
+class ReaderGone(DaemonToNode):
+    """Node `reader` ended for good (or its machine was lost): send it nothing more, and wait for it no more."""
+
+    TYPE: ClassVar[str] = "reader_gone"
+    reader: str = ""
+
+
+@dataclass(frozen=True)
+class ReaderBack(DaemonToNode):
+    """Node `reader` started again: send to it again; what was in transit to its old process is lost, so a
+    backpressure link has its whole room (credits) again."""
+
+    TYPE: ClassVar[str] = "reader_back"
+    reader: str = ""
 
 
 # -- encoding ---------------------------------------------------------------------------------
