@@ -56,25 +56,47 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)  # every case once, and the cross-machine ones: three clusters of two daemons
+@pytest.mark.timeout(480)  # every case once, and the cross-machine ones: three clusters of two daemons
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs to put the nodes on")
-def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
-    """Installs dora into bench/.dora-venv from PyPI the first time (about 15 s)."""
-    report = run_bench("bench/compare.py", "--seconds", "1.5", "--repeat", "1", "--count", "5000", "--pin")
-    if "dora" not in report["peers"]:
-        pytest.skip(f"dora could not be installed or run here: {report['dora']}")
-    assert report["pinned"] is True
+def test_compare_runs_dora_and_iceoryx2_side_by_side_with_every_peer_pinned_alike() -> None:
+    """Installs dora and iceoryx2 into bench/.dora-venv and bench/.iceoryx2-venv from PyPI the first time (about
+    20 s). One run for every peer: car's own cases, measured once, are what each peer is compared with."""
+    shm = Path("/dev/shm")
+    before = set(shm.glob("iox2_*"))
+    report = run_bench(
+        "bench/compare.py",
+        "--peers",
+        "car,dora,zmq,iceoryx2",
+        "--seconds",
+        "1.5",
+        "--repeat",
+        "1",
+        "--count",
+        "5000",
+        "--pin",
+    )
+    missing = [f"{peer}: {report[peer]}" for peer in ("dora", "iceoryx2") if peer not in report["peers"]]
+    if missing:
+        pytest.skip(f"could not be installed or run here: {'; '.join(missing)}")
+    assert report["pinned"] is True and str(report["iceoryx2"]).startswith("iceoryx2 0.10")
     cases = report["cases"]
     assert isinstance(cases, dict)
+    assert set(cases) == EVERY_CASE
     first, second = sorted(os.sched_getaffinity(0))[:2]
-    assert set(cases.pop("frame_1hop_subscribed")) == {"car"}  # car's subscribers: dora has none to compare
+    assert set(cases.pop("frame_1hop_subscribed")) == {"car"}  # car's subscribers: no peer has them
+    for case in ARROW_CASES:
+        assert set(cases[case]) == {"car", "dora"}, case  # dora's own nodes, run by both
     for case, row in cases.items():
         assert row["dora"]["p50_us"] > 0 and row["dora"]["runs"][0]["n"] > 10
+        if case not in ARROW_CASES:
+            runs = row["iceoryx2"]["runs"]
+            assert runs[0]["n"] > 10 and row["iceoryx2"]["p50_us"] > 0, case  # samples arrived and were timed
         sink_cpu = first if "2hop" in case else second  # source on the first CPU, then alternating
         for peer, found in row.items():
             assert found["runs"][0]["sink_cpus"] == [sink_cpu], (case, peer)
+    assert set(shm.glob("iox2_*")) <= before  # iceoryx2's shared memory went with its processes
     throughput = report["throughput"]
-    assert isinstance(throughput, dict)
+    assert isinstance(throughput, dict) and "iceoryx2" not in throughput  # iceoryx2 has no throughput case
     dora = throughput["dora"]
     assert dora["sent"] == 5000 and dora["received"] + dora["dropped"] == 5000
     ratios = report["ratios"]
@@ -88,6 +110,9 @@ def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
         "throughput_car_over_dora",
         "arrow_uint8_p50_car_over_dora",
         "arrow_struct_p50_car_over_dora",
+        "small_p50_car_over_iceoryx2",
+        "frame_p50_car_over_iceoryx2",
+        "frame_loaned_p50_car_over_iceoryx2",
     ):
         assert isinstance(ratios[key], float) and ratios[key] > 0, key
     split = report["machines"]
@@ -98,44 +123,6 @@ def test_compare_runs_dora_side_by_side_with_every_peer_pinned_alike() -> None:
     assert set(split["throughput"]) == {"car", "car_keys", "dora"}
     for key in ("small_split_p50_car_over_dora", "frame_split_p50_car_over_dora", "throughput_split_car_over_dora"):
         assert isinstance(ratios[key], float) and ratios[key] > 0, key
-
-
-@pytest.mark.slow
-def test_compare_measures_iceoryx2_as_a_reference_on_every_latency_case() -> None:
-    """Installs iceoryx2 into bench/.iceoryx2-venv from PyPI the first time (a few seconds)."""
-    shm = Path("/dev/shm")
-    before = set(shm.glob("iox2_*"))
-    report = run_bench(
-        "bench/compare.py",
-        "--peers",
-        "car,iceoryx2",
-        "--seconds",
-        "1",
-        "--repeat",
-        "1",
-        "--count",
-        "2000",
-        "--no-machines",
-    )
-    if "iceoryx2" not in report["peers"]:
-        pytest.skip(f"iceoryx2 could not be installed or run here: {report['iceoryx2']}")
-    assert str(report["iceoryx2"]).startswith("iceoryx2 0.10")
-    assert report["dora"] == "not asked for"
-    cases = report["cases"]
-    assert isinstance(cases, dict)
-    assert set(cases) == EVERY_CASE
-    assert set(cases.pop("frame_1hop_subscribed")) == {"car"}
-    for case in ARROW_CASES:
-        assert set(cases.pop(case)) == {"car"}
-    for case, row in cases.items():
-        runs = row["iceoryx2"]["runs"]
-        assert runs[0]["n"] > 10 and row["iceoryx2"]["p50_us"] > 0, case  # samples arrived and were timed
-    assert set(report["throughput"]) == {"car"}  # iceoryx2 has no throughput case
-    ratios = report["ratios"]
-    assert isinstance(ratios, dict)
-    for key in ("small_p50_car_over_iceoryx2", "frame_p50_car_over_iceoryx2", "frame_loaned_p50_car_over_iceoryx2"):
-        assert isinstance(ratios[key], float) and ratios[key] > 0, key
-    assert set(shm.glob("iox2_*")) <= before  # its shared memory went with its processes
 
 
 @pytest.mark.slow
