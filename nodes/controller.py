@@ -57,6 +57,17 @@ class ControllerParams:
     near_confidence: float = 0.5  # camera estimates less sure than this defer to the sensor bar
 
 
+# What `car param` may tune while the car drives (Node.declare_parameter): field -> (range, description).
+TUNABLE: dict[str, tuple[tuple[float, float], str]] = {
+    "max_speed": ((0.0, 3.0), "m/s on a straight"),
+    "min_speed": ((0.0, 2.0), "m/s in the tightest bend"),
+    "lookahead": ((0.05, 1.0), "m ahead of the axle the car aims at, at min speed"),
+    "lookahead_per_speed": ((0.0, 1.0), "m more look-ahead per m/s"),
+    "slowdown_sq": ((0.0, 1.0), "how much tight bends slow the car"),
+    "near_speed": ((0.0, 2.0), "m/s, at most, while steering by the sensor bar"),
+}
+
+
 # the sensor bar alone: its distance ahead of the axle is the look-ahead
 BAR_PARAMS = ControllerParams(
     max_speed=0.45,
@@ -176,7 +187,13 @@ def main() -> None:
         node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, metadata)
 
     node = Node()
+    for name, (bounds, description) in TUNABLE.items():
+        value = node.declare_parameter(name, float(getattr(params, name)), description, bounds)
+        follower.params = replace(follower.params, **{name: value})
     for event in node:
+        if event.type == "PARAMETER":  # `car param set controller NAME VALUE`
+            follower.params = replace(follower.params, **{event.id: event.value})
+            continue
         if event.type != "INPUT":
             continue
         if event.id == "sensors":  # 100 Hz: steer with the latest line and this reading's sensor bar

@@ -26,6 +26,8 @@ from hal.camera_model import floor_to_image
 from hal.description import CameraParams, load_description
 
 SCAN_ROWS = 14
+MIN_CONTRAST = 25.0
+CONTRAST_RATIO = 0.4
 TAPE_WIDTH_M = 0.019
 
 
@@ -76,6 +78,8 @@ class LineDetector:
         widest = max(self._tape_px)
         self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (int(widest * 2.5) | 1, 1))
         self._last: LineEstimate | None = None
+        self.min_contrast = MIN_CONTRAST  # darker than the floor by at least this (0-255) to be tape
+        self.contrast_ratio = CONTRAST_RATIO  # ... and by this share of the darkest contrast in the frame
 
     def pixel_to_floor(self, u: float, v: float) -> tuple[float, float]:
         """Floor point (x ahead of the axle, y left) seen at pixel (u, v)."""
@@ -92,7 +96,7 @@ class LineDetector:
         strips = grey[self.rows]  # only the scan rows: a fraction of the image
         hat = cv2.morphologyEx(strips, cv2.MORPH_BLACKHAT, self._kernel)
         hat = cv2.GaussianBlur(hat.astype(np.float32), (5, 1), 0)
-        threshold = max(25.0, float(np.percentile(hat, 99)) * 0.4)
+        threshold = max(self.min_contrast, float(np.percentile(hat, 99)) * self.contrast_ratio)
         guess = self._predicted_columns()
         centres: list[tuple[float, float]] = []
         previous_u: float | None = None
@@ -167,9 +171,17 @@ def main() -> None:
 
     detector = LineDetector(load_description().camera, roi_top=float(os.environ.get("ROI_TOP", "0.35")))
     node = Node()
+    detector.min_contrast = node.declare_parameter(
+        "min_contrast", MIN_CONTRAST, "how much darker than the floor (0-255) tape must be", (0.0, 255.0)
+    )
+    detector.contrast_ratio = node.declare_parameter(
+        "contrast_ratio", CONTRAST_RATIO, "... and what share of the frame's darkest contrast", (0.05, 1.0)
+    )
     for event in node:
         if event.type == "INPUT" and event.id == "image":
             node.send_output("line", detector.detect(event.value).to_message(), event.metadata)
+        elif event.type == "PARAMETER":  # `car param set line_detector NAME VALUE`
+            setattr(detector, event.id, event.value)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,24 @@ def start_car(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
     )
 
 
+@contextmanager
+def launched(flow: Path | str, name: str, nodes: tuple[str, ...], folder: Path, *options: str) -> Iterator[None]:
+    """`car launch` a flow in the background (in `folder`, logs in folder/out) until the block ends, once
+    `nodes` run; then `car stop` it, and it must end cleanly."""
+    proc = start_car("launch", str(flow), *options, "--name", name, "--out", str(folder / "out"), cwd=folder)
+    try:
+        wait_for_nodes(name, nodes, timeout=60)
+        yield
+        stopped = car("stop", name)
+        assert stopped.returncode == 0, stopped.stderr
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def run_status(name: str) -> control.RunStatus:
     """What the daemon of run `name` says of it (`car list`)."""
     return ask(find_run(name), control.ListRun(), control.RunStatus)

@@ -18,7 +18,7 @@ import pytest
 
 from car.node.subscriber import Subscriber
 from car.plan.runs import RunError, find_run
-from tests.helpers import car, processes_mentioning, run_status, start_car, wait_for_nodes, write_flow
+from tests.helpers import launched, processes_mentioning, run_status, write_flow
 
 pytestmark = pytest.mark.slow
 
@@ -84,20 +84,10 @@ def three_nodes(folder: Path) -> Path:
 
 
 @contextmanager
-def running(flow: Path, name: str) -> Iterator[subprocess.Popen[str]]:
-    """`car launch` the flow in the background until the block ends, then stop it (it must end cleanly)."""
-    proc = start_car("launch", str(flow), "--name", name, "--out", str(flow.parent / "out"), cwd=flow.parent)
-    try:
-        wait_for_nodes(name, ("source", "relay", "sink"))
-        yield proc
-        stopped = car("stop", name)
-        assert stopped.returncode == 0, stopped.stderr
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 0, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+def running(flow: Path, name: str) -> Iterator[None]:
+    """The three nodes of `three_nodes` launched in the background until the block ends."""
+    with launched(flow, name, ("source", "relay", "sink"), flow.parent):
+        yield
 
 
 def events_for(sub: Subscriber, seconds: float) -> list[tuple[str, object, dict[str, object], tuple[int, int]]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import car
-from car.commands import several
+from car.commands import logs, nodes, param, several, top, topic
 from car.commands.extensions import extension_commands, launch_options
 from car.daemon import affinity
 from car.daemon.daemon import Daemon
@@ -318,7 +318,23 @@ COMMANDS: list[Command] = [
         several.start_arguments,
         several.cmd_start,
     ),
-    Command("logs", "print a node's log from whichever machine it runs on", several.logs_arguments, several.cmd_logs),
+    Command("node", "the nodes of a running graph: list, info, restart, stop", nodes.node_arguments, nodes.cmd_node),
+    Command("param", "a running node's parameters: list, get, set, describe", param.param_arguments, param.cmd_param),
+    Command(
+        "top",
+        "a live table of a running graph's nodes: CPU, memory, rates, drops, latency",
+        top.top_arguments,
+        top.cmd_top,
+    ),
+    Command(
+        "topic",
+        "look at a running graph's outputs: list, echo, hz, bw, info, pub",
+        topic.topic_arguments,
+        topic.cmd_topic,
+    ),
+    Command(
+        "logs", "print a node's log, from this machine's run or wherever it runs", logs.logs_arguments, logs.cmd_logs
+    ),
     Command(
         "machines", "list the machines connected to the coordinator", several.machines_arguments, several.cmd_machines
     ),

@@ -1,4 +1,4 @@
-"""The `car` commands for graphs on several machines: coordinator, daemon, up/down, start, machines, logs.
+"""The `car` commands for graphs on several machines: coordinator, daemon, up/down, start, machines, keys.
 
 Their rows are in the command table (car.commands.cli); `car list` and `car stop` show
 and stop these dataflows too.
@@ -383,28 +383,6 @@ def machines_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `car machines`."""
     parser.add_argument("--json", action="store_true", help="print JSON")
     coordinator_option(parser)
-
-
-def logs_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `car logs`."""
-    parser.add_argument("name", help="the dataflow's name or id")
-    parser.add_argument("node", help="the node")
-    parser.add_argument("--follow", "-f", action="store_true", help="keep printing what it writes until its run ends")
-    coordinator_option(parser)
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    """Print a node's log, from whichever machine it runs on."""
-    target, _ = control_endpoint(args.coordinator_addr)
-    offsets: dict[str, int] = {}
-    try:
-        while True:
-            ended = _print_new(target, args.name, args.node, offsets)
-            if not args.follow or ended:
-                return 0
-            time.sleep(FOLLOW_PERIOD_S)
-    except KeyboardInterrupt:
-        return 130
 
 
 # -- car list / car stop, for dataflows on several machines -------------------------------------------

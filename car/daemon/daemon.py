@@ -17,6 +17,7 @@ process groups of their own, so Ctrl-C reaches only `car`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -36,10 +37,13 @@ from car.daemon.report import status_line, summary_lines
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.supervisor import RunParts, Supervisor
 from car.daemon.timers import Timers
+from car.daemon.topics import describe_topics, locate_input
+from car.daemon.usage import cpu_and_memory
 from car.plan.build import Wiring, plan_machine
 from car.plan.config import RECONNECT_MS
 from car.plan.runs import RunInfo, remove_run
 from car.plan.signals import catch_stop_signals, restore_signals
+from car.spec import parameters
 from car.spec.model import Dataflow
 from car.transport import control, wire
 from car.transport.router import Handler, Router
@@ -103,6 +107,9 @@ class Daemon:
         self._handlers: dict[type[Any], Handler] = {
             control.Ready: self._on_ready,
             control.Stats: self._on_stats,
+            control.DeclareParameters: self._on_declare_parameters,
+            control.ListParameters: self._on_list_parameters,
+            control.SetParameter: self._on_set_parameter,
             control.EndOfStream: self._on_end_of_stream,
             control.Flush: self._on_flush,
             control.Bye: self._on_bye,
@@ -118,6 +125,12 @@ class Daemon:
             control.ReadersBack: self._on_readers_back,
             control.EndsDelivered: self._on_ends_delivered,
             control.StartTimers: self._on_start_timers,
+            control.ListTopics: self._on_list_topics,
+            control.Watch: self._on_watch,
+            control.DescribeNode: self._on_describe_node,
+            control.RestartNode: self._on_restart_node,
+            control.StopNode: self._on_stop_node,
+            control.LocateInput: self._on_locate_input,
         }
         self._signal: int | None = None
         self.started = 0.0
@@ -150,11 +163,28 @@ class Daemon:
             folder=str(self.dataflow.base_dir),
             pid=os.getpid(),
             uptime_s=round(time.monotonic() - self.started, 1),
-            nodes=[
-                control.NodeRow(n.spec.id, n.state.value, n.pid, n.restarts, round(n.rate, 1), n.status, n.superseded)
-                for n in self.nodes.values()
-            ],
+            nodes=[self._row(n) for n in self.nodes.values()],
             subscriptions=len(self.subscriptions.active),
+        )
+
+    @staticmethod
+    def _row(n: NodeState) -> control.NodeRow:
+        u = n.usage
+        return control.NodeRow(
+            n.spec.id,
+            n.state.value,
+            n.pid,
+            n.restarts,
+            round(u.rate, 1),
+            n.status,
+            n.superseded,
+            round(u.sent_rate, 1),
+            round(u.received_rate, 1),
+            u.dropped,
+            round(u.cpu_percent, 1),
+            _resident(n),
+            u.latency_p50_ms,
+            u.latency_p99_ms,
         )
 
     def summary(self) -> list[str]:
@@ -207,14 +237,39 @@ class Daemon:
 
     def _on_stats(self, message: control.Stats, _: bytes) -> None:
         node = self._node(message.node)
-        now = time.monotonic()
-        if node.reported_at:
-            node.rate = (message.sent + message.received - node.sent - node.received) / max(
-                now - node.reported_at, 1e-3
-            )
-        node.sent, node.received, node.reported_at = message.sent, message.received, now
+        node.usage.update(message, node.pid, time.monotonic())
+        node.sent, node.received = message.sent, message.received
         node.status = message.status[:120]
         node.superseded = message.superseded
+
+    def _on_declare_parameters(self, message: control.DeclareParameters, _: bytes) -> None:
+        self._node(message.node).parameters = {p.name: p for p in message.parameters}
+
+    def _on_list_parameters(self, message: control.ListParameters, _: bytes) -> control.DaemonReply:
+        node = self._node(message.node)
+        found = list(node.parameters.values())
+        return control.Parameters(found, {p.name: node.config.parameters.get(p.name, p.default_json) for p in found})
+
+    def _on_set_parameter(self, message: control.SetParameter, _: bytes) -> control.DaemonReply:
+        """Check the value against the node's declaration, keep it (for restarts) and give it to the node."""
+        node = self._node(message.node)
+        parameter = node.parameters.get(message.name)
+        if parameter is None:
+            declared = ", ".join(node.parameters) or "none (yet: a node declares them as it starts)"
+            return control.Refused(f"node `{node.spec.id}` has no parameter `{message.name}` (declared: {declared})")
+        try:
+            value = json.loads(message.value_json)
+        except json.JSONDecodeError:
+            return control.Refused(
+                f"{message.value_json!r} is not a JSON value: `{parameter.name}` takes {parameter.accepts()}"
+            )
+        problem = parameters.check(parameter, value)
+        if problem:
+            return control.Refused(problem)
+        value_json = json.dumps(parameters.coerce(parameter, value))
+        node.config.parameters[parameter.name] = value_json
+        self._tell_node(node.spec.id, control.ParameterSet(parameter.name, value_json))
+        return control.Done()
 
     def _on_end_of_stream(self, message: control.EndOfStream, _: bytes) -> None:
         reader = self._node(message.node).spec.id
@@ -269,6 +324,40 @@ class Daemon:
             self.flushes.delivered(end.reader, end.source)
         return control.Done()
 
+    def _on_watch(self, message: control.Watch, _: bytes) -> control.DaemonReply:
+        for node_id in self.nodes:
+            self._tell_node(node_id, control.Observe(message.seconds))
+        return control.Done()
+
+    def _on_list_topics(self, _: control.ListTopics, __: bytes) -> control.DaemonReply:
+        return control.Topics(describe_topics(self.dataflow, self.plan, self.subscriptions))
+
+    def _on_locate_input(self, message: control.LocateInput, _: bytes) -> control.DaemonReply:
+        return locate_input(self.dataflow, self.plan, message.node, message.input)
+
+    def _on_describe_node(self, message: control.DescribeNode, _: bytes) -> control.DaemonReply:
+        node = self._node(message.node)
+        spec = node.spec
+        return control.NodeDescription(
+            self._row(node),
+            spec.path,
+            list(spec.args),
+            spec.machine,
+            [control.InputRow(name, i.source, i.queue_size, i.queue_policy) for name, i in spec.inputs.items()],
+            list(spec.outputs),
+            str(node.log.path),
+            spec.restart_policy,
+            spec.critical,
+        )
+
+    def _on_restart_node(self, message: control.RestartNode, _: bytes) -> control.DaemonReply:
+        refusal = self.supervisor.stop_node(self._node(message.node), "restart")
+        return control.Refused(refusal) if refusal else control.Done()
+
+    def _on_stop_node(self, message: control.StopNode, _: bytes) -> control.DaemonReply:
+        refusal = self.supervisor.stop_node(self._node(message.node), "stop")
+        return control.Refused(refusal) if refusal else control.Done()
+
     def _on_get_node_config(self, message: control.GetNodeConfig, _: bytes) -> control.DaemonReply:
         node = self._node(message.node)
         refusal = self.supervisor.hand_out(node, message.pid)
@@ -309,6 +398,12 @@ class Daemon:
 
     def _note_signal(self, signum: int) -> None:
         self._signal = signum
+
+
+def _resident(node: NodeState) -> int:
+    """A running node's resident memory now (bytes; 0 when unknown)."""
+    measured = cpu_and_memory(node.pid) if node.pid and node.state in ALIVE else None
+    return measured[1] if measured else 0
 
 
 def _timer_readers(nodes: dict[str, NodeState]) -> dict[str, list[str]]:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from car.daemon import affinity
 from car.daemon.logs import NodeLog
+from car.daemon.usage import Usage
 from car.plan.config import NodeConfig
 from car.spec.model import NodeSpec
+from car.spec.parameters import Parameter
 
 
 class NodeStatus(enum.StrEnum):
@@ -54,11 +56,13 @@ class NodeState:
     pid: int = 0
     sent: int = 0  # messages, as the node last reported them
     received: int = 0
-    rate: float = 0.0  # messages per second, sent and received, over the last report period
+    usage: Usage = field(default_factory=Usage)  # rates, CPU, memory, latency, from its reports (car.daemon.usage)
     status: str = ""  # what the node says it is doing (Node.set_status)
-    reported_at: float = 0.0
     ready: bool = False  # said Ready since it last started
     was_ready: bool = False  # said Ready before: a later Ready is a restart, of which its senders are told
+    parameters: dict[str, Parameter] = field(default_factory=dict)  # declared by the node (their values: config)
+    asked: str = ""  # "restart" or "stop": `car node restart|stop` sent it STOP alone, at `asked_at`
+    asked_at: float = 0.0
     handed_out: bool = False  # a dynamic node's configuration went to `car run-node`, which has not said it ended
     watched: bool = False  # a dynamic node started without `car run-node`: the daemon watches its pid
 

@@ -12,8 +12,10 @@ def status_line(nodes: list[NodeState]) -> str:
     """One line: each running node's message rate (and superseded messages), then what nodes say they do."""
     parts = []
     for n in nodes:
-        if n.state == NodeStatus.RUNNING and n.reported_at:
-            parts.append(f"{n.spec.id} {n.rate:.0f}/s" + (f" ({n.superseded} superseded)" if n.superseded else ""))
+        if n.state == NodeStatus.RUNNING and n.usage.at:
+            parts.append(
+                f"{n.spec.id} {n.usage.rate:.0f}/s" + (f" ({n.superseded} superseded)" if n.superseded else "")
+            )
     rates = "  ".join(parts)
     said = "  |  ".join(n.status for n in nodes if n.status and n.state == NodeStatus.RUNNING)
     return f"{rates}  |  {said}" if said else rates

@@ -111,6 +111,8 @@ class Supervisor:
                 code = node.proc.poll()
                 if code is not None:
                     self._ended(node, code, now)
+                elif node.asked and not self.stopping:  # `car node restart|stop`: as a run's stop, for one node
+                    escalate(node, now, node.asked_at + self.grace, node.asked_at + self.grace + KILL_AFTER_S)
             elif node.watched and node.state in (NodeStatus.RUNNING, NodeStatus.WAITING) and not pid_alive(node.pid):
                 node.state = NodeStatus.RUNNING  # started by hand without `car run-node`, and gone without Bye
                 self._ended(node, VANISHED, now)
@@ -203,9 +205,26 @@ class Supervisor:
             self.terminal.say(f"node `{node.spec.id}` failed: {describe_exit(code)} after {ran:.1f} s")
         return ""
 
+    def stop_node(self, node: NodeState, then: str) -> str:
+        """`car node restart` (`then` "restart") or `car node stop` ("stop"): STOP to this node alone, SIGTERM
+        after the grace period, SIGKILL after that; "" when it was asked, else why not."""
+        if self.stopping:
+            return "the run is stopping"
+        if node.spec.is_dynamic:
+            return f"node `{node.spec.id}` is dynamic: stop the process you started it with"
+        if node.state == NodeStatus.RESTARTING and then == "restart":
+            node.restart_at = time.monotonic()  # it was about to start again anyway: now
+            return ""
+        if node.state != NodeStatus.RUNNING:
+            return f"node `{node.spec.id}` is {node.state}"
+        node.asked, node.asked_at = then, time.monotonic()
+        self.parts.notifier.send(node.config.receive_endpoint, wire.KIND_STOP, b"")
+        return ""
+
     # -- a node's end --------------------------------------------------------------------
     def _spawn(self, node: NodeState) -> None:
         node.config.restart_count = node.restarts
+        node.usage.restart()
         env = {**self.dataflow.env, **node.spec.env, **self.extra_env, ENV_VAR: node.config.to_json()}
         cpus = node.spec.cpu_affinity if self._can_pin else ()
         fds = self.parts.direct.fds(node.spec.id)
@@ -221,6 +240,18 @@ class Supervisor:
         self.parts.timers.disable(node.spec.id)
         self.parts.flushes.delivered(node.spec.id)  # an exited reader holds up no sender
         node.log.note(f"exited: {describe_exit(code)}")
+        asked, node.asked = node.asked, ""
+        if asked == "restart":  # its readers see a gap, not an end
+            node.restarts += 1
+            node.state = NodeStatus.RESTARTING
+            node.restart_at = now
+            self.terminal.say(f"restarting node `{node.spec.id}` ({node.restarts}): asked by `car node restart`")
+            return
+        if asked == "stop":
+            node.state = NodeStatus.EXITED
+            self.terminal.say(f"node `{node.spec.id}` stopped: asked by `car node stop`")
+            self._gone(node)
+            return
         failed = False
         if node.signalled:
             self.terminal.say(

@@ -22,6 +22,7 @@ the sender copies frames through the link, which is slower but still correct.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import sys
 import time
@@ -32,13 +33,13 @@ from typing import Any
 import numpy as np
 import zmq
 
-from car.node.daemon_link import DaemonLink
+from car.node.daemon_link import STATS_PERIOD_S, DaemonLink
 from car.node.event import Event
 from car.node.inbox import Inbox
 from car.node.links import LINGER_MS, DropFlag, Outbox, UnknownOutputError
 from car.plan.config import ENV_VAR, RECONNECT_MS, NodeConfig
 from car.plan.runs import claim_dynamic_node
-from car.spec import types
+from car.spec import parameters, types
 from car.transport import control
 from car.transport.hlc import HybridLogicalClock
 
@@ -72,6 +73,10 @@ class Node:
         self._closed = False
         self._finished = False  # STOP was handed out: iteration is over
         self._status = ""
+        self._observe_until = 0.0  # watched until then (monotonic seconds): inputs' latency is measured
+        self._latencies: list[int] = []  # nanoseconds, since the last report
+        self._parameters: dict[str, parameters.Parameter] = {}  # declared (declare_parameter)
+        self._values: dict[str, Any] = {}  # their values now
         self._drops = DropFlag()
         self._next_drop_report = 0.0
         self._last_drop_report = time.monotonic()
@@ -92,7 +97,7 @@ class Node:
         )
         self._outbox = Outbox(cfg, self._ctx, self._clock, self._drops, self._stopping, keys)
         self._daemon.tell(control.Ready(self.id, os.getpid()))
-        self._daemon.watch(self._stats)
+        self._daemon.watch(self._stats, self._stats_period)
         atexit.register(self.close)
 
     def _secure(self, cfg: NodeConfig) -> tuple[Any, Any]:
@@ -126,12 +131,22 @@ class Node:
         return self._hand_out(event)
 
     def _hand_out(self, event: Event) -> Event:
-        """Every event leaves through here (subclasses may adapt it): STOP ends iteration; drops are reported."""
+        """Every event leaves through here (subclasses may adapt it): STOP ends iteration; drops are reported;
+        while the node is watched (`car top`), each input's latency is measured."""
         if event.type == "STOP":
             self._finished = True
         if self._drops.pending:
             self._report_drops(final=False)
+        if self._observe_until and event.timestamp is not None:
+            self._observe(event.timestamp[0])
         return event
+
+    def _observe(self, stamp_ns: int) -> None:
+        """One input's time from its timestamp to now (a timer tick's too), while watched."""
+        if time.monotonic() < self._observe_until:
+            self._latencies.append(time.time_ns() - stamp_ns)
+        else:
+            self._observe_until = 0.0
 
     def next(self, timeout: float | None = None) -> Event | None:
         """The next event, waiting at most `timeout` seconds (None: no limit).
@@ -153,11 +168,47 @@ class Node:
             self._outbox.reader_gone(message.reader)
         elif isinstance(message, control.ReaderBack):
             self._outbox.reader_back(message.reader)
+        elif isinstance(message, control.Observe):
+            if not self._observe_until:
+                self._daemon.report_now()  # counts at once, latencies half a second later
+            self._observe_until = time.monotonic() + message.seconds
+        elif isinstance(message, control.ParameterSet) and message.name in self._parameters:
+            value = parameters.coerce(self._parameters[message.name], json.loads(message.value_json))
+            self._values[message.name] = value
+            self._inbox.queue_event(Event("PARAMETER", message.name, value))
 
     def _stopping(self) -> bool:
         """While a backpressure send waits: keep our own queues moving; True once the node should give up."""
         self._inbox.drain_main()
         return self._inbox.stop_seen or self._daemon.daemon_gone
+
+    # -- parameters -------------------------------------------------------------------
+    def declare_parameter(
+        self, name: str, default: Any, description: str = "", value_range: tuple[float, float] | None = None
+    ) -> Any:
+        """Declare a parameter `car param` can read and set while the node runs; its value now.
+
+        The type is the default's (float, int, bool or str); `value_range` bounds a number.
+        A value set with `car param set` is checked against the declaration first, and then
+        arrives as a PARAMETER event (`event.id` the name, `event.value` the value), which
+        `parameter(name)` also returns from then on; it is kept when the node restarts.
+        """
+        parameter = parameters.declare(name, default, description, value_range)
+        self._parameters[name] = parameter
+        stored = self.config.parameters.get(name)
+        value = parameter.default
+        if stored is not None and not parameters.check(parameter, json.loads(stored)):
+            value = parameters.coerce(parameter, json.loads(stored))  # set before this process started
+        self._values[name] = value
+        self._daemon.tell(control.DeclareParameters(self.id, list(self._parameters.values())))
+        return value
+
+    def parameter(self, name: str) -> Any:
+        """A declared parameter's value now."""
+        if name not in self._values:
+            declared = ", ".join(self._values) or "none"
+            raise KeyError(f"node `{self.id}` declared no parameter `{name}` (declared: {declared})")
+        return self._values[name]
 
     # -- sending ---------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
@@ -227,7 +278,18 @@ class Node:
         self._drops.pending = False
 
     def _stats(self) -> control.Stats:
-        return control.Stats(self.id, self.sent, self.received, self._status, self.superseded())
+        """What the watcher thread reports (see control.Stats)."""
+        samples, self._latencies = self._latencies, []
+        p50 = p99 = -1.0
+        if samples:
+            ordered = np.sort(np.asarray(samples, np.int64))
+            p50, p99 = (float(ordered[min(len(ordered) - 1, int(q * len(ordered)))]) / 1e3 for q in (0.5, 0.99))
+        dropped = sum(self.drop_counts().values())
+        return control.Stats(self.id, self.sent, self.received, self._status, self.superseded(), dropped, p50, p99)
+
+    def _stats_period(self) -> float:
+        """How long the watcher waits between reports: shorter while the node is watched."""
+        return STATS_PERIOD_S / 2 if self._observe_until > time.monotonic() else STATS_PERIOD_S
 
     # -- life cycle ----------------------------------------------------------------------
     def close(self) -> None:

@@ -62,10 +62,14 @@ class DaemonLink:
             pass
         return None
 
-    def watch(self, stats: Callable[[], control.Stats]) -> None:
-        """Start the watcher thread: `stats()` is sent once a second."""
-        self._watcher = threading.Thread(target=self._watch, args=(stats,), name="car-daemon-watch", daemon=True)
+    def watch(self, stats: Callable[[], control.Stats], period: Callable[[], float]) -> None:
+        """Start the watcher thread: `stats()` is sent every `period()` seconds."""
+        self._watcher = threading.Thread(target=self._watch, args=(stats, period), name="car-daemon-watch", daemon=True)
         self._watcher.start()
+
+    def report_now(self) -> None:
+        """Make the watcher thread report at once (someone started watching: see Node._stats_period)."""
+        os.write(self._watcher_wakes, b"r")
 
     def close(self) -> None:
         """End the watcher thread (the socket goes with the node's context)."""
@@ -73,8 +77,8 @@ class DaemonLink:
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=2.0)
 
-    def _watch(self, stats: Callable[[], control.Stats]) -> None:
-        """Report message counts once a second; stop this node when its daemon is gone."""
+    def _watch(self, stats: Callable[[], control.Stats], period: Callable[[], float]) -> None:
+        """Report message counts every `period()` seconds; stop this node when its daemon is gone."""
         pid = self.config.daemon_pid
         try:
             fd = os.pidfd_open(pid) if pid else -1
@@ -85,8 +89,8 @@ class DaemonLink:
         reporter.connect(self.config.control_endpoint)
         waits = [self._wake_watcher] + ([fd] if fd >= 0 else [])
         while True:
-            ready = select.select(waits, [], [], STATS_PERIOD_S)[0]
-            if self._wake_watcher in ready:  # the node is closing
+            ready = select.select(waits, [], [], period())[0]
+            if self._wake_watcher in ready and b"x" in os.read(self._wake_watcher, 64):  # the node is closing
                 reporter.close()
                 return
             if fd in ready or (pid and fd < 0 and not pid_alive(pid)):

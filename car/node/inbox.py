@@ -283,7 +283,11 @@ class Inbox:
             self.collect()
 
     def _unreadable(self, exc: Exception) -> None:
-        self.pending.append([None, Event("ERROR", error=f"dropped an unreadable message: {exc}"), None, True])
+        self.queue_event(Event("ERROR", error=f"dropped an unreadable message: {exc}"))
+
+    def queue_event(self, event: Event) -> None:
+        """Queue an event made here (not a message), in arrival order with the messages."""
+        self.pending.append([None, event, None, True])
 
     def _receive_one(self, sock: zmq.Socket[bytes], own: Input | None, flags: int) -> None:
         """Receive one message from a ZeroMQ socket and queue it (own: the backpressure input whose socket it is)."""

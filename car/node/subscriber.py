@@ -28,7 +28,7 @@ from car.node.event import Event
 from car.node.inbox import Inbox
 from car.node.links import DropFlag
 from car.plan.config import RECONNECT_MS, InputConfig
-from car.plan.runs import RunError, RunInfo, ask, find_run
+from car.plan.runs import RunError, RunInfo, ask, find_here
 from car.transport import control
 from car.transport.hlc import HybridLogicalClock
 
@@ -38,9 +38,9 @@ DEFAULT_QUEUE_SIZE = 10
 class Subscriber:
     """A subscription to outputs of a running dataflow."""
 
-    def __init__(self, sources: list[str], run: str | None = None, queue_size: int = DEFAULT_QUEUE_SIZE):
-        """Subscribe to `sources` of the run named `run` (None: the only one running); RunError if refused."""
-        self.run: RunInfo = find_run(run)
+    def __init__(self, sources: list[str], run: str | RunInfo | None = None, queue_size: int = DEFAULT_QUEUE_SIZE):
+        """Subscribe to `sources` of the run named `run` (None: the only one running here); RunError if refused."""
+        self.run: RunInfo = run if isinstance(run, RunInfo) else find_here(run)
         self.endpoint = f"ipc://{self.run.folder}/sub-{os.getpid()}-{secrets.token_hex(3)}.sock"
         self._closed = False
         self._finished = False

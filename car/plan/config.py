@@ -85,6 +85,7 @@ class NodeConfig:
     restart_count: int = 0  # times the daemon started it again (set at each start)
     min_log_level: str = ""  # its `min_log_level` (dora's log levels); "" for the default, info
     output_types: dict[str, str] = field(default_factory=dict)  # output -> declared type URN, checked at send
+    parameters: dict[str, str] = field(default_factory=dict)  # name -> value (JSON) set by `car param set`: kept
 
     def to_json(self) -> str:
         """Serialise for the environment."""

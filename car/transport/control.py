@@ -24,6 +24,8 @@ from typing import Any, ClassVar, TypeVar, get_args, get_origin
 
 import msgpack
 
+from car.spec.parameters import Parameter
+
 VERSION = 1
 
 
@@ -64,6 +66,13 @@ class NodeRow:
     rate: float
     status: str
     superseded: int = 0
+    sent_rate: float = 0.0  # messages per second, over the node's last report period
+    received_rate: float = 0.0
+    dropped: int = 0  # by its full queues and links, so far
+    cpu_percent: float = 0.0  # of one CPU, over its last report period
+    rss_bytes: int = 0
+    latency_p50_ms: float = -1.0  # timestamp to receipt of its inputs, while watched (`car top`); -1: not measured
+    latency_p99_ms: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,38 @@ class SubscribedOutput:
     source: str
     shm_prefix: str = ""
     line: int = -1
+
+
+@dataclass(frozen=True)
+class TopicReader:
+    """One input that reads an output, and how it queues it."""
+
+    node: str
+    input: str
+    queue_size: int
+    queue_policy: str
+    machine: str = ""  # "" when the run is on one machine
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One output of a node of the run (`node/output`), as `car topic` shows it."""
+
+    source: str
+    declared_type: str  # its `output_types` URN, or ""
+    machine: str
+    readers: list[TopicReader] = field(default_factory=list)
+    subscribers: int = 0
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One input of a node: where it comes from and how it queues."""
+
+    input: str
+    source: str
+    queue_size: int
+    queue_policy: str
 
 
 @dataclass(frozen=True)
@@ -103,13 +144,26 @@ class Ready(NodeToDaemon):
 
 @dataclass(frozen=True)
 class Stats(NodeToDaemon):
-    """Once a second: messages so far, inputs' superseded messages, and the node's status line."""
+    """Once a second (twice while watched): messages so far, inputs' superseded and dropped messages, the
+    node's status line; while watched (`Observe`), the time from its inputs' timestamps to their receipt
+    since the last report (microseconds, -1: none measured)."""
 
     TYPE: ClassVar[str] = "stats"
     sent: int = 0
     received: int = 0
     status: str = ""
     superseded: int = 0
+    dropped: int = 0
+    latency_p50_us: float = -1.0
+    latency_p99_us: float = -1.0
+
+
+@dataclass(frozen=True)
+class DeclareParameters(NodeToDaemon):
+    """The node declared these parameters (car.spec.parameters): `car param` may read and set them."""
+
+    TYPE: ClassVar[str] = "declare_parameters"
+    parameters: list[Parameter] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -210,6 +264,73 @@ class EndsDelivered(ClientToDaemon):
 
 
 @dataclass(frozen=True)
+class Watch(ClientToDaemon):
+    """Someone watches the nodes (`car top`): for `seconds`, they measure their inputs' latency and report twice as
+    often."""
+
+    TYPE: ClassVar[str] = "watch"
+    seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class ListTopics(ClientToDaemon):
+    """The outputs of this machine's nodes, their readers and subscribers: answered with `Topics`."""
+
+    TYPE: ClassVar[str] = "list_topics"
+
+
+@dataclass(frozen=True)
+class LocateInput(ClientToDaemon):
+    """Where to send a message that node `node` takes as input `input` (`car topic pub`): `InputLocation`."""
+
+    TYPE: ClassVar[str] = "locate_input"
+    node: str = ""
+    input: str = ""
+
+
+@dataclass(frozen=True)
+class ListParameters(ClientToDaemon):
+    """Node `node`'s declared parameters and their values: answered with `Parameters`."""
+
+    TYPE: ClassVar[str] = "list_parameters"
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class SetParameter(ClientToDaemon):
+    """Set parameter `name` of node `node` to `value_json` (checked against its declaration; kept across restarts)."""
+
+    TYPE: ClassVar[str] = "set_parameter"
+    node: str = ""
+    name: str = ""
+    value_json: str = ""
+
+
+@dataclass(frozen=True)
+class DescribeNode(ClientToDaemon):
+    """What `car node info` shows of node `node`: answered with `NodeDescription`."""
+
+    TYPE: ClassVar[str] = "describe_node"
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class RestartNode(ClientToDaemon):
+    """Stop node `node` (STOP, then SIGTERM after the grace period) and start it again; the rest runs on."""
+
+    TYPE: ClassVar[str] = "restart_node"
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class StopNode(ClientToDaemon):
+    """Stop node `node` for good (STOP, then SIGTERM after the grace period); its readers get INPUT_CLOSED."""
+
+    TYPE: ClassVar[str] = "stop_node"
+    node: str = ""
+
+
+@dataclass(frozen=True)
 class GetNodeConfig(ClientToDaemon):
     """The configuration of a `path: dynamic` node, to start it by hand.
 
@@ -290,6 +411,48 @@ class RunStatus(DaemonReply):
 
 
 @dataclass(frozen=True)
+class Topics(DaemonReply):
+    """The answer to `ListTopics`."""
+
+    TYPE: ClassVar[str] = "topics"
+    topics: list[Topic] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InputLocation(DaemonReply):
+    """The answer to `LocateInput`: the node's receive socket, and the source name its input is fed by."""
+
+    TYPE: ClassVar[str] = "input_location"
+    endpoint: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Parameters(DaemonReply):
+    """The answer to `ListParameters`: each declared parameter, and its value now (JSON)."""
+
+    TYPE: ClassVar[str] = "parameters"
+    parameters: list[Parameter] = field(default_factory=list)
+    values_json: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeDescription(DaemonReply):
+    """The answer to `DescribeNode`."""
+
+    TYPE: ClassVar[str] = "node_description"
+    row: NodeRow = field(default_factory=lambda: NodeRow("", "", 0, 0, 0.0, ""))
+    path: str = ""
+    args: list[str] = field(default_factory=list)
+    machine: str = ""
+    inputs: list[InputRow] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    log: str = ""
+    restart_policy: str = "never"
+    critical: bool = True
+
+
+@dataclass(frozen=True)
 class NodeConfigText(DaemonReply):
     """A dynamic node's configuration (JSON, for `CAR_NODE_CONFIG`)."""
 
@@ -341,6 +504,23 @@ class RemoveSubscriber(DaemonToNode):
     TYPE: ClassVar[str] = "remove_subscriber"
     output: str = ""
     subscription: str = ""
+
+
+@dataclass(frozen=True)
+class ParameterSet(DaemonToNode):
+    """`car param set` gave parameter `name` the value `value_json` (already checked): a PARAMETER event follows."""
+
+    TYPE: ClassVar[str] = "parameter_set"
+    name: str = ""
+    value_json: str = ""
+
+
+@dataclass(frozen=True)
+class Observe(DaemonToNode):
+    """For `seconds` from now, measure the time from each input's timestamp to its receipt (see `Stats`)."""
+
+    TYPE: ClassVar[str] = "observe"
+    seconds: float = 3.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,124 @@
+"""`car node list|info|restart|stop`: the nodes of a running graph, one at a time.
+
+`restart` stops one node (STOP, then SIGTERM after the run's grace period) and starts it
+again while the rest of the graph runs on: its readers see a gap in its messages, not
+the end of its streams, and its senders send to the new process (`ReaderBack`). `stop`
+ends it for good: its readers get INPUT_CLOSED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+from car.commands.actions import Action, add_actions, run_action
+from car.plan.runs import RunError, ask, find_here
+from car.transport import control
+
+WAIT_S = 15.0  # how long restart and stop wait to see the node running again, or ended
+
+
+def _status(name: str | None) -> tuple[str, control.RunStatus]:
+    run = find_here(name)
+    return run.name, ask(run, control.ListRun(), control.RunStatus)
+
+
+def node_list(args: argparse.Namespace) -> int:
+    """The nodes, their state, pid, restarts and message rate."""
+    _, status = _status(args.dataflow)
+    if args.json:
+        print(json.dumps([asdict(n) for n in status.nodes]))
+        return 0
+    width = max([len("NODE"), *(len(n.id) for n in status.nodes)])
+    print(f"{'NODE':<{width}}  {'STATE':<10} {'PID':>7} {'RESTARTS':>8} {'MSG/S':>8}  STATUS")
+    for n in status.nodes:
+        print(f"{n.id:<{width}}  {n.state:<10} {n.pid:>7} {n.restarts:>8} {n.rate:>8.1f}  {n.status}")
+    return 0
+
+
+def node_info(args: argparse.Namespace) -> int:
+    """One node: how it is started, its inputs and outputs, its state and its log."""
+    run = find_here(args.dataflow)
+    info = ask(run, control.DescribeNode(args.node), control.NodeDescription)
+    if args.json:
+        print(json.dumps(asdict(info)))
+        return 0
+    row = info.row
+    print(f"Node: {row.id}  ({row.state}, pid {row.pid}, {row.restarts} restarts, {row.rate:.1f} msg/s)")
+    print(f"Path: {info.path} {' '.join(info.args)}".rstrip())
+    if info.machine:
+        print(f"Machine: {info.machine}")
+    print(f"Restart policy: {info.restart_policy}; critical: {'yes' if info.critical else 'no'}")
+    print(f"Inputs: {len(info.inputs)}")
+    for inp in info.inputs:
+        print(f"  {inp.input} <- {inp.source}: queue_size {inp.queue_size}, {inp.queue_policy}")
+    print(f"Outputs: {', '.join(info.outputs) or 'none'}")
+    print(f"Log: {info.log}")
+    return 0
+
+
+def _wait_for(name: str, node: str, done: Callable[[control.NodeRow], bool], what: str) -> control.NodeRow:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        row = next(n for n in _status(name)[1].nodes if n.id == node)
+        if done(row):
+            return row
+        if time.monotonic() > deadline:
+            raise RunError(f"node `{node}` is {row.state}, not yet {what}, after {WAIT_S:g} s")
+        time.sleep(0.1)
+
+
+def node_restart(args: argparse.Namespace) -> int:
+    """Stop one node and start it again; the rest of the graph runs on."""
+    name, status = _status(args.dataflow)
+    before = next((n for n in status.nodes if n.id == args.node), None)
+    ask(find_here(name), control.RestartNode(args.node), control.Done)
+    restarts = before.restarts if before else 0
+    row = _wait_for(name, args.node, lambda r: r.restarts > restarts and r.state == "running", "running again")
+    print(f"restarted {args.node} in {name} (pid {row.pid}, restart {row.restarts})")
+    return 0
+
+
+def node_stop(args: argparse.Namespace) -> int:
+    """Stop one node for good; its readers get INPUT_CLOSED, the rest runs on."""
+    name, _ = _status(args.dataflow)
+    ask(find_here(name), control.StopNode(args.node), control.Done)
+    row = _wait_for(name, args.node, lambda r: r.state in ("exited", "failed"), "stopped")
+    print(f"stopped {args.node} in {name} ({row.state})")
+    return 0
+
+
+def _dataflow_and_node(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataflow", help="the running dataflow's name")
+    parser.add_argument("node")
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
+    parser.add_argument("--json", action="store_true")
+
+
+def _info_arguments(parser: argparse.ArgumentParser) -> None:
+    _dataflow_and_node(parser)
+    parser.add_argument("--json", action="store_true")
+
+
+NODE_COMMANDS: list[Action] = [
+    Action("list", "the nodes: state, pid, restarts, message rate", _list_arguments, node_list),
+    Action("info", "one node: command, inputs, outputs, state, log", _info_arguments, node_info),
+    Action("restart", "stop one node and start it again; the rest runs on", _dataflow_and_node, node_restart),
+    Action("stop", "stop one node for good; its readers get INPUT_CLOSED", _dataflow_and_node, node_stop),
+]
+
+
+def node_arguments(parser: argparse.ArgumentParser) -> None:
+    """`car node`'s own actions."""
+    add_actions(parser, NODE_COMMANDS)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    """Run one `car node` action."""
+    return run_action(args, NODE_COMMANDS)

@@ -1,0 +1,94 @@
+"""`car top [DATAFLOW] [--once]`: a live table of a running graph's nodes, as `top` is of processes.
+
+Per node: CPU % (of one CPU), resident memory, messages out and in per second, drops by
+queue bounds (and superseded), p50/p99 time from its inputs' timestamps to their
+receipt, restarts and machine. While `car top` runs it asks the nodes to measure their
+inputs' latency (`Watch`): they do so only while someone watches, and stop a few
+seconds after it ends. On a terminal the table redraws in place; otherwise (or with
+`--once`, which prints JSON) it prints plain lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+
+from car.plan.runs import RunInfo, ask, find_here
+from car.transport import control
+
+REFRESH_S = 1.0
+WATCH_S = 3.0  # each refresh asks the nodes to go on measuring for this long
+FIRST_REPORT_S = 0.6  # a watched node reports at once, then every 0.5 s: by then each has, unless busy
+ONCE_WAIT_S = 2.5  # --once waits at most this long for every running node's latency
+
+
+def _watched_status(run: RunInfo) -> control.RunStatus:
+    ask(run, control.Watch(WATCH_S), control.Done)
+    return ask(run, control.ListRun(), control.RunStatus)
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f}M" if count else "-"
+
+
+def _latency(p50: float, p99: float) -> str:
+    return f"{p50:.2f}/{p99:.2f}" if p50 >= 0 else "-"
+
+
+def table(status: control.RunStatus) -> list[str]:
+    """The lines of one refresh."""
+    width = max([len("NODE"), *(len(n.id) for n in status.nodes)])
+    lines = [
+        f"{status.name}: {len(status.nodes)} nodes, up {status.uptime_s:.0f} s, {status.subscriptions} subscribers",
+        f"{'NODE':<{width}}  {'STATE':<9} {'CPU%':>6} {'RSS':>7} {'OUT/S':>8} {'IN/S':>8} {'DROPS':>6} "
+        f"{'SUPERSEDED':>10} {'LAT ms p50/p99':>15} {'RESTARTS':>8}",
+    ]
+    for n in status.nodes:
+        lines.append(
+            f"{n.id:<{width}}  {n.state:<9} {n.cpu_percent:>6.1f} {_megabytes(n.rss_bytes):>7} "
+            f"{n.sent_rate:>8.1f} {n.received_rate:>8.1f} {n.dropped:>6} {n.superseded:>10} "
+            f"{_latency(n.latency_p50_ms, n.latency_p99_ms):>15} {n.restarts:>8}"
+        )
+    return lines
+
+
+def top_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car top`."""
+    parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
+    parser.add_argument("--once", action="store_true", help="measure once and print JSON")
+    parser.add_argument("--count", type=int, default=0, help="stop after N refreshes (default: until Ctrl-C)")
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    """Show the nodes of a running graph, refreshed once a second."""
+    run = find_here(args.dataflow)
+    _watched_status(run)
+    time.sleep(FIRST_REPORT_S)
+    if args.once:
+        deadline = time.monotonic() + ONCE_WAIT_S
+        status = _watched_status(run)
+        while time.monotonic() < deadline and any(
+            n.state == "running" and n.latency_p50_ms < 0 for n in status.nodes
+        ):  # a busy node reads the request late; one with no inputs never has a latency
+            time.sleep(0.2)
+            status = _watched_status(run)
+        print(
+            json.dumps({"name": status.name, "uptime_s": status.uptime_s, "nodes": [asdict(n) for n in status.nodes]})
+        )
+        return 0
+    live = sys.stdout.isatty()
+    shown = 0
+    while True:
+        lines = table(_watched_status(run))
+        if live:
+            sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+        else:
+            print("\n".join(lines))
+        sys.stdout.flush()
+        shown += 1
+        if args.count and shown >= args.count:
+            return 0
+        time.sleep(REFRESH_S)
