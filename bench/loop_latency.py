@@ -4,33 +4,58 @@ Runs `car launch dataflows/follow_line.yml` in real time for --laps laps of the 
 (camera -> line_detector -> controller -> car_io, separate processes) and reads the
 figures car_io measured. `--json` prints: machine, frames, loop_latency_ms_p50,
 loop_latency_ms_p99, mean_speed_mps, cross_track_rms_m.
+
+`--watched`: while it drives, someone looks: `car top` refreshing once a second (the
+nodes time their inputs) and `car topic echo car_io/image --json` (a subscriber that
+summarises every frame), to measure what looking costs the loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from common import BENCH, machine
+
+
+def watch(name: str, run: subprocess.Popen[str]) -> list[subprocess.Popen[bytes]]:
+    """Once run `name` is up, start `car top` and `car topic echo car_io/image` on it."""
+    car = [sys.executable, "-m", "car"]
+    while run.poll() is None:
+        listed = subprocess.run([*car, "node", "list", name], capture_output=True, text=True)
+        if listed.returncode == 0 and listed.stdout.count("running") >= 3:
+            break
+        time.sleep(0.2)
+    lookers = [[*car, "top", name], [*car, "topic", "echo", "car_io/image", "--json", "-d", name]]
+    return [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in lookers]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--laps", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--watched", action="store_true", help="run `car top` and `car topic echo` meanwhile")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="car-loop-"))
     report_path = folder / "run.json"
     flow = BENCH.parent / "dataflows" / "follow_line.yml"
+    name = f"loop-{os.getpid()}"
     command = [sys.executable, "-m", "car", "launch", str(flow), "--laps", str(args.laps), "--headless", "--quiet"]
-    command += ["--realtime-factor", "1", "--report", str(report_path), "--out", str(folder / "out")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        raise SystemExit(f"car launch failed:\n{result.stderr}")
+    command += ["--realtime-factor", "1", "--report", str(report_path), "--out", str(folder / "out"), "--name", name]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lookers = watch(name, run) if args.watched else []
+    _, stderr = run.communicate(timeout=600)
+    for looker in lookers:
+        looker.terminate()
+        looker.wait(timeout=10)
+    if run.returncode != 0:
+        raise SystemExit(f"car launch failed:\n{stderr}")
     figures = json.loads(report_path.read_text())
     report = {
         "machine": machine(),
@@ -39,6 +64,7 @@ def main() -> None:
         "loop_latency_ms_p99": figures["loop_latency_ms_p99"],
         "mean_speed_mps": figures["mean_speed_mps"],
         "cross_track_rms_m": figures["cross_track_rms_m"],
+        "watched": args.watched,
     }
     if args.json:
         print(json.dumps(report, indent=2))
