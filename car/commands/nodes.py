@@ -15,20 +15,19 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from car.commands.actions import Action, add_actions, run_action
-from car.plan.runs import RunError, ask, find_here
+from car.plan.runs import RunError, RunInfo, ask, find_here
 from car.transport import control
 
 WAIT_S = 15.0  # how long restart and stop wait to see the node running again, or ended
 
 
-def _status(name: str | None) -> tuple[str, control.RunStatus]:
-    run = find_here(name)
-    return run.name, ask(run, control.ListRun(), control.RunStatus)
+def _status(run: RunInfo) -> control.RunStatus:
+    return ask(run, control.ListRun(), control.RunStatus)
 
 
 def node_list(args: argparse.Namespace) -> int:
     """The nodes, their state, pid, restarts and message rate."""
-    _, status = _status(args.dataflow)
+    status = _status(find_here(args.dataflow))
     if args.json:
         print(json.dumps([asdict(n) for n in status.nodes]))
         return 0
@@ -60,10 +59,10 @@ def node_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for(name: str, node: str, done: Callable[[control.NodeRow], bool], what: str) -> control.NodeRow:
+def _wait_for(run: RunInfo, node: str, done: Callable[[control.NodeRow], bool], what: str) -> control.NodeRow:
     deadline = time.monotonic() + WAIT_S
     while True:
-        row = next(n for n in _status(name)[1].nodes if n.id == node)
+        row = next(n for n in _status(run).nodes if n.id == node)
         if done(row):
             return row
         if time.monotonic() > deadline:
@@ -73,21 +72,21 @@ def _wait_for(name: str, node: str, done: Callable[[control.NodeRow], bool], wha
 
 def node_restart(args: argparse.Namespace) -> int:
     """Stop one node and start it again; the rest of the graph runs on."""
-    name, status = _status(args.dataflow)
-    before = next((n for n in status.nodes if n.id == args.node), None)
-    ask(find_here(name), control.RestartNode(args.node), control.Done)
+    run = find_here(args.dataflow)
+    before = next((n for n in _status(run).nodes if n.id == args.node), None)
+    ask(run, control.RestartNode(args.node), control.Done)
     restarts = before.restarts if before else 0
-    row = _wait_for(name, args.node, lambda r: r.restarts > restarts and r.state == "running", "running again")
-    print(f"restarted {args.node} in {name} (pid {row.pid}, restart {row.restarts})")
+    row = _wait_for(run, args.node, lambda r: r.restarts > restarts and r.state == "running", "running again")
+    print(f"restarted {args.node} in {run.name} (pid {row.pid}, restart {row.restarts})")
     return 0
 
 
 def node_stop(args: argparse.Namespace) -> int:
     """Stop one node for good; its readers get INPUT_CLOSED, the rest runs on."""
-    name, _ = _status(args.dataflow)
-    ask(find_here(name), control.StopNode(args.node), control.Done)
-    row = _wait_for(name, args.node, lambda r: r.state in ("exited", "failed"), "stopped")
-    print(f"stopped {args.node} in {name} ({row.state})")
+    run = find_here(args.dataflow)
+    ask(run, control.StopNode(args.node), control.Done)
+    row = _wait_for(run, args.node, lambda r: r.state in ("exited", "failed"), "stopped")
+    print(f"stopped {args.node} in {run.name} ({row.state})")
     return 0
 
 

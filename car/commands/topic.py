@@ -51,10 +51,11 @@ def _topics(run: RunInfo) -> list[control.Topic]:
 
 
 def _topic(run: RunInfo, source: str) -> control.Topic:
-    for topic in _topics(run):
+    topics = _topics(run)
+    for topic in topics:
         if topic.source == source:
             return topic
-    known = ", ".join(t.source for t in _topics(run)) or "none"
+    known = ", ".join(t.source for t in topics) or "none"
     raise TopicError(f"dataflow `{run.name}` has no output `{source}` (outputs: {known})")
 
 

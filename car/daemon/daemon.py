@@ -133,6 +133,7 @@ class Daemon:
             control.LocateInput: self._on_locate_input,
         }
         self._signal: int | None = None
+        self._watched_until = 0.0  # `car top` watches until then: nodes' CPU time is read
         self.started = 0.0
 
     # -- public ---------------------------------------------------------------------
@@ -237,7 +238,8 @@ class Daemon:
 
     def _on_stats(self, message: control.Stats, _: bytes) -> None:
         node = self._node(message.node)
-        node.usage.update(message, node.pid, time.monotonic())
+        now = time.monotonic()
+        node.usage.update(message, node.pid if now < self._watched_until else 0, now)
         node.sent, node.received = message.sent, message.received
         node.status = message.status[:120]
         node.superseded = message.superseded
@@ -325,6 +327,7 @@ class Daemon:
         return control.Done()
 
     def _on_watch(self, message: control.Watch, _: bytes) -> control.DaemonReply:
+        self._watched_until = time.monotonic() + message.seconds
         for node_id in self.nodes:
             self._tell_node(node_id, control.Observe(message.seconds))
         return control.Done()

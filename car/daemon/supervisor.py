@@ -368,8 +368,8 @@ class Supervisor:
     def ends_to_deliver(self, node_id: str) -> set[control.StreamEnd]:
         """The ends of `node_id`'s streams its live readers (here and elsewhere) are to have before it may close."""
         ends: set[control.StreamEnd] = set()
+        gone = self.gone_elsewhere
         for source in (f"{node_id}/{output}" for output in self.nodes[node_id].spec.outputs):
             ends.update(control.StreamEnd(r, source) for r in self.plan.readers(source) if self.nodes[r].state in ALIVE)
-            gone = self.gone_elsewhere
             ends.update(control.StreamEnd(r, source) for r in self.plan.readers(source, True) if r not in gone)
         return ends
