@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from common import NODES, read_json, sink_report
 from latency import FRAME, SMALL, WARMUP_S
 
-from car.commands.coordinator_client import ask
+from car.plan.coordinator_client import ask
 from car.plan.runs import RunError
 from car.transport import cluster
 

@@ -27,7 +27,7 @@ from typing import Any
 from common import NODES, machine
 from machines import CAR, _free_port, _wait
 
-from car.commands.coordinator_client import ask
+from car.plan.coordinator_client import ask
 from car.plan.runs import RunError
 from car.transport import cluster, control
 

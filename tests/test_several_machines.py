@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from car.commands.coordinator_client import ask
+from car.plan.coordinator_client import ask
 from car.plan.runs import RunError
 from car.transport import cluster
 from tests.helpers import BURST_PY, LAGGING_PY, ROOT, burst_accounted, processes_mentioning, wait_until_gone, write_flow
@@ -171,12 +171,23 @@ class Cluster:
         return proc
 
     def car(
-        self, *args: str, cwd: Path | None = None, timeout: float = 60, keys: Path | None = None
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        timeout: float = 60,
+        keys: Path | None = None,
+        elsewhere: bool = False,
     ) -> subprocess.CompletedProcess[str]:
+        """A `car` command of this cluster; `elsewhere`: as on a host that runs none of its daemons (a runtime
+        folder of its own: it sees no run here, and reaches every part through the coordinator)."""
         inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+        env = {**self.env, "CAR_KEYS_DIR": str(keys)} if keys else dict(self.env)
+        if elsewhere:
+            env["XDG_RUNTIME_DIR"] = str(self.root / "elsewhere")
+            (self.root / "elsewhere").mkdir(exist_ok=True)
         return subprocess.run(
             [*inside, sys.executable, "-m", "car", *args, "--coordinator-addr", self.control],
-            env={**self.env, "CAR_KEYS_DIR": str(keys)} if keys else self.env,
+            env=env,
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -364,6 +375,99 @@ def test_a_killed_daemon_is_detected_its_readers_get_input_closed_and_it_can_com
     assert split_cluster.sink_result("again")["frame"] == 20
 
 
+LEASED_SUBSCRIBER = """
+import sys, time
+import car.node.subscriber as subscriber
+
+subscriber.LEASE_S, subscriber.RENEW_S = 1.0, 0.3  # a short lease, so that its end is seen soon
+sub = subscriber.Subscriber(["src/small"], run=sys.argv[1])
+print("joined", flush=True)
+time.sleep(60)
+"""
+
+
+def _subscribers(group: Cluster, source: str) -> int:
+    info = group.car("topic", "info", source, "-d", "seen", "--json", "--window", "0.1", elsewhere=True)
+    assert info.returncode == 0, info.stderr
+    count: int = json.loads(info.stdout)["subscribers"]
+    return count
+
+
+def test_looking_inside_a_graph_on_two_machines_from_its_hosts_and_from_elsewhere(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_split(tmp_path, count=100_000)
+    assert split_cluster.car("start", str(flow), "--name", "seen", cwd=tmp_path).returncode == 0
+    split_cluster.wait_state("seen", ("running",))
+    deadline = time.monotonic() + 20
+    while not all(p.nodes and p.nodes[0].rate > 0 for p in split_cluster.flow("seen").parts):
+        assert time.monotonic() < deadline, split_cluster.flow("seen")  # the timers start once both are ready
+        time.sleep(0.1)
+    for elsewhere in (False, True):  # both parts on this host's daemons; then every part through the coordinator
+        top = split_cluster.car("top", "seen", "--once", elsewhere=elsewhere)
+        assert top.returncode == 0, top.stderr
+        nodes = {n["id"]: n for n in json.loads(top.stdout)["nodes"]}
+        assert {node: n["machine"] for node, n in nodes.items()} == {"src": "m1", "sink": "m2"}
+        assert nodes["src"]["sent_rate"] > 0 and nodes["sink"]["received_rate"] > 0, nodes
+        assert all(n["rss_bytes"] > 0 for n in nodes.values()), nodes
+        assert nodes["sink"]["latency_p50_ms"] >= 0  # measured across machines, as it is watched
+    listed = split_cluster.car("topic", "list", "seen", "--json", elsewhere=True)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["source"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {"src/small", "src/frame"} and all(row["machine"] == "m1" for row in rows.values())
+    assert rows["src/frame"]["rate_hz"] > 0 and rows["src/frame"]["readers"] == ["sink/frame"]
+
+    echo = split_cluster.car("topic", "echo", "src/frame", "-d", "seen", "--count", "3", "--json", elsewhere=True)
+    assert echo.returncode == 0, echo.stderr
+    frames = [json.loads(line) for line in echo.stdout.splitlines()]
+    assert len(frames) == 3 and all(f["value"]["shape"] == [480, 640, 3] for f in frames)  # over tcp://, whole
+    assert all(f["value"]["min"] == f["value"]["max"] == f["metadata"]["n"] % 256 for f in frames)
+    hz = split_cluster.car("topic", "hz", "src/small", "-d", "seen", "--duration", "2.5", "--json", elsewhere=True)
+    assert hz.returncode == 0, hz.stderr
+    rate = json.loads(hz.stdout.splitlines()[-1])["rate_hz"]
+    assert 40 <= rate <= 60, rate  # a 20 ms timer on m1
+    assert _subscribers(split_cluster, "src/small") == 0  # echo and hz left: their subscriptions ended on m1
+
+    joined = subprocess.Popen(
+        [sys.executable, "-c", LEASED_SUBSCRIBER, "seen"],
+        env={
+            **split_cluster.env,
+            "XDG_RUNTIME_DIR": str(split_cluster.root / "elsewhere"),
+            "CAR_COORDINATOR": split_cluster.control,
+        },
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert joined.stdout is not None and joined.stdout.readline().strip() == "joined"
+        time.sleep(1.5)  # longer than its lease: it renews
+        assert _subscribers(split_cluster, "src/small") == 1
+        joined.kill()  # renews no more: m1 ends the subscription when its lease runs out
+        joined.wait()
+        deadline = time.monotonic() + 10
+        while _subscribers(split_cluster, "src/small"):
+            assert time.monotonic() < deadline, "the subscription of a killed subscriber elsewhere was kept"
+            time.sleep(0.2)
+    finally:
+        joined.kill()
+        joined.wait()
+
+    info = split_cluster.car("node", "info", "seen", "sink", elsewhere=True)
+    assert info.returncode == 0 and "Machine: m2" in info.stdout, info.stderr
+    restarted = split_cluster.car("node", "restart", "seen", "sink", elsewhere=True)
+    assert restarted.returncode == 0 and "restarted sink" in restarted.stdout, restarted.stderr
+    params = split_cluster.car("param", "list", "sink", "-d", "seen", elsewhere=True)
+    assert params.returncode == 0 and "declares no parameters" in params.stdout, params.stderr
+    pub = split_cluster.car("topic", "pub", "sink/small", '{"n": -5}', "-d", "seen", elsewhere=True)
+    assert pub.returncode == 0 and "as src/small" in pub.stdout, pub.stderr
+    wrong = split_cluster.car("topic", "echo", "src/nope", "-d", "seen", "--once", elsewhere=True)
+    assert wrong.returncode == 2 and "no output `src/nope`" in wrong.stderr and "src/frame" in wrong.stderr
+    assert split_cluster.car("stop", "seen", "--timeout", "30").returncode == 0
+    results = [json.loads(line) for line in split_cluster.log("seen", "sink").splitlines() if line.startswith("{")]
+    assert len(results) == 2 and results[0]["stop"]  # the sink before its restart, and after
+    assert -5 in results[1]["small"]  # what pub sent reached the restarted sink on m2
+
+
 def test_car_stop_ends_the_run_on_every_machine(split_cluster: Cluster, tmp_path: Path) -> None:
     flow = write_split(tmp_path, count=100_000)
     assert split_cluster.car("start", str(flow), "--name", "long", cwd=tmp_path).returncode == 0
@@ -473,7 +577,7 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
         for proc in refused:
             _, stderr = proc.communicate(timeout=30)
             assert proc.returncode == 2 and "no coordinator answered" in stderr, stderr
-        flow = write_split(tmp_path, count=200)
+        flow = write_split(tmp_path, count=400)
         started = group.car("start", str(flow), "--name", "sealed", cwd=tmp_path)
         assert started.returncode == 0, started.stderr
         deadline = time.monotonic() + 30
@@ -482,6 +586,9 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
         ):
             assert time.monotonic() < deadline, "the sink did not start"
             time.sleep(0.05)
+        echo = group.car("topic", "echo", "src/small", "-d", "sealed", "--count", "2", "--json", elsewhere=True)
+        assert echo.returncode == 0, echo.stderr  # over CurveZMQ: m1's node to this command, which lets in only m1
+        assert [json.loads(line)["value"]["n"] > 0 for line in echo.stdout.splitlines()] == [True, True]
         part = json.loads(next((root / "rt" / "car").glob("part-*-m2.json")).read_text())
         endpoint = part["listen"]["sink"]
         stranger_public, stranger_secret = zmq.auth.load_certificate(keys["stranger"] / "self.key_secret")
@@ -494,7 +601,7 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
         forge(endpoint, "src/small", (stranger_public, stranger_secret, m2_public), refused)  # not the run's machines
         group.wait_state("sealed", ("finished",), timeout=60)
         got = group.sink_result("sealed")
-        assert got["small"] == list(range(1, 201)) and got["frame"] == 200  # nothing forged got in
+        assert got["small"] == list(range(1, 401)) and got["frame"] == 400  # nothing forged got in
         logs = "".join(p.read_text() for p in root.glob("*.log"))
         assert "refused a peer without a trusted key" in logs  # the stranger daemon, logged by the coordinator
         assert "refused a peer" in group.log("sealed", "sink")  # the forged sender, logged by the sink

@@ -25,11 +25,18 @@ class Action:
 ACTION_DEST = "action"
 
 
-def add_actions(parser: argparse.ArgumentParser, table: list[Action]) -> None:
-    """Give `parser` one subcommand per action of `table`."""
+def add_actions(
+    parser: argparse.ArgumentParser,
+    table: list[Action],
+    common: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """Give `parser` one subcommand per action of `table`, each also with the arguments `common` adds."""
     sub = parser.add_subparsers(dest=ACTION_DEST, required=True, metavar="ACTION")
     for action in table:
-        action.arguments(sub.add_parser(action.name, help=action.help))
+        action_parser = sub.add_parser(action.name, help=action.help)
+        action.arguments(action_parser)
+        if common is not None:
+            common(action_parser)
 
 
 def run_action(args: argparse.Namespace, table: list[Action]) -> int:

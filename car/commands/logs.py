@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from car.commands.coordinator_client import ask, control_endpoint
 from car.commands.several import coordinator_option
+from car.plan.coordinator_client import ask, control_endpoint
 from car.plan.runs import RunError, find_run, list_runs
 from car.transport import cluster
 

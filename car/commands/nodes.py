@@ -15,33 +15,44 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from car.commands.actions import Action, add_actions, run_action
-from car.plan.runs import RunError, RunInfo, ask, find_here
+from car.commands.several import coordinator_option
+from car.plan.graph import Part, find_graph
+from car.plan.runs import RunError
 from car.transport import control
 
 WAIT_S = 15.0  # how long restart and stop wait to see the node running again, or ended
 
 
-def _status(run: RunInfo) -> control.RunStatus:
-    return ask(run, control.ListRun(), control.RunStatus)
+def _status(part: Part) -> control.RunStatus:
+    return part.ask(control.ListRun(), control.RunStatus)
+
+
+def _part(args: argparse.Namespace) -> Part:
+    return find_graph(args.dataflow, args.coordinator_addr).part_of(args.node)
 
 
 def node_list(args: argparse.Namespace) -> int:
-    """The nodes, their state, pid, restarts and message rate."""
-    status = _status(find_here(args.dataflow))
+    """The nodes, their machine, state, pid, restarts and message rate."""
+    rows = [
+        (part.machine, n)
+        for part, status in find_graph(args.dataflow, args.coordinator_addr).statuses()
+        for n in status.nodes
+    ]
     if args.json:
-        print(json.dumps([asdict(n) for n in status.nodes]))
+        print(json.dumps([{**asdict(n), "machine": machine} for machine, n in rows]))
         return 0
-    width = max([len("NODE"), *(len(n.id) for n in status.nodes)])
-    print(f"{'NODE':<{width}}  {'STATE':<10} {'PID':>7} {'RESTARTS':>8} {'MSG/S':>8}  STATUS")
-    for n in status.nodes:
-        print(f"{n.id:<{width}}  {n.state:<10} {n.pid:>7} {n.restarts:>8} {n.rate:>8.1f}  {n.status}")
+    width = max([len("NODE"), *(len(n.id) for _, n in rows)])
+    print(f"{'NODE':<{width}}  {'MACHINE':<8} {'STATE':<10} {'PID':>7} {'RESTARTS':>8} {'MSG/S':>8}  STATUS")
+    for machine, n in rows:
+        print(
+            f"{n.id:<{width}}  {machine or 'here':<8} {n.state:<10} {n.pid:>7} {n.restarts:>8} {n.rate:>8.1f}  {n.status}"
+        )
     return 0
 
 
 def node_info(args: argparse.Namespace) -> int:
     """One node: how it is started, its inputs and outputs, its state and its log."""
-    run = find_here(args.dataflow)
-    info = ask(run, control.DescribeNode(args.node), control.NodeDescription)
+    info = _part(args).ask(control.DescribeNode(args.node), control.NodeDescription)
     if args.json:
         print(json.dumps(asdict(info)))
         return 0
@@ -59,7 +70,7 @@ def node_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for(run: RunInfo, node: str, done: Callable[[control.NodeRow], bool], what: str) -> control.NodeRow:
+def _wait_for(run: Part, node: str, done: Callable[[control.NodeRow], bool], what: str) -> control.NodeRow:
     deadline = time.monotonic() + WAIT_S
     while True:
         row = next(n for n in _status(run).nodes if n.id == node)
@@ -72,9 +83,9 @@ def _wait_for(run: RunInfo, node: str, done: Callable[[control.NodeRow], bool], 
 
 def node_restart(args: argparse.Namespace) -> int:
     """Stop one node and start it again; the rest of the graph runs on."""
-    run = find_here(args.dataflow)
+    run = _part(args)
     before = next((n for n in _status(run).nodes if n.id == args.node), None)
-    ask(run, control.RestartNode(args.node), control.Done)
+    run.ask(control.RestartNode(args.node), control.Done)
     restarts = before.restarts if before else 0
     row = _wait_for(run, args.node, lambda r: r.restarts > restarts and r.state == "running", "running again")
     print(f"restarted {args.node} in {run.name} (pid {row.pid}, restart {row.restarts})")
@@ -83,8 +94,8 @@ def node_restart(args: argparse.Namespace) -> int:
 
 def node_stop(args: argparse.Namespace) -> int:
     """Stop one node for good; its readers get INPUT_CLOSED, the rest runs on."""
-    run = find_here(args.dataflow)
-    ask(run, control.StopNode(args.node), control.Done)
+    run = _part(args)
+    run.ask(control.StopNode(args.node), control.Done)
     row = _wait_for(run, args.node, lambda r: r.state in ("exited", "failed"), "stopped")
     print(f"stopped {args.node} in {run.name} ({row.state})")
     return 0
@@ -115,7 +126,7 @@ NODE_COMMANDS: list[Action] = [
 
 def node_arguments(parser: argparse.ArgumentParser) -> None:
     """`car node`'s own actions."""
-    add_actions(parser, NODE_COMMANDS)
+    add_actions(parser, NODE_COMMANDS, coordinator_option)
 
 
 def cmd_node(args: argparse.Namespace) -> int:

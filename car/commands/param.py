@@ -13,13 +13,19 @@ import json
 from dataclasses import asdict
 
 from car.commands.actions import Action, add_actions, run_action
-from car.plan.runs import RunError, RunInfo, ask, find_here
+from car.commands.several import coordinator_option
+from car.plan.graph import Part, find_graph
+from car.plan.runs import RunError
 from car.spec.parameters import Parameter
 from car.transport import control
 
 
-def _parameters(run: RunInfo, node: str) -> control.Parameters:
-    return ask(run, control.ListParameters(node), control.Parameters)
+def _part(args: argparse.Namespace) -> Part:
+    return find_graph(args.dataflow, args.coordinator_addr).part_of(args.node)
+
+
+def _parameters(part: Part, node: str) -> control.Parameters:
+    return part.ask(control.ListParameters(node), control.Parameters)
 
 
 def _one(found: control.Parameters, node: str, name: str) -> Parameter:
@@ -32,7 +38,7 @@ def _one(found: control.Parameters, node: str, name: str) -> Parameter:
 
 def param_list(args: argparse.Namespace) -> int:
     """Every parameter the node declared, with its value."""
-    found = _parameters(find_here(args.dataflow), args.node)
+    found = _parameters(_part(args), args.node)
     if args.json:
         print(json.dumps({p.name: json.loads(found.values_json[p.name]) for p in found.parameters}))
         return 0
@@ -45,14 +51,14 @@ def param_list(args: argparse.Namespace) -> int:
 
 def param_get(args: argparse.Namespace) -> int:
     """One parameter's value, as JSON."""
-    found = _parameters(find_here(args.dataflow), args.node)
+    found = _parameters(_part(args), args.node)
     print(found.values_json[_one(found, args.node, args.name).name])
     return 0
 
 
 def param_describe(args: argparse.Namespace) -> int:
     """One parameter's declaration: type, default, range, description."""
-    found = _parameters(find_here(args.dataflow), args.node)
+    found = _parameters(_part(args), args.node)
     parameter = _one(found, args.node, args.name)
     if args.json:
         print(json.dumps(asdict(parameter) | {"value_json": found.values_json[parameter.name]}))
@@ -68,8 +74,8 @@ def param_describe(args: argparse.Namespace) -> int:
 
 def param_set(args: argparse.Namespace) -> int:
     """Give a parameter a new value in the running node (checked first; kept if the node restarts)."""
-    run = find_here(args.dataflow)
-    parameter = _one(_parameters(run, args.node), args.node, args.name)
+    part = _part(args)
+    parameter = _one(_parameters(part, args.node), args.node, args.name)
     try:
         json.loads(args.value)
         value_json = args.value
@@ -77,7 +83,7 @@ def param_set(args: argparse.Namespace) -> int:
         if parameter.type != "str":
             raise RunError(f"{args.value!r} is not {parameter.accepts()}") from None
         value_json = json.dumps(args.value)  # a bare word for a string parameter
-    ask(run, control.SetParameter(args.node, args.name, value_json), control.Done)
+    part.ask(control.SetParameter(args.node, args.name, value_json), control.Done)
     print(f"set {args.node} {args.name} = {value_json}")
     return 0
 
@@ -117,7 +123,7 @@ PARAM_COMMANDS: list[Action] = [
 
 def param_arguments(parser: argparse.ArgumentParser) -> None:
     """`car param`'s own actions."""
-    add_actions(parser, PARAM_COMMANDS)
+    add_actions(parser, PARAM_COMMANDS, coordinator_option)
 
 
 def cmd_param(args: argparse.Namespace) -> int:

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from car.commands.coordinator_client import ask, control_endpoint, coordinator_file, endpoint, local_coordinator
 from car.coordinator.coordinator import Coordinator
 from car.daemon.machine import MachineDaemon, local_machines
+from car.plan.coordinator_client import ask, control_endpoint, coordinator_file, endpoint, local_coordinator
 from car.plan.runs import RunError, pid_alive, runtime_root
 from car.spec.loader import load_dataflow
 from car.spec.model import DataflowError, Placement

@@ -14,9 +14,10 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
-from car.plan.runs import RunInfo, ask, find_here
+from car.commands.several import coordinator_option
+from car.plan.graph import Graph, find_graph
 from car.transport import control
 
 REFRESH_S = 1.0
@@ -25,9 +26,27 @@ FIRST_REPORT_S = 0.6  # a watched node reports at once, then every 0.5 s: by the
 ONCE_WAIT_S = 2.5  # --once waits at most this long for every running node's latency
 
 
-def _watched_status(run: RunInfo) -> control.RunStatus:
-    ask(run, control.Watch(WATCH_S), control.Done)
-    return ask(run, control.ListRun(), control.RunStatus)
+@dataclass(frozen=True)
+class Snapshot:
+    """One look at every part of a graph: its nodes, each with the machine it runs on ("" for `car launch`)."""
+
+    name: str
+    uptime_s: float
+    subscriptions: int
+    nodes: list[tuple[str, control.NodeRow]]
+
+
+def _watched(graph: Graph) -> Snapshot:
+    """Ask every part to go on measuring (`Watch`), and what its nodes measured so far."""
+    for part in graph.parts:
+        part.ask(control.Watch(WATCH_S), control.Done)
+    statuses = graph.statuses()
+    return Snapshot(
+        graph.name,
+        max(status.uptime_s for _, status in statuses),
+        sum(status.subscriptions for _, status in statuses),
+        [(part.machine, row) for part, status in statuses for row in status.nodes],
+    )
 
 
 def _megabytes(count: int) -> str:
@@ -38,19 +57,20 @@ def _latency(p50: float, p99: float) -> str:
     return f"{p50:.2f}/{p99:.2f}" if p50 >= 0 else "-"
 
 
-def table(status: control.RunStatus) -> list[str]:
+def table(snapshot: Snapshot) -> list[str]:
     """The lines of one refresh."""
-    width = max([len("NODE"), *(len(n.id) for n in status.nodes)])
+    width = max([len("NODE"), *(len(n.id) for _, n in snapshot.nodes)])
     lines = [
-        f"{status.name}: {len(status.nodes)} nodes, up {status.uptime_s:.0f} s, {status.subscriptions} subscribers",
+        f"{snapshot.name}: {len(snapshot.nodes)} nodes, up {snapshot.uptime_s:.0f} s, "
+        f"{snapshot.subscriptions} subscribers",
         f"{'NODE':<{width}}  {'STATE':<9} {'CPU%':>6} {'RSS':>7} {'OUT/S':>8} {'IN/S':>8} {'DROPS':>6} "
-        f"{'SUPERSEDED':>10} {'LAT ms p50/p99':>15} {'RESTARTS':>8}",
+        f"{'SUPERSEDED':>10} {'LAT ms p50/p99':>15} {'RESTARTS':>8}  MACHINE",
     ]
-    for n in status.nodes:
+    for machine, n in snapshot.nodes:
         lines.append(
             f"{n.id:<{width}}  {n.state:<9} {n.cpu_percent:>6.1f} {_megabytes(n.rss_bytes):>7} "
             f"{n.sent_rate:>8.1f} {n.received_rate:>8.1f} {n.dropped:>6} {n.superseded:>10} "
-            f"{_latency(n.latency_p50_ms, n.latency_p99_ms):>15} {n.restarts:>8}"
+            f"{_latency(n.latency_p50_ms, n.latency_p99_ms):>15} {n.restarts:>8}  {machine or 'here'}"
         )
     return lines
 
@@ -60,29 +80,29 @@ def top_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
     parser.add_argument("--once", action="store_true", help="measure once and print JSON")
     parser.add_argument("--count", type=int, default=0, help="stop after N refreshes (default: until Ctrl-C)")
+    coordinator_option(parser)
 
 
 def cmd_top(args: argparse.Namespace) -> int:
     """Show the nodes of a running graph, refreshed once a second."""
-    run = find_here(args.dataflow)
-    _watched_status(run)
+    graph = find_graph(args.dataflow, args.coordinator_addr)
+    _watched(graph)
     time.sleep(FIRST_REPORT_S)
     if args.once:
         deadline = time.monotonic() + ONCE_WAIT_S
-        status = _watched_status(run)
+        snapshot = _watched(graph)
         while time.monotonic() < deadline and any(
-            n.state == "running" and n.latency_p50_ms < 0 for n in status.nodes
-        ):  # a busy node reads the request late; one with no inputs never has a latency
+            n.state == "running" and n.latency_p50_ms < 0 and n.received_rate > 0 for _, n in snapshot.nodes
+        ):  # a busy node reads the request late; one that receives nothing never has a latency
             time.sleep(0.2)
-            status = _watched_status(run)
-        print(
-            json.dumps({"name": status.name, "uptime_s": status.uptime_s, "nodes": [asdict(n) for n in status.nodes]})
-        )
+            snapshot = _watched(graph)
+        nodes = [{**asdict(n), "machine": machine} for machine, n in snapshot.nodes]
+        print(json.dumps({"name": snapshot.name, "uptime_s": snapshot.uptime_s, "nodes": nodes}))
         return 0
     live = sys.stdout.isatty()
     shown = 0
     while True:
-        lines = table(_watched_status(run))
+        lines = table(_watched(graph))
         if live:
             sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
         else:

@@ -4,8 +4,8 @@ Flags as `ros2 topic` and `dora topic` users know them. The daemon says what the
 is (`ListTopics`: outputs, readers, queue settings); everything measured (values, rates,
 sizes) is measured here, by a subscriber (car.node.subscriber) that exists only while the
 command runs: a graph nobody watches pays nothing, and a slow command loses messages
-(counted), never slows the graph. `pub` sends a JSON value into a node's input, as the
-input's source would.
+(counted), never slows the graph. `pub` has the node's daemon send a JSON value into
+one of its inputs, as the input's source would.
 """
 
 from __future__ import annotations
@@ -19,20 +19,21 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zmq
 
 from car.commands import values
 from car.commands.actions import Action, add_actions, run_action
+from car.commands.several import coordinator_option
 from car.node.event import Event
 from car.node.subscriber import Subscriber
-from car.plan.runs import RunError, RunInfo, ask, find_here
-from car.transport import control, wire
-from car.transport.hlc import HybridLogicalClock
+from car.plan.graph import Graph, Part, find_graph
+from car.plan.runs import RunError
+from car.transport import control
 
 LIST_WINDOW_S = 0.5  # how long `topic list` watches to measure rates and sizes
 REPORT_PERIOD_S = 1.0  # `hz` and `bw` print this often
@@ -46,17 +47,31 @@ class TopicError(RunError):
 # -- what the run has ---------------------------------------------------------------------------
 
 
-def _topics(run: RunInfo) -> list[control.Topic]:
-    return ask(run, control.ListTopics(), control.Topics).topics
+def _graph(args: argparse.Namespace) -> Graph:
+    return find_graph(args.dataflow, args.coordinator_addr)
 
 
-def _topic(run: RunInfo, source: str) -> control.Topic:
-    topics = _topics(run)
-    for topic in topics:
-        if topic.source == source:
-            return topic
-    known = ", ".join(t.source for t in topics) or "none"
-    raise TopicError(f"dataflow `{run.name}` has no output `{source}` (outputs: {known})")
+@dataclass(frozen=True)
+class PartTopics:
+    """The outputs of one machine's part of a graph."""
+
+    part: Part
+    topics: list[control.Topic]
+
+
+def _topics(graph: Graph) -> list[PartTopics]:
+    return [PartTopics(part, part.ask(control.ListTopics(), control.Topics).topics) for part in graph.parts]
+
+
+def _topic(graph: Graph, source: str) -> tuple[Part, control.Topic]:
+    """The part whose node sends `source`, and what it says of that output."""
+    every = _topics(graph)
+    for found in every:
+        for topic in found.topics:
+            if topic.source == source:
+                return found.part, topic
+    known = ", ".join(t.source for found in every for t in found.topics) or "none"
+    raise TopicError(f"dataflow `{graph.name}` has no output `{source}` (outputs: {known})")
 
 
 @dataclass
@@ -76,8 +91,8 @@ class Watched:
         return self.count / window
 
 
-def watch(run: RunInfo, sources: list[str], window: float) -> dict[str, Watched]:
-    """Subscribe to `sources` for `window` seconds: what arrived, per output."""
+def watch(run: Part, sources: list[str], window: float) -> dict[str, Watched]:
+    """Subscribe to `sources` (of one part) for `window` seconds: what arrived, per output."""
     seen = {source: Watched() for source in sources}
     if not sources:
         return seen
@@ -115,11 +130,12 @@ class TopicRow:
 
 def topic_list(args: argparse.Namespace) -> int:
     """Every `node/output` with its readers, rate, mean size and type."""
-    run = find_here(args.dataflow)
-    topics = _topics(run)
-    seen = watch(run, [t.source for t in topics], args.window)
+    every = _topics(_graph(args))
+    with ThreadPoolExecutor(len(every)) as pool:  # every machine's part watched at once
+        watched = pool.map(lambda found: watch(found.part, [t.source for t in found.topics], args.window), every)
+        seen = {source: got for part_seen in watched for source, got in part_seen.items()}
     rows = []
-    for topic in topics:
+    for topic in (t for found in every for t in found.topics):
         got = seen[topic.source]
         rows.append(
             TopicRow(
@@ -148,9 +164,8 @@ def topic_list(args: argparse.Namespace) -> int:
 
 def topic_info(args: argparse.Namespace) -> int:
     """An output's type, publisher, readers (with their queue settings) and subscribers."""
-    run = find_here(args.dataflow)
-    topic = _topic(run, args.source)
-    seen = watch(run, [topic.source], args.window)[topic.source]
+    part, topic = _topic(_graph(args), args.source)
+    seen = watch(part, [topic.source], args.window)[topic.source]
     info = {
         "output": topic.source,
         "publisher": topic.source.split("/", 1)[0],
@@ -213,13 +228,13 @@ def _echo_line(event: Event, value: Any, as_json: bool, saved: str) -> str:
 
 def topic_echo(args: argparse.Namespace) -> int:
     """Print values as they arrive: JSON as JSON, arrays as type and statistics; `--save` writes images."""
-    run = find_here(args.dataflow)
+    part, _ = _topic(_graph(args), args.source)
     wanted = 1 if args.once else args.count
     folder = Path(args.save) if args.save else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     shown = 0
-    with Subscriber([args.source], run, queue_size=SUBSCRIBER_QUEUE) as sub:
+    with Subscriber([args.source], part, queue_size=SUBSCRIBER_QUEUE) as sub:
         open_sources = set(sub.sources)
         for event in sub:
             if event.type == "INPUT_CLOSED":
@@ -313,11 +328,10 @@ def _measure(
     args: argparse.Namespace, report: Callable[[Window], dict[str, Any]], show: Callable[[dict[str, Any]], str]
 ) -> int:
     """Watch one output until `--duration` (or Ctrl-C), printing `report(window)` once a second."""
-    run = find_here(args.dataflow)
-    _topic(run, args.source)
+    part, _ = _topic(_graph(args), args.source)
     window = Window(args.window)
     end = time.monotonic() + args.duration if args.duration else math.inf
-    with Subscriber([args.source], run, queue_size=SUBSCRIBER_QUEUE) as sub:
+    with Subscriber([args.source], part, queue_size=SUBSCRIBER_QUEUE) as sub:
         next_report = time.monotonic() + REPORT_PERIOD_S
         while (now := time.monotonic()) < end:
             event = sub.recv(max(0.0, min(next_report, end) - now))
@@ -382,33 +396,22 @@ def topic_pub(args: argparse.Namespace) -> int:
         raise TopicError(
             f"the value is not JSON ({exc.msg} at character {exc.pos}): quote strings, e.g. '\"x\"'"
         ) from None
-    run = find_here(args.dataflow)
-    reply = ask(run, control.LocateInput(node, input_name), control.InputLocation)
+    part = _graph(args).part_of(node)
     times = 1 if args.once else args.times if args.times else (0 if args.rate else 1)
     period = 1.0 / args.rate if args.rate else 0.0
-    clock = HybridLogicalClock()
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, 1000)
-    sock.setsockopt(zmq.SNDHWM, SUBSCRIBER_QUEUE)
-    sock.connect(reply.endpoint)
-    sent = 0
+    request = control.Publish(node, input_name, json.dumps(value))
+    sent, source = 0, ""
     try:
         next_at = time.monotonic()
         while not times or sent < times:
-            frames = wire.encode(
-                wire.KIND_DATA, reply.source.encode(), clock.tick(), value, {"sent_by": "car topic pub"}
-            )
-            sock.send_multipart(frames)
+            source = part.ask(request, control.Published).source  # the daemon sends it, as the source would
             sent += 1
             if period:
                 next_at += period
                 time.sleep(max(0.0, next_at - time.monotonic()))
     except KeyboardInterrupt:
         pass
-    finally:
-        ctx.destroy(linger=1000)
-    print(f"sent {sent} message{'s' if sent != 1 else ''} to {args.target} (as {reply.source})")
+    print(f"sent {sent} message{'s' if sent != 1 else ''} to {args.target}" + (f" (as {source})" if source else ""))
     return 0
 
 
@@ -473,7 +476,7 @@ TOPIC_COMMANDS: list[Action] = [
 
 def topic_arguments(parser: argparse.ArgumentParser) -> None:
     """`car topic`'s own actions."""
-    add_actions(parser, TOPIC_COMMANDS)
+    add_actions(parser, TOPIC_COMMANDS, coordinator_option)
 
 
 def cmd_topic(args: argparse.Namespace) -> int:

@@ -182,6 +182,7 @@ class Coordinator:
             cluster.RunEnded: self._on_run_ended,
             cluster.RunState: self._on_run_state,
             cluster.LogText: self._on_log_text,
+            cluster.PartAnswer: self._on_part_answer,
         }
         client_handlers: dict[type[Any], Any] = {
             cluster.StartDataflow: self._on_start,
@@ -189,6 +190,7 @@ class Coordinator:
             cluster.ListDataflows: self._on_list,
             cluster.ListMachines: self._on_machines,
             cluster.ReadLogs: self._on_read_logs,
+            cluster.AskPart: self._on_ask_part,
             cluster.Shutdown: self._on_shutdown,
         }
         self._daemons = Router(
@@ -604,21 +606,52 @@ class Coordinator:
         machine = self.machines.get(node.machine)
         if machine is None or machine.lost:
             return cluster.Declined(f"machine `{node.machine}`, where node `{node.id}` runs, is not connected")
-        token = secrets.token_hex(6)
-        self.relays[token] = Relay(identity, time.monotonic() + RELAY_TIMEOUT_S, flow.run_id, node.machine)
+        token = self._relay(identity, flow, machine)
         self._send(machine, cluster.ReadLog(token, flow.run_id, node.id, message.offset))
         return None
 
+    def _relay(self, asker: bytes, flow: Flow, machine: Machine) -> str:
+        """The token of a CLI's request being passed on to `machine` (answered by `_relayed`, or declined in time)."""
+        token = secrets.token_hex(6)
+        self.relays[token] = Relay(asker, time.monotonic() + RELAY_TIMEOUT_S, flow.run_id, machine.id)
+        return token
+
+    def _relayed(self, token: str, error: str) -> Relay | None:
+        """The request a daemon's answer is for, unless it was given up, or the answer is an error (then declined)."""
+        relay = self.relays.pop(token, None)
+        if relay is not None and error:
+            self._answer(relay.asker, cluster.Declined(error))
+            return None
+        return relay
+
     def _on_log_text(self, message: cluster.LogText, _: bytes) -> None:
-        relay = self.relays.pop(message.token, None)
+        relay = self._relayed(message.token, message.error)
         if relay is None:
-            return
-        if message.error:
-            self._answer(relay.asker, cluster.Declined(message.error))
             return
         flow = self.flows.get(relay.run_id)
         ended = flow is None or bool(flow.ended_at)
         self._answer(relay.asker, cluster.LogChunk(message.text, message.next_offset, ended))
+
+    def _on_ask_part(self, message: cluster.AskPart, identity: bytes) -> cluster.CoordinatorReply | None:
+        flow = self._find(message.name)
+        if isinstance(flow, cluster.Declined):
+            return flow
+        if message.machine not in flow.parts:
+            machines = ", ".join(sorted(flow.parts))
+            return cluster.Declined(f"dataflow `{flow.name}` has no part on machine `{message.machine}` ({machines})")
+        machine = self.machines.get(message.machine)
+        if machine is None or machine.lost:
+            return cluster.Declined(f"machine `{message.machine}` is not connected")
+        token = self._relay(identity, flow, machine)
+        self._send(machine, cluster.PartRequest(token, flow.run_id, message.request))
+        return None
+
+    def _on_part_answer(self, message: cluster.PartAnswer, _: bytes) -> None:
+        relay = self._relayed(message.token, message.error)
+        if relay is None:
+            return
+        machine = self.machines.get(relay.machine)
+        self._answer(relay.asker, cluster.PartReply(message.reply, machine.public_key if machine else ""))
 
     # -- the end ---------------------------------------------------------------------------------
     def _on_shutdown(self, _: cluster.Shutdown, identity: bytes) -> None:

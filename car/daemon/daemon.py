@@ -130,7 +130,8 @@ class Daemon:
             control.DescribeNode: self._on_describe_node,
             control.RestartNode: self._on_restart_node,
             control.StopNode: self._on_stop_node,
-            control.LocateInput: self._on_locate_input,
+            control.Publish: self._on_publish,
+            control.Renew: self._on_renew,
         }
         self._signal: int | None = None
         self._watched_until = 0.0  # `car top` watches until then: nodes' CPU time is read
@@ -335,8 +336,18 @@ class Daemon:
     def _on_list_topics(self, _: control.ListTopics, __: bytes) -> control.DaemonReply:
         return control.Topics(describe_topics(self.dataflow, self.plan, self.subscriptions))
 
-    def _on_locate_input(self, message: control.LocateInput, _: bytes) -> control.DaemonReply:
-        return locate_input(self.dataflow, self.plan, message.node, message.input)
+    def _on_publish(self, message: control.Publish, _: bytes) -> control.DaemonReply:
+        where = locate_input(self.dataflow, self.plan, message.node, message.input)
+        if isinstance(where, control.Refused):
+            return where
+        try:
+            value = json.loads(message.value_json)
+        except json.JSONDecodeError as exc:
+            return control.Refused(f"the value is not JSON ({exc.msg} at character {exc.pos})")
+        metadata = {"sent_by": "car topic pub"}
+        if not self.notifier.try_send(where.endpoint, wire.KIND_DATA, where.source.encode(), value, metadata):
+            return control.Refused(f"node `{message.node}` is not reading: its queue is full; nothing was sent")
+        return control.Published(where.source)
 
     def _on_describe_node(self, message: control.DescribeNode, _: bytes) -> control.DaemonReply:
         node = self._node(message.node)
@@ -374,6 +385,11 @@ class Daemon:
         if self.supervisor.stopping:
             return control.Refused("the run is stopping")
         return self.subscriptions.subscribe(message)
+
+    def _on_renew(self, message: control.Renew, _: bytes) -> control.DaemonReply:
+        if not self.subscriptions.renew(message.subscription):
+            return control.Refused(f"no subscription {message.subscription}: it ended (its lease ran out?)")
+        return control.Done()
 
     def _on_unsubscribe(self, message: control.Unsubscribe, _: bytes) -> control.DaemonReply:
         self._unsubscribe(message.subscription)

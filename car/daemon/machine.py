@@ -37,9 +37,11 @@ from car.spec.loader import check_text
 from car.spec.model import DataflowError, Placement
 from car.transport import cluster, control
 from car.transport.keys import COORDINATOR, Keys
+from car.transport.ports import reserve_port
 
 LOOP_MS = 100
 REGISTER_AGAIN_S = 1.5  # without a ping for this long, say Register again
+PART_ANSWER_S = 2.0  # a part that has not answered a command's request by then is reported silent
 STATE_PERIOD_S = 1.0  # how often the parts' node states go to the coordinator (when they changed)
 HEARTBEAT_IVL_MS = 1000  # ZMTP heartbeats: a dead TCP connection is noticed, and ZeroMQ reconnects
 HEARTBEAT_TIMEOUT_MS = 3000
@@ -99,26 +101,13 @@ def local_machines() -> list[str]:
     return sorted(found)
 
 
-def reserve_port(host: str) -> tuple[socket.socket, int]:
-    """A TCP port for a node to listen on at `host`, and the socket that holds it until the run ends.
+@dataclass(frozen=True)
+class AskedPart:
+    """A command's request passed on to a part here, until it answers."""
 
-    The socket is bound (with SO_REUSEADDR) but does not listen: no other bind to port 0 on
-    this host gets the port meanwhile (two daemons on one host would otherwise race for
-    ports they had just probed), while the node's own ZeroMQ bind, which listens, still
-    can. `*` or an interface name (`wlan0`, which ZeroMQ binds and a socket cannot): on
-    every address."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        try:
-            probe.bind(("" if host == "*" else host, 0))
-        except (OSError, UnicodeError):  # an interface name is not an address
-            probe.bind(("", 0))
-    except OSError:
-        probe.close()
-        raise
-    port: int = probe.getsockname()[1]
-    return probe, port
+    token: str
+    name: str
+    deadline: float
 
 
 class MachineDaemon:
@@ -161,6 +150,7 @@ class MachineDaemon:
         self._leaving = ""
         self._lost_stopped = False
         self._signal: int | None = None
+        self._asked: dict[zmq.Socket[bytes], AskedPart] = {}  # requests passed on to parts, awaiting answers
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             cluster.Welcome: self._on_welcome,
             cluster.Ping: self._on_ping,
@@ -174,6 +164,7 @@ class MachineDaemon:
             cluster.ReadersBack: self._on_readers_back,
             cluster.EndsDelivered: self._on_ends_delivered,
             cluster.ReadLog: self._on_read_log,
+            cluster.PartRequest: self._on_part_request,
             cluster.Leave: self._on_leave,
         }
 
@@ -220,7 +211,10 @@ class MachineDaemon:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._uplink, zmq.POLLIN)
+        for asked in self._asked:
+            poller.register(asked, zmq.POLLIN)
         ready = dict(poller.poll(wait_ms))
+        self._pass_answers(ready)
         while self._socket in ready:
             try:
                 raw = self._socket.recv(zmq.NOBLOCK)
@@ -432,6 +426,35 @@ class MachineDaemon:
             return
         text = data.decode("utf-8", errors="replace")
         self._tell(cluster.LogText(self.machine, message.token, text, message.offset + len(data)))
+
+    def _on_part_request(self, message: cluster.PartRequest) -> None:
+        part = self.parts.get(message.run_id)
+        if part is None:
+            self._tell(
+                cluster.PartAnswer(self.machine, message.token, error=f"no run {message.run_id} on this machine")
+            )
+            return
+        sock = self._ctx.socket(zmq.DEALER)  # one per request, answered in the loop: a slow part stalls nothing
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(part.info.control)
+        sock.send(message.request)
+        self._asked[sock] = AskedPart(message.token, part.spec.name, time.monotonic() + PART_ANSWER_S)
+
+    def _pass_answers(self, ready: dict[Any, int]) -> None:
+        """The parts' answers to requests passed on to them, back to the coordinator; silence past the deadline too."""
+        now = time.monotonic()
+        for sock, asked in list(self._asked.items()):
+            if sock in ready:
+                answer = cluster.PartAnswer(self.machine, asked.token, sock.recv())
+            elif now > asked.deadline:
+                answer = cluster.PartAnswer(
+                    self.machine, asked.token, error=f"run `{asked.name}` on machine `{self.machine}` did not answer"
+                )
+            else:
+                continue
+            self._tell(answer)
+            del self._asked[sock]
+            sock.close()
 
     def _on_leave(self, message: cluster.Leave) -> None:
         self._leave(message.reason or "the coordinator said so")

@@ -31,7 +31,9 @@ class Notifier:
         if not self.try_send(endpoint, kind, source, value):
             self._say(f"{endpoint} is not reading; a control message was not delivered")
 
-    def try_send(self, endpoint: str, kind: int, source: bytes, value: Any = None) -> bool:
+    def try_send(
+        self, endpoint: str, kind: int, source: bytes, value: Any = None, metadata: dict[str, Any] | None = None
+    ) -> bool:
         """One message to the receive socket at `endpoint` if its queue has room: whether it went."""
         sock = self._sockets.get(endpoint)
         if sock is None:
@@ -41,7 +43,7 @@ class Notifier:
             sock.connect(endpoint)
             self._sockets[endpoint] = sock
         try:
-            sock.send_multipart(wire.encode(kind, source, self._clock.now(), value), zmq.NOBLOCK)
+            sock.send_multipart(wire.encode(kind, source, self._clock.now(), value, metadata), zmq.NOBLOCK)
         except zmq.Again:
             return False
         return True

@@ -1,7 +1,9 @@
 """The processes that joined a running graph: who they are, what they receive, whether they live.
 
 A subscription is a process (pid) with a PULL socket (its endpoint) that receives some
-outputs of this machine's nodes. The daemon adds its destinations to the run plan and
+outputs of this machine's nodes. A subscriber on another host (endpoint tcp://, pid 0)
+gets no shared memory, and holds its subscription by renewing it (`Renew`) within its
+lease: its pid means nothing here. The daemon adds its destinations to the run plan and
 tells the sending nodes; when the subscriber unsubscribes, or is found dead (it may have
 been killed with SIGKILL), the daemon takes them away again, frees its shared-memory
 reader lines and deletes its socket file, so nothing of it is left behind.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +35,9 @@ class Subscription:
     pid: int
     endpoint: str
     targets: list[SubscriberTarget] = field(default_factory=list)
+    lease_s: float = 0.0  # from elsewhere: it ends unless renewed within this long
+    renewed: float = field(default_factory=time.monotonic)
+    server_key: str = ""
 
 
 class Subscriptions:
@@ -46,7 +52,9 @@ class Subscriptions:
         """Make a subscription and tell its senders; what the subscriber is answered."""
         try:
             sources = self.resolve(request.sources)
-            subscription = self.add(request.pid, request.endpoint, sources, request.queue_size)
+            subscription = self.add(
+                request.pid, request.endpoint, sources, request.queue_size, request.lease_s, request.server_key
+            )
         except SubscriptionError as exc:
             return control.Refused(str(exc))
         outputs = []
@@ -54,7 +62,9 @@ class Subscriptions:
             dest = target.destination
             self._tell(
                 target.node,
-                control.AddSubscriber(target.output, subscription.id, dest.endpoint, dest.queue_size, dest.line),
+                control.AddSubscriber(
+                    target.output, subscription.id, dest.endpoint, dest.queue_size, dest.line, dest.server_key
+                ),
             )
             outputs.append(control.SubscribedOutput(f"{target.node}/{target.output}", target.shm_prefix, dest.line))
         return control.Subscribed(subscription.id, outputs)
@@ -83,13 +93,20 @@ class Subscriptions:
             found += [m for m in matches if m not in found]
         return found
 
-    def add(self, pid: int, endpoint: str, sources: list[str], queue_size: int) -> Subscription:
-        """A new subscription of `sources` (already resolved) to `endpoint`."""
+    def add(
+        self, pid: int, endpoint: str, sources: list[str], queue_size: int, lease_s: float = 0.0, server_key: str = ""
+    ) -> Subscription:
+        """A new subscription of `sources` (already resolved) to `endpoint`; from elsewhere (tcp://) with a lease."""
         if queue_size < 1:
             raise SubscriptionError("queue_size must be at least 1")
-        subscription = Subscription(secrets.token_hex(4), pid, endpoint)
+        elsewhere = endpoint.startswith("tcp://")
+        if elsewhere and lease_s <= 0:
+            raise SubscriptionError("a subscriber on another host (tcp://) needs a lease (lease_s > 0)")
+        if not elsewhere and pid <= 0:
+            raise SubscriptionError("a subscriber on this host names its pid")
+        subscription = Subscription(secrets.token_hex(4), pid, endpoint, lease_s=lease_s, server_key=server_key)
         for source in sources:
-            target = self._plan.add_subscriber(subscription.id, source, endpoint, queue_size)
+            target = self._plan.add_subscriber(subscription.id, source, endpoint, queue_size, not elsewhere, server_key)
             if target.shm_prefix:
                 finish_reader(target.shm_prefix, target.destination.line)  # holds nothing until it receives
             subscription.targets.append(target)
@@ -114,9 +131,21 @@ class Subscriptions:
                 pass  # the subscriber removed it, or never bound it
         return subscription
 
+    def renew(self, subscription_id: str) -> bool:
+        """A subscriber elsewhere is still there: its lease starts again (False: no such subscription)."""
+        subscription = self.active.get(subscription_id)
+        if subscription is not None:
+            subscription.renewed = time.monotonic()
+        return subscription is not None
+
     def dead(self) -> list[str]:
-        """The subscriptions whose process is gone."""
-        return [s.id for s in self.active.values() if not pid_alive(s.pid)]
+        """The subscriptions whose process is gone, or (from elsewhere) whose lease ran out."""
+        now = time.monotonic()
+        return [
+            s.id
+            for s in self.active.values()
+            if (now - s.renewed > s.lease_s if s.lease_s > 0 else not pid_alive(s.pid))
+        ]
 
     def of(self, source: str) -> list[Subscription]:
         """The subscriptions that receive `source`."""

@@ -7,6 +7,8 @@ rates, sizes and values are measured by the command itself, as a subscriber
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from car.daemon.subscriptions import Subscriptions
 from car.plan.build import RunPlan
 from car.spec.model import Dataflow
@@ -34,7 +36,15 @@ def describe_topics(dataflow: Dataflow, plan: RunPlan, subscriptions: Subscripti
     return topics
 
 
-def locate_input(dataflow: Dataflow, plan: RunPlan, node_id: str, input_name: str) -> control.DaemonReply:
+@dataclass(frozen=True)
+class InputLocation:
+    """Where a message for a node's input goes: the node's receive socket, and the source name the input is fed by."""
+
+    endpoint: str
+    source: str
+
+
+def locate_input(dataflow: Dataflow, plan: RunPlan, node_id: str, input_name: str) -> InputLocation | control.Refused:
     """Where a message for `node_id`'s input `input_name` goes, or why it cannot be sent there."""
     config = plan.nodes.get(node_id)
     if config is None:
@@ -49,4 +59,4 @@ def locate_input(dataflow: Dataflow, plan: RunPlan, node_id: str, input_name: st
         return control.Refused(
             f"input `{node_id}/{input_name}` is a backpressure input: only its sender may feed it (its credits)"
         )
-    return control.InputLocation(config.receive_endpoint, inp.source)
+    return InputLocation(config.receive_endpoint, inp.source)

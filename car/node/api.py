@@ -160,7 +160,12 @@ class Node:
         """The daemon changed where this node's outputs go: a subscriber came or left, a reader ended or came back."""
         if isinstance(message, control.AddSubscriber):
             self._outbox.add_subscriber(
-                message.output, message.subscription, message.endpoint, message.queue_size, message.line
+                message.output,
+                message.subscription,
+                message.endpoint,
+                message.queue_size,
+                message.line,
+                message.server_key,
             )
         elif isinstance(message, control.RemoveSubscriber):
             self._outbox.remove_subscriber(message.output, message.subscription)

@@ -299,6 +299,10 @@ class Outbox:
             own = self._ctx.socket(zmq.PUSH)
             own.setsockopt(zmq.SNDHWM, max(1, dest.queue_size))
             own.setsockopt(zmq.LINGER, 0)
+            if dest.server_key:
+                if self._keys is None:
+                    raise RuntimeError(f"node `{self.node_id}` has no keys to reach {dest.endpoint} over CurveZMQ")
+                self._keys.connect_to(own, dest.server_key.encode())
             own.connect(dest.endpoint)
             writer = self._writers.get(output)
             if writer is not None and dest.line >= 0:
@@ -335,12 +339,14 @@ class Outbox:
         }
 
     # -- subscribers ----------------------------------------------------------------------
-    def add_subscriber(self, output: str, subscription: str, endpoint: str, queue_size: int, line: int) -> None:
-        """Send `output` also to a subscriber (again: nothing changes)."""
+    def add_subscriber(
+        self, output: str, subscription: str, endpoint: str, queue_size: int, line: int, server_key: str = ""
+    ) -> None:
+        """Send `output` also to a subscriber (again: nothing changes); `server_key`: one elsewhere over CurveZMQ."""
         links = self.outputs.get(output)
         if links is None or any(isinstance(x, SubscriberLink) and x.subscription == subscription for x in links):
             return
-        dest = Destination(endpoint, subscription, [], queue_size=queue_size, line=line, subscription=subscription)
+        dest = Destination.to_subscriber(endpoint, subscription, queue_size, line, server_key)
         self._destinations[output].append(dest)
         links.append(self._link(dest, output))
         self._refresh()

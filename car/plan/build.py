@@ -81,17 +81,21 @@ class RunPlan:
         """Every `node/output` of this machine's nodes."""
         return [f"{node}/{output}" for node, config in self.nodes.items() for output in config.outputs]
 
-    def add_subscriber(self, subscription: str, source: str, endpoint: str, queue_size: int) -> SubscriberTarget:
-        """Send `source` also to a subscriber at `endpoint`; KeyError when no node here has that output."""
+    def add_subscriber(
+        self, subscription: str, source: str, endpoint: str, queue_size: int, shared: bool = True, server_key: str = ""
+    ) -> SubscriberTarget:
+        """Send `source` also to a subscriber at `endpoint` (`shared`: on this host, a reader of its shared memory;
+        `server_key`: elsewhere over CurveZMQ); KeyError when no node here has that output."""
         node, _, output = source.partition("/")
         config = self.nodes[node]
         destinations = config.outputs[output]
-        shared = config.shared[output]
+        memory = config.shared[output]
         taken = {d.line for d in destinations if d.subscription}
-        line = next((k for k in range(shared.readers, shared.lines) if k not in taken), -1)
-        dest = Destination(endpoint, subscription, [], queue_size=queue_size, line=line, subscription=subscription)
+        free = (k for k in range(memory.readers, memory.lines) if k not in taken)
+        line = next(free, -1) if shared else -1
+        dest = Destination.to_subscriber(endpoint, subscription, queue_size, line, server_key)
         destinations.append(dest)
-        return SubscriberTarget(node, output, dest, shared.prefix if line >= 0 else "")
+        return SubscriberTarget(node, output, dest, memory.prefix if line >= 0 else "")
 
     def remove_subscriber(self, subscription: str) -> list[SubscriberTarget]:
         """Forget a subscriber's destinations; the ones it had."""

@@ -39,6 +39,23 @@ class Destination:
     remote: bool = False  # a reader on another machine (tcp://): sent whole, from the sender's buffer
     server_key: str = ""  # with CurveZMQ: the public key (Z85) of the reader's machine
 
+    @classmethod
+    def to_subscriber(
+        cls, endpoint: str, subscription: str, queue_size: int, line: int, server_key: str = ""
+    ) -> Destination:
+        """Where a subscriber gets an output: on this host (ipc://, shared-memory `line` or -1) or elsewhere (tcp://)."""
+        remote = endpoint.startswith("tcp://")
+        return cls(
+            endpoint,
+            subscription,
+            [],
+            queue_size=queue_size,
+            line=line,
+            subscription=subscription,
+            remote=remote,
+            server_key=server_key,
+        )
+
 
 @dataclass
 class InputConfig:

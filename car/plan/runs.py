@@ -133,18 +133,6 @@ def find_run(name: str | None, machine: str = "") -> RunInfo:
     raise RunError(f"no running dataflow named `{name}` (running: {known})")
 
 
-def find_here(name: str | None) -> RunInfo:
-    """A run on this host: one `car launch` started (see `find_run`), else this host's part of a dataflow a
-    coordinator placed (its daemon's run here: its nodes can be looked at from here)."""
-    try:
-        return find_run(name)
-    except RunError as launched:
-        parts = [r for r in list_runs() if r.machine and (name is None or name in (r.name, r.run_id))]
-        if len(parts) == 1:
-            return parts[0]
-        raise launched from None
-
-
 def request(info: RunInfo, message: control.ClientToDaemon, timeout: float = 3.0) -> control.DaemonReply:
     """Send one request to a run's control socket and return its answer (RunError if none, or unreadable)."""
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)

@@ -7,7 +7,7 @@ Encoded and checked by car.transport.control (one msgpack map per message, versi
 - `ClientToCoordinator`: the `car` command asks the coordinator (on its control port, 6012).
 - `CoordinatorReply`: the coordinator's answer to a `ClientToCoordinator` request.
 
-Requests the coordinator passes on to a daemon (`ReadLog`) carry a `token`
+Requests the coordinator passes on to a daemon (`ReadLog`, `PartRequest`) carry a `token`
 that the daemon's answer repeats, so that the coordinator can answer the right CLI.
 """
 
@@ -192,6 +192,16 @@ class LogText(DaemonToCoordinator):
     error: str = ""
 
 
+@dataclass(frozen=True)
+class PartAnswer(DaemonToCoordinator):
+    """The answer to `PartRequest`: what the part's process answered (car.transport.control bytes), or why none."""
+
+    TYPE: ClassVar[str] = "part_answer"
+    token: str = ""
+    reply: bytes = b""
+    error: str = ""
+
+
 # -- the coordinator asks a daemon ---------------------------------------------------------------------
 
 
@@ -319,6 +329,16 @@ class ReadLog(CoordinatorToDaemon):
 
 
 @dataclass(frozen=True)
+class PartRequest(CoordinatorToDaemon):
+    """A command's request to this machine's part of run `run_id` (car.transport.control bytes): answered `PartAnswer`."""
+
+    TYPE: ClassVar[str] = "part_request"
+    token: str = ""
+    run_id: str = ""
+    request: bytes = b""
+
+
+@dataclass(frozen=True)
 class Leave(CoordinatorToDaemon):
     """Stop every run here and exit (`car down`)."""
 
@@ -376,6 +396,18 @@ class ReadLogs(ClientToCoordinator):
     name: str = ""
     node: str = ""
     offset: int = 0
+
+
+@dataclass(frozen=True)
+class AskPart(ClientToCoordinator):
+    """A request (car.transport.control bytes, a `ClientToDaemon`) for `machine`'s part of the dataflow `name`, passed
+    on to that machine's daemon and from it to the part (`car top`, `car topic`, `car param`, `car node` from a host
+    that does not run it): answered `PartReply`."""
+
+    TYPE: ClassVar[str] = "ask_part"
+    name: str = ""
+    machine: str = ""
+    request: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -442,3 +474,13 @@ class LogChunk(CoordinatorReply):
     text: str = ""
     next_offset: int = 0
     ended: bool = False
+
+
+@dataclass(frozen=True)
+class PartReply(CoordinatorReply):
+    """What a machine's part answered an `AskPart` (car.transport.control bytes, a `DaemonReply`), and that machine's
+    public key when it joined over CurveZMQ (Z85; what a subscriber elsewhere lets in)."""
+
+    TYPE: ClassVar[str] = "part_reply"
+    reply: bytes = b""
+    machine_key: str = ""

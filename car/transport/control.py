@@ -280,12 +280,13 @@ class ListTopics(ClientToDaemon):
 
 
 @dataclass(frozen=True)
-class LocateInput(ClientToDaemon):
-    """Where to send a message that node `node` takes as input `input` (`car topic pub`): `InputLocation`."""
+class Publish(ClientToDaemon):
+    """Send a JSON value into node `node`'s input `input`, as its source would (`car topic pub`): `Published`."""
 
-    TYPE: ClassVar[str] = "locate_input"
+    TYPE: ClassVar[str] = "publish"
     node: str = ""
     input: str = ""
+    value_json: str = "null"
 
 
 @dataclass(frozen=True)
@@ -358,10 +359,20 @@ class Subscribe(ClientToDaemon):
     """Receive `sources` (`node/output`, `node` for all its outputs, or `*` for every output) on `endpoint`."""
 
     TYPE: ClassVar[str] = "subscribe"
-    pid: int = 0
-    endpoint: str = ""
+    pid: int = 0  # on this host; 0 for a subscriber elsewhere, which holds its subscription by `Renew`
+    endpoint: str = ""  # ipc:// on this host, tcp:// from elsewhere
     sources: list[str] = field(default_factory=list)
     queue_size: int = 10
+    lease_s: float = 0.0  # from elsewhere: the subscription ends unless renewed within this time
+    server_key: str = ""  # from elsewhere, over CurveZMQ: the subscriber's public key (Z85)
+
+
+@dataclass(frozen=True)
+class Renew(ClientToDaemon):
+    """A subscriber elsewhere still wants its subscription (see `Subscribe.lease_s`): `Done`."""
+
+    TYPE: ClassVar[str] = "renew"
+    subscription: str = ""
 
 
 @dataclass(frozen=True)
@@ -419,11 +430,10 @@ class Topics(DaemonReply):
 
 
 @dataclass(frozen=True)
-class InputLocation(DaemonReply):
-    """The answer to `LocateInput`: the node's receive socket, and the source name its input is fed by."""
+class Published(DaemonReply):
+    """The answer to `Publish`: the value went to the node, under the source name its input is fed by."""
 
-    TYPE: ClassVar[str] = "input_location"
-    endpoint: str = ""
+    TYPE: ClassVar[str] = "published"
     source: str = ""
 
 
@@ -495,6 +505,7 @@ class AddSubscriber(DaemonToNode):
     endpoint: str = ""
     queue_size: int = 10
     line: int = -1
+    server_key: str = ""  # a subscriber elsewhere over CurveZMQ: its public key (Z85)
 
 
 @dataclass(frozen=True)
