@@ -33,6 +33,7 @@ from car import Node
 from hal.board import BoardClient, BoardError
 from hal.camera import CameraError, OpenCVCamera
 from hal.interfaces import SensorReading
+from nodes.messages import Malformed, MessageError, wheel_speeds
 
 DEADMAN_S = 0.2
 PHYSICS_STEP_S = 0.010  # a sensor reading every 10 ms of car time
@@ -109,6 +110,7 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
             raise SystemExit(2) from None
         camera.start()
     moving, last_command, frame, images, sent_frame = False, time.monotonic(), 0, 0, 0
+    malformed = Malformed("car_io")
     next_publish = time.monotonic()
     try:
         while True:
@@ -117,7 +119,14 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
             if event is not None and event.type == "STOP":
                 break
             if event is not None and event.type == "INPUT" and event.id == "cmd":
-                board.set_wheel_speeds(clamp(float(event.value["left"])), clamp(float(event.value["right"])))
+                try:
+                    speeds = wheel_speeds(event.value)
+                except MessageError as exc:  # a fault: the wheels stop until a good command comes
+                    board.stop()
+                    moving = False
+                    malformed.report("cmd", exc, "stopped the wheels on")
+                    continue
+                board.set_wheel_speeds(clamp(speeds.left), clamp(speeds.right))
                 moving, last_command = True, now
             elif event is not None and event.type == "INPUT_CLOSED" and event.id == "cmd":
                 board.stop()

@@ -17,6 +17,7 @@ import numpy as np
 from car import Node
 from hal.description import load_description
 from nodes.car_io import DEADMAN_S, PHYSICS_STEP_S, clamp, sensor_message
+from nodes.messages import Malformed, MessageError, wheel_speeds
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
 
@@ -56,6 +57,7 @@ def run_sim() -> None:
     latency_s = min(COMMAND_LATENCY_S, frame_s / 2)
     node = Node()
     last_command_t = 0.0
+    malformed = Malformed("car_io")
     stopped_by_deadman = True  # the wheels stand still until the first command
     wall_start = time.monotonic()
     frame = 0
@@ -114,7 +116,12 @@ def run_sim() -> None:
                     file=sys.stderr,
                 )
             elif event.type == "INPUT" and event.id == "cmd":
-                wheels = (clamp(float(event.value["left"])), clamp(float(event.value["right"])))
+                try:
+                    speeds = wheel_speeds(event.value)
+                    wheels = (clamp(speeds.left), clamp(speeds.right))
+                except MessageError as exc:  # a fault: the wheels stop (and a paced step still goes on)
+                    wheels = (0.0, 0.0)
+                    malformed.report("cmd", exc, "stopped the wheels on")
                 if "frame" not in event.metadata:  # free-running (teleop): applied, but it does not pace us
                     world.wheels.set_wheel_speeds(*wheels)
                     last_command_t, stopped_by_deadman = world.t, False

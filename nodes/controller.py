@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from hal.description import CarParams, SensorParams, load_description
 from nodes.line_detector import LineEstimate
+from nodes.messages import Malformed, MessageError, line_estimate, sensor_bar
 
 FLOOR_LEVEL = 0.3  # line-sensor readings below this are bare floor
 FOUND_LEVEL = 0.5  # the tape is under the bar when one sensor reads at least this
@@ -187,6 +188,7 @@ def main() -> None:
         node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, metadata)
 
     node = Node()
+    malformed = Malformed("controller")
     for name, (bounds, description) in TUNABLE.items():
         value = node.declare_parameter(name, float(getattr(params, name)), description, bounds)
         follower.params = replace(follower.params, **{name: value})
@@ -197,20 +199,22 @@ def main() -> None:
         if event.type != "INPUT":
             continue
         if event.id == "sensors":  # 100 Hz: steer with the latest line and this reading's sensor bar
-            reading = (float(event.value["t"]), bar_estimate(event.value["line"], spacing), event.metadata)
+            try:
+                bar = sensor_bar(event.value)
+            except MessageError as exc:
+                malformed.report("sensors", exc)
+                continue
+            reading = (bar.t, bar_estimate(bar.line, spacing), event.metadata)
             if event.metadata.get("image"):
                 waiting = reading  # a camera frame went out just before: answer with its line
             else:
                 answer(*reading)
         elif event.id == "line":
-            value = event.value
-            line = LineEstimate(
-                found=bool(value["found"]),
-                offset=float(value["offset"]),
-                heading=float(value["heading"]),
-                curvature=float(value["curvature"]),
-                confidence=float(value["confidence"]),
-            )
+            try:
+                line = line_estimate(event.value)
+            except MessageError as exc:
+                malformed.report("line", exc)
+                continue
             if waiting is not None and waiting[2].get("frame") == event.metadata.get("frame"):
                 answer(*waiting)
                 waiting = None

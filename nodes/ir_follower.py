@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from hal.description import load_description
 from nodes.controller import BAR_PARAMS, LineFollower, bar_estimate
+from nodes.messages import Malformed, MessageError, sensor_bar
 
 
 def main() -> None:
@@ -23,9 +24,15 @@ def main() -> None:
     follower = LineFollower(replace(BAR_PARAMS, lookahead=lookahead), car.car.wheel_base, lookahead)
     spacing = car.sensors.line_sensor_spacing
     node = Node()
+    malformed = Malformed("ir_follower")
     for event in node:
         if event.type == "INPUT" and event.id == "sensors":
-            left, right = follower.update(bar_estimate(event.value["line"], spacing), float(event.value["t"]))
+            try:
+                bar = sensor_bar(event.value)
+            except MessageError as exc:
+                malformed.report("sensors", exc)
+                continue
+            left, right = follower.update(bar_estimate(bar.line, spacing), bar.t)
             node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, event.metadata)
 
 

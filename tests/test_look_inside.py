@@ -257,3 +257,22 @@ def test_node_list_and_info(driving: str) -> None:
     assert "image <- car_io/image: queue_size 1, drop_oldest" in info.stdout and "Outputs: line" in info.stdout
     unknown = car("node", "info", driving, "nobody")
     assert unknown.returncode == 2 and "no node `nobody`" in unknown.stderr
+
+
+def test_malformed_messages_published_by_hand_are_refused_by_the_nodes_not_fatal(driving: str) -> None:
+    before = {row.id: row.pid for row in run_status(driving).nodes}
+    for target, value in (("controller/line", '{"offset": 0.0}'), ("car_io/cmd", '{"left": "fast"}')):
+        sent = car("topic", "pub", target, value, "-d", driving)
+        assert sent.returncode == 0, sent.stderr
+    logs = {node: "" for node in ("controller", "car_io")}
+    deadline = time.monotonic() + 10
+    while not all("malformed" in text for text in logs.values()):
+        assert time.monotonic() < deadline, logs
+        logs = {node: car("logs", driving, node).stdout for node in logs}
+        time.sleep(0.2)
+    assert "ignored a malformed `line` message (1 so far): `found` should be true or false" in logs["controller"]
+    assert "stopped the wheels on a malformed `cmd` message (1 so far)" in logs["car_io"]
+    assert "`left` should be a finite number, not 'fast'" in logs["car_io"]
+    after = {row.id: (row.pid, row.state) for row in run_status(driving).nodes}
+    assert all(after[node] == (pid, "running") for node, pid in before.items()), after  # nothing died
+    assert max(speeds(driving, 20)) > 0.1  # and the car drives on

@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from car.commands import values
 from car.spec import parameters
+from nodes import messages
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -101,3 +102,36 @@ def test_any_array_summary_is_strict_json(array: np.ndarray[Any, Any]) -> None:
     pictured = values.summary(array)
     json.dumps(pictured, allow_nan=False)  # NaN and infinities are left out of the statistics
     assert pictured["shape"] == list(array.shape) and values.size_of(array) == array.nbytes
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+        lambda inner: (
+            st.lists(inner)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["left", "right", "t", "line", "found", "offset", "heading", "curvature", "confidence"]
+                ),
+                inner,
+            )
+        ),
+        max_leaves=12,
+    )
+)
+def test_the_nodes_messages_read_anything_with_a_message_error_or_a_record(value: object) -> None:
+    for read in (messages.wheel_speeds, messages.sensor_bar, messages.line_estimate):
+        try:
+            record = read(value)
+        except messages.MessageError as exc:
+            assert str(exc)
+        else:
+            assert all(math.isfinite(x) for x in vars(record).values() if isinstance(x, float))
+
+
+def test_a_good_line_message_reads_back_as_the_estimate_it_came_from() -> None:
+    from nodes.line_detector import LineEstimate
+
+    estimate = LineEstimate(True, 0.01, -0.2, 1.5, 0.9)
+    assert messages.line_estimate(estimate.to_message()) == estimate
+    assert messages.wheel_speeds({"left": 1, "right": 0.5}) == messages.WheelSpeeds(1.0, 0.5)

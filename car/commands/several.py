@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from car.coordinator.coordinator import Coordinator
-from car.daemon.machine import MachineDaemon, local_machines
 from car.plan.coordinator_client import ask, control_endpoint, coordinator_file, endpoint, local_coordinator
 from car.plan.runs import RunError, pid_alive, runtime_root
 from car.spec.loader import load_dataflow
@@ -91,6 +89,8 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     keys = _keys_for("--bind", args.bind)
     daemons = f"tcp://{args.bind}:{args.daemon_port}"
     controls = f"tcp://{args.bind}:{args.control_port}"
+    from car.coordinator.coordinator import Coordinator  # only this command needs it: others start faster
+
     coordinator = Coordinator(daemons, controls, args.heartbeat, args.timeout, say=_say, keys=keys)
     if keys is not None:
         _say(f"CurveZMQ on: daemons and car commands need keys {keys.trusted} trusts")
@@ -155,6 +155,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         except KeysError as exc:
             raise RunError(str(exc)) from None
     out = Path(args.out) if args.out else state_root()
+    from car.daemon.machine import MachineDaemon  # only this command needs it: others start faster
+
     daemon = MachineDaemon(
         args.machine_id,
         endpoint(args.coordinator_addr, cluster.DAEMON_PORT),
@@ -292,6 +294,8 @@ def start_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_start(args: argparse.Namespace) -> int:
     """Start a dataflow on the machines it names."""
+    from car.daemon.machine import local_machines
+
     here = local_machines()
     try:
         text = Path(args.file).read_text(encoding="utf-8")

@@ -35,7 +35,7 @@ from car.plan.graph import Graph, Part, find_graph
 from car.plan.runs import RunError
 from car.transport import control
 
-LIST_WINDOW_S = 0.5  # how long `topic list` watches to measure rates and sizes
+LIST_WINDOW_S = 0.3  # how long `topic list` and `info` watch to measure rates and sizes (`hz`: longer, finer)
 REPORT_PERIOD_S = 1.0  # `hz` and `bw` print this often
 SUBSCRIBER_QUEUE = 100  # messages a command may fall behind before it loses the oldest (counted)
 

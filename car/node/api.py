@@ -46,6 +46,7 @@ from car.transport.hlc import HybridLogicalClock
 __all__ = ["Event", "Node", "UnknownOutputError"]
 
 DROP_REPORT_PERIOD_S = 1.0
+WATCHED_STATS_PERIOD_S = 0.25  # while watched: `car top --once` has latencies a quarter of a second after it asks
 STOPPING_LINGER_MS = 100  # at exit when the whole dataflow stops: readers are leaving too
 FLUSH_TIMEOUT_S = 5.0  # a node that ends waits this long, at most, for its readers to take its last messages
 
@@ -175,7 +176,7 @@ class Node:
             self._outbox.reader_back(message.reader)
         elif isinstance(message, control.Observe):
             if not self._observe_until:
-                self._daemon.report_now()  # counts at once, latencies half a second later
+                self._daemon.report_now()  # counts at once, latencies a quarter of a second later
             self._observe_until = time.monotonic() + message.seconds
         elif isinstance(message, control.ParameterSet) and message.name in self._parameters:
             value = parameters.coerce(self._parameters[message.name], json.loads(message.value_json))
@@ -294,7 +295,7 @@ class Node:
 
     def _stats_period(self) -> float:
         """How long the watcher waits between reports: shorter while the node is watched."""
-        return STATS_PERIOD_S / 2 if self._observe_until > time.monotonic() else STATS_PERIOD_S
+        return WATCHED_STATS_PERIOD_S if self._observe_until > time.monotonic() else STATS_PERIOD_S
 
     # -- life cycle ----------------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,97 @@
+"""The messages the car's nodes pass each other, read with a clear error when one is not what it should be.
+
+A node's input can be fed by hand (`car topic pub`), by a replay or by another team's
+node: a message without a field, or with a string for a number, must not end the node
+with a KeyError. Each reader here returns a typed record or raises `MessageError`
+saying what is wrong; `Malformed` tells the node's log about the first few and counts
+the rest, so a stream of bad messages does not flood it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodes.line_detector import LineEstimate
+
+
+class MessageError(ValueError):
+    """A message that is not what its input takes; the text says which field and what it should be."""
+
+
+@dataclass(frozen=True)
+class WheelSpeeds:
+    """A `cmd` message: each wheel's speed (m/s, forward positive)."""
+
+    left: float
+    right: float
+
+
+@dataclass(frozen=True)
+class SensorBar:
+    """A `sensors` message's part the line followers use: its time (s) and the line sensors' readings."""
+
+    t: float
+    line: list[float]
+
+
+def _number(value: Any, name: str) -> float:
+    if not isinstance(value, dict) or name not in value:
+        raise MessageError(f"no field `{name}` (got {_shown(value)})")
+    item = value[name]
+    if not _finite(item):
+        raise MessageError(f"`{name}` should be a finite number, not {_shown(item)}")
+    return float(item)
+
+
+def _finite(item: Any) -> bool:
+    return isinstance(item, int | float) and not isinstance(item, bool) and math.isfinite(item)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def wheel_speeds(value: Any) -> WheelSpeeds:
+    """A `cmd` message ({"left": m/s, "right": m/s})."""
+    return WheelSpeeds(_number(value, "left"), _number(value, "right"))
+
+
+def sensor_bar(value: Any) -> SensorBar:
+    """A `sensors` message's time and line sensor readings ({"t": s, "line": [numbers], ...})."""
+    t = _number(value, "t")
+    line = value.get("line")
+    if not isinstance(line, list) or not line or not all(_finite(x) for x in line):
+        raise MessageError(f"`line` should be a list of finite numbers, not {_shown(line)}")
+    return SensorBar(t, [float(x) for x in line])
+
+
+def line_estimate(value: Any) -> LineEstimate:
+    """A `line` message (line_detector's: found, offset, heading, curvature, confidence)."""
+    if not isinstance(value, dict) or not isinstance(value.get("found"), bool):
+        raise MessageError(f"`found` should be true or false (got {_shown(value)})")
+    return LineEstimate(
+        found=value["found"],
+        offset=_number(value, "offset"),
+        heading=_number(value, "heading"),
+        curvature=_number(value, "curvature"),
+        confidence=_number(value, "confidence"),
+    )
+
+
+@dataclass
+class Malformed:
+    """Tells the log about bad messages a node ignored: the first few of each input, then every hundredth."""
+
+    node: str
+    shown: int = 3
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def report(self, input_id: str, error: MessageError, what: str = "ignored") -> None:
+        """One bad message on `input_id` was `what` (ignored, or the wheels stopped)."""
+        count = self.counts[input_id] = self.counts.get(input_id, 0) + 1
+        if count <= self.shown or count % 100 == 0:
+            print(f"{self.node}: {what} a malformed `{input_id}` message ({count} so far): {error}", file=sys.stderr)
