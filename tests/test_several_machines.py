@@ -577,7 +577,7 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
         for proc in refused:
             _, stderr = proc.communicate(timeout=30)
             assert proc.returncode == 2 and "no coordinator answered" in stderr, stderr
-        flow = write_split(tmp_path, count=400)
+        flow = write_split(tmp_path, count=600)
         started = group.car("start", str(flow), "--name", "sealed", cwd=tmp_path)
         assert started.returncode == 0, started.stderr
         deadline = time.monotonic() + 30
@@ -599,9 +599,32 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
             return "refused a peer" in group.log("sealed", "sink")
 
         forge(endpoint, "src/small", (stranger_public, stranger_secret, m2_public), refused)  # not the run's machines
+        following = subprocess.Popen(  # until src's streams end: their end reaches it over CurveZMQ too
+            [
+                sys.executable,
+                "-m",
+                "car",
+                "topic",
+                "echo",
+                "src/small",
+                "-d",
+                "sealed",
+                "--coordinator-addr",
+                group.control,
+            ],
+            env={**group.env, "XDG_RUNTIME_DIR": str(root / "elsewhere")},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         group.wait_state("sealed", ("finished",), timeout=60)
+        try:
+            _, said = following.communicate(timeout=20)
+        finally:
+            following.kill()
+        assert following.returncode == 0 and "src/small is closed" in said, said
         got = group.sink_result("sealed")
-        assert got["small"] == list(range(1, 401)) and got["frame"] == 400  # nothing forged got in
+        assert got["small"] == list(range(1, 601)) and got["frame"] == 600  # nothing forged got in
         logs = "".join(p.read_text() for p in root.glob("*.log"))
         assert "refused a peer without a trusted key" in logs  # the stranger daemon, logged by the coordinator
         assert "refused a peer" in group.log("sealed", "sink")  # the forged sender, logged by the sink

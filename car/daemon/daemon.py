@@ -46,6 +46,7 @@ from car.plan.signals import catch_stop_signals, restore_signals
 from car.spec import parameters
 from car.spec.model import Dataflow
 from car.transport import control, wire
+from car.transport.keys import load_keys
 from car.transport.router import Handler, Router
 
 LOOP_MS = 20  # how often the daemon looks at its processes
@@ -79,7 +80,8 @@ class Daemon:
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         self._control: Router | None = None
-        self.notifier = Notifier(self._ctx, terminal.say)
+        keys = load_keys(Path(wiring.keys_dir)) if wiring is not None and wiring.keys_dir else None
+        self.notifier = Notifier(self._ctx, terminal.say, keys)
         self.log_routes = LogRoutes(dataflow, self.plan, self.notifier)
         take = self.log_routes.take if self.log_routes.routes else None
         self.nodes: dict[str, NodeState] = {}
@@ -384,6 +386,8 @@ class Daemon:
     def _on_subscribe(self, message: control.Subscribe, _: bytes) -> control.DaemonReply:
         if self.supervisor.stopping:
             return control.Refused("the run is stopping")
+        if message.server_key:
+            self.notifier.secure(message.endpoint, message.server_key)
         return self.subscriptions.subscribe(message)
 
     def _on_renew(self, message: control.Renew, _: bytes) -> control.DaemonReply:
