@@ -7,7 +7,9 @@ loop_latency_ms_p99, mean_speed_mps, cross_track_rms_m.
 
 `--watched`: while it drives, someone looks: `car top` refreshing once a second (the
 nodes time their inputs) and `car topic echo car_io/image --json` (a subscriber that
-summarises every frame), to measure what looking costs the loop.
+summarises every frame), to measure what looking costs the loop. `--recorded`: `car record`
+writes every output (camera frames as foxglove.RawImage) into an MCAP file meanwhile; the
+report adds what it wrote and lost.
 """
 
 from __future__ import annotations
@@ -23,16 +25,21 @@ from pathlib import Path
 
 from common import BENCH, machine
 
+CAR = [sys.executable, "-m", "car"]
 
-def watch(name: str, run: subprocess.Popen[str]) -> list[subprocess.Popen[bytes]]:
-    """Once run `name` is up, start `car top` and `car topic echo car_io/image` on it."""
-    car = [sys.executable, "-m", "car"]
+
+def wait_running(name: str, run: subprocess.Popen[str]) -> None:
+    """Until run `name` has its three nodes running (or has ended)."""
     while run.poll() is None:
-        listed = subprocess.run([*car, "node", "list", name], capture_output=True, text=True)
+        listed = subprocess.run([*CAR, "node", "list", name], capture_output=True, text=True)
         if listed.returncode == 0 and listed.stdout.count("running") >= 3:
-            break
+            return
         time.sleep(0.2)
-    lookers = [[*car, "top", name], [*car, "topic", "echo", "car_io/image", "--json", "-d", name]]
+
+
+def watch(name: str) -> list[subprocess.Popen[bytes]]:
+    """Start `car top` and `car topic echo car_io/image` on run `name`."""
+    lookers = [[*CAR, "top", name], [*CAR, "topic", "echo", "car_io/image", "--json", "-d", name]]
     return [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in lookers]
 
 
@@ -41,6 +48,7 @@ def main() -> None:
     parser.add_argument("--laps", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--watched", action="store_true", help="run `car top` and `car topic echo` meanwhile")
+    parser.add_argument("--recorded", action="store_true", help="run `car record` of every output meanwhile")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="car-loop-"))
     report_path = folder / "run.json"
@@ -49,11 +57,19 @@ def main() -> None:
     command = [sys.executable, "-m", "car", "launch", str(flow), "--laps", str(args.laps), "--headless", "--quiet"]
     command += ["--realtime-factor", "1", "--report", str(report_path), "--out", str(folder / "out"), "--name", name]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lookers = watch(name, run) if args.watched else []
+    wait_running(name, run)
+    lookers = watch(name) if args.watched else []
+    mcap = folder / "run.mcap"
+    recorder = (
+        subprocess.Popen([*CAR, "record", name, "-o", str(mcap)], stderr=subprocess.PIPE, text=True)
+        if args.recorded
+        else None
+    )
     _, stderr = run.communicate(timeout=600)
     for looker in lookers:
         looker.terminate()
         looker.wait(timeout=10)
+    recorded = recorder.communicate(timeout=60)[1].strip().splitlines()[-1] if recorder is not None else ""
     if run.returncode != 0:
         raise SystemExit(f"car launch failed:\n{stderr}")
     figures = json.loads(report_path.read_text())
@@ -65,6 +81,8 @@ def main() -> None:
         "mean_speed_mps": figures["mean_speed_mps"],
         "cross_track_rms_m": figures["cross_track_rms_m"],
         "watched": args.watched,
+        "recorded": recorded,
+        "recording_bytes": mcap.stat().st_size if args.recorded else 0,
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -73,6 +91,8 @@ def main() -> None:
     print(
         f"frame capture -> command applied: p50 {report['loop_latency_ms_p50']} ms, p99 {report['loop_latency_ms_p99']} ms"
     )
+    if recorded:
+        print(f"{recorded} ({report['recording_bytes'] / 1e6:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,38 @@ def wait_for_nodes(name: str, nodes: tuple[str, ...], timeout: float = 30.0) -> 
         time.sleep(0.1)
 
 
+# `src` (counting_source) on a 20 ms timer, and `sink`, which reads both its outputs: one machine, no deploy.
+COUNTING_FLOW = """
+nodes:
+  - id: src
+    path: src.py
+    inputs: {tick: dora/timer/millis/20}
+    outputs: [small, frame]
+  - id: sink
+    path: sink.py
+    inputs: {small: src/small, frame: src/frame}
+"""
+
+
+def counting_source(count: int) -> str:
+    """A node that sends `small` ({"n": n}) and `frame` (480 x 640 x 3, every byte n % 256, metadata n) on each
+    input, and ends after `count` of them."""
+    return f"""
+import numpy as np
+from car import Node
+
+node = Node()
+n = 0
+for event in node:
+    if event.type == "INPUT":
+        n += 1
+        node.send_output("small", {{"n": n}})
+        node.send_output("frame", np.full((480, 640, 3), n % 256, np.uint8), {{"n": n}})
+        if n >= {count}:
+            break
+"""
+
+
 # A sender of 3000 messages of 1 kB as fast as it can, and a reader that takes 1 ms for each (3 s in all, longer
 # than a sender's linger): what the sender dropped goes to burst.json, what the reader got to lagging.json.
 BURST_PY = """

@@ -24,25 +24,20 @@ import pytest
 from car.plan.coordinator_client import ask
 from car.plan.runs import RunError
 from car.transport import cluster
-from tests.helpers import BURST_PY, LAGGING_PY, ROOT, burst_accounted, processes_mentioning, wait_until_gone, write_flow
+from tests.helpers import (
+    BURST_PY,
+    COUNTING_FLOW,
+    LAGGING_PY,
+    ROOT,
+    burst_accounted,
+    counting_source,
+    processes_mentioning,
+    wait_until_gone,
+    write_flow,
+)
 
 pytestmark = pytest.mark.slow
 R = TypeVar("R", bound=cluster.CoordinatorReply)
-
-SOURCE = """
-import numpy as np
-from car import Node
-
-node = Node()
-n = 0
-for event in node:
-    if event.type == "INPUT":
-        n += 1
-        node.send_output("small", {"n": n})
-        node.send_output("frame", np.full((480, 640, 3), n % 256, np.uint8), {"n": n})
-        if n >= COUNT:
-            break
-"""
 
 SINK = """
 import json
@@ -274,7 +269,7 @@ def split_cluster() -> Iterator[Cluster]:
 
 
 def write_split(folder: Path, count: int = 40, flow: str = SPLIT) -> Path:
-    return write_flow(folder, flow, src_py=SOURCE.replace("COUNT", str(count)), sink_py=SINK)
+    return write_flow(folder, flow, src_py=counting_source(count), sink_py=SINK)
 
 
 def test_a_dataflow_split_over_two_machines_delivers_frames_and_messages_node_to_node(
@@ -829,18 +824,6 @@ def test_a_restarted_coordinator_knows_the_running_dataflows_again(split_cluster
     assert split_cluster.sink_result("kept")["stop"]
 
 
-ONE_MACHINE = """
-nodes:
-  - id: src
-    path: src.py
-    inputs: {tick: dora/timer/millis/20}
-    outputs: [small, frame]
-  - id: sink
-    path: sink.py
-    inputs: {small: src/small, frame: src/frame}
-"""
-
-
 def test_car_up_runs_a_coordinator_and_a_daemon_here_and_car_down_leaves_nothing(tmp_path: Path) -> None:
     root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
     (root / "rt").mkdir()
@@ -862,7 +845,7 @@ def test_car_up_runs_a_coordinator_and_a_daemon_here_and_car_down_leaves_nothing
         up = car("up", "--machine-id", "box", *ports)
         assert up.returncode == 0 and "daemon `box` are up" in up.stdout, up.stderr
         assert car("up", *ports).returncode == 2  # one is enough
-        flow = write_flow(tmp_path, ONE_MACHINE, src_py=SOURCE.replace("COUNT", "100000"), sink_py=SINK)
+        flow = write_flow(tmp_path, COUNTING_FLOW, src_py=counting_source(100_000), sink_py=SINK)
         started = car("start", str(flow), "--name", "boxed")  # no deploy: the daemon beside the coordinator
         assert started.returncode == 0 and "on box" in started.stdout, started.stderr
         deadline = time.monotonic() + 20

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import car
-from car.commands import logs, nodes, param, several, top, topic
+from car.commands import logs, nodes, param, record, several, top, topic
 from car.commands.extensions import extension_commands, launch_options
 from car.daemon import affinity
 from car.daemon.daemon import Daemon
@@ -331,6 +331,13 @@ COMMANDS: list[Command] = [
         "look at a running graph's outputs: list, echo, hz, bw, info, pub",
         topic.topic_arguments,
         topic.cmd_topic,
+    ),
+    Command("record", "record a running graph's outputs into an MCAP file", record.record_arguments, record.cmd_record),
+    Command(
+        "info",
+        "what an MCAP recording holds: duration, channels, counts, rates",
+        record.info_arguments,
+        record.cmd_info,
     ),
     Command(
         "logs", "print a node's log, from this machine's run or wherever it runs", logs.logs_arguments, logs.cmd_logs

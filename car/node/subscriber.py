@@ -133,6 +133,11 @@ class Subscriber:
         return event
 
     @property
+    def finished(self) -> bool:
+        """The run said STOP (it is ending): `recv` returns None from now on."""
+        return self._finished
+
+    @property
     def dropped(self) -> int:
         """Messages this subscriber lost: the oldest, from its full queue, and those its senders could not hand it."""
         return sum(self._inbox.drop_counts().values()) + self._inbox.missed
