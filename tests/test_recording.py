@@ -143,3 +143,34 @@ def test_every_value_a_node_sends_reads_back_from_its_channel_as_it_was(value: o
         assert np.array_equal(back.reshape(value.shape), value, equal_nan=value.dtype.kind == "f")
     else:
         assert back == value
+
+
+def test_car_launch_record_keeps_every_message_from_the_first(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path, COUNTING_FLOW, src_py=counting_source(150), sink_py=SINK)
+    path = tmp_path / "launched.mcap"
+    result = car("launch", str(flow), "--record", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "recorded 300 messages on 2 channels" in result.stderr and "none lost" in result.stderr, result.stderr
+    got = _read(path)
+    assert [value["n"] for _, value, _ in got["src/small"]] == list(range(1, 151))  # type: ignore[index]
+    assert [int(metadata["n"]) for _, _, metadata in got["src/frame"]] == list(range(1, 151))  # type: ignore[call-overload]
+    only = tmp_path / "only.mcap"
+    small = car(
+        "launch",
+        str(flow),
+        "--record",
+        str(only),
+        "--topics",
+        "src/small",
+        "--out",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert small.returncode == 0 and set(_read(only)) == {"src/small"}, small.stderr
+    for wrong, said in (
+        (["--topics", "src/small"], "give --record"),
+        (["--record", str(path), "--topics", "src/x"], "no such output"),
+    ):
+        refused = car("launch", str(flow), *wrong, cwd=tmp_path)
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr

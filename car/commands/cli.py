@@ -160,6 +160,8 @@ def _launch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="out", metavar="DIR", help="logs go to DIR/NAME/NODE.log (default out)")
     parser.add_argument("--quiet", action="store_true", help="do not echo node output (logs are still written)")
+    parser.add_argument("--record", metavar="FILE.mcap", help="record every output from the first message (MCAP)")
+    parser.add_argument("--topics", nargs="+", default=[], metavar="NODE/OUTPUT", help="with --record: only these")
     for provider_name, provider in launch_options():
         provider.add_arguments(parser.add_argument_group(f"{provider_name} options"))
 
@@ -180,6 +182,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
             terminal_warnings += provider.warnings(args)
         except ValueError as exc:
             raise UserError(f"{provider_name} options: {exc}") from None
+    if args.topics and not args.record:
+        raise UserError("--topics says what --record records: give --record FILE.mcap too")
+    if args.record:
+        record.check_output(Path(args.record))
+        outputs = [f"{n.id}/{o}" for n in dataflow.nodes for o in n.outputs]
+        for topic in args.topics:
+            if topic not in outputs and not any(o.startswith(topic + "/") for o in outputs):
+                raise UserError(f"--topics {topic}: {dataflow.file} has no such output ({', '.join(outputs)})")
     name = _run_name(dataflow, args.name)
     out_dir = Path(args.out) / name
     try:
@@ -195,10 +205,19 @@ def cmd_launch(args: argparse.Namespace) -> int:
         terminal.say(f"the file places nodes on {', '.join(machines)}: all run here (`car start` places them)")
     daemon = Daemon(dataflow, run, terminal, grace=args.grace, extra_env=extra_env)
     terminal.say(f"run `{name}`: {len(dataflow.nodes)} nodes, logs in {out_dir}/")
-    code = daemon.run(args.duration)
+    recorder = record.start_recorder(name, Path(args.record), args.topics) if args.record else None
+    try:
+        if recorder is None:
+            code = daemon.run(args.duration)
+        else:
+            code = daemon.run(args.duration, record.JOIN_S, lambda: recorder.poll() is None)
+    finally:
+        recorded = record.finish_recorder(recorder) if recorder is not None else 0
     for line in daemon.summary():
         terminal.say(line)
-    return code
+    if recorded:
+        terminal.say(f"the recording into {args.record} failed (exit code {recorded}): see its message above")
+    return code or (1 if recorded else 0)
 
 
 # -- running dataflows ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import json
 import platform
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -30,9 +31,11 @@ from car.commands import mcap_channels
 from car.commands.several import coordinator_option
 from car.node.subscriber import Subscriber
 from car.plan.graph import Graph, Part, find_graph
-from car.plan.runs import RunError
+from car.plan.runs import RunError, pid_alive
+from car.transport import control
 
 RECORDER_QUEUE = 1000  # messages the recorder may fall behind before it loses the oldest (counted)
+JOIN_S = 15.0  # `car launch --record` holds its nodes this long at most for the recorder to subscribe
 
 
 class RecordError(RunError):
@@ -154,15 +157,20 @@ def _version() -> str:
         return "unknown"
 
 
-def record(graph: Graph, sources: list[str], sink: McapSink, until: float, stop: threading.Event) -> Recording:
+def record(
+    graph: Graph, sources: list[str], sink: McapSink, until: float, stop: threading.Event, begin: bool = False
+) -> Recording:
     """Record `sources` (`node/output`s, or every output) of `graph` into `sink` until `until` (monotonic), `stop`
-    is set, or every part's run has ended."""
+    is set, or every part's run has ended; `begin`: then tell the run to start its nodes (`car launch --record`)."""
     wanted = sources or ["*"]
     plans = [(part, _of(part, wanted, len(graph.parts) > 1)) for part in graph.parts]
     plans = [(part, mine) for part, mine in plans if mine]
     if not plans:
         raise RecordError(f"dataflow `{graph.name}` has none of {', '.join(sources)}")
     subscribers = [Subscriber(mine, part, queue_size=RECORDER_QUEUE) for part, mine in plans]
+    if begin:
+        for part in graph.parts:
+            part.ask(control.Begin(), control.Done)
     ended: list[str] = []
 
     def drain(sub: Subscriber) -> None:
@@ -170,7 +178,8 @@ def record(graph: Graph, sources: list[str], sink: McapSink, until: float, stop:
         while not stop.is_set() and time.monotonic() < until and open_sources:
             event = sub.recv(min(0.2, max(0.0, until - time.monotonic())))
             if event is None:
-                if sub.finished:  # STOP: the run ended
+                here = sub.run.local
+                if sub.finished or (here is not None and not pid_alive(here.pid)):  # the run ended (or died)
                     break
                 continue
             if event.type == "INPUT":
@@ -199,8 +208,6 @@ def _of(part: Part, wanted: list[str], several: bool) -> list[str]:
     """The sources of `wanted` this part sends (all of them when it is the only part)."""
     if not several:
         return wanted
-    from car.transport import control
-
     outputs = [t.source for t in part.ask(control.ListTopics(), control.Topics).topics]
     if wanted == ["*"]:
         return outputs
@@ -224,14 +231,38 @@ def record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topics", nargs="+", default=[], metavar="NODE/OUTPUT", help="only these (default: all)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (default: Ctrl-C or the end)")
     parser.add_argument("--compress", choices=["jpeg"], default="", help="images as JPEG (foxglove.CompressedImage)")
+    parser.add_argument("--begin", action="store_true", help=argparse.SUPPRESS)  # `car launch --record` waits for it
     coordinator_option(parser)
+
+
+def check_output(path: Path) -> None:
+    """RecordError unless `path` is a FILE.mcap in a folder that exists."""
+    if path.suffix != ".mcap":
+        raise RecordError(f"{path}: name the file FILE.mcap (Foxglove and `car info` go by the suffix)")
+    if not path.parent.is_dir():
+        raise RecordError(f"{path}: the folder {path.parent} does not exist")
+
+
+def start_recorder(run: str, path: Path, topics: list[str]) -> subprocess.Popen[bytes]:
+    """`car record` of the launched run `run` (held until it subscribed: `Begin`), in a session of its own, so that
+    Ctrl-C stops the run, whose end then ends the recording, rather than the recorder first."""
+    command = [sys.executable, "-m", "car", "record", run, "-o", str(path), "--begin"]
+    return subprocess.Popen(command + (["--topics", *topics] if topics else []), start_new_session=True)
+
+
+def finish_recorder(recorder: subprocess.Popen[bytes]) -> int:
+    """Wait for a recorder started by `start_recorder` to finish its file after the run ended."""
+    try:
+        return recorder.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        recorder.terminate()  # it finishes the file on SIGTERM too
+        return recorder.wait(timeout=30)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     """Record a running graph's outputs into an MCAP file."""
     path = Path(args.output)
-    if path.suffix != ".mcap":
-        raise RecordError(f"{path}: name the file FILE.mcap (Foxglove and `car info` go by the suffix)")
+    check_output(path)
     graph = find_graph(args.dataflow, args.coordinator_addr)
     dataflow_file = graph.parts[0].local.dataflow if graph.parts[0].local is not None else ""
     stop = threading.Event()
@@ -241,7 +272,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         sink.describe(graph, dataflow_file)
         print(f"recording {graph.name} into {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         with _stop_on_signals(stop):
-            recording = record(graph, args.topics, sink, until, stop)
+            recording = record(graph, args.topics, sink, until, stop, args.begin)
     finally:
         recording = sink.close()
     lost = f"; lost {recording.dropped} (the recorder fell behind)" if recording.dropped else "; none lost"

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,7 @@ class Daemon:
             control.ReadersBack: self._on_readers_back,
             control.EndsDelivered: self._on_ends_delivered,
             control.StartTimers: self._on_start_timers,
+            control.Begin: self._on_begin,
             control.ListTopics: self._on_list_topics,
             control.Watch: self._on_watch,
             control.DescribeNode: self._on_describe_node,
@@ -136,16 +138,21 @@ class Daemon:
             control.Renew: self._on_renew,
         }
         self._signal: int | None = None
+        self._begun = False  # a held run (`hold_s`) starts its nodes once this is set
         self._watched_until = 0.0  # `car top` watches until then: nodes' CPU time is read
         self.started = 0.0
 
     # -- public ---------------------------------------------------------------------
-    def run(self, duration: float | None = None) -> int:
-        """Run until done; 0 when no node failed, 1 otherwise."""
+    def run(self, duration: float | None = None, hold_s: float = 0.0, holder: Callable[[], bool] | None = None) -> int:
+        """Run until done; 0 when no node failed, 1 otherwise. `hold_s`: start the nodes only once a subscriber
+        says `Begin` (a recorder that must have every message), or after that long; `holder()` says whether
+        what is to say it still lives (when it is gone first, nothing starts: 1)."""
         previous = catch_stop_signals(self._note_signal)
         self._control = Router.bind(self._ctx, self.run_info.control, self._handlers, control.Refused)
         self.started = time.monotonic()
         try:
+            if hold_s and not self._hold(hold_s, holder or (lambda: True)):
+                return 1  # stopped before it began
             self.supervisor.start()
             self.timers.start()
             self._loop(duration)
@@ -197,6 +204,28 @@ class Daemon:
         return summary_lines(self.run_info.name, list(self.nodes.values()), self.timers, elapsed, self.out_dir)
 
     # -- the loop ----------------------------------------------------------------------
+    def _hold(self, limit: float, holder: Callable[[], bool]) -> bool:
+        """Answer requests (a recorder subscribing) until `Begin`, for at most `limit` seconds; False on a signal
+        or when the holder is gone."""
+        assert self._control is not None
+        deadline = time.monotonic() + limit
+        while not self._begun:
+            self._control.serve(LOOP_MS)
+            if self._signal is not None:
+                self.terminal.say(f"stopped ({signal.Signals(self._signal).name}) before the nodes started")
+                return False
+            if not self._begun and not holder():
+                self.terminal.say("not started: what was to say Begin (the recorder) ended first")
+                return False
+            if time.monotonic() > deadline:
+                self.terminal.say(f"warning: nothing said Begin within {limit:g} s; starting the nodes anyway")
+                break
+        return True
+
+    def _on_begin(self, _: control.Begin, __: bytes) -> control.DaemonReply:
+        self._begun = True
+        return control.Done()
+
     def _loop(self, duration: float | None) -> None:
         assert self._control is not None
         end = None if duration is None else self.started + duration
@@ -222,6 +251,8 @@ class Daemon:
     # -- messages ----------------------------------------------------------------------
     def _tell_node(self, node_id: str, message: control.DaemonToNode) -> None:
         node = self.nodes[node_id]
+        if node.state == NodeStatus.PENDING and not node.pid:
+            return  # not started yet: it starts with the plan as it is then
         if node.state in ALIVE or node.state == NodeStatus.WAITING:
             self.notifier.send(node.config.receive_endpoint, wire.KIND_CONTROL, b"", control.encode(message))
 

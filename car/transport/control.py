@@ -225,6 +225,13 @@ class StopRun(ClientToDaemon):
 
 
 @dataclass(frozen=True)
+class Begin(ClientToDaemon):
+    """A run launched with a recorder (`car launch --record`): it has subscribed, the nodes may start."""
+
+    TYPE: ClassVar[str] = "begin"
+
+
+@dataclass(frozen=True)
 class StartTimers(ClientToDaemon):
     """Every machine's nodes of the run are ready: timers may tick (a run placed on several machines)."""
 
