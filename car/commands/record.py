@@ -175,11 +175,13 @@ def record(
 
     def drain(sub: Subscriber) -> None:
         open_sources = set(sub.sources)
+        gone = False  # the run ended (STOP) or its daemon died
         while not stop.is_set() and time.monotonic() < until and open_sources:
             event = sub.recv(min(0.2, max(0.0, until - time.monotonic())))
             if event is None:
                 here = sub.run.local
-                if sub.finished or (here is not None and not pid_alive(here.pid)):  # the run ended (or died)
+                gone = sub.finished or (here is not None and not pid_alive(here.pid))
+                if gone:
                     break
                 continue
             if event.type == "INPUT":
@@ -187,7 +189,7 @@ def record(
                 sink.write(event.id, event.value, event.metadata, stamp)
             elif event.type == "INPUT_CLOSED":
                 open_sources.discard(event.id)
-        ended.append("run ended" if not open_sources or sub.finished else "")
+        ended.append("run ended" if not open_sources or gone else "")
 
     threads = [threading.Thread(target=drain, args=(sub,), daemon=True) for sub in subscribers]
     try:
