@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from mcap.reader import make_reader
 
+from car.commands import mcap_channels
 from car.plan.runs import RunError, ask, find_run
 from car.spec.loader import load_dataflow
 from car.spec.model import DataflowError, Problem
@@ -148,6 +150,24 @@ def burst_accounted(folder: Path) -> tuple[list[int], int]:
     report = json.loads((folder / "lagging.json").read_text())
     sender_drops = sum(json.loads((folder / "burst.json").read_text()).values())
     return report["got"], sender_drops + sum(report["drops"].values())
+
+
+SINK = """
+    from car import Node
+    for event in Node():
+        pass
+"""
+
+
+def read_recording(path: Path) -> dict[str, list[tuple[int, object, dict[str, object]]]]:
+    """Every channel's messages: log time, value and metadata, decoded as `car replay` would."""
+    found: dict[str, list[tuple[int, object, dict[str, object]]]] = {}
+    with open(path, "rb") as stream:
+        for schema, channel, message in make_reader(stream).iter_messages():
+            assert schema is not None
+            value, metadata = mcap_channels.decode(schema.name, message.data)
+            found.setdefault(channel.topic, []).append((message.log_time, value, metadata))
+    return found
 
 
 def write_flow(folder: Path, yaml_text: str, **nodes: str) -> Path:

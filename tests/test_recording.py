@@ -15,29 +15,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from mcap.reader import make_reader
 
 from car.commands import mcap_channels
-from tests.helpers import COUNTING_FLOW, car, counting_source, launched, start_car, wait_for_nodes, write_flow
+from tests.helpers import (
+    COUNTING_FLOW,
+    SINK,
+    car,
+    counting_source,
+    launched,
+    read_recording,
+    start_car,
+    wait_for_nodes,
+    write_flow,
+)
 
 pytestmark = pytest.mark.slow
-
-SINK = """
-    from car import Node
-    for event in Node():
-        pass
-"""
-
-
-def _read(path: Path) -> dict[str, list[tuple[int, object, dict[str, object]]]]:
-    """Every channel's messages: log time, value and metadata, decoded as `car replay` would."""
-    found: dict[str, list[tuple[int, object, dict[str, object]]]] = {}
-    with open(path, "rb") as stream:
-        for schema, channel, message in make_reader(stream).iter_messages():
-            assert schema is not None
-            value, metadata = mcap_channels.decode(schema.name, message.data)
-            found.setdefault(channel.topic, []).append((message.log_time, value, metadata))
-    return found
 
 
 def test_a_recorded_run_reads_back_with_every_message_its_channels_and_schemas(tmp_path: Path) -> None:
@@ -60,7 +52,7 @@ def test_a_recorded_run_reads_back_with_every_message_its_channels_and_schemas(t
         run.kill()
         run.communicate()
     assert "(run ended); none lost" in said, said
-    got = _read(path)
+    got = read_recording(path)
     assert set(got) == {"src/small", "src/frame"}
     numbers = [value["n"] for _, value, _ in got["src/small"]]  # type: ignore[index]
     assert numbers == list(range(numbers[0], 251))  # from joining to the end: every one, in order
@@ -113,7 +105,7 @@ def test_a_recording_stopped_with_ctrl_c_is_a_complete_file_and_mistakes_are_cle
         assert unknown.returncode == 2 and "no output `src/nothing`" in unknown.stderr
         bad_name = car("record", name, "-o", str(tmp_path / "x.bag"))
         assert bad_name.returncode == 2 and "FILE.mcap" in bad_name.stderr
-    got = _read(path)
+    got = read_recording(path)
     assert set(got) == {"src/small"} and len(got["src/small"]) > 20
     broken = tmp_path / "broken.mcap"
     broken.write_bytes(path.read_bytes()[:200])
@@ -151,7 +143,7 @@ def test_car_launch_record_keeps_every_message_from_the_first(tmp_path: Path) ->
     result = car("launch", str(flow), "--record", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "recorded 300 messages on 2 channels" in result.stderr and "none lost" in result.stderr, result.stderr
-    got = _read(path)
+    got = read_recording(path)
     assert [value["n"] for _, value, _ in got["src/small"]] == list(range(1, 151))  # type: ignore[index]
     assert [int(metadata["n"]) for _, _, metadata in got["src/frame"]] == list(range(1, 151))  # type: ignore[call-overload]
     only = tmp_path / "only.mcap"
@@ -167,7 +159,7 @@ def test_car_launch_record_keeps_every_message_from_the_first(tmp_path: Path) ->
         cwd=tmp_path,
         timeout=120,
     )
-    assert small.returncode == 0 and set(_read(only)) == {"src/small"}, small.stderr
+    assert small.returncode == 0 and set(read_recording(only)) == {"src/small"}, small.stderr
     for wrong, said in (
         (["--topics", "src/small"], "give --record"),
         (["--record", str(path), "--topics", "src/x"], "no such output"),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import car
-from car.commands import logs, nodes, param, record, several, top, topic
+from car.commands import logs, nodes, param, record, replay, several, top, topic
 from car.commands.extensions import extension_commands, launch_options
 from car.daemon import affinity
 from car.daemon.daemon import Daemon
@@ -153,6 +153,12 @@ def _run_name(dataflow: Dataflow, name: str | None) -> str:
 
 def _launch_arguments(parser: argparse.ArgumentParser) -> None:
     _file_argument(parser)
+    _run_arguments(parser)
+    parser.add_argument("--topics", nargs="+", default=[], metavar="NODE/OUTPUT", help="with --record: only these")
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a run goes on this machine (`car launch`, `car replay`)."""
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--name", help="name of the run (default: FILE-DATE-TIME)")
     parser.add_argument(
@@ -161,7 +167,6 @@ def _launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out", metavar="DIR", help="logs go to DIR/NAME/NODE.log (default out)")
     parser.add_argument("--quiet", action="store_true", help="do not echo node output (logs are still written)")
     parser.add_argument("--record", metavar="FILE.mcap", help="record every output from the first message (MCAP)")
-    parser.add_argument("--topics", nargs="+", default=[], metavar="NODE/OUTPUT", help="with --record: only these")
     for provider_name, provider in launch_options():
         provider.add_arguments(parser.add_argument_group(f"{provider_name} options"))
 
@@ -169,9 +174,16 @@ def _launch_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_launch(args: argparse.Namespace) -> int:
     """Run a dataflow on this machine and show its output."""
     dataflow = _load(args.file)
+    if args.topics and not args.record:
+        raise UserError("--topics says what --record records: give --record FILE.mcap too")
+    return _launch(dataflow, args, args.topics)
+
+
+def _launch(dataflow: Dataflow, args: argparse.Namespace, record_topics: list[str]) -> int:
+    """Run `dataflow` here as `args` (`_run_arguments`) say, recording `record_topics` (all: []) with --record."""
     problems = affinity.check(dataflow)
     if problems:
-        _refuse(args.file, problems)
+        _refuse(str(dataflow.file), problems)
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
     extra_env: dict[str, str] = {}
@@ -182,12 +194,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
             terminal_warnings += provider.warnings(args)
         except ValueError as exc:
             raise UserError(f"{provider_name} options: {exc}") from None
-    if args.topics and not args.record:
-        raise UserError("--topics says what --record records: give --record FILE.mcap too")
     if args.record:
         record.check_output(Path(args.record))
         outputs = [f"{n.id}/{o}" for n in dataflow.nodes for o in n.outputs]
-        for topic in args.topics:
+        for topic in record_topics:
             if topic not in outputs and not any(o.startswith(topic + "/") for o in outputs):
                 raise UserError(f"--topics {topic}: {dataflow.file} has no such output ({', '.join(outputs)})")
     name = _run_name(dataflow, args.name)
@@ -205,7 +215,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         terminal.say(f"the file places nodes on {', '.join(machines)}: all run here (`car start` places them)")
     daemon = Daemon(dataflow, run, terminal, grace=args.grace, extra_env=extra_env)
     terminal.say(f"run `{name}`: {len(dataflow.nodes)} nodes, logs in {out_dir}/")
-    recorder = record.start_recorder(name, Path(args.record), args.topics) if args.record else None
+    recorder = record.start_recorder(name, Path(args.record), record_topics) if args.record else None
     try:
         if recorder is None:
             code = daemon.run(args.duration)
@@ -218,6 +228,24 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if recorded:
         terminal.say(f"the recording into {args.record} failed (exit code {recorded}): see its message above")
     return code or (1 if recorded else 0)
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    replay.replay_arguments(parser)
+    _run_arguments(parser)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run a dataflow with recorded outputs played in place of the nodes that sent them."""
+    recording = Path(args.recording)
+    info = record.describe_file(recording, sizes=False)
+    file = args.dataflow or replay.recorded_dataflow(recording, info)
+    plan = replay.plan_replay(_load(file), recording, info, args)
+    for node_id, topics in plan.played.items():
+        print(f"car: `{node_id}` replayed from {recording}: {', '.join(topics)}", file=sys.stderr)
+    if plan.silent:
+        print(f"car: not in what is replayed, so never sent: {', '.join(plan.silent)}", file=sys.stderr)
+    return _launch(plan.dataflow, args, [])
 
 
 # -- running dataflows ------------------------------------------------------------------------
@@ -352,6 +380,12 @@ COMMANDS: list[Command] = [
         topic.cmd_topic,
     ),
     Command("record", "record a running graph's outputs into an MCAP file", record.record_arguments, record.cmd_record),
+    Command(
+        "replay",
+        "run a dataflow with a recording's outputs in place of the nodes that sent them",
+        _replay_arguments,
+        cmd_replay,
+    ),
     Command(
         "info",
         "what an MCAP recording holds: duration, channels, counts, rates",

@@ -6,15 +6,17 @@ all) into an MCAP file with the `mcap` library: one channel per `node/output`, t
 message's timestamp (its hybrid logical clock's wall time) as log and publish time, the
 encodings of car.commands.mcap_channels, and the dataflow file and the run's facts as an
 attachment and metadata. It never slows the graph: a recorder that falls behind loses
-the oldest messages (bounded queue), counts them and says so at the end. It stops at
+messages (a bounded queue between its receiving threads and its writer), counts them and says so at the end. It stops at
 Ctrl-C, after `--duration`, or when the run ends, and always leaves a complete file.
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import platform
+import queue
 import signal
 import socket
 import subprocess
@@ -25,7 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from car.commands import mcap_channels
 from car.commands.several import coordinator_option
@@ -34,7 +38,7 @@ from car.plan.graph import Graph, Part, find_graph
 from car.plan.runs import RunError, pid_alive
 from car.transport import control
 
-RECORDER_QUEUE = 1000  # messages the recorder may fall behind before it loses the oldest (counted)
+RECORDER_QUEUE = 1000  # messages the recorder may fall behind before it loses the newest (counted)
 JOIN_S = 15.0  # `car launch --record` holds its nodes this long at most for the recorder to subscribe
 
 
@@ -50,6 +54,14 @@ def _need_mcap() -> None:
         raise RecordError(
             "recording needs the `mcap` package: pip install 'smartcar[record]' (or `pip install mcap`)"
         ) from None
+
+
+class Ended(enum.Enum):
+    """Why a recording stopped."""
+
+    RUN_ENDED = "run ended"  # every part's run ended (its streams closed, STOP, or its daemon died)
+    STOPPED = "stopped"  # Ctrl-C, SIGTERM
+    DURATION = "duration reached"
 
 
 @dataclass
@@ -70,7 +82,7 @@ class Recording:
     channels: dict[str, Written] = field(default_factory=dict)
     dropped: int = 0
     unwritable: int = 0  # messages that did not fit their channel's kind (an output that changed type)
-    ended_by: str = ""
+    ended_by: Ended | None = None
 
     @property
     def messages(self) -> int:
@@ -79,14 +91,13 @@ class Recording:
 
 
 class McapSink:
-    """An MCAP file being written: channels made as outputs first send; one lock, as each part has a thread."""
+    """An MCAP file being written (by one thread): channels made as outputs first send."""
 
     def __init__(self, path: Path, compress: str):
         _need_mcap()
         import mcap.writer
 
         self._compress = compress
-        self._lock = threading.Lock()
         self._file = open(path, "wb")  # noqa: SIM115  # closed by close()
         self._writer = mcap.writer.Writer(self._file, compression=mcap.writer.CompressionType.LZ4)
         self._writer.start(profile="", library="car record")
@@ -99,36 +110,35 @@ class McapSink:
         now = time.time_ns()
         facts = {
             "dataflow": graph.name,
+            "dataflow_file": str(Path(dataflow_file).resolve()) if dataflow_file else "",
             "machines": ",".join(p.machine or "here" for p in graph.parts),
             "recorded_on": socket.gethostname(),
             "python": platform.python_version(),
             "car": _version(),
         }
-        with self._lock:
-            self._writer.add_metadata("car.run", facts)
-            if dataflow_file:
-                try:
-                    text = Path(dataflow_file).read_bytes()
-                except OSError:
-                    return
-                self._writer.add_attachment(now, now, Path(dataflow_file).name, "application/yaml", text)
+        self._writer.add_metadata("car.run", facts)
+        if dataflow_file:
+            try:
+                text = Path(dataflow_file).read_bytes()
+            except OSError:
+                return
+            self._writer.add_attachment(now, now, Path(dataflow_file).name, "application/yaml", text)
 
     def write(self, topic: str, value: Any, metadata: dict[str, Any], stamp_ns: int) -> None:
         """One message on the channel of `topic` (made on its first message)."""
-        with self._lock:
-            found = self._channels.get(topic)
-            if found is None:
-                found = self._channels[topic] = self._channel(topic, mcap_channels.kind_of(value, self._compress))
-            channel_id, kind = found
-            try:
-                data = mcap_channels.encode(kind, value, metadata, stamp_ns, topic.partition("/")[0])
-            except (ValueError, TypeError):
-                self.recording.unwritable += 1
-                return
-            written = self.recording.channels[topic]
-            self._writer.add_message(channel_id, stamp_ns, data, stamp_ns, written.messages)
-            written.messages += 1
-            written.bytes += len(data)
+        found = self._channels.get(topic)
+        if found is None:
+            found = self._channels[topic] = self._channel(topic, mcap_channels.kind_of(value, self._compress))
+        channel_id, kind = found
+        try:
+            data = mcap_channels.encode(kind, value, metadata, stamp_ns, topic.partition("/")[0])
+        except (ValueError, TypeError):
+            self.recording.unwritable += 1
+            return
+        written = self.recording.channels[topic]
+        self._writer.add_message(channel_id, stamp_ns, data, stamp_ns, written.messages)
+        written.messages += 1
+        written.bytes += len(data)
 
     def _channel(self, topic: str, kind: mcap_channels.ChannelKind) -> tuple[int, mcap_channels.ChannelKind]:
         schema_id = self._schemas.get(kind.schema_name)
@@ -142,9 +152,8 @@ class McapSink:
 
     def close(self) -> Recording:
         """Finish the file (its summary and index): it is complete however the recording ended."""
-        with self._lock:
-            self._writer.finish()  # type: ignore[no-untyped-call]  # mcap leaves it unannotated
-            self._file.close()
+        self._writer.finish()  # type: ignore[no-untyped-call]  # mcap leaves it unannotated
+        self._file.close()
         return self.recording
 
 
@@ -157,11 +166,25 @@ def _version() -> str:
         return "unknown"
 
 
+class Received(NamedTuple):
+    """A message a receiving thread took from a subscriber, for the writer."""
+
+    topic: str
+    value: Any
+    metadata: dict[str, Any]
+    stamp_ns: int
+
+
 def record(
     graph: Graph, sources: list[str], sink: McapSink, until: float, stop: threading.Event, begin: bool = False
 ) -> Recording:
     """Record `sources` (`node/output`s, or every output) of `graph` into `sink` until `until` (monotonic), `stop`
-    is set, or every part's run has ended; `begin`: then tell the run to start its nodes (`car launch --record`)."""
+    is set, or every part's run has ended; `begin`: then tell the run to start its nodes (`car launch --record`).
+
+    One thread per part receives, copies arrays out of the senders' shared memory at once (so their slots
+    are free again before the sender needs them) and hands them on through one bounded queue; this thread
+    encodes and writes. A writer that falls behind loses messages at the queue (counted), never the sender.
+    """
     wanted = sources or ["*"]
     plans = [(part, _of(part, wanted, len(graph.parts) > 1)) for part in graph.parts]
     plans = [(part, mine) for part, mine in plans if mine]
@@ -171,9 +194,11 @@ def record(
     if begin:
         for part in graph.parts:
             part.ask(control.Begin(), control.Done)
-    ended: list[str] = []
+    pending: queue.Queue[Received] = queue.Queue(RECORDER_QUEUE)
+    lost = [0] * len(subscribers)  # one count per receiving thread
+    run_ended = [False] * len(subscribers)
 
-    def drain(sub: Subscriber) -> None:
+    def receive(k: int, sub: Subscriber) -> None:
         open_sources = set(sub.sources)
         gone = False  # the run ended (STOP) or its daemon died
         while not stop.is_set() and time.monotonic() < until and open_sources:
@@ -186,23 +211,34 @@ def record(
                 continue
             if event.type == "INPUT":
                 stamp = event.timestamp.wall_ns if event.timestamp is not None else time.time_ns()
-                sink.write(event.id, event.value, event.metadata, stamp)
+                value = np.array(event.value) if isinstance(event.value, np.ndarray) else event.value
+                try:
+                    pending.put_nowait(Received(event.id, value, event.metadata, stamp))
+                except queue.Full:
+                    lost[k] += 1
             elif event.type == "INPUT_CLOSED":
                 open_sources.discard(event.id)
-        ended.append("run ended" if not open_sources or gone else "")
+        run_ended[k] = gone or not open_sources
 
-    threads = [threading.Thread(target=drain, args=(sub,), daemon=True) for sub in subscribers]
+    threads = [threading.Thread(target=receive, args=(k, sub), daemon=True) for k, sub in enumerate(subscribers)]
     try:
         for thread in threads:
             thread.start()
+        while any(t.is_alive() for t in threads) or not pending.empty():
+            try:
+                message = pending.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            sink.write(message.topic, message.value, message.metadata, message.stamp_ns)
+    finally:
         for thread in threads:
             thread.join()
-    finally:
         for sub in subscribers:
             sink.recording.dropped += sub.dropped
             sub.close()
     recording = sink.recording
-    recording.ended_by = "run ended" if ended and all(ended) else "stopped" if stop.is_set() else "duration reached"
+    recording.dropped += sum(lost)
+    recording.ended_by = Ended.RUN_ENDED if all(run_ended) else Ended.STOPPED if stop.is_set() else Ended.DURATION
     return recording
 
 
@@ -281,7 +317,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     odd = f"; {recording.unwritable} did not fit their channel" if recording.unwritable else ""
     print(
         f"recorded {recording.messages} messages on {len(recording.channels)} channels into {path} "
-        f"({recording.ended_by or 'stopped'}){lost}{odd}",
+        f"({(recording.ended_by or Ended.STOPPED).value}){lost}{odd}",
         file=sys.stderr,
     )
     return 0
@@ -302,8 +338,9 @@ class ChannelInfo:
     mean_bytes: int
 
 
-def describe_file(path: Path) -> dict[str, Any]:
-    """A recording's duration, metadata, attachments and channels (counts, rates, sizes)."""
+def describe_file(path: Path, sizes: bool = True) -> dict[str, Any]:
+    """A recording's duration, metadata, attachments and channels (counts, rates, and unless not `sizes`, which
+    reads every message, their mean size)."""
     _need_mcap()
     import mcap.exceptions
     import mcap.reader
@@ -312,9 +349,9 @@ def describe_file(path: Path) -> dict[str, Any]:
         with open(path, "rb") as stream:
             reader = mcap.reader.make_reader(stream)
             summary = reader.get_summary()
-            sizes: dict[int, int] = {}
-            for _, channel, message in reader.iter_messages():
-                sizes[channel.id] = sizes.get(channel.id, 0) + len(message.data)
+            total: dict[int, int] = {}
+            for _, channel, message in reader.iter_messages() if sizes else ():
+                total[channel.id] = total.get(channel.id, 0) + len(message.data)
             metadata = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
             attachments = [a.name for a in reader.iter_attachments()]
     except FileNotFoundError:
@@ -336,7 +373,7 @@ def describe_file(path: Path) -> dict[str, Any]:
                 channel.message_encoding,
                 count,
                 round(count / duration, 2) if duration > 0 else 0.0,
-                sizes.get(channel_id, 0) // count if count else 0,
+                total.get(channel_id, 0) // count if count else 0,
             )
         )
     return {
