@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DATAFLOW ?= dataflows/follow_line.yml
+VIEW ?= --view  # the live web view beside the run; VIEW= for none
 
 STUBS := $(VENV)/stubs/rp2
 
@@ -23,7 +24,7 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 setup: $(INSTALLED)
 
 run: setup
-	$(BIN)/car launch $(DATAFLOW) $(ARGS)
+	$(BIN)/car launch $(DATAFLOW) $(VIEW) $(ARGS)
 
 test: setup lint typecheck typecheck-firmware contracts pytest
 

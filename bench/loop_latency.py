@@ -9,7 +9,9 @@ loop_latency_ms_p99, mean_speed_mps, cross_track_rms_m.
 nodes time their inputs) and `car topic echo car_io/image --json` (a subscriber that
 summarises every frame), to measure what looking costs the loop. `--recorded`: `car record`
 writes every output (camera frames as foxglove.RawImage) into an MCAP file meanwhile; the
-report adds what it wrote and lost.
+report adds what it wrote and lost. `--viewed`: `car launch --view` with a page open in a
+headless Chromium (Debian's `chromium`) all along: frames JPEG-encoded and streamed, plots
+and the node table updated.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,12 +47,31 @@ def watch(name: str) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in lookers]
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def open_page(url: str, folder: Path) -> subprocess.Popen[bytes]:
+    """A headless Chromium showing `url` until it is terminated (SystemExit when there is no `chromium`)."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        raise SystemExit("--viewed needs Chromium: apt-get install chromium")
+    time.sleep(1.0)  # the view starts beside the nodes
+    profile = ["--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={folder / 'chromium'}"]
+    return subprocess.Popen([binary, *profile, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--laps", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--watched", action="store_true", help="run `car top` and `car topic echo` meanwhile")
     parser.add_argument("--recorded", action="store_true", help="run `car record` of every output meanwhile")
+    parser.add_argument("--viewed", action="store_true", help="serve the live view with a page open meanwhile")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="car-loop-"))
     report_path = folder / "run.json"
@@ -56,8 +79,11 @@ def main() -> None:
     name = f"loop-{os.getpid()}"
     command = [sys.executable, "-m", "car", "launch", str(flow), "--laps", str(args.laps), "--headless", "--quiet"]
     command += ["--realtime-factor", "1", "--report", str(report_path), "--out", str(folder / "out"), "--name", name]
+    port = free_port()
+    command += ["--view", "--view-port", str(port)] if args.viewed else []
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_running(name, run)
+    page = open_page(f"http://127.0.0.1:{port}/", folder) if args.viewed else None
     lookers = watch(name) if args.watched else []
     mcap = folder / "run.mcap"
     recorder = (
@@ -66,6 +92,9 @@ def main() -> None:
         else None
     )
     _, stderr = run.communicate(timeout=600)
+    if page is not None:
+        page.terminate()
+        page.wait(timeout=10)
     for looker in lookers:
         looker.terminate()
         looker.wait(timeout=10)
@@ -81,6 +110,7 @@ def main() -> None:
         "mean_speed_mps": figures["mean_speed_mps"],
         "cross_track_rms_m": figures["cross_track_rms_m"],
         "watched": args.watched,
+        "viewed": args.viewed,
         "recorded": recorded,
         "recording_bytes": mcap.stat().st_size if args.recorded else 0,
     }

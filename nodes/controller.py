@@ -185,14 +185,19 @@ def main() -> None:
 
     def answer(t: float, bar: LineEstimate | None, metadata: dict[str, object]) -> None:
         left, right = follower.update(line, t, bar)
-        node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, metadata)
+        if not manual:
+            node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, metadata)
 
     node = Node()
     malformed = Malformed("controller")
     for name, (bounds, description) in TUNABLE.items():
         value = node.declare_parameter(name, float(getattr(params, name)), description, bounds)
         follower.params = replace(follower.params, **{name: value})
+    manual = node.declare_parameter("manual", False, "someone drives by hand (the live view): no commands from here")
     for event in node:
+        if event.type == "PARAMETER" and event.id == "manual":
+            manual = bool(event.value)
+            continue
         if event.type == "PARAMETER":  # `car param set controller NAME VALUE`
             follower.params = replace(follower.params, **{event.id: event.value})
             continue

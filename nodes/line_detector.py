@@ -72,8 +72,8 @@ class LineDetector:
         self._tape_px = []
         for row in self.rows:
             x0, y0 = self.pixel_to_floor(camera.width / 2, row)
-            u1, _ = self._floor_to_pixel(x0, y0 + TAPE_WIDTH_M / 2)
-            u2, _ = self._floor_to_pixel(x0, y0 - TAPE_WIDTH_M / 2)
+            u1, _ = self.floor_to_pixel(x0, y0 + TAPE_WIDTH_M / 2)
+            u2, _ = self.floor_to_pixel(x0, y0 - TAPE_WIDTH_M / 2)
             self._tape_px.append(abs(u2 - u1))
         widest = max(self._tape_px)
         self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (int(widest * 2.5) | 1, 1))
@@ -86,7 +86,8 @@ class LineDetector:
         x, y, w = self._to_floor @ np.array([u, v, 1.0])
         return float(x / w), float(y / w)
 
-    def _floor_to_pixel(self, x: float, y: float) -> tuple[float, float]:
+    def floor_to_pixel(self, x: float, y: float) -> tuple[float, float]:
+        """Pixel (u, v) where floor point (x ahead of the axle, y left) is seen."""
         u, v, w = self._to_image @ np.array([x, y, 1.0])
         return float(u / w), float(v / w)
 
@@ -129,7 +130,7 @@ class LineDetector:
         columns = []
         for row in self.rows:
             x, _ = self.pixel_to_floor(self.camera.width / 2, float(row))
-            u, _ = self._floor_to_pixel(x, self._last.lateral_at(x))
+            u, _ = self.floor_to_pixel(x, self._last.lateral_at(x))
             columns.append(u)
         return columns
 

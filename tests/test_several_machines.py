@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from car.commands.record import describe_file
 from car.plan.coordinator_client import ask
 from car.plan.runs import RunError
 from car.transport import cluster
@@ -32,6 +33,7 @@ from tests.helpers import (
     burst_accounted,
     counting_source,
     processes_mentioning,
+    read_recording,
     wait_until_gone,
     write_flow,
 )
@@ -477,6 +479,43 @@ def test_car_stop_ends_the_run_on_every_machine(split_cluster: Cluster, tmp_path
     assert processes_mentioning(str(tmp_path / "src.py")) == processes_mentioning(str(tmp_path / "sink.py")) == []
     got = split_cluster.sink_result("long")
     assert got["stop"] and got["frame"] > 0
+
+
+RECORDED_ON_M1 = (
+    SPLIT
+    + """  - id: recorder
+    path: -m car.commands.recorder
+    args: car.mcap
+    inputs:
+      small: {source: src/small, queue_size: 300}
+      frame: {source: src/frame, queue_size: 300}
+    deploy: {machine: m1}
+"""
+)
+
+
+def test_a_recorder_node_on_the_car_keeps_the_run_when_the_laptop_goes_away(
+    split_cluster: Cluster, tmp_path: Path
+) -> None:
+    flow = write_flow(tmp_path, RECORDED_ON_M1, src_py=counting_source(250), sink_py=SINK)
+    started = split_cluster.car("start", str(flow), "--name", "kept", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 30
+    while not (split_cluster.root / "out" / "kept" / "src.log").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.5)
+    split_cluster.daemons["m2"].kill()  # the laptop (the sink's machine) goes away mid-run
+    row = split_cluster.wait_state("kept", ("failed", "finished", "degraded"), timeout=30)
+    deadline = time.monotonic() + 30
+    while "recorded" not in split_cluster.log("kept", "recorder"):  # src ends after 250: the recorder finishes
+        assert time.monotonic() < deadline, (row, split_cluster.log("kept", "recorder"))
+        time.sleep(0.2)
+    assert "recorded 500 messages on 2 channels" in split_cluster.log("kept", "recorder")
+    got = read_recording(tmp_path / "car.mcap")  # on m1, in its node's folder
+    assert [value["n"] for _, value, _ in got["src/small"]] == list(range(1, 251))  # type: ignore[index]
+    assert len(got["src/frame"]) == 250
+    assert describe_file(tmp_path / "car.mcap")["metadata"]["car.run"]["dataflow"] == "kept"
 
 
 def test_a_daemon_without_its_coordinator_stops_its_nodes_after_the_grace_period(tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import car
 from car.commands import logs, nodes, param, record, replay, several, top, topic
-from car.commands.extensions import extension_commands, launch_options
+from car.commands.extensions import companions, extension_commands, launch_options
 from car.daemon import affinity
 from car.daemon.daemon import Daemon
 from car.daemon.logs import Terminal
@@ -216,6 +216,7 @@ def _launch(dataflow: Dataflow, args: argparse.Namespace, record_topics: list[st
     daemon = Daemon(dataflow, run, terminal, grace=args.grace, extra_env=extra_env)
     terminal.say(f"run `{name}`: {len(dataflow.nodes)} nodes, logs in {out_dir}/")
     recorder = record.start_recorder(name, Path(args.record), record_topics) if args.record else None
+    beside = [subprocess.Popen(command, start_new_session=True) for command in companions(args, name)]
     try:
         if recorder is None:
             code = daemon.run(args.duration)
@@ -223,11 +224,23 @@ def _launch(dataflow: Dataflow, args: argparse.Namespace, record_topics: list[st
             code = daemon.run(args.duration, record.JOIN_S, lambda: recorder.poll() is None)
     finally:
         recorded = record.finish_recorder(recorder) if recorder is not None else 0
+        for process in beside:
+            end_process(process)
     for line in daemon.summary():
         terminal.say(line)
     if recorded:
         terminal.say(f"the recording into {args.record} failed (exit code {recorded}): see its message above")
     return code or (1 if recorded else 0)
+
+
+def end_process(process: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """End a process this one started (SIGTERM, then SIGKILL after `grace` seconds) and wait for it."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,10 @@
   `environment(args) -> dict[str, str]`, whose result is set in every node's environment
   (ValueError for a bad value: `car launch` refuses before anything starts), and
   `warnings(args) -> list[str]`, said when the run starts.
-  The smart car's `--sim`, `--track` and `--laps` come from `nodes.launch_options`.
+  The smart car's `--sim`, `--track` and `--laps` come from `nodes.launch_options`. A
+  provider may also have `companions(args, run) -> list[list[str]]`: commands started
+  beside the run `run` once it exists (each in a session of its own) and ended with
+  SIGTERM when it ends, such as the live view of `car launch --view` (`view.launch`).
 - `car.commands`: a function `main(argv: list[str]) -> None` run as `car NAME ARGS...`
   (the smart car's `car board-emulator` is `sim.board:main`); each is a row of `car`'s
   command table (car.commands.cli).
@@ -34,6 +37,16 @@ class LaunchOptions(Protocol):
     def warnings(self, args: argparse.Namespace) -> list[str]:
         """What the user should know about a combination of options that still runs."""
         ...
+
+
+def companions(args: argparse.Namespace, run: str) -> list[list[str]]:
+    """The commands the installed providers want started beside the run `run` (their optional `companions`)."""
+    wanted: list[list[str]] = []
+    for _, provider in launch_options():
+        more = getattr(provider, "companions", None)
+        if more is not None:
+            wanted += more(args, run)
+    return wanted
 
 
 def launch_options() -> list[tuple[str, LaunchOptions]]:

@@ -85,6 +85,12 @@ def is_image(value: Any) -> bool:
     )
 
 
+def image_encoding(image: np.ndarray[Any, Any], metadata: dict[str, Any]) -> str:
+    """The foxglove.RawImage encoding of an 8-bit image (`is_image`): bgr8, unless the metadata says rgb8."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return "rgb8" if channels == 3 and metadata.get("encoding") == "rgb8" else ENCODINGS[channels]
+
+
 def kind_of(value: Any, compress: str = "") -> ChannelKind:
     """The kind of channel for an output whose first message is `value` (`compress`: "" or "jpeg")."""
     if is_image(value):
@@ -111,7 +117,7 @@ def encode(kind: ChannelKind, value: Any, metadata: dict[str, Any], stamp_ns: in
             body: dict[str, Any] = {"format": "jpeg", "data": base64.b64encode(jpeg.tobytes()).decode()}
         else:
             channels = 1 if value.ndim == 2 else value.shape[2]
-            encoding = "rgb8" if channels == 3 and metadata.get("encoding") == "rgb8" else ENCODINGS[channels]
+            encoding = image_encoding(value, metadata)
             height, width = value.shape[:2]
             body = {
                 "width": width,

@@ -34,7 +34,7 @@ import numpy as np
 from car.commands import mcap_channels
 from car.commands.several import coordinator_option
 from car.node.subscriber import Subscriber
-from car.plan.graph import Graph, Part, find_graph
+from car.plan.graph import Graph, find_graph
 from car.plan.runs import RunError, pid_alive
 from car.transport import control
 
@@ -105,17 +105,10 @@ class McapSink:
         self._channels: dict[str, tuple[int, mcap_channels.ChannelKind]] = {}
         self.recording = Recording(str(path))
 
-    def describe(self, graph: Graph, dataflow_file: str) -> None:
-        """The run's facts as MCAP metadata, and its dataflow file as an attachment when it can be read here."""
+    def describe(self, facts: dict[str, str], dataflow_file: str) -> None:
+        """The run's facts (`run_facts`) as MCAP metadata, and its dataflow file as an attachment when it can be
+        read here."""
         now = time.time_ns()
-        facts = {
-            "dataflow": graph.name,
-            "dataflow_file": str(Path(dataflow_file).resolve()) if dataflow_file else "",
-            "machines": ",".join(p.machine or "here" for p in graph.parts),
-            "recorded_on": socket.gethostname(),
-            "python": platform.python_version(),
-            "car": _version(),
-        }
         self._writer.add_metadata("car.run", facts)
         if dataflow_file:
             try:
@@ -157,6 +150,18 @@ class McapSink:
         return self.recording
 
 
+def run_facts(name: str, machines: list[str], dataflow_file: str) -> dict[str, str]:
+    """What a recording says of its run: its name, machines, dataflow file, where it was recorded, versions."""
+    return {
+        "dataflow": name,
+        "dataflow_file": str(Path(dataflow_file).resolve()) if dataflow_file else "",
+        "machines": ",".join(m or "here" for m in machines),
+        "recorded_on": socket.gethostname(),
+        "python": platform.python_version(),
+        "car": _version(),
+    }
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -186,8 +191,7 @@ def record(
     encodes and writes. A writer that falls behind loses messages at the queue (counted), never the sender.
     """
     wanted = sources or ["*"]
-    plans = [(part, _of(part, wanted, len(graph.parts) > 1)) for part in graph.parts]
-    plans = [(part, mine) for part, mine in plans if mine]
+    plans = graph.sources_by_part(wanted)
     if not plans:
         raise RecordError(f"dataflow `{graph.name}` has none of {', '.join(sources)}")
     subscribers = [Subscriber(mine, part, queue_size=RECORDER_QUEUE) for part, mine in plans]
@@ -240,16 +244,6 @@ def record(
     recording.dropped += sum(lost)
     recording.ended_by = Ended.RUN_ENDED if all(run_ended) else Ended.STOPPED if stop.is_set() else Ended.DURATION
     return recording
-
-
-def _of(part: Part, wanted: list[str], several: bool) -> list[str]:
-    """The sources of `wanted` this part sends (all of them when it is the only part)."""
-    if not several:
-        return wanted
-    outputs = [t.source for t in part.ask(control.ListTopics(), control.Topics).topics]
-    if wanted == ["*"]:
-        return outputs
-    return [s for s in wanted if s in outputs or ("/" not in s and any(o.startswith(s + "/") for o in outputs))]
 
 
 @contextmanager
@@ -307,7 +301,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     until = time.monotonic() + args.duration if args.duration else float("inf")
     sink = McapSink(path, args.compress)
     try:
-        sink.describe(graph, dataflow_file)
+        sink.describe(run_facts(graph.name, [p.machine for p in graph.parts], dataflow_file), dataflow_file)
         print(f"recording {graph.name} into {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         with _stop_on_signals(stop):
             recording = record(graph, args.topics, sink, until, stop, args.begin)

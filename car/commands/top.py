@@ -36,7 +36,7 @@ class Snapshot:
     nodes: list[tuple[str, control.NodeRow]]
 
 
-def _watched(graph: Graph) -> Snapshot:
+def watched(graph: Graph) -> Snapshot:
     """Ask every part to go on measuring (`Watch`), and what its nodes measured so far."""
     for part in graph.parts:
         part.ask(control.Watch(WATCH_S), control.Done)
@@ -85,15 +85,15 @@ def top_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _first_look(graph: Graph) -> Snapshot:
     """The first snapshot once every node that receives has measured its latency (at most ONCE_WAIT_S)."""
-    _watched(graph)
+    watched(graph)
     time.sleep(FIRST_REPORT_S)
     deadline = time.monotonic() + ONCE_WAIT_S
-    snapshot = _watched(graph)
+    snapshot = watched(graph)
     while time.monotonic() < deadline and any(
         n.state == "running" and n.latency_p50_ms < 0 and n.received_rate > 0 for _, n in snapshot.nodes
     ):  # a busy node reads the request late; one that receives nothing never has a latency
         time.sleep(0.1)
-        snapshot = _watched(graph)
+        snapshot = watched(graph)
     return snapshot
 
 
@@ -118,4 +118,4 @@ def cmd_top(args: argparse.Namespace) -> int:
         if args.count and shown >= args.count:
             return 0
         time.sleep(REFRESH_S)
-        snapshot = _watched(graph)
+        snapshot = watched(graph)

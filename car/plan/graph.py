@@ -79,6 +79,24 @@ class Graph:
             names += [row.id for row in status.nodes]
         raise RunError(f"dataflow `{self.name}` has no node `{node}` (nodes: {', '.join(names) or 'none'})")
 
+    def sources_by_part(self, wanted: list[str]) -> list[tuple[Part, list[str]]]:
+        """Each part with the sources of `wanted` (`node/output`, `node`, or `*`) its nodes send, leaving out
+        parts that send none of them (one part: it gets them all and says itself what it lacks)."""
+        if len(self.parts) == 1:
+            return [(self.parts[0], wanted)]
+        found = []
+        for part in self.parts:
+            outputs = [t.source for t in part.ask(control.ListTopics(), control.Topics).topics]
+            mine = outputs if "*" in wanted else [s for s in wanted if s in outputs or _node_of(s, outputs)]
+            if mine:
+                found.append((part, mine))
+        return found
+
+
+def _node_of(source: str, outputs: list[str]) -> bool:
+    """Whether `source` names a node (no `/`) that sends one of `outputs`."""
+    return "/" not in source and any(o.startswith(source + "/") for o in outputs)
+
 
 def find_graph(name: str | None, coordinator: str | None = None) -> Graph:
     """The running dataflow called `name` (its name or run id), or the only one when `name` is None: a `car launch`

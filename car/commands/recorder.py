@@ -1,0 +1,57 @@
+"""The recorder node: what its inputs receive, written into an MCAP file on the machine it runs on.
+
+    - id: recorder
+      path: -m car.commands.recorder
+      args: run.mcap                     # relative to the node's folder; `--compress jpeg` for JPEG frames
+      deploy: {machine: car}             # on the car: the run is kept even if the laptop's link drops
+      inputs:
+        image: {source: car_io/image, queue_size: 30}
+        cmd: {source: controller/cmd, queue_size: 100}
+
+One channel per input, named after its source (`node/output`), written as `car record`
+writes them (car.commands.record, car.commands.mcap_channels), so `car info`, `car
+replay` and Foxglove read either alike. Its inputs queue as any node's do: when it falls
+behind, the oldest are dropped and counted, and it says how many at its end. The file is
+finished when the run stops or every input has closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from car.commands.record import McapSink, RecordError, check_output, run_facts
+from car.node.api import Node
+
+
+def main() -> None:
+    """The recorder node."""
+    parser = argparse.ArgumentParser(prog="car.commands.recorder")
+    parser.add_argument("file", metavar="FILE.mcap")
+    parser.add_argument("--compress", choices=["jpeg"], default="")
+    args = parser.parse_args()
+    with Node() as node:
+        path = Path(args.file)
+        try:
+            check_output(path)
+            sink = McapSink(path, args.compress)
+        except RecordError as exc:
+            print(f"recorder: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sink.describe(run_facts(node.config.run_name, [], node.config.dataflow), node.config.dataflow)
+        try:
+            for event in node:
+                if event.type == "INPUT":
+                    stamp = event.timestamp.wall_ns if event.timestamp is not None else time.time_ns()
+                    sink.write(event.source or event.id, event.value, event.metadata, stamp)
+        finally:
+            recording = sink.close()
+        lost = sum(node.drop_counts().values())
+        said = f"lost {lost} (the recorder fell behind)" if lost else "none lost"
+        print(f"recorded {recording.messages} messages on {len(recording.channels)} channels into {path}; {said}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""`car view [DATAFLOW]`: a live web view of a running graph (`car launch FILE --view` starts one beside the run).
+
+    car view                      # the only running graph; prints the page's URL
+    car view follow_line-... --port 8887 --host 0.0.0.0    # reachable from other hosts (only when asked)
+    car view --foxglove           # also for Foxglove / Lichtblick: ws://127.0.0.1:8765
+
+It serves the page until the run ends or Ctrl-C, and never slows the graph (view.feeds,
+view.server). `--teleop NODE/INPUT` is the input the page drives (default car_io/cmd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from car.commands.several import coordinator_option
+from car.plan.graph import find_graph
+from car.plan.runs import RunError
+from car.plan.signals import STOP_SIGNALS
+from hal.description import DescriptionError, load_description
+from view.feeds import Feeds
+from view.foxglove_bridge import FoxgloveBridge
+from view.server import View, serve_view
+from view.teleop import Teleop
+
+DEFAULT_PORT = 8887  # donkeycar's
+FOXGLOVE_PORT = 8765  # Foxglove's own default
+NICENESS = 10  # added to the view's nice value
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `car view`."""
+    parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this host only)")
+    parser.add_argument("--teleop", default="car_io/cmd", metavar="NODE/INPUT", help="the input the page drives")
+    parser.add_argument("--car", metavar="FILE.yml", help="the car's description (camera model for the overlay)")
+    parser.add_argument("--foxglove", action="store_true", help="also serve the Foxglove WebSocket protocol")
+    parser.add_argument(
+        "--foxglove-port", type=int, default=FOXGLOVE_PORT, help=f"its port (default {FOXGLOVE_PORT}; 0: any free)"
+    )
+    parser.add_argument("--no-page", action="store_true", help="no web page (with --foxglove: Foxglove only)")
+    coordinator_option(parser)
+
+
+def main(argv: list[str]) -> None:
+    """`car view ARGS`."""
+    parser = argparse.ArgumentParser(prog="car view", description="a live web view of a running graph")
+    arguments(parser)
+    args = parser.parse_args(argv)
+    for option, port in (("--port", args.port), ("--foxglove-port", args.foxglove_port)):
+        if not 0 <= port <= 65535:
+            parser.error(f"{option} {port}: give 0-65535")
+    if args.no_page and not args.foxglove:
+        parser.error("--no-page leaves nothing to serve: add --foxglove")
+    if "/" not in args.teleop:
+        parser.error(f"--teleop {args.teleop}: give NODE/INPUT (e.g. car_io/cmd)")
+    try:
+        sys.exit(view(args))
+    except (RunError, DescriptionError) as exc:
+        print(f"car view: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def view(args: argparse.Namespace) -> int:
+    """Serve the view of the graph `args` names until its run ends or a signal."""
+    from nodes.line_detector import LineDetector  # the camera model the detector uses, for the overlay
+
+    os.nice(NICENESS)  # the nodes come first: on a busy car the view waits, the control loop does not
+    description = load_description(args.car)
+    graph = find_graph(args.dataflow, args.coordinator_addr)
+    feeds = Feeds(graph)
+    teleop = Teleop(graph, args.teleop, description.car.wheel_base)
+    teleop.find_commander()
+    detector = LineDetector(description.camera)
+    bridge = FoxgloveBridge(graph, args.host, args.foxglove_port) if args.foxglove else None
+    if bridge is not None:
+        bridge.start()
+        print(f"car view: {graph.name} for Foxglove at ws://{_shown(args.host)}:{bridge.port}", file=sys.stderr)
+
+    def ready(url: str) -> None:
+        print(f"car view: {graph.name} at {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    async def serve() -> None:
+        shown = View(graph, feeds, teleop, detector.floor_to_pixel)
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, shown.finished.set)
+        if args.no_page:
+            while not shown.finished.is_set() and not (bridge is not None and bridge.listener.ended):
+                await asyncio.sleep(0.2)
+            return
+        feeds.start()
+        await serve_view(shown, args.host, args.port, ready)
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        raise RunError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    finally:
+        feeds.stop()
+        if bridge is not None:
+            bridge.stop()
+    return 0
+
+
+def _shown(host: str) -> str:
+    """The host part of an address to print: 127.0.0.1 for this host only, the address given otherwise."""
+    return "127.0.0.1" if host in ("127.0.0.1", "localhost") else host

@@ -1,0 +1,153 @@
+"""What the live view shows, taken from a running graph's outputs by subscribers (car.node.subscriber).
+
+A listener (view.listen: a subscriber and a thread per part) keeps the newest camera frame (copied out of
+shared memory at once, so the sender's slot is free again) and turns the other outputs
+into samples for the plots: cross-track error (`car_io/pose`, simulator), line offset and
+heading (`line_detector/line`), commanded wheel speeds (`controller/cmd`), measured wheel
+speeds (`car_io/sensors`) and the control loop's latency (a command's timestamp minus
+that of the frame it answers, matched by the frame number in their metadata). Nothing
+here waits on the graph: a subscriber that falls behind loses messages, counted.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from car.plan.graph import Graph
+from view.listen import Listener
+
+SAMPLES = 20_000  # samples kept for a page that connects late (about 30 s of every series)
+TRAIL = 6000  # poses kept for the trail (60 s at 100 Hz)
+PENDING_FRAMES = 64  # frames whose command the loop latency still waits for
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The newest camera frame and what the view draws over it."""
+
+    number: int  # counts frames received, so a page asks only for a newer one
+    image: np.ndarray[Any, Any]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of one plotted series at a wall-clock time (seconds since the epoch)."""
+
+    t: float
+    series: str
+    value: float
+
+
+@dataclass
+class Feeds:
+    """The newest frame, the series' samples and the trail of a running graph, kept up to date by threads."""
+
+    graph: Graph
+    image_source: str = "car_io/image"
+    frame: Frame | None = None
+    samples: deque[tuple[int, Sample]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    trail: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=TRAIL))
+    latest_line: dict[str, Any] | None = None  # the newest detection (`line_detector/line`)
+    _count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _frame_stamps: dict[Any, int] = field(default_factory=dict)
+    _lines: dict[Any, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.listener = Listener(self.graph, self._take, "view")
+
+    def start(self) -> None:
+        """Subscribe to every output of every part, a receiving thread each."""
+        self.listener.start()
+
+    def stop(self) -> None:
+        """End the subscriptions."""
+        self.listener.stop()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the run ended."""
+        return self.listener.ended
+
+    @property
+    def lost(self) -> int:
+        """Messages the view's subscribers lost (they fell behind)."""
+        return self.listener.lost
+
+    def since(self, seen: int) -> tuple[int, list[Sample]]:
+        """The samples after the `seen`-th, and how many there are now."""
+        with self._lock:
+            fresh = [sample for k, sample in self.samples if k > seen]
+            return self._count, fresh
+
+    def line_of(self, frame: Frame) -> dict[str, Any] | None:
+        """The detection made from `frame`, once it has come (None until then)."""
+        with self._lock:
+            return self._lines.get(frame.metadata.get("frame"))
+
+    def trail_points(self) -> list[tuple[float, float, float]]:
+        """The car's poses so far (x, y, heading), oldest first."""
+        with self._lock:
+            return list(self.trail)
+
+    def _take(self, source: str, value: Any, metadata: dict[str, Any], stamp_ns: int) -> None:
+        """One message: the frame kept, or its figures added to the series."""
+        t = stamp_ns / 1e9
+        frame_id = metadata.get("frame")
+        if source == self.image_source and isinstance(value, np.ndarray):
+            image = np.array(value)  # out of shared memory now
+            with self._lock:
+                number = self.frame.number + 1 if self.frame is not None else 1
+                self.frame = Frame(number, image, dict(metadata))
+                self._remember(self._frame_stamps, frame_id, stamp_ns)
+            return
+        if not isinstance(value, dict):
+            return
+        if source.endswith("/line"):
+            with self._lock:
+                self._remember(self._lines, frame_id, value)
+                self.latest_line = value
+            self._add(t, "offset_mm", value.get("offset"), 1000)
+            self._add(t, "heading_deg", value.get("heading"), 180 / math.pi)
+        elif source.endswith("/pose"):
+            self._add(t, "cross_track_mm", value.get("cross_track"), 1000)
+            if _finite(value.get("x")) and _finite(value.get("y")):
+                with self._lock:
+                    self.trail.append((float(value["x"]), float(value["y"]), float(value.get("heading") or 0.0)))
+        elif source.endswith("/cmd"):
+            self._add(t, "cmd_left", value.get("left"))
+            self._add(t, "cmd_right", value.get("right"))
+            sent = self._frame_stamps.get(frame_id) if frame_id is not None else None
+            if sent is not None:
+                self._add(t, "loop_ms", (stamp_ns - sent) / 1e6)
+        elif source.endswith("/sensors"):
+            speeds = value.get("speeds")
+            if isinstance(speeds, list) and len(speeds) == 2:
+                self._add(t, "speed_left", speeds[0])
+                self._add(t, "speed_right", speeds[1])
+
+    def _add(self, t: float, series: str, value: Any, scale: float = 1.0) -> None:
+        if _finite(value):
+            with self._lock:
+                self._count += 1
+                self.samples.append((self._count, Sample(t, series, round(float(value) * scale, 3))))
+
+    @staticmethod
+    def _remember(table: dict[Any, Any], key: Any, value: Any) -> None:
+        """Keep `value` under `key` (a frame number) in a table that forgets its oldest beyond PENDING_FRAMES."""
+        if key is None:
+            return
+        table[key] = value
+        if len(table) > PENDING_FRAMES:
+            del table[next(iter(table))]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,45 @@
+"""`car launch FILE --view [--view-port P] [--view-host H] [--foxglove [--foxglove-port P]]`: the live view beside the run (a `car.launch_options`
+provider whose companion is `car view RUN`, car.commands.extensions)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from view.command import DEFAULT_PORT, FOXGLOVE_PORT
+
+
+class ViewOptions:
+    """Registered under the entry point `car.launch_options` as `view`."""
+
+    def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+        """Declare the options."""
+        group.add_argument("--view", action="store_true", help="serve the live web view (prints its URL)")
+        group.add_argument("--view-port", type=int, default=DEFAULT_PORT, help=f"its port (default {DEFAULT_PORT})")
+        group.add_argument("--view-host", default="127.0.0.1", help="its address (default 127.0.0.1: this host)")
+        group.add_argument("--foxglove", action="store_true", help="serve the Foxglove WebSocket protocol too")
+        group.add_argument("--foxglove-port", type=int, default=FOXGLOVE_PORT, help=f"(default {FOXGLOVE_PORT})")
+
+    def environment(self, args: argparse.Namespace) -> dict[str, str]:
+        """None: the view is a process beside the nodes; ValueError for a bad port."""
+        for option, port in (("--view-port", args.view_port), ("--foxglove-port", args.foxglove_port)):
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{option} {port}: give 0-65535")
+        return {}
+
+    def warnings(self, args: argparse.Namespace) -> list[str]:
+        """What to know about the options."""
+        given = args.view_port != DEFAULT_PORT or args.view_host != "127.0.0.1"
+        return ["--view-port and --view-host do nothing without --view"] if given and not args.view else []
+
+    def companions(self, args: argparse.Namespace, run: str) -> list[list[str]]:
+        """`car view RUN` when --view or --foxglove was given."""
+        if not (args.view or args.foxglove):
+            return []
+        command = [sys.executable, "-m", "car", "view", run, "--port", str(args.view_port), "--host", args.view_host]
+        if args.foxglove:
+            command += ["--foxglove", "--foxglove-port", str(args.foxglove_port)] + ([] if args.view else ["--no-page"])
+        return [command + (["--car", args.car] if getattr(args, "car", None) else [])]
+
+
+OPTIONS = ViewOptions()
