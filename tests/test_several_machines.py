@@ -481,24 +481,20 @@ def test_car_stop_ends_the_run_on_every_machine(split_cluster: Cluster, tmp_path
     assert got["stop"] and got["frame"] > 0
 
 
-RECORDED_ON_M1 = (
-    SPLIT
-    + """  - id: recorder
-    path: -m car.commands.recorder
-    args: car.mcap
-    inputs:
-      small: {source: src/small, queue_size: 300}
-      frame: {source: src/frame, queue_size: 300}
-    deploy: {machine: m1}
-"""
-)
-
-
 def test_a_recorder_node_on_the_car_keeps_the_run_when_the_laptop_goes_away(
     split_cluster: Cluster, tmp_path: Path
 ) -> None:
-    flow = write_flow(tmp_path, RECORDED_ON_M1, src_py=counting_source(250), sink_py=SINK)
-    started = split_cluster.car("start", str(flow), "--name", "kept", cwd=tmp_path)
+    flow = write_split(tmp_path, count=250)
+    for wrong, said in (
+        (["--record", "car.bag"], "FILE.mcap"),
+        (["--record", "car.mcap", "--record-machine", "m9"], "give one of the file's machines (m1, m2)"),
+        (["--record", "car.mcap", "--topics", "src/nope"], "no such output"),
+        (["--topics", "src/small"], "give --record"),
+    ):
+        refused = split_cluster.car("start", str(flow), *wrong, cwd=tmp_path)
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr, wrong
+    recorded = ["--record", str(tmp_path / "car.mcap")]  # on the first node's machine: m1, the car
+    started = split_cluster.car("start", str(flow), "--name", "kept", *recorded, cwd=tmp_path)
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 30
     while not (split_cluster.root / "out" / "kept" / "src.log").exists():

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
@@ -18,6 +20,7 @@ from car.commands.cli import end_process
 from car.node.subscriber import Subscriber
 from tests.browser import browser_page, chromium_binary
 from tests.helpers import ROOT, car, start_car, wait_until_gone
+from view.feeds import Kept
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +155,22 @@ def test_foxglove_sees_the_same_channels_live_over_its_websocket_protocol(tmp_pa
         end_process(run, grace=30)  # car launch stops its nodes and its view in order
     assert run.returncode == 0, "".join(said)
     assert wait_until_gone(name, timeout=10) == []
+
+
+@given(st.integers(1, 20), st.lists(st.integers(0, 200), max_size=30))
+def test_kept_hands_each_reader_what_came_after_what_it_has(size: int, reads: list[int]) -> None:
+    kept: Kept[int] = Kept(size)
+    seen, got, count = 0, [], 0
+    for appended in reads:
+        new = list(range(count, count + appended))
+        for item in new:
+            kept.append(item)
+        count += appended
+        seen, fresh = kept.since(seen)
+        assert seen == count and len(kept.items) <= 2 * size
+        if appended <= size:
+            assert fresh == new  # a reader that keeps up misses nothing
+        else:
+            assert fresh[-size:] == new[-size:]  # one that falls behind gets the newest, in order
+        got += fresh
+    assert got == sorted(set(got))  # each once, in order

@@ -22,11 +22,10 @@ from car.plan.signals import STOP_SIGNALS
 from hal.description import DescriptionError, load_description
 from view.feeds import Feeds
 from view.foxglove_bridge import FoxgloveBridge
+from view.launch import DEFAULT_PORT, FOXGLOVE_PORT
 from view.server import View, serve_view
 from view.teleop import Teleop
 
-DEFAULT_PORT = 8887  # donkeycar's
-FOXGLOVE_PORT = 8765  # Foxglove's own default
 NICENESS = 10  # added to the view's nice value
 
 

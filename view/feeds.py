@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -45,6 +44,38 @@ class Sample:
     value: float
 
 
+class Pose(NamedTuple):
+    """Where the car was: x, y (m) and heading (rad)."""
+
+    x: float
+    y: float
+    heading: float
+
+
+T = TypeVar("T")
+
+
+class Kept(Generic[T]):
+    """The newest `size` (to 2 x `size`) of a series of items, and how many there have been: each reader asks
+    for what came after what it has, in time proportional to that."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: list[T] = []
+        self.first = 0  # the number of items forgotten
+
+    def append(self, item: T) -> None:
+        """One more item (the oldest `size` are forgotten once there are twice as many)."""
+        self.items.append(item)
+        if len(self.items) > 2 * self.size:
+            del self.items[: self.size]
+            self.first += self.size
+
+    def since(self, seen: int) -> tuple[int, list[T]]:
+        """How many items there have been, and those after the first `seen` still kept."""
+        return self.first + len(self.items), self.items[max(0, seen - self.first) :]
+
+
 @dataclass
 class Feeds:
     """The newest frame, the series' samples and the trail of a running graph, kept up to date by threads."""
@@ -52,10 +83,9 @@ class Feeds:
     graph: Graph
     image_source: str = "car_io/image"
     frame: Frame | None = None
-    samples: deque[tuple[int, Sample]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
-    trail: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=TRAIL))
+    samples: Kept[Sample] = field(default_factory=lambda: Kept(SAMPLES))
+    trail: Kept[Pose] = field(default_factory=lambda: Kept(TRAIL))
     latest_line: dict[str, Any] | None = None  # the newest detection (`line_detector/line`)
-    _count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _frame_stamps: dict[Any, int] = field(default_factory=dict)
     _lines: dict[Any, dict[str, Any]] = field(default_factory=dict)
@@ -81,21 +111,20 @@ class Feeds:
         """Messages the view's subscribers lost (they fell behind)."""
         return self.listener.lost
 
-    def since(self, seen: int) -> tuple[int, list[Sample]]:
-        """The samples after the `seen`-th, and how many there are now."""
+    def samples_since(self, seen: int) -> tuple[int, list[Sample]]:
+        """How many samples there have been, and those after the first `seen` (the oldest may be forgotten)."""
         with self._lock:
-            fresh = [sample for k, sample in self.samples if k > seen]
-            return self._count, fresh
+            return self.samples.since(seen)
+
+    def trail_since(self, seen: int) -> tuple[int, list[Pose]]:
+        """How many poses there have been, and those after the first `seen`."""
+        with self._lock:
+            return self.trail.since(seen)
 
     def line_of(self, frame: Frame) -> dict[str, Any] | None:
         """The detection made from `frame`, once it has come (None until then)."""
         with self._lock:
             return self._lines.get(frame.metadata.get("frame"))
-
-    def trail_points(self) -> list[tuple[float, float, float]]:
-        """The car's poses so far (x, y, heading), oldest first."""
-        with self._lock:
-            return list(self.trail)
 
     def _take(self, source: str, value: Any, metadata: dict[str, Any], stamp_ns: int) -> None:
         """One message: the frame kept, or its figures added to the series."""
@@ -120,7 +149,7 @@ class Feeds:
             self._add(t, "cross_track_mm", value.get("cross_track"), 1000)
             if _finite(value.get("x")) and _finite(value.get("y")):
                 with self._lock:
-                    self.trail.append((float(value["x"]), float(value["y"]), float(value.get("heading") or 0.0)))
+                    self.trail.append(Pose(float(value["x"]), float(value["y"]), float(value.get("heading") or 0.0)))
         elif source.endswith("/cmd"):
             self._add(t, "cmd_left", value.get("left"))
             self._add(t, "cmd_right", value.get("right"))
@@ -136,8 +165,7 @@ class Feeds:
     def _add(self, t: float, series: str, value: Any, scale: float = 1.0) -> None:
         if _finite(value):
             with self._lock:
-                self._count += 1
-                self.samples.append((self._count, Sample(t, series, round(float(value) * scale, 3))))
+                self.samples.append(Sample(t, series, round(float(value) * scale, 3)))
 
     @staticmethod
     def _remember(table: dict[Any, Any], key: Any, value: Any) -> None:

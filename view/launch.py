@@ -1,12 +1,14 @@
 """`car launch FILE --view [--view-port P] [--view-host H] [--foxglove [--foxglove-port P]]`: the live view beside the run (a `car.launch_options`
-provider whose companion is `car view RUN`, car.commands.extensions)."""
+provider whose companion is `car view RUN`, car.commands.extensions). It is loaded by every `car launch`, so it imports
+nothing heavy: the view itself runs in the companion process."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from view.command import DEFAULT_PORT, FOXGLOVE_PORT
+DEFAULT_PORT = 8887  # the page's (donkeycar's)
+FOXGLOVE_PORT = 8765  # Foxglove's own default
 
 
 class ViewOptions:

@@ -170,12 +170,11 @@ async def _page(view: View, connection: ServerConnection) -> None:
 
 
 async def _send_state(view: View, connection: ServerConnection) -> None:
-    seen, trail_sent = 0, 0
+    seen, trail_seen = 0, 0
     try:
         while True:
-            seen, samples = view.feeds.since(seen)
-            trail = view.feeds.trail_points()
-            new_trail, trail_sent = trail[trail_sent:] if len(trail) >= trail_sent else trail, len(trail)
+            seen, samples = view.feeds.samples_since(seen)
+            trail_seen, new_trail = view.feeds.trail_since(trail_seen)
             state = {
                 "type": "state",
                 "t": time.time(),

@@ -12,7 +12,8 @@ One channel per input, named after its source (`node/output`), written as `car r
 writes them (car.commands.record, car.commands.mcap_channels), so `car info`, `car
 replay` and Foxglove read either alike. Its inputs queue as any node's do: when it falls
 behind, the oldest are dropped and counted, and it says how many at its end. The file is
-finished when the run stops or every input has closed.
+finished when the run stops or every input has closed. `car start FILE --record FILE.mcap
+[--record-machine M]` adds one to the file it starts (`add_recorder`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,39 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from car.commands.record import McapSink, RecordError, check_output, run_facts
 from car.node.api import Node
+from car.spec.model import Dataflow
+
+PATH = "-m car.commands.recorder"
+RECORDER_QUEUE = 100  # messages each input may fall behind before the oldest are dropped (counted)
+
+
+def add_recorder(text: str, dataflow: Dataflow, path: str, machine: str, topics: list[str]) -> str:
+    """The dataflow file `text` (checked: `dataflow`) with a recorder node on `machine` writing `path` there, of
+    `topics` (`node/output`; [] for every output): what `car start FILE --record` runs (RecordError for a mistake)."""
+    if not path.endswith(".mcap"):
+        raise RecordError(f"--record {path}: name the file FILE.mcap (Foxglove and `car info` go by the suffix)")
+    machines = dataflow.machines()
+    if machine not in machines:
+        raise RecordError(
+            f"--record-machine {machine or '(none)'}: give one of the file's machines ({', '.join(machines)})"
+        )
+    outputs = [f"{n.id}/{o}" for n in dataflow.nodes for o in n.outputs]
+    for topic in topics:
+        if topic not in outputs:
+            raise RecordError(f"--topics {topic}: {dataflow.file} has no such output ({', '.join(outputs)})")
+    taken = {n.id for n in dataflow.nodes}
+    node_id = next(
+        name for k in range(1, len(taken) + 2) if (name := "recorder" if k == 1 else f"recorder-{k}") not in taken
+    )
+    inputs = {t.replace("/", "."): {"source": t, "queue_size": RECORDER_QUEUE} for t in topics or outputs}
+    recorder = {"id": node_id, "path": PATH, "args": path, "inputs": inputs, "deploy": {"machine": machine}}
+    document = yaml.safe_load(text)
+    document["nodes"].append(recorder)
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 def main() -> None:

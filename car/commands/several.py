@@ -289,6 +289,9 @@ def start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attach", action="store_true", help="follow its nodes' output until it ends (Ctrl-C stops it)"
     )
+    parser.add_argument("--record", metavar="FILE.mcap", help="record on a machine of the run (a recorder node)")
+    parser.add_argument("--record-machine", metavar="M", help="where --record writes (default: the first node's)")
+    parser.add_argument("--topics", nargs="+", default=[], metavar="NODE/OUTPUT", help="with --record: only these")
     coordinator_option(parser)
 
 
@@ -299,13 +302,20 @@ def cmd_start(args: argparse.Namespace) -> int:
     here = local_machines()
     try:
         text = Path(args.file).read_text(encoding="utf-8")
-        load_dataflow(args.file, Placement(frozenset(here), checking=None))  # this host's nodes: checked here
+        dataflow = load_dataflow(args.file, Placement(frozenset(here), checking=None))  # this host's: checked here
     except OSError as exc:
         raise RunError(f"{args.file}: cannot read it ({exc.strerror or exc})") from None
     except DataflowError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         raise RunError(f"{args.file}: {len(exc.problems)} problem(s); nothing was started") from None
+    if args.topics and not args.record:
+        raise RunError("--topics says what --record records: give --record FILE.mcap too")
+    if args.record:
+        from car.commands.recorder import add_recorder  # the node's module: only when recording
+
+        machine = args.record_machine or dataflow.nodes[0].machine
+        text = add_recorder(text, dataflow, args.record, machine, args.topics)
     target, _ = control_endpoint(args.coordinator_addr)
     message = cluster.StartDataflow(text, str(Path(args.file).resolve()), args.name, here)
     started = ask(target, message, cluster.Started, timeout=15.0)
