@@ -25,8 +25,11 @@ def main() -> None:
     spacing = car.sensors.line_sensor_spacing
     node = Node()
     malformed = Malformed("ir_follower")
+    manual = node.declare_parameter("manual", False, "someone drives by hand (the live view): no commands from here")
     for event in node:
-        if event.type == "INPUT" and event.id == "sensors":
+        if event.type == "PARAMETER" and event.id == "manual":
+            manual = bool(event.value)
+        elif event.type == "INPUT" and event.id == "sensors" and not manual:
             try:
                 bar = sensor_bar(event.value)
             except MessageError as exc:

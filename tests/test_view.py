@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import subprocess
@@ -20,7 +21,7 @@ from car.commands.cli import end_process
 from car.node.subscriber import Subscriber
 from tests.browser import browser_page, chromium_binary
 from tests.helpers import ROOT, car, start_car, wait_until_gone
-from view.feeds import Kept
+from view.feeds import Kept, Pose, odometry_step
 
 pytestmark = pytest.mark.slow
 
@@ -100,8 +101,9 @@ def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path)
         time.sleep(1.0)
         assert max(abs(v) for v in _wheel_speeds(name)) <= 0.02
 
-        with browser_page(url) as page:  # another page stops the run
-            page.wait_for("window.viewStats.states >= 2")
+        with browser_page(url) as page, browser_page(url) as second:  # two pages at once; one stops the run
+            for each in (page, second):
+                each.wait_for("window.viewStats.pages === 2 && window.viewStats.frames >= 3")
             page.evaluate("document.getElementById('stop').click()")
             run.wait(timeout=30)
     finally:
@@ -174,3 +176,18 @@ def test_kept_hands_each_reader_what_came_after_what_it_has(size: int, reads: li
             assert fresh[-size:] == new[-size:]  # one that falls behind gets the newest, in order
         got += fresh
     assert got == sorted(set(got))  # each once, in order
+
+
+def test_odometry_follows_a_straight_and_a_circle() -> None:
+    pose = Pose(0.0, 0.0, 0.0)
+    for _ in range(100):  # 1 s at 0.5 m/s, straight ahead
+        pose = odometry_step(pose, 0.01, 0.5, 0.5, 0.14)
+    assert pose.x == pytest.approx(0.5) and pose.y == pytest.approx(0.0) and pose.heading == 0.0
+    radius, speed, base = 0.5, 0.4, 0.14  # a full circle to the left comes back where it started
+    left, right = speed * (1 - base / (2 * radius)), speed * (1 + base / (2 * radius))
+    steps = round(2 * math.pi * radius / speed / 0.01)
+    start = pose
+    for _ in range(steps):
+        pose = odometry_step(pose, 2 * math.pi * radius / speed / steps, left, right, base)
+    assert (pose.x, pose.y) == (pytest.approx(start.x, abs=1e-9), pytest.approx(start.y, abs=1e-9))
+    assert pose.heading == pytest.approx(2 * math.pi)

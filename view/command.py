@@ -70,7 +70,7 @@ def view(args: argparse.Namespace) -> int:
     os.nice(NICENESS)  # the nodes come first: on a busy car the view waits, the control loop does not
     description = load_description(args.car)
     graph = find_graph(args.dataflow, args.coordinator_addr)
-    feeds = Feeds(graph)
+    feeds = Feeds(graph, wheel_base=description.car.wheel_base)
     teleop = Teleop(graph, args.teleop, description.car.wheel_base)
     teleop.find_commander()
     detector = LineDetector(description.camera)

@@ -4,7 +4,8 @@ A listener (view.listen: a subscriber and a thread per part) keeps the newest ca
 shared memory at once, so the sender's slot is free again) and turns the other outputs
 into samples for the plots: cross-track error (`car_io/pose`, simulator), line offset and
 heading (`line_detector/line`), commanded wheel speeds (`controller/cmd`), measured wheel
-speeds (`car_io/sensors`) and the control loop's latency (a command's timestamp minus
+speeds (`car_io/sensors`, which also give the trail by odometry on a real car, where no
+`pose` comes) and the control loop's latency (a command's timestamp minus
 that of the frame it answers, matched by the frame number in their metadata). Nothing
 here waits on the graph: a subscriber that falls behind loses messages, counted.
 """
@@ -24,6 +25,7 @@ from view.listen import Listener
 SAMPLES = 20_000  # samples kept for a page that connects late (about 30 s of every series)
 TRAIL = 6000  # poses kept for the trail (60 s at 100 Hz)
 PENDING_FRAMES = 64  # frames whose command the loop latency still waits for
+ODOMETRY_EVERY = 5  # readings (10 ms each) per odometry trail point
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,26 @@ class Pose(NamedTuple):
     x: float
     y: float
     heading: float
+
+
+class Reading(NamedTuple):
+    """A sensor reading's time (s, the car's clock) and measured wheel speeds (m/s)."""
+
+    t: float
+    left: float
+    right: float
+
+
+def odometry_step(pose: Pose, dt: float, left: float, right: float, wheel_base: float) -> Pose:
+    """Where a differential-drive car at `pose` is after `dt` seconds at these wheel speeds (exact for arcs)."""
+    speed, turn = (left + right) / 2, (right - left) / wheel_base
+    heading = pose.heading + turn * dt
+    if abs(turn) < 1e-9:
+        return Pose(pose.x + speed * dt * math.cos(pose.heading), pose.y + speed * dt * math.sin(pose.heading), heading)
+    radius = speed / turn
+    x = pose.x + radius * (math.sin(heading) - math.sin(pose.heading))
+    y = pose.y - radius * (math.cos(heading) - math.cos(pose.heading))
+    return Pose(x, y, heading)
 
 
 T = TypeVar("T")
@@ -86,7 +108,12 @@ class Feeds:
     samples: Kept[Sample] = field(default_factory=lambda: Kept(SAMPLES))
     trail: Kept[Pose] = field(default_factory=lambda: Kept(TRAIL))
     latest_line: dict[str, Any] | None = None  # the newest detection (`line_detector/line`)
+    wheel_base: float = 0.14  # m, for odometry (the car description's)
+    trail_kind: str = ""  # "pose" (the simulator's), "odometry" (the measured wheel speeds), "" (none yet)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_reading: Reading | None = None
+    _odometry_pose: Pose = field(default_factory=lambda: Pose(0.0, 0.0, 0.0))
+    _odometry_count: int = 0
     _frame_stamps: dict[Any, int] = field(default_factory=dict)
     _lines: dict[Any, dict[str, Any]] = field(default_factory=dict)
 
@@ -149,6 +176,8 @@ class Feeds:
             self._add(t, "cross_track_mm", value.get("cross_track"), 1000)
             if _finite(value.get("x")) and _finite(value.get("y")):
                 with self._lock:
+                    if self.trail_kind != "pose":  # a pose, from the simulator: better than odometry
+                        self.trail, self.trail_kind = Kept(TRAIL), "pose"
                     self.trail.append(Pose(float(value["x"]), float(value["y"]), float(value.get("heading") or 0.0)))
         elif source.endswith("/cmd"):
             self._add(t, "cmd_left", value.get("left"))
@@ -158,9 +187,23 @@ class Feeds:
                 self._add(t, "loop_ms", (stamp_ns - sent) / 1e6)
         elif source.endswith("/sensors"):
             speeds = value.get("speeds")
-            if isinstance(speeds, list) and len(speeds) == 2:
+            if isinstance(speeds, list) and len(speeds) == 2 and all(_finite(v) for v in speeds):
                 self._add(t, "speed_left", speeds[0])
                 self._add(t, "speed_right", speeds[1])
+                if self.trail_kind != "pose" and _finite(value.get("t")):  # the real car: a trail by odometry
+                    self._odometry(float(value["t"]), float(speeds[0]), float(speeds[1]))
+
+    def _odometry(self, t: float, left: float, right: float) -> None:
+        """Dead reckoning from the measured wheel speeds, one reading after another (a new trail each 10th)."""
+        with self._lock:
+            if self._last_reading is not None and 0 < t - self._last_reading.t < 1.0:
+                moved = odometry_step(self._odometry_pose, t - self._last_reading.t, left, right, self.wheel_base)
+                self._odometry_pose = moved
+                self._odometry_count += 1
+                if self._odometry_count % ODOMETRY_EVERY == 0:
+                    self.trail.append(moved)
+                    self.trail_kind = "odometry"
+            self._last_reading = Reading(t, left, right)
 
     def _add(self, t: float, series: str, value: Any, scale: float = 1.0) -> None:
         if _finite(value):

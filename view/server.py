@@ -170,16 +170,19 @@ async def _page(view: View, connection: ServerConnection) -> None:
 
 
 async def _send_state(view: View, connection: ServerConnection) -> None:
-    seen, trail_seen = 0, 0
+    seen, trail_seen, trail_kind = 0, 0, ""
     try:
         while True:
             seen, samples = view.feeds.samples_since(seen)
+            if view.feeds.trail_kind != trail_kind:  # a new trail (a pose came after odometry): from its start
+                trail_seen, trail_kind = 0, view.feeds.trail_kind
             trail_seen, new_trail = view.feeds.trail_since(trail_seen)
             state = {
                 "type": "state",
                 "t": time.time(),
                 "samples": [[s.t, s.series, s.value] for s in samples],
                 "trail": [[round(x, 4), round(y, 4), round(h, 3)] for x, y, h in new_trail],
+                "trail_kind": view.feeds.trail_kind,
                 "nodes": view.nodes,
                 "status": view.status,
                 "teleop": view.teleop.state(),

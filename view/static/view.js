@@ -21,6 +21,7 @@ const cameraCtx = camera.getContext("2d");
 const trailCanvas = document.getElementById("trail");
 const trailCtx = trailCanvas.getContext("2d");
 const trail = [];
+let trailKind = "";
 const data = {};                           // plot -> [times, column per series]
 let dirty = false;
 const plots = {};
@@ -120,8 +121,13 @@ function showTeleop(t) {
 function onState(state) {
   const stats = window.viewStats;
   stats.states++;
+  stats.pages = state.pages;
   for (const [t, series, value] of state.samples) addSample(t, series, value);
   stats.samples += state.samples.length;
+  if (state.trail_kind !== trailKind) {   // odometry until a pose comes (the simulator's): start again
+    trail.length = 0; trailKind = state.trail_kind;
+    document.getElementById("trailkind").textContent = trailKind === "odometry" ? "(odometry)" : "";
+  }
   for (const point of state.trail) trail.push(point);
   if (trail.length > 6000) trail.splice(0, trail.length - 6000);
   stats.trail += state.trail.length;
