@@ -31,13 +31,12 @@ def chromium_binary() -> str:
         return found
     if shutil.which("apt-get") is None:
         pytest.skip("the page test needs Chromium: no `chromium` here and no apt-get to install it")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
     try:
-        result = subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = subprocess.run(install, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:  # a fresh machine may have no package lists yet
+            subprocess.run(["apt-get", "update"], capture_output=True, text=True, timeout=300)
+            result = subprocess.run(install, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"the page test needs Chromium: `apt-get install chromium` did not finish ({exc})")
     found = shutil.which("chromium")

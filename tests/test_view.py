@@ -60,6 +60,7 @@ def _wheel_speeds(name: str) -> list[float]:
                 return [float(v) for v in event.value["speeds"]]
 
 
+@pytest.mark.timeout(900)  # the first run may install Chromium (apt-get) first
 def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path) -> None:
     chromium_binary()  # installs it, or skips with the reason, before anything starts
     name = f"view-{time.time_ns()}"
