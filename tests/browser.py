@@ -7,8 +7,11 @@ needs it), and skips the test with the reason when neither works.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -101,7 +104,7 @@ class Page:
 def browser_page(url: str, width: int = 1280, height: int = 1000) -> Iterator[Page]:
     """A headless Chromium (started here, ended here) with one tab on `url`."""
     binary = chromium_binary()
-    with tempfile.TemporaryDirectory(prefix="car-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="car-chromium-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [
                 binary,
@@ -117,6 +120,7 @@ def browser_page(url: str, width: int = 1280, height: int = 1000) -> Iterator[Pa
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes too are ours to end
         )
         try:
             tab = _first_tab(Path(profile))
@@ -127,6 +131,8 @@ def browser_page(url: str, width: int = 1280, height: int = 1000) -> Iterator[Pa
                 yield page
         finally:
             end_process(process, grace=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # helpers that outlived it, which still write the profile
 
 
 def _first_tab(profile: Path, timeout: float = 30.0) -> str:
