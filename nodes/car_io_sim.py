@@ -17,6 +17,7 @@ import numpy as np
 from car import Node
 from hal.description import load_description
 from nodes.car_io import DEADMAN_S, PHYSICS_STEP_S, clamp, sensor_message
+from nodes.launch_options import TRACK_ENV
 from nodes.messages import Malformed, MessageError, wheel_speeds
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
@@ -46,7 +47,7 @@ def report(truth: GroundTruth, track: str, seed: int, laps_wanted: int | None) -
 
 def run_sim() -> None:
     """Drive the simulated car from the graph's commands until STOP, the laps asked for, or the car leaves the track."""
-    track_name = os.environ.get("CAR_TRACK", "oval")
+    track_name = os.environ.get(TRACK_ENV, "oval")
     seed = int(os.environ.get("CAR_SEED", "0"))
     laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
     factor = float(os.environ.get("CAR_REALTIME_FACTOR", "1"))

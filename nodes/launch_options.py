@@ -16,6 +16,8 @@ import argparse
 import os
 from pathlib import Path
 
+TRACK_ENV = "CAR_TRACK"  # the simulator's track: a name from sim/tracks/ or a file's absolute path
+
 
 class SmartCarOptions:
     """Registered under the entry point `car.launch_options` as `smartcar`."""
@@ -68,7 +70,7 @@ class SmartCarOptions:
             except TrackError as exc:
                 raise ValueError(str(exc)) from None
             track = Path(args.track)
-            env["CAR_TRACK"] = str(track.resolve()) if track.exists() else args.track
+            env[TRACK_ENV] = str(track.resolve()) if track.exists() else args.track
         if args.port:
             env["CAR_PORT"] = args.port
         if args.camera:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from car.commands.record import describe_file
 from tests.helpers import COUNTING_FLOW, ROOT, SINK, car, counting_source, read_recording, write_flow
 
 pytestmark = pytest.mark.slow
@@ -21,8 +22,11 @@ def _by_frame(messages: list[tuple[int, object, dict[str, object]]]) -> dict[obj
 def test_replayed_camera_frames_make_line_detector_detect_exactly_what_it_did(tmp_path: Path) -> None:
     recorded = tmp_path / "drive.mcap"
     out = str(tmp_path / "out")
-    drive = car("launch", str(FOLLOW_LINE), "--duration", "8", "--record", str(recorded), "--out", out, timeout=120)
+    options = ["--duration", "8", "--seed", "2", "--record", str(recorded), "--out", out]
+    drive = car("launch", str(FOLLOW_LINE), *options, timeout=120)
     assert drive.returncode == 0 and "none lost" in drive.stderr, drive.stderr
+    launched = describe_file(recorded, sizes=False)["metadata"]["car.launch"]  # the simulator's track and seed
+    assert (launched["CAR_TRACK"], launched["CAR_SEED"], launched["CAR_BACKEND"]) == ("oval", "2", "sim"), launched
     original = read_recording(recorded)
     assert len(original["car_io/image"]) > 60 and len(original["line_detector/line"]) > 60
 

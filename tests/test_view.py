@@ -73,7 +73,7 @@ def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path)
         with browser_page(url) as page:
             page.wait_for("window.viewStats.frames >= 10 && window.viewStats.lines >= 5")  # frames, line drawn
             page.wait_for("window.viewStats.plotted >= 50 && window.viewStats.trail >= 50")
-            page.wait_for("window.viewStats.nodes === 3")
+            page.wait_for("window.viewStats.nodes === 3 && window.viewStats.track > 100")  # the oval, drawn
             before = page.evaluate("JSON.stringify(window.viewStats)")
             time.sleep(1.0)
             after = json.loads(page.evaluate("JSON.stringify(window.viewStats)"))

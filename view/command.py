@@ -19,14 +19,17 @@ from car.commands.several import coordinator_option
 from car.plan.graph import find_graph
 from car.plan.runs import RunError
 from car.plan.signals import STOP_SIGNALS
+from hal import description as car_description
 from hal.description import DescriptionError, load_description
+from nodes.launch_options import TRACK_ENV
 from view.feeds import Feeds
 from view.foxglove_bridge import FoxgloveBridge
 from view.launch import DEFAULT_PORT, FOXGLOVE_PORT
-from view.server import View, serve_view
+from view.server import TrackDrawing, View, serve_view
 from view.teleop import Teleop
 
 NICENESS = 10  # added to the view's nice value
+TRACK_POINTS = 1500  # at most, of the track's centre line, for the page
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +38,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this host only)")
     parser.add_argument("--teleop", default="car_io/cmd", metavar="NODE/INPUT", help="the input the page drives")
-    parser.add_argument("--car", metavar="FILE.yml", help="the car's description (camera model for the overlay)")
+    parser.add_argument(
+        "--car", metavar="FILE.yml", help="the car's description (camera model for the overlay; default: the run's)"
+    )
     parser.add_argument("--foxglove", action="store_true", help="also serve the Foxglove WebSocket protocol")
     parser.add_argument(
         "--foxglove-port", type=int, default=FOXGLOVE_PORT, help=f"its port (default {FOXGLOVE_PORT}; 0: any free)"
@@ -68,8 +73,10 @@ def view(args: argparse.Namespace) -> int:
     from nodes.line_detector import LineDetector  # the camera model the detector uses, for the overlay
 
     os.nice(NICENESS)  # the nodes come first: on a busy car the view waits, the control loop does not
-    description = load_description(args.car)
     graph = find_graph(args.dataflow, args.coordinator_addr)
+    launch_env = graph.launch_env()  # what `car launch --track ... --car ...` gave the nodes
+    description = load_description(args.car or launch_env.get(car_description.ENV_VAR))
+    track = _track(launch_env.get(TRACK_ENV))
     feeds = Feeds(graph, wheel_base=description.car.wheel_base)
     teleop = Teleop(graph, args.teleop, description.car.wheel_base)
     teleop.find_commander()
@@ -83,7 +90,7 @@ def view(args: argparse.Namespace) -> int:
         print(f"car view: {graph.name} at {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     async def serve() -> None:
-        shown = View(graph, feeds, teleop, detector.floor_to_pixel)
+        shown = View(graph, feeds, teleop, detector.floor_to_pixel, track)
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, shown.finished.set)
@@ -103,6 +110,24 @@ def view(args: argparse.Namespace) -> int:
         if bridge is not None:
             bridge.stop()
     return 0
+
+
+def _track(name: str | None) -> TrackDrawing | None:
+    """The simulator's track the run drives on, for the page to draw under the trail (None: none, a real car)."""
+    if not name:
+        return None
+    from sim.track import TrackError, load_track  # the simulator's tracks: only for a simulated run
+
+    try:
+        track = load_track(name)
+    except TrackError as exc:
+        print(f"car view: the track is not drawn: {exc}", file=sys.stderr)
+        return None
+    step = max(1, -(-len(track.points) // TRACK_POINTS))
+    points = [[round(float(x), 4), round(float(y), 4)] for x, y in track.points[::step]]
+    if track.closed and points[-1] != points[0]:
+        points.append(points[0])
+    return TrackDrawing(track.name, points, track.line_width)
 
 
 def _shown(host: str) -> str:

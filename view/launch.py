@@ -41,7 +41,7 @@ class ViewOptions:
         command = [sys.executable, "-m", "car", "view", run, "--port", str(args.view_port), "--host", args.view_host]
         if args.foxglove:
             command += ["--foxglove", "--foxglove-port", str(args.foxglove_port)] + ([] if args.view else ["--no-page"])
-        return [command + (["--car", args.car] if getattr(args, "car", None) else [])]
+        return [command]  # the view reads the run's car description and track from the run itself
 
 
 OPTIONS = ViewOptions()

@@ -5,7 +5,8 @@ build step). On `/ws` a page gets, every 100 ms, a JSON `state` message (new plo
 samples, new trail points, each node's rates, drops and latency, the run's status, the
 teleop state) and, each time it asks (`{"type": "frame", "after": N}`), one binary
 message with the newest frame as JPEG (a 4-byte length, a JSON header with what to draw
-over it, then the JPEG bytes). A page asks for the next frame only when it has drawn the
+over it, then the JPEG bytes). A page first gets the track the simulator drives on (`track`:
+its centre line and tape width), when the run has one. A page asks for the next frame only when it has drawn the
 last (and at most MAX_FPS a second), so a slow page gets fewer frames and nothing queues;
 each frame is encoded once however many pages ask. A page may also send `{"type": "act", "action"}` (a key),
 `{"type": "drive", "speed", "turn"}` (a gamepad),
@@ -47,6 +48,15 @@ MAX_FPS = 15  # frames a page gets each second at most: enough to watch, half th
 LINE_WAIT_S = 0.03  # how long a frame waits for its detection before it is drawn with the newest one
 
 
+@dataclass(frozen=True)
+class TrackDrawing:
+    """The simulator's track as the page draws it under the trail: the tape's centre line (m) and its width."""
+
+    name: str
+    points: list[list[float]]
+    width: float
+
+
 @dataclass
 class Encoded:
     """The newest frame as the pages get it, encoded once."""
@@ -63,6 +73,7 @@ class View:
     feeds: Feeds
     teleop: Teleop
     project: Any  # floor (x, y) -> pixel (u, v), for drawing the detected line; None: not drawn
+    track: TrackDrawing | None = None  # None: a real car (no track known), only the trail is drawn
     nodes: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""
     pages: int = 0
@@ -136,6 +147,8 @@ class View:
 async def _page(view: View, connection: ServerConnection) -> None:
     """One page: its state every 100 ms, frames when it asks, and what it asks for."""
     view.pages += 1
+    if view.track is not None:
+        await connection.send(json.dumps({"type": "track", **asdict(view.track)}))
     sender = asyncio.create_task(_send_state(view, connection))
     framer: asyncio.Task[None] | None = None
     next_frame_at = 0.0  # monotonic: this page gets at most MAX_FPS frames a second

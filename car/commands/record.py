@@ -105,11 +105,14 @@ class McapSink:
         self._channels: dict[str, tuple[int, mcap_channels.ChannelKind]] = {}
         self.recording = Recording(str(path))
 
-    def describe(self, facts: dict[str, str], dataflow_file: str) -> None:
-        """The run's facts (`run_facts`) as MCAP metadata, and its dataflow file as an attachment when it can be
-        read here."""
+    def describe(self, facts: dict[str, str], dataflow_file: str, launch_env: dict[str, str] | None = None) -> None:
+        """The run's facts (`run_facts`) as MCAP metadata, the environment its launch options gave every node
+        (`car.launch`: the simulator's track and seed, say) when it has one, and its dataflow file as an attachment
+        when it can be read here."""
         now = time.time_ns()
         self._writer.add_metadata("car.run", facts)
+        if launch_env:
+            self._writer.add_metadata("car.launch", launch_env)
         if dataflow_file:
             try:
                 text = Path(dataflow_file).read_bytes()
@@ -299,9 +302,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     dataflow_file = graph.parts[0].local.dataflow if graph.parts[0].local is not None else ""
     stop = threading.Event()
     until = time.monotonic() + args.duration if args.duration else float("inf")
+    launch_env = graph.launch_env()
     sink = McapSink(path, args.compress)
     try:
-        sink.describe(run_facts(graph.name, [p.machine for p in graph.parts], dataflow_file), dataflow_file)
+        facts = run_facts(graph.name, [p.machine for p in graph.parts], dataflow_file)
+        sink.describe(facts, dataflow_file, launch_env)
         print(f"recording {graph.name} into {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         with _stop_on_signals(stop):
             recording = record(graph, args.topics, sink, until, stop, args.begin)

@@ -176,6 +176,7 @@ class Daemon:
             uptime_s=round(time.monotonic() - self.started, 1),
             nodes=[self._row(n) for n in self.nodes.values()],
             subscriptions=len(self.subscriptions.active),
+            launch_env=dict(self.supervisor.extra_env),
         )
 
     @staticmethod

@@ -68,6 +68,10 @@ class Graph:
         """Each part with what it says of its nodes (`ListRun`)."""
         return [(part, part.ask(control.ListRun(), control.RunStatus)) for part in self.parts]
 
+    def launch_env(self) -> dict[str, str]:
+        """The environment `car launch`'s options gave every node (empty for a run `car start` placed)."""
+        return {key: value for _, status in self.statuses() for key, value in status.launch_env.items()}
+
     def part_of(self, node: str) -> Part:
         """The part that runs `node`; RunError naming the nodes there are."""
         if len(self.parts) == 1:

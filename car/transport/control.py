@@ -426,6 +426,7 @@ class RunStatus(DaemonReply):
     uptime_s: float = 0.0
     nodes: list[NodeRow] = field(default_factory=list)
     subscriptions: int = 0
+    launch_env: dict[str, str] = field(default_factory=dict)  # what `car launch`'s options set in every node's env
 
 
 @dataclass(frozen=True)

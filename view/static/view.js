@@ -13,8 +13,8 @@ const KEYS = { w: "faster", ArrowUp: "faster", s: "slower", ArrowDown: "slower",
                d: "right", ArrowRight: "right", " ": "stop" };
 
 // What a test (or a curious user, in the console) can read: counts that only grow while it works.
-window.viewStats = { frames: 0, lines: 0, states: 0, samples: 0, trail: 0, nodes: 0, teleop: null, keys: 0, plotted: 0,
-                     latest: {} };
+window.viewStats = { frames: 0, lines: 0, states: 0, samples: 0, trail: 0, track: 0, nodes: 0, teleop: null, keys: 0,
+                     plotted: 0, latest: {} };
 
 const camera = document.getElementById("camera");
 const cameraCtx = camera.getContext("2d");
@@ -22,6 +22,7 @@ const trailCanvas = document.getElementById("trail");
 const trailCtx = trailCanvas.getContext("2d");
 const trail = [];
 let trailKind = "";
+let track = null;                          // the simulator's track: {name, points, width}; null on a real car
 const data = {};                           // plot -> [times, column per series]
 let dirty = false;
 const plots = {};
@@ -77,17 +78,30 @@ function trimAndRedraw() {
   }
 }
 
+function polyline(points, px, py) {
+  trailCtx.beginPath();
+  points.forEach(([x, y], i) => (i ? trailCtx.lineTo(px(x), py(y)) : trailCtx.moveTo(px(x), py(y))));
+  trailCtx.stroke();
+}
+
+// The track (when the run has one) with the trail over it, scaled to fit both; the car as an arrow.
 function drawTrail() {
   const w = trailCanvas.width, h = trailCanvas.height;
   trailCtx.clearRect(0, 0, w, h);
-  if (!trail.length) return;
+  const shown = track ? track.points.concat(trail) : trail;
+  if (!shown.length) return;
   let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
-  for (const [x, y] of trail) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
-  const span = Math.max(x1 - x0, y1 - y0, 0.5), scale = Math.min(w, h) * 0.9 / span;
+  for (const [x, y] of shown) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  const scale = Math.min(w * 0.9 / Math.max(x1 - x0, 0.5), h * 0.9 / Math.max(y1 - y0, 0.5));
   const px = (x) => w / 2 + (x - (x0 + x1) / 2) * scale, py = (y) => h / 2 - (y - (y0 + y1) / 2) * scale;
-  trailCtx.strokeStyle = "#27c"; trailCtx.lineWidth = 2; trailCtx.beginPath();
-  trail.forEach(([x, y], i) => (i ? trailCtx.lineTo(px(x), py(y)) : trailCtx.moveTo(px(x), py(y))));
-  trailCtx.stroke();
+  trailCtx.lineJoin = "round";
+  if (track) {
+    trailCtx.strokeStyle = "#333"; trailCtx.lineWidth = Math.max(2, track.width * scale);
+    polyline(track.points, px, py);
+  }
+  if (!trail.length) return;
+  trailCtx.strokeStyle = "#27c"; trailCtx.lineWidth = 2;
+  polyline(trail, px, py);
   const [x, y, heading] = trail[trail.length - 1];
   trailCtx.save(); trailCtx.translate(px(x), py(y)); trailCtx.rotate(-heading);
   trailCtx.fillStyle = "#c22"; trailCtx.beginPath();
@@ -139,6 +153,17 @@ function onState(state) {
   document.getElementById("ended").style.display = state.ended ? "inline" : "none";
 }
 
+function onText(message) {
+  if (message.type === "track") {          // once, first: the tape the simulator drives on
+    track = message;
+    window.viewStats.track = track.points.length;
+    document.getElementById("trailtitle").textContent = `track ${track.name}: the car and its trail`;
+    drawTrail();
+  } else {
+    onState(message);
+  }
+}
+
 async function onFrame(buffer) {
   const length = new DataView(buffer).getUint32(0, true);
   const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, length)));
@@ -184,7 +209,7 @@ function connect() {
   socket = new WebSocket(`ws://${location.host}/ws`);
   socket.binaryType = "arraybuffer";
   socket.onopen = () => askFrame();
-  socket.onmessage = (event) => (typeof event.data === "string" ? onState(JSON.parse(event.data)) : onFrame(event.data));
+  socket.onmessage = (event) => (typeof event.data === "string" ? onText(JSON.parse(event.data)) : onFrame(event.data));
   socket.onclose = () => {
     document.getElementById("status").textContent = "disconnected; reconnecting…";
     setTimeout(connect, 1000);
