@@ -21,32 +21,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from car.commands.cli import end_process
+from tests.debian import debian_program
 
 
 def chromium_binary() -> str:
     """The path of `chromium`, installing Debian's package when it is missing; skips the test when it cannot."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if shutil.which("apt-get") is None:
-        pytest.skip("the page test needs Chromium: no `chromium` here and no apt-get to install it")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-    try:
-        result = subprocess.run(install, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:  # a fresh machine may have no package lists yet
-            subprocess.run(["apt-get", "update"], capture_output=True, text=True, timeout=300)
-            result = subprocess.run(install, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"the page test needs Chromium: `apt-get install chromium` did not finish ({exc})")
-    found = shutil.which("chromium")
-    if result.returncode != 0 or not found:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        pytest.skip(f"the page test needs Chromium: `apt-get install chromium` failed ({tail[0]})")
-    return found
+    return shutil.which("chromium-browser") or debian_program("chromium", "chromium", "the page test")
 
 
 class Page:

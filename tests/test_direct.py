@@ -18,11 +18,13 @@ from car.daemon.timers import Timers
 from car.node.api import Node, UnknownOutputError
 from car.plan.build import plan_machine
 from car.plan.config import Destination, InputConfig, NodeConfig
+from car.plan.runs import list_runs
 from car.spec.loader import load_dataflow
 from car.transport import direct, wire
-from tests.helpers import launch, write_flow
+from tests.debian import debian_program
+from tests.helpers import COUNTING_FLOW, SINK, counting_source, launch, write_flow
 
-pytestmark = pytest.mark.skipif(not direct.supported(), reason="this kernel has no Unix SOCK_SEQPACKET sockets")
+pytestmark = pytest.mark.skipif(not direct.supported(), reason=str(direct.unavailable()))
 
 
 def bare_config(tmp_path: Path, **fields: object) -> NodeConfig:
@@ -130,7 +132,7 @@ def test_a_node_without_the_sockets_its_configuration_names_is_told_how_to_start
 def test_a_message_a_direct_link_cannot_take_is_dropped_counted_and_explained(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    sending, receiving = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sending, receiving = socket.socketpair(socket.AF_UNIX, direct.KIND)
     sending.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     link = Destination(endpoint="", node="reader", inputs=["in"], fd=os.dup(sending.fileno()))  # the node's own
     node = Node(config=bare_config(tmp_path, outputs={"out": [link]}))  # no shared memory for this output
@@ -270,3 +272,27 @@ def test_a_daemon_started_without_stdin_still_hands_over_working_links(tmp_path:
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "receiver.json").read_text())
     assert report["direct"] == 1 and report["small"] == list(range(1, 51))
+
+
+def _launch_under_strace(flow: Path, name: str, inject: str) -> subprocess.CompletedProcess[str]:
+    """`car launch flow` with strace failing the socket pairs as `inject` says (`-e inject=...`)."""
+    strace = debian_program("strace", "strace", "the socket-pair fault test")
+    command = [strace, "-f", "-qq", "-o", os.devnull, "-e", "trace=socketpair", "-e", f"inject={inject}"]
+    command += [sys.executable, "-m", "car", "launch", str(flow), "--name", name, "--out", str(flow.parent / "out")]
+    return subprocess.run(command, cwd=flow.parent, capture_output=True, text=True, timeout=120)
+
+
+def test_a_kernel_that_refuses_socket_pairs_gets_a_clear_error_or_runs_over_zeromq_and_says_so(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path, COUNTING_FLOW, src_py=counting_source(20), sink_py=SINK)
+    name = f"pairs-{os.getpid()}"
+    # out of file descriptors from the second pair on (the first is the daemon's look at what the kernel has)
+    refused = _launch_under_strace(flow, name, "socketpair:error=EMFILE:when=2+")
+    assert refused.returncode == 2, refused.stderr
+    assert "cannot make the run's direct links" in refused.stderr and "ulimit -n" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert all(run.name != name for run in list_runs())  # nothing of the run is left behind
+    # a kernel without Unix datagram socket pairs at all: the run goes over ZeroMQ, and says so
+    fallen_back = _launch_under_strace(flow, name, "socketpair:error=EINVAL")
+    assert fallen_back.returncode == 0, fallen_back.stderr
+    assert "nodes talk over ZeroMQ, not direct links: socketpair(AF_UNIX, SOCK_DGRAM) failed" in fallen_back.stderr
+    assert "sink 0 sent / 40 received" in fallen_back.stderr  # every message (20 small, 20 frames) arrived

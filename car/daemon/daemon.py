@@ -42,7 +42,7 @@ from car.daemon.topics import describe_topics, locate_input
 from car.daemon.usage import cpu_and_memory
 from car.plan.build import Wiring, plan_machine
 from car.plan.config import RECONNECT_MS
-from car.plan.runs import RunInfo, remove_run
+from car.plan.runs import RunError, RunInfo, remove_run
 from car.plan.signals import catch_stop_signals, restore_signals
 from car.spec import parameters
 from car.spec.model import Dataflow
@@ -90,7 +90,14 @@ class Daemon:
             path = self.out_dir / f"{spec.id}.log"
             log = NodeLog(spec.id, path, terminal, take, spec.max_log_size, spec.max_rotated_files)
             self.nodes[spec.id] = NodeState(spec, self.plan.nodes[spec.id], log)
-        direct = DirectLinks(self.plan.nodes, {n.spec.id for n in self.nodes.values() if n.spec.is_dynamic})
+        try:
+            direct = DirectLinks(self.plan.nodes, {n.spec.id for n in self.nodes.values() if n.spec.is_dynamic})
+        except RunError:
+            self._ctx.destroy(linger=0)
+            remove_run(run)  # nothing of the run is left: it never started
+            raise
+        if direct.unavailable is not None:
+            terminal.say(f"warning: nodes talk over ZeroMQ, not direct links: {direct.unavailable}")
         endpoints = {nid: n.config.receive_endpoint for nid, n in self.nodes.items()}
         self.subscriptions = Subscriptions(self.plan, self._tell_node)
         self.flushes = Flushes(self._answer_flush)

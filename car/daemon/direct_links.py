@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import resource
 import socket
 
 from car.plan.config import NodeConfig
+from car.plan.runs import RunError
 from car.spec.model import TIMER_PREFIX
 from car.transport import direct
 
@@ -16,13 +18,28 @@ class DirectLinks:
         """Give every ZeroMQ-free destination (not backpressure, neither end dynamic) a socket pair.
 
         Sets `Destination.fd` (the sender's end) and `NodeConfig.direct_fds` (the receiver's ends);
-        `timer_ends` holds the daemon's end of a pair to every node that reads a timer.
+        `timer_ends` holds the daemon's end of a pair to every node that reads a timer. `unavailable` says why
+        every link stays on ZeroMQ (None: they do not). RunError when the kernel refuses a pair (too many open
+        files, say), with every pair made so far closed.
         """
         self._sockets: list[socket.socket] = []
         self._fds: dict[str, list[int]] = {node: [] for node in configs}
         self.timer_ends: dict[str, socket.socket] = {}  # node id -> the end the daemon's timers send on
-        if not direct.supported():
+        self.unavailable = direct.unavailable()
+        if self.unavailable is not None:
             return
+        try:
+            self._make(configs, dynamic)
+        except OSError as exc:
+            made = len(self._sockets) // 2
+            self.close()
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            raise RunError(
+                f"cannot make the run's direct links: socketpair failed after {made} pairs ({exc.strerror or exc}); "
+                f"each link takes two file descriptors: raise the open-file limit (`ulimit -n`, now {soft})"
+            ) from None
+
+    def _make(self, configs: dict[str, NodeConfig], dynamic: set[str]) -> None:
         for node, config in configs.items():
             if node not in dynamic and any(i.source.startswith(TIMER_PREFIX) for i in config.inputs.values()):
                 self.timer_ends[node] = self._pair(None, config)
