@@ -23,6 +23,7 @@ import serial
 
 from firmware import protocol
 from hal.interfaces import SensorReading
+from hal.serial_port import open_port
 
 BAUD = 115200
 SILENT_S = 0.5  # no frame for this long: the board is gone
@@ -90,7 +91,7 @@ class BoardClient:
 
     def _open_port(self) -> None:
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05, exclusive=True)
+            self._port = open_port(self.url, baudrate=self.baud, timeout=0.05, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise BoardError(f"cannot open {self.url}: {exc}") from None
         self._decoder = protocol.Decoder()

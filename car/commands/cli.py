@@ -365,6 +365,12 @@ def cmd_run_node(args: argparse.Namespace) -> int:
     return code
 
 
+def _doctor_main() -> Callable[[list[str]], None]:
+    from car.commands import doctor  # strace, seccomp and the system-call tables: only for `car doctor`
+
+    return doctor.main
+
+
 COMMANDS: list[Command] = [
     Command("check", "check a dataflow file and report every problem", _file_argument, cmd_check),
     Command("graph", "print a dataflow as Mermaid text (or --html: a page)", _graph_arguments, cmd_graph),
@@ -404,6 +410,13 @@ COMMANDS: list[Command] = [
         "what an MCAP recording holds: duration, channels, counts, rates",
         record.info_arguments,
         record.cmd_info,
+    ),
+    Command(
+        "doctor",
+        "check the car side of a graph against a target kernel (StarryOS): trace, compare, fail the gaps",
+        None,
+        None,
+        own_main=_doctor_main,
     ),
     Command(
         "logs", "print a node's log, from this machine's run or wherever it runs", logs.logs_arguments, logs.cmd_logs

@@ -31,7 +31,7 @@ from car.daemon.direct_links import DirectLinks
 from car.daemon.elsewhere import Elsewhere
 from car.daemon.flushes import Flushes
 from car.daemon.log_routes import LogRoutes
-from car.daemon.logs import NodeLog, Terminal
+from car.daemon.logs import LogReader, NodeLog, Terminal
 from car.daemon.notifier import Notifier
 from car.daemon.processes import ALIVE, NodeState, NodeStatus, kill_what_is_left
 from car.daemon.report import status_line, summary_lines
@@ -86,9 +86,10 @@ class Daemon:
         self.log_routes = LogRoutes(dataflow, self.plan, self.notifier)
         take = self.log_routes.take if self.log_routes.routes else None
         self.nodes: dict[str, NodeState] = {}
+        self.log_reader = LogReader()  # one thread reads every node's output
         for spec in (s for s in dataflow.nodes if s.id in self.plan.nodes):
             path = self.out_dir / f"{spec.id}.log"
-            log = NodeLog(spec.id, path, terminal, take, spec.max_log_size, spec.max_rotated_files)
+            log = NodeLog(spec.id, path, terminal, self.log_reader, take, spec.max_log_size, spec.max_rotated_files)
             self.nodes[spec.id] = NodeState(spec, self.plan.nodes[spec.id], log)
         try:
             direct = DirectLinks(self.plan.nodes, {n.spec.id for n in self.nodes.values() if n.spec.is_dynamic})
@@ -452,6 +453,7 @@ class Daemon:
         for node in self.nodes.values():
             kill_what_is_left(node)
             node.log.close()
+        self.log_reader.stop()
         for subscription in list(self.subscriptions.active):
             self.subscriptions.remove(subscription)
         self._ctx.destroy(linger=0)

@@ -3,6 +3,11 @@
 One thread serves every timer of a run. Tick k of a timer is due at start + k x period
 (absolute deadlines, so errors never accumulate); when the thread falls behind by more
 than a period, the missed ticks are skipped and counted rather than sent in a burst.
+
+The thread sleeps with `time.sleep` (clock_nanosleep to an absolute deadline), at most
+STOP_CHECK_S at a time, never in a timed wait on a lock or event: under glibc such a wait is
+a futex with an absolute deadline, which some kernels (StarryOS, `car doctor`) take as
+relative, so a timer would never tick there.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import zmq
 from car.spec.model import parse_timer
 from car.transport import wire
 from car.transport.hlc import HybridLogicalClock
+
+STOP_CHECK_S = 0.05  # the longest sleep between looks at whether the timers stop
 
 
 class Timers(threading.Thread):
@@ -77,8 +84,9 @@ class Timers(threading.Thread):
             while not self._stop_event.is_set():
                 due, k, source = heap[0]
                 wait = (due - time.monotonic_ns()) / 1e9
-                if wait > 0 and self._stop_event.wait(wait):
-                    break
+                if wait > 0:
+                    time.sleep(min(wait, STOP_CHECK_S))
+                    continue  # due now, or stopping: look again
                 period = periods[source]
                 frames = wire.encode(wire.KIND_DATA, sources[source], clock.now())
                 with self._lock:

@@ -96,8 +96,14 @@ def open_end(fd: int, node: str) -> socket.socket:
             "let `car launch` start it, or mark it `path: dynamic` and start it with `car run-node`"
         ) from None
     sock.setblocking(False)
-    sock.set_inheritable(False)  # inherited once, from the daemon: not by the node's own children
+    close_on_exec(fd)  # inherited once, from the daemon: not by the node's own children
     return sock
+
+
+def close_on_exec(fd: int) -> None:
+    """Keep `fd` from the programs this process runs. With fcntl: Python's `set_inheritable` tries ioctl(FIOCLEX)
+    first, which some kernels (StarryOS) lack."""
+    fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
 
 
 def largest_message(sock: socket.socket) -> int:
