@@ -568,3 +568,31 @@ def test_input_timeout_closes_a_silent_input(tmp_path: Path) -> None:
     assert events[0][:2] == ["INPUT", "n"]
     assert events[1] == ["INPUT_CLOSED", "n", "no message for 0.3 s (input_timeout)"]
     assert events[2][0] == "STOP"
+
+
+def test_nodes_numeric_libraries_use_one_thread_unless_the_file_says(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        """
+        nodes:
+          - id: plain
+            path: show.py
+          - id: told
+            path: show.py
+            env: {OMP_NUM_THREADS: "3"}
+        """,
+        show_py="""
+        import json, os
+        import cv2
+        from car import Node
+        node = Node()
+        names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+        seen = {name: os.environ.get(name) for name in names}
+        json.dump({**seen, "opencv": cv2.getNumThreads()}, open(f"{node.id}.json", "w"))
+        """,
+    )
+    launched = car("launch", str(flow), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=60)
+    assert launched.returncode == 0, launched.stderr
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert plain == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1", "opencv": 1}
+    assert json.loads((tmp_path / "told.json").read_text())["OMP_NUM_THREADS"] == "3"

@@ -22,12 +22,13 @@ import argparse
 import json
 import platform
 import sys
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 from typing import Any
 
 from car.commands.extensions import launch_options
 from car.doctor.arch import ARCHITECTURES, ArchitectureError
-from car.doctor.confine import load_seccomp, rules_for
+from car.doctor.confine import Rule, load_seccomp, rules_for
 from car.doctor.gaps import Findings, Gap, compare
 from car.doctor.outcome import KNOWN_EFFECTS, Outcome, Verdict, failing, judge
 from car.doctor.profile import DEFAULT, Profile, ProfileError, load_profile, shipped
@@ -38,15 +39,23 @@ from car.spec.model import DataflowError
 
 EXIT_FATAL = 1
 EXIT_USAGE = 2
+WIDTH = 100  # of the report's wrapped lines
 
 
 @dataclass
 class Checked:
-    """A gap with what was learnt by failing it."""
+    """A gap, the seccomp rules that fail it, and what was learnt by failing it."""
 
     gap: Gap
+    rules: list[Rule] = field(default_factory=list)
+    not_injected: str = ""  # why it cannot be failed (then there are no rules)
     outcome: Outcome | None = None
-    not_injected: str = ""  # why it could not be failed alone
+
+    def __post_init__(self) -> None:
+        try:
+            self.rules = rules_for(self.gap)
+        except ValueError as exc:
+            self.not_injected = str(exc)
 
 
 def _own_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,36 +145,23 @@ def doctor(args: argparse.Namespace, launch_argv: list[str]) -> int:
         checked = [Checked(gap) for gap in sorted(findings.gaps.values(), key=lambda g: (-g.count, str(g.key)))]
         say.findings(baseline, findings, args.arch)
         for item in checked if args.inject else []:
-            try:
-                rules = rules_for(item.gap)
-            except ValueError as exc:
-                item.not_injected = str(exc)
-                continue
-            label = f"inject-{item.gap.key}"
-            run = run_traced(side, launch_argv, args.duration, folder, label, rules, programs=programs)
-            item.outcome = judge(run, baseline, failing([item.gap]), args.duration)
+            if item.rules:
+                label = f"inject-{item.gap.key}"
+                run = run_traced(side, launch_argv, args.duration, folder, label, item.rules, programs=programs)
+                item.outcome = judge(run, baseline, failing([item.gap]), args.duration)
         say.gaps(checked, args.inject, baseline)
         say.differs(findings, profile)
         enforced = None
         if args.enforce:
-            injectable = [item.gap for item in checked if not _not_injectable(item.gap)]
-            rules = [rule for gap in injectable for rule in rules_for(gap)]
+            rules = [rule for item in checked for rule in item.rules]
             run = run_traced(side, launch_argv, args.duration, folder, "enforce", rules, programs=programs)
-            enforced = judge(run, baseline, failing(injectable), args.duration)
-            say.enforced(enforced, run, [item.gap for item in checked if item.gap not in injectable])
+            enforced = judge(run, baseline, failing([item.gap for item in checked if item.rules]), args.duration)
+            say.enforced(enforced, run, [item.gap for item in checked if not item.rules])
         if args.keep:
             say.line(f"traces, rules and logs kept in {folder}/")
     say.done(checked, enforced)
     fatal = any(item.outcome is not None and item.outcome.verdict is Verdict.FATAL for item in checked)
     return EXIT_FATAL if fatal or (enforced is not None and enforced.verdict is Verdict.FATAL) else 0
-
-
-def _not_injectable(gap: Gap) -> str:
-    try:
-        rules_for(gap)
-    except ValueError as exc:
-        return str(exc)
-    return ""
 
 
 class _Say:
@@ -210,7 +206,7 @@ class _Say:
         if mapped:
             self.line(f"Mapped from x86_64 onto {arch} (the calls its C library makes instead):")
             shown = [f"{m['traced']} -> {m['target'] or 'none (not made there)'} ({m['calls']})" for m in mapped]
-            self.line("  " + "; ".join(shown))
+            self.line(textwrap.fill("; ".join(shown), WIDTH, initial_indent="  ", subsequent_indent="  "))
 
     def gaps(self, checked: list[Checked], injected: bool, run: TracedRun) -> None:
         self.report["gaps"] = [
@@ -230,14 +226,14 @@ class _Say:
             self.line("\nNo gaps: every call and token the run used is in the profile.")
             return
         self.line(f"\nWhat the target lacks ({len(checked)}):")
-        self.line(f"  {'GAP':<28} {'FAILS WITH':<15} {'CALLS':>6}  {'WHO':<34} {'RESULT' if injected else 'KNOWN'}")
+        self.line(f"  {'GAP':<28} {'FAILS WITH':<15} {'CALLS':>6}  {'RESULT' if injected else 'KNOWN'}")
         for item in checked:
-            who = ", ".join(f"{name} {count}" for name, count in item.gap.by.most_common())
             if injected:
                 result = f"cannot be failed alone: {item.not_injected}" if item.not_injected else str(item.outcome)
             else:
                 result = KNOWN_EFFECTS.get(str(item.gap.key), "-")
-            self.line(f"  {item.gap.key!s:<28} {item.gap.errno:<15} {item.gap.count:>6}  {who:<34} {result}")
+            self.line(f"  {item.gap.key!s:<28} {item.gap.errno:<15} {item.gap.count:>6}  {result}")
+            self.line(f"  {'':<28} by {', '.join(f'{name} {count}' for name, count in item.gap.by.most_common())}")
 
     def differs(self, found: Findings, profile: Profile) -> None:
         self.report["differs"] = [
@@ -249,7 +245,7 @@ class _Say:
             tokens = "|".join(sorted(d.behaviour.tokens))
             timed = " with a timeout" if d.behaviour.timed else ""
             self.line(f"\nBehaves differently: {d.behaviour.call}({tokens}){timed}, {sum(d.by.values())} calls ({who})")
-            self.line(f"  {d.behaviour.note}")
+            self.line(textwrap.fill(d.behaviour.note, WIDTH, initial_indent="  ", subsequent_indent="  "))
             traced_with = " ".join(platform.libc_ver()).strip() or "an unknown C library"
             if profile.libc and profile.libc not in traced_with:
                 self.line(f"  (traced with {traced_with}; the target's C library is {profile.libc})")

@@ -108,13 +108,16 @@ def with_compat_path(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(COMPAT_DIR), env.get("PYTHONPATH", "")]))}
 
 
+# Each node's numeric libraries work on its own thread unless the file or the environment says otherwise: their
+# pools cost a small computer memory, start-up time and, spinning while they wait (OpenCV's), CPU the other nodes need.
+THREAD_POOLS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
+
+
 def start_process(node: NodeState, folder: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...]) -> str:
     """Start the node's process in `folder` (in a session of its own, pinned to `cpus`, inheriting `fds`), its
     output followed by its log; the reason it could not start, or "" when it runs."""
     argv, cwd = node_command(node.spec, folder)
-    full = dict(os.environ)
-    full.setdefault("OPENBLAS_NUM_THREADS", "1")
-    full.update(env)
+    full = {**THREAD_POOLS, **os.environ, **env}
     full["PYTHONUNBUFFERED"] = "1"
     full = with_compat_path(full)
     node.started_at = time.monotonic()

@@ -12,10 +12,12 @@ thread can be named: a node, the daemon, or another program by its command line.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,8 +155,6 @@ def work_folder(keep: str | None) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         yield folder
         return
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="car-doctor-") as made:
         yield Path(made)
 
@@ -170,6 +170,7 @@ def run_traced(
 ) -> TracedRun:
     """Launch the car side under strace for `duration` seconds (or until it ends), failing `rules` when given;
     its trace and logs go to `folder` (files named after `label`)."""
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")  # a gap's name, as a file and run name
     name = f"doctor-{os.getpid()}-{label}"
     trace_file = folder / f"{label}.strace"
     launch = [sys.executable, "-m", "car", "launch", str(side.file), "--name", name, "--duration", f"{duration:g}"]
