@@ -30,7 +30,7 @@ import yaml
 from car.doctor.confine import Rule, write_rules
 from car.doctor.trace import Trace, read_trace
 from car.plan.runs import RunError, ask, find_run
-from car.spec.model import TIMER_PREFIX, Dataflow
+from car.spec.model import Dataflow
 from car.transport import control
 
 DAEMON = "daemon"
@@ -118,11 +118,7 @@ def car_side(dataflow: Dataflow, machine: str) -> Iterator[CarSide]:
         inputs = node.get("inputs") or {}
         for name, given in list(inputs.items()):
             source = str(given.get("source", "") if isinstance(given, dict) else given)
-            if (
-                not source.startswith(TIMER_PREFIX)
-                and not source.startswith("dora/")
-                and source.split("/")[0] not in here
-            ):
+            if not source.startswith("dora/") and source.split("/")[0] not in here:  # dora/: timers and logs
                 unfed.append(f"{node['id']}/{name}")
                 del inputs[name]
         kept.append(node)
