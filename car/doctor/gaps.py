@@ -56,7 +56,6 @@ class Findings:
     calls: Counter[str] = field(default_factory=Counter)  # who -> calls made
     processes: dict[str, set[int]] = field(default_factory=dict)  # who -> its processes
     threads: dict[str, set[int]] = field(default_factory=dict)  # who -> its threads (processes included)
-    signatures: set[tuple[str, frozenset[str]]] = field(default_factory=set)  # (call, tokens) made
 
 
 def compare(trace: Trace, profile: Profile, architecture: str, who: Callable[[int], str]) -> Findings:
@@ -72,7 +71,6 @@ def compare(trace: Trace, profile: Profile, architecture: str, who: Callable[[in
         found.calls[name] += 1
         found.threads.setdefault(name, set()).add(call.tid)
         found.processes.setdefault(name, set()).add(trace.process_of(call.tid))
-        found.signatures.add((call.name, call.tokens))
         target = mapped.get(call.name) or mapped.setdefault(call.name, on_target(call.name, architecture))
         if target.replaced:
             found.mapped[target] += 1

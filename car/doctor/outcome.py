@@ -75,7 +75,7 @@ def judge(run: TracedRun, baseline: TracedRun, failed: Callable[[Call], bool], d
     reached = [k for k, call in enumerate(calls) if failed(call) and run.who(call.tid)]
     if not reached:
         return Outcome(Verdict.NOT_REACHED, "no call ran into it this time")
-    known = {signature for signature in _signatures(baseline)}
+    known = baseline.signatures
     fallbacks: list[str] = []
     for k in reached:
         tid = calls[k].tid
@@ -103,10 +103,6 @@ def _deaths(run: TracedRun) -> list[str]:
             said = run.last_line_of(who)
             found.append(f"{who} {end}" + (f" ({said})" if said else ""))
     return sorted(set(found))
-
-
-def _signatures(run: TracedRun) -> set[tuple[str, frozenset[str]]]:
-    return {(call.name, call.tokens) for call in run.trace.calls}
 
 
 def _shown(call: Call) -> str:

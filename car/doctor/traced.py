@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,11 @@ class TracedRun:
     output: str  # what `car launch` printed (both streams)
     timed_out: bool
     programs: dict[tuple[str, ...], str] = field(default_factory=dict)  # a node's argv -> its id
+
+    @cached_property
+    def signatures(self) -> set[tuple[str, frozenset[str]]]:
+        """Every (call, tokens) the run made: what a failing gap's fallback is told apart from."""
+        return {(call.name, call.tokens) for call in self.trace.calls}
 
     @property
     def nodes(self) -> set[str]:
