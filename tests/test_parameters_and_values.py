@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -98,6 +98,8 @@ def test_arrays_are_shown_as_type_shape_and_statistics_never_their_numbers() -> 
         hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
     )
 )
+@example(np.full(4, 4.49423283715579e307))  # found by hypothesis: a sum first overflowed to infinity
+@example(np.full(3, np.finfo(np.float32).max, np.float32))
 def test_any_array_summary_is_strict_json(array: np.ndarray[Any, Any]) -> None:
     pictured = values.summary(array)
     json.dumps(pictured, allow_nan=False)  # NaN and infinities are left out of the statistics

@@ -52,7 +52,8 @@ def _statistics(array: np.ndarray[Any, Any]) -> dict[str, Any]:
         array = array[np.isfinite(array)]
     if not array.size:
         return {}
-    return {"min": array.min().item(), "max": array.max().item(), "mean": round(float(array.mean()), 4)}
+    mean = float(np.sum(array / array.size, dtype=np.float64))  # each term divided first: no sum overflows
+    return {"min": array.min().item(), "max": array.max().item(), "mean": round(mean, 4)}
 
 
 def summary(value: Any) -> Any:
