@@ -24,7 +24,7 @@ from sim.world import GroundTruth
 
 COMMAND_LATENCY_S = 0.010  # modelled time from an observation to the command it causes, at most
 LOCKSTEP_WAIT_S = 0.5  # wall seconds to wait for a command at realtime factor 0
-OFF_TRACK_STOP_S = 3.0  # stop a run whose car has been off the line this long
+OFF_TRACK_STOP_S = 3.0  # stop a run that counts laps once its car has been off the line this long
 
 
 def report(truth: GroundTruth, track: str, seed: int, laps_wanted: int | None) -> dict[str, object]:
@@ -171,7 +171,7 @@ def run_sim() -> None:
         )
         if laps_wanted is not None and truth.laps >= laps_wanted:
             ending = f"{truth.laps} laps done"
-        elif truth.longest_off_line >= OFF_TRACK_STOP_S:
+        elif laps_wanted is not None and truth.longest_off_line >= OFF_TRACK_STOP_S:  # lost: this run will not lap
             ending = f"off the line for {OFF_TRACK_STOP_S:g} s"
         else:
             frame += 1

@@ -3,7 +3,8 @@
 --sim / --hw, --port PORT     CAR_BACKEND=sim|hw, CAR_PORT
 --track NAME_OR_FILE          CAR_TRACK (a name from sim/tracks/ or a track file path)
 --seed N                      CAR_SEED
---laps N                      CAR_LAPS: car_io stops the run after N laps
+--laps N                      CAR_LAPS: car_io stops the run after N laps, or once the car was off the line for 3 s
+                              (without it the run goes on off the line: someone may drive the car back)
 --report FILE.json            CAR_REPORT: car_io writes the run's figures there (and FILE.png)
 --car FILE.yml                CAR_DESCRIPTION: the car description every node and the simulator read (hal.description)
 --headless                    CAR_HEADLESS=1: no live window
@@ -40,7 +41,7 @@ class SmartCarOptions:
             "--track", default="oval", help="a track name from sim/tracks/ or a track file (default oval)"
         )
         group.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
-        group.add_argument("--laps", type=int, help="stop the run after N laps")
+        group.add_argument("--laps", type=int, help="stop the run after N laps (or 3 s off the line)")
         group.add_argument("--report", metavar="FILE.json", help="write the run's figures (and FILE.png) at the end")
         group.add_argument("--headless", action="store_true", help="no live window")
         group.add_argument(

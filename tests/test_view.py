@@ -92,6 +92,9 @@ def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path)
             page.wait_for("window.viewStats.teleop.speed === 0.3")
             page.wait_for("window.viewStats.teleop.last.left === 0.3 && window.viewStats.teleop.published > 5")
             page.wait_for("Math.abs(window.viewStats.latest.speed_left - 0.3) < 0.03", timeout=15)  # the car obeys
+            page.key("a", "KeyA", 65)  # and turns off the line
+            page.wait_for("Math.abs(window.viewStats.latest.cross_track_mm) > 60", timeout=15)
+            off_line_at = time.monotonic()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             (ARTIFACTS / "view.png").write_bytes(page.screenshot())
         # the page went away while it drove: the car stops, and stays stopped
@@ -99,8 +102,9 @@ def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path)
         while max(abs(v) for v in _wheel_speeds(name)) > 0.02:
             assert time.monotonic() < deadline, "the car kept driving after its driver's page closed"
             time.sleep(0.3)
-        time.sleep(1.0)
+        time.sleep(max(1.0, off_line_at + 4.0 - time.monotonic()))
         assert max(abs(v) for v in _wheel_speeds(name)) <= 0.02
+        assert run.poll() is None  # a car driven off the line by hand is not lost: the run goes on (no --laps)
 
         with browser_page(url) as page, browser_page(url) as second:  # two pages at once; one stops the run
             for each in (page, second):
