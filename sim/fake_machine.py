@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sim.vm.quadrature import edges
+from sim.wiring import h_bridge_duty
+
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 
 
@@ -29,24 +32,26 @@ class FakeBoard:
         self.i2c_devices: list[int] = []
         self._encoder_counts: dict[int, int] = {}  # channel A pin -> edges driven so far
 
+    def level(self, pin: int) -> int:
+        """A pin's level (0 for a pin never made): `sim.wiring.PinLevels`."""
+        made = self.pins.get(pin)
+        return 0 if made is None else made.level
+
+    def duty_u16(self, pin: int) -> int:
+        """The PWM duty on a pin (0 for none): `sim.wiring.PinLevels`."""
+        pwm = self.pwms.get(pin)
+        return 0 if pwm is None else pwm.duty
+
     def motor_duty(self, pwm: int, in1: int, in2: int) -> float:
         """The signed duty an H-bridge channel is driven with: PWM magnitude, direction pins."""
-        magnitude = self.pwms[pwm].duty / 65535
-        forward, backward = self.pins[in1].level, self.pins[in2].level
-        if forward == backward:
-            return 0.0  # brake (or coast)
-        return magnitude if forward else -magnitude
+        return h_bridge_duty(self.duty_u16(pwm), self.level(in1), self.level(in2))
 
     def turn_encoder(self, a: int, b: int, count: int) -> None:
         """Drive quadrature edges on pins A and B until the encoder has moved to `count` edges."""
-        current = self._encoder_counts.get(a, 0)
-        while current != count:
-            step = 1 if count > current else -1
-            current += step
-            level = current % 2
-            self.pins[b].level = 1 - level if step > 0 else level  # forward: B opposes A after each A edge
-            self.pins[a].drive(level)
-        self._encoder_counts[a] = current
+        for level_a, level_b in edges(self._encoder_counts.get(a, 0), count):
+            self.pins[b].level = level_b
+            self.pins[a].drive(level_a)
+        self._encoder_counts[a] = count
 
 
 board = FakeBoard()

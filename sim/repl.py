@@ -1,13 +1,11 @@
-"""MicroPython's REPL, as far as `mpremote` uses it, for the board emulator.
+"""The board's REPL in the emulator's CPython fallback: MicroPython's REPL protocols, code run by CPython.
 
-Friendly REPL (`>>> `), raw REPL (Ctrl-A; code ends with Ctrl-D, answered `OK`, then
-stdout, 0x04, stderr, 0x04, `>`), raw-paste mode (`0x05 A 0x01`, answered `R 0x01`, a
-16-bit window and a 0x01 for each window consumed), soft reset (Ctrl-D with no code:
-runs boot.py only in the raw REPL, as a real board does), and `machine.reset()` (the board
-restarts: boot.py, then main.py). The board's filesystem is a folder on the host; code
-runs under CPython with `os`, `open` and `machine` mapped onto that folder and errors
-printed the way MicroPython prints them (`OSError: [Errno 2] ENOENT`), so mpremote reads
-them right.
+The bytes are read by `sim.vm.repl_protocol` (the same code the MicroPython VM's ROM
+uses): friendly REPL, raw REPL, raw-paste mode, soft reset (Ctrl-D with no code: boot.py
+only in the raw REPL, as a real board does) and `machine.reset()` (the board restarts:
+boot.py, then main.py). The board's filesystem is a folder on the host; code runs under
+CPython with `os`, `open` and `machine` mapped onto that folder and errors printed the
+way MicroPython prints them (`OSError: [Errno 2] ENOENT`), so mpremote reads them right.
 """
 
 from __future__ import annotations
@@ -21,9 +19,9 @@ import types
 from pathlib import Path
 from typing import Any
 
-BANNER = b"MicroPython v1.29.0 on 2026-08-29; Raspberry Pi Pico (car board emulator) with RP2040\r\n"
-RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
-PASTE_WINDOW = 128
+from sim.vm.repl_protocol import RAW_PROMPT, ReplProtocol
+
+BANNER = b"MicroPython v1.29.0 on 2026-08-29; Raspberry Pi Pico (car board emulator, CPython) with RP2040\r\n"
 MPY_ABI = 0x0106  # sys.implementation._mpy of MicroPython 1.29 on an RP2040 (armv6m, mpy v6.3)
 
 
@@ -122,18 +120,14 @@ def _board_time() -> types.ModuleType:
 
 
 class Repl:
-    """Feeds bytes typed at the board's REPL; `write` sends its answers back to the host."""
+    """The REPL of the CPython fallback: `sim.vm.repl_protocol` reads the bytes, code runs here under CPython."""
 
     def __init__(self, fs: BoardFilesystem, write: Any, on_reset: Any):
         self.fs = fs
         self.write = write
         self.on_reset = on_reset  # called after machine.reset(): the board boots (main.py)
-        self.raw = False
-        self._code = bytearray()
-        self._paste: bytearray | None = None  # raw-paste data being received
-        self._paste_count = 0
-        self._escape = b""
         self._globals: dict[str, Any] = {}
+        self.protocol = ReplProtocol(BANNER, write, self._run, self._evaluate, self._soft_reset)
         self.new_session()
 
     def new_session(self) -> None:
@@ -142,7 +136,17 @@ class Repl:
 
     def greet(self) -> None:
         """The banner and prompt a board prints when its program ends."""
-        self.write(BANNER + b'Type "help()" for more information.\r\n>>> ')
+        self.protocol.raw = False
+        self.protocol.greet()
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the host."""
+        try:
+            self.protocol.feed(data)
+        except Reset:
+            self.protocol.raw = False
+            self.new_session()
+            self.on_reset()
 
     def _builtins(self) -> dict[str, Any]:
         board_os = self.fs.module()
@@ -184,61 +188,13 @@ class Repl:
         table["open"] = self.fs.open
         return table
 
-    # -- bytes in ------------------------------------------------------------------
-    def feed(self, data: bytes) -> None:
-        """Bytes from the host."""
-        for byte in data:
-            self._byte(byte)
-
-    def _byte(self, byte: int) -> None:
-        if self._paste is not None:
-            self._paste_byte(byte)
-        elif self._escape:
-            self._escape += bytes([byte])
-            if len(self._escape) == 3:
-                if self._escape == b"\x05A\x01":
-                    self._paste, self._paste_count = bytearray(), 0
-                    self.write(b"R\x01" + struct.pack("<H", PASTE_WINDOW))
-                self._escape = b""
-        elif byte == 0x01:  # Ctrl-A: raw REPL
-            self.raw, self._code = True, bytearray()
-            self.write(b"\r\n" + RAW_PROMPT)
-        elif byte == 0x02:  # Ctrl-B: friendly REPL
-            self.raw = False
-            self.write(b"\r\n" + BANNER + b">>> ")
-        elif byte == 0x03:  # Ctrl-C: nothing runs between commands here
-            self._code = bytearray()
-            if not self.raw:
-                self.write(b"\r\n>>> ")
-        elif byte == 0x04:  # Ctrl-D: run the code, or soft reset when there is none
-            if self.raw and self._code:
-                self.write(b"OK")
-                self._run(bytes(self._code))
-                self._code = bytearray()
-            else:
-                self._soft_reset()
-        elif byte == 0x05 and self.raw and not self._code:
-            self._escape = b"\x05"
-        elif self.raw:
-            self._code.append(byte)
-
-    def _paste_byte(self, byte: int) -> None:
-        assert self._paste is not None
-        if byte == 0x04:
-            code, self._paste = bytes(self._paste), None
-            self.write(b"\x04")
-            self._run(code)
-            return
-        self._paste.append(byte)
-        self._paste_count += 1
-        if self._paste_count % PASTE_WINDOW == 0:
-            self.write(b"\x01")
-
-    def _soft_reset(self) -> None:
-        self.write(b"OK\r\nMPY: soft reboot\r\n" if self.raw else b"\r\nMPY: soft reboot\r\n")
+    def _soft_reset(self, raw: bool) -> None:
+        self.write(b"OK\r\nMPY: soft reboot\r\n" if raw else b"\r\nMPY: soft reboot\r\n")
         self.new_session()
+        if not raw:  # the friendly REPL's soft reset runs boot.py and main.py, as a reset does
+            raise Reset
         self.run_file("boot.py")  # only boot.py: after a soft reset in the raw REPL main.py does not run
-        self.write(RAW_PROMPT if self.raw else BANNER + b">>> ")
+        self.write(RAW_PROMPT)
 
     def run_file(self, name: str) -> None:
         """Run a file from the board's filesystem (boot.py), its output to the host."""
@@ -248,15 +204,21 @@ class Repl:
             self.write(out + err)
 
     # -- running code ----------------------------------------------------------------
-    def _run(self, code: bytes) -> None:
+    def _run(self, code: bytes, name: str) -> str:
+        out, err = self._execute(code, name)
+        self.write(out)
+        return err.decode()
+
+    def _evaluate(self, line: str) -> str:
         try:
-            out, err = self._execute(code, "<stdin>")
+            value = eval(compile(line, "<stdin>", "eval"), self._globals)
+        except SyntaxError:
+            return self._run(line.encode(), "<stdin>")
         except Reset:
-            self.raw = False
-            self.new_session()
-            self.on_reset()
-            return
-        self.write(out + b"\x04" + err + b"\x04>")
+            raise
+        except Exception as exc:
+            return f'Traceback (most recent call last):\n  File "<stdin>"\n{type(exc).__name__}: {exc}\n'
+        return "" if value is None else repr(value) + "\n"
 
     def _execute(self, code: bytes, name: str) -> tuple[bytes, bytes]:
         out = io.StringIO()

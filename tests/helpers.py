@@ -231,9 +231,14 @@ class Emulator(NamedTuple):
 
 
 @contextmanager
-def board_emulator(*args: str) -> Iterator[Emulator]:
-    """Run `python -m sim.board ARGS` for the duration of the block."""
-    proc = subprocess.Popen([sys.executable, "-m", "sim.board", *args], stdout=subprocess.PIPE, text=True)
+def board_emulator(*args: str, capture_stderr: bool = False) -> Iterator[Emulator]:
+    """Run `python -m sim.board ARGS` for the duration of the block (its stderr in a pipe if asked)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.board", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if capture_stderr else None,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         port = proc.stdout.readline().strip()

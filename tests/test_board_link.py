@@ -17,6 +17,7 @@ import serial
 from firmware import protocol as p
 from hal.board import BoardClient, BoardError
 from tests.helpers import board_emulator
+from tests.test_board_vm import VM_BOARD_ID
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def drive(board: BoardClient, left: float, right: float, seconds: float) -> None
 
 def test_commands_reach_the_motors_and_telemetry_streams(emulator: str) -> None:
     with BoardClient(emulator) as board:
-        assert board.info == {"firmware": "0.1.0", "protocol": p.PROTOCOL_VERSION, "board_id": "emulated"}
+        assert board.info == {"firmware": "0.1.0", "protocol": p.PROTOCOL_VERSION, "board_id": VM_BOARD_ID}
         time.sleep(0.1)
         assert board.read().line_sensors[2] > 0.5  # the car starts on the tape, under its middle sensor
         start, counted = time.monotonic(), board.stats()["telemetry"]
@@ -133,7 +134,7 @@ def test_the_ir_dataflow_drives_the_emulated_board(emulator: str, tmp_path: obje
         timeout=60,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "car_io: board emulated, firmware 0.1.0" in result.stderr
+    assert f"car_io: board {VM_BOARD_ID}, firmware 0.1.0" in result.stderr
     match = re.search(r'"dropped": (\d+).*encoder ticks (-?\d+) (-?\d+)', result.stderr)
     assert match, result.stderr[-2000:]
     dropped, left, right = (int(v) for v in match.groups())

@@ -14,8 +14,9 @@ import pytest
 from firmware import protocol as p
 from hal.board import BoardClient, BoardError
 from sim import World, load_track
-from sim.board import EmulatedBoard, seed_filesystem
+from sim.board import CPythonBoard, seed_filesystem
 from tests.helpers import board_emulator
+from tests.test_board_vm import VM_BOARD_ID
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 
@@ -75,7 +76,7 @@ def test_soft_reset_in_the_raw_repl_runs_only_boot_py(tmp_path: Path) -> None:
     fs = seed_filesystem(tmp_path / "fs")
     (fs / "boot.py").write_text("print('boot ran')\n")
     out = bytearray()
-    emulated = EmulatedBoard(World(load_track("oval")), out.extend, fs)
+    emulated = CPythonBoard(World(load_track("oval")), out.extend, fs)
     assert emulated.firmware is not None  # main.py runs after a hard reset
     emulated.receive(p.pack(p.MAINTENANCE, 1))
     out.clear()
@@ -116,20 +117,21 @@ def test_car_flash_copies_changes_resets_and_checks_the_handshake(board: tuple[s
     assert flashed.returncode == 0, flashed.stderr
     assert "stopping firmware 0.1.0" in flashed.stdout
     assert "Up to date: protocol.py" in flashed.stdout  # unchanged files are not sent again
-    assert "done: firmware 0.3.0, board emulated, protocol 1" in flashed.stdout
+    assert f"done: firmware 0.3.0, board {VM_BOARD_ID}, protocol 1" in flashed.stdout
     assert (fs / "app.py").read_text() == app.read_text()
 
 
-def test_car_flash_mpy_sends_bytecode_and_removes_stale_sources(board: tuple[str, Path]) -> None:
-    port, fs = board
-    flashed = car_flash("--port", port, "--mpy")
+def test_car_flash_mpy_on_the_cpython_fallback_says_it_cannot_run_bytecode(tmp_path: Path) -> None:
+    fs = tmp_path / "fs"
+    with board_emulator("--fs", str(fs), "--vm", "cpython") as running:
+        flashed = car_flash("--port", running.port, "--mpy")
     assert (fs / "app.mpy").is_file() and not (fs / "app.py").exists()  # a stale .py would shadow the .mpy
     assert (fs / "main.py").is_file() and (fs / "boot.py").is_file()  # run by name: they stay .py
-    # the emulator runs firmware under CPython, which cannot execute MicroPython bytecode:
+    # the fallback runs firmware under CPython, which cannot execute MicroPython bytecode:
     # the flash itself went through, and the failed start is reported, as a bad flash would be
-    assert "warning: this is the board emulator" in flashed.stderr  # said before anything is sent
+    assert "warning: this is the board emulator's CPython fallback" in flashed.stderr  # said before anything is sent
     assert flashed.returncode == 1
-    assert "the board emulator cannot run the .mpy files just flashed; flash again without --mpy" in flashed.stderr
+    assert "CPython fallback cannot run the .mpy files just flashed; flash again without --mpy" in flashed.stderr
     assert "NoneType" not in flashed.stderr and "Traceback" not in flashed.stderr
 
 
