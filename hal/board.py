@@ -7,9 +7,15 @@
     board.close()
 
 A reader thread turns the byte stream into telemetry; `stats()` counts frames, CRC and
-other errors, telemetry gaps (by sequence number) and the last ping round trip. A board
-that stops talking is noticed (`connected` turns False after SILENT_S) and the port is
-reopened until it answers again.
+other errors, frames lost on the way (by the board's sequence numbers), reconnections and the last ping round
+trip.
+
+A board that goes away (unplugged, reset, silent for SILENT_S) is *lost*, not an error:
+`lost_for()` says for how long, commands meanwhile are dropped (its watchdog has stopped
+the motors), and the reader reopens the same path (give a stable one, such as
+`/dev/serial/by-id/...`, so a board that comes back under another ttyACM number is found)
+and handshakes again until the board answers. Only after `give_up_s` lost does a command
+or `read()` raise `BoardGone`.
 """
 
 from __future__ import annotations
@@ -30,21 +36,31 @@ SILENT_S = 0.5  # no frame for this long: the board is gone
 HANDSHAKE_S = 2.0
 HANDSHAKE_TRIES = 4
 REOPEN_S = 0.5
+GIVE_UP_S = 10.0  # lost this long: BoardGone
 
 
 class BoardError(Exception):
     """The board could not be reached or is not one this host can drive; the message says what to do."""
 
 
+class BoardGone(BoardError):
+    """The board was lost for longer than the client waits for it."""
+
+
 class BoardClient:
     """`hal.interfaces.Wheels` and `Sensors` over the serial link."""
 
-    def __init__(self, url: str, baud: int = BAUD, wheel_base: float = 0.15):
+    def __init__(self, url: str, baud: int = BAUD, give_up_s: float = GIVE_UP_S):
         self.url = url
         self.baud = baud
-        self.wheel_base = wheel_base
+        self.give_up_s = give_up_s
         self.info: dict[str, Any] = {}
         self.connected = False
+        self.lost_reason = ""
+        self.reconnects = 0
+        self._lost_since: float | None = None
+        self._refused = ""  # a board that came back speaking another protocol
+        self._in_maintenance = False  # MAINTENANCE sent: the firmware has left, the REPL has the port
         self._port: Any = None
         self._decoder = protocol.Decoder()
         self._lock = threading.Lock()
@@ -52,8 +68,8 @@ class BoardClient:
         self._seq = 0
         self._reading: SensorReading | None = None
         self._last_frame = 0.0
-        self._last_telemetry_seq: int | None = None
-        self._gaps = 0
+        self._last_seq: int | None = None  # of the board's last frame, whatever its type
+        self._lost_frames = 0
         self._telemetry = 0
         self._pings: dict[int, float] = {}
         self._rtt: float | None = None
@@ -95,6 +111,7 @@ class BoardClient:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise BoardError(f"cannot open {self.url}: {exc}") from None
         self._decoder = protocol.Decoder()
+        self._last_seq = None  # a board reopened (perhaps restarted) numbers afresh
         self._info_event.clear()
         try:  # a zero ends whatever partial frame the board holds (say, bytes a REPL tool left)
             self._port.write(b"\x00")
@@ -104,7 +121,7 @@ class BoardClient:
 
     def close(self) -> None:
         """Stop the wheels, stop the reader, release the port (so `car flash` can use it)."""
-        if self._port is not None and self.connected:
+        if self._port is not None and self.connected and not self._in_maintenance:
             try:
                 self.stop()
             except BoardError:
@@ -126,17 +143,40 @@ class BoardClient:
 
     # -- commands ----------------------------------------------------------------------
     def _send(self, msg_type: int, *fields: Any) -> int:
+        """Send a command; while the board is lost it is dropped (BoardGone once given up)."""
+        self._check_not_gone()
         with self._write_lock:
             self._seq = (self._seq + 1) & 0xFF
             frame = protocol.pack(msg_type, self._seq, *fields)
             port = self._port
             if port is None:
-                raise BoardError(f"{self.url}: the port is closed (the board went away, or the link failed)")
+                return self._seq  # lost: the reader is reopening the port
             try:
                 port.write(frame)
             except (serial.SerialException, OSError) as exc:
-                raise BoardError(f"{self.url}: write failed: {exc}") from None
+                self._mark_lost(f"write failed: {exc}")
             return self._seq
+
+    def lost_for(self) -> float | None:
+        """Seconds since the board was lost, None while it is connected."""
+        since = self._lost_since
+        return None if since is None else time.monotonic() - since
+
+    def _mark_lost(self, reason: str) -> None:
+        if self._lost_since is None:
+            self._lost_since = time.monotonic()
+            self.lost_reason = reason
+        self.connected = False
+
+    def _check_not_gone(self) -> None:
+        if self._refused:
+            raise BoardGone(self._refused)
+        lost = self.lost_for()
+        if lost is not None and lost > self.give_up_s:
+            raise BoardGone(
+                f"{self.url}: the board has been gone for {self.give_up_s:g} s ({self.lost_reason}); "
+                "check its USB cable and power, then start again"
+            )
 
     def set_wheel_speeds(self, left: float, right: float) -> None:
         """Wheel speed set-points in m/s (sent as mm/s; the board clamps to its limits)."""
@@ -161,15 +201,25 @@ class BoardClient:
         return self._send(protocol.PING, token)
 
     def maintenance(self) -> None:
-        """Motors off and the firmware leaves its main loop (the REPL is free for flashing)."""
+        """Motors off and the firmware leaves its main loop (the REPL is free for flashing).
+
+        Nothing more is sent after it: the REPL would take the bytes as typing.
+        """
         self._send(protocol.MAINTENANCE)
+        self._in_maintenance = True
 
     # -- telemetry ----------------------------------------------------------------------
     def read(self) -> SensorReading:
-        """The latest telemetry (hal.interfaces.Sensors); BoardError before the first."""
+        """The latest telemetry (hal.interfaces.Sensors); BoardError before the first, BoardGone once given up."""
+        self._check_not_gone()
         with self._lock:
             if self._reading is None:
                 raise BoardError(f"{self.url}: no telemetry yet")
+            return self._reading
+
+    def latest(self) -> SensorReading | None:
+        """The latest telemetry, if any, whatever the link's state (for a summary at the end)."""
+        with self._lock:
             return self._reading
 
     def stats(self) -> dict[str, Any]:
@@ -181,47 +231,64 @@ class BoardClient:
             "crc_errors": d.crc_errors,
             "framing_errors": d.framing_errors,
             "dropped": d.errors(),
-            "telemetry_gaps": self._gaps,
+            "lost_frames": self._lost_frames,
             "rtt_ms": None if self._rtt is None else round(self._rtt * 1000, 2),
             "connected": self.connected,
+            "reconnects": self.reconnects,
         }
 
     def _read_loop(self) -> None:
         while self._running:
-            try:
-                data = self._port.read(256) if self._port is not None else b""
-            except (serial.SerialException, OSError, TypeError, AttributeError):
-                data = b""
+            port = self._port
+            if port is None:
                 self._reconnect()
+                continue
+            try:
+                data = port.read(256)
+            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                self._mark_lost(f"read failed: {exc}")
+                self._reconnect()
+                continue
             now = time.monotonic()
             if data:
                 for message in self._decoder.feed(data):
                     self._last_frame = now
+                    if self._lost_since is not None:
+                        self._lost_since = None
+                        self.reconnects += 1
                     self.connected = True
+                    self._count_lost(message[1])
                     self._handle(*message)
             elif self.connected and now - self._last_frame > SILENT_S:
-                self.connected = False
+                self._mark_lost(f"no frame for {SILENT_S:g} s")
             if not self.connected and now - self._last_frame > SILENT_S + REOPEN_S:
                 self._reconnect()
 
     def _reconnect(self) -> None:
+        """Close the port and open it again (the same path), handshake included; retried every REOPEN_S."""
         if not self._running:
             return
-        try:
-            with self._write_lock:  # no send writes to the port while it is closed under it
-                if self._port is not None:
+        with self._write_lock:  # no send writes to the port while it is closed under it
+            if self._port is not None:
+                try:
                     self._port.close()
-                self._port = None
+                except (serial.SerialException, OSError):
+                    pass
+            self._port = None
+        try:
             self._open_port()
         except BoardError:
             time.sleep(REOPEN_S)
         self._last_frame = time.monotonic() - SILENT_S  # give the reopened port its own grace
 
+    def _count_lost(self, seq: int) -> None:
+        """The board numbers every frame it sends: a jump means frames lost on the way."""
+        if self._last_seq is not None:
+            self._lost_frames += ((seq - self._last_seq) & 0xFF) - 1 if seq != self._last_seq else 0
+        self._last_seq = seq
+
     def _handle(self, msg_type: int, seq: int, fields: tuple[Any, ...]) -> None:
         if msg_type == protocol.TELEMETRY:
-            if self._last_telemetry_seq is not None:
-                self._gaps += max(0, ((seq - self._last_telemetry_seq) & 0xFF) - 1)
-            self._last_telemetry_seq = seq
             self._telemetry += 1
             t_ms, tl, tr, sl, sr, l0, l1, l2, l3, l4, yaw, range_mm, battery, flags = fields
             reading = SensorReading(
@@ -243,6 +310,11 @@ class BoardClient:
                 "protocol": version,
                 "board_id": board_id.rstrip(b"\x00").decode(errors="replace"),
             }
+            if self.reconnects and version != protocol.PROTOCOL_VERSION:
+                self._refused = (
+                    f"{self.url}: the board came back speaking protocol {version}, this host "
+                    f"{protocol.PROTOCOL_VERSION}: flash matching firmware with `car flash`"
+                )
             self._info_event.set()
         elif msg_type == protocol.ACK and fields[1] == protocol.PING:
             sent = self._pings.pop(fields[2], None)

@@ -16,6 +16,12 @@ below is in simulated time, so a run is the same whatever the machine's speed.
 
 Safety: commands are clamped to `MAX_WHEEL_SPEED`; with no command for `DEADMAN_S`
 (200 ms) the wheels stop, and they stop at once when the controller's output closes.
+
+On the board (`--hw`), a lost board (unplugged, reset, silent) does not end the run: the
+wheels are commanded to stop, the status says "board lost, reconnecting", the port is
+reopened and the handshake repeated until the board answers, and the run goes on. Only
+after `CAR_BOARD_GIVE_UP_S` (`car launch --board-give-up S`, default 10 s) does car_io
+end, with a clear error.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import time
 import numpy as np
 
 from car import Node
-from hal.board import BoardClient, BoardError
+from hal.board import GIVE_UP_S, BoardClient, BoardError, BoardGone
 from hal.camera import CameraError, OpenCVCamera
 from hal.interfaces import SensorReading
 from nodes.messages import Malformed, MessageError, wheel_speeds
@@ -90,16 +96,57 @@ class CameraThread(threading.Thread):
         self.join(timeout=2.0)
 
 
-def run_board(node: Node, port: str, camera_source: str) -> None:
+class LinkWatch:
+    """Says when the board is lost and when it is back (on stderr and in the node's status)."""
+
+    def __init__(self, node: Node, board: BoardClient):
+        self.node = node
+        self.board = board
+        self.lost = False
+
+    def check(self) -> bool:
+        """True while the board is lost; a change is reported, and on loss the wheels are told to stop."""
+        lost_for = self.board.lost_for()
+        if lost_for is not None and not self.lost:
+            self.lost = True
+            self.board.stop()  # dropped if the board is gone; its watchdog stops the motors anyway
+            print(
+                f"car_io: board lost on {self.board.url} ({self.board.lost_reason}): wheels stopped; "
+                f"reconnecting (giving up after {self.board.give_up_s:g} s)",
+                file=sys.stderr,
+            )
+            self.node.set_status("board lost, reconnecting")
+        elif lost_for is None and self.lost:
+            self.lost = False
+            info = self.board.info
+            print(
+                f"car_io: board back on {self.board.url}: board {info.get('board_id')}, firmware "
+                f"{info.get('firmware')} (reconnection {self.board.reconnects})",
+                file=sys.stderr,
+            )
+            self.node.set_status("board back")
+        return self.lost
+
+
+def run_board(node: Node, port: str, camera_source: str, give_up_s: float) -> None:
     """Drive the real board (or the board emulator): sensors out at 100 Hz, camera frames as
-    they come, commands in."""
-    board = BoardClient(port)
+    they come, commands in; a lost board is waited for up to `give_up_s`."""
+    board = BoardClient(port, give_up_s=give_up_s)
     try:
         info = board.open()
     except BoardError as exc:
         print(f"car_io: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"car_io: board {info['board_id']}, firmware {info['firmware']}, on {port}", file=sys.stderr)
+    try:
+        serve_board(node, board, camera_source)
+    except BoardGone as exc:
+        print(f"car_io: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def serve_board(node: Node, board: BoardClient, camera_source: str) -> None:
+    """The loop of `run_board`: BoardGone when the board stays lost too long."""
     camera = None
     if camera_source:
         try:
@@ -111,6 +158,7 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
         camera.start()
     moving, last_command, frame, images, sent_frame = False, time.monotonic(), 0, 0, 0
     malformed = Malformed("car_io")
+    watch = LinkWatch(node, board)
     next_publish = time.monotonic()
     try:
         while True:
@@ -118,6 +166,8 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
             now = time.monotonic()
             if event is not None and event.type == "STOP":
                 break
+            if watch.check():
+                moving = False
             if event is not None and event.type == "INPUT" and event.id == "cmd":
                 try:
                     speeds = wheel_speeds(event.value)
@@ -131,7 +181,7 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
             elif event is not None and event.type == "INPUT_CLOSED" and event.id == "cmd":
                 board.stop()
                 moving = False
-            elif event is not None and event.type == "INPUT" and event.id == "tick":
+            elif event is not None and event.type == "INPUT" and event.id == "tick" and not watch.lost:
                 stats = board.stats()
                 node.set_status(f"board: {stats['telemetry']} readings, {stats['dropped']} bad frames")
             if moving and now - last_command > DEADMAN_S:
@@ -141,10 +191,14 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
             if now >= next_publish:
                 next_publish = now + PHYSICS_STEP_S
                 try:
-                    node.send_output("sensors", sensor_message(board.read()), {"frame": frame})
-                    frame += 1
+                    reading = board.read()
+                except BoardGone:
+                    raise
                 except BoardError:
-                    pass  # no telemetry yet
+                    reading = None  # no telemetry yet
+                if reading is not None and not watch.lost:
+                    node.send_output("sensors", sensor_message(reading), {"frame": frame})
+                    frame += 1
             if camera is not None and camera.frames > sent_frame and camera.latest is not None:
                 sent_frame = camera.frames
                 image, taken = camera.latest
@@ -158,10 +212,8 @@ def run_board(node: Node, port: str, camera_source: str) -> None:
         if camera is not None:
             camera.stop()
         print(f"car_io: sent {images} camera frame(s)", file=sys.stderr)
-        try:
-            ticks = board.read().encoder_ticks
-        except BoardError:
-            ticks = (0, 0)
+        last = board.latest()
+        ticks = last.encoder_ticks if last is not None else (0, 0)
         print(f"car_io: board link {json.dumps(board.stats())}; encoder ticks {ticks[0]} {ticks[1]}", file=sys.stderr)
 
 
@@ -176,7 +228,8 @@ def main() -> None:
         if not port:
             print("car_io: --hw needs --port PORT: the board's serial port or URL", file=sys.stderr)
             raise SystemExit(2)
-        run_board(Node(), port, os.environ.get("CAR_CAMERA", ""))
+        give_up_s = float(os.environ.get("CAR_BOARD_GIVE_UP_S", GIVE_UP_S))
+        run_board(Node(), port, os.environ.get("CAR_CAMERA", ""), give_up_s)
         return
     from nodes.car_io_sim import run_sim
 

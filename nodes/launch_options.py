@@ -1,6 +1,7 @@
 """The smart car's `car launch` options; they reach the nodes as environment variables.
 
 --sim / --hw, --port PORT     CAR_BACKEND=sim|hw, CAR_PORT
+--board-give-up S             CAR_BOARD_GIVE_UP_S: with --hw, how long a lost board is waited for (default 10)
 --track NAME_OR_FILE          CAR_TRACK (a name from sim/tracks/ or a track file path)
 --seed N                      CAR_SEED
 --laps N                      CAR_LAPS: car_io stops the run after N laps, or once the car was off the line for 3 s
@@ -32,6 +33,12 @@ class SmartCarOptions:
         backend.add_argument("--hw", dest="backend", action="store_const", const="hw", help="drive the real board")
         group.add_argument("--port", help="serial port or URL of the board (with --hw)")
         group.add_argument("--camera", help="camera for --hw: a device index, /dev/videoN or a video file")
+        group.add_argument(
+            "--board-give-up",
+            type=float,
+            metavar="S",
+            help="with --hw: how long a lost board (unplugged, reset) is waited for before the run ends (default 10)",
+        )
         group.add_argument(
             "--car",
             metavar="FILE.yml",
@@ -74,6 +81,10 @@ class SmartCarOptions:
             env[TRACK_ENV] = str(track.resolve()) if track.exists() else args.track
         if args.port:
             env["CAR_PORT"] = args.port
+        if args.board_give_up is not None:
+            if backend != "hw" or not args.board_give_up > 0:
+                raise ValueError("--board-give-up S is for --hw, with S > 0 seconds")
+            env["CAR_BOARD_GIVE_UP_S"] = str(args.board_give_up)
         if args.camera:
             camera = Path(args.camera)
             env["CAR_CAMERA"] = str(camera.resolve()) if camera.exists() else args.camera

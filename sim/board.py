@@ -1,6 +1,6 @@
 """Board emulator: the real firmware on a pseudo-terminal, its pins wired to a simulated car.
 
-    car board emulator [--track oval] [--seed 0] [--fs DIR] [--vm auto|micropython|cpython]
+    car board emulator [--track oval] [--seed 0] [--fs DIR] [--vm auto|micropython|cpython] [--link PATH]
 
 prints the terminal's device path (/dev/pts/N) on its first line, then serves it until
 SIGTERM or Ctrl-C. The host opens that path like a USB serial board. The board's flash is
@@ -177,11 +177,21 @@ def make_board(vm: str, world: World, write: Callable[[bytes], None], fs_root: P
         return CPythonBoard(world, write, fs_root)
 
 
-def serve(track: str, seed: int, fs_root: Path, vm: str) -> None:
-    """Open a pseudo-terminal, print its path, run the board until SIGTERM."""
+def serve(track: str, seed: int, fs_root: Path, vm: str, link: Path | None = None) -> None:
+    """Open a pseudo-terminal, print its path, run the board until SIGTERM.
+
+    `link`: a symbolic link made to the terminal, a stable name across restarts (as
+    udev's /dev/serial/by-id/... is for a USB board); removed at the end.
+    """
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no line editing: a binary link, as a USB serial port is
     os.set_blocking(master, False)
+    device = os.ttyname(slave)
+    if link is not None:
+        if link.exists() and not link.is_symlink():
+            raise OSError(f"--link {link}: a file that is not a symbolic link is there; name another path")
+        link.unlink(missing_ok=True)  # a link left by an emulator that was killed
+        link.symlink_to(device)
 
     def write(data: bytes) -> None:
         try:
@@ -191,7 +201,7 @@ def serve(track: str, seed: int, fs_root: Path, vm: str) -> None:
 
     world = World(load_track(track), seed=seed)
     board = make_board(vm, world, write, fs_root)
-    print(os.ttyname(slave), flush=True)
+    print(device, flush=True)
     print(f"board emulator: firmware from {fs_root} on {board.mode}", file=sys.stderr, flush=True)
     running = True
 
@@ -224,6 +234,8 @@ def serve(track: str, seed: int, fs_root: Path, vm: str) -> None:
         board.close()
         os.close(master)
         os.close(slave)
+        if link is not None and link.is_symlink() and os.readlink(link) == device:
+            link.unlink()
     print(f"board emulator: {run_summary(world)}", file=sys.stderr, flush=True)
 
 
@@ -249,10 +261,13 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         help="what runs the firmware: the MicroPython VM, CPython, or auto (the VM when it runs here)",
     )
+    parser.add_argument(
+        "--link", metavar="PATH", help="also reach the board at PATH (a symbolic link; stable across restarts)"
+    )
     args = parser.parse_args(argv)
     try:
         root = Path(args.fs) if args.fs else Path(tempfile.mkdtemp(prefix="car-board-fs-"))
-        serve(args.track, args.seed, seed_filesystem(root), args.vm)
+        serve(args.track, args.seed, seed_filesystem(root), args.vm, Path(args.link) if args.link else None)
     except (TrackError, OSError, VmUnavailable) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -167,16 +167,15 @@ def test_launch_options_that_cannot_work_are_refused_before_anything_starts(
     assert "run `" not in result.stderr and not list(tmp_path.iterdir())  # nothing started, nothing written
 
 
-def test_car_board_emulator_is_the_same_program() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "car", "board-emulator"], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("command", [["board", "emulator"], ["board-emulator"]])
+def test_car_board_emulator_is_the_same_program(command: list[str]) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "car", *command], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("/dev/pts/")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    bad = subprocess.run(
-        [sys.executable, "-m", "car", "board-emulator", "--track", "moon"], capture_output=True, text=True
-    )
+    bad = subprocess.run([sys.executable, "-m", "car", *command, "--track", "moon"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no track named `moon`" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -209,3 +208,39 @@ def test_follow_line_on_hw_with_a_camera(emulator: str, tmp_path: Path) -> None:
     assert 30 < frames <= 150  # the file plays at 30 frames/s for the seconds the run lasts
     ticks = re.search(r"encoder ticks (-?\d+) (-?\d+)", result.stderr)
     assert ticks and int(ticks.group(1)) > 100  # the commands it caused drove the board
+
+
+@pytest.mark.slow
+def test_a_board_that_goes_away_is_waited_for_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Unplugged (the emulator killed), plugged in again at the same stable path: the run goes on;
+    unplugged for longer than --board-give-up: the run ends with a clear error."""
+    stable = tmp_path / "usb-car-board"  # as /dev/serial/by-id/... names a USB board whatever its ttyACM number
+    fs = str(tmp_path / "fs")
+    flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line_ir.yml")
+    with board_emulator("--fs", fs, "--link", str(stable)) as first:
+        run = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "car", "launch", flow, "--hw", "--port", str(stable)),
+                *("--board-give-up", "3", "--duration", "30", "--out", str(tmp_path / "out")),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(4)
+        first.process.kill()  # unplugged: no goodbye
+        first.process.wait()
+    time.sleep(1.0)
+    with board_emulator("--fs", fs, "--link", str(stable), capture_stderr=True) as second:
+        time.sleep(4)
+        second.process.terminate()  # unplugged again, for good this time
+        _, second_said = second.process.communicate(timeout=10)
+    try:
+        _, said = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert "car_io: board lost on" in said and "reconnecting (giving up after 3 s)" in said
+    assert f"car_io: board back on {stable}: board {VM_BOARD_ID}, firmware 0.1.0 (reconnection 1)" in said
+    driven = re.search(r"([\d.]+) m driven", second_said)
+    assert driven and float(driven.group(1)) > 0.3, second_said  # the car drove again after the reconnection
+    assert "the board has been gone for 3 s" in said and "check its USB cable and power" in said
+    assert run.returncode != 0 and "Traceback" not in said
