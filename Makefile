@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/loop_latency.py
 	$(BIN)/python bench/wire_cost.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/board_link.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -29,7 +29,7 @@ import serial
 
 from firmware import protocol
 from hal.interfaces import SensorReading
-from hal.serial_port import open_port
+from hal.serial_port import open_port, read_some
 
 BAUD = 115200
 SILENT_S = 0.5  # no frame for this long: the board is gone
@@ -71,7 +71,9 @@ class BoardClient:
         self._last_seq: int | None = None  # of the board's last frame, whatever its type
         self._lost_frames = 0
         self._telemetry = 0
-        self._pings: dict[int, float] = {}
+        self._pings: dict[int, float] = {}  # token -> when sent
+        self._ping_token = 0
+        self._pong = threading.Event()  # an ACK to a PING came
         self._rtt: float | None = None
         self._info_event = threading.Event()
         self._running = False
@@ -195,10 +197,23 @@ class BoardClient:
         self._send(protocol.ARM)
 
     def ping(self) -> int:
-        """Send a PING; its round trip shows in `stats()['rtt_ms']`."""
-        token = int(time.monotonic() * 1000) & 0xFFFFFFFF
+        """Send a PING; its round trip shows in `stats()['rtt_ms']`. Returns its token."""
+        self._ping_token = (self._ping_token + 1) & 0xFFFFFFFF
+        token = self._ping_token
         self._pings[token] = time.monotonic()
-        return self._send(protocol.PING, token)
+        self._send(protocol.PING, token)
+        return token
+
+    def round_trip(self, timeout: float = 1.0) -> float | None:
+        """Seconds from a PING to its ACK, waited for; None if no answer within `timeout`."""
+        self._pong.clear()
+        token = self.ping()
+        deadline = time.monotonic() + timeout
+        while token in self._pings and self._pong.wait(max(0.0, deadline - time.monotonic())):
+            self._pong.clear()
+            if time.monotonic() >= deadline:
+                break
+        return None if token in self._pings else self._rtt
 
     def maintenance(self) -> None:
         """Motors off and the firmware leaves its main loop (the REPL is free for flashing).
@@ -244,7 +259,7 @@ class BoardClient:
                 self._reconnect()
                 continue
             try:
-                data = port.read(256)
+                data = read_some(port, 256)
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 self._mark_lost(f"read failed: {exc}")
                 self._reconnect()
@@ -320,6 +335,7 @@ class BoardClient:
             sent = self._pings.pop(fields[2], None)
             if sent is not None:
                 self._rtt = time.monotonic() - sent
+                self._pong.set()
         elif msg_type == protocol.LOG:
             self.log.append(fields[0].decode(errors="replace"))
 

@@ -54,8 +54,8 @@ def _port(given: str | None) -> str:
 def board_info(port: str) -> dict[str, Any]:
     """Firmware, protocol, board id, uptime, link statistics, battery and safety state, from a short visit."""
     with BoardClient(port) as board:
-        board.ping()
         time.sleep(TELEMETRY_WAIT_S)
+        board.round_trip()
         reading = board.latest()
         flags = board.flags
         info: dict[str, Any] = {**board.info, "port": port}

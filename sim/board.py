@@ -1,6 +1,7 @@
 """Board emulator: the real firmware on a pseudo-terminal, its pins wired to a simulated car.
 
-    car board emulator [--track oval] [--seed 0] [--fs DIR] [--vm auto|micropython|cpython] [--link PATH]
+    car board emulator [--track oval] [--seed 0] [--fs DIR] [--vm auto|micropython|cpython]
+                       [--link PATH] [--stats FILE.json]
 
 prints the terminal's device path (/dev/pts/N) on its first line, then serves it until
 SIGTERM or Ctrl-C. The host opens that path like a USB serial board. The board's flash is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import select
 import shutil
@@ -33,6 +35,7 @@ from typing import Any, Protocol
 
 from sim import fake_machine
 from sim.board_vm import MicroPythonBoard, VmUnavailable, find_micropython
+from sim.loop_stats import LoopStats
 from sim.repl import BoardFilesystem, Repl
 from sim.track import TrackError, load_track
 from sim.wiring import CarWiring
@@ -49,6 +52,7 @@ class BoardBackend(Protocol):
 
     mode: str  # which runs the firmware, for the user
     now_ms: int
+    loop: LoopStats  # how the firmware's main loop keeps up
 
     def receive(self, data: bytes) -> None:
         """Bytes from the host."""
@@ -88,6 +92,7 @@ class CPythonBoard:
         self.repl = Repl(self.fs, write, self.boot)
         self.firmware: Any = None
         self.now_ms = 0
+        self.loop = LoopStats()  # here the loop is this emulator's: a round is one firmware step
         self.boot()
 
     def boot(self) -> None:
@@ -130,7 +135,9 @@ class CPythonBoard:
             return
         for encoder in self.wiring.encoder_counts():
             self.fake.turn_encoder(encoder.a, encoder.b, encoder.position)
+        started = time.monotonic()
         self.firmware.step(self.now_ms)
+        self.loop.add_round(time.monotonic() - started, STEP_MS / 1000)
 
     def receive(self, data: bytes) -> None:
         """Bytes from the host: to the firmware while it runs, else to the REPL."""
@@ -177,11 +184,12 @@ def make_board(vm: str, world: World, write: Callable[[bytes], None], fs_root: P
         return CPythonBoard(world, write, fs_root)
 
 
-def serve(track: str, seed: int, fs_root: Path, vm: str, link: Path | None = None) -> None:
+def serve(track: str, seed: int, fs_root: Path, vm: str, link: Path | None = None, stats: Path | None = None) -> None:
     """Open a pseudo-terminal, print its path, run the board until SIGTERM.
 
     `link`: a symbolic link made to the terminal, a stable name across restarts (as
-    udev's /dev/serial/by-id/... is for a USB board); removed at the end.
+    udev's /dev/serial/by-id/... is for a USB board); removed at the end. `stats`: a JSON
+    file written at the end (back end, the firmware loop's rate and longest round, the run).
     """
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no line editing: a binary link, as a USB serial port is
@@ -236,7 +244,17 @@ def serve(track: str, seed: int, fs_root: Path, vm: str, link: Path | None = Non
         os.close(slave)
         if link is not None and link.is_symlink() and os.readlink(link) == device:
             link.unlink()
-    print(f"board emulator: {run_summary(world)}", file=sys.stderr, flush=True)
+    loop = board.loop.to_dict()
+    print(
+        f"board emulator: firmware loop {loop['rate_hz']} Hz, longest round {loop['longest_ms']} ms; "
+        f"{run_summary(world)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if stats is not None:
+        truth = world.truth()
+        figures = {"laps": truth.laps, "distance_m": round(truth.distance, 3), "t_s": round(truth.t, 3)}
+        stats.write_text(json.dumps({"back_end": board.mode, "loop": loop, "run": figures}), encoding="utf-8")
 
 
 def run_summary(world: World) -> str:
@@ -264,10 +282,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--link", metavar="PATH", help="also reach the board at PATH (a symbolic link; stable across restarts)"
     )
+    parser.add_argument("--stats", metavar="FILE.json", help="write the firmware loop's figures there at the end")
     args = parser.parse_args(argv)
     try:
         root = Path(args.fs) if args.fs else Path(tempfile.mkdtemp(prefix="car-board-fs-"))
-        serve(args.track, args.seed, seed_filesystem(root), args.vm, Path(args.link) if args.link else None)
+        serve(
+            args.track,
+            args.seed,
+            seed_filesystem(root),
+            args.vm,
+            Path(args.link) if args.link else None,
+            Path(args.stats) if args.stats else None,
+        )
     except (TrackError, OSError, VmUnavailable) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sim.loop_stats import LoopStats
 from sim.wiring import CarWiring
 from sim.world import World
 
@@ -85,6 +86,7 @@ class MicroPythonBoard:
         self.pins = VmPins()
         self.vm_mode = "idle"
         self.boots = 0
+        self.loop = LoopStats()  # the firmware's main loop asks the clock once a round
         self._after_cr = False  # the last byte relayed was CR
         self._lines = bytearray()
         self._process: subprocess.Popen[bytes] | None = None
@@ -204,6 +206,8 @@ class MicroPythonBoard:
         elif op == "D":
             self.pins.duties[int(args[0])] = int(args[1])
         elif op == "T":
+            if self.vm_mode == "bin":
+                self.loop.tick()
             counts = [f"{e.a} {e.b} {e.position}" for e in self.wiring.encoder_counts()]
             self._answer(self.now_ms, *counts)
         elif op == "A":
@@ -220,6 +224,7 @@ class MicroPythonBoard:
         elif op == "M":
             self._relay()  # what the VM wrote before changing mode is read in the old mode
             self.vm_mode = words[1]
+            self.loop.pause()
             self._answer("ok")
         else:
             print(f"board emulator: unknown line from the VM: {' '.join(words)}", file=sys.stderr)

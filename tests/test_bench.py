@@ -202,3 +202,15 @@ def test_scale_reports_start_up_cost_and_detection_of_killed_daemons() -> None:
     detected = report["detection_s"]
     assert len(detected) == 4  # every daemon killed was marked lost, after about the timeout
     assert all(report["lost_timeout_s"] * 0.5 < t < report["lost_timeout_s"] + 10 for t in detected.values())
+
+
+def test_board_link_benchmark_times_the_firmware_loop_telemetry_ping_and_watchdog() -> None:
+    options = ["--seconds", "1", "--pings", "10", "--watchdog-trials", "1"]
+    report = run_bench("bench/board_link.py", *options)
+    for back_end in ("micropython", "cpython"):
+        row = report[back_end]
+        assert isinstance(row, dict)
+        assert row["loop"]["rounds"] > 100 and row["loop"]["longest_ms"] > 0
+        assert row["telemetry_hz"] > 30 and row["pings_unanswered"] == 0
+        assert 240 < row["watchdog_board_ms"]["p50"] < 400  # 250 ms after the last command, one telemetry period
+    assert "MicroPython" in report["micropython"]["back_end"] and "CPython" in report["cpython"]["back_end"]

@@ -47,3 +47,34 @@ def test_the_port_opens_and_flushes_without_tcflush_where_pyserial_alone_fails(t
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout.strip() == "fresh"  # what waited before the open was flushed by reading it
     assert json.loads((tmp_path / "rules.json").read_text())[0]["errno"] == "ENOSYS"
+
+
+@pytest.mark.parametrize("kind", ["pty", "loop://"])
+def test_read_some_hands_on_what_arrived_without_waiting_for_more(kind: str) -> None:
+    """pyserial's read(256) waits for 256 bytes or its timeout; a 30-byte frame must not wait."""
+    import os
+    import time
+
+    from hal.serial_port import open_port, read_some
+
+    if kind == "pty":
+        master, slave = os.openpty()
+        port = open_port(os.ttyname(slave), baudrate=115200, timeout=3)
+        send = lambda data: os.write(master, data)  # noqa: E731
+    else:
+        port = open_port("loop://", timeout=3)
+        send = port.write
+    try:
+        send(b"x" * 30)
+        started = time.monotonic()
+        got = read_some(port, 256)
+        waited = time.monotonic() - started
+        assert got == b"x" * 30 and waited < 1.5  # the old read waited the full 3 s
+        started = time.monotonic()
+        port.timeout = 0.2
+        assert read_some(port, 256) == b"" and time.monotonic() - started >= 0.15  # nothing there: its timeout
+    finally:
+        port.close()
+        if kind == "pty":
+            os.close(master)
+            os.close(slave)
