@@ -9,7 +9,17 @@ only what differs:
     car: {wheel_base: 0.16, wheel_radius: 0.034}
     camera: {tilt_deg: 30, mount_height: 0.11}
 
-`car launch FILE --car my_car.yml` hands it to every node (CAR_DESCRIPTION).
+`car launch FILE --car my_car.yml` hands it to every node (CAR_DESCRIPTION); without
+--car, the user's file (`~/.config/car/car.yml`, where `car calibrate` writes) if there is
+one, else the shipped default. `SIM_ENV_VAR` (`car launch --sim-car FILE`) gives the
+simulator a car of its own: the true car, when the nodes are to use a calibrated model of it.
+
+The camera is a pinhole with OpenCV's distortion model: focal lengths and principal point
+in pixels (`fx`, `fy`, `cx`, `cy`; 0 means from `hfov_deg` and the image centre), the
+distortion coefficients `k1 k2 p1 p2 k3`, mounted `mount_height` above the floor,
+`forward` ahead of the axle and `lateral` to its left, pitched down `tilt_deg`, turned
+left `yaw_deg`, rolled clockwise (seen from behind) `roll_deg`. `car calibrate camera`
+measures all of them.
 """
 
 from __future__ import annotations
@@ -24,7 +34,14 @@ from typing import Any
 import yaml
 
 ENV_VAR = "CAR_DESCRIPTION"
+SIM_ENV_VAR = "CAR_SIM_DESCRIPTION"
 DEFAULT_FILE = Path(__file__).parent / "cars" / "sim.yml"
+
+
+def user_file() -> Path:
+    """Where the user's car description lives: $XDG_CONFIG_HOME/car/car.yml (~/.config/car/car.yml)."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "car" / "car.yml"
 
 
 class DescriptionError(ValueError):
@@ -60,8 +77,20 @@ class CameraParams:
     fps: float = 30.0
     mount_height: float = 0.12  # m above the floor
     tilt_deg: float = 35.0  # down from horizontal
-    hfov_deg: float = 70.0  # horizontal field of view
+    hfov_deg: float = 70.0  # horizontal field of view (when fx is 0)
     forward: float = 0.06  # m ahead of the axle
+    lateral: float = 0.0  # m left of the car's centre line
+    yaw_deg: float = 0.0  # turned left of straight ahead
+    roll_deg: float = 0.0  # rolled clockwise, seen from behind
+    fx: float = 0.0  # focal length in pixels, across (0: from hfov_deg)
+    fy: float = 0.0  # ... down (0: as fx)
+    cx: float = 0.0  # principal point, pixels (0: the image centre)
+    cy: float = 0.0
+    k1: float = 0.0  # radial distortion (OpenCV's model)
+    k2: float = 0.0
+    p1: float = 0.0  # tangential distortion
+    p2: float = 0.0
+    k3: float = 0.0
     noise_std: float = 4.0  # grey levels; 0 turns noise off
     blur: bool = True
     exposure_jitter: float = 0.06  # relative, per frame
@@ -69,8 +98,13 @@ class CameraParams:
 
     @property
     def focal_px(self) -> float:
-        """Focal length in pixels."""
-        return (self.width / 2) / math.tan(math.radians(self.hfov_deg) / 2)
+        """Focal length in pixels, across."""
+        return self.fx or (self.width / 2) / math.tan(math.radians(self.hfov_deg) / 2)
+
+    @property
+    def distortion(self) -> tuple[float, float, float, float, float]:
+        """OpenCV's distortion coefficients (k1, k2, p1, p2, k3)."""
+        return (self.k1, self.k2, self.p1, self.p2, self.k3)
 
 
 @dataclass(frozen=True)
@@ -101,9 +135,18 @@ class CarDescription:
     sensors: SensorParams = field(default_factory=SensorParams)
 
 
+def default_path() -> Path:
+    """The description used when none is named: $CAR_DESCRIPTION, the user's file if it exists, the shipped one."""
+    given = os.environ.get(ENV_VAR)
+    if given:
+        return Path(given)
+    mine = user_file()
+    return mine if mine.is_file() else DEFAULT_FILE
+
+
 def load_description(path: str | Path | None = None) -> CarDescription:
-    """The description in `path` (None: $CAR_DESCRIPTION, else the shipped default); DescriptionError if unusable."""
-    file = Path(path or os.environ.get(ENV_VAR) or DEFAULT_FILE)
+    """The description in `path` (None: `default_path()`); DescriptionError if unusable."""
+    file = Path(path or default_path())
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:

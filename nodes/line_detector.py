@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hal.camera_model import floor_to_image
+from hal.camera_model import distort_pixels, floor_to_image, undistort_pixels
 from hal.description import CameraParams, load_description
 
 SCAN_ROWS = 14
@@ -76,20 +76,37 @@ class LineDetector:
             u2, _ = self.floor_to_pixel(x0, y0 - TAPE_WIDTH_M / 2)
             self._tape_px.append(abs(u2 - u1))
         widest = max(self._tape_px)
+        # where each scan row crosses the image's middle column, metres ahead of the axle
+        self._row_x = self.pixels_to_floor(np.column_stack([np.full(len(self.rows), camera.width / 2), self.rows]))[
+            :, 0
+        ]
         self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (int(widest * 2.5) | 1, 1))
         self._last: LineEstimate | None = None
         self.min_contrast = MIN_CONTRAST  # darker than the floor by at least this (0-255) to be tape
         self.contrast_ratio = CONTRAST_RATIO  # ... and by this share of the darkest contrast in the frame
 
+    def pixels_to_floor(self, pixels: np.ndarray) -> np.ndarray:
+        """Floor points (N x 2: x ahead of the axle, y left) seen at pixels (N x 2) of the camera's image."""
+        ideal = undistort_pixels(self.camera, pixels)
+        mapped = np.column_stack([ideal, np.ones(len(ideal))]) @ self._to_floor.T
+        floor: np.ndarray = mapped[:, :2] / mapped[:, 2:]
+        return floor
+
+    def floor_to_pixels(self, points: np.ndarray) -> np.ndarray:
+        """Pixels (N x 2) of the camera's image where floor points (N x 2) are seen."""
+        mapped = np.column_stack([points, np.ones(len(points))]) @ self._to_image.T
+        pixels: np.ndarray = distort_pixels(self.camera, mapped[:, :2] / mapped[:, 2:])
+        return pixels
+
     def pixel_to_floor(self, u: float, v: float) -> tuple[float, float]:
-        """Floor point (x ahead of the axle, y left) seen at pixel (u, v)."""
-        x, y, w = self._to_floor @ np.array([u, v, 1.0])
-        return float(x / w), float(y / w)
+        """Floor point (x ahead of the axle, y left) seen at pixel (u, v) of the camera's image."""
+        x, y = self.pixels_to_floor(np.array([[u, v]]))[0]
+        return float(x), float(y)
 
     def floor_to_pixel(self, x: float, y: float) -> tuple[float, float]:
-        """Pixel (u, v) where floor point (x ahead of the axle, y left) is seen."""
-        u, v, w = self._to_image @ np.array([x, y, 1.0])
-        return float(u / w), float(v / w)
+        """Pixel (u, v) of the camera's image where floor point (x ahead of the axle, y left) is seen."""
+        u, v = self.floor_to_pixels(np.array([[x, y]]))[0]
+        return float(u), float(v)
 
     def detect(self, frame: np.ndarray) -> LineEstimate:
         """Estimate the line in one BGR frame."""
@@ -99,7 +116,7 @@ class LineDetector:
         hat = cv2.GaussianBlur(hat.astype(np.float32), (5, 1), 0)
         threshold = max(self.min_contrast, float(np.percentile(hat, 99)) * self.contrast_ratio)
         guess = self._predicted_columns()
-        centres: list[tuple[float, float]] = []
+        centres: list[tuple[float, float]] = []  # pixels
         previous_u: float | None = None
         for k, row in enumerate(self.rows):
             runs = _dark_runs(hat[k], threshold)
@@ -118,8 +135,8 @@ class LineDetector:
                     continue  # far from the last frame's line: a stray mark
             u = (a + b) / 2
             previous_u = u
-            centres.append(self.pixel_to_floor(u, float(row)))
-        estimate = self._fit(centres)
+            centres.append((u, float(row)))
+        estimate = self._fit(self.pixels_to_floor(np.array(centres)) if len(centres) >= 4 else None)
         self._last = estimate if estimate.found else None
         return estimate
 
@@ -127,18 +144,17 @@ class LineDetector:
         """Where the last frame's line would cross each scan row (None when it was lost)."""
         if self._last is None:
             return None
-        columns = []
-        for row in self.rows:
-            x, _ = self.pixel_to_floor(self.camera.width / 2, float(row))
-            u, _ = self.floor_to_pixel(x, self._last.lateral_at(x))
-            columns.append(u)
+        xs = self._row_x
+        c = self._last.curvature / 2
+        lateral = self._last.offset + math.tan(self._last.heading) * xs + c * xs * xs
+        columns: list[float] = self.floor_to_pixels(np.column_stack([xs, lateral]))[:, 0].tolist()
         return columns
 
-    def _fit(self, centres: list[tuple[float, float]]) -> LineEstimate:
-        if len(centres) < 4:
+    def _fit(self, centres: np.ndarray | None) -> LineEstimate:
+        """The quadratic through the floor points of the centres found (N x 2; None: too few)."""
+        if centres is None:
             return LineEstimate(found=False)
-        xs = np.array([c[0] for c in centres])
-        ys = np.array([c[1] for c in centres])
+        xs, ys = centres[:, 0], centres[:, 1]
         degree = 2 if len(centres) >= 6 else 1
         coeffs = np.polyfit(xs, ys, degree)
         if degree == 1:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hal.camera_model import floor_to_image
+from hal.camera_model import floor_to_image, is_distorted, undistort_pixels
 from hal.description import CameraParams
 from hal.interfaces import check_frame_array
 from sim.track import FloorMap
@@ -35,6 +35,7 @@ class SimCamera:
             np.clip(rng.normal(128, params.noise_std, (params.height, params.width, 3)), 0, 255).astype(np.uint8)
             for _ in range(NOISE_BANK if params.noise_std > 0 else 0)
         ]
+        self._lens = lens_maps(params) if is_distorted(params) else None
         self.frames = 0
 
     def render(self, x: float, y: float, heading: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -51,10 +52,12 @@ class SimCamera:
             self._floor.image,
             homography,
             (p.width, p.height),
-            dst=None if jitter or noise or p.blur else out,
+            dst=None if jitter or noise or p.blur or self._lens else out,
             flags=interpolation,
             borderValue=(90, 90, 90),
         )
+        if self._lens is not None:  # the lens bends the pinhole's image
+            frame = cv2.remap(frame, *self._lens, cv2.INTER_LINEAR, dst=None if jitter or noise or p.blur else out)
         if jitter:
             gain = 1 + self._rng.normal(0, p.exposure_jitter) + self._rng.normal(0, p.colour_jitter, 3)
             frame = cv2.transform(frame, np.diag(gain), dst=None if noise or p.blur else out)
@@ -70,3 +73,11 @@ class SimCamera:
         """The frame at the world's current pose and simulated time (hal.interfaces.Camera)."""
         state = self._vehicle.state
         return self.render(state.x, state.y, state.heading, out), state.t
+
+
+def lens_maps(params: CameraParams) -> tuple[np.ndarray, np.ndarray]:
+    """For `cv2.remap`: where each pixel of the distorted image comes from in the pinhole image."""
+    columns, rows = np.meshgrid(np.arange(params.width, dtype=np.float64), np.arange(params.height, dtype=np.float64))
+    ideal = undistort_pixels(params, np.column_stack([columns.ravel(), rows.ravel()]))
+    shape = (params.height, params.width)
+    return ideal[:, 0].reshape(shape).astype(np.float32), ideal[:, 1].reshape(shape).astype(np.float32)
