@@ -4,9 +4,8 @@
     car board shell [--port PORT]             MicroPython's REPL (mpremote), the firmware restarted after
     car board emulator [...]                  the board emulator (`sim.board`)
 
-`car board NAME ARGS` runs the installed command `board-NAME` (the `car.commands` entry
-points: `board-info`, `board-shell`, `board-emulator`), so `car board-emulator` still
-works and the one table is pyproject's. With no --port, the one attached MicroPython board.
+`car board NAME ARGS` runs the installed command `board-NAME` (hal.command_group), so
+`car board-emulator` still works. With no --port, the one attached MicroPython board.
 """
 
 from __future__ import annotations
@@ -16,32 +15,22 @@ import json
 import subprocess
 import sys
 import time
-from importlib.metadata import entry_points
 from typing import Any
 
 import serial
 
 from firmware import protocol
 from hal.board import BAUD, BoardClient, BoardError
+from hal.command_group import dispatch
 from hal.flash import FlashError, find_port, mpremote, tool
 from hal.serial_port import open_port
 
 TELEMETRY_WAIT_S = 0.5  # long enough for dozens of readings and a ping's answer
-COMMANDS = "car.commands"
 
 
 def main(argv: list[str] | None = None) -> None:
     """`car board NAME ARGS`: the installed command `board-NAME`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    table = {ep.name.removeprefix("board-"): ep for ep in entry_points(group=COMMANDS) if ep.name.startswith("board-")}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in table:
-        usage = "\n".join(__doc__.split("\n\n")[:2])
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"car board: no command `{argv[0]}` (commands: {', '.join(sorted(table))})", file=sys.stderr)
-            raise SystemExit(2)
-        print(usage)
-        return
-    table[argv[0]].load()(argv[1:])
+    dispatch("board", argv, "\n\n".join(__doc__.split("\n\n")[:2]))
 
 
 def _port(given: str | None) -> str:

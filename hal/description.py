@@ -186,6 +186,25 @@ def _section(file: Path, name: str, default: Any, values: Any) -> Any:
     return dataclasses.replace(default, **changes)
 
 
+def write_section(path: Path, section: str, values: Any, by: str) -> None:
+    """Put one section (a dataclass of this module) into the description at `path`, keeping its other sections.
+
+    A file that is there but not a usable description is refused (DescriptionError), not overwritten.
+    """
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        load_description(path)  # refuse to overwrite what cannot be read
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw[section] = dataclasses.asdict(values)
+    sections = [f.name for f in dataclasses.fields(CarDescription)]
+    ordered = {name: raw[name] for name in sections if name in raw}
+    header = f"# A car description (hal/description.py); `{section}` written by `{by}`.\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(header + yaml.safe_dump(ordered, sort_keys=False), encoding="utf-8")
+    partial.replace(path)
+
+
 def to_yaml(description: CarDescription) -> str:
     """The description as the YAML `load_description` reads."""
     return yaml.safe_dump(dataclasses.asdict(description), sort_keys=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from car import Node
-from hal.description import load_description
+from hal.description import SIM_ENV_VAR, load_description
 from nodes.car_io import DEADMAN_S, PHYSICS_STEP_S, clamp, sensor_message
 from nodes.launch_options import TRACK_ENV
 from nodes.messages import Malformed, MessageError, wheel_speeds
@@ -51,7 +51,7 @@ def run_sim() -> None:
     seed = int(os.environ.get("CAR_SEED", "0"))
     laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
     factor = float(os.environ.get("CAR_REALTIME_FACTOR", "1"))
-    car = load_description()
+    car = load_description(os.environ.get(SIM_ENV_VAR) or None)  # the true car, when the nodes get a model of it
     world = World(load_track(track_name), seed=seed, car_params=car.car, camera=car.camera, sensors=car.sensors)
     by_sensors = os.environ.get("LOCKSTEP", "image") == "sensors"
     frame_s = PHYSICS_STEP_S if by_sensors else 1 / world.camera.params.fps

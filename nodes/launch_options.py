@@ -7,7 +7,9 @@
 --laps N                      CAR_LAPS: car_io stops the run after N laps, or once the car was off the line for 3 s
                               (without it the run goes on off the line: someone may drive the car back)
 --report FILE.json            CAR_REPORT: car_io writes the run's figures there (and FILE.png)
---car FILE.yml                CAR_DESCRIPTION: the car description every node and the simulator read (hal.description)
+--car FILE.yml                CAR_DESCRIPTION: the car description every node and the simulator read (hal.description);
+                              without it, the user's ~/.config/car/car.yml if there is one (`car calibrate` writes it)
+--sim-car FILE.yml            CAR_SIM_DESCRIPTION: the simulator's own car (the true one, when --car is a calibrated model)
 --headless                    CAR_HEADLESS=1: no live window
 --realtime-factor X           CAR_REALTIME_FACTOR: simulated seconds per wall second (0: as fast as the nodes go)
 """
@@ -43,6 +45,11 @@ class SmartCarOptions:
             "--car",
             metavar="FILE.yml",
             help="the car's description (geometry, motors, camera; default: the simulator's)",
+        )
+        group.add_argument(
+            "--sim-car",
+            metavar="FILE.yml",
+            help="the simulated car itself, when --car is a model of it (say, a calibrated one); default: --car's",
         )
         group.add_argument(
             "--track", default="oval", help="a track name from sim/tracks/ or a track file (default oval)"
@@ -89,13 +96,16 @@ class SmartCarOptions:
             camera = Path(args.camera)
             env["CAR_CAMERA"] = str(camera.resolve()) if camera.exists() else args.camera
         if args.car:
-            from hal.description import DescriptionError, load_description
+            env["CAR_DESCRIPTION"] = _checked_description("--car", args.car)
+        else:
+            from hal.description import user_file
 
-            try:
-                load_description(args.car)
-            except DescriptionError as exc:
-                raise ValueError(str(exc)) from None
-            env["CAR_DESCRIPTION"] = str(Path(args.car).resolve())
+            if user_file().is_file():  # what `car calibrate` measured
+                env["CAR_DESCRIPTION"] = _checked_description("the user's car file", str(user_file()))
+        if args.sim_car:
+            if backend != "sim":
+                raise ValueError("--sim-car is the simulator's car: it needs --sim (the default), not --hw")
+            env["CAR_SIM_DESCRIPTION"] = _checked_description("--sim-car", args.sim_car)
         if args.laps is not None:
             if args.laps < 1:
                 raise ValueError("--laps must be at least 1")
@@ -120,6 +130,17 @@ class SmartCarOptions:
                 "--hw without --camera: car_io sends no camera frames (a graph that follows the line by camera sees nothing)"
             ]
         return []
+
+
+def _checked_description(option: str, path: str) -> str:
+    """The absolute path of a car description that loads; ValueError naming the option and the fault."""
+    from hal.description import DescriptionError, load_description
+
+    try:
+        load_description(path)
+    except DescriptionError as exc:
+        raise ValueError(f"{option}: {exc}") from None
+    return str(Path(path).resolve())
 
 
 OPTIONS = SmartCarOptions()

@@ -1,0 +1,116 @@
+"""Calibration against the simulator: pictures through a camera the test perturbs, the real OpenCV calibration."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from hal.description import load_description
+from tests.helpers import ROOT, car
+
+# the camera the pictures are taken with: not the shipped model in any number that matters
+TRUE_CAMERA = {
+    "hfov_deg": 64.0,
+    "tilt_deg": 30.0,
+    "mount_height": 0.105,
+    "forward": 0.07,
+    "roll_deg": 1.5,
+    "yaw_deg": -1.0,
+    "cx": 166.0,
+    "cy": 116.0,
+    "k1": -0.12,
+    "k2": 0.03,
+}
+FLOOR_AT = "0.3"  # this camera sees the floor from further ahead than the shipped one
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, object]]:
+    """(true description, calibrated description, the calibration's JSON)."""
+    folder = tmp_path_factory.mktemp("calibration")
+    true_car = folder / "true.yml"
+    true_car.write_text(yaml.safe_dump({"camera": TRUE_CAMERA}))
+    views = folder / "views"
+    scene = car("calibrate", "scene", "--car", str(true_car), "--out", str(views), "--floor-at", FLOOR_AT)
+    assert scene.returncode == 0, scene.stderr
+    out = folder / "calibrated.yml"
+    out.write_text("car: {wheel_base: 0.16}\n")  # a section calibration must keep
+    result = car("calibrate", "camera", "--images", str(views), "--out", str(out), "--floor-at", FLOOR_AT, "--json")
+    assert result.returncode == 0, result.stderr
+    return true_car, out, json.loads(result.stdout)
+
+
+def test_camera_calibration_recovers_the_camera_the_pictures_were_taken_with(
+    calibrated: tuple[Path, Path, dict[str, object]],
+) -> None:
+    true_car, out, result = calibrated
+    truth, found = load_description(true_car).camera, load_description(out).camera
+    assert found.fx == pytest.approx(truth.focal_px, rel=0.02) and found.fy == pytest.approx(truth.focal_px, rel=0.02)
+    assert abs(found.tilt_deg - truth.tilt_deg) < 1.0
+    assert abs(found.mount_height - truth.mount_height) < 0.005
+    assert abs(found.roll_deg - truth.roll_deg) < 0.5 and abs(found.yaw_deg - truth.yaw_deg) < 0.5
+    assert abs(found.forward - truth.forward) < 0.01 and abs(found.lateral) < 0.01
+    assert abs(found.cx - truth.cx) < 3 and abs(found.cy - truth.cy) < 3 and abs(found.k1 - truth.k1) < 0.03
+    intrinsics = result["intrinsics"]
+    assert isinstance(intrinsics, dict) and intrinsics["rms_px"] < 0.5 and len(intrinsics["view_errors_px"]) >= 15
+    assert load_description(out).car.wheel_base == 0.16  # the other sections stay
+    assert "`camera` written by `car calibrate camera`" in out.read_text()
+
+
+def test_bad_views_are_named_and_dropped_and_too_few_is_a_clear_error(
+    calibrated: tuple[Path, Path, dict[str, object]], tmp_path: Path
+) -> None:
+    true_car, _, _ = calibrated
+    views = tmp_path / "views"
+    assert (
+        car("calibrate", "scene", "--car", str(true_car), "--out", str(views), "--floor-at", FLOOR_AT).returncode == 0
+    )
+    cv2.imwrite(str(views / "view90_blank.png"), np.full((240, 320, 3), 128, np.uint8))
+    noise = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    cv2.imwrite(str(views / "view91_noise.png"), noise)
+    out = tmp_path / "car.yml"
+    shown = car("calibrate", "camera", "--images", str(views), "--out", str(out), "--floor-at", FLOOR_AT)
+    assert shown.returncode == 0, shown.stderr
+    assert "dropped view90_blank.png: no 9x6 board found" in shown.stdout
+    assert "dropped view91_noise.png: no 9x6 board found" in shown.stdout
+    for extra in sorted(views.glob("view*.png"))[4:]:
+        extra.unlink()
+    few = car("calibrate", "camera", "--images", str(views), "--out", str(out), "--floor-at", FLOOR_AT)
+    assert few.returncode == 1 and "usable views of the board, 6 needed" in few.stderr
+    assert "Traceback" not in few.stderr
+    (views / "floor.png").unlink()
+    no_floor = car("calibrate", "camera", "--images", str(views), "--out", str(out))
+    assert no_floor.returncode == 1 and "no floor.png" in no_floor.stderr
+    wrong = car("calibrate", "camera", "--images", str(tmp_path / "nowhere"), "--out", str(out))
+    assert wrong.returncode == 1 and "not a folder" in wrong.stderr
+
+
+def follow(tmp_path: Path, true_car: Path, model: Path, name: str) -> dict[str, float]:
+    report = tmp_path / f"{name}.json"
+    flow = str(ROOT / "dataflows" / "follow_line.yml")
+    options = ["--sim-car", str(true_car), "--car", str(model), "--laps", "1", "--headless"]
+    options += ["--realtime-factor", "0", "--report", str(report), "--out", str(tmp_path / name)]
+    result = car("launch", flow, *options, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures: dict[str, float] = json.loads(report.read_text())
+    return figures
+
+
+@pytest.mark.slow
+def test_follow_line_with_the_calibrated_model_does_as_well_as_with_the_true_one(
+    calibrated: tuple[Path, Path, dict[str, object]], tmp_path: Path
+) -> None:
+    true_car, out, _ = calibrated
+    with_truth = follow(tmp_path, true_car, true_car, "truth")
+    with_calibration = follow(tmp_path, true_car, out, "calibrated")
+    for figures in (with_truth, with_calibration):
+        assert figures["completed"] and figures["laps"] == 1 and figures["longest_off_line_s"] == 0.0
+        assert figures["cross_track_rms_m"] <= 0.01 and figures["cross_track_max_m"] <= 0.03
+    assert with_calibration["cross_track_rms_m"] <= with_truth["cross_track_rms_m"] + 0.002
+    assert math.isclose(with_calibration["mean_speed_mps"], with_truth["mean_speed_mps"], rel_tol=0.05)
