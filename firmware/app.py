@@ -5,8 +5,14 @@ give it received bytes (`receive`) and call `step(now_ms)` at least every 10 ms.
 to the hardware only through `hw` (see `hardware.Hardware`: set_duty, read_ticks, read_line,
 read_yaw_mrad, read_range_mm, read_battery_mv) and writes frames with `write(bytes)`.
 
-Safety: the motors stop when no SET_WHEELS arrived for the watchdog time (250 ms by
-default), on ESTOP until ARM, and on MAINTENANCE (which also ends the main loop).
+Safety: the motors stop when no SET_WHEELS (or SET_DUTY) arrived for the watchdog time (250
+ms by default), on ESTOP until ARM, and on MAINTENANCE (which also ends the main loop).
+
+Each wheel's wiring and motor, as `car calibrate motors` measured them (WHEEL_CONFIG): the
+motor's sign (-1: wired backwards), the encoder's sign, the dead band (the duty below
+which the wheel does not turn, added to every non-zero output) and the feed-forward the
+PID starts from; and the distance per encoder tick. SET_DUTY drives the wheels open loop
+(signs and dead band not applied) for that measurement.
 """
 
 import protocol
@@ -30,6 +36,10 @@ class Firmware:
         self.pids = (pid_factory(), pid_factory())
         self._pid_factory = pid_factory
         self.targets = (0, 0)  # mm/s
+        self.open_loop = None  # (left, right) duty while SET_DUTY drives
+        self.motor_signs = (1, 1)
+        self.encoder_signs = (1, 1)
+        self.dead_bands = (0.0, 0.0)
         self.watchdog_ms = DEFAULT_WATCHDOG_MS
         self.telemetry_ms = 1000 // DEFAULT_TELEMETRY_HZ
         self.estopped = False
@@ -39,7 +49,7 @@ class Firmware:
         self._last_command_ms = None
         self._last_control_ms = None
         self._last_telemetry_ms = None
-        self._last_ticks = hw.read_ticks()
+        self._last_ticks = hw.read_ticks()  # the encoders' signs are +1 until WHEEL_CONFIG
         self.speeds = (0, 0)  # mm/s, measured
 
     def _send(self, msg_type, *fields):
@@ -57,8 +67,31 @@ class Firmware:
                 self._send(protocol.NACK, seq, msg_type, protocol.ERR_ESTOPPED)
                 return
             self.targets = (fields[0], fields[1])
+            self.open_loop = None
             self._last_command_ms = now_ms
             self.watchdog_tripped = False
+        elif msg_type == protocol.SET_DUTY:
+            if self.estopped:
+                self._send(protocol.NACK, seq, msg_type, protocol.ERR_ESTOPPED)
+                return
+            self.open_loop = (max(-1.0, min(1.0, fields[0] / 32767)), max(-1.0, min(1.0, fields[1] / 32767)))
+            self._last_command_ms = now_ms
+            self.watchdog_tripped = False
+        elif msg_type == protocol.WHEEL_CONFIG:
+            left_motor, left_encoder, left_band, left_kf, right_motor, right_encoder, right_band, right_kf, per_tick = (
+                fields
+            )
+            signs_ok = all(v in (-1, 1) for v in (left_motor, left_encoder, right_motor, right_encoder))
+            if not (signs_ok and 0.0 < per_tick < 100.0 and 0.0 <= left_kf < 1.0 and 0.0 <= right_kf < 1.0):
+                self._send(protocol.NACK, seq, msg_type, protocol.ERR_BAD_CONFIG)
+                return
+            self.motor_signs = (left_motor, right_motor)
+            self.encoder_signs = (left_encoder, right_encoder)
+            self.dead_bands = (left_band / 65535, right_band / 65535)
+            self.pids[0].kf, self.pids[1].kf = left_kf, right_kf
+            self.mm_per_tick = per_tick
+            self._last_ticks = self.ticks()  # counted afresh with the new signs
+            self._send(protocol.ACK, seq, msg_type, 0)
         elif msg_type == protocol.PING:
             self._send(protocol.ACK, seq, msg_type, fields[0])
         elif msg_type == protocol.GET_INFO:
@@ -90,6 +123,7 @@ class Firmware:
 
     def _stop_motors(self):
         self.targets = (0, 0)
+        self.open_loop = None
         self.hw.set_duty(0.0, 0.0)
         for pid in self.pids:
             pid.reset()
@@ -111,8 +145,13 @@ class Firmware:
             self._telemetry(now_ms)
             self._last_telemetry_ms = now_ms
 
+    def ticks(self):
+        """Encoder counts since start, forward positive (the encoders' signs applied)."""
+        left, right = self.hw.read_ticks()
+        return left * self.encoder_signs[0], right * self.encoder_signs[1]
+
     def _control(self, dt):
-        ticks = self.hw.read_ticks()
+        ticks = self.ticks()
         self.speeds = (
             round((ticks[0] - self._last_ticks[0]) * self.mm_per_tick / dt),
             round((ticks[1] - self._last_ticks[1]) * self.mm_per_tick / dt),
@@ -121,12 +160,25 @@ class Firmware:
         if self.estopped or self.watchdog_tripped or not self.running:
             self.hw.set_duty(0.0, 0.0)
             return
-        left = self.pids[0].update(self.targets[0], self.speeds[0], dt)
-        right = self.pids[1].update(self.targets[1], self.speeds[1], dt)
+        if self.open_loop is not None:
+            self.hw.set_duty(self.open_loop[0], self.open_loop[1])
+            return
+        left = self._wheel_duty(0, self.pids[0].update(self.targets[0], self.speeds[0], dt))
+        right = self._wheel_duty(1, self.pids[1].update(self.targets[1], self.speeds[1], dt))
         self.hw.set_duty(left, right)
 
+    def _wheel_duty(self, wheel, duty):
+        """The duty a wheel's driver gets: past the dead band, in the motor's own direction."""
+        if duty > 0.001:
+            duty = min(1.0, duty + self.dead_bands[wheel])
+        elif duty < -0.001:
+            duty = max(-1.0, duty - self.dead_bands[wheel])
+        else:
+            duty = 0.0
+        return duty * self.motor_signs[wheel]
+
     def _telemetry(self, now_ms):
-        ticks = self.hw.read_ticks()
+        ticks = self.ticks()
         line = self.hw.read_line()
         battery = self.hw.read_battery_mv()
         flags = 0

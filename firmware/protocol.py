@@ -26,6 +26,9 @@ ESTOP = 0x04  # motors off until ARM
 GET_INFO = 0x05  # the board answers INFO
 MAINTENANCE = 0x06  # motors off and leave the main loop (before flashing)
 ARM = 0x07  # allow the motors to run again after ESTOP
+SET_DUTY = 0x08  # open loop, for calibration: left, right duty x 32767 (the PID bypassed; the watchdog holds)
+WHEEL_CONFIG = 0x09  # per wheel (left, right): motor sign, encoder sign, dead band duty x 65535, feed-forward
+#                      duty per mm/s; then mm per encoder tick (`car calibrate motors` measures them)
 # board -> host
 TELEMETRY = 0x81
 INFO = 0x82
@@ -56,6 +59,8 @@ LAYOUTS = {
     GET_INFO: "",
     MAINTENANCE: "",
     ARM: "",
+    SET_DUTY: "<hh",
+    WHEEL_CONFIG: "<bbHfbbHff",
     # t ms, ticks left/right, speeds left/right mm/s, 5 line sensors 0-255, yaw mrad/s, range mm, battery mV, flags
     TELEMETRY: "<IiihhBBBBBhHHB",
     INFO: "<BBBB8s",  # firmware major/minor/patch, protocol version, board id

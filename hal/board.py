@@ -28,6 +28,7 @@ from typing import Any
 import serial
 
 from firmware import protocol
+from hal.description import WheelParams
 from hal.interfaces import SensorReading
 from hal.serial_port import open_port, read_some
 
@@ -74,6 +75,8 @@ class BoardClient:
         self._pings: dict[int, float] = {}  # token -> when sent
         self._ping_token = 0
         self._pong = threading.Event()  # an ACK to a PING came
+        self._replies: dict[int, tuple[int, int]] = {}  # seq of a command -> (ACK or NACK, its code)
+        self._replied = threading.Condition()
         self._rtt: float | None = None
         self._info_event = threading.Event()
         self._running = False
@@ -195,6 +198,45 @@ class BoardClient:
     def arm(self) -> None:
         """Allow the motors to run after `estop`."""
         self._send(protocol.ARM)
+
+    def set_duty(self, left: float, right: float) -> None:
+        """Open-loop duties in [-1, 1] (for calibration): the PID, signs and dead band are bypassed."""
+        self._send(protocol.SET_DUTY, _duty(left), _duty(right))
+
+    def configure_wheels(self, wheels: WheelParams, ticks_per_metre: float) -> None:
+        """Tell the board each wheel's signs, dead band and feed-forward, and the distance per tick;
+        BoardError if it refuses (a firmware from before WHEEL_CONFIG: flash it)."""
+        self.request(
+            protocol.WHEEL_CONFIG,
+            wheels.left_motor,
+            wheels.left_encoder,
+            round(min(1.0, max(0.0, wheels.left_dead_band)) * 65535),
+            wheels.left_duty_per_mps / 1000,
+            wheels.right_motor,
+            wheels.right_encoder,
+            round(min(1.0, max(0.0, wheels.right_dead_band)) * 65535),
+            wheels.right_duty_per_mps / 1000,
+            1000 / ticks_per_metre,
+        )
+
+    def request(self, msg_type: int, *fields: Any, timeout: float = 1.0) -> None:
+        """Send a command and wait for its ACK; BoardError for a NACK (named) or no answer."""
+        seq = self._send(msg_type, *fields)
+        deadline = time.monotonic() + timeout
+        with self._replied:
+            while seq not in self._replies:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BoardError(f"{self.url}: no answer to command 0x{msg_type:02x} within {timeout:g} s")
+                self._replied.wait(left)
+            kind, code = self._replies.pop(seq)
+        if kind == protocol.NACK:
+            reason = {
+                protocol.ERR_UNKNOWN_TYPE: "this firmware does not know the command: flash the current one (`car flash`)",
+                protocol.ERR_BAD_CONFIG: "values out of range",
+                protocol.ERR_ESTOPPED: "the board is emergency-stopped (ARM it first)",
+            }.get(code, f"error {code}")
+            raise BoardError(f"{self.url}: the board refused command 0x{msg_type:02x}: {reason}")
 
     def ping(self) -> int:
         """Send a PING; its round trip shows in `stats()['rtt_ms']`. Returns its token."""
@@ -336,8 +378,20 @@ class BoardClient:
             if sent is not None:
                 self._rtt = time.monotonic() - sent
                 self._pong.set()
+        elif msg_type in (protocol.ACK, protocol.NACK):
+            with self._replied:
+                self._replies[fields[0]] = (msg_type, fields[2])
+                if len(self._replies) > 64:  # answers nobody waited for (ESTOP, ARM): keep the last few
+                    del self._replies[next(iter(self._replies))]
+                self._replied.notify_all()
         elif msg_type == protocol.LOG:
             self.log.append(fields[0].decode(errors="replace"))
+
+
+def _duty(duty: float) -> int:
+    if math.isnan(duty):
+        return 0
+    return round(max(-1.0, min(1.0, duty)) * 32767)
 
 
 def _mm(speed: float) -> int:

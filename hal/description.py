@@ -124,6 +124,25 @@ class SensorParams:
     range_cone_deg: float = 15.0  # full angle
     range_noise: float = 0.003  # m
     battery_noise: float = 0.01  # V
+    # each line sensor's reading over bare floor and over the tape (`car calibrate line-sensors`);
+    # the board's readings are scaled so that floor reads 0 and tape 1, whatever the sensor
+    line_floor: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    line_tape: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class WheelParams:
+    """Each wheel's wiring and motor as `car calibrate motors` measures them; the board applies them."""
+
+    left_motor: int = 1  # 1, or -1: wired backwards (a forward duty turns the wheel backwards)
+    right_motor: int = 1
+    left_encoder: int = 1  # 1, or -1: counts down when the wheel goes forward
+    right_encoder: int = 1
+    left_dead_band: float = 0.0  # duty (0..1) below which the wheel stands still
+    right_dead_band: float = 0.0
+    left_duty_per_mps: float = 1.0  # feed-forward: the duty (past the dead band) a wheel speed of 1 m/s takes
+    right_duty_per_mps: float = 1.0
+    ticks_per_metre: float = 0.0  # encoder counts per metre of travel (0: from wheel_radius and encoder_ticks_per_rev)
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,11 @@ class CarDescription:
     car: CarParams = field(default_factory=CarParams)
     camera: CameraParams = field(default_factory=CameraParams)
     sensors: SensorParams = field(default_factory=SensorParams)
+    wheels: WheelParams = field(default_factory=WheelParams)
+
+    def ticks_per_metre(self) -> float:
+        """Encoder counts per metre: calibrated, or from the wheel's radius and counts per turn."""
+        return self.wheels.ticks_per_metre or self.car.encoder_ticks_per_rev / (2 * math.pi * self.car.wheel_radius)
 
 
 def default_path() -> Path:
@@ -165,7 +189,14 @@ def load_description(path: str | Path | None = None) -> CarDescription:
             f"{file}: unknown section {', '.join(sorted(map(str, unknown)))} (use {', '.join(sections)})"
         )
     built = {name: _section(file, name, default, raw.get(name) or {}) for name, default in sections.items()}
-    return CarDescription(**built)
+    description = CarDescription(**built)
+    count = description.sensors.line_sensor_count
+    for key in ("line_floor", "line_tape"):
+        if len(getattr(description.sensors, key)) != count:
+            raise DescriptionError(f"{file}: `sensors.{key}` needs one value for each of the {count} line sensors")
+    if any(v not in (-1, 1) for v in dataclasses.astuple(description.wheels)[:4]):
+        raise DescriptionError(f"{file}: the `wheels` motor and encoder signs are 1 or -1")
+    return description
 
 
 def _section(file: Path, name: str, default: Any, values: Any) -> Any:
@@ -178,12 +209,35 @@ def _section(file: Path, name: str, default: Any, values: Any) -> Any:
             known = ", ".join(fields)
             raise DescriptionError(f"{file}: `{name}` has no key `{key}` (keys: {known})")
         wanted = type(getattr(default, key))
+        if wanted is tuple:  # a list of numbers
+            if not isinstance(value, list) or not all(_is_number(v) for v in value):
+                raise DescriptionError(f"{file}: `{name}.{key}` must be a list of numbers, not {value!r}")
+            changes[key] = tuple(float(v) for v in value)
+            continue
         if wanted is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not wanted or (wanted is float and not math.isfinite(value)):
             raise DescriptionError(f"{file}: `{name}.{key}` must be a {wanted.__name__}, not {value!r}")
         changes[key] = value
     return dataclasses.replace(default, **changes)
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML's safe dumper, lists of numbers on one line ([0.0, 0.0, ...])."""
+
+
+_Dumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _plain(section: Any) -> dict[str, Any]:
+    """A section as YAML's safe dumper takes it (lists, not tuples)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(section).items()}
 
 
 def write_section(path: Path, section: str, values: Any, by: str) -> None:
@@ -195,16 +249,17 @@ def write_section(path: Path, section: str, values: Any, by: str) -> None:
     if path.is_file():
         load_description(path)  # refuse to overwrite what cannot be read
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    raw[section] = dataclasses.asdict(values)
+    raw[section] = _plain(values)
     sections = [f.name for f in dataclasses.fields(CarDescription)]
     ordered = {name: raw[name] for name in sections if name in raw}
     header = f"# A car description (hal/description.py); `{section}` written by `{by}`.\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(header + yaml.safe_dump(ordered, sort_keys=False), encoding="utf-8")
+    partial.write_text(header + yaml.dump(ordered, Dumper=_Dumper, sort_keys=False), encoding="utf-8")
     partial.replace(path)
 
 
 def to_yaml(description: CarDescription) -> str:
     """The description as the YAML `load_description` reads."""
-    return yaml.safe_dump(dataclasses.asdict(description), sort_keys=False)
+    sections = {f.name: _plain(getattr(description, f.name)) for f in dataclasses.fields(description)}
+    return yaml.dump(sections, Dumper=_Dumper, sort_keys=False)

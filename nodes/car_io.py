@@ -32,12 +32,15 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 
 from car import Node
 from hal.board import GIVE_UP_S, BoardClient, BoardError, BoardGone
 from hal.camera import CameraError, OpenCVCamera
+from hal.description import load_description
 from hal.interfaces import SensorReading
 from nodes.messages import Malformed, MessageError, wheel_speeds
 
@@ -138,14 +141,34 @@ def run_board(node: Node, port: str, camera_source: str, give_up_s: float) -> No
         print(f"car_io: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"car_io: board {info['board_id']}, firmware {info['firmware']}, on {port}", file=sys.stderr)
+    car = load_description()
+    try:  # the wheels as `car calibrate motors` measured them
+        board.configure_wheels(car.wheels, car.ticks_per_metre())
+    except BoardError as exc:
+        print(f"car_io: warning: {exc}; the board drives with its own defaults", file=sys.stderr)
     try:
-        serve_board(node, board, camera_source)
+        serve_board(node, board, camera_source, LineScale(car.sensors.line_floor, car.sensors.line_tape))
     except BoardGone as exc:
         print(f"car_io: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
-def serve_board(node: Node, board: BoardClient, camera_source: str) -> None:
+class LineScale(NamedTuple):
+    """Each line sensor's reading over floor and over tape (`car calibrate line-sensors`)."""
+
+    floor: tuple[float, ...]
+    tape: tuple[float, ...]
+
+    def apply(self, reading: SensorReading) -> SensorReading:
+        """The reading with its line sensors scaled so that floor reads 0 and tape 1."""
+        scaled = tuple(
+            min(1.0, max(0.0, (value - low) / (high - low))) if high > low else value
+            for value, low, high in zip(reading.line_sensors, self.floor, self.tape, strict=False)
+        )
+        return replace(reading, line_sensors=scaled)
+
+
+def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: LineScale) -> None:
     """The loop of `run_board`: BoardGone when the board stays lost too long."""
     camera = None
     if camera_source:
@@ -197,7 +220,7 @@ def serve_board(node: Node, board: BoardClient, camera_source: str) -> None:
                 except BoardError:
                     reading = None  # no telemetry yet
                 if reading is not None and not watch.lost:
-                    node.send_output("sensors", sensor_message(reading), {"frame": frame})
+                    node.send_output("sensors", sensor_message(line_scale.apply(reading)), {"frame": frame})
                     frame += 1
             if camera is not None and camera.frames > sent_frame and camera.latest is not None:
                 sent_frame = camera.frames

@@ -1,7 +1,7 @@
 """Board emulator: the real firmware on a pseudo-terminal, its pins wired to a simulated car.
 
     car board emulator [--track oval] [--seed 0] [--fs DIR] [--vm auto|micropython|cpython]
-                       [--link PATH] [--stats FILE.json]
+                       [--link PATH] [--stats FILE.json] [--car FILE.yml] [--fault NAME ...]
 
 prints the terminal's device path (/dev/pts/N) on its first line, then serves it until
 SIGTERM or Ctrl-C. The host opens that path like a USB serial board. The board's flash is
@@ -30,15 +30,17 @@ import tempfile
 import time
 import tty
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from hal.description import CarDescription, DescriptionError, load_description
 from sim import fake_machine
 from sim.board_vm import MicroPythonBoard, VmUnavailable, find_micropython
 from sim.loop_stats import LoopStats
 from sim.repl import BoardFilesystem, Repl
 from sim.track import TrackError, load_track
-from sim.wiring import CarWiring
+from sim.wiring import CarWiring, FaultError, WiringFaults
 from sim.world import World
 
 STEP_MS = 1
@@ -85,8 +87,8 @@ class CPythonBoard:
 
     mode = "CPython (fallback: MicroPython's own checks and .mpy files do not apply)"
 
-    def __init__(self, world: World, write: Callable[[bytes], None], fs_root: Path):
-        self.wiring = CarWiring(world)
+    def __init__(self, wiring: CarWiring, write: Callable[[bytes], None], fs_root: Path):
+        self.wiring = wiring
         self.write = write
         self.fs = BoardFilesystem(fs_root)
         self.repl = Repl(self.fs, write, self.boot)
@@ -171,20 +173,20 @@ def seed_filesystem(folder: Path) -> Path:
     return folder
 
 
-def make_board(vm: str, world: World, write: Callable[[bytes], None], fs_root: Path) -> BoardBackend:
+def make_board(vm: str, wiring: CarWiring, write: Callable[[bytes], None], fs_root: Path) -> BoardBackend:
     """The back end `vm` names (auto: the MicroPython VM when its binary runs here, else CPython)."""
     if vm == "cpython":
-        return CPythonBoard(world, write, fs_root)
+        return CPythonBoard(wiring, write, fs_root)
     try:
-        return MicroPythonBoard(world, write, fs_root, find_micropython())
+        return MicroPythonBoard(wiring, write, fs_root, find_micropython())
     except VmUnavailable as exc:
         if vm == "micropython":
             raise
         print(f"board emulator: {exc}; running the firmware under CPython instead", file=sys.stderr)
-        return CPythonBoard(world, write, fs_root)
+        return CPythonBoard(wiring, write, fs_root)
 
 
-def serve(track: str, seed: int, fs_root: Path, vm: str, link: Path | None = None, stats: Path | None = None) -> None:
+def serve(wiring: CarWiring, fs_root: Path, vm: str, link: Path | None = None, stats: Path | None = None) -> None:
     """Open a pseudo-terminal, print its path, run the board until SIGTERM.
 
     `link`: a symbolic link made to the terminal, a stable name across restarts (as
@@ -207,8 +209,8 @@ def serve(track: str, seed: int, fs_root: Path, vm: str, link: Path | None = Non
         except OSError:
             pass  # nobody reads, or the buffer is full: a UART drops bytes too
 
-    world = World(load_track(track), seed=seed)
-    board = make_board(vm, world, write, fs_root)
+    board = make_board(vm, wiring, write, fs_root)
+    world = wiring.world
     print(device, flush=True)
     print(f"board emulator: firmware from {fs_root} on {board.mode}", file=sys.stderr, flush=True)
     running = True
@@ -283,18 +285,26 @@ def main(argv: list[str] | None = None) -> None:
         "--link", metavar="PATH", help="also reach the board at PATH (a symbolic link; stable across restarts)"
     )
     parser.add_argument("--stats", metavar="FILE.json", help="write the firmware loop's figures there at the end")
+    parser.add_argument("--car", metavar="FILE.yml", help="the simulated car's description (default: the simulator's)")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="build the car wrong, for calibration to find: left-motor-reversed, right-encoder-reversed, "
+        "line-sensor-2=0.4 (sensor 2 sees 40 %% of the tape's darkness), ...",
+    )
     args = parser.parse_args(argv)
     try:
         root = Path(args.fs) if args.fs else Path(tempfile.mkdtemp(prefix="car-board-fs-"))
-        serve(
-            args.track,
-            args.seed,
-            seed_filesystem(root),
-            args.vm,
-            Path(args.link) if args.link else None,
-            Path(args.stats) if args.stats else None,
-        )
-    except (TrackError, OSError, VmUnavailable) as exc:  # a clear line, not a traceback
+        faults = WiringFaults.parse(args.fault)
+        car = load_description(args.car) if args.car else CarDescription()
+        # the motors' dead band is a duty the wiring models; the world's wheels then follow what passes it
+        world = World(load_track(args.track), replace(car.car, dead_band=0.0), args.seed, car.camera, car.sensors)
+        link = Path(args.link) if args.link else None
+        wiring = CarWiring(world, faults, car.car.dead_band)
+        serve(wiring, seed_filesystem(root), args.vm, link, Path(args.stats) if args.stats else None)
+    except (TrackError, OSError, VmUnavailable, FaultError, DescriptionError) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

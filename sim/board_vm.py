@@ -28,7 +28,6 @@ from pathlib import Path
 
 from sim.loop_stats import LoopStats
 from sim.wiring import CarWiring
-from sim.world import World
 
 VM_FOLDER = Path(__file__).resolve().parent / "vm"
 ROM = VM_FOLDER / "rom.py"
@@ -77,8 +76,8 @@ class VmPins:
 class MicroPythonBoard:
     """`sim.board.BoardBackend` with the firmware on the MicroPython VM."""
 
-    def __init__(self, world: World, write: Callable[[bytes], None], fs_root: Path, binary: str):
-        self.wiring = CarWiring(world)
+    def __init__(self, wiring: CarWiring, write: Callable[[bytes], None], fs_root: Path, binary: str):
+        self.wiring = wiring
         self.write = write
         self.fs_root = fs_root
         self.binary = binary

@@ -11,6 +11,7 @@ as it is.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from firmware import board_pico as WIRING
@@ -34,6 +35,47 @@ class PinLevels(Protocol):
         ...
 
 
+class FaultError(ValueError):
+    """A fault the emulator does not know; the message lists those it does."""
+
+
+@dataclass(frozen=True)
+class WiringFaults:
+    """How a real car may be put together wrong, for calibration to find (`car board emulator --fault`).
+
+    `left-motor-reversed` / `right-motor-reversed`: the motor's two wires swapped;
+    `left-encoder-reversed` / `right-encoder-reversed`: its channels swapped;
+    `line-sensor-N=F`: sensor N (0 = leftmost) sees only the fraction F of the tape's darkness.
+    """
+
+    reversed_motors: frozenset[str] = frozenset()
+    reversed_encoders: frozenset[str] = frozenset()
+    weak_line_sensors: dict[int, float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, names: list[str]) -> WiringFaults:
+        """From the --fault values; FaultError for one it does not know."""
+        motors, encoders, weak = set(), set(), {}
+        for name in names:
+            side, _, rest = name.partition("-")
+            if side in ("left", "right") and rest == "motor-reversed":
+                motors.add(side)
+            elif side in ("left", "right") and rest == "encoder-reversed":
+                encoders.add(side)
+            elif name.startswith("line-sensor-") and "=" in name:
+                index, _, fraction = name.removeprefix("line-sensor-").partition("=")
+                try:
+                    weak[int(index)] = float(fraction)
+                except ValueError:
+                    raise FaultError(f"--fault {name}: give line-sensor-N=F, e.g. line-sensor-2=0.4") from None
+            else:
+                raise FaultError(
+                    f"--fault {name}: not a fault the emulator knows (left-motor-reversed, right-motor-reversed, "
+                    "left-encoder-reversed, right-encoder-reversed, line-sensor-N=F)"
+                )
+        return cls(frozenset(motors), frozenset(encoders), weak)
+
+
 class EncoderCount(NamedTuple):
     """One encoder: its channel pins and how far it has counted."""
 
@@ -52,8 +94,11 @@ def h_bridge_duty(duty_u16: int, forward: int, backward: int) -> float:
 class CarWiring:
     """The board's view of a `World`: call `step` once per millisecond."""
 
-    def __init__(self, world: World):
+    def __init__(self, world: World, faults: WiringFaults | None = None, dead_band: float = 0.0):
+        """`dead_band`: the duty below which a motor stands still (give the world's car none of its own)."""
         self.world = world
+        self.faults = faults or WiringFaults()
+        self.dead_band = dead_band
         self.i2c_devices = [IMU_ADDRESS]
         self.i2c_registers: dict[tuple[int, int], bytes] = {}  # (address, register) -> bytes
         self._baseline = (0, 0)
@@ -71,9 +116,11 @@ class CarWiring:
     def encoder_counts(self) -> tuple[EncoderCount, EncoderCount]:
         """Both encoders' counts since the last `reset_encoders`."""
         left, right = self._travel_counts()
+        left_sign = -1 if "left" in self.faults.reversed_encoders else 1
+        right_sign = -1 if "right" in self.faults.reversed_encoders else 1
         return (
-            EncoderCount(*WIRING.ENCODER_LEFT, left - self._baseline[0]),
-            EncoderCount(*WIRING.ENCODER_RIGHT, right - self._baseline[1]),
+            EncoderCount(*WIRING.ENCODER_LEFT, left_sign * (left - self._baseline[0])),
+            EncoderCount(*WIRING.ENCODER_RIGHT, right_sign * (right - self._baseline[1])),
         )
 
     def adc(self, pins: PinLevels, pin: int) -> int:
@@ -88,7 +135,8 @@ class CarWiring:
         values = self.world.sensors.line_values(state.x, state.y, state.heading)
         if channel >= len(values):
             return 0xFFFF  # an unconnected multiplexer input reads like bright floor
-        return int((1.0 - values[channel]) * 0xFFFF)  # a dark surface reflects little: a low reading
+        darkness = values[channel] * self.faults.weak_line_sensors.get(channel, 1.0)
+        return int((1.0 - darkness) * 0xFFFF)  # a dark surface reflects little: a low reading
 
     def echo_us(self) -> int:
         """What `time_pulse_us(echo, 1)` measures: the ranger's round trip, or -2 (timeout) with nothing in range."""
@@ -97,17 +145,25 @@ class CarWiring:
         return -2 if distance is None else int(distance * 2 / SOUND_M_PER_US)
 
     def motor_duties(self, pins: PinLevels) -> tuple[float, float]:
-        """The signed duties the left and right H-bridge channels drive."""
+        """The signed duties the left and right motors get (a motor wired backwards turns the other way)."""
+        left = h_bridge_duty(pins.duty_u16(WIRING.MOTOR_LEFT[0]), *(pins.level(p) for p in WIRING.MOTOR_LEFT[1:]))
+        right = h_bridge_duty(pins.duty_u16(WIRING.MOTOR_RIGHT[0]), *(pins.level(p) for p in WIRING.MOTOR_RIGHT[1:]))
         return (
-            h_bridge_duty(pins.duty_u16(WIRING.MOTOR_LEFT[0]), *(pins.level(p) for p in WIRING.MOTOR_LEFT[1:])),
-            h_bridge_duty(pins.duty_u16(WIRING.MOTOR_RIGHT[0]), *(pins.level(p) for p in WIRING.MOTOR_RIGHT[1:])),
+            -left if "left" in self.faults.reversed_motors else left,
+            -right if "right" in self.faults.reversed_motors else right,
         )
+
+    def _past_dead_band(self, duty: float) -> float:
+        """A motor's share of its top speed: nothing within the dead band, then in proportion to the duty past it."""
+        if abs(duty) <= self.dead_band:
+            return 0.0
+        return math.copysign((abs(duty) - self.dead_band) / (1.0 - self.dead_band), duty)
 
     def step(self, pins: PinLevels | None, seconds: float) -> None:
         """Motors follow the duties (`pins` None: nothing drives them), the car moves, the gyro updates."""
         if pins is not None:
             top = self.world.vehicle.params.max_wheel_speed
-            left, right = self.motor_duties(pins)
+            left, right = (self._past_dead_band(d) for d in self.motor_duties(pins))
             self.world.wheels.set_wheel_speeds(left * top, right * top)
         self.world.step(seconds)
         state = self.world.vehicle.state

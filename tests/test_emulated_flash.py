@@ -15,6 +15,7 @@ from firmware import protocol as p
 from hal.board import BoardClient, BoardError
 from sim import World, load_track
 from sim.board import CPythonBoard, seed_filesystem
+from sim.wiring import CarWiring
 from tests.helpers import board_emulator
 from tests.test_board_vm import VM_BOARD_ID
 
@@ -76,7 +77,7 @@ def test_soft_reset_in_the_raw_repl_runs_only_boot_py(tmp_path: Path) -> None:
     fs = seed_filesystem(tmp_path / "fs")
     (fs / "boot.py").write_text("print('boot ran')\n")
     out = bytearray()
-    emulated = CPythonBoard(World(load_track("oval")), out.extend, fs)
+    emulated = CPythonBoard(CarWiring(World(load_track("oval"))), out.extend, fs)
     assert emulated.firmware is not None  # main.py runs after a hard reset
     emulated.receive(p.pack(p.MAINTENANCE, 1))
     out.clear()

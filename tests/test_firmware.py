@@ -125,6 +125,38 @@ def test_ping_info_config_and_unknown_commands() -> None:
     assert replies[4][0] == p.NACK and replies[4][2] == (99, p.INFO, p.ERR_UNKNOWN_TYPE)
 
 
+def test_set_duty_drives_open_loop_until_the_watchdog() -> None:
+    car = Car()
+    car.command(p.SET_DUTY, 16383, -32767)  # half forward, full backward
+    car.run(20)
+    assert car.duty(0) == pytest.approx(0.5, abs=0.01) and car.duty(1) == pytest.approx(-1.0, abs=0.01)
+    car.run(250)
+    assert car.duty(0) == 0 and car.duty(1) == 0  # no command for 250 ms
+    car.command(p.ESTOP)
+    car.command(p.SET_DUTY, 16383, 16383)
+    replies = car.run(20)
+    assert car.duty(0) == 0 and any(m[0] == p.NACK and m[2][2] == p.ERR_ESTOPPED for m in replies)
+
+
+def test_wheel_config_turns_a_backwards_motor_and_encoder_and_adds_the_dead_band() -> None:
+    car = Car()
+    # left motor wired backwards, right encoder backwards, a dead band of 0.1 on both, 0.8 duty per m/s
+    car.command(p.WHEEL_CONFIG, -1, 1, 6554, 0.0008, 1, -1, 6554, 0.0008, car.pins.WHEEL_MM_PER_TICK)
+    replies = car.run(5)
+    assert any(m[0] == p.ACK and m[2][1] == p.WHEEL_CONFIG for m in replies)
+    car.command(p.SET_WHEELS, 100, 0)
+    car.run(10)
+    left = car.duty(0)
+    assert left < -0.1  # driven backwards on the wire: forward on the floor; past the dead band
+    car.firmware.encoder_signs = (1, 1)
+    raw = car.firmware.ticks()
+    car.firmware.encoder_signs = (1, -1)
+    assert car.firmware.ticks() == (raw[0], -raw[1])  # counts reported forward positive
+    car.command(p.WHEEL_CONFIG, 2, 1, 0, 0.001, 1, 1, 0, 0.001, 0.5)  # a sign of 2 is no sign
+    replies = car.run(2)
+    assert any(m[0] == p.NACK and m[2][1:] == (p.WHEEL_CONFIG, p.ERR_BAD_CONFIG) for m in replies)
+
+
 def test_garbage_never_moves_a_motor() -> None:
     car = Car()
     rng = random.Random(11)

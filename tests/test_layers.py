@@ -74,7 +74,10 @@ def test_a_real_cars_file_names_what_differs_and_mistakes_are_named(tmp_path: Pa
         ("car: {wheel_base: wide}", "`car.wheel_base` must be a float, not 'wide'"),
         ("camera: {width: .inf}", "`camera.width` must be a int"),
         ("car: {wheel_base: .nan}", "`car.wheel_base` must be a float, not nan"),
-        ("wheels: {}", "unknown section wheels"),
+        ("wheel: {}", "unknown section wheel"),
+        ("wheels: {left_motor: 2}", "the `wheels` motor and encoder signs are 1 or -1"),
+        ("sensors: {line_tape: [1, 1]}", "`sensors.line_tape` needs one value for each of the 5 line sensors"),
+        ("sensors: {line_floor: 0.1}", "`sensors.line_floor` must be a list of numbers"),
         ("[1, 2]", "a car description is a mapping"),
         ("car: {a: [", "not YAML"),
     ]:
