@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from hal.description import CarParams, SensorParams, load_description
@@ -66,6 +66,7 @@ TUNABLE: dict[str, tuple[tuple[float, float], str]] = {
     "lookahead_per_speed": ((0.0, 1.0), "m more look-ahead per m/s"),
     "slowdown_sq": ((0.0, 1.0), "how much tight bends slow the car"),
     "near_speed": ((0.0, 2.0), "m/s, at most, while steering by the sensor bar"),
+    "near_bend": ((0.5, 20.0), "1/m: in tighter bends the sensor bar steers"),
 }
 
 
@@ -82,6 +83,20 @@ BAR_PARAMS = ControllerParams(
     coast_time=0.1,
     lost_timeout=2.0,
 )
+
+
+def params_from_env(env: Mapping[str, str]) -> ControllerParams:
+    """The tuning, with any TUNABLE field given in the environment by its name in capitals (MAX_SPEED=0.8,
+    LOOKAHEAD=0.2: a dataflow's `env:`, or `bench/lap_sweep.py`); ValueError names a bad one."""
+    given = {}
+    for name in TUNABLE:
+        text = env.get(name.upper())
+        if text is not None:
+            try:
+                given[name] = float(text)
+            except ValueError:
+                raise ValueError(f"{name.upper()}={text!r}: not a number") from None
+    return replace(ControllerParams(), **given)
 
 
 def bar_estimate(values: Sequence[float], spacing: float = SensorParams().line_sensor_spacing) -> LineEstimate:
@@ -176,7 +191,7 @@ def main() -> None:
     """
     from car import Node
 
-    params = ControllerParams(max_speed=float(os.environ.get("MAX_SPEED", ControllerParams.max_speed)))
+    params = params_from_env(os.environ)
     car = load_description()
     follower = LineFollower(params, car.car.wheel_base, car.sensors.line_sensor_forward)
     spacing = car.sensors.line_sensor_spacing
