@@ -66,7 +66,7 @@ def test_compare_runs_dora_and_iceoryx2_side_by_side_with_every_peer_pinned_alik
         "--peers",
         "car,dora,zmq,iceoryx2",
         "--seconds",
-        "1.5",
+        "1.0",
         "--repeat",
         "1",
         "--count",

@@ -27,21 +27,42 @@ def launch(tmp_path: Path, track: str, seed: int, laps: int = 3) -> dict[str, ob
     return figures
 
 
+HELD_OUT = ROOT / "tests" / "fixtures" / "tracks"  # tracks the controller was never tuned on (bench/lap_sweep.py)
+
+# the pace and accuracy every track must be driven at (the shipped ones, which the tuning saw, and the held-out)
+MIN_SPEED_MPS = 0.7
+MAX_RMS_M = 0.01
+MAX_CROSS_TRACK_M = 0.03
+
+
+def assert_fast_and_on_the_line(figures: dict[str, object], laps: int) -> None:
+    """The bounds every track is driven within; the figures are in the message when it fails."""
+    assert figures["completed"] is True and figures["laps"] == laps, figures
+    assert figures["mean_speed_mps"] >= MIN_SPEED_MPS, figures  # type: ignore[operator]
+    assert figures["cross_track_rms_m"] <= MAX_RMS_M, figures  # type: ignore[operator]
+    assert figures["cross_track_max_m"] <= MAX_CROSS_TRACK_M, figures  # type: ignore[operator]
+    assert figures["longest_off_line_s"] == 0.0, figures
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize(
-    "track",
-    ["oval", "s_curves", "hairpins", "figure8"],
+    ("track", "seed"),
+    [
+        ("oval", 1),
+        ("s_curves", 2),
+        ("hairpins", 3),
+        ("figure8", 1),
+        (str(HELD_OUT / "kidney.yml"), 2),
+        (str(HELD_OUT / "chicanes.yml"), 3),
+        (str(HELD_OUT / "pill.yml"), 1),
+    ],
+    ids=["oval", "s_curves", "hairpins", "figure8", "kidney", "chicanes", "pill"],
 )
-def test_follows_the_line_for_three_laps(tmp_path: Path, track: str, seed: int) -> None:
-    figures = launch(tmp_path, track, seed)
+def test_follows_every_track_fast_and_on_the_line(tmp_path: Path, track: str, seed: int) -> None:
+    figures = launch(tmp_path, track, seed, laps=2)
     assert figures["track"] == track and figures["seed"] == seed
-    assert figures["completed"] is True and figures["laps"] == 3
-    assert len(figures["lap_times_s"]) == 3  # type: ignore[arg-type]
-    assert figures["mean_speed_mps"] >= 0.5  # type: ignore[operator]
-    assert figures["cross_track_rms_m"] <= 0.015  # type: ignore[operator]
-    assert figures["cross_track_max_m"] <= 0.05  # type: ignore[operator]
-    assert figures["longest_off_line_s"] <= 0.3  # type: ignore[operator]
+    assert len(figures["lap_times_s"]) == 2  # type: ignore[arg-type]
+    assert_fast_and_on_the_line(figures, laps=2)
 
 
 def test_a_track_file_works_like_a_shipped_track(tmp_path: Path) -> None:
