@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ MIN_VIEWS = 6
 OUTLIER_FACTOR = 3.0  # a view whose error is over this times the median is dropped
 OUTLIER_FLOOR_PX = 0.5  # ... unless its error is below this anyway
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+STALE_S = 0.5  # after Enter, frames this old are skipped (a camera's buffers hold several)
 SUBPIX_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 40, 0.001)
 
 
@@ -271,6 +273,9 @@ def views_from_camera(
             print(f"car calibrate camera: view {len(held)} of {count}", flush=True)
         print("car calibrate camera: now lay the board on the floor in front of the car and press Enter", flush=True)
         sys.stdin.readline()
+        pressed = time.monotonic()
+        while time.monotonic() - pressed < STALE_S:  # frames the camera took before Enter: the board still held
+            camera.read()
         for _ in range(300):
             frame, _ = camera.read()
             if find_corners(frame, board) is not None:

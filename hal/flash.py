@@ -31,6 +31,7 @@ MICROPYTHON_VIDS = {
     0x10C4: "CP210x (ESP32)",
     0x1A86: "CH340 (ESP32)",
 }
+BOOT_S = 10  # a board reset answers the handshake within this
 STEP_TIMEOUT_S = 60  # mpremote reads a pty without a timeout: a stuck board would hang it
 BOARD_ONLY = {"pico": "board_esp32.py", "esp32": "board_pico.py"}  # the other board's pin map is not sent
 
@@ -140,7 +141,8 @@ def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
             print(f"car flash:   {line}")
     print("car flash: resetting the board")
     mpremote(port, "reset")
-    deadline = time.monotonic() + 10
+    # a board boots in seconds; the emulator's CPython fallback cannot start .mpy at all: one handshake tells
+    deadline = time.monotonic() + (0 if mpy and emulated else BOOT_S)
     while True:
         try:
             with BoardClient(port) as fresh:

@@ -116,6 +116,7 @@ class MicroPythonBoard:
         assert self._process.stdout is not None and self._process.stdin is not None
         self._stdout = self._process.stdout.fileno()
         os.set_blocking(self._stdout, False)
+        os.set_blocking(self._link_in, False)
         os.set_blocking(self._process.stdin.fileno(), False)
         self.pins = VmPins()  # a chip out of reset drives nothing: the motors stop
         self.wiring.reset_encoders()
@@ -165,6 +166,8 @@ class MicroPythonBoard:
         if fd == self._stdout:
             self._relay()
             return
+        if fd != self._link_in:
+            return  # a descriptor of a VM that has just been replaced
         try:
             data = os.read(self._link_in, 65536)
         except BlockingIOError:

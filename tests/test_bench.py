@@ -66,7 +66,7 @@ def test_compare_runs_dora_and_iceoryx2_side_by_side_with_every_peer_pinned_alik
         "--peers",
         "car,dora,zmq,iceoryx2",
         "--seconds",
-        "1.0",
+        "1.5",
         "--repeat",
         "1",
         "--count",
@@ -205,7 +205,7 @@ def test_scale_reports_start_up_cost_and_detection_of_killed_daemons() -> None:
 
 
 def test_board_link_benchmark_times_the_firmware_loop_telemetry_ping_and_watchdog() -> None:
-    options = ["--seconds", "1", "--pings", "10", "--watchdog-trials", "1"]
+    options = ["--seconds", "0.5", "--pings", "10", "--watchdog-trials", "1"]
     report = run_bench("bench/board_link.py", *options)
     for back_end in ("micropython", "cpython"):
         row = report[back_end]

@@ -112,35 +112,6 @@ def test_an_absent_board_is_a_clear_error() -> None:
         BoardClient("/dev/nonexistent-board").open()
 
 
-def test_the_ir_dataflow_drives_the_emulated_board(emulator: str, tmp_path: object) -> None:
-    flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line_ir.yml")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "car",
-            "launch",
-            flow,
-            "--hw",
-            "--port",
-            emulator,
-            "--duration",
-            "4",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"car_io: board {VM_BOARD_ID}, firmware 0.1.0" in result.stderr
-    match = re.search(r'"dropped": (\d+).*encoder ticks (-?\d+) (-?\d+)', result.stderr)
-    assert match, result.stderr[-2000:]
-    dropped, left, right = (int(v) for v in match.groups())
-    assert dropped == 0 and left > 1000 and right > 1000  # it drove forward through the real link
-
-
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -153,29 +152,3 @@ def test_the_cpython_fallback_drives_the_same_car(tmp_path: Path) -> None:
         running.process.terminate()
         _, said = running.process.communicate(timeout=10)
     assert "on CPython (fallback" in said
-
-
-@pytest.mark.slow
-def test_follow_line_ir_completes_a_lap_against_the_vm(tmp_path: Path) -> None:
-    find_micropython()
-    fs = str(tmp_path / "fs")
-    with board_emulator("--fs", fs, "--vm", "micropython", "--track", "oval", capture_stderr=True) as running:
-        result = subprocess.run(
-            [
-                *(sys.executable, "-m", "car", "launch", str(ROOT / "dataflows" / "follow_line_ir.yml")),
-                *("--hw", "--port", running.port, "--duration", "17", "--out", str(tmp_path / "out")),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-        running.process.terminate()
-        _, emulator_said = running.process.communicate(timeout=10)  # its last line: how the car did
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"car_io: board {VM_BOARD_ID}, firmware 0.1.0" in result.stderr
-    link = re.search(r'"dropped": (\d+)', result.stderr)
-    assert link and link.group(1) == "0", result.stderr[-2000:]
-    summary = re.search(r"(\d+) lap\(s\) of oval .* max ([\d.]+) mm, ([\d.]+) s off the line", emulator_said)
-    assert summary, emulator_said
-    laps, worst, off_line = int(summary.group(1)), float(summary.group(2)), float(summary.group(3))
-    assert laps >= 1 and worst < 40 and off_line == 0.0

@@ -31,7 +31,7 @@ DOCUMENT = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=DOCUMENT)
 @example(document={"sensors": {"line_tape": [1, 1]}})
 @example(document={"wheels": {"left_motor": 0}})
