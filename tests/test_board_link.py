@@ -197,12 +197,12 @@ def test_a_board_that_goes_away_is_waited_for_and_the_run_goes_on(tmp_path: Path
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(4)
+        time.sleep(3)
         first.process.kill()  # unplugged: no goodbye
         first.process.wait()
     time.sleep(1.0)
     with board_emulator("--fs", fs, "--link", str(stable), capture_stderr=True) as second:
-        time.sleep(4)
+        time.sleep(3)
         second.process.terminate()  # unplugged again, for good this time
         _, second_said = second.process.communicate(timeout=10)
     try:

@@ -103,6 +103,23 @@ def test_the_friendly_repl_echoes_and_runs_lines(vm_board: tuple[str, Path]) -> 
     assert shown == b"x = 6 * 7\r\n>>> x\r\n42\r\n>>> for k in range(2):\r\n...  print(k)\r\n... \r\n0\r\n1\r\n>>> "
 
 
+def test_ctrl_c_interrupts_code_the_repl_runs(vm_board: tuple[str, Path]) -> None:
+    port, _ = vm_board
+    with BoardClient(port) as board:
+        board.maintenance()
+        time.sleep(0.3)
+    with serial.serial_for_url(port, timeout=0.2) as raw:
+        raw.write(b"\r\x03\x01")  # the raw REPL
+        time.sleep(0.3)
+        raw.read(4096)
+        raw.write(b"while True:\n    pass\n\x04")  # runs for ever
+        time.sleep(0.5)
+        raw.write(b"\x03")
+        time.sleep(0.5)
+        said = raw.read(4096)
+    assert said.startswith(b"OK\x04") and b"KeyboardInterrupt" in said and said.endswith(b"\x04>")
+
+
 def test_car_flash_mpy_runs_bytecode_on_the_vm(vm_board: tuple[str, Path]) -> None:
     port, fs = vm_board
     flashed = subprocess.run(

@@ -14,17 +14,19 @@ import pytest
 from hal.description import load_description
 from tests.helpers import ROOT, board_emulator, car
 
+SMALL_LOOP = ROOT / "tests" / "fixtures" / "tracks" / "small_loop.yml"  # 3.1 m: a lap in 8 s at the IR pace
 FAULTS = ("--fault", "left-motor-reversed", "--fault", "right-encoder-reversed", "--fault", "line-sensor-2=0.4")
 TRUE_TICKS_PER_METRE = 390 / (2 * 3.14159265 * 0.033)  # the emulator's encoders: 390 counts a turn of a 33 mm wheel
 
 
 def emulator(tmp_path: Path) -> object:
-    """The faulty car, standing on the tape at the start of the oval (a fresh emulator: the car put back)."""
+    """The faulty car, standing on the tape at the start of a small loop (a fresh emulator: the car put back)."""
     built_wrong = tmp_path / "built_wrong.yml"
     built_wrong.write_text("car: {dead_band: 0.12}\n")
     return board_emulator(
         *("--car", str(built_wrong), "--fs", str(tmp_path / "fs"), "--link", str(tmp_path / "board"), *FAULTS),
         *("--vm", "micropython"),  # the firmware on the real MicroPython VM, no fallback
+        *("--track", str(SMALL_LOOP)),
         capture_stderr=True,
     )
 
@@ -74,8 +76,8 @@ def test_calibration_finds_what_was_built_wrong_and_the_car_then_follows_the_lin
     assert min(t for k, t in enumerate(found.sensors.line_tape) if k != 2) > 0.85
     assert found.wheels == wheels  # the motors' section stays
 
-    summary = run_ir(tmp_path, description, 17)
-    laps = re.search(r"(\d+) lap\(s\) of oval .* max ([\d.]+) mm, ([\d.]+) s off the line", summary)
+    summary = run_ir(tmp_path, description, 11)
+    laps = re.search(r"(\d+) lap\(s\) of small_loop .* max ([\d.]+) mm, ([\d.]+) s off the line", summary)
     assert laps, summary
     assert int(laps.group(1)) >= 1 and float(laps.group(3)) == 0.0
 
@@ -85,7 +87,9 @@ def test_without_calibration_the_car_built_wrong_cannot_follow_the_line(tmp_path
     uncalibrated = tmp_path / "uncalibrated.yml"
     uncalibrated.write_text("car: {}\n")
     summary = run_ir(tmp_path, uncalibrated, 4)
-    progress = re.search(r"(\d+) lap\(s\) of oval in [\d.]+ s, ([\d.]+) m driven, .* ([\d.]+) s off the line", summary)
+    progress = re.search(
+        r"(\d+) lap\(s\) of small_loop in [\d.]+ s, ([\d.]+) m driven, .* ([\d.]+) s off the line", summary
+    )
     assert progress, summary
     driven, off_line = float(progress.group(2)), float(progress.group(3))
     assert driven < 0.5 or off_line > 0.5, summary  # a calibrated car drives 1.5 m in 4 s, on the line
