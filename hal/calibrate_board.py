@@ -108,9 +108,9 @@ def sample(board: BoardClient, left: float, right: float, seconds: float, settle
     return Sample((float(speeds[0]), float(speeds[1])), float(np.mean([r.yaw_rate for r in readings])), readings[-1])
 
 
-def stand_still(board: BoardClient, seconds: float = 0.4) -> float:
+def stand_still(board: BoardClient, seconds: float = 0.3) -> float:
     """Both wheels off for a while; the gyro's reading at rest (its bias)."""
-    return sample(board, 0.0, 0.0, seconds, settle=0.3).yaw_rate
+    return sample(board, 0.0, 0.0, seconds, settle=0.25).yaw_rate
 
 
 def calibrate_wheel(board: BoardClient, wheel: int, bias: float) -> tuple[WheelFinding, bool]:
@@ -136,7 +136,7 @@ def calibrate_wheel(board: BoardClient, wheel: int, bias: float) -> tuple[WheelF
     points = []
     for above in FIT_ABOVE:
         duty = min(0.95, first_moving + above)
-        measured = sample(board, *duties(duty), seconds=0.25, settle=0.3)
+        measured = sample(board, *duties(duty), seconds=0.2, settle=0.25)  # a motor settles in 0.1-0.2 s
         points.append((duty, measured.speeds[wheel], measured.yaw_rate - bias))
     stand_still(board)
     duty_values = np.array([p[0] for p in points])

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from mcap.reader import make_reader
@@ -248,3 +248,19 @@ def board_emulator(*args: str, capture_stderr: bool = False) -> Iterator[Emulato
         proc.send_signal(signal.SIGCONT)  # in case a test stopped it
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def drive(board: Any, left: float, right: float, seconds: float) -> tuple[float, float]:
+    """Command the wheels for `seconds` (a BoardClient, feeding its watchdog); the mean measured wheel speeds
+    over the second half (one reading is coarse: a 10 ms window holds a handful of encoder ticks)."""
+    end = time.monotonic() + seconds
+    settled = end - seconds / 2
+    seen: dict[float, tuple[float, float]] = {}
+    while time.monotonic() < end:
+        board.set_wheel_speeds(left, right)
+        reading = board.latest()
+        if reading is not None and time.monotonic() >= settled:
+            seen[reading.t] = reading.wheel_speeds
+        time.sleep(0.02)
+    speeds = list(seen.values()) or [(0.0, 0.0)]
+    return sum(s[0] for s in speeds) / len(speeds), sum(s[1] for s in speeds) / len(speeds)

@@ -27,7 +27,7 @@ def run_bench(*args: str) -> dict[str, object]:
 @pytest.mark.slow
 def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -> None:
     """car alone, not pinned (the comparison test below runs every peer, pinned)."""
-    options = ["--peers", "car", "--seconds", "1.5", "--repeat", "1", "--count", "5000", "--no-machines"]
+    options = ["--peers", "car", "--seconds", "1.0", "--repeat", "1", "--count", "5000", "--no-machines"]
     report = run_bench("bench/latency.py", *options)
     assert report["peers"] == ["car"]
     cases = report["cases"]

@@ -16,7 +16,7 @@ import serial
 
 from firmware import protocol as p
 from hal.board import BoardClient, BoardError
-from tests.helpers import board_emulator
+from tests.helpers import board_emulator, drive
 from tests.test_board_vm import VM_BOARD_ID
 
 
@@ -27,24 +27,16 @@ def emulator() -> Iterator[str]:
         yield running.port
 
 
-def drive(board: BoardClient, left: float, right: float, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        board.set_wheel_speeds(left, right)
-        time.sleep(0.05)
-
-
 def test_commands_reach_the_motors_and_telemetry_streams(emulator: str) -> None:
     with BoardClient(emulator) as board:
         assert board.info == {"firmware": "0.1.0", "protocol": p.PROTOCOL_VERSION, "board_id": VM_BOARD_ID}
         time.sleep(0.1)
         assert board.read().line_sensors[2] > 0.5  # the car starts on the tape, under its middle sensor
         start, counted = time.monotonic(), board.stats()["telemetry"]
-        drive(board, 0.3, -0.2, 1.5)
+        left, right = drive(board, 0.3, -0.2, 1.5)
         rate = (board.stats()["telemetry"] - counted) / (time.monotonic() - start)
         reading = board.read()
-        assert reading.wheel_speeds[0] == pytest.approx(0.3, rel=0.2)
-        assert reading.wheel_speeds[1] == pytest.approx(-0.2, rel=0.2)
+        assert left == pytest.approx(0.3, rel=0.15) and right == pytest.approx(-0.2, rel=0.15)
         assert reading.encoder_ticks[0] > 0 > reading.encoder_ticks[1]
         assert reading.yaw_rate < 0  # turning right
         assert 60 < rate < 120  # 100 Hz, give or take a busy machine

@@ -15,7 +15,7 @@ import serial
 from firmware import protocol as p
 from hal.board import BoardClient, BoardError
 from sim.board_vm import find_micropython
-from tests.helpers import board_emulator
+from tests.helpers import board_emulator, drive
 
 ROOT = Path(__file__).resolve().parent.parent
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
@@ -29,13 +29,6 @@ def vm_board(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     fs = tmp_path / "fs"
     with board_emulator("--fs", str(fs), "--vm", "micropython") as running:
         yield running.port, fs
-
-
-def drive(board: BoardClient, left: float, right: float, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        board.set_wheel_speeds(left, right)
-        time.sleep(0.05)
 
 
 def wait_for(condition: object, timeout: float) -> bool:
@@ -52,12 +45,11 @@ def test_the_full_firmware_runs_on_the_vm(vm_board: tuple[str, Path]) -> None:
     with BoardClient(port) as board:
         assert board.info == {"firmware": "0.1.0", "protocol": p.PROTOCOL_VERSION, "board_id": VM_BOARD_ID}
         start, counted = time.monotonic(), board.stats()["telemetry"]
-        drive(board, 0.3, -0.2, 1.5)
+        left, right = drive(board, 0.3, -0.2, 1.5)
         rate = (board.stats()["telemetry"] - counted) / (time.monotonic() - start)
         assert 60 < rate < 120  # 100 Hz, give or take a busy machine
         reading = board.read()
-        assert reading.wheel_speeds[0] == pytest.approx(0.3, rel=0.25)
-        assert reading.wheel_speeds[1] == pytest.approx(-0.2, rel=0.3)
+        assert left == pytest.approx(0.3, rel=0.15) and right == pytest.approx(-0.2, rel=0.15)
         assert reading.encoder_ticks[0] > 0 > reading.encoder_ticks[1] and reading.yaw_rate < 0
         assert 7.0 < reading.battery_v < 8.5 and board.stats()["crc_errors"] == 0
         # the watchdog: commands stop, the board stops the motors 250 ms (board time) later
@@ -86,12 +78,16 @@ def test_the_full_firmware_runs_on_the_vm(vm_board: tuple[str, Path]) -> None:
     assert answer.stdout.split() == ["micropython", "rp2", str(2**70)]
 
 
-def test_the_friendly_repl_echoes_and_runs_lines(vm_board: tuple[str, Path]) -> None:
-    port, _ = vm_board
+def the_repl(port: str) -> serial.SerialBase:
+    """The port after MAINTENANCE: MicroPython's REPL, opened raw (no mpremote)."""
     with BoardClient(port) as board:
         board.maintenance()
         time.sleep(0.3)
-    with serial.serial_for_url(port, timeout=0.2) as raw:
+    return serial.serial_for_url(port, timeout=0.2)
+
+
+def test_the_friendly_repl_echoes_and_runs_lines(vm_board: tuple[str, Path]) -> None:
+    with the_repl(vm_board[0]) as raw:
         raw.read(4096)
         raw.write(b"\x02")  # Ctrl-B: the friendly REPL's banner
         time.sleep(0.3)
@@ -104,11 +100,7 @@ def test_the_friendly_repl_echoes_and_runs_lines(vm_board: tuple[str, Path]) -> 
 
 
 def test_ctrl_c_interrupts_code_the_repl_runs(vm_board: tuple[str, Path]) -> None:
-    port, _ = vm_board
-    with BoardClient(port) as board:
-        board.maintenance()
-        time.sleep(0.3)
-    with serial.serial_for_url(port, timeout=0.2) as raw:
+    with the_repl(vm_board[0]) as raw:
         raw.write(b"\r\x03\x01")  # the raw REPL
         time.sleep(0.3)
         raw.read(4096)
@@ -164,8 +156,7 @@ def test_the_cpython_fallback_drives_the_same_car(tmp_path: Path) -> None:
         BoardClient(running.port) as board,
     ):
         assert board.info["board_id"] == "emulated"
-        drive(board, 0.3, 0.3, 1.0)
-        assert board.read().wheel_speeds[0] == pytest.approx(0.3, rel=0.25)
+        assert drive(board, 0.3, 0.3, 1.0)[0] == pytest.approx(0.3, rel=0.15)
         running.process.terminate()
         _, said = running.process.communicate(timeout=10)
     assert "on CPython (fallback" in said
