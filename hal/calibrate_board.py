@@ -68,11 +68,10 @@ class CalibrationError(Exception):
 
 @dataclass(frozen=True)
 class Sample:
-    """Telemetry averaged over a while: wheel speeds (m/s, as the encoders count), yaw rate, the last reading."""
+    """Telemetry averaged over a while: wheel speeds (m/s, as the encoders count) and yaw rate."""
 
     speeds: tuple[float, float]
     yaw_rate: float
-    last: SensorReading
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def sample(board: BoardClient, left: float, right: float, seconds: float, settle
     """Open-loop duties held; the mean of what the telemetry says meanwhile."""
     readings = hold(board, lambda: board.set_duty(left, right), seconds, settle)
     speeds = np.mean([r.wheel_speeds for r in readings], axis=0)
-    return Sample((float(speeds[0]), float(speeds[1])), float(np.mean([r.yaw_rate for r in readings])), readings[-1])
+    return Sample((float(speeds[0]), float(speeds[1])), float(np.mean([r.yaw_rate for r in readings])))
 
 
 def stand_still(board: BoardClient, seconds: float = 0.3) -> float:
