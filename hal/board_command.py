@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     dispatch("board", argv, "\n\n".join(__doc__.split("\n\n")[:2]))
 
 
-def _port(given: str | None) -> str:
+def board_port(given: str | None) -> str:
+    """`given`, or the one attached MicroPython board's port; BoardError saying which ports were seen."""
     try:
         return given or find_port()
     except FlashError as exc:
@@ -69,7 +70,7 @@ def info_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     try:
-        info = board_info(_port(args.port))
+        info = board_info(board_port(args.port))
     except BoardError as exc:
         print(f"car board info: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -95,7 +96,7 @@ def shell_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", help="the board's serial port (default: the one attached MicroPython board)")
     args = parser.parse_args(argv)
     try:
-        port = _port(args.port)
+        port = board_port(args.port)
         stopped = _stop_firmware(port)
         _friendly_repl(port)
     except BoardError as exc:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hal.board import BoardClient, BoardError
+from hal.board_command import board_port
 from hal.description import (
     CarDescription,
     DescriptionError,
@@ -45,7 +46,6 @@ from hal.description import (
     user_file,
     write_section,
 )
-from hal.flash import FlashError, find_port
 from hal.interfaces import SensorReading
 
 MOVING_MPS = 0.02  # a wheel turning slower than this stands still
@@ -270,12 +270,9 @@ def line_levels(seen: list[tuple[float, ...]]) -> tuple[tuple[float, ...], tuple
 
 
 def _open(port: str | None, out: Path) -> tuple[BoardClient, CarDescription]:
-    try:
-        description = load_description(out if out.is_file() else None)
-        board = BoardClient(port or find_port())
-        board.open()
-    except FlashError as exc:
-        raise BoardError(str(exc).removeprefix("finding the board: ")) from None
+    description = load_description(out if out.is_file() else None)
+    board = BoardClient(board_port(port))
+    board.open()
     return board, description
 
 
