@@ -6,7 +6,10 @@ to the hardware only through `hw` (see `hardware.Hardware`: set_duty, read_ticks
 read_yaw_mrad, read_range_mm, read_battery_mv) and writes frames with `write(bytes)`.
 
 Safety: the motors stop when no SET_WHEELS (or SET_DUTY) arrived for the watchdog time (250
-ms by default), on ESTOP until ARM, and on MAINTENANCE (which also ends the main loop).
+ms by default), on ESTOP until ARM, and on MAINTENANCE (which also ends the main loop). The
+ranger is read every control period, and `brake.ObstacleBrake` refuses forward motion
+within the stopping distance for the measured speed (FLAG_OBSTACLE in the telemetry while
+it holds), so the car stops short of a box even when the host stalls or the link drops.
 
 Each wheel's wiring and motor, as `car calibrate motors` measured them (WHEEL_CONFIG): the
 motor's sign (-1: wired backwards), the encoder's sign, the dead band (the duty below
@@ -16,6 +19,7 @@ PID starts from; and the distance per encoder tick. SET_DUTY drives the wheels o
 """
 
 import protocol
+from brake import ObstacleBrake
 
 FIRMWARE_VERSION = (0, 1, 0)
 CONTROL_PERIOD_MS = 10
@@ -51,6 +55,8 @@ class Firmware:
         self._last_telemetry_ms = None
         self._last_ticks = hw.read_ticks()  # the encoders' signs are +1 until WHEEL_CONFIG
         self.speeds = (0, 0)  # mm/s, measured
+        self.brake = ObstacleBrake()
+        self.range_mm = protocol.NO_RANGE  # the ranger's latest reading, taken every control period
 
     def _send(self, msg_type, *fields):
         self._seq = (self._seq + 1) & 0xFF
@@ -157,14 +163,21 @@ class Firmware:
             round((ticks[1] - self._last_ticks[1]) * self.mm_per_tick / dt),
         )
         self._last_ticks = ticks
+        self.range_mm = self.hw.read_range_mm()
+        was_engaged = self.brake.engaged
+        engaged = self.brake.update(self.range_mm, (self.speeds[0] + self.speeds[1]) / 2)
+        if engaged and not was_engaged:
+            for pid in self.pids:  # no wind-up toward the refused speed
+                pid.reset()
         if self.estopped or self.watchdog_tripped or not self.running:
             self.hw.set_duty(0.0, 0.0)
             return
         if self.open_loop is not None:
-            self.hw.set_duty(self.open_loop[0], self.open_loop[1])
+            self.hw.set_duty(*self.brake.limit(self.open_loop[0], self.open_loop[1]))
             return
-        left = self._wheel_duty(0, self.pids[0].update(self.targets[0], self.speeds[0], dt))
-        right = self._wheel_duty(1, self.pids[1].update(self.targets[1], self.speeds[1], dt))
+        target_left, target_right = self.brake.limit(self.targets[0], self.targets[1])
+        left = self._wheel_duty(0, self.pids[0].update(target_left, self.speeds[0], dt))
+        right = self._wheel_duty(1, self.pids[1].update(target_right, self.speeds[1], dt))
         self.hw.set_duty(left, right)
 
     def _wheel_duty(self, wheel, duty):
@@ -188,6 +201,8 @@ class Firmware:
             flags |= protocol.FLAG_WATCHDOG
         if battery < LOW_BATTERY_MV:
             flags |= protocol.FLAG_LOW_BATTERY
+        if self.brake.engaged:
+            flags |= protocol.FLAG_OBSTACLE
         self._send(
             protocol.TELEMETRY,
             now_ms & 0xFFFFFFFF,
@@ -201,7 +216,7 @@ class Firmware:
             line[3],
             line[4],
             _clamp16(self.hw.read_yaw_mrad()),
-            self.hw.read_range_mm(),
+            self.range_mm,
             battery,
             flags,
         )

@@ -46,6 +46,7 @@ ERR_BAD_CONFIG = 4
 FLAG_ESTOP = 0x01
 FLAG_WATCHDOG = 0x02  # motors stopped: no command within the watchdog time
 FLAG_LOW_BATTERY = 0x04
+FLAG_OBSTACLE = 0x08  # forward motion refused: an obstacle within the stopping distance (brake.py)
 
 LINE_SENSORS = 5
 NO_RANGE = 0xFFFF

@@ -66,6 +66,9 @@ class CarParams:
     motor_current_a_per_mps: float = 0.9  # per wheel, at steady speed
     slip: float = 0.0  # fraction of wheel speed lost between wheel and floor (0..1)
     process_noise: float = 0.0  # m/s per sqrt(s), random walk on each wheel's speed
+    body_front: float = 0.09  # m from the axle to the front of the body (the bumper)
+    body_rear: float = 0.06  # m from the axle to the back of the body
+    body_width: float = 0.17  # m, the body's width (the car's footprint with body_front and body_rear)
 
 
 @dataclass(frozen=True)

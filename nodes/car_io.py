@@ -2,9 +2,10 @@
 
 Inputs: `cmd` ({"left": m/s, "right": m/s}; with the metadata of the observation that
 caused it, or without it from a free-running source such as teleop), `tick` (once a
-second: lap, speed and cross-track error for `car launch`'s status line).
+second: lap, speed and cross-track error for `car launch`'s status line), `safety`
+(optional: the pilot's safety events, kept in the run report with where the car was).
 Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
-truth, simulator only).
+truth, simulator only), `safety` (car_io's own stops: nodes.safety.SafetyEvent).
 
 The simulated car runs in lockstep with the graph: observation k goes out (a camera
 frame; or with `LOCKSTEP=sensors` a sensor reading every 10 ms, preceded by a camera frame
@@ -14,8 +15,10 @@ time: 10 ms for a frame, 5 ms for a reading), or when the wait runs out. `CAR_RE
 clock (1: real time; 0: as fast as the nodes answer, for tests). Either way all timing
 below is in simulated time, so a run is the same whatever the machine's speed.
 
-Safety: commands are clamped to `MAX_WHEEL_SPEED`; with no command for `DEADMAN_S`
-(200 ms) the wheels stop, and they stop at once when the controller's output closes.
+Safety (nodes.drive.DriveGuard, the one policy of both back ends): commands are clamped to
+`MAX_WHEEL_SPEED` and slowed for an obstacle ahead; a malformed command stops the wheels;
+with no command for 200 ms they stop, and at once when the pilot's output closes; the
+board's own brake and a lost board are said. Each stop goes out on `safety`.
 
 On the board (`--hw`), a lost board (unplugged, reset, silent) does not end the run: the
 wheels are commanded to stop, the status says "board lost, reconnecting", the port is
@@ -27,7 +30,6 @@ end, with a clear error.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import threading
@@ -42,18 +44,10 @@ from hal.board import GIVE_UP_S, BoardClient, BoardError, BoardGone
 from hal.camera import CameraError, OpenCVCamera
 from hal.description import load_description
 from hal.interfaces import SensorReading
-from nodes.messages import Malformed, MessageError, wheel_speeds
+from nodes.drive import DriveGuard, DriveLimits
+from nodes.safety import send_safety
 
-DEADMAN_S = 0.2
 PHYSICS_STEP_S = 0.010  # a sensor reading every 10 ms of car time
-MAX_WHEEL_SPEED = float(os.environ.get("MAX_WHEEL_SPEED", "1.0"))
-
-
-def clamp(value: float) -> float:
-    """A wheel command within the configured limit (NaN counts as 0)."""
-    if math.isnan(value):
-        return 0.0
-    return max(-MAX_WHEEL_SPEED, min(MAX_WHEEL_SPEED, value))
 
 
 def sensor_message(reading: SensorReading) -> dict[str, object]:
@@ -102,21 +96,22 @@ class CameraThread(threading.Thread):
 class LinkWatch:
     """Says when the board is lost and when it is back (on stderr and in the node's status)."""
 
-    def __init__(self, node: Node, board: BoardClient):
+    def __init__(self, node: Node, board: BoardClient, guard: DriveGuard):
         self.node = node
         self.board = board
+        self.guard = guard
         self.lost = False
 
-    def check(self) -> bool:
+    def check(self, now: float) -> bool:
         """True while the board is lost; a change is reported, and on loss the wheels are told to stop."""
         lost_for = self.board.lost_for()
         if lost_for is not None and not self.lost:
             self.lost = True
             self.board.stop()  # dropped if the board is gone; its watchdog stops the motors anyway
-            print(
-                f"car_io: board lost on {self.board.url} ({self.board.lost_reason}): wheels stopped; "
+            self.guard.board_lost(
+                now,
+                f"board lost on {self.board.url} ({self.board.lost_reason}): wheels stopped; "
                 f"reconnecting (giving up after {self.board.give_up_s:g} s)",
-                file=sys.stderr,
             )
             self.node.set_status("board lost, reconnecting")
         elif lost_for is None and self.lost:
@@ -127,6 +122,7 @@ class LinkWatch:
                 f"{info.get('firmware')} (reconnection {self.board.reconnects})",
                 file=sys.stderr,
             )
+            self.guard.board_back(now)
             self.node.set_status("board back")
         return self.lost
 
@@ -179,9 +175,9 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
             print(f"car_io: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         camera.start()
-    moving, last_command, frame, images, sent_frame = False, time.monotonic(), 0, 0, 0
-    malformed = Malformed("car_io")
-    watch = LinkWatch(node, board)
+    frame, images, sent_frame = 0, 0, 0
+    guard = DriveGuard(DriveLimits.from_env())
+    watch = LinkWatch(node, board, guard)
     next_publish = time.monotonic()
     try:
         while True:
@@ -189,28 +185,18 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
             now = time.monotonic()
             if event is not None and event.type == "STOP":
                 break
-            if watch.check():
-                moving = False
+            watch.check(now)
             if event is not None and event.type == "INPUT" and event.id == "cmd":
-                try:
-                    speeds = wheel_speeds(event.value)
-                except MessageError as exc:  # a fault: the wheels stop until a good command comes
-                    board.stop()
-                    moving = False
-                    malformed.report("cmd", exc, "stopped the wheels on")
-                    continue
-                board.set_wheel_speeds(clamp(speeds.left), clamp(speeds.right))
-                moving, last_command = True, now
+                board.set_wheel_speeds(*guard.command(event.value, now))
             elif event is not None and event.type == "INPUT_CLOSED" and event.id == "cmd":
-                board.stop()
-                moving = False
+                board.set_wheel_speeds(*guard.commands_closed(now))
             elif event is not None and event.type == "INPUT" and event.id == "tick" and not watch.lost:
                 stats = board.stats()
-                node.set_status(f"board: {stats['telemetry']} readings, {stats['dropped']} bad frames")
-            if moving and now - last_command > DEADMAN_S:
+                node.set_status(
+                    guard.status() or f"board: {stats['telemetry']} readings, {stats['dropped']} bad frames"
+                )
+            if guard.expired(now):
                 board.stop()
-                moving = False
-                print(f"car_io: dead-man: no command for {DEADMAN_S:g} s; wheels stopped", file=sys.stderr)
             if now >= next_publish:
                 next_publish = now + PHYSICS_STEP_S
                 try:
@@ -220,8 +206,10 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
                 except BoardError:
                     reading = None  # no telemetry yet
                 if reading is not None and not watch.lost:
+                    guard.sensed(reading, now, board.flags)
                     node.send_output("sensors", sensor_message(line_scale.apply(reading)), {"frame": frame})
                     frame += 1
+            send_safety(node, guard.take_events())
             if camera is not None and camera.frames > sent_frame and camera.latest is not None:
                 sent_frame = camera.frames
                 image, taken = camera.latest

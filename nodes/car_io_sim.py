@@ -2,6 +2,11 @@
 
 Every 10 ms of car time a sensor reading goes out (after a camera frame, 30 times a
 second), and the simulation moves on when the command it caused is back; see car_io.
+What a command does to the wheels is nodes.drive.DriveGuard's, as on the board; the
+simulator stands in for the board, its obstacle brake included (sim.world's
+`board_brake`). The report counts collisions with the track's boxes, the closest the
+car came to one, and every safety stop (car_io's own and those the pilot sends on its
+`safety` output into car_io's `safety` input), with where the car was.
 """
 
 from __future__ import annotations
@@ -16,20 +21,40 @@ import numpy as np
 
 from car import Node
 from hal.description import SIM_ENV_VAR, load_description
-from nodes.car_io import DEADMAN_S, PHYSICS_STEP_S, clamp, sensor_message
-from nodes.launch_options import TRACK_ENV
-from nodes.messages import Malformed, MessageError, wheel_speeds
+from nodes.car_io import PHYSICS_STEP_S, sensor_message
+from nodes.drive import DriveGuard, DriveLimits
+from nodes.launch_options import SIM_TIME_ENV, TRACK_ENV
+from nodes.safety import SafetyChange, SafetyEvent, safety_event, send_safety
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
 
 COMMAND_LATENCY_S = 0.010  # modelled time from an observation to the command it causes, at most
 LOCKSTEP_WAIT_S = 0.5  # wall seconds to wait for a command at realtime factor 0
 OFF_TRACK_STOP_S = 3.0  # stop a run that counts laps once its car has been off the line this long
+STANDING_MPS = 0.01  # the car stands still
 
 
-def report(truth: GroundTruth, track: str, seed: int, laps_wanted: int | None) -> dict[str, object]:
+def stop_record(source: str, event: SafetyEvent, truth: GroundTruth) -> dict[str, object]:
+    """A safety stop as the report lists it: who, why, when (s) and where the car was (m)."""
+    return {
+        "node": source,
+        "reason": event.reason.value,
+        "t": round(event.t, 3),
+        "x": round(truth.x, 3),
+        "y": round(truth.y, 3),
+        "cross_track_m": round(truth.cross_track, 4),
+        "odometer_m": round(truth.distance, 4),  # metres driven before the stop was said
+        "stopped_after_m": None,  # metres driven from then until the car stood still (None: it never did)
+        "detail": event.detail,
+    }
+
+
+def report(
+    truth: GroundTruth, track: str, seed: int, laps_wanted: int | None, stops: list[dict[str, object]]
+) -> dict[str, object]:
     """The figures `--report` writes."""
     completed = truth.laps >= (laps_wanted or 1) and truth.longest_off_line < OFF_TRACK_STOP_S
+    closest = truth.min_obstacle_distance
     return {
         "track": track,
         "seed": seed,
@@ -42,6 +67,11 @@ def report(truth: GroundTruth, track: str, seed: int, laps_wanted: int | None) -
         "cross_track_rms_m": round(truth.cross_track_rms, 5),
         "cross_track_max_m": round(truth.max_cross_track, 5),
         "longest_off_line_s": round(truth.longest_off_line, 3),
+        "final_speed_mps": round(truth.speed, 4),
+        "collisions": truth.collisions,
+        "min_obstacle_distance_m": None if closest is None else round(closest, 4),
+        "board_brakes": truth.board_brakes,
+        "safety_stops": stops,
     }
 
 
@@ -50,16 +80,24 @@ def run_sim() -> None:
     track_name = os.environ.get(TRACK_ENV, "oval")
     seed = int(os.environ.get("CAR_SEED", "0"))
     laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
+    sim_time = float(os.environ[SIM_TIME_ENV]) if SIM_TIME_ENV in os.environ else None
     factor = float(os.environ.get("CAR_REALTIME_FACTOR", "1"))
     car = load_description(os.environ.get(SIM_ENV_VAR) or None)  # the true car, when the nodes get a model of it
-    world = World(load_track(track_name), seed=seed, car_params=car.car, camera=car.camera, sensors=car.sensors)
+    world = World(
+        load_track(track_name),
+        seed=seed,
+        car_params=car.car,
+        camera=car.camera,
+        sensors=car.sensors,
+        board_brake=True,  # the simulator stands in for the board, and the board brakes for obstacles
+    )
     by_sensors = os.environ.get("LOCKSTEP", "image") == "sensors"
     frame_s = PHYSICS_STEP_S if by_sensors else 1 / world.camera.params.fps
     latency_s = min(COMMAND_LATENCY_S, frame_s / 2)
     node = Node()
-    last_command_t = 0.0
-    malformed = Malformed("car_io")
-    stopped_by_deadman = True  # the wheels stand still until the first command
+    guard = DriveGuard(DriveLimits.from_env())
+    stops: list[dict[str, object]] = []  # every safety stop, car_io's and the pilot's, for the report
+    moving_on: list[dict[str, object]] = []  # stops said while the car still moves
     wall_start = time.monotonic()
     frame = 0
     ending = ""
@@ -67,7 +105,23 @@ def run_sim() -> None:
     loop_ns: list[int] = []  # capture of a frame -> its command back in car_io, wall clock
 
     def publish_sensors(metadata: dict[str, object] | None = None) -> None:
-        node.send_output("sensors", sensor_message(world.sensors.read()), metadata)
+        reading = world.sensors.read()
+        guard.sensed(reading, reading.t)
+        node.send_output("sensors", sensor_message(reading), metadata)
+
+    def said(source: str, events: list[SafetyEvent]) -> None:
+        """Safety events from car_io or the pilot: a stop is kept for the report with where the car is."""
+        for event in events:
+            if event.change is SafetyChange.STOP:
+                stops.append(stop_record(source, event, world.truth()))
+                moving_on.append(stops[-1])
+
+    def standing(truth: GroundTruth) -> None:
+        """Once the car stands still, how far it went after each stop said since."""
+        if abs(truth.speed) < STANDING_MPS:
+            for stop in moving_on:
+                stop["stopped_after_m"] = round(max(0.0, truth.distance - float(stop["odometer_m"])), 4)  # type: ignore[arg-type]
+            moving_on.clear()
 
     next_image_t = 0.0
     frame_shape = (world.camera.params.height, world.camera.params.width, 3)
@@ -109,33 +163,28 @@ def run_sim() -> None:
                 ending = "stop"
                 break
             if event.type == "INPUT_CLOSED" and event.id == "cmd":
-                world.wheels.stop()
-                command, stopped_by_deadman = None, True
-                print(
-                    f"car_io: commands closed: no command since t={last_command_t:.3f} s; "
-                    f"wheels stopped at t={world.t:.3f} s",
-                    file=sys.stderr,
-                )
+                world.wheels.set_wheel_speeds(*guard.commands_closed(world.t))
+                command = None
             elif event.type == "INPUT" and event.id == "cmd":
-                try:
-                    speeds = wheel_speeds(event.value)
-                    wheels = (clamp(speeds.left), clamp(speeds.right))
-                except MessageError as exc:  # a fault: the wheels stop (and a paced step still goes on)
-                    wheels = (0.0, 0.0)
-                    malformed.report("cmd", exc, "stopped the wheels on")
+                wheels = guard.command(event.value, world.t)  # a malformed one stops the wheels; a paced step goes on
                 if "frame" not in event.metadata:  # free-running (teleop): applied, but it does not pace us
                     world.wheels.set_wheel_speeds(*wheels)
-                    last_command_t, stopped_by_deadman = world.t, False
                 elif event.metadata["frame"] == frame:
                     if captured_ns:
                         loop_ns.append(time.perf_counter_ns() - captured_ns)
                     command = wheels
+            elif event.type == "INPUT" and event.id == "safety":
+                try:
+                    said(event.source.split("/")[0] or "pilot", [safety_event(event.value)])
+                except ValueError as exc:
+                    print(f"car_io: ignored a `safety` message: {exc}", file=sys.stderr)
             elif event.type == "INPUT" and event.id == "tick":
                 truth = world.truth()
                 last_lap = f" (last {truth.lap_times[-1]:.1f} s)" if truth.lap_times else ""
+                held = f"  {guard.status()}" if guard.status() else ""
                 node.set_status(
                     f"t {truth.t:.1f} s  lap {truth.laps}{last_lap}  {truth.speed:.2f} m/s  "
-                    f"cross-track {truth.cross_track * 1000:+.0f} mm"
+                    f"cross-track {truth.cross_track * 1000:+.0f} mm{held}"
                 )
         if ending:
             break
@@ -144,21 +193,19 @@ def run_sim() -> None:
         while elapsed < frame_s - 1e-9:
             if command is not None and elapsed >= latency_s - 1e-9:
                 world.wheels.set_wheel_speeds(*command)
-                last_command_t, stopped_by_deadman = world.t, False
                 command = None
             step = min(PHYSICS_STEP_S, frame_s - elapsed, latency_s - elapsed if command is not None else 1.0)
             world.step(step)
             elapsed += step
-            if world.t - last_command_t > DEADMAN_S and not stopped_by_deadman:
+            if guard.expired(world.t):
                 world.wheels.stop()
-                stopped_by_deadman = True
-                print(
-                    f"car_io: dead-man: no command since t={last_command_t:.3f} s; wheels stopped at t={world.t:.3f} s",
-                    file=sys.stderr,
-                )
             if not by_sensors:
                 publish_sensors()
+        events = guard.take_events()
+        said("car_io", events)
+        send_safety(node, events)
         truth = world.truth()
+        standing(truth)
         node.send_output(
             "pose",
             {
@@ -171,6 +218,8 @@ def run_sim() -> None:
         )
         if laps_wanted is not None and truth.laps >= laps_wanted:
             ending = f"{truth.laps} laps done"
+        elif sim_time is not None and truth.t >= sim_time - 1e-9:
+            ending = f"{sim_time:g} s of car time"
         elif laps_wanted is not None and truth.longest_off_line >= OFF_TRACK_STOP_S:  # lost: this run will not lap
             ending = f"off the line for {OFF_TRACK_STOP_S:g} s"
         else:
@@ -178,7 +227,7 @@ def run_sim() -> None:
             publish_frame()
     world.wheels.stop()
     truth = world.truth()
-    figures = report(truth, track_name, seed, laps_wanted)
+    figures = report(truth, track_name, seed, laps_wanted, stops)
     if loop_ns:
         ordered = sorted(loop_ns)
         figures["loop_latency_ms_p50"] = round(ordered[len(ordered) // 2] / 1e6, 3)

@@ -10,7 +10,10 @@ physical meaning that scales with speed.
 Speed is scheduled by the curvature ahead (quadratically: tight bends slow the car much more than gentle ones) and the detector's confidence, and both speed
 and curvature changes are rate-limited so commands stay smooth. When the line is lost
 the car keeps its last arc briefly, then creeps and turns toward the side it was last
-seen on, and stops after `lost_timeout` seconds.
+seen on; the safety guard (nodes.safety, through nodes.pilot) bounds that search in time
+and distance and stops the car, as it does when the detector's estimates stop coming
+(stale: five frame periods), its output closes, the sensor bar has seen no tape for half
+a metre, or an obstacle is ahead.
 
 The camera cannot see the first ~12 cm in front of the axle, which is where a 0.2 m
 hairpin happens. The line-sensor array sees exactly there, so when the camera reports a
@@ -29,6 +32,9 @@ from dataclasses import dataclass, replace
 from hal.description import CarParams, SensorParams, load_description
 from nodes.line_detector import LineEstimate
 from nodes.messages import Malformed, MessageError, line_estimate, sensor_bar
+from nodes.safety import PilotLimits
+
+STALE_FRAMES = 5  # camera frame periods without a line estimate before the car stops
 
 FLOOR_LEVEL = 0.3  # line-sensor readings below this are bare floor
 FOUND_LEVEL = 0.5  # the tape is under the bar when one sensor reads at least this
@@ -51,8 +57,7 @@ class ControllerParams:
     max_curvature_rate: float = 80.0  # 1/m per second
     coast_time: float = 0.25  # s on the last arc after losing the line
     search_speed: float = 0.06  # m/s while searching: nearly a pivot
-    search_curvature: float = 15.0  # 1/m toward the side the line was last seen
-    lost_timeout: float = 2.0  # s without the line before stopping
+    search_curvature: float = 15.0  # 1/m toward the side the line was last seen (the guard bounds the search)
     min_confidence: float = 0.25
     unsure_slowdown: float = 0.25  # share of the speed given up as the camera's confidence goes to 0
     near_bend: float = 3.0  # 1/m: in tighter bends, or without the camera's line, steer by the sensor bar
@@ -88,7 +93,6 @@ BAR_PARAMS = ControllerParams(
     max_curvature_rate=200.0,
     accel=1.5,
     coast_time=0.1,
-    lost_timeout=2.0,
 )
 
 
@@ -177,10 +181,8 @@ class LineFollower:
             lost_for = t - self._last_seen_t
             if lost_for < p.coast_time:
                 target_curvature, target_speed = self.curvature, max(p.search_speed, self.speed * 0.7)
-            elif lost_for < p.lost_timeout:
-                target_curvature, target_speed = p.search_curvature * self._last_side, p.search_speed
             else:
-                target_curvature, target_speed = 0.0, 0.0
+                target_curvature, target_speed = p.search_curvature * self._last_side, p.search_speed
         step = p.max_curvature_rate * dt if dt else math.inf
         self.curvature += max(-step, min(step, target_curvature - self.curvature))
         rate = (p.accel if target_speed > self.speed else p.decel) * dt if dt else math.inf
@@ -190,13 +192,15 @@ class LineFollower:
 
 
 def main() -> None:
-    """The node: `line` and `sensors` in, `cmd` out ({"left": m/s, "right": m/s}, the metadata passed through).
+    """The node: `line` and `sensors` in, `cmd` out ({"left": m/s, "right": m/s}, the metadata passed through),
+    `safety` out (nodes.safety's events).
 
     With `sensors` wired in, it answers every reading (100 Hz); a reading that follows a
-    camera frame waits for that frame's line, so a simulated run stays reproducible.
-    Without `sensors`, it answers every line (the camera's rate).
+    camera frame waits for that frame's line while the estimates are fresh, so a simulated
+    run stays reproducible. Without `sensors`, it answers every line (the camera's rate).
     """
     from car import Node
+    from nodes.pilot import Pilot
 
     params = params_from_env(os.environ)
     car = load_description()
@@ -205,23 +209,27 @@ def main() -> None:
     line = LineEstimate(found=False)
     waiting: tuple[float, LineEstimate, dict[str, object]] | None = None  # a reading waiting for its frame's line
 
+    node = Node()
+    with_bar = "sensors" in node.config.inputs
+    pilot = Pilot(node, PilotLimits(STALE_FRAMES / car.camera.fps, off_line_m=0.5 if with_bar else None))
+
     def answer(t: float, bar: LineEstimate | None, metadata: dict[str, object]) -> None:
         left, right = follower.update(line, t, bar)
-        if not manual:
-            node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, metadata)
+        pilot.drive(left, right, t, metadata)
 
-    node = Node()
     malformed = Malformed("controller")
     for name, (bounds, description) in TUNABLE.items():
         value = node.declare_parameter(name, float(getattr(params, name)), description, bounds)
         follower.params = replace(follower.params, **{name: value})
-    manual = node.declare_parameter("manual", False, "someone drives by hand (the live view): no commands from here")
     for event in node:
-        if event.type == "PARAMETER" and event.id == "manual":
-            manual = bool(event.value)
+        if event.type == "PARAMETER":
+            if not pilot.parameter(event.id, event.value):  # `car param set controller NAME VALUE`
+                follower.params = replace(follower.params, **{event.id: event.value})
             continue
-        if event.type == "PARAMETER":  # `car param set controller NAME VALUE`
-            follower.params = replace(follower.params, **{event.id: event.value})
+        if event.type == "INPUT_CLOSED" and event.id == "line":
+            pilot.guard.perception_closed()  # the next reading's answer stops the car and says why
+            if not with_bar:  # no reading will come: said now
+                pilot.drive(0.0, 0.0, pilot.clock)
             continue
         if event.type != "INPUT":
             continue
@@ -231,10 +239,12 @@ def main() -> None:
             except MessageError as exc:
                 malformed.report("sensors", exc)
                 continue
+            pilot.sense(bar)
             reading = (bar.t, bar_estimate(bar.line, spacing), event.metadata)
-            if event.metadata.get("image"):
+            if event.metadata.get("image") and not pilot.guard.stale(bar.t):
                 waiting = reading  # a camera frame went out just before: answer with its line
             else:
+                waiting = None  # a frame whose line never came is not waited for any longer
                 answer(*reading)
         elif event.id == "line":
             try:
@@ -242,12 +252,17 @@ def main() -> None:
             except MessageError as exc:
                 malformed.report("line", exc)
                 continue
-            if waiting is not None and waiting[2].get("frame") == event.metadata.get("frame"):
+            for_waiting = waiting is not None and waiting[2].get("frame") == event.metadata.get("frame")
+            if with_bar:  # the estimate is as fresh as the reading its frame went out with
+                seen = waiting[0] if waiting is not None and for_waiting else pilot.clock
+            else:
+                seen = float(event.metadata.get("t_sim", event.timestamp.wall_ns / 1e9 if event.timestamp else 0.0))
+            pilot.guard.perceived(seen, line.found and line.confidence >= follower.params.min_confidence)
+            if waiting is not None and for_waiting:
                 answer(*waiting)
                 waiting = None
-            elif "sensors" not in node.config.inputs:  # camera only: one command per frame
-                t = float(event.metadata.get("t_sim", event.timestamp.wall_ns / 1e9 if event.timestamp else 0.0))
-                answer(t, None, event.metadata)
+            elif not with_bar:  # camera only: one command per frame
+                answer(seen, None, event.metadata)
 
 
 if __name__ == "__main__":

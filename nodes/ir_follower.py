@@ -3,7 +3,8 @@
 The tape's position under the sensor bar (`controller.bar_estimate`), `line_sensor_forward`
 metres ahead of the axle, is a line estimate like the camera's, so the same `LineFollower`
 steers (pure pursuit with the bar as look-ahead), schedules speed, and searches toward
-the side the tape was last seen when it is lost.
+the side the tape was last seen when it is lost, within the bounds of the safety guard
+every pilot shares (nodes.safety through nodes.pilot: a bounded search, obstacles).
 """
 
 from __future__ import annotations
@@ -13,30 +14,39 @@ from dataclasses import replace
 from hal.description import load_description
 from nodes.controller import BAR_PARAMS, LineFollower, bar_estimate
 from nodes.messages import Malformed, MessageError, sensor_bar
+from nodes.safety import PilotLimits
+
+STALE_READINGS = 10  # sensor periods (10 ms) without a reading before the car stops
 
 
 def main() -> None:
-    """The node: `sensors` in (metadata passed through), `cmd` out."""
+    """The node: `sensors` in (metadata passed through), `cmd` and `safety` out."""
     from car import Node
+    from nodes.pilot import Pilot
 
     car = load_description()
     lookahead = car.sensors.line_sensor_forward
     follower = LineFollower(replace(BAR_PARAMS, lookahead=lookahead), car.car.wheel_base, lookahead)
     spacing = car.sensors.line_sensor_spacing
     node = Node()
+    pilot = Pilot(node, PilotLimits(STALE_READINGS * 0.01, off_line_m=None))  # the bar is its perception
     malformed = Malformed("ir_follower")
-    manual = node.declare_parameter("manual", False, "someone drives by hand (the live view): no commands from here")
     for event in node:
-        if event.type == "PARAMETER" and event.id == "manual":
-            manual = bool(event.value)
-        elif event.type == "INPUT" and event.id == "sensors" and not manual:
+        if event.type == "PARAMETER":
+            pilot.parameter(event.id, event.value)
+        elif event.type == "INPUT_CLOSED" and event.id == "sensors":  # car_io is gone: nothing left to drive
+            pilot.guard.perception_closed()
+        elif event.type == "INPUT" and event.id == "sensors":
             try:
                 bar = sensor_bar(event.value)
             except MessageError as exc:
                 malformed.report("sensors", exc)
                 continue
-            left, right = follower.update(bar_estimate(bar.line, spacing), bar.t)
-            node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, event.metadata)
+            estimate = bar_estimate(bar.line, spacing)
+            pilot.sense(bar, line_sensors=False)
+            pilot.guard.perceived(bar.t, estimate.found)
+            left, right = follower.update(estimate, bar.t)
+            pilot.drive(left, right, bar.t, event.metadata)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 TRACK_ENV = "CAR_TRACK"  # the simulator's track: a name from sim/tracks/ or a file's absolute path
+SIM_TIME_ENV = "CAR_SIM_TIME_S"  # the simulated run ends after this much car time
 
 
 class SmartCarOptions:
@@ -56,6 +57,12 @@ class SmartCarOptions:
         )
         group.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
         group.add_argument("--laps", type=int, help="stop the run after N laps (or 3 s off the line)")
+        group.add_argument(
+            "--sim-time",
+            type=float,
+            metavar="S",
+            help="stop the simulated run after S seconds of car time (--duration counts wall-clock seconds)",
+        )
         group.add_argument("--report", metavar="FILE.json", help="write the run's figures (and FILE.png) at the end")
         group.add_argument("--headless", action="store_true", help="no live window")
         group.add_argument(
@@ -110,6 +117,10 @@ class SmartCarOptions:
             if args.laps < 1:
                 raise ValueError("--laps must be at least 1")
             env["CAR_LAPS"] = str(args.laps)
+        if args.sim_time is not None:
+            if backend != "sim" or not args.sim_time > 0:
+                raise ValueError("--sim-time S is the simulated run's length: it needs --sim, with S > 0 seconds")
+            env[SIM_TIME_ENV] = str(args.sim_time)
         if args.report:
             report = Path(args.report).resolve()
             if not report.parent.is_dir() or not os.access(report.parent, os.W_OK):

@@ -31,10 +31,14 @@ class WheelSpeeds:
 
 @dataclass(frozen=True)
 class SensorBar:
-    """A `sensors` message's part the line followers use: its time (s) and the line sensors' readings."""
+    """A `sensors` message's part the pilots use: its time (s), the line sensors' readings, the measured forward
+    speed (m/s, None when the message has no wheel speeds) and the ranger's distance (m; None: nothing in range;
+    0: a failed reading, as anything that is not a number reads)."""
 
     t: float
     line: list[float]
+    speed: float | None = None
+    range_m: float | None = None
 
 
 def _number(value: Any, name: str) -> float:
@@ -61,12 +65,20 @@ def wheel_speeds(value: Any) -> WheelSpeeds:
 
 
 def sensor_bar(value: Any) -> SensorBar:
-    """A `sensors` message's time and line sensor readings ({"t": s, "line": [numbers], ...})."""
+    """A `sensors` message's time, line sensor readings, speed and range ({"t": s, "line": [numbers], "speeds":
+    [m/s, m/s], "range_m": m or null, ...})."""
     t = _number(value, "t")
     line = value.get("line")
     if not isinstance(line, list) or not line or not all(_finite(x) for x in line):
         raise MessageError(f"`line` should be a list of finite numbers, not {_shown(line)}")
-    return SensorBar(t, [float(x) for x in line])
+    speeds = value.get("speeds")
+    speed = None
+    if isinstance(speeds, list) and len(speeds) == 2 and all(_finite(x) for x in speeds):
+        speed = (float(speeds[0]) + float(speeds[1])) / 2
+    range_m = value.get("range_m")
+    if range_m is not None and not _finite(range_m):
+        range_m = 0.0  # unreadable: a failed reading, which the filters leave out
+    return SensorBar(t, [float(x) for x in line], speed, None if range_m is None else float(range_m))
 
 
 def line_estimate(value: Any) -> LineEstimate:

@@ -45,7 +45,7 @@ from sim.world import World
 
 STEP_MS = 1
 MAX_CATCH_UP_STEPS = 50
-FIRMWARE_MODULES = ("protocol", "app", "pid", "hardware", "board_pico", "board_esp32")
+FIRMWARE_MODULES = ("protocol", "brake", "app", "pid", "hardware", "board_pico", "board_esp32")
 EMULATED_BOARD_ID = b"emulated"  # the CPython fallback's board id (`car flash` knows it cannot run .mpy)
 
 
@@ -255,7 +255,14 @@ def serve(wiring: CarWiring, fs_root: Path, vm: str, link: Path | None = None, s
     )
     if stats is not None:
         truth = world.truth()
-        figures = {"laps": truth.laps, "distance_m": round(truth.distance, 3), "t_s": round(truth.t, 3)}
+        closest = truth.min_obstacle_distance
+        figures = {
+            "laps": truth.laps,
+            "distance_m": round(truth.distance, 3),
+            "t_s": round(truth.t, 3),
+            "collisions": truth.collisions,
+            "min_obstacle_distance_m": None if closest is None else round(closest, 4),
+        }
         stats.write_text(json.dumps({"back_end": board.mode, "loop": loop, "run": figures}), encoding="utf-8")
 
 
@@ -266,6 +273,11 @@ def run_summary(world: World) -> str:
         f"{truth.laps} lap(s) of {world.track.name} in {truth.t:.1f} s, {truth.distance:.2f} m driven, "
         f"cross-track RMS {truth.cross_track_rms * 1000:.1f} mm, max {truth.max_cross_track * 1000:.1f} mm, "
         f"{truth.time_off_line:.1f} s off the line"
+        + (
+            f", {truth.collisions} collision(s), {truth.min_obstacle_distance * 1000:.0f} mm from a box at the closest"
+            if truth.min_obstacle_distance is not None
+            else ""
+        )
     )
 
 

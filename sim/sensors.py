@@ -23,14 +23,16 @@ class SimWheels:
 
     def __init__(self, vehicle: Vehicle):
         self._vehicle = vehicle
+        self.requested = (0.0, 0.0)  # the latest set-points, m/s (what a board's brake may then limit)
 
     def set_wheel_speeds(self, left: float, right: float) -> None:
         """Set-points in m/s; the car applies dead band and limits."""
+        self.requested = (float(left), float(right))
         self._vehicle.command(left, right)
 
     def stop(self) -> None:
         """Both wheels to zero."""
-        self._vehicle.command(0.0, 0.0)
+        self.set_wheel_speeds(0.0, 0.0)
 
 
 class SimSensors:

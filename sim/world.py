@@ -6,6 +6,11 @@
     frame, t = world.camera.read()
     world.truth().cross_track
 
+With `board_brake` the world also plays the motor board's automatic emergency braking
+(firmware.brake, on the ranger's readings every step): the simulator stands in for the
+board under `car launch --sim`. The board emulator runs the firmware itself and leaves it
+off. Collisions between the car's body and the track's boxes are counted (sim.contact).
+
 Every random thing (floor texture, camera noise, sensor noise, process noise) draws from
 its own generator spawned from `seed`, so the same seed gives the same run whatever the
 order in which a caller reads the sensors.
@@ -18,8 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from firmware.brake import NO_RANGE, ObstacleBrake
 from hal.description import CameraParams, CarParams, SensorParams
 from sim.camera import SimCamera
+from sim.contact import ContactJudge
 from sim.sensors import SimSensors, SimWheels
 from sim.track import Track
 from sim.vehicle import Vehicle
@@ -46,6 +53,9 @@ class GroundTruth:
     longest_off_line: float  # s, the longest such stretch
     max_cross_track: float  # m, largest |cross_track| so far
     cross_track_rms: float  # m
+    collisions: int = 0  # contacts between the car's body and a box
+    min_obstacle_distance: float | None = None  # m, the least gap between body and box (None: no boxes)
+    board_brakes: int = 0  # times the board's obstacle brake engaged (with board_brake)
 
 
 @dataclass
@@ -77,6 +87,7 @@ class World:
         sensors: SensorParams | None = None,
         px_per_m: float = 500.0,
         start_offset: float = 0.0,
+        board_brake: bool = False,
     ):
         self.track = track
         self.seed = seed
@@ -97,6 +108,8 @@ class World:
             track.line_rgb,
         )
         self._judge = _Judge()
+        self.contact = ContactJudge(self.vehicle.params, track.obstacles)
+        self.brake = ObstacleBrake() if board_brake else None
         self.trail: list[tuple[float, float, float]] = []  # (x, y, cross_track) every TRAIL_PERIOD_S
         self._next_trail = 0.0
         self._update_truth(0.0)
@@ -109,10 +122,20 @@ class World:
     def step(self, dt: float) -> None:
         """Advance the simulation by dt seconds (physics in 1 ms steps, truth once per call)."""
         before = (self.vehicle.state.x, self.vehicle.state.y)
+        if self.brake is not None and self.track.obstacles:
+            self._board_brake()
         self.vehicle.step(dt)
         s = self.vehicle.state
         self._judge.distance += math.hypot(s.x - before[0], s.y - before[1])
         self._update_truth(dt)
+
+    def _board_brake(self) -> None:
+        """The board's obstacle brake on this step's ranger reading: the set-points it lets through."""
+        assert self.brake is not None
+        s = self.vehicle.state
+        reading = self.sensors.range_to_obstacle(s.x, s.y, s.heading)
+        self.brake.update(NO_RANGE if reading is None else round(reading * 1000), s.speed * 1000)
+        self.vehicle.command(*self.brake.limit(*self.wheels.requested))
 
     def _update_truth(self, dt: float) -> None:
         j, s, track = self._judge, self.vehicle.state, self.track
@@ -137,6 +160,7 @@ class World:
             j.longest = max(j.longest, j.stretch)
         else:
             j.stretch = 0.0
+        self.contact.update(s.x, s.y, s.heading)
         if s.t >= self._next_trail:
             self.trail.append((s.x, s.y, j.cte))
             self._next_trail = s.t + TRAIL_PERIOD_S
@@ -159,4 +183,7 @@ class World:
             longest_off_line=j.longest,
             max_cross_track=j.max_cte,
             cross_track_rms=math.sqrt(j.sum_sq / j.samples) if j.samples else 0.0,
+            collisions=self.contact.collisions,
+            min_obstacle_distance=self.contact.min_distance,
+            board_brakes=self.brake.engagements if self.brake is not None else 0,
         )

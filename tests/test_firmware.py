@@ -193,3 +193,42 @@ def test_sensors_through_the_pins() -> None:
     car.board.echo_us = lambda: 2915  # 0.5 m there and back
     assert car.hw.read_range_mm() == pytest.approx(500, abs=1)
     assert car.hw.read_yaw_mrad() == 0  # no IMU on the bus
+
+
+def _echo_for(distance_mm: float) -> int:
+    return int(distance_mm * 2 / 0.343)  # the ranger's round trip in µs
+
+
+def test_the_board_brakes_for_an_obstacle_on_its_own_and_says_so() -> None:
+    car = Car()
+    wall = [1500.0]  # mm ahead of the ranger; the modelled car closes in on it
+    car.board.echo_us = lambda: _echo_for(wall[0])
+    telemetry = []
+    for _ in range(300):  # 3 s, commands kept coming: the host wants to drive on
+        car.command(p.SET_WHEELS, 600, 600)
+        before = sum(car.travel) / 2
+        telemetry += [m for m in car.run(10) if m[0] == p.TELEMETRY]
+        wall[0] -= sum(car.travel) / 2 - before
+    assert wall[0] > 5, f"the car hit the obstacle ({wall[0]:.0f} mm left)"
+    assert wall[0] < 300  # it did drive up to it
+    assert abs(car.speed[0]) < 30 and abs(car.speed[1]) < 30
+    assert telemetry[-1][2][-1] & p.FLAG_OBSTACLE and telemetry[-1][2][11] == pytest.approx(wall[0], abs=3)
+    assert not telemetry[0][2][-1] & p.FLAG_OBSTACLE
+    car.command(p.SET_WHEELS, -300, -300)  # backing away is allowed
+    car.run(200)
+    assert car.speed[0] < -100 and car.speed[1] < -100
+
+
+def test_the_brake_ignores_a_lone_spike_and_dropouts() -> None:
+    brake = importlib.import_module("brake")
+    guard = brake.ObstacleBrake()
+    readings = [800, 0, 60, 790, 0xFFFF, 780, 0, 0, 770, 30, 760]  # 0: a failed echo; 60, 30: lone spikes
+    assert not any(guard.update(r, 1000) for r in readings)
+    for r in (150, 140, 130):
+        guard.update(r, 1000)
+    assert guard.engaged and guard.engagements == 1
+    assert guard.limit(500, 300) == (100, -100)  # turning on the spot is left, moving forward is not
+    assert guard.limit(-200, -200) == (-200, -200)
+    for r in (200, 200):
+        guard.update(r, 0)
+    assert not guard.engaged

@@ -17,7 +17,7 @@ FLOW = str(ROOT / "dataflows" / "follow_line.yml")
 
 
 def launch(tmp_path: Path, track: str, seed: int, laps: int = 3) -> dict[str, object]:
-    report = tmp_path / f"{track}-{seed}.json"
+    report = tmp_path / f"{Path(track).stem}-{seed}.json"  # a track given by path: its report stays in tmp_path
     args = ["launch", FLOW, "--sim", "--track", track, "--seed", str(seed), "--laps", str(laps)]
     args += ["--headless", "--realtime-factor", "0", "--report", str(report), "--out", str(tmp_path / "out")]
     result = car(*args, timeout=300)

@@ -109,6 +109,15 @@ def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path)
         with browser_page(url) as page, browser_page(url) as second:  # two pages at once; one stops the run
             for each in (page, second):
                 each.wait_for("window.viewStats.pages === 2 && window.viewStats.frames >= 3")
+            page.wait_for("window.viewStats.teleop.manual === true")
+            page.evaluate("document.getElementById('manual').click()")  # back to the pilot, off the line: it refuses
+            page.wait_for("window.viewStats.safety.some((e) => e.node === 'controller' && e.change === 'stop')")
+            banner = page.evaluate("document.getElementById('safety').innerText")
+            assert (
+                banner.startswith("controller: stopped (")
+                and page.evaluate("getComputedStyle(document.getElementById('safety')).display") == "block"
+            ), banner
+            (ARTIFACTS / "view-safety.png").write_bytes(page.screenshot())
             page.evaluate("document.getElementById('stop').click()")
             run.wait(timeout=30)
     finally:

@@ -3,7 +3,8 @@
 A listener (view.listen: a subscriber and a thread per part) keeps the newest camera frame (copied out of
 shared memory at once, so the sender's slot is free again) and turns the other outputs
 into samples for the plots: cross-track error (`car_io/pose`, simulator), line offset and
-heading (`line_detector/line`), commanded wheel speeds (`controller/cmd`), measured wheel
+heading (`line_detector/line`), commanded wheel speeds (`controller/cmd`), the safety stops in
+force (any node's `safety` output: nodes.safety's events, shown as a banner), measured wheel
 speeds (`car_io/sensors`, which also give the trail by odometry on a real car, where no
 `pose` comes) and the control loop's latency (a command's timestamp minus
 that of the frame it answers, matched by the frame number in their metadata). Nothing
@@ -20,6 +21,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import numpy as np
 
 from car.plan.graph import Graph
+from nodes.safety import SafetyChange, SafetyEvent, safety_event
 from view.listen import Listener
 
 SAMPLES = 20_000  # samples kept for a page that connects late (about 30 s of every series)
@@ -116,6 +118,7 @@ class Feeds:
     _odometry_count: int = 0
     _frame_stamps: dict[Any, int] = field(default_factory=dict)
     _lines: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    _safety: dict[str, SafetyEvent] = field(default_factory=dict)  # each node's latest safety event
 
     def __post_init__(self) -> None:
         self.listener = Listener(self.graph, self._take, "view")
@@ -148,6 +151,11 @@ class Feeds:
         with self._lock:
             return self.trail.since(seen)
 
+    def safety(self) -> dict[str, SafetyEvent]:
+        """The stops and searches in force, by the node that said them (a node's later resumption ends its own)."""
+        with self._lock:
+            return {node: event for node, event in self._safety.items() if event.change is not SafetyChange.RESUME}
+
     def line_of(self, frame: Frame) -> dict[str, Any] | None:
         """The detection made from `frame`, once it has come (None until then)."""
         with self._lock:
@@ -166,7 +174,14 @@ class Feeds:
             return
         if not isinstance(value, dict):
             return
-        if source.endswith("/line"):
+        if source.endswith("/safety"):
+            try:
+                event = safety_event(value)
+            except ValueError:
+                return
+            with self._lock:
+                self._safety[source.split("/")[0]] = event
+        elif source.endswith("/line"):
             with self._lock:
                 self._remember(self._lines, frame_id, value)
                 self.latest_line = value

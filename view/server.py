@@ -198,6 +198,10 @@ async def _send_state(view: View, connection: ServerConnection) -> None:
                 "trail_kind": view.feeds.trail_kind,
                 "nodes": view.nodes,
                 "status": view.status,
+                "safety": [
+                    {"node": node, "change": e.change.value, "reason": e.reason.value, "text": e.text()}
+                    for node, e in view.feeds.safety().items()
+                ],
                 "teleop": view.teleop.state(),
                 "lost": view.feeds.lost,
                 "ended": view.finished.is_set(),

@@ -58,6 +58,8 @@ def node_info(args: argparse.Namespace) -> int:
         return 0
     row = info.row
     print(f"Node: {row.id}  ({row.state}, pid {row.pid}, {row.restarts} restarts, {row.rate:.1f} msg/s)")
+    if row.status:
+        print(f"Status: {row.status}")
     print(f"Path: {info.path} {' '.join(info.args)}".rstrip())
     if info.machine:
         print(f"Machine: {info.machine}")

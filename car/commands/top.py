@@ -2,7 +2,7 @@
 
 Per node: CPU % (of one CPU), resident memory, messages out and in per second, drops by
 queue bounds (and superseded), p50/p99 time from its inputs' timestamps to their
-receipt, restarts and machine. While `car top` runs it asks the nodes to measure their
+receipt, restarts, machine and the node's own status line (a pilot's safety stop, say). While `car top` runs it asks the nodes to measure their
 inputs' latency (`Watch`): they do so only while someone watches, and stop a few
 seconds after it ends. On a terminal the table redraws in place; otherwise (or with
 `--once`, which prints JSON) it prints plain lines.
@@ -64,13 +64,13 @@ def table(snapshot: Snapshot) -> list[str]:
         f"{snapshot.name}: {len(snapshot.nodes)} nodes, up {snapshot.uptime_s:.0f} s, "
         f"{snapshot.subscriptions} subscribers",
         f"{'NODE':<{width}}  {'STATE':<9} {'CPU%':>6} {'RSS':>7} {'OUT/S':>8} {'IN/S':>8} {'DROPS':>6} "
-        f"{'SUPERSEDED':>10} {'LAT ms p50/p99':>15} {'RESTARTS':>8}  MACHINE",
+        f"{'SUPERSEDED':>10} {'LAT ms p50/p99':>15} {'RESTARTS':>8}  {'MACHINE':<8} STATUS",
     ]
     for machine, n in snapshot.nodes:
         lines.append(
             f"{n.id:<{width}}  {n.state:<9} {n.cpu_percent:>6.1f} {_megabytes(n.rss_bytes):>7} "
             f"{n.sent_rate:>8.1f} {n.received_rate:>8.1f} {n.dropped:>6} {n.superseded:>10} "
-            f"{_latency(n.latency_p50_ms, n.latency_p99_ms):>15} {n.restarts:>8}  {machine or 'here'}"
+            f"{_latency(n.latency_p50_ms, n.latency_p99_ms):>15} {n.restarts:>8}  {machine or 'here':<8} {n.status}"
         )
     return lines
 

@@ -13,7 +13,7 @@ const KEYS = { w: "faster", ArrowUp: "faster", s: "slower", ArrowDown: "slower",
                d: "right", ArrowRight: "right", " ": "stop" };
 
 // What a test (or a curious user, in the console) can read: counts that only grow while it works.
-window.viewStats = { frames: 0, lines: 0, states: 0, samples: 0, trail: 0, track: 0, nodes: 0, teleop: null, keys: 0,
+window.viewStats = { frames: 0, lines: 0, states: 0, samples: 0, trail: 0, track: 0, nodes: 0, teleop: null, safety: [], keys: 0,
                      plotted: 0, latest: {} };
 
 const camera = document.getElementById("camera");
@@ -151,6 +151,16 @@ function onState(state) {
   document.getElementById("status").textContent =
     (state.status || "") + (state.lost ? `  (view lost ${state.lost} messages)` : "") + `  pages: ${state.pages}`;
   document.getElementById("ended").style.display = state.ended ? "inline" : "none";
+  showSafety(state.safety || []);
+}
+
+function showSafety(held) {            // the safety stops (and searches) in force: a banner, stops first
+  window.viewStats.safety = held;
+  const banner = document.getElementById("safety");
+  const stops = held.filter((e) => e.change === "stop");
+  banner.style.display = held.length ? "block" : "none";
+  banner.className = stops.length ? "" : "search";
+  banner.textContent = (stops.length ? stops : held).map((e) => `${e.node}: ${e.text}`).join("  ·  ");
 }
 
 function onText(message) {

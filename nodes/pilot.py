@@ -1,0 +1,53 @@
+"""What every pilot node shares: the `manual` switch, the safety guard between its wishes and the wheels, and
+its `cmd` and `safety` outputs.
+
+A pilot (nodes.controller, nodes.ir_follower, a learned pilot) decides wheel speeds from
+what it perceives; `Pilot.drive` passes them through its `nodes.safety.PilotGuard` and
+sends what the guard allows, with the guard's events said (nodes.safety.send_safety). The
+pilot tells the guard what it perceives (`guard.perceived`, `guard.perception_closed`) and
+senses (`sense`), so the policy is the same whichever pilot drives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from car import Node
+from nodes.messages import SensorBar
+from nodes.safety import PilotGuard, PilotLimits, send_safety
+
+TAPE_LEVEL = 0.5  # a line sensor reading at least this sees tape (controller.FOUND_LEVEL)
+
+
+class Pilot:
+    """A pilot node's commands, made safe; `manual` (the live view's switch) silences them."""
+
+    def __init__(self, node: Node, limits: PilotLimits):
+        self.node = node
+        self.guard = PilotGuard(limits)
+        self.manual = bool(
+            node.declare_parameter("manual", False, "someone drives by hand (the live view): no commands from here")
+        )
+        self.clock = 0.0  # s, the car's time as the latest sensor reading (or estimate) gave it
+
+    def parameter(self, name: str, value: Any) -> bool:
+        """Take a PARAMETER event if it is the pilot's own (`manual`); whether it was."""
+        if name != "manual":
+            return False
+        self.manual = bool(value)
+        return True
+
+    def sense(self, bar: SensorBar, line_sensors: bool = True) -> None:
+        """A sensor reading: its time, speed and range for the guard; with `line_sensors`, whether tape is under the bar."""
+        self.clock = max(self.clock, bar.t)
+        tape = max(bar.line) >= TAPE_LEVEL if line_sensors else None
+        self.guard.sensed(bar.t, bar.speed, bar.range_m, tape)
+
+    def drive(self, left: float, right: float, t: float, metadata: dict[str, Any] | None = None) -> None:
+        """Command the wheels (m/s) at car time t, as far as the guard allows; the metadata passed on."""
+        self.clock = max(self.clock, t)
+        if self.manual:  # someone else drives: car_io's guard and the board's brake stand for them
+            return
+        left, right = self.guard.limit(left, right, t)
+        self.node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, metadata)
+        send_safety(self.node, self.guard.take_events())
