@@ -44,23 +44,9 @@ from hal.board import GIVE_UP_S, BoardClient, BoardError, BoardGone
 from hal.camera import CameraError, OpenCVCamera
 from hal.description import load_description
 from hal.interfaces import SensorReading
-from nodes.drive import DriveGuard, DriveLimits
+from nodes.drive import SENSOR_PERIOD_S, DriveGuard, DriveLimits
+from nodes.messages import sensor_message
 from nodes.safety import send_safety
-
-PHYSICS_STEP_S = 0.010  # a sensor reading every 10 ms of car time
-
-
-def sensor_message(reading: SensorReading) -> dict[str, object]:
-    """A sensor reading as the `sensors` output carries it."""
-    return {
-        "t": round(reading.t, 4),
-        "ticks": list(reading.encoder_ticks),
-        "speeds": [round(v, 4) for v in reading.wheel_speeds],
-        "line": [round(v, 3) for v in reading.line_sensors],
-        "yaw_rate": round(reading.yaw_rate, 4),
-        "range_m": reading.range_m,
-        "battery_v": round(reading.battery_v, 3),
-    }
 
 
 class CameraThread(threading.Thread):
@@ -198,7 +184,7 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
             if guard.expired(now):
                 board.stop()
             if now >= next_publish:
-                next_publish = now + PHYSICS_STEP_S
+                next_publish = now + SENSOR_PERIOD_S
                 try:
                     reading = board.read()
                 except BoardGone:

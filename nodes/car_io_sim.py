@@ -15,15 +15,16 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from car import Node
 from hal.description import SIM_ENV_VAR, load_description
-from nodes.car_io import PHYSICS_STEP_S, sensor_message
-from nodes.drive import DriveGuard, DriveLimits
+from nodes.drive import SENSOR_PERIOD_S, DriveGuard, DriveLimits
 from nodes.launch_options import SIM_TIME_ENV, TRACK_ENV
+from nodes.messages import sensor_message
 from nodes.safety import SafetyChange, SafetyEvent, safety_event, send_safety
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
@@ -34,23 +35,66 @@ OFF_TRACK_STOP_S = 3.0  # stop a run that counts laps once its car has been off 
 STANDING_MPS = 0.01  # the car stands still
 
 
-def stop_record(source: str, event: SafetyEvent, truth: GroundTruth) -> dict[str, object]:
-    """A safety stop as the report lists it: who, why, when (s) and where the car was (m)."""
-    return {
-        "node": source,
-        "reason": event.reason.value,
-        "t": round(event.t, 3),
-        "x": round(truth.x, 3),
-        "y": round(truth.y, 3),
-        "cross_track_m": round(truth.cross_track, 4),
-        "odometer_m": round(truth.distance, 4),  # metres driven before the stop was said
-        "stopped_after_m": None,  # metres driven from then until the car stood still (None: it never did)
-        "detail": event.detail,
-    }
+@dataclass
+class StopRecord:
+    """A safety stop as the report lists it: who, why, when (s, car time), where the car was (m), and what followed."""
+
+    node: str
+    reason: str
+    t: float
+    x: float
+    y: float
+    cross_track_m: float
+    odometer_m: float  # metres driven before the stop was said
+    detail: str
+    moved_m: float | None = None  # metres driven from the stop until the car stood still, or drove on first
+    stood_still: bool = False  # whether the car came to a standstill before the stop ended
+    resumed_t: float | None = None  # when the stop ended (None: it held to the end of the run)
+
+
+class StopLog:
+    """The run's safety stops, car_io's and the pilot's, each followed until the car stands still and the stop ends."""
+
+    def __init__(self) -> None:
+        self.records: list[StopRecord] = []
+        self._moving: list[StopRecord] = []  # the car has not stood still since these
+        self._held: list[StopRecord] = []  # not ended yet
+
+    def said(self, node: str, event: SafetyEvent, truth: GroundTruth) -> None:
+        """A safety event from `node`, with where the car is now."""
+        if event.change is SafetyChange.STOP:
+            record = StopRecord(
+                node,
+                event.reason.value,
+                round(event.t, 3),
+                round(truth.x, 3),
+                round(truth.y, 3),
+                round(truth.cross_track, 4),
+                round(truth.distance, 4),
+                event.detail,
+            )
+            self.records.append(record)
+            self._moving.append(record)
+            self._held.append(record)
+        elif event.change is SafetyChange.RESUME:
+            for record in [r for r in self._held if r.node == node and r.reason == event.reason.value]:
+                record.resumed_t = round(event.t, 3)
+                self._held.remove(record)
+                if record in self._moving:  # it drove on before it stood still
+                    record.moved_m = round(max(0.0, truth.distance - record.odometer_m), 4)
+                    self._moving.remove(record)
+
+    def update(self, truth: GroundTruth) -> None:
+        """Once the car stands still, how far it went after each stop said since."""
+        if abs(truth.speed) < STANDING_MPS:
+            for record in self._moving:
+                record.moved_m = round(max(0.0, truth.distance - record.odometer_m), 4)
+                record.stood_still = True
+            self._moving.clear()
 
 
 def report(
-    truth: GroundTruth, track: str, seed: int, laps_wanted: int | None, stops: list[dict[str, object]]
+    truth: GroundTruth, track: str, seed: int, laps_wanted: int | None, stops: list[StopRecord]
 ) -> dict[str, object]:
     """The figures `--report` writes."""
     completed = truth.laps >= (laps_wanted or 1) and truth.longest_off_line < OFF_TRACK_STOP_S
@@ -71,7 +115,7 @@ def report(
         "collisions": truth.collisions,
         "min_obstacle_distance_m": None if closest is None else round(closest, 4),
         "board_brakes": truth.board_brakes,
-        "safety_stops": stops,
+        "safety_stops": [asdict(stop) for stop in stops],
     }
 
 
@@ -92,12 +136,11 @@ def run_sim() -> None:
         board_brake=True,  # the simulator stands in for the board, and the board brakes for obstacles
     )
     by_sensors = os.environ.get("LOCKSTEP", "image") == "sensors"
-    frame_s = PHYSICS_STEP_S if by_sensors else 1 / world.camera.params.fps
+    frame_s = SENSOR_PERIOD_S if by_sensors else 1 / world.camera.params.fps
     latency_s = min(COMMAND_LATENCY_S, frame_s / 2)
     node = Node()
     guard = DriveGuard(DriveLimits.from_env())
-    stops: list[dict[str, object]] = []  # every safety stop, car_io's and the pilot's, for the report
-    moving_on: list[dict[str, object]] = []  # stops said while the car still moves
+    stops = StopLog()  # every safety stop, car_io's and the pilot's, for the report
     wall_start = time.monotonic()
     frame = 0
     ending = ""
@@ -110,18 +153,9 @@ def run_sim() -> None:
         node.send_output("sensors", sensor_message(reading), metadata)
 
     def said(source: str, events: list[SafetyEvent]) -> None:
-        """Safety events from car_io or the pilot: a stop is kept for the report with where the car is."""
+        """Safety events from car_io or the pilot, kept for the report with where the car is."""
         for event in events:
-            if event.change is SafetyChange.STOP:
-                stops.append(stop_record(source, event, world.truth()))
-                moving_on.append(stops[-1])
-
-    def standing(truth: GroundTruth) -> None:
-        """Once the car stands still, how far it went after each stop said since."""
-        if abs(truth.speed) < STANDING_MPS:
-            for stop in moving_on:
-                stop["stopped_after_m"] = round(max(0.0, truth.distance - float(stop["odometer_m"])), 4)  # type: ignore[arg-type]
-            moving_on.clear()
+            stops.said(source, event, world.truth())
 
     next_image_t = 0.0
     frame_shape = (world.camera.params.height, world.camera.params.width, 3)
@@ -167,12 +201,12 @@ def run_sim() -> None:
                 command = None
             elif event.type == "INPUT" and event.id == "cmd":
                 wheels = guard.command(event.value, world.t)  # a malformed one stops the wheels; a paced step goes on
-                if "frame" not in event.metadata:  # free-running (teleop): applied, but it does not pace us
-                    world.wheels.set_wheel_speeds(*wheels)
-                elif event.metadata["frame"] == frame:
+                if event.metadata.get("frame") == frame:
                     if captured_ns:
                         loop_ns.append(time.perf_counter_ns() - captured_ns)
                     command = wheels
+                else:  # free-running (teleop), or late for its frame (a paced run on a busy machine): applied now,
+                    world.wheels.set_wheel_speeds(*wheels)  # the newest word on the wheels, but it does not pace us
             elif event.type == "INPUT" and event.id == "safety":
                 try:
                     said(event.source.split("/")[0] or "pilot", [safety_event(event.value)])
@@ -194,7 +228,7 @@ def run_sim() -> None:
             if command is not None and elapsed >= latency_s - 1e-9:
                 world.wheels.set_wheel_speeds(*command)
                 command = None
-            step = min(PHYSICS_STEP_S, frame_s - elapsed, latency_s - elapsed if command is not None else 1.0)
+            step = min(SENSOR_PERIOD_S, frame_s - elapsed, latency_s - elapsed if command is not None else 1.0)
             world.step(step)
             elapsed += step
             if guard.expired(world.t):
@@ -205,7 +239,7 @@ def run_sim() -> None:
         said("car_io", events)
         send_safety(node, events)
         truth = world.truth()
-        standing(truth)
+        stops.update(truth)
         node.send_output(
             "pose",
             {
@@ -227,7 +261,7 @@ def run_sim() -> None:
             publish_frame()
     world.wheels.stop()
     truth = world.truth()
-    figures = report(truth, track_name, seed, laps_wanted, stops)
+    figures = report(truth, track_name, seed, laps_wanted, stops.records)
     if loop_ns:
         ordered = sorted(loop_ns)
         figures["loop_latency_ms_p50"] = round(ordered[len(ordered) // 2] / 1e6, 3)

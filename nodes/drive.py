@@ -29,6 +29,7 @@ from nodes.messages import Malformed, MessageError, wheel_speeds
 from nodes.safety import RangeFilter, SafetyChange, SafetyEvent, SafetyReason, obstacle_speed_cap, slowed
 
 DEADMAN_S = 0.2
+SENSOR_PERIOD_S = 0.010  # both back ends send a sensor reading every 10 ms of car time
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The messages the car's nodes pass each other, read with a clear error when one is not what it should be.
+"""The messages the car's nodes pass each other, written in one place and read with a clear error when one is
+not what it should be.
 
 A node's input can be fed by hand (`car topic pub`), by a replay or by another team's
 node: a message without a field, or with a string for a number, must not end the node
@@ -14,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from hal.interfaces import SensorReading
 from nodes.line_detector import LineEstimate
 
 
@@ -57,6 +59,19 @@ def _finite(item: Any) -> bool:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def sensor_message(reading: SensorReading) -> dict[str, object]:
+    """A sensor reading as car_io's `sensors` output carries it (what `sensor_bar` reads back)."""
+    return {
+        "t": round(reading.t, 4),
+        "ticks": list(reading.encoder_ticks),
+        "speeds": [round(v, 4) for v in reading.wheel_speeds],
+        "line": [round(v, 3) for v in reading.line_sensors],
+        "yaw_rate": round(reading.yaw_rate, 4),
+        "range_m": reading.range_m,
+        "battery_v": round(reading.battery_v, 3),
+    }
 
 
 def wheel_speeds(value: Any) -> WheelSpeeds:

@@ -127,7 +127,7 @@ class RangeFilter:
             range_m = None if range_m > 0 else 0.0
         if range_m is not None and range_m <= 0:
             return self.distance_m
-        self.readings.append(NO_RANGE if range_m is None else min(NO_RANGE - 1, round(range_m * 1000)))
+        self.readings.append(NO_RANGE if range_m is None else round(min(range_m, (NO_RANGE - 1) / 1000) * 1000))
         del self.readings[:-3]
         if len(self.readings) == 3:
             middle = median_mm(self.readings)

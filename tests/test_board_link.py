@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
@@ -173,6 +174,14 @@ def test_follow_line_on_hw_with_a_camera(emulator: str, tmp_path: Path) -> None:
     assert ticks and int(ticks.group(1)) > 100  # the commands it caused drove the board
 
 
+def wait_for_text(log: Path, text: str, timeout: float = 60.0) -> None:
+    """Wait until a node's log says `text` (the event itself, with a generous deadline)."""
+    deadline = time.monotonic() + timeout
+    while not (log.is_file() and text in log.read_text()):
+        assert time.monotonic() < deadline, f"{log} did not say {text!r} within {timeout:g} s"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_a_board_that_goes_away_is_waited_for_and_the_run_goes_on(tmp_path: Path) -> None:
     """Unplugged (the emulator killed), plugged in again at the same stable path: the run goes on;
@@ -180,30 +189,34 @@ def test_a_board_that_goes_away_is_waited_for_and_the_run_goes_on(tmp_path: Path
     stable = tmp_path / "usb-car-board"  # as /dev/serial/by-id/... names a USB board whatever its ttyACM number
     fs = str(tmp_path / "fs")
     flow = str(Path(__file__).resolve().parent.parent / "dataflows" / "follow_line_ir.yml")
+    name = f"unplugged-{os.getpid()}"
+    log = tmp_path / "out" / name / "car_io.log"
     with board_emulator("--fs", fs, "--link", str(stable)) as first:
         run = subprocess.Popen(
             [
-                *(sys.executable, "-m", "car", "launch", flow, "--hw", "--port", str(stable)),
-                *("--board-give-up", "3", "--duration", "30", "--out", str(tmp_path / "out")),
+                *(sys.executable, "-m", "car", "launch", flow, "--hw", "--port", str(stable), "--name", name),
+                *("--board-give-up", "6", "--duration", "40", "--out", str(tmp_path / "out")),
             ],
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3)
+        wait_for_text(log, f"car_io: board {VM_BOARD_ID}, firmware 0.1.0")
         first.process.kill()  # unplugged: no goodbye
         first.process.wait()
-    time.sleep(1.0)
+    wait_for_text(log, "car_io: stopped (board_lost)")
     with board_emulator("--fs", fs, "--link", str(stable), capture_stderr=True) as second:
-        time.sleep(3)
+        wait_for_text(log, "car_io: board back on")
+        time.sleep(3)  # three seconds of driving
         second.process.terminate()  # unplugged again, for good this time
         _, second_said = second.process.communicate(timeout=10)
     try:
         _, said = run.communicate(timeout=30)
     finally:
         run.kill()
-    assert "car_io: board lost on" in said and "reconnecting (giving up after 3 s)" in said
+    assert "car_io: stopped (board_lost): board lost on" in said and "reconnecting (giving up after 6 s)" in said
+    assert "car_io: driving again (board_lost)" in said
     assert f"car_io: board back on {stable}: board {VM_BOARD_ID}, firmware 0.1.0 (reconnection 1)" in said
     driven = re.search(r"([\d.]+) m driven", second_said)
     assert driven and float(driven.group(1)) > 0.3, second_said  # the car drove again after the reconnection
-    assert "the board has been gone for 3 s" in said and "check its USB cable and power" in said
+    assert "the board has been gone for 6 s" in said and "check its USB cable and power" in said
     assert run.returncode != 0 and "Traceback" not in said

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware import protocol
+from firmware.brake import DECEL_MM_S2, NO_RANGE, ObstacleBrake
 from hal.description import CarParams
 from hal.interfaces import SensorReading
 from nodes.controller import BAR_PARAMS, LineFollower, bar_estimate
@@ -280,3 +281,93 @@ def test_without_the_hosts_guards_the_boards_brake_alone_stops_short() -> None:
         unbraked.wheels.set_wheel_speeds(*follower.update(bar_estimate(reading.line_sensors), reading.t))
         unbraked.step(0.01)
     assert unbraked.truth().collisions >= 1  # the test can fail: without a brake the car hits the box
+
+
+READING = st.one_of(
+    st.just(0),  # a failed echo
+    st.just(NO_RANGE),  # nothing in range
+    st.integers(min_value=1, max_value=NO_RANGE - 1),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["far", "spike", "drop", "none"]), READING), max_size=200))
+def test_the_board_brake_never_engages_for_lone_spikes_among_far_readings(stream: list[tuple[str, int]]) -> None:
+    """An empty road: far readings, dropouts, no echo, and spikes no two of which are within three valid readings."""
+    brake = ObstacleBrake()
+    last_spike = -10
+    valid = 0
+    for kind, value in stream:
+        if kind == "spike" and valid - last_spike >= 3:
+            reading = max(1, value % 400)  # anything closer than 40 cm
+            last_spike = valid
+        elif kind == "drop":
+            reading = 0
+        elif kind == "none":
+            reading = NO_RANGE
+        else:
+            reading = 1000 + value % 1000  # a metre or more
+        valid += reading > 0
+        assert not brake.update(reading, 1000.0), (stream, brake.readings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(min_value=0.1, max_value=1.2),
+    st.lists(st.sampled_from(["ok", "ok", "ok", "drop", "no echo", "spike"]), min_size=400, max_size=400),
+)
+def test_the_board_brake_stops_an_approaching_car_short_whatever_the_readings_do(
+    speed: float, kinds: list[str]
+) -> None:
+    """A car at `speed` m/s toward a wall 2.5 s ahead, the wheels shedding speed at the brake's rate once it holds.
+    Readings fail (0) at random, and lie (no echo, or a spike) at random, but never twice within three valid ones."""
+    brake = ObstacleBrake()
+    wall_mm, v = 100 + speed * 2500, speed * 1000
+    honest_since_lie = 2
+    for kind in kinds:
+        if kind == "drop":
+            reading = 0
+        elif kind != "ok" and honest_since_lie >= 2:
+            reading, honest_since_lie = (NO_RANGE if kind == "no echo" else 30), 0
+        else:
+            reading, honest_since_lie = round(wall_mm), honest_since_lie + 1
+        if brake.update(reading, v):
+            v = max(0.0, v - DECEL_MM_S2 * 0.01)
+        wall_mm -= v * 0.01
+        assert wall_mm > 0, "the car hit the wall"
+    assert v == 0.0 and wall_mm > 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["perceived", "lost", "sensed", "closed", "limit"]),
+            st.floats(min_value=0.0, max_value=0.05),
+            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+            st.floats(min_value=-3, max_value=3),
+        ),
+        max_size=150,
+    )
+)
+def test_the_pilot_guard_never_lets_through_more_than_asked(
+    calls: list[tuple[str, float, float | None, float]],
+) -> None:
+    guard = PilotGuard(LIMITS)
+    t = 0.0
+    for kind, dt, number, wish in calls:
+        t += dt
+        if kind == "perceived":
+            guard.perceived(t, True)
+        elif kind == "lost":
+            guard.perceived(t, False)
+        elif kind == "sensed":
+            guard.sensed(t, number, number, None if number is None else number > 0)
+        elif kind == "closed":
+            guard.perception_closed()
+        else:
+            left, right = guard.limit(wish, wish, t)
+            assert math.isfinite(left) and math.isfinite(right)
+            assert (left + right) / 2 <= max(wish, 0.0) + 1e-9
+    for event in guard.take_events():
+        assert safety_event(event.message()).reason is event.reason

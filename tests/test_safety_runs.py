@@ -57,11 +57,12 @@ def drove_on(name: str, seconds: float) -> Callable[[], bool]:
 
 
 def assert_stopped_in_time(report: dict[str, Any], reasons: list[str]) -> list[dict[str, Any]]:
-    """The report's stops are these, each one brought the car to a standstill within STOP_WITHIN_M."""
+    """The report's stops are these, and after each the car moved at most STOP_WITHIN_M (to a standstill, or
+    until the stop ended: a detector back within a few frames)."""
     stops: list[dict[str, Any]] = report["safety_stops"]
     assert [s["reason"] for s in stops] == reasons, stops
     for stop in stops:
-        assert stop["stopped_after_m"] is not None and stop["stopped_after_m"] <= STOP_WITHIN_M, stop  # type: ignore[operator]
+        assert stop["moved_m"] is not None and stop["moved_m"] <= STOP_WITHIN_M, stop
     assert report["cross_track_max_m"] <= NEAR_THE_LINE_M, report  # type: ignore[operator]
     return stops
 
@@ -77,11 +78,11 @@ def test_a_detector_killed_restarted_and_stopped_while_the_car_drives(tmp_path: 
         os.kill(rows(name)["line_detector"].pid, signal.SIGKILL)
         wait_for("the car stopped for stale perception", said(log, "stopped (perception_stale)", 1))
         wait_for("the restarted detector's lines driving it again", said(log, "driving again", 1))
-        wait_for("a second of driving", drove_on(name, 1.0))
+        wait_for("two seconds of driving", drove_on(name, 2.0))
         restarted = car("node", "restart", name, "line_detector")
         assert restarted.returncode == 0, restarted.stderr
         wait_for("driving again after `car node restart`", said(log, "driving again", 2))
-        wait_for("a second of driving", drove_on(name, 1.0))
+        wait_for("two seconds of driving", drove_on(name, 2.0))
         stopped = car("node", "stop", name, "line_detector")
         assert stopped.returncode == 0, stopped.stderr
         wait_for("the car stopped: perception closed", said(log, "stopped (perception_closed)", 1))

@@ -106,7 +106,9 @@ def test_track_by_path_and_unknown_names(tmp_path: Path) -> None:
     path.write_text("segments:\n  - straight: 1.0\nclosed: false\n")
     assert load_track(path).length == pytest.approx(1.0)
     assert load_track(str(path)).name == "mine"
-    with pytest.raises(TrackError, match=r"no track named `ovl`: shipped tracks are figure8, hairpins, oval, oval_box, s_curves"):
+    with pytest.raises(
+        TrackError, match=r"no track named `ovl`: shipped tracks are figure8, hairpins, oval, oval_box, s_curves"
+    ):
         load_track("ovl")
     (tmp_path / "broken.yml").write_text("segments: [\n")
     with pytest.raises(TrackError, match=r"broken\.yml: YAML syntax error"):

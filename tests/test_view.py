@@ -109,8 +109,10 @@ def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path)
         with browser_page(url) as page, browser_page(url) as second:  # two pages at once; one stops the run
             for each in (page, second):
                 each.wait_for("window.viewStats.pages === 2 && window.viewStats.frames >= 3")
+            page.evaluate("document.getElementById('manual').click()")  # take the car (still standing) ...
             page.wait_for("window.viewStats.teleop.manual === true")
-            page.evaluate("document.getElementById('manual').click()")  # back to the pilot, off the line: it refuses
+            page.evaluate("document.getElementById('manual').click()")  # ... and hand it back off the line: it refuses
+            page.wait_for("window.viewStats.teleop.manual === false")
             page.wait_for("window.viewStats.safety.some((e) => e.node === 'controller' && e.change === 'stop')")
             banner = page.evaluate("document.getElementById('safety').innerText")
             assert (
