@@ -160,7 +160,8 @@ class World:
             j.longest = max(j.longest, j.stretch)
         else:
             j.stretch = 0.0
-        self.contact.update(s.x, s.y, s.heading)
+        if self.track.obstacles:
+            self.contact.update(s.x, s.y, s.heading)
         if s.t >= self._next_trail:
             self.trail.append((s.x, s.y, j.cte))
             self._next_trail = s.t + TRAIL_PERIOD_S

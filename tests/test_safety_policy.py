@@ -311,7 +311,7 @@ def test_the_board_brake_never_engages_for_lone_spikes_among_far_readings(stream
         assert not brake.update(reading, 1000.0), (stream, brake.readings)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.floats(min_value=0.1, max_value=1.2),
     st.lists(st.sampled_from(["ok", "ok", "ok", "drop", "no echo", "spike"]), min_size=400, max_size=400),
