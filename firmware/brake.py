@@ -43,28 +43,42 @@ def median_mm(readings: "list[int]") -> int:
     return ordered[len(ordered) // 2]
 
 
-class ObstacleBrake:
-    """Feed it every ranger reading with the car's speed; `engaged` says whether forward motion is refused."""
+class RangeMedian:
+    """The ranger's distance as the brakes judge it: the median of the last WINDOW readings, failed ones left out."""
 
     def __init__(self) -> None:
         self.readings: list[int] = []  # the last WINDOW valid readings, mm (NO_RANGE for nothing in range)
-        self.engaged = False
-        self.distance_mm = NO_RANGE  # the filtered distance last judged
-        self.engagements = 0
+        self.distance_mm = NO_RANGE  # the filtered distance (NO_RANGE until WINDOW readings came)
 
-    def update(self, range_mm: int, speed_mm_s: float) -> bool:
-        """Take one reading (mm; 0 a failed one) at this speed (mm/s, forward positive); True while engaged."""
+    def update(self, range_mm: int) -> bool:
+        """Take one reading (mm; 0 a failed one); whether the filter has its window full."""
         if range_mm > 0:
             self.readings.append(min(range_mm, NO_RANGE))
             if len(self.readings) > WINDOW:
                 self.readings.pop(0)
         if len(self.readings) < WINDOW:
-            return self.engaged
+            return False
         self.distance_mm = median_mm(self.readings)
+        return True
+
+
+class ObstacleBrake:
+    """Feed it every ranger reading with the car's speed; `engaged` says whether forward motion is refused."""
+
+    def __init__(self) -> None:
+        self.ranger = RangeMedian()
+        self.engaged = False
+        self.engagements = 0
+
+    def update(self, range_mm: int, speed_mm_s: float) -> bool:
+        """Take one reading (mm; 0 a failed one) at this speed (mm/s, forward positive); True while engaged."""
+        if not self.ranger.update(range_mm):
+            return self.engaged
+        distance = self.ranger.distance_mm
         if self.engaged:
-            if self.distance_mm > stopping_distance_mm(speed_mm_s) + RELEASE_MM:
+            if distance > stopping_distance_mm(speed_mm_s) + RELEASE_MM:
                 self.engaged = False
-        elif self.distance_mm <= stopping_distance_mm(speed_mm_s):
+        elif distance <= stopping_distance_mm(speed_mm_s):
             self.engaged = True
             self.engagements += 1
         return self.engaged

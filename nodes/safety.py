@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from firmware.brake import NO_RANGE, median_mm
+from firmware.brake import NO_RANGE, RangeMedian
 
 if TYPE_CHECKING:
     from car import Node
@@ -115,23 +115,23 @@ def obstacle_speed_cap(distance_m: float, stand_off_m: float, decel: float) -> f
 
 
 class RangeFilter:
-    """The ranger's distance as the brakes judge it: the median of the last three readings, failed ones (0) left out."""
+    """The ranger's distance in metres, filtered as the board's brake filters it (firmware.brake.RangeMedian)."""
 
     def __init__(self) -> None:
-        self.readings: list[int] = []
+        self.median = RangeMedian()
         self.distance_m: float | None = None  # None: nothing in range (or too few readings yet)
 
     def update(self, range_m: float | None) -> float | None:
         """Take one reading (m; None for nothing in range, 0 or less for a failed one); the filtered distance."""
-        if range_m is not None and not math.isfinite(range_m):
-            range_m = None if range_m > 0 else 0.0
-        if range_m is not None and range_m <= 0:
-            return self.distance_m
-        self.readings.append(NO_RANGE if range_m is None else round(min(range_m, (NO_RANGE - 1) / 1000) * 1000))
-        del self.readings[:-3]
-        if len(self.readings) == 3:
-            middle = median_mm(self.readings)
-            self.distance_m = None if middle >= NO_RANGE else middle / 1000
+        if range_m is None or (math.isinf(range_m) and range_m > 0):
+            range_mm = NO_RANGE
+        elif not range_m > 0:  # 0, negative or NaN: a failed reading
+            range_mm = 0
+        else:
+            range_mm = max(1, round(min(range_m, (NO_RANGE - 1) / 1000) * 1000))
+        if self.median.update(range_mm):
+            distance = self.median.distance_mm
+            self.distance_m = None if distance >= NO_RANGE else distance / 1000
         return self.distance_m
 
 

@@ -308,7 +308,7 @@ def test_the_board_brake_never_engages_for_lone_spikes_among_far_readings(stream
         else:
             reading = 1000 + value % 1000  # a metre or more
         valid += reading > 0
-        assert not brake.update(reading, 1000.0), (stream, brake.readings)
+        assert not brake.update(reading, 1000.0), (stream, brake.ranger.readings)
 
 
 @settings(max_examples=100, deadline=None)
