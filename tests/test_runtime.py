@@ -422,7 +422,8 @@ def test_no_orphans_after_car_is_killed(tmp_path: Path) -> None:
             from pathlib import Path
             from car import Node
             node = Node()
-            Path(f"pid-{node.id}").write_text(str(os.getpid()))
+            Path(f"partial-{node.id}").write_text(str(os.getpid()))
+            os.replace(f"partial-{node.id}", f"pid-{node.id}")  # whole when the test sees it
             for event in node:
                 if event.type == "INPUT" and "x" in node.config.outputs:
                     node.send_output("x", 1)
