@@ -208,6 +208,7 @@ def main() -> None:
     spacing = car.sensors.line_sensor_spacing
     line = LineEstimate(found=False)
     waiting: tuple[float, LineEstimate, dict[str, object]] | None = None  # a reading waiting for its frame's line
+    line_frame: object = None  # the frame of the latest line (a line can arrive before its frame's reading)
 
     node = Node()
     with_bar = "sensors" in node.config.inputs
@@ -241,18 +242,23 @@ def main() -> None:
                 continue
             pilot.sense(bar)
             reading = (bar.t, bar_estimate(bar.line, spacing), event.metadata)
-            if event.metadata.get("image") and not pilot.guard.stale(bar.t):
+            frame_line_came = event.metadata.get("frame") == line_frame  # it may overtake the reading
+            if event.metadata.get("image") and not frame_line_came and not pilot.guard.stale(bar.t):
                 waiting = reading  # a camera frame went out just before: answer with its line
             else:
                 waiting = None  # a frame whose line never came is not waited for any longer
                 answer(*reading)
         elif event.id == "line":
+            line_frame = event.metadata.get("frame")
+            for_waiting = waiting is not None and waiting[2].get("frame") == line_frame
             try:
                 line = line_estimate(event.value)
             except MessageError as exc:
                 malformed.report("line", exc)
+                if waiting is not None and for_waiting:  # answered with the last good line
+                    answer(*waiting)
+                    waiting = None
                 continue
-            for_waiting = waiting is not None and waiting[2].get("frame") == event.metadata.get("frame")
             if with_bar:  # the estimate is as fresh as the reading its frame went out with
                 seen = waiting[0] if waiting is not None and for_waiting else pilot.clock
             else:
