@@ -3,13 +3,15 @@ its `cmd` and `safety` outputs.
 
 A pilot (nodes.controller, nodes.ir_follower, a learned pilot) decides wheel speeds from
 what it perceives; `Pilot.drive` passes them through its `nodes.safety.PilotGuard` and
-sends what the guard allows, with the guard's events said (nodes.safety.send_safety). The
-pilot tells the guard what it perceives (`guard.perceived`, `guard.perception_closed`) and
+sends what the guard allows, with the guard's events said (nodes.safety.send_safety);
+`car param set PILOT resume_after_stop false` keeps it stopped after a stop until set true
+again. The pilot tells the guard what it perceives (`guard.perceived`, `guard.perception_closed`) and
 senses (`sense`), so the policy is the same whichever pilot drives.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from car import Node
@@ -17,6 +19,7 @@ from nodes.messages import SensorBar
 from nodes.safety import PilotGuard, PilotLimits, send_safety
 
 TAPE_LEVEL = 0.5  # a line sensor reading at least this sees tape (controller.FOUND_LEVEL)
+RESUME = "resume_after_stop"  # the parameter that says whether the pilot drives again by itself after a stop
 
 
 class Pilot:
@@ -28,13 +31,20 @@ class Pilot:
         self.manual = bool(
             node.declare_parameter("manual", False, "someone drives by hand (the live view): no commands from here")
         )
+        resume = node.declare_parameter(
+            RESUME, limits.resume, "after a safety stop, drive again by itself once its cause is gone"
+        )
+        self.guard.limits = replace(limits, resume=bool(resume))
         self.clock = 0.0  # s, the car's time as the latest sensor reading (or estimate) gave it
 
     def parameter(self, name: str, value: Any) -> bool:
-        """Take a PARAMETER event if it is the pilot's own (`manual`); whether it was."""
-        if name != "manual":
+        """Take a PARAMETER event if it is the pilot's own (`manual`, `resume_after_stop`); whether it was."""
+        if name == "manual":
+            self.manual = bool(value)
+        elif name == RESUME:
+            self.guard.limits = replace(self.guard.limits, resume=bool(value))
+        else:
             return False
-        self.manual = bool(value)
         return True
 
     def sense(self, bar: SensorBar, line_sensors: bool = True) -> None:

@@ -79,9 +79,16 @@ def test_a_detector_killed_restarted_and_stopped_while_the_car_drives(tmp_path: 
         wait_for("the car stopped for stale perception", said(log, "stopped (perception_stale)", 1))
         wait_for("the restarted detector's lines driving it again", said(log, "driving again", 1))
         wait_for("two seconds of driving", drove_on(name, 2.0))
+        told = car("param", "set", "controller", "resume_after_stop", "false", "-d", name)
+        assert told.returncode == 0, told.stderr
         restarted = car("node", "restart", name, "line_detector")
         assert restarted.returncode == 0, restarted.stderr
-        wait_for("driving again after `car node restart`", said(log, "driving again", 2))
+        wait_for("the car stopped again", said(log, "stopped (perception_stale)", 2))
+        wait_for("the detector back, and two seconds more", drove_on(name, 2.0))
+        assert log.read_text().count("driving again") == 1  # told to stay stopped: it did
+        told = car("param", "set", "controller", "resume_after_stop", "true", "-d", name)
+        assert told.returncode == 0, told.stderr
+        wait_for("driving again once allowed", said(log, "driving again", 2))
         wait_for("two seconds of driving", drove_on(name, 2.0))
         stopped = car("node", "stop", name, "line_detector")
         assert stopped.returncode == 0, stopped.stderr
