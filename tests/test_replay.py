@@ -22,7 +22,16 @@ def _by_frame(messages: list[tuple[int, object, dict[str, object]]]) -> dict[obj
 def test_replayed_camera_frames_make_line_detector_detect_exactly_what_it_did(tmp_path: Path) -> None:
     recorded = tmp_path / "drive.mcap"
     out = str(tmp_path / "out")
-    options = ["--duration", "5", "--seed", "2", "--record", str(recorded), "--out", out]
+    options = [
+        "--sim-time",
+        "4",
+        "--seed",
+        "2",
+        "--record",
+        str(recorded),
+        "--out",
+        out,
+    ]  # 4 s of car time, however long it starts
     drive = car("launch", str(FOLLOW_LINE), *options, timeout=120)
     assert drive.returncode == 0 and "none lost" in drive.stderr, drive.stderr
     launched = describe_file(recorded, sizes=False)["metadata"]["car.launch"]  # the simulator's track and seed

@@ -127,7 +127,8 @@ def _track(name: str | None) -> TrackDrawing | None:
     points = [[round(float(x), 4), round(float(y), 4)] for x, y in track.points[::step]]
     if track.closed and points[-1] != points[0]:
         points.append(points[0])
-    return TrackDrawing(track.name, points, track.line_width)
+    boxes = [[box.x, box.y, box.width, box.depth] for box in track.obstacles]
+    return TrackDrawing(track.name, points, track.line_width, boxes)
 
 
 def _shown(host: str) -> str:

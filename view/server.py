@@ -50,11 +50,13 @@ LINE_WAIT_S = 0.03  # how long a frame waits for its detection before it is draw
 
 @dataclass(frozen=True)
 class TrackDrawing:
-    """The simulator's track as the page draws it under the trail: the tape's centre line (m) and its width."""
+    """The simulator's track as the page draws it under the trail: the tape's centre line (m), its width, and the
+    boxes standing on the floor ([x, y, width, depth], m)."""
 
     name: str
     points: list[list[float]]
     width: float
+    boxes: list[list[float]]
 
 
 @dataclass

@@ -22,7 +22,7 @@ const trailCanvas = document.getElementById("trail");
 const trailCtx = trailCanvas.getContext("2d");
 const trail = [];
 let trailKind = "";
-let track = null;                          // the simulator's track: {name, points, width}; null on a real car
+let track = null;                          // the simulator's track: {name, points, width, boxes}; null on a real car
 const data = {};                           // plot -> [times, column per series]
 let dirty = false;
 const plots = {};
@@ -98,6 +98,10 @@ function drawTrail() {
   if (track) {
     trailCtx.strokeStyle = "#333"; trailCtx.lineWidth = Math.max(2, track.width * scale);
     polyline(track.points, px, py);
+    trailCtx.fillStyle = "#a33";           // the boxes standing on the floor
+    for (const [bx, by, bw, bd] of track.boxes || []) {
+      trailCtx.fillRect(px(bx - bw / 2), py(by + bd / 2), bw * scale, bd * scale);
+    }
   }
   if (!trail.length) return;
   trailCtx.strokeStyle = "#27c"; trailCtx.lineWidth = 2;
