@@ -240,8 +240,8 @@ def main() -> None:
             except MessageError as exc:
                 malformed.report("sensors", exc)
                 continue
-            pilot.sense(bar)
             reading = (bar.t, bar_estimate(bar.line, spacing), event.metadata)
+            pilot.sense(bar, reading[1].found)
             frame_line_came = event.metadata.get("frame") == line_frame  # it may overtake the reading
             if event.metadata.get("image") and not frame_line_came and not pilot.guard.stale(bar.t):
                 waiting = reading  # a camera frame went out just before: answer with its line

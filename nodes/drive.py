@@ -26,7 +26,15 @@ from typing import Any
 from firmware import protocol
 from hal.interfaces import SensorReading
 from nodes.messages import Malformed, MessageError, wheel_speeds
-from nodes.safety import RangeFilter, SafetyChange, SafetyEvent, SafetyReason, obstacle_speed_cap, slowed
+from nodes.safety import (
+    RangeFilter,
+    SafetyChange,
+    SafetyEvent,
+    SafetyReason,
+    SafetyRecord,
+    obstacle_speed_cap,
+    slowed,
+)
 
 DEADMAN_S = 0.2
 SENSOR_PERIOD_S = 0.010  # both back ends send a sensor reading every 10 ms of car time
@@ -53,37 +61,22 @@ def clamp(value: float, limit: float) -> float:
     return max(-limit, min(limit, value))
 
 
-class DriveGuard:
+class DriveGuard(SafetyRecord):
     """What the wheels get from the commands, the sensors and the clock; stops are kept as events."""
 
     def __init__(self, limits: DriveLimits | None = None, node: str = "car_io"):
+        super().__init__()
         self.limits = limits or DriveLimits()
-        self.node = node
         self.wheels = (0.0, 0.0)  # what the wheels are told now, m/s
-        self.stopped: SafetyReason | None = None  # the command-side reason the wheels stand still, if any
-        self.events: list[SafetyEvent] = []  # new since `take_events`
-        self.stops: list[SafetyEvent] = []  # every stop so far
         self.last_command_t: float | None = None  # car time of the latest good command
         self.ranger = RangeFilter()
         self.malformed = Malformed(node)
         self._board_braking = False
 
-    def take_events(self) -> list[SafetyEvent]:
-        """The events since the last call (to send on `safety`)."""
-        events, self.events = self.events, []
-        return events
-
     def _stop(self, reason: SafetyReason, t: float, detail: str) -> tuple[float, float]:
         self.wheels = (0.0, 0.0)
-        if self.stopped is not reason:
-            self.stopped = reason
-            self._say(SafetyEvent(SafetyChange.STOP, reason, t, detail))
+        self.hold(reason, t, detail)
         return self.wheels
-
-    def _say(self, event: SafetyEvent) -> None:
-        self.events.append(event)
-        if event.change is SafetyChange.STOP:
-            self.stops.append(event)
 
     def command(self, value: Any, t: float) -> tuple[float, float]:
         """A `cmd` message at car time t: the wheel speeds to set now (both 0 for a malformed one)."""
@@ -102,9 +95,7 @@ class DriveGuard:
                 left, right, obstacle_speed_cap(distance, self.limits.stand_off_m, self.limits.obstacle_decel)
             )
         self.last_command_t = t
-        if self.stopped is not None:
-            self._say(SafetyEvent(SafetyChange.RESUME, self.stopped, t, "good commands again"))
-        self.stopped = None
+        self.release(t, "good commands again")
         self.wheels = (left, right)
         return self.wheels
 
@@ -132,7 +123,7 @@ class DriveGuard:
             self._board_braking = braking
             change = SafetyChange.STOP if braking else SafetyChange.RESUME
             distance = "nothing in range" if reading.range_m is None else f"{reading.range_m:.2f} m"
-            self._say(SafetyEvent(change, SafetyReason.BOARD_OBSTACLE, t, f"the board's brake; ranger {distance}"))
+            self.say(SafetyEvent(change, SafetyReason.BOARD_OBSTACLE, t, f"the board's brake; ranger {distance}"))
 
     def board_lost(self, t: float, detail: str) -> None:
         """The board stopped answering (its own watchdog stops the motors): said as a stop."""
@@ -141,8 +132,7 @@ class DriveGuard:
     def board_back(self, t: float) -> None:
         """The board answers again: the next good command drives."""
         if self.stopped is SafetyReason.BOARD_LOST:
-            self._say(SafetyEvent(SafetyChange.RESUME, SafetyReason.BOARD_LOST, t, "the board answers again"))
-            self.stopped = None
+            self.release(t, "the board answers again")
             self.wheels = (0.0, 0.0)
             self.last_command_t = None  # the dead man's switch waits for the next command
 

@@ -43,7 +43,7 @@ def main() -> None:
                 malformed.report("sensors", exc)
                 continue
             estimate = bar_estimate(bar.line, spacing)
-            pilot.sense(bar, line_sensors=False)
+            pilot.sense(bar, None)  # the bar is its perception: a lost line is a search, not "off the line"
             pilot.guard.perceived(bar.t, estimate.found)
             left, right = follower.update(estimate, bar.t)
             pilot.drive(left, right, bar.t, event.metadata)

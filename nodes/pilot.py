@@ -18,7 +18,6 @@ from car import Node
 from nodes.messages import SensorBar
 from nodes.safety import PilotGuard, PilotLimits, send_safety
 
-TAPE_LEVEL = 0.5  # a line sensor reading at least this sees tape (controller.FOUND_LEVEL)
 RESUME = "resume_after_stop"  # the parameter that says whether the pilot drives again by itself after a stop
 
 
@@ -47,11 +46,11 @@ class Pilot:
             return False
         return True
 
-    def sense(self, bar: SensorBar, line_sensors: bool = True) -> None:
-        """A sensor reading: its time, speed and range for the guard; with `line_sensors`, whether tape is under the bar."""
+    def sense(self, bar: SensorBar, tape_seen: bool | None) -> None:
+        """A sensor reading: its time, speed and range for the guard, and whether the pilot's line sensors see tape
+        (None: the pilot does not judge "off the line" by them)."""
         self.clock = max(self.clock, bar.t)
-        tape = max(bar.line) >= TAPE_LEVEL if line_sensors else None
-        self.guard.sensed(bar.t, bar.speed, bar.range_m, tape)
+        self.guard.sensed(bar.t, bar.speed, bar.range_m, tape_seen)
 
     def drive(self, left: float, right: float, t: float, metadata: dict[str, Any] | None = None) -> None:
         """Command the wheels (m/s) at car time t, as far as the guard allows; the metadata passed on."""

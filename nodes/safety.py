@@ -160,14 +160,45 @@ class PilotLimits:
     resume: bool = True  # drive again when the cause is gone (perception back, line found, way clear)
 
 
-class PilotGuard:
+class SafetyRecord:
+    """What both guards keep (`PilotGuard` and car_io's `nodes.drive.DriveGuard`): the stop in force, every stop,
+    and the events said since the caller last took them."""
+
+    def __init__(self) -> None:
+        self.stopped: SafetyReason | None = None  # why the wheels are held at zero now
+        self.stops: list[SafetyEvent] = []  # every stop so far
+        self.events: list[SafetyEvent] = []  # new since `take_events`
+
+    def take_events(self) -> list[SafetyEvent]:
+        """The events since the last call (to send, log and show)."""
+        events, self.events = self.events, []
+        return events
+
+    def say(self, event: SafetyEvent) -> None:
+        """An event to send; a stop is kept among the stops."""
+        self.events.append(event)
+        if event.change is SafetyChange.STOP:
+            self.stops.append(event)
+
+    def hold(self, reason: SafetyReason, t: float, detail: str) -> None:
+        """The wheels stop for `reason` (said when it is a new reason)."""
+        if self.stopped is not reason:
+            self.stopped = reason
+            self.say(SafetyEvent(SafetyChange.STOP, reason, t, detail))
+
+    def release(self, t: float, detail: str) -> None:
+        """The stop in force, if any, ends (said)."""
+        if self.stopped is not None:
+            self.say(SafetyEvent(SafetyChange.RESUME, self.stopped, t, detail))
+            self.stopped = None
+
+
+class PilotGuard(SafetyRecord):
     """The safety policy between a pilot and the wheels; `limit` every command, send `take_events` after."""
 
     def __init__(self, limits: PilotLimits):
+        super().__init__()
         self.limits = limits
-        self.events: list[SafetyEvent] = []  # new since the caller last took them (`take_events`)
-        self.stopped: SafetyReason | None = None  # why the wheels are held at zero now
-        self.stops: list[SafetyEvent] = []  # every stop so far
         self.ranger = RangeFilter()
         self._perceived_t: float | None = None  # car time of the latest fresh estimate
         self._closed = False
@@ -180,11 +211,6 @@ class PilotGuard:
         self._measured: float | None = None  # m/s, the car's measured forward speed (None: nothing measures it)
         self._forward = 0.0  # m/s, the forward speed let through last
         self._limited_t: float | None = None  # car time of the last `limit`
-
-    def take_events(self) -> list[SafetyEvent]:
-        """The events since the last call (to send, log and show)."""
-        events, self.events = self.events, []
-        return events
 
     # -- what the pilot tells the guard ----------------------------------------------------------
 
@@ -269,20 +295,13 @@ class PilotGuard:
         if cause is None and self.stopped is not None and not self.limits.resume:
             cause = (self.stopped, "held: this pilot does not drive again by itself")
         if cause is not None:
-            reason, detail = cause
-            if self.stopped is not reason:
-                event = SafetyEvent(SafetyChange.STOP, reason, t, detail)
-                self.events.append(event)
-                self.stops.append(event)
-                self.stopped = reason
+            self.hold(cause[0], t, cause[1])
             self._forward = 0.0
             return 0.0, 0.0
-        if self.stopped is not None:
-            self.events.append(SafetyEvent(SafetyChange.RESUME, self.stopped, t, "the cause is gone"))
-            self.stopped = None
+        self.release(t, "the cause is gone")
         if self._lost_since is not None and not self._search_said and t - self._lost_since >= SEARCH_SAID_AFTER_S:
             self._search_said = True
-            self.events.append(
+            self.say(
                 SafetyEvent(
                     SafetyChange.SEARCH,
                     SafetyReason.LINE_LOST,
