@@ -8,7 +8,7 @@ VIEW ?= --view  # the live web view beside the run; VIEW= for none
 
 STUBS := $(VENV)/stubs/rp2
 
-.PHONY: setup run test pytest lint typecheck typecheck-firmware contracts bench clean
+.PHONY: setup run test unit pytest lint typecheck typecheck-firmware contracts bench clean
 
 $(BIN)/python:
 	@echo "setting up: creating the virtual environment $(VENV) with $(PYTHON) (once)"
@@ -53,6 +53,10 @@ typecheck-firmware: setup $(STUBS)/machine.pyi
 
 pytest: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the unit tier alone: no process, no socket, well under 90 s (the loop to run after every change)
+unit: setup
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/compare.py

@@ -19,6 +19,7 @@ from car.commands.several import coordinator_option
 from car.plan.graph import Part, find_graph
 from car.plan.runs import RunError
 from car.transport import control
+from car.transport.states import NodeStatus
 
 WAIT_S = 15.0  # how long restart and stop wait to see the node running again, or ended
 
@@ -89,7 +90,7 @@ def node_restart(args: argparse.Namespace) -> int:
     before = next((n for n in _status(run).nodes if n.id == args.node), None)
     run.ask(control.RestartNode(args.node), control.Done)
     restarts = before.restarts if before else 0
-    row = _wait_for(run, args.node, lambda r: r.restarts > restarts and r.state == "running", "running again")
+    row = _wait_for(run, args.node, lambda r: r.restarts > restarts and r.state == NodeStatus.RUNNING, "running again")
     print(f"restarted {args.node} in {run.name} (pid {row.pid}, restart {row.restarts})")
     return 0
 
@@ -98,7 +99,7 @@ def node_stop(args: argparse.Namespace) -> int:
     """Stop one node for good; its readers get INPUT_CLOSED, the rest runs on."""
     run = _part(args)
     run.ask(control.StopNode(args.node), control.Done)
-    row = _wait_for(run, args.node, lambda r: r.state in ("exited", "failed"), "stopped")
+    row = _wait_for(run, args.node, lambda r: r.state.ended, "stopped")
     print(f"stopped {args.node} in {run.name} ({row.state})")
     return 0
 

@@ -21,6 +21,7 @@ from car.spec.loader import load_dataflow
 from car.spec.model import DataflowError, Placement
 from car.transport import cluster
 from car.transport.keys import COORDINATOR, Keys, KeysError, create_keys, keys_dir, load_keys, trust
+from car.transport.states import FlowState, MachineState, PartState
 
 LOOPBACK = "127.0.0.1"
 UP_WAIT_S = 10.0
@@ -89,16 +90,15 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     keys = _keys_for("--bind", args.bind)
     daemons = f"tcp://{args.bind}:{args.daemon_port}"
     controls = f"tcp://{args.bind}:{args.control_port}"
-    from car.coordinator.coordinator import Coordinator  # only this command needs it: others start faster
+    from car.coordinator import server  # only this command needs it: others start faster
 
-    coordinator = Coordinator(daemons, controls, args.heartbeat, args.timeout, say=_say, keys=keys)
     if keys is not None:
         _say(f"CurveZMQ on: daemons and car commands need keys {keys.trusted} trusts")
     announced = not local_coordinator()  # the first coordinator on this host says where it listens
     if announced:
         coordinator_file().write_text(json.dumps({"pid": os.getpid(), "control": controls}))
     try:
-        return coordinator.run()
+        return server.serve(daemons, controls, heartbeat=args.heartbeat, timeout=args.timeout, say=_say, keys=keys)
     except OSError as exc:  # zmq.ZMQError is one
         raise RunError(f"cannot listen on {daemons} and {controls}: {exc}; pick other ports") from None
     finally:
@@ -220,7 +220,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             machines = ask(target, cluster.ListMachines(), cluster.Machines, timeout=1.0).machines
         except RunError:
             machines = []
-        if any(m.machine == args.machine_id and m.state == "connected" for m in machines):
+        if any(m.machine == args.machine_id and m.state == MachineState.CONNECTED for m in machines):
             print(f"car: coordinator and daemon `{args.machine_id}` are up (logs in {logs}); `car down` stops them")
             return 0
         time.sleep(0.1)
@@ -333,24 +333,24 @@ def _attach(target: str, name: str) -> int:
         while True:
             flow = _flow(target, name)
             for part in flow.parts:
-                if part.state == "lost" != states.get(part.machine):
+                if part.state == PartState.LOST != states.get(part.machine):
                     _say(f"machine `{part.machine}` lost: its nodes' readers elsewhere get INPUT_CLOSED")
-                elif states.get(part.machine) == "lost" != part.state:
+                elif states.get(part.machine) == PartState.LOST != part.state:
                     _say(f"machine `{part.machine}` is back ({part.state})")
                 states[part.machine] = part.state
-                for node in part.nodes if part.state != "lost" else []:
+                for node in part.nodes if part.state != PartState.LOST else []:
                     try:
                         _print_new(target, name, node.id, offsets)
                     except RunError:
                         pass  # its log is not readable now (its machine restarted): the rest goes on
-            if flow.state in ("finished", "failed"):
+            if flow.state.ended:
                 print(f"car: {name} {flow.state}", file=sys.stderr)
-                return 0 if flow.state == "finished" else 1
+                return 0 if flow.state == FlowState.FINISHED else 1
             time.sleep(FOLLOW_PERIOD_S)
     except KeyboardInterrupt:
         ask(target, cluster.StopDataflowNamed(name), cluster.Started)
         _say(f"stopping {name}")
-        while _flow(target, name).state not in ("finished", "failed"):
+        while not _flow(target, name).state.ended:
             time.sleep(FOLLOW_PERIOD_S)
         return 130
 
@@ -428,7 +428,7 @@ def stop_placed(address: str | None, name: str | None, grace: float, timeout: fl
     started = ask(target, cluster.StopDataflowNamed(name or "", grace), cluster.Started)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _flow(target, started.run_id).state in ("finished", "failed"):
+        if _flow(target, started.run_id).state.ended:
             return f"stopped {started.name} on {', '.join(started.machines)}"
         time.sleep(0.1)
     raise RunError(f"dataflow `{started.name}` is still stopping after {timeout:g} s")

@@ -33,7 +33,7 @@ from car.daemon.flushes import Flushes
 from car.daemon.log_routes import LogRoutes
 from car.daemon.logs import LogReader, NodeLog, Terminal
 from car.daemon.notifier import Notifier
-from car.daemon.processes import ALIVE, NodeState, NodeStatus, kill_what_is_left
+from car.daemon.processes import NodeState, kill_what_is_left
 from car.daemon.report import status_line, summary_lines
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.supervisor import RunParts, Supervisor
@@ -48,7 +48,9 @@ from car.spec import parameters
 from car.spec.model import Dataflow
 from car.transport import control, wire
 from car.transport.keys import load_keys
+from car.transport.poll_loop import PollLoop
 from car.transport.router import Handler, Router
+from car.transport.states import ALIVE, NodeStatus
 
 LOOP_MS = 20  # how often the daemon looks at its processes
 STATUS_PERIOD_S = 0.5  # how often the terminal's status line is redrawn
@@ -191,20 +193,20 @@ class Daemon:
     def _row(n: NodeState) -> control.NodeRow:
         u = n.usage
         return control.NodeRow(
-            n.spec.id,
-            n.state.value,
-            n.pid,
-            n.restarts,
-            round(u.rate, 1),
-            n.status,
-            n.superseded,
-            round(u.sent_rate, 1),
-            round(u.received_rate, 1),
-            u.dropped,
-            round(u.cpu_percent, 1),
-            _resident(n),
-            u.latency_p50_ms,
-            u.latency_p99_ms,
+            id=n.spec.id,
+            state=n.state,
+            pid=n.pid,
+            restarts=n.restarts,
+            rate=round(u.rate, 1),
+            status=n.status,
+            superseded=n.superseded,
+            sent_rate=round(u.sent_rate, 1),
+            received_rate=round(u.received_rate, 1),
+            dropped=u.dropped,
+            cpu_percent=round(u.cpu_percent, 1),
+            rss_bytes=_resident(n),
+            latency_p50_ms=u.latency_p50_ms,
+            latency_p99_ms=u.latency_p99_ms,
         )
 
     def summary(self) -> list[str]:
@@ -218,18 +220,27 @@ class Daemon:
         or when the holder is gone."""
         assert self._control is not None
         deadline = time.monotonic() + limit
-        while not self._begun:
-            self._control.serve(LOOP_MS)
+        loop = PollLoop(LOOP_MS)
+        loop.add(self._control.socket, self._control.serve)
+        held = True
+
+        def done(now: float) -> bool:
+            nonlocal held
+            if self._begun:
+                return True
             if self._signal is not None:
                 self.terminal.say(f"stopped ({signal.Signals(self._signal).name}) before the nodes started")
-                return False
-            if not self._begun and not holder():
+                held = False
+            elif not holder():
                 self.terminal.say("not started: what was to say Begin (the recorder) ended first")
-                return False
-            if time.monotonic() > deadline:
+                held = False
+            elif now > deadline:
                 self.terminal.say(f"warning: nothing said Begin within {limit:g} s; starting the nodes anyway")
-                break
-        return True
+                return True
+            return not held
+
+        loop.run(done)
+        return held
 
     def _on_begin(self, _: control.Begin, __: bytes) -> control.DaemonReply:
         self._begun = True
@@ -238,10 +249,10 @@ class Daemon:
     def _loop(self, duration: float | None) -> None:
         assert self._control is not None
         end = None if duration is None else self.started + duration
-        next_status = next_subscriber_check = 0.0
-        while not self.supervisor.finished():
-            self._control.serve(LOOP_MS)
-            now = time.monotonic()
+        loop = PollLoop(LOOP_MS)
+        loop.add(self._control.socket, self._control.serve)
+
+        def tick(now: float) -> None:
             if self._signal is not None:
                 name, self._signal = signal.Signals(self._signal).name, None
                 self.stop(f"{name} received")
@@ -249,13 +260,15 @@ class Daemon:
                 self.stop(f"--duration {duration:g} s reached")
             self.supervisor.tick(now)
             self.log_routes.flush()
-            if now >= next_status:
-                self.terminal.status(status_line(list(self.nodes.values())))
-                next_status = now + STATUS_PERIOD_S
-            if now >= next_subscriber_check:
-                for subscription in self.subscriptions.dead():
-                    self._unsubscribe(subscription)
-                next_subscriber_check = now + SUBSCRIBER_CHECK_S
+
+        def forget_dead_subscribers(_: float) -> None:
+            for subscription in self.subscriptions.dead():
+                self._unsubscribe(subscription)
+
+        loop.every(0.0, tick)
+        loop.every(STATUS_PERIOD_S, lambda _: self.terminal.status(status_line(list(self.nodes.values()))))
+        loop.every(SUBSCRIBER_CHECK_S, forget_dead_subscribers)
+        loop.run(lambda _: self.supervisor.finished())
 
     # -- messages ----------------------------------------------------------------------
     def _tell_node(self, node_id: str, message: control.DaemonToNode) -> None:

@@ -37,6 +37,7 @@ from car.spec.loader import check_text
 from car.spec.model import DataflowError, Placement
 from car.transport import cluster, control
 from car.transport.keys import COORDINATOR, Keys
+from car.transport.poll_loop import PollLoop
 from car.transport.ports import reserve_port
 
 LOOP_MS = 100
@@ -151,6 +152,7 @@ class MachineDaemon:
         self._lost_stopped = False
         self._signal: int | None = None
         self._asked: dict[zmq.Socket[bytes], AskedPart] = {}  # requests passed on to parts, awaiting answers
+        self._loop = PollLoop(LOOP_MS)
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             cluster.Welcome: self._on_welcome,
             cluster.Ping: self._on_ping,
@@ -187,50 +189,42 @@ class MachineDaemon:
         self._uplink.bind(self._uplink_endpoint)
         daemon_file(self.machine).write_text(json.dumps({"machine": self.machine, "pid": os.getpid()}))
         self.say(f"machine `{self.machine}`: daemon {os.getpid()} joining the coordinator at {self.coordinator}")
-        code = 0
-        next_state = 0.0
+        self._loop.add(self._socket, self._from_coordinator)
+        self._loop.add(self._uplink, self._from_parts)
+        self._loop.every(0.0, self._expire_asked)
+        self._loop.every(0.0, self._on_signal)
+        self._loop.every(0.0, self._keep_registered)
+        self._loop.every(0.0, lambda _: self._reap())
+        self._loop.every(STATE_PERIOD_S, lambda _: self._report_states())
         try:
-            while not (self._leaving and not self.parts):
-                self._serve(LOOP_MS)
-                now = time.monotonic()
-                if self._signal is not None and not self._leaving:
-                    self._leave(f"{signal.Signals(self._signal).name} received")
-                if self._refused:
-                    code = 2
-                    break
-                self._keep_registered(now)
-                self._reap()
-                if now >= next_state:
-                    self._report_states()
-                    next_state = now + STATE_PERIOD_S
+            self._loop.run(lambda _: bool(self._refused) or bool(self._leaving and not self.parts))
         finally:
             self._shutdown()
-        return code
+        return 2 if self._refused else 0
 
-    def _serve(self, wait_ms: int) -> None:
-        poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._uplink, zmq.POLLIN)
-        for asked in self._asked:
-            poller.register(asked, zmq.POLLIN)
-        ready = dict(poller.poll(wait_ms))
-        self._pass_answers(ready)
-        while self._socket in ready:
+    def _on_signal(self, _: float) -> None:
+        if self._signal is not None and not self._leaving:
+            self._leave(f"{signal.Signals(self._signal).name} received")
+
+    def _from_coordinator(self) -> None:
+        while True:
             try:
                 raw = self._socket.recv(zmq.NOBLOCK)
             except zmq.Again:
-                break
+                return
             try:
                 message = control.decode(raw, cluster.CoordinatorToDaemon)
             except control.ControlError as exc:
                 self.say(f"an unreadable message from the coordinator: {exc}")
                 continue
             self._handlers[type(message)](message)
-        while self._uplink in ready:
+
+    def _from_parts(self) -> None:
+        while True:
             try:
                 raw = self._uplink.recv(zmq.NOBLOCK)
             except zmq.Again:
-                break
+                return
             try:  # from a part's process: passed on to the coordinator
                 self._tell(control.decode(raw, cluster.DaemonToCoordinator))
             except control.ControlError:
@@ -439,22 +433,23 @@ class MachineDaemon:
         sock.connect(part.info.control)
         sock.send(message.request)
         self._asked[sock] = AskedPart(message.token, part.spec.name, time.monotonic() + PART_ANSWER_S)
+        self._loop.add(sock, lambda: self._answered(sock))
 
-    def _pass_answers(self, ready: dict[Any, int]) -> None:
-        """The parts' answers to requests passed on to them, back to the coordinator; silence past the deadline too."""
-        now = time.monotonic()
-        for sock, asked in list(self._asked.items()):
-            if sock in ready:
-                answer = cluster.PartAnswer(self.machine, asked.token, sock.recv())
-            elif now > asked.deadline:
-                answer = cluster.PartAnswer(
-                    self.machine, asked.token, error=f"run `{asked.name}` on machine `{self.machine}` did not answer"
-                )
-            else:
-                continue
-            self._tell(answer)
+    def _answered(self, sock: zmq.Socket[bytes]) -> None:
+        """A part's answer to a request passed on to it: back to the coordinator."""
+        asked = self._asked.pop(sock)
+        self._tell(cluster.PartAnswer(self.machine, asked.token, sock.recv()))
+        self._loop.remove(sock)
+        sock.close()
+
+    def _expire_asked(self, now: float) -> None:
+        """Requests a part has not answered in time: the coordinator hears that it did not."""
+        for sock, asked in [(s, a) for s, a in self._asked.items() if now > a.deadline]:
             del self._asked[sock]
+            self._loop.remove(sock)
             sock.close()
+            error = f"run `{asked.name}` on machine `{self.machine}` did not answer"
+            self._tell(cluster.PartAnswer(self.machine, asked.token, error=error))
 
     def _on_leave(self, message: cluster.Leave) -> None:
         self._leave(message.reason or "the coordinator said so")
@@ -485,6 +480,7 @@ class MachineDaemon:
                     part.proc.wait()
         self._reap()
         daemon_file(self.machine).unlink(missing_ok=True)
+        Path(self._uplink_endpoint.removeprefix("ipc://")).unlink(missing_ok=True)
         for spec_file in runtime_root().glob(f"part-*-{self.machine}.json"):
             spec_file.unlink(missing_ok=True)
         self._ctx.destroy(linger=500)

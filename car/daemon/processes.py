@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import os
 import shutil
 import signal
@@ -18,22 +17,9 @@ from car.daemon.usage import Usage
 from car.plan.config import NodeConfig
 from car.spec.model import NodeSpec
 from car.spec.parameters import Parameter
-
-
-class NodeStatus(enum.StrEnum):
-    """Where a node is in its life."""
-
-    PENDING = "pending"  # not started yet
-    WAITING = "waiting"  # a dynamic node: waits for `car run-node`
-    RUNNING = "running"
-    RESTARTING = "restarting"  # ended; starts again after its restart_delay
-    EXITED = "exited"  # ended without error, or was stopped
-    FAILED = "failed"  # ended with an error and is not restarted
-
+from car.transport.states import NodeStatus
 
 COMPAT_DIR = Path(__file__).parent.parent / "compat"  # car's `dora` package, for dora's Python nodes
-
-ALIVE = (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RESTARTING)
 
 
 @dataclass

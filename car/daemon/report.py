@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from car.daemon.processes import NodeState, NodeStatus
+from car.daemon.processes import NodeState
 from car.daemon.timers import Timers
+from car.transport.states import NodeStatus
 
 
 def status_line(nodes: list[NodeState]) -> str:

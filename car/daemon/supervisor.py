@@ -28,7 +28,7 @@ from car.daemon.elsewhere import Elsewhere
 from car.daemon.flushes import Flushes
 from car.daemon.logs import Terminal
 from car.daemon.notifier import Notifier
-from car.daemon.processes import ALIVE, VANISHED, NodeState, NodeStatus, describe_exit, escalate, start_process
+from car.daemon.processes import VANISHED, NodeState, describe_exit, escalate, start_process
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.timers import Timers
 from car.plan.build import RunPlan
@@ -37,6 +37,7 @@ from car.plan.runs import pid_alive
 from car.spec.model import Dataflow
 from car.transport import control, wire
 from car.transport.shm import finish_reader
+from car.transport.states import ALIVE, NodeStatus
 
 KILL_AFTER_S = 2.0  # after SIGTERM, wait this long before SIGKILL
 

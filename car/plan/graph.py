@@ -19,6 +19,7 @@ from car.plan.coordinator_client import ask as ask_coordinator
 from car.plan.coordinator_client import control_endpoint
 from car.plan.runs import RunError, RunInfo, list_runs, request
 from car.transport import cluster, control
+from car.transport.states import FlowState, PartState
 
 R = TypeVar("R", bound=control.DaemonReply)
 
@@ -135,11 +136,11 @@ def _placed(coordinator: str | None) -> list[Graph] | None:
     flows = ask_coordinator(target, cluster.ListDataflows(), cluster.Dataflows).dataflows
     here = {(r.run_id, r.machine): r for r in list_runs() if r.machine}
     graphs = []
-    for flow in (f for f in flows if f.state in ("running", "degraded", "stopping")):
+    for flow in (f for f in flows if f.state in (FlowState.RUNNING, FlowState.DEGRADED, FlowState.STOPPING)):
         parts = [
             Part(flow.name, flow.run_id, p.machine, here.get((flow.run_id, p.machine)), target)
             for p in flow.parts
-            if p.state in ("running", "unknown") or (flow.run_id, p.machine) in here
+            if p.state in (PartState.RUNNING, PartState.UNKNOWN) or (flow.run_id, p.machine) in here
         ]
         graphs.append(Graph(flow.name, parts))
     return graphs

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from car.transport.control import ControlMessage, NodeRow, StreamEnd
+from car.transport.states import FlowState, MachineState, PartState
 
 DAEMON_PORT = 53290  # daemons connect to the coordinator here (dora's port)
 CONTROL_PORT = 6012  # the `car` command asks the coordinator here (dora's port)
@@ -25,14 +26,14 @@ CONTROL_PORT = 6012  # the `car` command asks the coordinator here (dora's port)
 # -- records ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MachineRow:
     """One machine, as `car machines` shows it."""
 
     machine: str
     host: str  # its host name, as its daemon says
     address: str  # where the coordinator sees it connect from
-    state: str  # connected | lost
+    state: MachineState
     last_seen_s: float  # seconds since its last heartbeat
     offset_ms: float  # its wall clock minus the coordinator's, measured over the heartbeat round trip
     rtt_ms: float
@@ -46,18 +47,18 @@ class MachinePart:
     """The nodes of one dataflow on one machine."""
 
     machine: str
-    state: str  # preparing | running | finished | failed | lost | unknown | ended (see coordinator.Part)
+    state: PartState
     nodes: list[NodeRow] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DataflowRow:
     """One dataflow, as `car list` shows it."""
 
     run_id: str
     name: str
     file: str
-    state: str  # running | stopping | finished | failed | degraded (a machine was lost)
+    state: FlowState
     uptime_s: float
     parts: list[MachinePart] = field(default_factory=list)
 

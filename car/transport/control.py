@@ -17,6 +17,7 @@ peer of another version, an unknown type or a field of the wrong type is a
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, ClassVar, TypeVar, get_args, get_origin
 import msgpack
 
 from car.spec.parameters import Parameter
+from car.transport.states import NodeStatus
 
 VERSION = 1
 
@@ -55,12 +57,12 @@ class ControlMessage:
 # -- records that messages carry ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NodeRow:
     """One node, as `car list` shows it."""
 
     id: str
-    state: str
+    state: NodeStatus
     pid: int
     restarts: int
     rate: float
@@ -459,7 +461,9 @@ class NodeDescription(DaemonReply):
     """The answer to `DescribeNode`."""
 
     TYPE: ClassVar[str] = "node_description"
-    row: NodeRow = field(default_factory=lambda: NodeRow("", "", 0, 0, 0.0, ""))
+    row: NodeRow = field(
+        default_factory=lambda: NodeRow(id="", state=NodeStatus.PENDING, pid=0, restarts=0, rate=0.0, status="")
+    )
     path: str = ""
     args: list[str] = field(default_factory=list)
     machine: str = ""
@@ -596,6 +600,8 @@ def decode(raw: bytes, expected: type[M]) -> M:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list):
@@ -636,6 +642,12 @@ def _check(where: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ControlError(f"{where} is not a {hint.__name__}")
         return _build(hint, value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in hint)
+            raise ControlError(f"{where} is {value!r}, not one of {allowed}") from None
     if origin is types.UnionType:
         raise TypeError(f"{where}: unions are not supported in control messages")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from car.transport import control
+from car.transport.states import NodeStatus
 
 
 def test_every_message_round_trips_with_its_type_and_fields() -> None:
@@ -16,7 +17,16 @@ def test_every_message_round_trips_with_its_type_and_fields() -> None:
         control.Bye("camera", 10, 20, {"input image": 3}, 7),
         control.Subscribe(99, "ipc:///tmp/x.sock", ["camera/image", "*"], 5),
         control.Subscribed("ab12", [control.SubscribedOutput("camera/image", "/dev/shm/car-x-0.0-", 4)]),
-        control.RunStatus("run", "id", "f.yml", "/d", 1, 2.5, [control.NodeRow("a", "running", 3, 0, 1.5, "ok")], 1),
+        control.RunStatus(
+            "run",
+            "id",
+            "f.yml",
+            "/d",
+            1,
+            2.5,
+            [control.NodeRow(id="a", state=NodeStatus.RUNNING, pid=3, restarts=0, rate=1.5, status="ok")],
+            1,
+        ),
         control.AddSubscriber("image", "ab12", "ipc:///tmp/x.sock", 10, 4),
         control.Flushed(["reader"]),
     ]
