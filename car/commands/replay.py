@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from car.commands.record import RecordError
-from car.spec.model import Dataflow, NodeSpec
+from car.spec.model import Dataflow, NodeSpec, QueuePolicy, RestartPolicy
 
 PLAYER = "-m car.commands.player"
 
@@ -115,7 +115,7 @@ def _player(node: NodeSpec, topics: list[str], recording: Path, args: argparse.N
         input_types={},
         env={},
         build="",
-        restart_policy="never",
+        restart_policy=RestartPolicy.NEVER,
         send_logs_as="",
         send_stdout_as="",
     )
@@ -126,7 +126,7 @@ def _reader(node: NodeSpec, played: list[str], fast: bool) -> NodeSpec:
     if not fast or not any(i.source in played for i in node.inputs.values()):
         return node
     inputs = {
-        name: dataclasses.replace(i, queue_policy="backpressure") if i.source in played else i
+        name: dataclasses.replace(i, queue_policy=QueuePolicy.BACKPRESSURE) if i.source in played else i
         for name, i in node.inputs.items()
     }
     return dataclasses.replace(node, inputs=inputs)

@@ -33,7 +33,7 @@ from car.daemon.flushes import Flushes
 from car.daemon.log_routes import LogRoutes
 from car.daemon.logs import LogReader, NodeLog, Terminal
 from car.daemon.notifier import Notifier
-from car.daemon.processes import NodeState, kill_what_is_left
+from car.daemon.processes import Asked, NodeState, OsProcesses, kill_what_is_left
 from car.daemon.report import status_line, summary_lines
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.supervisor import RunParts, Supervisor
@@ -105,7 +105,16 @@ class Daemon:
         self.subscriptions = Subscriptions(self.plan, self._tell_node)
         self.flushes = Flushes(self._answer_flush)
         self.timers = Timers(self._ctx, _timer_readers(self.nodes), endpoints, direct.timer_ends)
-        self.parts = RunParts(direct, self.timers, self.subscriptions, self.notifier, self.flushes, self._tell_node)
+        self.direct = direct
+        self.parts = RunParts(
+            processes=OsProcesses(),
+            inherited=direct.fds,
+            timers=self.timers,
+            subscriptions=self.subscriptions,
+            notices=self.notifier,
+            flushes=self.flushes,
+            tell=self._tell_node,
+        )
         self.elsewhere = elsewhere
         self.supervisor = Supervisor(
             dataflow,
@@ -420,11 +429,11 @@ class Daemon:
         )
 
     def _on_restart_node(self, message: control.RestartNode, _: bytes) -> control.DaemonReply:
-        refusal = self.supervisor.stop_node(self._node(message.node), "restart")
+        refusal = self.supervisor.stop_node(self._node(message.node), Asked.RESTART)
         return control.Refused(refusal) if refusal else control.Done()
 
     def _on_stop_node(self, message: control.StopNode, _: bytes) -> control.DaemonReply:
-        refusal = self.supervisor.stop_node(self._node(message.node), "stop")
+        refusal = self.supervisor.stop_node(self._node(message.node), Asked.STOP)
         return control.Refused(refusal) if refusal else control.Done()
 
     def _on_get_node_config(self, message: control.GetNodeConfig, _: bytes) -> control.DaemonReply:
@@ -470,7 +479,7 @@ class Daemon:
         for subscription in list(self.subscriptions.active):
             self.subscriptions.remove(subscription)
         self._ctx.destroy(linger=0)
-        self.parts.direct.close()
+        self.direct.close()
         remove_run(self.run_info)
 
     def _note_signal(self, signum: int) -> None:

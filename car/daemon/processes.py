@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from car.daemon import affinity
 from car.daemon.logs import NodeLog
 from car.daemon.usage import Usage
 from car.plan.config import NodeConfig
+from car.plan.runs import pid_alive
 from car.spec.model import NodeSpec
 from car.spec.parameters import Parameter
 from car.transport.states import NodeStatus
 
 COMPAT_DIR = Path(__file__).parent.parent / "compat"  # car's `dora` package, for dora's Python nodes
+
+
+class Asked(enum.Enum):
+    """What `car node` asked of one running node (it is sent STOP alone, then signalled as in a run's stop)."""
+
+    RESTART = "restart"  # start it again once it ended: its readers see a gap, not an end
+    STOP = "stop"  # it ends for good: its readers get the end of its streams
+
+
+class Process(Protocol):
+    """A started node's process, as the supervisor watches it (a `subprocess.Popen`, or a test's)."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        """Its exit code, or None while it runs."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for it to end; its exit code."""
 
 
 @dataclass
@@ -29,7 +51,7 @@ class NodeState:
     spec: NodeSpec
     config: NodeConfig
     log: NodeLog
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Process | None = None
     state: NodeStatus = NodeStatus.PENDING
     started_at: float = 0.0
     restarts: int = 0
@@ -47,7 +69,7 @@ class NodeState:
     ready: bool = False  # said Ready since it last started
     was_ready: bool = False  # said Ready before: a later Ready is a restart, of which its senders are told
     parameters: dict[str, Parameter] = field(default_factory=dict)  # declared by the node (their values: config)
-    asked: str = ""  # "restart" or "stop": `car node restart|stop` sent it STOP alone, at `asked_at`
+    asked: Asked | None = None  # `car node restart|stop` sent it STOP alone, at `asked_at`
     asked_at: float = 0.0
     handed_out: bool = False  # a dynamic node's configuration went to `car run-node`, which has not said it ended
     watched: bool = False  # a dynamic node started without `car run-node`: the daemon watches its pid
@@ -101,12 +123,11 @@ THREAD_POOLS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENCV_FOR
 
 def start_process(node: NodeState, folder: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...]) -> str:
     """Start the node's process in `folder` (in a session of its own, pinned to `cpus`, inheriting `fds`), its
-    output followed by its log; the reason it could not start, or "" when it runs."""
+    output followed by its log (setting `node.proc` and `node.pid`); why it could not start, or "" when it runs."""
     argv, cwd = node_command(node.spec, folder)
     full = {**THREAD_POOLS, **os.environ, **env}
     full["PYTHONUNBUFFERED"] = "1"
     full = with_compat_path(full)
-    node.started_at = time.monotonic()
     try:
         with affinity.inherited(cpus):
             node.proc = subprocess.Popen(
@@ -125,19 +146,49 @@ def start_process(node: NodeState, folder: Path, env: dict[str, str], fds: list[
     node.log.follow(node.proc.stdout, err=False)
     node.log.follow(node.proc.stderr, err=True)
     node.pid = node.proc.pid
-    node.state = NodeStatus.RUNNING
-    node.signalled = False
     return ""
 
 
-def escalate(node: NodeState, now: float, term_at: float, kill_at: float) -> None:
-    """A stopping run: SIGTERM to a node still running at `term_at`, SIGKILL at `kill_at`."""
-    if node.state != NodeStatus.RUNNING or node.proc is None or node.proc.poll() is not None:
-        return
-    if now >= kill_at:
-        signal_group(node, signal.SIGKILL)
-    elif now >= term_at and not node.signalled:
-        signal_group(node, signal.SIGTERM)
+class Processes(ABC):
+    """How a run's node processes are started, signalled and looked for. `OsProcesses` is the operating
+    system's; a back end only starts, signals and looks, and `escalate` is decided once, here."""
+
+    @abstractmethod
+    def start(self, node: NodeState, folder: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...]) -> str:
+        """Start the node's process (setting `node.proc` and `node.pid`); "" or why it could not start."""
+
+    @abstractmethod
+    def signal(self, node: NodeState, sig: int) -> None:
+        """Send `sig` to the node's process group (and note that car signalled it)."""
+
+    @abstractmethod
+    def alive(self, pid: int) -> bool:
+        """Whether a process car did not start (a dynamic node's) still runs."""
+
+    def escalate(self, node: NodeState, now: float, term_at: float, kill_at: float) -> None:
+        """A stopping node: SIGTERM when it still runs at `term_at`, SIGKILL at `kill_at`."""
+        if node.state != NodeStatus.RUNNING or node.proc is None or node.proc.poll() is not None:
+            return
+        if now >= kill_at:
+            self.signal(node, signal.SIGKILL)
+        elif now >= term_at and not node.signalled:
+            self.signal(node, signal.SIGTERM)
+
+
+class OsProcesses(Processes):
+    """Node processes of the operating system: sessions of their own, output followed by their logs."""
+
+    def start(self, node: NodeState, folder: Path, env: dict[str, str], fds: list[int], cpus: tuple[int, ...]) -> str:
+        """See `start_process`."""
+        return start_process(node, folder, env, fds, cpus)
+
+    def signal(self, node: NodeState, sig: int) -> None:
+        """See `signal_group`."""
+        signal_group(node, sig)
+
+    def alive(self, pid: int) -> bool:
+        """Whether `pid` runs (and is not a zombie)."""
+        return pid_alive(pid)
 
 
 def kill_what_is_left(node: NodeState) -> None:

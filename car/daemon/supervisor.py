@@ -21,19 +21,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from car.daemon import affinity
-from car.daemon.direct_links import DirectLinks
 from car.daemon.elsewhere import Elsewhere
 from car.daemon.flushes import Flushes
 from car.daemon.logs import Terminal
-from car.daemon.notifier import Notifier
-from car.daemon.processes import VANISHED, NodeState, describe_exit, escalate, start_process
+from car.daemon.processes import VANISHED, Asked, NodeState, Processes, describe_exit
 from car.daemon.subscriptions import Subscriptions
-from car.daemon.timers import Timers
 from car.plan.build import RunPlan
 from car.plan.config import ENV_VAR
-from car.plan.runs import pid_alive
 from car.spec.model import Dataflow
 from car.transport import control, wire
 from car.transport.shm import finish_reader
@@ -42,14 +39,33 @@ from car.transport.states import ALIVE, NodeStatus
 KILL_AFTER_S = 2.0  # after SIGTERM, wait this long before SIGKILL
 
 
-@dataclass
+class Notices(Protocol):
+    """Where the supervisor's STOP and CLOSED go: a node's or a subscriber's receive socket (the daemon's
+    `Notifier`; a test's list)."""
+
+    def send(self, endpoint: str, kind: int, source: bytes, value: Any = None) -> None:
+        """One message to the receive socket at `endpoint`, never waiting."""
+
+
+class TimerSwitch(Protocol):
+    """The run's timers, per reading node (the daemon's `Timers` thread; a test's set)."""
+
+    def enable(self, node_id: str) -> None:
+        """The node's timer inputs tick from now on."""
+
+    def disable(self, node_id: str) -> None:
+        """They stop ticking."""
+
+
+@dataclass(kw_only=True)
 class RunParts:
     """The parts of a run the supervisor acts on when nodes start and end."""
 
-    direct: DirectLinks  # the socket pairs a node inherits
-    timers: Timers  # enabled for a node once it is ready, disabled when it ends
+    processes: Processes  # starts and signals node processes
+    inherited: Callable[[str], list[int]]  # the file descriptors (direct links) a node's process inherits
+    timers: TimerSwitch  # enabled for a node once it is ready, disabled when it ends
     subscriptions: Subscriptions  # told STOP and CLOSED as readers are
-    notifier: Notifier  # STOP and CLOSED to receive sockets
+    notices: Notices  # STOP and CLOSED to receive sockets
     flushes: Flushes  # an ended reader holds up no sender
     tell: Callable[[str, control.DaemonToNode], None]  # a message to a node's control (when it runs)
 
@@ -67,11 +83,14 @@ class Supervisor:
         grace: float,
         extra_env: dict[str, str],
         elsewhere: Elsewhere | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
-        """`elsewhere`: the other machines of a run placed on several (car.daemon.elsewhere), told as nodes
-        here start and end; the timers then wait for `open_timers` (every machine's nodes are ready).
-        None (`car launch`): every node is here, and the timers start once they are ready."""
+        """`clock`: monotonic seconds (a test moves its own). `elsewhere`: the other machines of a run placed on
+        several (car.daemon.elsewhere), told as nodes here start and end; the timers then wait for `open_timers`
+        (every machine's nodes are ready). None (`car launch`): every node is here, and the timers start once
+        they are ready."""
         self.dataflow = dataflow
+        self.clock = clock
         self.elsewhere = elsewhere
         self.plan = plan
         self.nodes = nodes
@@ -112,16 +131,24 @@ class Supervisor:
                 code = node.proc.poll()
                 if code is not None:
                     self._ended(node, code, now)
-                elif node.asked and not self.stopping:  # `car node restart|stop`: as a run's stop, for one node
-                    escalate(node, now, node.asked_at + self.grace, node.asked_at + self.grace + KILL_AFTER_S)
-            elif node.watched and node.state in (NodeStatus.RUNNING, NodeStatus.WAITING) and not pid_alive(node.pid):
+                elif (
+                    node.asked is not None and not self.stopping
+                ):  # `car node restart|stop`: as a run's stop, for one node
+                    self.parts.processes.escalate(
+                        node, now, node.asked_at + self.grace, node.asked_at + self.grace + KILL_AFTER_S
+                    )
+            elif (
+                node.watched
+                and node.state in (NodeStatus.RUNNING, NodeStatus.WAITING)
+                and not self.parts.processes.alive(node.pid)
+            ):
                 node.state = NodeStatus.RUNNING  # started by hand without `car run-node`, and gone without Bye
                 self._ended(node, VANISHED, now)
         if not self._timers_started:  # a node that failed to start, or ended, before all were ready
             self._start_timers_once_all_ready()
         if self.stopping:
             for node in self.nodes.values():
-                escalate(node, now, self._term_at, self._kill_at)
+                self.parts.processes.escalate(node, now, self._term_at, self._kill_at)
 
     def finished(self) -> bool:
         """Whether every node has ended (dynamic nodes that never came count, once stopping)."""
@@ -136,7 +163,7 @@ class Supervisor:
 
     def stop(self, reason: str) -> None:
         """Begin stopping: STOP now, SIGTERM after the grace period, SIGKILL after that."""
-        now = time.monotonic()
+        now = self.clock()
         if self.stopping:
             self._term_at = min(self._term_at, now)  # asked twice: do not wait any longer
             self._kill_at = min(self._kill_at, now + KILL_AFTER_S)
@@ -147,9 +174,9 @@ class Supervisor:
             if node.state == NodeStatus.RESTARTING:
                 node.state = NodeStatus.EXITED
             if node.state in (NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.PENDING):
-                self.parts.notifier.send(node.config.receive_endpoint, wire.KIND_STOP, b"")
+                self.parts.notices.send(node.config.receive_endpoint, wire.KIND_STOP, b"")
         for subscription in self.parts.subscriptions.active.values():
-            self.parts.notifier.send(subscription.endpoint, wire.KIND_STOP, b"")
+            self.parts.notices.send(subscription.endpoint, wire.KIND_STOP, b"")
         self._term_at = now + self.grace
         self._kill_at = self._term_at + KILL_AFTER_S
 
@@ -188,7 +215,7 @@ class Supervisor:
             return f"node `{node.spec.id}` is {node.state} (pid {node.pid}); stop that process first"
         if node.state != NodeStatus.WAITING:
             return f"node `{node.spec.id}` is {node.state}"
-        node.started_at = time.monotonic()
+        node.started_at = self.clock()
         node.handed_out = True
         node.pid = pid
         node.watched = pid > 0
@@ -200,26 +227,26 @@ class Supervisor:
             return f"node `{node.spec.id}` is started by car, not by `car run-node`"
         if node.state == NodeStatus.RUNNING or (node.state == NodeStatus.WAITING and node.handed_out):
             node.state = NodeStatus.RUNNING  # a dynamic node that never said ready ends here too
-            self._ended(node, code, time.monotonic())
+            self._ended(node, code, self.clock())
         elif code != 0:  # it said goodbye (Bye) before it failed
-            ran = time.monotonic() - node.started_at
+            ran = self.clock() - node.started_at
             self.terminal.say(f"node `{node.spec.id}` failed: {describe_exit(code)} after {ran:.1f} s")
         return ""
 
-    def stop_node(self, node: NodeState, then: str) -> str:
-        """`car node restart` (`then` "restart") or `car node stop` ("stop"): STOP to this node alone, SIGTERM
+    def stop_node(self, node: NodeState, then: Asked) -> str:
+        """`car node restart` (`then` RESTART) or `car node stop` (STOP): STOP to this node alone, SIGTERM
         after the grace period, SIGKILL after that; "" when it was asked, else why not."""
         if self.stopping:
             return "the run is stopping"
         if node.spec.is_dynamic:
             return f"node `{node.spec.id}` is dynamic: stop the process you started it with"
-        if node.state == NodeStatus.RESTARTING and then == "restart":
-            node.restart_at = time.monotonic()  # it was about to start again anyway: now
+        if node.state == NodeStatus.RESTARTING and then == Asked.RESTART:
+            node.restart_at = self.clock()  # it was about to start again anyway: now
             return ""
         if node.state != NodeStatus.RUNNING:
             return f"node `{node.spec.id}` is {node.state}"
-        node.asked, node.asked_at = then, time.monotonic()
-        self.parts.notifier.send(node.config.receive_endpoint, wire.KIND_STOP, b"")
+        node.asked, node.asked_at = then, self.clock()
+        self.parts.notices.send(node.config.receive_endpoint, wire.KIND_STOP, b"")
         return ""
 
     # -- a node's end --------------------------------------------------------------------
@@ -228,9 +255,13 @@ class Supervisor:
         node.usage.restart()
         env = {**self.dataflow.env, **node.spec.env, **self.extra_env, ENV_VAR: node.config.to_json()}
         cpus = node.spec.cpu_affinity if self._can_pin else ()
-        fds = self.parts.direct.fds(node.spec.id)
-        failure = start_process(node, self.dataflow.node_folder(node.spec), env, fds, cpus)
-        if failure:
+        fds = self.parts.inherited(node.spec.id)
+        node.started_at = self.clock()
+        failure = self.parts.processes.start(node, self.dataflow.node_folder(node.spec), env, fds, cpus)
+        if not failure:
+            node.state = NodeStatus.RUNNING
+            node.signalled = False
+        else:
             node.failure = failure
             self.terminal.say(f"node `{node.spec.id}` failed: {failure}")
             self._failed(node)
@@ -241,14 +272,14 @@ class Supervisor:
         self.parts.timers.disable(node.spec.id)
         self.parts.flushes.delivered(node.spec.id)  # an exited reader holds up no sender
         node.log.note(f"exited: {describe_exit(code)}")
-        asked, node.asked = node.asked, ""
-        if asked == "restart":  # its readers see a gap, not an end
+        asked, node.asked = node.asked, None
+        if asked == Asked.RESTART:  # its readers see a gap, not an end
             node.restarts += 1
             node.state = NodeStatus.RESTARTING
             node.restart_at = now
             self.terminal.say(f"restarting node `{node.spec.id}` ({node.restarts}): asked by `car node restart`")
             return
-        if asked == "stop":
+        if asked == Asked.STOP:
             node.state = NodeStatus.EXITED
             self.terminal.say(f"node `{node.spec.id}` stopped: asked by `car node stop`")
             self._gone(node)
@@ -280,7 +311,7 @@ class Supervisor:
     def _restarts(self, node: NodeState, code: int) -> bool:
         """Whether the node's restart policy starts it again after it ended with `code`."""
         spec = node.spec
-        wants = spec.restart_policy == "always" or (spec.restart_policy == "on-failure" and code != 0)
+        wants = spec.restart_policy.restarts(code)
         may = not node.signalled and not spec.is_dynamic and not self.stopping
         return wants and may and (spec.max_restarts == 0 or node.restarts < spec.max_restarts)
 
@@ -334,12 +365,12 @@ class Supervisor:
 
     def close_sources(self, sources: list[str]) -> None:
         """The end of `sources` (node/output, here or elsewhere) to their readers and subscribers here."""
-        notifier = self.parts.notifier
+        notices = self.parts.notices
         for source in sources:
             for reader in self._readers_here(source):
-                notifier.send(self.nodes[reader].config.receive_endpoint, wire.KIND_CLOSED, source.encode())
+                notices.send(self.nodes[reader].config.receive_endpoint, wire.KIND_CLOSED, source.encode())
             for subscription in self.parts.subscriptions.of(source):
-                notifier.send(subscription.endpoint, wire.KIND_CLOSED, source.encode())
+                notices.send(subscription.endpoint, wire.KIND_CLOSED, source.encode())
 
     def _readers_here(self, source: str) -> list[str]:
         """The nodes here that read `source` (of a node here or on another machine), each once."""

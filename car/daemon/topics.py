@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from car.daemon.subscriptions import Subscriptions
 from car.plan.build import RunPlan
-from car.spec.model import Dataflow
+from car.spec.model import Dataflow, QueuePolicy
 from car.transport import control
 
 
@@ -55,7 +55,7 @@ def locate_input(dataflow: Dataflow, plan: RunPlan, node_id: str, input_name: st
     if inp is None:
         inputs = ", ".join(spec.inputs) or "none"
         return control.Refused(f"node `{node_id}` has no input `{input_name}` (inputs: {inputs})")
-    if inp.queue_policy == "backpressure":
+    if inp.queue_policy == QueuePolicy.BACKPRESSURE:
         return control.Refused(
             f"input `{node_id}/{input_name}` is a backpressure input: only its sender may feed it (its credits)"
         )

@@ -36,6 +36,7 @@ from car.node.links import DropFlag
 from car.plan.config import RECONNECT_MS, InputConfig
 from car.plan.graph import Part, find_graph
 from car.plan.runs import RunError
+from car.spec.model import QueuePolicy
 from car.transport import control
 from car.transport.hlc import HybridLogicalClock
 from car.transport.keys import authenticator, load_keys
@@ -86,7 +87,9 @@ class Subscriber:
             self._renewer.start()
         self.sources = [out.source for out in reply.outputs]
         inputs = {
-            out.source: InputConfig(out.source, queue_size, "drop_oldest", shm_prefix=out.shm_prefix, shm_line=out.line)
+            out.source: InputConfig(
+                out.source, queue_size, QueuePolicy.DROP_OLDEST, shm_prefix=out.shm_prefix, shm_line=out.line
+            )
             for out in reply.outputs
         }
         self._drops = DropFlag()

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from car.plan.config import Destination, InputConfig, NodeConfig, SharedOutput
-from car.spec.model import Dataflow
+from car.spec.model import Dataflow, QueuePolicy, RestartPolicy
 from car.transport.shm import segment_dir, segment_prefix, slot_count
 
 SUBSCRIBER_LINES = (
@@ -123,7 +123,7 @@ def remote_keys(dataflow: Dataflow, machine: str) -> list[str]:
         for name, inp in node.inputs.items():
             if inp.from_daemon or machines.get(inp.source_node, machine) == machine:
                 continue
-            key = f"{node.id}/{name}" if inp.queue_policy == "backpressure" else node.id
+            key = f"{node.id}/{name}" if inp.queue_policy == QueuePolicy.BACKPRESSURE else node.id
             if key not in keys:
                 keys.append(key)
     return keys
@@ -156,7 +156,7 @@ def plan_machine(
         inputs = {}
         for j, (name, inp) in enumerate(node.inputs.items()):
             endpoint = ""
-            if inp.queue_policy == "backpressure":
+            if inp.queue_policy == QueuePolicy.BACKPRESSURE:
                 endpoint = wiring.listen.get(f"{node.id}/{name}") or f"ipc://{run_dir}/n{index}i{j}.sock"
             inputs[name] = InputConfig(inp.source, inp.queue_size, inp.queue_policy, inp.input_timeout, endpoint)
         configs[node.id] = NodeConfig(
@@ -170,7 +170,7 @@ def plan_machine(
             peers=list(wiring.peers),
             control_endpoint=control_endpoint,
             daemon_pid=os.getpid(),
-            send_eos=node.restart_policy != "always",
+            send_eos=node.restart_policy != RestartPolicy.ALWAYS,
             min_log_level=node.min_log_level,
             output_types=dict(node.output_types),
             inputs=inputs,
@@ -224,7 +224,7 @@ def _wire_remote_readers(dataflow: Dataflow, configs: dict[str, NodeConfig], loc
         for name, inp in spec.inputs.items():
             if inp.from_daemon or inp.source_node not in local:
                 continue
-            backpressure = inp.queue_policy == "backpressure"
+            backpressure = inp.queue_policy == QueuePolicy.BACKPRESSURE
             key = f"{spec.id}/{name}" if backpressure else spec.id
             endpoint = wiring.reach.get(key)
             if endpoint is None:

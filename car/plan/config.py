@@ -11,6 +11,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from car.spec.model import QueuePolicy
+
 ENV_VAR = "CAR_NODE_CONFIG"
 
 # Messages a drop_oldest link holds in transit (sender and receiver pipes) before the
@@ -63,7 +65,7 @@ class InputConfig:
 
     source: str
     queue_size: int
-    queue_policy: str
+    queue_policy: QueuePolicy
     input_timeout: float | None = None
     endpoint: str = ""  # a socket of its own (credit-based flow control), for backpressure inputs only
     shm_prefix: str = ""  # the source output's shared-memory files (car.transport.shm), when it is on this machine
@@ -112,7 +114,9 @@ class NodeConfig:
     def from_json(cls, text: str) -> NodeConfig:
         """Parse what `to_json` wrote."""
         raw = json.loads(text)
-        raw["inputs"] = {k: InputConfig(**v) for k, v in raw["inputs"].items()}
+        raw["inputs"] = {
+            k: InputConfig(**{**v, "queue_policy": QueuePolicy(v["queue_policy"])}) for k, v in raw["inputs"].items()
+        }
         raw["outputs"] = {k: [Destination(**d) for d in v] for k, v in raw["outputs"].items()}
         raw["shared"] = {k: SharedOutput(**v) for k, v in raw["shared"].items()}
         return cls(**raw)

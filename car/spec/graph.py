@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from car.spec.model import Dataflow, InputSpec, NodeSpec, parse_timer
+from car.spec.model import Dataflow, InputSpec, NodeSpec, QueuePolicy, parse_timer
 
 
 def _daemon_label(inp: InputSpec) -> str:
@@ -50,7 +50,7 @@ def to_mermaid(dataflow: Dataflow) -> str:
             start = timers[inp.source]
         else:
             start = ids[inp.source_node]
-        if inp.queue_policy == "backpressure":
+        if inp.queue_policy == QueuePolicy.BACKPRESSURE:
             label += " (backpressure)"
         elif inp.queue_size != 10:
             label += f" (queue {inp.queue_size})"

@@ -28,6 +28,8 @@ from car.spec.model import (
     NodeSpec,
     Placement,
     Problem,
+    QueuePolicy,
+    RestartPolicy,
     parse_timer,
 )
 from car.spec.values import ValueReader, suggest
@@ -279,9 +281,10 @@ class _Checker(ValueReader):
         build = (self.string(values["build"], f"{what}.build") or "") if "build" in values else ""
         outputs = self.outputs(values["outputs"], what) if "outputs" in values else ()
         inputs = self.inputs(values["inputs"], node_id) if "inputs" in values else {}
-        policy = "never"
+        policy = RestartPolicy.NEVER
         if "restart_policy" in values:
-            policy = self.choice(values["restart_policy"], f"{what}.restart_policy", RESTART_POLICIES) or "never"
+            chosen = self.choice(values["restart_policy"], f"{what}.restart_policy", RESTART_POLICIES)
+            policy = RestartPolicy(chosen) if chosen else policy
         max_restarts = 0
         if "max_restarts" in values:
             max_restarts = self.integer(values["max_restarts"], f"{what}.max_restarts", 0) or 0
@@ -568,9 +571,10 @@ class _Checker(ValueReader):
         queue_size = DEFAULT_QUEUE_SIZE
         if "queue_size" in values:
             queue_size = self.integer(values["queue_size"], f"{what} queue_size", 1) or DEFAULT_QUEUE_SIZE
-        policy = "drop_oldest"
+        policy = QueuePolicy.DROP_OLDEST
         if "queue_policy" in values:
-            policy = self.choice(values["queue_policy"], f"{what} queue_policy", QUEUE_POLICIES) or policy
+            chosen = self.choice(values["queue_policy"], f"{what} queue_policy", QUEUE_POLICIES)
+            policy = QueuePolicy(chosen) if chosen else policy
         timeout = None
         if "input_timeout" in values:
             timeout = self.number(values["input_timeout"], f"{what} input_timeout", 0.0, inclusive=False)

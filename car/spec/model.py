@@ -6,18 +6,40 @@ else in the runtime works on them and never looks at YAML again.
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TIMER_PREFIX = "dora/timer/"
-QUEUE_POLICIES = ("drop_oldest", "backpressure")
 LOG_LEVELS = ("error", "warn", "info", "debug", "trace", "stdout")  # dora's, most severe first
 LOG_SOURCE = "dora/logs"  # the input of every node's log entries (dora/logs[/LEVEL[/NODE]])
-RESTART_POLICIES = ("never", "on-failure", "always")
 DEFAULT_QUEUE_SIZE = 10
 DYNAMIC_PATH = "dynamic"
+
+
+class QueuePolicy(enum.StrEnum):
+    """What an input's full queue does with one more message."""
+
+    DROP_OLDEST = "drop_oldest"  # the oldest queued message is dropped (counted)
+    BACKPRESSURE = "backpressure"  # the sender waits for room (credits)
+
+
+class RestartPolicy(enum.StrEnum):
+    """When a node that ended is started again."""
+
+    NEVER = "never"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+
+    def restarts(self, code: int) -> bool:
+        """Whether a node that ended with exit `code` is started again."""
+        return self == RestartPolicy.ALWAYS or (self == RestartPolicy.ON_FAILURE and code != 0)
+
+
+QUEUE_POLICIES = tuple(p.value for p in QueuePolicy)
+RESTART_POLICIES = tuple(p.value for p in RestartPolicy)
 
 _TIMER_RE = re.compile(r"^dora/timer/(millis|secs|hz)/(.+)$")
 _UNIT_NS = {"millis": 1_000_000, "secs": 1_000_000_000}
@@ -88,7 +110,7 @@ class InputSpec:
     name: str
     source: str  # "node/output", a timer such as "dora/timer/millis/10", or "dora/logs[/LEVEL[/NODE]]"
     queue_size: int = DEFAULT_QUEUE_SIZE
-    queue_policy: str = "drop_oldest"
+    queue_policy: QueuePolicy = QueuePolicy.DROP_OLDEST
     input_timeout: float | None = None
 
     @property
@@ -133,7 +155,7 @@ class NodeSpec:
     outputs: tuple[str, ...] = ()
     machine: str = ""
     working_dir: str = ""
-    restart_policy: str = "never"
+    restart_policy: RestartPolicy = RestartPolicy.NEVER
     max_restarts: int = 0  # 0: no limit
     restart_delay: float = 0.0
     cpu_affinity: tuple[int, ...] = ()  # the CPUs the node may run on (car.daemon.affinity); empty: any

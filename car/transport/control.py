@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar, get_args, get_origin
 
 import msgpack
 
+from car.spec.model import QueuePolicy, RestartPolicy
 from car.spec.parameters import Parameter
 from car.transport.states import NodeStatus
 
@@ -93,7 +94,7 @@ class TopicReader:
     node: str
     input: str
     queue_size: int
-    queue_policy: str
+    queue_policy: QueuePolicy
     machine: str = ""  # "" when the run is on one machine
 
 
@@ -115,7 +116,7 @@ class InputRow:
     input: str
     source: str
     queue_size: int
-    queue_policy: str
+    queue_policy: QueuePolicy
 
 
 @dataclass(frozen=True)
@@ -470,7 +471,7 @@ class NodeDescription(DaemonReply):
     inputs: list[InputRow] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     log: str = ""
-    restart_policy: str = "never"
+    restart_policy: RestartPolicy = RestartPolicy.NEVER
     critical: bool = True
 
 
