@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,9 +80,27 @@ def removing_new_shm_files(pattern: str) -> Iterator[None]:
             leftover.unlink(missing_ok=True)
 
 
+_SCRATCH: list[Path] = []
+
+
+def scratch(prefix: str) -> Path:
+    """A new folder for one run's files under the system's temporary folder, removed when this benchmark process
+    ends (so a day of benchmarks leaves nothing behind; CAR_BENCH_KEEP=1 keeps them to look at)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    if not _SCRATCH and not os.environ.get("CAR_BENCH_KEEP"):
+        atexit.register(_remove_scratch)
+    _SCRATCH.append(folder)
+    return folder
+
+
+def _remove_scratch() -> None:
+    for folder in _SCRATCH:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_car(yaml_text: str, duration: float | None, timeout: float = 120, name: str = "") -> Path:
     """Write the dataflow into a fresh folder, `car launch` it (as run `name`, if given), return the folder."""
-    folder = Path(tempfile.mkdtemp(prefix="car-bench-"))
+    folder = scratch("car-bench-")
     (folder / "flow.yml").write_text(yaml_text.replace("@NODES", str(NODES)).replace("@OUT", str(folder)))
     args = [sys.executable, "-m", "car", "launch", str(folder / "flow.yml"), "--quiet", "--out", str(folder / "out")]
     if duration is not None:

@@ -19,12 +19,11 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, NODES, machine
+from common import BENCH, NODES, machine, scratch
 
 CHAIN = """
 nodes:
@@ -97,7 +96,7 @@ def node_id(pid: int) -> str:
 def follow_line_memory(settle: float) -> dict[str, Any]:
     """Memory of every process of follow_line.yml, sampled once it has run `settle` seconds."""
     flow = BENCH.parent / "dataflows" / "follow_line.yml"
-    folder = Path(tempfile.mkdtemp(prefix="car-footprint-"))
+    folder = scratch("car-footprint-")
     command = [sys.executable, "-m", "car", "launch", str(flow), "--headless", "--quiet", "--realtime-factor", "1"]
     command += ["--duration", str(settle + 2), "--out", str(folder / "out")]
     launch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -121,7 +120,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=4.0, help="seconds of follow_line before sampling memory")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="car-startup-"))
+    folder = scratch("car-startup-")
     runs = [round(startup_ms(folder), 1) for _ in range(args.repeat)]
     report = {
         "machine": machine(),

@@ -9,8 +9,7 @@ and through bare pyzmq (sender -> [relay ->] receiver, separate processes):
   arrow_uint8_1hop         a 921,600 B pyarrow UInt8Array at 30 Hz (car and dora, dora's own nodes)
   arrow_struct_1hop        a 100-element pyarrow struct array at 200 Hz (idem)
 
-Run as a script it is `compare.py --peers car,zmq` (no dora install): see compare.py for
-what it prints.
+compare.py runs them (`compare.py --peers car,zmq` without dora) and says what it prints.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, percentiles_us, pipeline_cpus, read_json, run_car, sink_report, start_pinned
+from common import BENCH, percentiles_us, pipeline_cpus, read_json, run_car, scratch, sink_report, start_pinned
 
 SMALL, FRAME = 64, 640 * 480 * 3
 WARMUP_S = 0.5  # sources send nothing during their first half second: every peer starts its nodes differently
@@ -147,7 +146,7 @@ def start_zmq_peer(pinned: bool, position: int, *args: str) -> subprocess.Popen[
 
 def zmq_latency(size: int, hz: int, hops: int, seconds: float, pinned: bool = False) -> dict[str, Any]:
     """One run through bare pyzmq."""
-    folder = Path(tempfile.mkdtemp(prefix="zmq-bench-"))
+    folder = scratch("zmq-bench-")
     sink_ep, relay_ep = f"ipc://{folder}/sink.sock", f"ipc://{folder}/relay.sock"
     procs = [start_zmq_peer(pinned, hops, "receiver", sink_ep, str(folder / "out.json"))]
     if hops == 2:
@@ -180,7 +179,7 @@ def car_throughput(count: int, pinned: bool = False) -> dict[str, Any]:
 
 def zmq_throughput(count: int, pinned: bool = False) -> dict[str, Any]:
     """The same through bare pyzmq (PUSH blocks the sender instead of dropping)."""
-    folder = Path(tempfile.mkdtemp(prefix="zmq-bench-"))
+    folder = scratch("zmq-bench-")
     ep = f"ipc://{folder}/count.sock"
     receiver = start_zmq_peer(pinned, 1, "count", ep, str(folder / "out.json"))
     sender = start_zmq_peer(pinned, 0, "flood", ep, str(SMALL), str(count), str(folder / "out.json"))
@@ -195,9 +194,3 @@ def zmq_throughput(count: int, pinned: bool = False) -> dict[str, Any]:
         "received": received,
         "dropped": count - received,
     }
-
-
-if __name__ == "__main__":
-    import compare
-
-    compare.main(default_peers="car,zmq")

@@ -23,11 +23,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import BENCH, machine
+from common import BENCH, machine, scratch
 
 CAR = [sys.executable, "-m", "car"]
 
@@ -35,7 +34,7 @@ CAR = [sys.executable, "-m", "car"]
 def wait_running(name: str, run: subprocess.Popen[str]) -> None:
     """Until run `name` has its three nodes running (or has ended)."""
     while run.poll() is None:
-        listed = subprocess.run([*CAR, "node", "list", name], capture_output=True, text=True)
+        listed = subprocess.run([*CAR, "node", "list", "-d", name], capture_output=True, text=True)
         if listed.returncode == 0 and listed.stdout.count("running") >= 3:
             return
         time.sleep(0.2)
@@ -43,7 +42,7 @@ def wait_running(name: str, run: subprocess.Popen[str]) -> None:
 
 def watch(name: str) -> list[subprocess.Popen[bytes]]:
     """Start `car top` and `car topic echo car_io/image` on run `name`."""
-    lookers = [[*CAR, "top", name], [*CAR, "topic", "echo", "car_io/image", "--json", "-d", name]]
+    lookers = [[*CAR, "top", "-d", name], [*CAR, "topic", "echo", "car_io/image", "--json", "-d", name]]
     return [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in lookers]
 
 
@@ -73,7 +72,7 @@ def main() -> None:
     parser.add_argument("--recorded", action="store_true", help="run `car record` of every output meanwhile")
     parser.add_argument("--viewed", action="store_true", help="serve the live view with a page open meanwhile")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="car-loop-"))
+    folder = scratch("car-loop-")
     report_path = folder / "run.json"
     flow = BENCH.parent / "dataflows" / "follow_line.yml"
     name = f"loop-{os.getpid()}"
@@ -87,7 +86,7 @@ def main() -> None:
     lookers = watch(name) if args.watched else []
     mcap = folder / "run.mcap"
     recorder = (
-        subprocess.Popen([*CAR, "record", name, "-o", str(mcap)], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([*CAR, "record", "-d", name, "-o", str(mcap)], stderr=subprocess.PIPE, text=True)
         if args.recorded
         else None
     )

@@ -19,14 +19,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common import NODES, read_json, sink_report
+from common import NODES, read_json, scratch, sink_report
 from latency import FRAME, SMALL, WARMUP_S
 
 from car.plan.coordinator_client import ask
@@ -85,7 +84,7 @@ class CarCluster:
     """A car coordinator and daemons m1, m2 on this host (in network namespaces with `netns`), keys optional."""
 
     def __init__(self, keys: bool, netns: tuple[str, str] | None = None):
-        self.root = Path(tempfile.mkdtemp(prefix="car-split-"))
+        self.root = scratch("car-split-")
         (self.root / "rt").mkdir()
         self.env = {
             **os.environ,
@@ -169,7 +168,7 @@ class CarCluster:
             _wait(lambda: self._finished(path.stem), 600, "the run")
         else:
             time.sleep(seconds)
-            self.car("stop", path.stem)
+            self.car("stop", "-d", path.stem)
 
     def close(self) -> None:
         self.car("down")
@@ -188,7 +187,7 @@ class DoraCluster:
         from peers.dora.runner import BIN, VENV
 
         self.bin = BIN
-        self.root = Path(tempfile.mkdtemp(prefix="dora-split-"))
+        self.root = scratch("dora-split-")
         self.port = _free_port()
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV),
                     "DORA_COORDINATOR_PORT": str(self.port)}  # fmt: skip
@@ -262,7 +261,7 @@ def namespaces() -> Iterator[tuple[str, str]]:
 
 def split_latency(cluster: CarCluster | DoraCluster, size: int, hz: int, seconds: float) -> dict[str, Any]:
     """One latency run of the split pipeline: the sink's p50/p99."""
-    out = Path(tempfile.mkdtemp(prefix="split-out-"))
+    out = scratch("split-out-")
     flow = SPLIT_FLOW.format(size=size, hz=hz, out=out, warmup=WARMUP_S, nodes=NODES_FOR[type(cluster)])
     cluster.run(flow, seconds + WARMUP_S + 1.0)
     _wait(lambda: (out / "sink.json").exists(), 20, "the sink's report")
@@ -271,7 +270,7 @@ def split_latency(cluster: CarCluster | DoraCluster, size: int, hz: int, seconds
 
 def split_throughput(cluster: CarCluster | DoraCluster, count: int) -> dict[str, Any]:
     """`count` small messages m1 -> m2 as fast as the sender goes: delivered per second, and drops."""
-    out = Path(tempfile.mkdtemp(prefix="split-out-"))
+    out = scratch("split-out-")
     flow = SPLIT_THROUGHPUT.format(size=SMALL, count=count, out=out, nodes=NODES_FOR[type(cluster)])
     cluster.run(flow, None)
     receiver = read_json(out / "count.json")

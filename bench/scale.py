@@ -19,12 +19,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import NODES, machine
+from common import NODES, machine, scratch
 from machines import CAR, _free_port, _wait
 
 from car.plan.coordinator_client import ask
@@ -69,7 +68,7 @@ def _rss_mb(pid: int) -> float:
 
 def measure(daemons: int, chains: int) -> dict[str, Any]:
     """One scale run: start-up, coordinator cost, heartbeat traffic, detection of 4 lost daemons."""
-    root = Path(tempfile.mkdtemp(prefix="car-scale-"))
+    root = scratch("car-scale-")
     (root / "rt").mkdir()
     out = root / "firsts"
     out.mkdir()

@@ -10,8 +10,9 @@ only what differs:
     camera: {tilt_deg: 30, mount_height: 0.11}
 
 `car launch FILE --car my_car.yml` hands it to every node (CAR_DESCRIPTION); without
---car, the user's file (`~/.config/car/car.yml`, where `car calibrate` writes) if there is
-one, else the shipped default. `SIM_ENV_VAR` (`car launch --sim-car FILE`) gives the
+--car, a `--hw` run takes the user's file (`~/.config/car/car.yml`, where `car calibrate`
+writes what it measured of the real car) if there is one, and a `--sim` run the shipped
+default, so calibrating the real car never changes simulated runs. `SIM_ENV_VAR` (`car launch --sim-car FILE`) gives the
 simulator a car of its own: the true car, when the nodes are to use a calibrated model of it.
 
 The camera is a pinhole with OpenCV's distortion model: focal lengths and principal point

@@ -1,7 +1,7 @@
 """car_io's drive policy, once for both back ends (the simulator and the board): what a `cmd` becomes on the wheels.
 
 python-can's way: `DriveGuard` implements the decisions once, and each back end
-(`nodes.car_io`'s board loop, `nodes.car_io_sim`'s lockstep) only sets the wheels it says,
+(`nodes.car_io.board`'s loop, `nodes.car_io.sim`'s lockstep) only sets the wheels it says,
 on its own clock:
 
 - a command is clamped to `max_wheel_speed`, and its forward speed is

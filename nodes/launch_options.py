@@ -8,7 +8,8 @@
                               (without it the run goes on off the line: someone may drive the car back)
 --report FILE.json            CAR_REPORT: car_io writes the run's figures there (and FILE.png)
 --car FILE.yml                CAR_DESCRIPTION: the car description every node and the simulator read (hal.description);
-                              without it, the user's ~/.config/car/car.yml if there is one (`car calibrate` writes it)
+                              without it, with --hw the user's ~/.config/car/car.yml if there is one (`car calibrate`
+                              writes it), else (and always with --sim) the simulator's car, hal/cars/sim.yml
 --sim-car FILE.yml            CAR_SIM_DESCRIPTION: the simulator's own car (the true one, when --car is a calibrated model)
 --headless                    CAR_HEADLESS=1: no live window
 --realtime-factor X           CAR_REALTIME_FACTOR: simulated seconds per wall second (0: as fast as the nodes go)
@@ -19,6 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # loaded by every `car launch`: nothing at run time
+    from car.spec.model import Dataflow
 
 TRACK_ENV = "CAR_TRACK"  # the simulator's track: a name from sim/tracks/ or a file's absolute path
 SIM_TIME_ENV = "CAR_SIM_TIME_S"  # the simulated run ends after this much car time
@@ -102,13 +107,14 @@ class SmartCarOptions:
         if args.camera:
             camera = Path(args.camera)
             env["CAR_CAMERA"] = str(camera.resolve()) if camera.exists() else args.camera
+        from hal.description import DEFAULT_FILE, user_file
+
         if args.car:
             env["CAR_DESCRIPTION"] = _checked_description("--car", args.car)
-        else:
-            from hal.description import user_file
-
-            if user_file().is_file():  # what `car calibrate` measured
-                env["CAR_DESCRIPTION"] = _checked_description("the user's car file", str(user_file()))
+        elif backend == "hw" and user_file().is_file():  # what `car calibrate` measured of the real car
+            env["CAR_DESCRIPTION"] = _checked_description("the user's car file", str(user_file()))
+        else:  # the simulator's car: calibrating the real one does not change simulated runs
+            env["CAR_DESCRIPTION"] = str(DEFAULT_FILE)
         if args.sim_car:
             if backend != "sim":
                 raise ValueError("--sim-car is the simulator's car: it needs --sim (the default), not --hw")
@@ -134,13 +140,21 @@ class SmartCarOptions:
             env["CAR_HEADLESS"] = "1"
         return env
 
-    def warnings(self, args: argparse.Namespace) -> list[str]:
+    def warnings(self, args: argparse.Namespace, dataflow: Dataflow) -> list[str]:
         """Combinations that run but may not do what was meant."""
-        if args.backend == "hw" and not args.camera:
+        if args.backend == "hw" and not args.camera and _reads_camera_frames(dataflow):
             return [
                 "--hw without --camera: car_io sends no camera frames (a graph that follows the line by camera sees nothing)"
             ]
         return []
+
+
+def _reads_camera_frames(dataflow: Dataflow) -> bool:
+    """Whether a node reads car_io's camera frames (its `image` output)."""
+    car_io = {n.id for n in dataflow.nodes if "car_io" in n.path}
+    return any(
+        i.source_node in car_io and i.source_output == "image" for n in dataflow.nodes for i in n.inputs.values()
+    )
 
 
 def _checked_description(option: str, path: str) -> str:

@@ -19,6 +19,7 @@ steps paced to the wall clock, and the emulator says on stderr which runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -308,17 +309,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        root = Path(args.fs) if args.fs else Path(tempfile.mkdtemp(prefix="car-board-fs-"))
-        faults = WiringFaults.parse(args.fault)
-        car = load_description(args.car) if args.car else CarDescription()
-        # the motors' dead band is a duty the wiring models; the world's wheels then follow what passes it
-        world = World(load_track(args.track), replace(car.car, dead_band=0.0), args.seed, car.camera, car.sensors)
-        link = Path(args.link) if args.link else None
-        wiring = CarWiring(world, faults, car.car.dead_band)
-        serve(wiring, seed_filesystem(root), args.vm, link, Path(args.stats) if args.stats else None)
+        with contextlib.ExitStack() as made:  # a board filesystem of its own unless --fs: removed when it ends
+            root = (
+                Path(args.fs)
+                if args.fs
+                else Path(made.enter_context(tempfile.TemporaryDirectory(prefix="car-board-fs-")))
+            )
+            _emulate(args, root)
     except (TrackError, OSError, VmUnavailable, FaultError, DescriptionError) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _emulate(args: argparse.Namespace, root: Path) -> None:
+    """Build the simulated car from the arguments and serve it as a board with its filesystem at `root`."""
+    faults = WiringFaults.parse(args.fault)
+    car = load_description(args.car) if args.car else CarDescription()
+    # the motors' dead band is a duty the wiring models; the world's wheels then follow what passes it
+    world = World(load_track(args.track), replace(car.car, dead_band=0.0), args.seed, car.camera, car.sensors)
+    link = Path(args.link) if args.link else None
+    wiring = CarWiring(world, faults, car.car.dead_band)
+    serve(wiring, seed_filesystem(root), args.vm, link, Path(args.stats) if args.stats else None)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from car.commands.cli import end_process
+from car.commands.launch import end_process
 from tests.debian import debian_program
 
 

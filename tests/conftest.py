@@ -1,15 +1,38 @@
-"""Every test that starts nodes in tmp_path must leave no process behind, and none reads the user's car file."""
+"""Every test that starts nodes in tmp_path must leave no process behind, and none reads the user's car file.
+
+The whole session (each worker of a parallel one: pytest-xdist) has runtime folders of
+its own ($XDG_RUNTIME_DIR, where runs and coordinators say where they are), so a run
+the developer has going, or another worker's, is never "the only one running" to a test.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import wait_until_gone
+
+_RUNTIME: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A private $XDG_RUNTIME_DIR for this session (or worker), inherited by every process it starts."""
+    folder = tempfile.mkdtemp(prefix="cr-", dir="/tmp")  # short: ipc:// socket paths have at most 107 bytes
+    os.chmod(folder, 0o700)
+    _RUNTIME.append(folder)
+    os.environ["XDG_RUNTIME_DIR"] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's runtime folder."""
+    for folder in _RUNTIME:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 import pytest
 from mcap.reader import make_reader
 
-from car.commands import mcap_channels
 from car.plan.runs import RunError, ask, find_run
+from car.recording import channels as mcap_channels
 from car.spec.loader import load_dataflow
 from car.spec.model import DataflowError, Problem
 from car.transport import control
@@ -59,7 +59,7 @@ def launched(flow: Path | str, name: str, nodes: tuple[str, ...], folder: Path, 
     try:
         wait_for_nodes(name, nodes, timeout=60)
         yield
-        stopped = car("stop", name)
+        stopped = car("stop", "-d", name)
         assert stopped.returncode == 0, stopped.stderr
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 0, stderr

@@ -28,7 +28,7 @@ def run_bench(*args: str) -> dict[str, object]:
 def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -> None:
     """car alone, not pinned (the comparison test below runs every peer, pinned)."""
     options = ["--peers", "car", "--seconds", "1.0", "--repeat", "1", "--count", "5000", "--no-machines"]
-    report = run_bench("bench/latency.py", *options)
+    report = run_bench("bench/compare.py", *options)
     assert report["peers"] == ["car"]
     cases = report["cases"]
     assert isinstance(cases, dict)

@@ -431,7 +431,7 @@ def test_a_dynamic_node_started_with_plain_python_joins_by_its_id(tmp_path: Path
         _wait_until_waiting(name, "listener")  # the daemon saw its process vanish
         again = subprocess.run([sys.executable, "listener.py"], cwd=tmp_path, env=env, capture_output=True, timeout=30)
         assert again.returncode == 0, again.stderr  # ... and again after its process vanished
-        assert car("stop", name).returncode == 0
+        assert car("stop", "-d", name).returncode == 0
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

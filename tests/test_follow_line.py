@@ -103,7 +103,7 @@ def test_killing_the_controller_stops_the_wheels(tmp_path: Path) -> None:
         assert controller and driving >= 1.0
         os.kill(controller, signal.SIGKILL)
         time.sleep(1.0)
-        stopped = car("stop", name)
+        stopped = car("stop", "-d", name)
         assert stopped.returncode == 0, stopped.stderr
         _, stderr = proc.communicate(timeout=30)
     finally:

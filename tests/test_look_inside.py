@@ -87,7 +87,7 @@ def topic(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 def test_topic_list_names_every_output_with_its_readers_rate_size_and_type(graph: tuple[str, Path]) -> None:
     name, _ = graph
     started = time.monotonic()
-    result = topic("list", name, "--json")
+    result = topic("list", "-d", name, "--json")
     took = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     rows = {row["source"]: row for row in json.loads(result.stdout)}
@@ -98,7 +98,7 @@ def test_topic_list_names_every_output_with_its_readers_rate_size_and_type(graph
     assert rows["ticker/count"]["readers"] == ["sink/count", "sink/poke"]
     assert all(row["rate_hz"] > 0 for row in rows.values())
     assert took < 10  # a generous bound on a shared machine; it watches 0.5 s
-    table = topic("list", name)
+    table = topic("list", "-d", name)
     assert table.returncode == 0 and "camera/image" in table.stdout and "uint8[48,64,3]" in table.stdout
 
 
@@ -177,7 +177,7 @@ def test_topic_mistakes_get_clear_errors(graph: tuple[str, Path]) -> None:
     assert bad_value.returncode == 2 and "not JSON" in bad_value.stderr
     bad_input = topic("pub", "sink/nothing", "1", "-d", name)
     assert bad_input.returncode == 2 and "no input `nothing`" in bad_input.stderr and "poke" in bad_input.stderr
-    no_run = topic("list", "no-such-run")
+    no_run = topic("list", "-d", "no-such-run")
     assert no_run.returncode == 2 and "no running dataflow named `no-such-run`" in no_run.stderr
     assert "Traceback" not in unknown.stderr + bad_value.stderr + bad_input.stderr + no_run.stderr
 
@@ -205,7 +205,7 @@ def speeds(name: str, count: int) -> list[float]:
 
 
 def test_top_once_reports_rate_and_memory_of_every_node(driving: str) -> None:
-    result = car("top", driving, "--once")
+    result = car("top", "-d", driving, "--once", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["id"]: row for row in json.loads(result.stdout)["nodes"]}
     assert set(rows) == {"car_io", "line_detector", "controller"}
@@ -214,7 +214,7 @@ def test_top_once_reports_rate_and_memory_of_every_node(driving: str) -> None:
         assert row["cpu_percent"] >= 0 and row["state"] == "running"
     assert rows["controller"]["latency_p50_ms"] > 0  # watched: it measured its inputs' latency
     assert rows["controller"]["latency_p99_ms"] >= rows["controller"]["latency_p50_ms"]
-    plain = car("top", driving, "--count", "1")
+    plain = car("top", "-d", driving, "--count", "1")
     assert plain.returncode == 0 and "LAT ms p50/p99" in plain.stdout and "line_detector" in plain.stdout
 
 
@@ -237,7 +237,7 @@ def test_param_set_tunes_the_controller_while_it_drives_and_survives_a_restart(d
     time.sleep(1.0)  # the speed is rate-limited: down within a fraction of a second
     assert max(speeds(driving, 20)) <= 0.26  # the new gain changed the commands
     before = {row.id: row.pid for row in run_status(driving).nodes}
-    restarted = car("node", "restart", driving, "controller")
+    restarted = car("node", "restart", "controller", "-d", driving)
     assert restarted.returncode == 0, restarted.stderr
     after = {row.id: (row.pid, row.state) for row in run_status(driving).nodes}
     assert after["controller"][0] != before["controller"]
@@ -245,18 +245,18 @@ def test_param_set_tunes_the_controller_while_it_drives_and_survives_a_restart(d
     got = car("param", "get", "controller", "max_speed", "-d", driving)
     assert got.stdout.strip() == "0.25"  # kept across the restart
     assert max(speeds(driving, 20)) <= 0.26  # and used by the new process
-    logs = car("logs", driving, "controller", "--lines", "3")
+    logs = car("logs", "controller", "-d", driving, "--lines", "3")
     assert logs.returncode == 0, logs.stderr
     assert "restarting node `controller`" not in logs.stdout  # the node's own log, not the run's
 
 
 def test_node_list_and_info(driving: str) -> None:
-    listed = car("node", "list", driving, "--json")
+    listed = car("node", "list", "-d", driving, "--json")
     assert {row["id"] for row in json.loads(listed.stdout)} == {"car_io", "line_detector", "controller"}
-    info = car("node", "info", driving, "line_detector")
+    info = car("node", "info", "line_detector", "-d", driving)
     assert info.returncode == 0, info.stderr
     assert "image <- car_io/image: queue_size 1, drop_oldest" in info.stdout and "Outputs: line" in info.stdout
-    unknown = car("node", "info", driving, "nobody")
+    unknown = car("node", "info", "nobody", "-d", driving)
     assert unknown.returncode == 2 and "no node `nobody`" in unknown.stderr
 
 
@@ -272,7 +272,7 @@ def test_malformed_messages_published_by_hand_are_refused_by_the_nodes_not_fatal
                 sent = car("topic", "pub", target, value, "-d", driving)  # controller's next may come first)
                 assert sent.returncode == 0, sent.stderr
         time.sleep(0.3)
-        logs = {node: car("logs", driving, node).stdout for node in logs}
+        logs = {node: car("logs", node, "-d", driving).stdout for node in logs}
     assert re.search(
         r"ignored a malformed `line` message \(\d+ so far\): `found` should be true or false", logs["controller"]
     )

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from car.commands import mcap_channels
+from car.recording import channels as mcap_channels
 from tests.helpers import (
     COUNTING_FLOW,
     SINK,
@@ -40,7 +40,7 @@ def test_a_recorded_run_reads_back_with_every_message_its_channels_and_schemas(t
     try:
         wait_for_nodes(name, ("src", "sink"))
         recorder = subprocess.Popen(
-            [sys.executable, "-m", "car", "record", name, "-o", str(path)],
+            [sys.executable, "-m", "car", "record", "-d", name, "-o", str(path)],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -86,6 +86,7 @@ def test_a_recording_stopped_with_ctrl_c_is_a_complete_file_and_mistakes_are_cle
                 "-m",
                 "car",
                 "record",
+                "-d",
                 name,
                 "-o",
                 str(path),
@@ -101,9 +102,9 @@ def test_a_recording_stopped_with_ctrl_c_is_a_complete_file_and_mistakes_are_cle
         recorder.send_signal(signal.SIGINT)
         _, said = recorder.communicate(timeout=30)
         assert recorder.returncode == 0 and "(stopped)" in said, said
-        unknown = car("record", name, "-o", str(tmp_path / "x.mcap"), "--topics", "src/nothing")
+        unknown = car("record", "-d", name, "-o", str(tmp_path / "x.mcap"), "--topics", "src/nothing")
         assert unknown.returncode == 2 and "no output `src/nothing`" in unknown.stderr
-        bad_name = car("record", name, "-o", str(tmp_path / "x.bag"))
+        bad_name = car("record", "-d", name, "-o", str(tmp_path / "x.bag"))
         assert bad_name.returncode == 2 and "FILE.mcap" in bad_name.stderr
     got = read_recording(path)
     assert set(got) == {"src/small"} and len(got["src/small"]) > 20

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from car.commands.record import describe_file
+from car.recording.sink import describe_file
 from tests.helpers import COUNTING_FLOW, ROOT, SINK, car, counting_source, read_recording, write_flow
 
 pytestmark = pytest.mark.slow

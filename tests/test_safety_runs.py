@@ -81,7 +81,7 @@ def test_a_detector_killed_restarted_and_stopped_while_the_car_drives(tmp_path: 
         wait_for("two seconds of driving", drove_on(name, 2.0))
         told = car("param", "set", "controller", "resume_after_stop", "false", "-d", name)
         assert told.returncode == 0, told.stderr
-        restarted = car("node", "restart", name, "line_detector")
+        restarted = car("node", "restart", "line_detector", "-d", name)
         assert restarted.returncode == 0, restarted.stderr
         wait_for("the car stopped again", said(log, "stopped (perception_stale)", 2))
         wait_for("the detector back, and two seconds more", drove_on(name, 2.0))
@@ -90,12 +90,12 @@ def test_a_detector_killed_restarted_and_stopped_while_the_car_drives(tmp_path: 
         assert told.returncode == 0, told.stderr
         wait_for("driving again once allowed", said(log, "driving again", 2))
         wait_for("two seconds of driving", drove_on(name, 2.0))
-        stopped = car("node", "stop", name, "line_detector")
+        stopped = car("node", "stop", "line_detector", "-d", name)
         assert stopped.returncode == 0, stopped.stderr
         wait_for("the car stopped: perception closed", said(log, "stopped (perception_closed)", 1))
         wait_for("the car standing for a second", drove_on(name, 1.0))
         wait_for("the stop in the controller's status", lambda: "perception_closed" in rows(name)["controller"].status)
-        info = car("node", "info", name, "controller")
+        info = car("node", "info", "controller", "-d", name)
         assert "Status: stopped (perception_closed)" in info.stdout, info.stdout
     report = json.loads(report_file.read_text())
     stops = assert_stopped_in_time(report, ["perception_stale", "perception_stale", "perception_closed"])

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from car.commands.record import describe_file
 from car.plan.coordinator_client import ask
 from car.plan.runs import RunError
+from car.recording.sink import describe_file
 from car.transport import cluster
 from tests.helpers import (
     BURST_PY,
@@ -289,7 +289,7 @@ def test_a_dataflow_split_over_two_machines_delivers_frames_and_messages_node_to
     assert flow_row.state == "finished" and [p.machine for p in flow_row.parts] == ["m1", "m2"]
     listed = split_cluster.car("list")
     assert "split" in listed.stdout and "m2 (finished)" in listed.stdout, listed.stdout
-    logs = split_cluster.car("logs", "split", "sink")
+    logs = split_cluster.car("logs", "sink", "-d", "split")
     assert logs.returncode == 0 and '"frame": 40' in logs.stdout, logs.stderr
     machines = json.loads(split_cluster.car("machines", "--json").stdout)
     assert {m["machine"]: m["state"] for m in machines} == {"m1": "connected", "m2": "connected"}
@@ -342,7 +342,7 @@ def test_a_killed_daemon_is_detected_its_readers_get_input_closed_and_it_can_com
     started = split_cluster.car("start", str(flow), "--name", "lossy", cwd=tmp_path)
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 30
-    while '"small"' not in split_cluster.car("logs", "lossy", "sink").stdout and time.monotonic() < deadline:
+    while '"small"' not in split_cluster.car("logs", "sink", "-d", "lossy").stdout and time.monotonic() < deadline:
         if (split_cluster.root / "out" / "lossy" / "src.log").exists():
             break
         time.sleep(0.1)
@@ -401,14 +401,14 @@ def test_looking_inside_a_graph_on_two_machines_from_its_hosts_and_from_elsewher
         assert time.monotonic() < deadline, split_cluster.flow("seen")  # the timers start once both are ready
         time.sleep(0.1)
     for elsewhere in (False, True):  # both parts on this host's daemons; then every part through the coordinator
-        top = split_cluster.car("top", "seen", "--once", elsewhere=elsewhere)
+        top = split_cluster.car("top", "-d", "seen", "--once", "--json", elsewhere=elsewhere)
         assert top.returncode == 0, top.stderr
         nodes = {n["id"]: n for n in json.loads(top.stdout)["nodes"]}
         assert {node: n["machine"] for node, n in nodes.items()} == {"src": "m1", "sink": "m2"}
         assert nodes["src"]["sent_rate"] > 0 and nodes["sink"]["received_rate"] > 0, nodes
         assert all(n["rss_bytes"] > 0 for n in nodes.values()), nodes
         assert nodes["sink"]["latency_p50_ms"] >= 0  # measured across machines, as it is watched
-    listed = split_cluster.car("topic", "list", "seen", "--json", elsewhere=True)
+    listed = split_cluster.car("topic", "list", "-d", "seen", "--json", elsewhere=True)
     assert listed.returncode == 0, listed.stderr
     rows = {row["source"]: row for row in json.loads(listed.stdout)}
     assert set(rows) == {"src/small", "src/frame"} and all(row["machine"] == "m1" for row in rows.values())
@@ -449,9 +449,9 @@ def test_looking_inside_a_graph_on_two_machines_from_its_hosts_and_from_elsewher
         joined.kill()
         joined.wait()
 
-    info = split_cluster.car("node", "info", "seen", "sink", elsewhere=True)
+    info = split_cluster.car("node", "info", "sink", "-d", "seen", elsewhere=True)
     assert info.returncode == 0 and "Machine: m2" in info.stdout, info.stderr
-    restarted = split_cluster.car("node", "restart", "seen", "sink", elsewhere=True)
+    restarted = split_cluster.car("node", "restart", "sink", "-d", "seen", elsewhere=True)
     assert restarted.returncode == 0 and "restarted sink" in restarted.stdout, restarted.stderr
     params = split_cluster.car("param", "list", "sink", "-d", "seen", elsewhere=True)
     assert params.returncode == 0 and "declares no parameters" in params.stdout, params.stderr
@@ -459,7 +459,7 @@ def test_looking_inside_a_graph_on_two_machines_from_its_hosts_and_from_elsewher
     assert pub.returncode == 0 and "as src/small" in pub.stdout, pub.stderr
     wrong = split_cluster.car("topic", "echo", "src/nope", "-d", "seen", "--once", elsewhere=True)
     assert wrong.returncode == 2 and "no output `src/nope`" in wrong.stderr and "src/frame" in wrong.stderr
-    assert split_cluster.car("stop", "seen", "--timeout", "30").returncode == 0
+    assert split_cluster.car("stop", "-d", "seen", "--timeout", "30").returncode == 0
     results = [json.loads(line) for line in split_cluster.log("seen", "sink").splitlines() if line.startswith("{")]
     assert len(results) == 2 and results[0]["stop"]  # the sink before its restart, and after
     assert -5 in results[1]["small"]  # what pub sent reached the restarted sink on m2
@@ -473,12 +473,14 @@ def test_car_stop_ends_the_run_on_every_machine(split_cluster: Cluster, tmp_path
     while not all(p.nodes and p.nodes[0].state == "running" for p in split_cluster.flow("long").parts):
         assert time.monotonic() < deadline, split_cluster.flow("long")
         time.sleep(0.1)
-    stopped = split_cluster.car("stop", "long", "--timeout", "30")
+    stopped = split_cluster.car("stop", "-d", "long", "--timeout", "30")
     assert stopped.returncode == 0 and "stopped long on m1, m2" in stopped.stdout, stopped.stderr
     assert split_cluster.flow("long").state == "finished"
     assert processes_mentioning(str(tmp_path / "src.py")) == processes_mentioning(str(tmp_path / "sink.py")) == []
     got = split_cluster.sink_result("long")
     assert got["stop"] and got["frame"] > 0
+    said = "".join(p.read_text() for p in split_cluster.root.glob("daemon-*.log"))
+    assert "could not" not in said, said  # no part was asked anything while it ended
 
 
 def test_a_recorder_node_on_the_car_keeps_the_run_when_the_laptop_goes_away(
@@ -851,9 +853,9 @@ def test_a_restarted_coordinator_knows_the_running_dataflows_again(split_cluster
     while not all(p.nodes for p in split_cluster.flow("kept").parts):  # node states come again
         assert time.monotonic() < deadline, split_cluster.flow("kept")
         time.sleep(0.1)
-    logs = split_cluster.car("logs", "kept", "sink")
+    logs = split_cluster.car("logs", "sink", "-d", "kept")
     assert logs.returncode == 0, logs.stderr
-    stopped = split_cluster.car("stop", "kept", "--timeout", "30")
+    stopped = split_cluster.car("stop", "-d", "kept", "--timeout", "30")
     assert stopped.returncode == 0 and "stopped kept on m1, m2" in stopped.stdout, stopped.stderr
     assert processes_mentioning(str(tmp_path / "src.py")) == processes_mentioning(str(tmp_path / "sink.py")) == []
     assert split_cluster.sink_result("kept")["stop"]
@@ -895,6 +897,8 @@ def test_car_up_runs_a_coordinator_and_a_daemon_here_and_car_down_leaves_nothing
         sink = (root / "state" / "car" / "runs" / "boxed" / "sink.log").read_text()
         assert '"stop": true' in sink  # stopped in order: the sink saw STOP
         assert car("list").stdout.strip() == "no dataflow is running"
+        runtime = root / "rt" / "car"
+        assert not list(runtime.glob("daemon-*")) and not list(runtime.glob("part-*")), list(runtime.iterdir())
     finally:
         left = wait_until_gone(str(root), timeout=10)
         for pid in left:

@@ -108,17 +108,17 @@ def test_a_dynamic_node_can_be_started_again_after_it_failed(tmp_path: Path) -> 
         wait_for_nodes(name, ("ticker",))
         listing = car("list").stdout
         assert "ticker:running" in listing and "by_hand:waiting" in listing
-        failed = car("run-node", "by_hand", "--run", name, "--", "broken.py", cwd=tmp_path, timeout=30)
+        failed = car("run-node", "by_hand", "-d", name, "--", "broken.py", cwd=tmp_path, timeout=30)
         assert failed.returncode == 1 and "a bug" in failed.stderr
-        missing = car("run-node", "by_hand", "--run", name, "--", "no_such_program_here", cwd=tmp_path)
+        missing = car("run-node", "by_hand", "-d", name, "--", "no_such_program_here", cwd=tmp_path)
         assert missing.returncode == 127 and "cannot start `no_such_program_here`" in missing.stderr
-        ran = car("run-node", "by_hand", "--run", name, "--", "python", "by_hand.py", cwd=tmp_path, timeout=30)
+        ran = car("run-node", "by_hand", "-d", name, "--", "python", "by_hand.py", cwd=tmp_path, timeout=30)
         assert ran.returncode == 0, ran.stderr
         python = shutil.which("python")
         if python is None or os.path.realpath(python) != os.path.realpath(sys.executable):
             assert f"running it with {sys.executable}" in ran.stderr
         assert (tmp_path / "by_hand_ok").read_text() == "by_hand"
-        assert car("stop", name).returncode == 0
+        assert car("stop", "-d", name).returncode == 0
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -177,7 +177,7 @@ def test_the_daemon_refuses_an_unreadable_request_and_goes_on(tmp_path: Path) ->
         sock.close()
         listing = car("list")
         assert name in listing.stdout and "started " in listing.stdout and str(flow) in listing.stdout
-        assert car("stop", name).returncode == 0
+        assert car("stop", "-d", name).returncode == 0
         proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -66,7 +66,7 @@ def test_driving_from_a_terminal(tmp_path: Path) -> None:
                 "car",
                 "run-node",
                 "teleop",
-                "--run",
+                "-d",
                 name,
                 "--",
                 sys.executable,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from car.commands.cli import end_process
+from car.commands.launch import end_process
 from car.node.subscriber import Subscriber
 from tests.browser import browser_page, chromium_binary
 from tests.helpers import ROOT, car, start_car, wait_until_gone
@@ -69,7 +69,7 @@ def test_the_live_view_shows_the_run_drives_the_car_and_stops_it(tmp_path: Path)
     said: list[str] = []
     try:
         url = _url_of(run, said)
-        assert car("view", name, "--port", "0", "--host", "127.0.0.1", "--teleop", "nonsense").returncode == 2
+        assert car("view", "-d", name, "--port", "0", "--host", "127.0.0.1", "--teleop", "nonsense").returncode == 2
         with browser_page(url) as page:
             page.wait_for("window.viewStats.frames >= 10 && window.viewStats.lines >= 5")  # frames, line drawn
             page.wait_for("window.viewStats.plotted >= 50 && window.viewStats.trail >= 50")

@@ -1,7 +1,7 @@
-"""`car view [DATAFLOW]`: a live web view of a running graph (`car launch FILE --view` starts one beside the run).
+"""`car view [-d NAME]`: a live web view of a running graph (`car launch FILE --view` starts one beside the run).
 
     car view                      # the only running graph; prints the page's URL
-    car view follow_line-... --port 8887 --host 0.0.0.0    # reachable from other hosts (only when asked)
+    car view -d follow_line-... --port 8887 --host 0.0.0.0    # reachable from other hosts (only when asked)
     car view --foxglove           # also for Foxglove / Lichtblick: ws://127.0.0.1:8765
 
 It serves the page until the run ends or Ctrl-C, and never slows the graph (view.feeds,
@@ -15,7 +15,7 @@ import asyncio
 import os
 import sys
 
-from car.commands.several import coordinator_option
+from car.commands.common import coordinator_option, dataflow_option
 from car.plan.graph import find_graph
 from car.plan.runs import RunError
 from car.plan.signals import STOP_SIGNALS
@@ -34,7 +34,7 @@ TRACK_POINTS = 1500  # at most, of the track's centre line, for the page
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `car view`."""
-    parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
+    dataflow_option(parser)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this host only)")
     parser.add_argument("--teleop", default="car_io/cmd", metavar="NODE/INPUT", help="the input the page drives")
@@ -46,6 +46,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--foxglove-port", type=int, default=FOXGLOVE_PORT, help=f"its port (default {FOXGLOVE_PORT}; 0: any free)"
     )
     parser.add_argument("--no-page", action="store_true", help="no web page (with --foxglove: Foxglove only)")
+    parser.add_argument("--port-option", default="--port", help=argparse.SUPPRESS)  # as `car launch --view` names it
     coordinator_option(parser)
 
 
@@ -104,7 +105,8 @@ def view(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve())
     except OSError as exc:
-        raise RunError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+        option = args.port_option
+        raise RunError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another {option}") from None
     finally:
         feeds.stop()
         if bridge is not None:

@@ -2,7 +2,7 @@
 protocol (the `foxglove-sdk` package's server).
 
 One channel per `node/output`, made on its first message, as `car record` makes them
-(car.commands.mcap_channels): camera frames as `foxglove.RawImage` (the SDK's protobuf
+(car.recording.channels): camera frames as `foxglove.RawImage` (the SDK's protobuf
 encoding: the bytes as they are, no base64), JSON values as JSON with a JSON schema
 (objects as they are, other values as `{"_value": ...}`, the metadata as `_metadata`).
 Other values (bytes, Arrow arrays, other arrays) are counted and left out. The SDK's
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from car.commands import mcap_channels
 from car.plan.graph import Graph
 from car.plan.runs import RunError
+from car.recording import channels as mcap_channels
 from view.listen import Listener
 
 

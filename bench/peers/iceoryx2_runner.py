@@ -9,11 +9,10 @@ the pipeline's processes (receiver first) on that venv's Python.
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from pathlib import Path
 
-from common import removing_new_shm_files, start_pinned
+from common import removing_new_shm_files, scratch, start_pinned
 
 from peers import venv
 
@@ -36,7 +35,7 @@ def latency(
 
     loaned: the sender fills each loan before it stamps it (nothing copied after the stamp).
     """
-    folder = Path(tempfile.mkdtemp(prefix="iceoryx2-bench-"))
+    folder = scratch("iceoryx2-bench-")
     out = folder / "out.json"
     run = f"carbench/{uuid.uuid4().hex[:12]}"
     first, last = f"{run}/hop1", f"{run}/hop{hops}"

@@ -3,7 +3,8 @@
 - `car.launch_options`: an object with `add_arguments(group)` (argparse),
   `environment(args) -> dict[str, str]`, whose result is set in every node's environment
   (ValueError for a bad value: `car launch` refuses before anything starts), and
-  `warnings(args) -> list[str]`, said when the run starts.
+  `warnings(args, dataflow) -> list[str]`, said when the run starts (`dataflow`: the checked
+  dataflow being launched, car.spec.model.Dataflow).
   The smart car's `--sim`, `--track` and `--laps` come from `nodes.launch_options`. A
   provider may also have `companions(args, run) -> list[list[str]]`: commands started
   beside the run `run` once it exists (each in a session of its own) and ended with
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Protocol
 
+from car.spec.model import Dataflow
+
 GROUP = "car.launch_options"
 COMMANDS = "car.commands"
 
@@ -34,7 +37,7 @@ class LaunchOptions(Protocol):
         """Node environment for the parsed options; ValueError with a message for bad values."""
         ...
 
-    def warnings(self, args: argparse.Namespace) -> list[str]:
+    def warnings(self, args: argparse.Namespace, dataflow: Dataflow) -> list[str]:
         """What the user should know about a combination of options that still runs."""
         ...
 

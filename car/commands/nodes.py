@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from car.commands.actions import Action, add_actions, run_action
-from car.commands.several import coordinator_option
+from car.commands.common import coordinator_option, dataflow_option, json_option
 from car.plan.graph import Part, find_graph
 from car.plan.runs import RunError
 from car.transport import control
@@ -104,26 +104,26 @@ def node_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataflow_and_node(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataflow", help="the running dataflow's name")
+def _node(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("node")
+    dataflow_option(parser)
 
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
-    parser.add_argument("--json", action="store_true")
+    dataflow_option(parser)
+    json_option(parser)
 
 
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
-    _dataflow_and_node(parser)
-    parser.add_argument("--json", action="store_true")
+    _node(parser)
+    json_option(parser)
 
 
 NODE_COMMANDS: list[Action] = [
     Action("list", "the nodes: state, pid, restarts, message rate", _list_arguments, node_list),
     Action("info", "one node: command, inputs, outputs, state, log", _info_arguments, node_info),
-    Action("restart", "stop one node and start it again; the rest runs on", _dataflow_and_node, node_restart),
-    Action("stop", "stop one node for good; its readers get INPUT_CLOSED", _dataflow_and_node, node_stop),
+    Action("restart", "stop one node and start it again; the rest runs on", _node, node_restart),
+    Action("stop", "stop one node for good; its readers get INPUT_CLOSED", _node, node_stop),
 ]
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict
 
 from car.commands.actions import Action, add_actions, run_action
-from car.commands.several import coordinator_option
+from car.commands.common import coordinator_option, dataflow_option, json_option
 from car.plan.graph import Part, find_graph
 from car.plan.runs import RunError
 from car.spec.parameters import Parameter
@@ -90,7 +90,7 @@ def param_set(args: argparse.Namespace) -> int:
 
 def _node(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("node")
-    parser.add_argument("--dataflow", "-d", help="the running dataflow's name (default: the only one running)")
+    dataflow_option(parser)
 
 
 def _named(parser: argparse.ArgumentParser) -> None:
@@ -100,12 +100,12 @@ def _named(parser: argparse.ArgumentParser) -> None:
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
     _node(parser)
-    parser.add_argument("--json", action="store_true")
+    json_option(parser)
 
 
 def _describe_arguments(parser: argparse.ArgumentParser) -> None:
     _named(parser)
-    parser.add_argument("--json", action="store_true")
+    json_option(parser)
 
 
 def _set_arguments(parser: argparse.ArgumentParser) -> None:

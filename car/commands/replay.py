@@ -2,7 +2,7 @@
 
 The dataflow (`--dataflow FILE`, else the file the recording was made from) runs as `car
 launch` runs it, except that each node whose outputs are played is replaced by a player
-(car.commands.player): the same id and outputs, no inputs, sending the recorded messages
+(car.recording.player): the same id and outputs, no inputs, sending the recorded messages
 with their values and metadata. Played are the recorded outputs of the `--replace` nodes,
 or the `--topics` named, or, by default, every recorded output of a node the dataflow
 has (as `ros2 bag play` plays every topic): the other nodes run live and read them. With
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from car.commands.record import RecordError
+from car.recording.sink import RecordError
 from car.spec.model import Dataflow, NodeSpec, QueuePolicy, RestartPolicy
 
-PLAYER = "-m car.commands.player"
+PLAYER = "-m car.recording.player"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def recorded_dataflow(recording: Path, info: dict[str, Any]) -> str:
 
 def plan_replay(dataflow: Dataflow, recording: Path, info: dict[str, Any], args: argparse.Namespace) -> Replay:
     """`dataflow` with players in place of the nodes whose recorded outputs `args` asks to play (`info`: what
-    car.commands.record.describe_file says of the recording)."""
+    car.recording.sink.describe_file says of the recording)."""
     if args.rate <= 0:
         raise RecordError(f"--rate {args.rate}: give a speed above 0 (2: twice as fast; or --fast)")
     if args.start_offset < 0:

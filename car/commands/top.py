@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from car.commands.several import coordinator_option
+from car.commands.common import coordinator_option, dataflow_option, json_option
 from car.plan.graph import Graph, find_graph
 from car.transport import control
 
@@ -77,8 +77,9 @@ def table(snapshot: Snapshot) -> list[str]:
 
 def top_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `car top`."""
-    parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
-    parser.add_argument("--once", action="store_true", help="measure once and print JSON")
+    dataflow_option(parser)
+    parser.add_argument("--once", action="store_true", help="measure once, print, and stop")
+    json_option(parser)
     parser.add_argument("--count", type=int, default=0, help="stop after N refreshes (default: until Ctrl-C)")
     coordinator_option(parser)
 
@@ -101,21 +102,21 @@ def cmd_top(args: argparse.Namespace) -> int:
     """Show the nodes of a running graph, refreshed once a second."""
     graph = find_graph(args.dataflow, args.coordinator_addr)
     snapshot = _first_look(graph)
-    if args.once:
-        nodes = [{**asdict(n), "machine": machine} for machine, n in snapshot.nodes]
-        print(json.dumps({"name": snapshot.name, "uptime_s": snapshot.uptime_s, "nodes": nodes}))
-        return 0
-    live = sys.stdout.isatty()
+    count = 1 if args.once else args.count
+    live = sys.stdout.isatty() and not args.json
     shown = 0
     while True:
         lines = table(snapshot)
-        if live:
+        if args.json:  # one JSON object per refresh
+            nodes = [{**asdict(n), "machine": machine} for machine, n in snapshot.nodes]
+            print(json.dumps({"name": snapshot.name, "uptime_s": snapshot.uptime_s, "nodes": nodes}))
+        elif live:
             sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
         else:
             print("\n".join(lines))
         sys.stdout.flush()
         shown += 1
-        if args.count and shown >= args.count:
+        if count and shown >= count:
             return 0
         time.sleep(REFRESH_S)
         snapshot = watched(graph)

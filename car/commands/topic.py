@@ -28,7 +28,7 @@ import numpy as np
 
 from car.commands import values
 from car.commands.actions import Action, add_actions, run_action
-from car.commands.several import coordinator_option
+from car.commands.common import coordinator_option, dataflow_option
 from car.node.event import Event
 from car.node.subscriber import Subscriber
 from car.plan.graph import Graph, Part, find_graph
@@ -418,17 +418,13 @@ def topic_pub(args: argparse.Namespace) -> int:
 # -- the command table -------------------------------------------------------------------------------
 
 
-def _dataflow_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataflow", "-d", help="the running dataflow's name (default: the only one running)")
-
-
 def _source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="NODE/OUTPUT")
-    _dataflow_option(parser)
+    dataflow_option(parser)
 
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataflow", nargs="?", help="the running dataflow's name (default: the only one running)")
+    dataflow_option(parser)
     parser.add_argument("--json", action="store_true", help="one JSON list")
     parser.add_argument("--window", type=float, default=LIST_WINDOW_S, help="seconds to watch for rates and sizes")
 
@@ -458,7 +454,7 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
 def _pub_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="NODE/INPUT")
     parser.add_argument("value", metavar="VALUE", help="a JSON value, e.g. '{\"offset\": 0.1}'")
-    _dataflow_option(parser)
+    dataflow_option(parser)
     parser.add_argument("--rate", type=float, default=0.0, help="send at HZ until Ctrl-C (or --times)")
     parser.add_argument("--once", action="store_true", help="send once (the default without --rate)")
     parser.add_argument("--times", type=int, default=0, help="send N times")

@@ -222,9 +222,11 @@ class Coordinator:
 
     def _nodes_gone(self, flow: Flow, machine: str, nodes: list[str], sources: list[str]) -> None:
         """Nodes on `machine` ended (or it was lost): the other machines' readers of `sources` get their end,
-        and their senders to `nodes` stop sending to them."""
+        and their senders to `nodes` stop sending to them (the readers' ends not while the whole flow stops:
+        every reader has STOP already, and its part may be ending)."""
         for reader_machine, read in flow.readers_elsewhere(sources, machine).items():
-            self._tell_machine(reader_machine, cluster.CloseSources(flow.run_id, read))
+            if flow.state != FlowState.STOPPING:
+                self._tell_machine(reader_machine, cluster.CloseSources(flow.run_id, read))
         for sender_machine, readers in flow.senders_elsewhere(nodes, machine).items():
             self._tell_machine(sender_machine, cluster.ReadersGone(flow.run_id, readers))
 

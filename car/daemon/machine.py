@@ -396,9 +396,10 @@ class MachineDaemon:
         self._pass_on(message.run_id, control.EndsDelivered(message.ends), "pass on delivered ends of streams")
 
     def _pass_on(self, run_id: str, message: control.ClientToDaemon, what: str) -> None:
-        """Give a run's part here what the coordinator says of the other machines' nodes."""
+        """Give a run's part here what the coordinator says of the other machines' nodes (not once its process
+        has ended: it would not answer, and the loop would wait for it)."""
         part = self.parts.get(run_id)
-        if part is not None:
+        if part is not None and (part.proc is None or part.proc.poll() is None):
             try:
                 request(part.info, message, timeout=1.0)
             except RunError as exc:

@@ -34,9 +34,10 @@ import numpy as np
 import zmq
 
 from car.node.daemon_link import STATS_PERIOD_S, DaemonLink
+from car.node.drops import DropFlag
 from car.node.event import Event
 from car.node.inbox import Inbox
-from car.node.links import LINGER_MS, DropFlag, Outbox, UnknownOutputError
+from car.node.links import LINGER_MS, Outbox, UnknownOutputError
 from car.plan.config import ENV_VAR, RECONNECT_MS, NodeConfig
 from car.plan.runs import claim_dynamic_node
 from car.spec import parameters, types
@@ -89,13 +90,14 @@ class Node:
             cfg.inputs,
             cfg.direct_fds,
             self._ctx,
-            self._clock,
-            self._drops,
-            lambda source: self._daemon.tell(control.EndOfStream(self.id, source)),
-            self._change_plan,
-            cfg.remote_endpoint,
-            keys,
+            clock=self._clock,
+            drops=self._drops,
+            on_end_of_stream=lambda source: self._daemon.tell(control.EndOfStream(self.id, source)),
+            on_control=self._on_control,
+            remote_endpoint=cfg.remote_endpoint,
+            keys=keys,
         )
+        self._plan_changes: list[control.DaemonToNode] = []  # from the daemon, applied between sends
         self._outbox = Outbox(cfg, self._ctx, self._clock, self._drops, self._stopping, keys)
         self._daemon.tell(control.Ready(self.id, os.getpid()))
         self._daemon.watch(self._stats, self._stats_period)
@@ -134,6 +136,8 @@ class Node:
     def _hand_out(self, event: Event) -> Event:
         """Every event leaves through here (subclasses may adapt it): STOP ends iteration; drops are reported;
         while the node is watched (`car top`), each input's latency is measured."""
+        if self._plan_changes:
+            self._apply_plan()
         if event.type == "STOP":
             self._finished = True
         if self._drops.pending:
@@ -157,23 +161,16 @@ class Node:
         event = self._inbox.next(timeout, self._finished or self._closed)
         return None if event is None else self._hand_out(event)
 
-    def _change_plan(self, message: control.DaemonToNode) -> None:
-        """The daemon changed where this node's outputs go: a subscriber came or left, a reader ended or came back."""
-        if isinstance(message, control.AddSubscriber):
-            self._outbox.add_subscriber(
-                message.output,
-                message.subscription,
-                message.endpoint,
-                message.queue_size,
-                message.line,
-                message.server_key,
-            )
-        elif isinstance(message, control.RemoveSubscriber):
-            self._outbox.remove_subscriber(message.output, message.subscription)
-        elif isinstance(message, control.ReaderGone):
-            self._outbox.reader_gone(message.reader)
-        elif isinstance(message, control.ReaderBack):
-            self._outbox.reader_back(message.reader)
+    def _on_control(self, message: control.DaemonToNode) -> None:
+        """A message from the daemon, as the inbox reads it. Where this node's outputs go (a subscriber came or
+        left, a reader ended or came back) changes between sends (`_apply_plan`), never during one: the inbox is
+        read while a backpressure send waits, which then only learns that its reader left (`Outbox.leaving`)."""
+        if isinstance(message, control.PLAN_CHANGES):
+            self._plan_changes.append(message)
+            if isinstance(message, control.ReaderGone):
+                self._outbox.leaving.add(message.reader)
+            elif isinstance(message, control.ReaderBack):
+                self._outbox.reader_restarted(message.reader)  # its links' credits at once: a send may wait on them
         elif isinstance(message, control.Observe):
             if not self._observe_until:
                 self._daemon.report_now()  # counts at once, latencies a quarter of a second later
@@ -182,6 +179,27 @@ class Node:
             value = parameters.coerce(self._parameters[message.name], json.loads(message.value_json))
             self._values[message.name] = value
             self._inbox.queue_event(Event("PARAMETER", message.name, value))
+
+    def _apply_plan(self) -> None:
+        """Apply the plan changes the daemon sent, in order (between sends: see `_on_control`)."""
+        changes, self._plan_changes = self._plan_changes, []
+        outbox = self._outbox
+        for message in changes:
+            if isinstance(message, control.AddSubscriber):
+                outbox.add_subscriber(
+                    message.output,
+                    message.subscription,
+                    message.endpoint,
+                    message.queue_size,
+                    message.line,
+                    message.server_key,
+                )
+            elif isinstance(message, control.RemoveSubscriber):
+                outbox.remove_subscriber(message.output, message.subscription)
+            elif isinstance(message, control.ReaderGone):
+                outbox.reader_gone(message.reader)
+            elif isinstance(message, control.ReaderBack):
+                outbox.reader_back(message.reader)
 
     def _stopping(self) -> bool:
         """While a backpressure send waits: keep our own queues moving; True once the node should give up."""
@@ -219,6 +237,8 @@ class Node:
     # -- sending ---------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
+        if self._plan_changes:
+            self._apply_plan()
         if self._typed_outputs:
             self._check_type(output_id, data, metadata)
         self._outbox.send(output_id, data, metadata)
@@ -303,6 +323,8 @@ class Node:
         if self._closed:
             return
         self._closed = True
+        if self._plan_changes:
+            self._apply_plan()
         stopping = self._inbox.dataflow_stopping
         if self.config.send_eos and not stopping:
             self._finish_outputs()

@@ -1,17 +1,18 @@
 """The sending side of a node: its outputs, the links to their readers, shared memory, drops.
 
-One class per transport: a `DirectLink` (a socket pair, car.transport.direct), a
-`PushLink` (ZeroMQ PUSH: nodes started by hand, nodes without direct links), a
-`CreditLink` (ZeroMQ DEALER with credit-based flow control: `backpressure` inputs) and a
-`SubscriberLink` (ZeroMQ PUSH to a process that joined the running graph). Each sends
-one message whole or counts a drop. A direct link's send is written out in
-`Outbox.send`'s loop (the hot path: a method call per link per message would cost more
-than the rest of its Python); the other links send through `Link.send`.
+One class per transport, each implementing `Link`: a `DirectLink` (a socket pair,
+car.transport.direct), a `PushLink` (ZeroMQ PUSH: nodes started by hand, nodes without
+direct links), a `CreditLink` (ZeroMQ DEALER with credit-based flow control:
+`backpressure` inputs) and a `SubscriberLink` (ZeroMQ PUSH to a process that joined the
+running graph). Each sends one message whole or counts a drop.
 
 The outbox gains and loses subscriber links while the node runs (`add_subscriber`,
 `remove_subscriber`); with none, sending costs what it always did. It also sets aside the
 links to a reader that ended for good (`reader_gone`: a backpressure send no longer waits
-for it) and takes them back when that reader starts again (`reader_back`).
+for it) and takes them back when that reader starts again (`reader_back`). These plan
+changes are applied by the node between sends (car.node.api), never during one: a
+backpressure send that waits for credits reads the node's inbox, and only learns there
+that its reader has gone (`Outbox.leaving`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import select
 import socket
 import sys
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import zmq
 
+from car.node.drops import DropFlag
 from car.plan.config import TRANSIT_HWM, Destination, NodeConfig
 from car.transport import direct, wire
 from car.transport.hlc import HybridLogicalClock
@@ -53,78 +56,76 @@ class UnknownOutputError(ValueError):
     """send_output was called with an output the dataflow file does not declare."""
 
 
-class DropFlag:
-    """Set when something was dropped since the node last reported drops (shared by inbox and outbox)."""
-
-    __slots__ = ("pending",)
-
-    def __init__(self) -> None:
-        self.pending = False
-
-
-class Link:
+class Link(ABC):
     """One reader (or subscriber) of an output, and what was dropped on the way to it."""
 
-    __slots__ = ("dropped", "gone", "label", "local", "reader", "reported")
-    direct: socket.socket | None = None  # set by DirectLink only: the outbox's loop sends on it inline
+    __slots__ = ("dropped", "label", "local", "reader", "reported")
 
     def __init__(self, label: str, local: bool, reader: str = ""):
         self.label = label
         self.local = local  # the reader maps this output's shared memory: it gets the short notice
         self.reader = reader  # the reading node ("" for a subscriber)
-        self.gone = False  # the reader ended for good (see Outbox.reader_gone)
         self.dropped = 0
         self.reported = 0
 
+    @abstractmethod
     def send(self, frames: list[Any], outbox: Outbox) -> None:
         """Send one message, or count a drop; never raise."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self, frames: list[Any], wait_ms: int) -> None:
         """Send the end of the stream, waiting up to wait_ms for room."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  # a link that owns nothing of its own keeps this
         """Release what this link alone owns."""
 
-    def restart(self) -> None:
+    def restart(self) -> None:  # noqa: B027  # a link without flow control keeps this
         """The reader started again: what was in transit to its old process is lost."""
 
 
 class DirectLink(Link):
-    """A socket pair to a node on this machine: a send is one datagram or, when it is full, a drop.
+    """A socket pair to a node on this machine: a send is one datagram or, when it is full, a drop."""
 
-    `Outbox.send` sends on `direct` itself (inline, the hot path) and calls `refused` on errors."""
-
-    __slots__ = ("direct", "failed")
+    __slots__ = ("end", "failed")
 
     def __init__(self, end: socket.socket, label: str, reader: str):
         super().__init__(label, True, reader)
-        self.direct = end
+        self.end = end
         self.failed = False  # a send failed for another reason than a full link (reported once)
 
-    def refused(self, frames: list[Any], exc: OSError, outbox: Outbox) -> None:
+    def send(self, frames: list[Any], outbox: Outbox) -> None:
+        try:
+            if len(frames) == 1:
+                self.end.send(frames[0])
+            else:
+                self.end.sendmsg(frames)
+        except BlockingIOError:
+            self.dropped += 1
+            outbox.drops.pending = True
+        except OSError as exc:
+            self._refused(frames, exc, outbox)
+
+    def _refused(self, frames: list[Any], exc: OSError, outbox: Outbox) -> None:
         """The link refused a message (other than for being full): count it, and say why once."""
         self.dropped += 1
         outbox.drops.pending = True
-        if self.failed or self.direct is None:
+        if self.failed:
             return
         self.failed = True
         size = sum(memoryview(frame).nbytes for frame in frames)
         print(
             f"car: node `{outbox.node_id}` cannot send a message of {size} bytes to {self.label} ({exc.strerror}): "
             f"it could not go through shared memory, and a link on this machine takes at most "
-            f"{direct.largest_message(self.direct)} bytes (net.core.wmem_max); such messages are dropped",
+            f"{direct.largest_message(self.end)} bytes (net.core.wmem_max); such messages are dropped",
             file=sys.stderr,
         )
 
     def finish(self, frames: list[Any], wait_ms: int) -> None:
-        assert self.direct is not None
         room = select.poll()
-        room.register(self.direct.fileno(), select.POLLOUT)
+        room.register(self.end.fileno(), select.POLLOUT)
         if room.poll(wait_ms):
             try:
-                self.direct.send(frames[0])
+                self.end.send(frames[0])
             except OSError:
                 pass  # full again, or the reader's end is gone: its daemon tells it the stream ended
 
@@ -178,7 +179,7 @@ class CreditLink(PushLink):
                 self.dropped += 1
                 outbox.drops.pending = True
                 return
-            elif self.gone:  # learnt while `stopping()` read the daemon's messages
+            elif self.reader in outbox.leaving:  # learnt while `stopping()` read the daemon's messages
                 return
         send_frames(self.socket, frames, 0, self.copy)
         self.credits -= 1
@@ -274,6 +275,7 @@ class Outbox:
         self.drops = drops
         self.stopping = stopping
         self.gave_up = False  # a backpressure send gave up waiting because the node is stopping
+        self.leaving: set[str] = set()  # readers the daemon said ended, until the node applies it (reader_gone)
         self.closed = False
         self.sent = 0  # send_output calls
         self.copied = 0  # large arrays sent through the socket because every shared-memory slot was held
@@ -365,24 +367,30 @@ class Outbox:
 
     # -- readers that end and start again ----------------------------------------------------
     def reader_gone(self, reader: str) -> None:
-        """Node `reader` ended for good: its links are set aside (a send in progress to it returns)."""
+        """Node `reader` ended for good: its links are set aside (between sends: see the module's docstring)."""
+        self.leaving.discard(reader)
         for output, links in self.outputs.items():
-            for link in (x for x in links if x.reader == reader):
-                link.gone = True
-                self._set_aside.append(SetAside(output, link))
-            self.outputs[output] = [x for x in links if x.reader != reader]  # a new list: a send may be iterating
+            self._set_aside += [SetAside(output, x) for x in links if x.reader == reader]
+            links[:] = [x for x in links if x.reader != reader]
         self._refresh()
 
-    def reader_back(self, reader: str) -> None:
-        """Node `reader` started again: its links are back, each as for a new reader (`Link.restart`)."""
-        for aside in [a for a in self._set_aside if a.link.reader == reader]:
-            self._set_aside.remove(aside)
-            aside.link.gone = False
-            self.outputs[aside.output] = [*self.outputs[aside.output], aside.link]
+    def reader_restarted(self, reader: str) -> None:
+        """Node `reader` started again: its links here are as for a new reader (`Link.restart`: a backpressure send
+        waiting for the old process's credits has the new one's whole room). Safe during a send."""
+        self.leaving.discard(reader)
         for links in self.outputs.values():
             for link in links:
                 if link.reader == reader:
                     link.restart()
+
+    def reader_back(self, reader: str) -> None:
+        """Node `reader` started again after it had ended for good: its links set aside are back, each as for a new
+        reader (between sends: see the module's docstring)."""
+        self.leaving.discard(reader)
+        for aside in [a for a in self._set_aside if a.link.reader == reader]:
+            self._set_aside.remove(aside)
+            aside.link.restart()
+            self.outputs[aside.output].append(aside.link)
         self._refresh()
 
     # -- sending ---------------------------------------------------------------------------
@@ -412,21 +420,7 @@ class Outbox:
         self.sent += 1
         try:
             for link in links:
-                out = local if link.local else frames
-                end = link.direct
-                if end is not None:  # a DirectLink: sent here, inline (the hot path)
-                    try:
-                        if len(out) == 1:
-                            end.send(out[0])
-                        else:
-                            end.sendmsg(out)
-                    except BlockingIOError:
-                        link.dropped += 1
-                        self.drops.pending = True
-                    except OSError as exc:
-                        link.refused(out, exc, self)  # type: ignore[attr-defined]  # a DirectLink
-                else:
-                    link.send(out, self)
+                link.send(local if link.local else frames, self)
         finally:
             if filling is not None:
                 filling.fill(memoryview(frames[1]))

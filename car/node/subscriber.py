@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from car.node.drops import DropFlag
 from car.node.event import Event
 from car.node.inbox import Inbox
-from car.node.links import DropFlag
 from car.plan.config import RECONNECT_MS, InputConfig
 from car.plan.graph import Part, find_graph
 from car.plan.runs import RunError
@@ -102,12 +102,12 @@ class Subscriber:
                 inputs,
                 [],
                 self._ctx,
-                HybridLogicalClock(),
-                self._drops,
-                lambda _source: None,  # the daemon waits for no subscriber at the end of a stream
-                lambda _message: None,  # nor changes its plan
-                remote,
-                keys,
+                clock=HybridLogicalClock(),
+                drops=self._drops,
+                on_end_of_stream=lambda _source: None,  # the daemon waits for no subscriber at the end of a stream
+                on_control=lambda _message: None,  # nor changes its plan
+                remote_endpoint=remote,
+                keys=keys,
             )
         except BaseException:
             self._leave()

@@ -564,6 +564,10 @@ class ReaderBack(DaemonToNode):
     reader: str = ""
 
 
+# The messages that change where a node's outputs go (applied by the node between sends).
+PLAN_CHANGES = (AddSubscriber, RemoveSubscriber, ReaderGone, ReaderBack)
+
+
 # -- encoding ---------------------------------------------------------------------------------
 
 M = TypeVar("M", bound=ControlMessage)

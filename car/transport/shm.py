@@ -9,7 +9,7 @@ that gets the notification first waits for the slot's sequence number (typically
 less than a hundred microseconds). That order needs a CPU that makes stores visible in
 program order (x86), and it pays only when the reader runs on another CPU meanwhile
 (nodes pinned apart with `cpu_affinity`); otherwise the sender copies first
-(car.node.api.NOTIFY_FIRST, Destination.apart). A node
+(car.node.links.NOTIFY_FIRST, Destination.apart). A node
 may also write a frame straight into a slot it borrows (`loan`, behind
 `Node.allocate_output`): then nothing is copied at all. The receiver maps the file once
 and hands the node a read-only numpy view of the slot: nothing is copied on the

@@ -436,3 +436,13 @@ def test_node_states_a_machine_reports_are_what_list_shows(two: Cluster) -> None
     two.daemons.deliver(b"car", cluster.RunEnded("car", run_id, 0))
     car = next(p for p in two.flow().parts if p.machine == "car")
     assert car.nodes[0].state is NodeStatus.EXITED and car.nodes[0].pid == 0
+
+
+def test_while_a_flow_stops_its_parts_are_not_asked_to_close_each_others_inputs(two: Cluster) -> None:
+    run_id = two.start()
+    two.ask(cluster.StopDataflowNamed(name="split"))
+    two.to("laptop")
+    two.daemons.deliver(b"car", cluster.RunEnded("car", run_id, 0))
+    assert two.to("laptop", cluster.CloseSources) == []  # its readers have STOP already
+    two.daemons.deliver(b"laptop", cluster.RunEnded("laptop", run_id, 0))
+    assert two.flow().state == FlowState.FINISHED

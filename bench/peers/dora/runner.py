@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import pipeline_cpus, removing_new_shm_files
+from common import pipeline_cpus, removing_new_shm_files, scratch
 
 from peers import venv
 
@@ -75,7 +74,7 @@ def latency(
     arrow: what the source sends, "uint8" (a UInt8Array of `size`) or "struct" (100 structs); see source.py.
     pinned: each node on the CPU of its place in the pipeline (common.pipeline_cpus).
     """
-    folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
+    folder = scratch("dora-bench-")
     out = folder / "sink.json"
     upstream = "relay" if hops == 2 else "source"
     source_env = {"BENCH_SIZE": str(size), "BENCH_WARMUP_S": str(warmup), "BENCH_LOANED": str(int(loaned))}
@@ -92,7 +91,7 @@ def latency(
 
 def throughput(size: int, count: int, pinned: bool = False) -> dict[str, Any]:
     """Deliver `count` small messages as fast as the sender can; what the receiver got, and when."""
-    folder = Path(tempfile.mkdtemp(prefix="dora-bench-"))
+    folder = scratch("dora-bench-")
     out = folder / "count.json"
     env = {"BENCH_SIZE": str(size), "BENCH_COUNT": str(count), "BENCH_OUT": str(out)}
     nodes = [

@@ -1,7 +1,7 @@
 """The recorder node: what its inputs receive, written into an MCAP file on the machine it runs on.
 
     - id: recorder
-      path: -m car.commands.recorder
+      path: -m car.recording.recorder
       args: run.mcap                     # relative to the node's folder; `--compress jpeg` for JPEG frames
       deploy: {machine: car}             # on the car: the run is kept even if the laptop's link drops
       inputs:
@@ -9,7 +9,7 @@
         cmd: {source: controller/cmd, queue_size: 100}
 
 One channel per input, named after its source (`node/output`), written as `car record`
-writes them (car.commands.record, car.commands.mcap_channels), so `car info`, `car
+writes them (car.recording.sink, car.recording.channels), so `car info`, `car
 replay` and Foxglove read either alike. Its inputs queue as any node's do: when it falls
 behind, the oldest are dropped and counted, and it says how many at its end. The file is
 finished when the run stops or every input has closed. `car start FILE --record FILE.mcap
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import yaml
 
-from car.commands.record import McapSink, RecordError, check_output, run_facts
 from car.node.api import Node
+from car.recording.sink import McapSink, RecordError, check_output, run_facts
 from car.spec.model import Dataflow
 
-PATH = "-m car.commands.recorder"
+PATH = "-m car.recording.recorder"
 RECORDER_QUEUE = 100  # messages each input may fall behind before the oldest are dropped (counted)
 
 
@@ -60,7 +60,7 @@ def add_recorder(text: str, dataflow: Dataflow, path: str, machine: str, topics:
 
 def main() -> None:
     """The recorder node."""
-    parser = argparse.ArgumentParser(prog="car.commands.recorder")
+    parser = argparse.ArgumentParser(prog="car.recording.recorder")
     parser.add_argument("file", metavar="FILE.mcap")
     parser.add_argument("--compress", choices=["jpeg"], default="")
     args = parser.parse_args()

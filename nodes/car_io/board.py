@@ -1,30 +1,9 @@
-"""car_io: the only node that touches the car: the simulator, or the board (`--hw --port`).
+"""car_io's board back end (`--hw --port`): the real board, or the board emulator, over the serial link.
 
-Inputs: `cmd` ({"left": m/s, "right": m/s}; with the metadata of the observation that
-caused it, or without it from a free-running source such as teleop), `tick` (once a
-second: lap, speed and cross-track error for `car launch`'s status line), `safety`
-(optional: the pilot's safety events, kept in the run report with where the car was).
-Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
-truth, simulator only), `safety` (car_io's own stops: nodes.safety.SafetyEvent).
-
-The simulated car runs in lockstep with the graph: observation k goes out (a camera
-frame; or with `LOCKSTEP=sensors` a sensor reading every 10 ms, preceded by a camera frame
-when one falls due, with `"image": true` in the reading's metadata), and the simulation
-moves on when the command caused by it comes back (applied after a modelled processing
-time: 10 ms for a frame, 5 ms for a reading), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
-clock (1: real time; 0: as fast as the nodes answer, for tests). Either way all timing
-below is in simulated time, so a run is the same whatever the machine's speed.
-
-Safety (nodes.drive.DriveGuard, the one policy of both back ends): commands are clamped to
-`MAX_WHEEL_SPEED` and slowed for an obstacle ahead; a malformed command stops the wheels;
-with no command for 200 ms they stop, and at once when the pilot's output closes; the
-board's own brake and a lost board are said. Each stop goes out on `safety`.
-
-On the board (`--hw`), a lost board (unplugged, reset, silent) does not end the run: the
-wheels are commanded to stop, the status says "board lost, reconnecting", the port is
-reopened and the handshake repeated until the board answers, and the run goes on. Only
-after `CAR_BOARD_GIVE_UP_S` (`car launch --board-give-up S`, default 10 s) does car_io
-end, with a clear error.
+Sensor readings go out at 100 Hz (every 10 ms of wall time), camera frames as the camera
+gives them (`--camera`), and commands go to the board as they come, through
+nodes.drive.DriveGuard. A lost board is waited for (the wheels commanded to stop, the
+port reopened) up to `CAR_BOARD_GIVE_UP_S`.
 """
 
 from __future__ import annotations
@@ -111,6 +90,16 @@ class LinkWatch:
             self.guard.board_back(now)
             self.node.set_status("board back")
         return self.lost
+
+
+def run() -> None:
+    """Drive the board named by CAR_PORT until STOP (car_io's `hw` back end)."""
+    port = os.environ.get("CAR_PORT", "")
+    if not port:
+        print("car_io: --hw needs --port PORT: the board's serial port or URL", file=sys.stderr)
+        raise SystemExit(2)
+    give_up_s = float(os.environ.get("CAR_BOARD_GIVE_UP_S", GIVE_UP_S))
+    run_board(Node(), port, os.environ.get("CAR_CAMERA", ""), give_up_s)
 
 
 def run_board(node: Node, port: str, camera_source: str, give_up_s: float) -> None:
@@ -212,26 +201,3 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
         last = board.latest()
         ticks = last.encoder_ticks if last is not None else (0, 0)
         print(f"car_io: board link {json.dumps(board.stats())}; encoder ticks {ticks[0]} {ticks[1]}", file=sys.stderr)
-
-
-def main() -> None:
-    """Run the simulated car (or, with CAR_BACKEND=hw, the board) until STOP.
-
-    The simulator is imported only for `--sim` (nodes.car_io_sim): on the car, nothing of
-    `sim` is loaded.
-    """
-    if os.environ.get("CAR_BACKEND", "sim") == "hw":
-        port = os.environ.get("CAR_PORT", "")
-        if not port:
-            print("car_io: --hw needs --port PORT: the board's serial port or URL", file=sys.stderr)
-            raise SystemExit(2)
-        give_up_s = float(os.environ.get("CAR_BOARD_GIVE_UP_S", GIVE_UP_S))
-        run_board(Node(), port, os.environ.get("CAR_CAMERA", ""), give_up_s)
-        return
-    from nodes.car_io_sim import run_sim
-
-    run_sim()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """car_io's simulator back end (`--sim`, the default): the simulated car in lockstep with the graph.
 
 Every 10 ms of car time a sensor reading goes out (after a camera frame, 30 times a
-second), and the simulation moves on when the command it caused is back; see car_io.
+second), and the simulation moves on when the command it caused is back; see nodes.car_io.
 What a command does to the wheels is nodes.drive.DriveGuard's, as on the board; the
 simulator stands in for the board, its obstacle brake included (sim.world's
 `board_brake`). The report counts collisions with the track's boxes, the closest the
@@ -119,7 +119,7 @@ def report(
     }
 
 
-def run_sim() -> None:
+def run() -> None:
     """Drive the simulated car from the graph's commands until STOP, the laps asked for, or the car leaves the track."""
     track_name = os.environ.get(TRACK_ENV, "oval")
     seed = int(os.environ.get("CAR_SEED", "0"))

@@ -1,6 +1,6 @@
 """The node `car replay` runs in place of a recorded node: it sends that node's recorded outputs again.
 
-`python -m car.commands.player FILE.mcap --topics NODE/OUTPUT ... [--rate X | --fast] [--loop]
+`python -m car.recording.player FILE.mcap --topics NODE/OUTPUT ... [--rate X | --fast] [--loop]
 [--start-offset S]` runs as the node whose outputs it plays (same id, same outputs), so its
 readers cannot tell it from the node it stands in for. Each message goes out with its
 recorded value and metadata (images as the numpy arrays the node sent), at its recorded
@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from car.commands import mcap_channels
 from car.node.api import Node
+from car.recording import channels as mcap_channels
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def recorded_messages(path: str, topics: list[str], start_offset_s: float) -> It
 
 def player_arguments() -> argparse.ArgumentParser:
     """The player's command line (`car replay` writes it into the node's `args`)."""
-    parser = argparse.ArgumentParser(prog="car.commands.player")
+    parser = argparse.ArgumentParser(prog="car.recording.player")
     parser.add_argument("file")
     parser.add_argument("--topics", nargs="+", required=True)
     parser.add_argument("--rate", type=float, default=1.0)

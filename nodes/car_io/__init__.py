@@ -1,0 +1,34 @@
+"""car_io: the only node that touches the car: the simulator, or the board (`--hw --port`).
+
+`python -m nodes.car_io` runs the back end CAR_BACKEND names (`car launch --sim|--hw`),
+chosen through one table (`BACKENDS`, as python-can's interfaces are) and imported only
+when chosen: `sim` (nodes.car_io.sim) or `hw` (nodes.car_io.board); on the car nothing of
+the simulator is loaded. Both drive the car through hal.interfaces (wheels, sensors,
+camera) and one drive policy (nodes.drive.DriveGuard).
+
+Inputs: `cmd` ({"left": m/s, "right": m/s}; with the metadata of the observation that
+caused it, or without it from a free-running source such as teleop), `tick` (once a
+second: lap, speed and cross-track error for `car launch`'s status line), `safety`
+(optional: the pilot's safety events, kept in the run report with where the car was).
+Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
+truth, simulator only), `safety` (car_io's own stops: nodes.safety.SafetyEvent).
+
+The simulated car runs in lockstep with the graph: observation k goes out (a camera
+frame; or with `LOCKSTEP=sensors` a sensor reading every 10 ms, preceded by a camera frame
+when one falls due, with `"image": true` in the reading's metadata), and the simulation
+moves on when the command caused by it comes back (applied after a modelled processing
+time: 10 ms for a frame, 5 ms for a reading), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
+clock (1: real time; 0: as fast as the nodes answer, for tests). Either way all timing
+below is in simulated time, so a run is the same whatever the machine's speed.
+
+Safety (nodes.drive.DriveGuard, the one policy of both back ends): commands are clamped to
+`MAX_WHEEL_SPEED` and slowed for an obstacle ahead; a malformed command stops the wheels;
+with no command for 200 ms they stop, and at once when the pilot's output closes; the
+board's own brake and a lost board are said. Each stop goes out on `safety`.
+
+On the board (`--hw`), a lost board (unplugged, reset, silent) does not end the run: the
+wheels are commanded to stop, the status says "board lost, reconnecting", the port is
+reopened and the handshake repeated until the board answers, and the run goes on. Only
+after `CAR_BOARD_GIVE_UP_S` (`car launch --board-give-up S`, default 10 s) does car_io
+end, with a clear error.
+"""
