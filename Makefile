@@ -8,7 +8,7 @@ VIEW ?= --view  # the live web view beside the run; VIEW= for none
 
 STUBS := $(VENV)/stubs/rp2
 
-.PHONY: setup run test unit pytest lint typecheck typecheck-firmware contracts bench clean
+.PHONY: setup run test unit test-deps pytest lint typecheck typecheck-firmware contracts bench clean
 
 $(BIN)/python:
 	@echo "setting up: creating the virtual environment $(VENV) with $(PYTHON) (once)"
@@ -26,7 +26,7 @@ setup: $(INSTALLED)
 run: setup
 	$(BIN)/car launch $(DATAFLOW) $(VIEW) $(ARGS)
 
-test: setup lint typecheck typecheck-firmware contracts pytest
+test: setup lint typecheck typecheck-firmware contracts test-deps pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -51,8 +51,17 @@ typecheck-firmware: setup $(STUBS)/machine.pyi
 	cd sim/vm && MYPYPATH=$(abspath $(STUBS)) $(abspath $(BIN))/mypy --config-file $(abspath firmware/mypy.ini) \
 		--custom-typeshed-dir $(abspath $(STUBS)) *.py
 
+# What some tests need beyond Python packages: Debian's strace and chromium (apt-get, when this is Debian and it
+# may), and the comparison peers dora and iceoryx2 (each in a venv of its own under bench/). Nothing here fails the
+# build: a test that lacks one says why when it skips.
+test-deps: setup
+	$(BIN)/python tests/debian.py
+	$(BIN)/python bench/peers/install.py
+
+# the whole suite, on two workers (each with runtime folders of its own: tests/conftest.py); JOBS=1 for one
+JOBS ?= 2
 pytest: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # the unit tier alone: no process, no socket, well under 90 s (the loop to run after every change)
 unit: setup

@@ -28,7 +28,7 @@ import numpy as np
 from common import machine
 
 from firmware import protocol
-from hal.board import BoardClient
+from hal.board_client import BoardClient
 
 
 def measure(vm: str, seconds: float, pings: int, watchdog_trials: int) -> dict[str, Any]:
@@ -36,7 +36,17 @@ def measure(vm: str, seconds: float, pings: int, watchdog_trials: int) -> dict[s
     with tempfile.TemporaryDirectory() as work:
         stats = Path(work) / "stats.json"
         emulator = subprocess.Popen(
-            [sys.executable, "-m", "sim.board", "--vm", vm, "--stats", str(stats), "--fs", str(Path(work) / "fs")],
+            [
+                sys.executable,
+                "-m",
+                "sim.board_emulator",
+                "--vm",
+                vm,
+                "--stats",
+                str(stats),
+                "--fs",
+                str(Path(work) / "fs"),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -46,11 +56,11 @@ def measure(vm: str, seconds: float, pings: int, watchdog_trials: int) -> dict[s
         try:
             with BoardClient(port) as board:
                 time.sleep(0.5)
-                start, counted = time.monotonic(), board.stats()["telemetry"]
+                start, counted = time.monotonic(), board.stats().telemetry
                 while time.monotonic() - start < seconds:
                     board.set_wheel_speeds(0.3, 0.3)
                     time.sleep(0.02)
-                telemetry_hz = (board.stats()["telemetry"] - counted) / (time.monotonic() - start)
+                telemetry_hz = (board.stats().telemetry - counted) / (time.monotonic() - start)
                 rtts = []
                 for _ in range(pings):
                     rtt = board.round_trip()
@@ -70,7 +80,7 @@ def measure(vm: str, seconds: float, pings: int, watchdog_trials: int) -> dict[s
                     flagged = board.latest()
                     if last is not None and flagged is not None:
                         board_time.append((flagged.t - last.t) * 1000)
-                lost = board.stats()["lost_frames"]
+                lost = board.stats().lost_frames
         finally:
             emulator.terminate()
             emulator.wait(timeout=10)

@@ -2,7 +2,7 @@
 
     car board info [--port PORT] [--json]     what the board runs and how its link and battery are
     car board shell [--port PORT]             MicroPython's REPL (mpremote), the firmware restarted after
-    car board emulator [...]                  the board emulator (`sim.board`)
+    car board emulator [...]                  the board emulator (`sim.board_emulator`)
 
 `car board NAME ARGS` runs the installed command `board-NAME` (hal.command_group), so
 `car board-emulator` still works. With no --port, the one attached MicroPython board.
@@ -15,12 +15,13 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
 import serial
 
 from firmware import protocol
-from hal.board import BAUD, BoardClient, BoardError
+from hal.board_client import BAUD, BoardClient, BoardError, BoardInfo
 from hal.command_group import dispatch
 from hal.flash import FlashError, find_port, mpremote, tool
 from hal.serial_port import open_port
@@ -48,7 +49,7 @@ def board_info(port: str) -> dict[str, Any]:
         board.round_trip()
         reading = board.latest()
         flags = board.flags
-        info: dict[str, Any] = {**board.info, "port": port}
+        info: dict[str, Any] = {**asdict(board.info), "port": port}
         if reading is not None:
             info |= {
                 "uptime_s": round(reading.t, 3),
@@ -59,7 +60,7 @@ def board_info(port: str) -> dict[str, Any]:
                 "line_sensors": [round(v, 2) for v in reading.line_sensors],
                 "range_m": reading.range_m,
             }
-        info["link"] = board.stats()
+        info["link"] = asdict(board.stats())
     return info
 
 
@@ -115,7 +116,7 @@ def shell_main(argv: list[str] | None = None) -> None:
     except (FlashError, BoardError) as exc:
         print(f"car board shell: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"car board shell: firmware {info['firmware']} running again on board {info['board_id']}")
+    print(f"car board shell: firmware {info.firmware} running again on board {info.board_id}")
 
 
 def _stop_firmware(port: str) -> bool:
@@ -141,7 +142,7 @@ def _friendly_repl(port: str) -> None:
         raise BoardError(f"{port}: {exc}") from None
 
 
-def _wait_for_firmware(port: str, timeout: float = 10.0) -> dict[str, Any]:
+def _wait_for_firmware(port: str, timeout: float = 10.0) -> BoardInfo:
     """The handshake after a reset, retried while the board boots."""
     deadline = time.monotonic() + timeout
     while True:

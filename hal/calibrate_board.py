@@ -4,7 +4,7 @@
     car calibrate line-sensors [--port PORT] [--out FILE] [--json]
 
 Put the car on the floor with room to turn (for line-sensors: standing on the tape, the
-sensor bar across it). Both talk to the running firmware (`hal.board`) and write their
+sensor bar across it). Both talk to the running firmware (`hal.board_client`) and write their
 section of the car description (`wheels`, `sensors`; default the user's car file), which
 `car launch --hw` hands to the board at start.
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from hal.board import BoardClient, BoardError
+from hal.board_client import BoardClient, BoardError
 from hal.board_command import board_port
 from hal.description import (
     CarDescription,

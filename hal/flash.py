@@ -22,7 +22,7 @@ from pathlib import Path
 
 from serial.tools import list_ports
 
-from hal.board import BoardClient, BoardError
+from hal.board_client import BoardClient, BoardError, BoardInfo
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 MICROPYTHON_VIDS = {
@@ -36,7 +36,9 @@ STEP_TIMEOUT_S = 60  # mpremote reads a pty without a timeout: a stuck board wou
 BOARD_ONLY = {"pico": "board_esp32.py", "esp32": "board_pico.py"}  # the other board's pin map is not sent
 
 
-EMULATED_BOARD = "emulated"  # the board id of the board emulator's CPython fallback (sim.board), which cannot run .mpy
+EMULATED_BOARD = (
+    "emulated"  # the board id of the board emulator's CPython fallback (sim.board_emulator), which cannot run .mpy
+)
 
 
 class FlashError(Exception):
@@ -104,14 +106,14 @@ def files_to_send(source: Path, board: str, mpy: bool, work: Path, board_mpy: in
     return sent
 
 
-def flash(port: str, board: str, mpy: bool, source: Path) -> dict[str, object]:
+def flash(port: str, board: str, mpy: bool, source: Path) -> BoardInfo:
     """Every step; returns the handshake's INFO."""
     print(f"car flash: board on {port}")
     emulated = False
     try:
         with BoardClient(port) as running:
-            print(f"car flash: stopping firmware {running.info['firmware']} (motors off, REPL free)")
-            emulated = running.info["board_id"] == EMULATED_BOARD
+            print(f"car flash: stopping firmware {running.info.firmware} (motors off, REPL free)")
+            emulated = running.info.board_id == EMULATED_BOARD
             running.maintenance()
             time.sleep(0.3)
     except BoardError as exc:
@@ -171,4 +173,4 @@ def main(argv: list[str] | None = None) -> None:
     except FlashError as exc:
         print(f"car flash: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"car flash: done: firmware {info['firmware']}, board {info['board_id']}, protocol {info['protocol']}")
+    print(f"car flash: done: firmware {info.firmware}, board {info.board_id}, protocol {info.protocol}")

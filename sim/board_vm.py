@@ -74,7 +74,7 @@ class VmPins:
 
 
 class MicroPythonBoard:
-    """`sim.board.BoardBackend` with the firmware on the MicroPython VM."""
+    """`sim.board_emulator.BoardBackend` with the firmware on the MicroPython VM."""
 
     def __init__(self, wiring: CarWiring, write: Callable[[bytes], None], fs_root: Path, binary: str):
         self.wiring = wiring

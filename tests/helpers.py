@@ -232,9 +232,9 @@ class Emulator(NamedTuple):
 
 @contextmanager
 def board_emulator(*args: str, capture_stderr: bool = False) -> Iterator[Emulator]:
-    """Run `python -m sim.board ARGS` for the duration of the block (its stderr in a pipe if asked)."""
+    """Run `python -m sim.board_emulator ARGS` for the duration of the block (its stderr in a pipe if asked)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.board", *args],
+        [sys.executable, "-m", "sim.board_emulator", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE if capture_stderr else None,
         text=True,

@@ -16,7 +16,7 @@ import pytest
 import serial
 
 from firmware import protocol as p
-from hal.board import BoardClient, BoardError
+from hal.board_client import BoardClient, BoardError, BoardInfo
 from tests.helpers import board_emulator, drive
 from tests.test_board_vm import VM_BOARD_ID
 
@@ -30,12 +30,12 @@ def emulator() -> Iterator[str]:
 
 def test_commands_reach_the_motors_and_telemetry_streams(emulator: str) -> None:
     with BoardClient(emulator) as board:
-        assert board.info == {"firmware": "0.1.0", "protocol": p.PROTOCOL_VERSION, "board_id": VM_BOARD_ID}
+        assert board.info == BoardInfo(firmware="0.1.0", protocol=p.PROTOCOL_VERSION, board_id=VM_BOARD_ID)
         time.sleep(0.1)
         assert board.read().line_sensors[2] > 0.5  # the car starts on the tape, under its middle sensor
-        start, counted = time.monotonic(), board.stats()["telemetry"]
+        start, counted = time.monotonic(), board.stats().telemetry
         left, right = drive(board, 0.3, -0.2, 1.5)
-        rate = (board.stats()["telemetry"] - counted) / (time.monotonic() - start)
+        rate = (board.stats().telemetry - counted) / (time.monotonic() - start)
         reading = board.read()
         assert left == pytest.approx(0.3, rel=0.15) and right == pytest.approx(-0.2, rel=0.15)
         assert reading.encoder_ticks[0] > 0 > reading.encoder_ticks[1]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hal.board import BoardClient
+from hal.board_client import BoardClient
 from tests.helpers import board_emulator
 from tests.test_board_vm import VM_BOARD_ID
 
@@ -82,4 +82,4 @@ def test_car_board_shell_hands_the_repl_over_and_restarts_the_firmware(port: str
         os.close(master)
         os.close(slave)
     with BoardClient(port) as board:  # the firmware drives again
-        assert board.info["board_id"] == VM_BOARD_ID
+        assert board.info.board_id == VM_BOARD_ID

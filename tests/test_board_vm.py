@@ -13,7 +13,7 @@ import pytest
 import serial
 
 from firmware import protocol as p
-from hal.board import BoardClient, BoardError
+from hal.board_client import BoardClient, BoardError, BoardInfo
 from sim.board_vm import find_micropython
 from tests.helpers import board_emulator, drive
 
@@ -43,15 +43,15 @@ def wait_for(condition: object, timeout: float) -> bool:
 def test_the_full_firmware_runs_on_the_vm(vm_board: tuple[str, Path]) -> None:
     port, _ = vm_board
     with BoardClient(port) as board:
-        assert board.info == {"firmware": "0.1.0", "protocol": p.PROTOCOL_VERSION, "board_id": VM_BOARD_ID}
-        start, counted = time.monotonic(), board.stats()["telemetry"]
+        assert board.info == BoardInfo(firmware="0.1.0", protocol=p.PROTOCOL_VERSION, board_id=VM_BOARD_ID)
+        start, counted = time.monotonic(), board.stats().telemetry
         left, right = drive(board, 0.3, -0.2, 1.5)
-        rate = (board.stats()["telemetry"] - counted) / (time.monotonic() - start)
+        rate = (board.stats().telemetry - counted) / (time.monotonic() - start)
         assert 60 < rate < 120  # 100 Hz, give or take a busy machine
         reading = board.read()
         assert left == pytest.approx(0.3, rel=0.15) and right == pytest.approx(-0.2, rel=0.15)
         assert reading.encoder_ticks[0] > 0 > reading.encoder_ticks[1] and reading.yaw_rate < 0
-        assert 7.0 < reading.battery_v < 8.5 and board.stats()["crc_errors"] == 0
+        assert 7.0 < reading.battery_v < 8.5 and board.stats().crc_errors == 0
         # the watchdog: commands stop, the board stops the motors 250 ms (board time) later
         stopped_sending = time.monotonic()
         assert wait_for(lambda: board.flags & p.FLAG_WATCHDOG, 2.0)
@@ -147,7 +147,7 @@ def test_a_cpython_only_feature_fails_as_on_the_board(tmp_path: Path) -> None:
         assert "ImportError: no module named 'dataclasses'" in again.stdout + again.stderr
     # the CPython fallback would have run it: the reason the VM is the default
     with board_emulator("--fs", str(fs), "--vm", "cpython") as running, BoardClient(running.port) as board:
-        assert board.info["board_id"] == "emulated"
+        assert board.info.board_id == "emulated"
 
 
 def test_the_cpython_fallback_drives_the_same_car(tmp_path: Path) -> None:
@@ -155,7 +155,7 @@ def test_the_cpython_fallback_drives_the_same_car(tmp_path: Path) -> None:
         board_emulator("--fs", str(tmp_path / "fs"), "--vm", "cpython", capture_stderr=True) as running,
         BoardClient(running.port) as board,
     ):
-        assert board.info["board_id"] == "emulated"
+        assert board.info.board_id == "emulated"
         assert drive(board, 0.3, 0.3, 1.0)[0] == pytest.approx(0.3, rel=0.15)
         running.process.terminate()
         _, said = running.process.communicate(timeout=10)

@@ -35,7 +35,7 @@ CAR_SIDE = [
     "nodes.controller",
     "nodes.line_detector",
     "nodes.ir_follower",
-    "hal.board",
+    "hal.board_client",
     "hal.camera",
 ]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from firmware import protocol as p
-from hal.board import BoardClient, BoardError
+from hal.board_client import BoardClient, BoardError
 from sim import World, load_track
-from sim.board import CPythonBoard, seed_filesystem
+from sim.board_emulator import CPythonBoard, seed_filesystem
 from sim.wiring import CarWiring
 from tests.helpers import board_emulator
 from tests.test_board_vm import VM_BOARD_ID
@@ -37,7 +37,7 @@ def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def maintenance(port: str) -> str:
     with BoardClient(port) as client:
-        version = str(client.info["firmware"])
+        version = str(client.info.firmware)
         client.maintenance()
         time.sleep(0.2)
     return version
@@ -63,7 +63,7 @@ def test_mpremote_copies_skips_unchanged_files_and_reset_runs_the_new_firmware(
     reset = mpremote(port, "reset")
     assert reset.returncode == 0, reset.stderr
     with BoardClient(port) as client:  # main.py started again, with the flashed app.py
-        assert client.info["firmware"] == "0.2.0"
+        assert client.info.firmware == "0.2.0"
 
 
 def test_missing_files_fail_like_on_a_board(board: tuple[str, Path]) -> None:

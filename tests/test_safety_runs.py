@@ -17,7 +17,7 @@ import pytest
 from car.transport import control
 from firmware import board_pico
 from firmware import protocol as p
-from hal.board import BoardClient
+from hal.board_client import BoardClient
 from sim.board_vm import VmUnavailable, find_micropython
 from tests.helpers import ROOT, board_emulator, car, launched, read_recording, run_status
 

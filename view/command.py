@@ -16,7 +16,7 @@ import os
 import sys
 
 from car.commands.common import coordinator_option, dataflow_option
-from car.plan.graph import find_graph
+from car.plan.running import find_graph
 from car.plan.runs import RunError
 from car.plan.signals import STOP_SIGNALS
 from hal import description as car_description

@@ -20,7 +20,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from car.plan.graph import Graph
+from car.plan.running import RunningGraph
 from nodes.safety import SafetyChange, SafetyEvent, safety_event
 from view.listen import Listener
 
@@ -104,7 +104,7 @@ class Kept(Generic[T]):
 class Feeds:
     """The newest frame, the series' samples and the trail of a running graph, kept up to date by threads."""
 
-    graph: Graph
+    graph: RunningGraph
     image_source: str = "car_io/image"
     frame: Frame | None = None
     samples: Kept[Sample] = field(default_factory=lambda: Kept(SAMPLES))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from car.plan.graph import Graph
+from car.plan.running import RunningGraph
 from car.plan.runs import RunError
 from car.recording import channels as mcap_channels
 from view.listen import Listener
@@ -24,7 +24,7 @@ from view.listen import Listener
 class FoxgloveBridge:
     """A Foxglove WebSocket server fed by subscribers to every output of `graph`."""
 
-    def __init__(self, graph: Graph, host: str, port: int):
+    def __init__(self, graph: RunningGraph, host: str, port: int):
         try:
             import foxglove
         except ImportError:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from car.node.subscriber import Subscriber
-from car.plan.graph import Graph
+from car.plan.running import RunningGraph
 from car.plan.runs import pid_alive
 
 Take = Callable[[str, Any, dict[str, Any], int], None]
@@ -25,7 +25,7 @@ QUEUE = 200  # messages a subscriber may fall behind before it loses the oldest
 class Listener:
     """Subscribers to every output of `graph`, each message handed to `take` on a thread per part."""
 
-    def __init__(self, graph: Graph, take: Take, name: str):
+    def __init__(self, graph: RunningGraph, take: Take, name: str):
         self.graph = graph
         self._take = take
         self._name = name

@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from car.commands import top
-from car.plan.graph import Graph
+from car.plan.running import RunningGraph
 from car.plan.runs import RunError
 from car.transport import control
 from view.feeds import Feeds, Frame
@@ -71,7 +71,7 @@ class Encoded:
 class View:
     """What every page shares: the feeds, the teleop, the node table and the encoded frame."""
 
-    graph: Graph
+    graph: RunningGraph
     feeds: Feeds
     teleop: Teleop
     project: Any  # floor (x, y) -> pixel (u, v), for drawing the detected line; None: not drawn
@@ -225,7 +225,7 @@ async def _send_frame(view: View, connection: ServerConnection, after: int, not_
             pass
 
 
-def _stop_run(graph: Graph) -> None:
+def _stop_run(graph: RunningGraph) -> None:
     for part in graph.parts:
         part.ask(control.StopRun(grace=2.0), control.Done)
 

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from car.plan.graph import Graph
+from car.plan.running import RunningGraph
 from car.plan.runs import RunError
 from car.transport import control
 from nodes.teleop import KEYS, MAX_SPEED, MAX_TURN, Drive, apply
@@ -31,7 +31,7 @@ ACTIONS = set(KEYS.values()) - {"quit"}
 class Teleop:
     """The teleop state every page shares."""
 
-    graph: Graph
+    graph: RunningGraph
     target: str  # node/input the commands go into
     wheel_base: float
     commander: str = ""  # the node whose `manual` parameter is switched ("": none found)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from car.commands.common import coordinator_option, say
@@ -168,6 +169,14 @@ def up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-port", type=int, default=cluster.CONTROL_PORT, metavar="PORT")
 
 
+@dataclass(frozen=True)
+class Background:
+    """A process `car up` started (the coordinator, the daemon), as up.json keeps it for `car down`."""
+
+    name: str
+    pid: int
+
+
 def up_file() -> Path:
     """What `car up` started, for `car down`."""
     return runtime_root() / "up.json"
@@ -180,7 +189,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     logs = state_root().parent
     logs.mkdir(parents=True, exist_ok=True)
     car = [sys.executable, "-m", "car"]
-    started = []
+    started: list[Background] = []
     for name, argv in (
         (
             "coordinator",
@@ -195,10 +204,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        started.append({"name": name, "pid": proc.pid})
+        started.append(Background(name, proc.pid))
         if name == "coordinator":
             time.sleep(0.2)
-    up_file().write_text(json.dumps(started))
+    up_file().write_text(json.dumps([asdict(b) for b in started]))
     target = f"tcp://{LOOPBACK}:{args.control_port}"
     deadline = time.monotonic() + UP_WAIT_S
     while time.monotonic() < deadline:
@@ -216,9 +225,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
 
 
-def _stop_recorded(started: list[dict[str, object]], wait: float) -> None:
+def _stop_recorded(started: list[Background], wait: float) -> None:
     """Give what `car up` started `wait` seconds to end, then SIGTERM what is left and wait for that."""
-    pids = [int(str(p["pid"])) for p in started]
+    pids = [b.pid for b in started]
 
     def alive() -> list[int]:
         return [pid for pid in pids if pid_alive(pid) and not _zombie(pid)]
@@ -249,7 +258,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         else:
             raise
     if up_file().exists():
-        _stop_recorded(json.loads(up_file().read_text()), UP_WAIT_S)
+        _stop_recorded([Background(**entry) for entry in json.loads(up_file().read_text())], UP_WAIT_S)
         up_file().unlink(missing_ok=True)
     print("car: down")
     return 0

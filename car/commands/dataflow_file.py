@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from car.commands.common import check_writable, file_argument, json_option, load_or_refuse
-from car.spec.graph import to_html, to_mermaid
+from car.spec.drawing import to_html, to_mermaid
 from car.spec.model import Placement
 
 

@@ -10,7 +10,7 @@
   beside the run `run` once it exists (each in a session of its own) and ended with
   SIGTERM when it ends, such as the live view of `car launch --view` (`view.launch`).
 - `car.commands`: a function `main(argv: list[str]) -> None` run as `car NAME ARGS...`
-  (the smart car's `car board-emulator` is `sim.board:main`); each is a row of `car`'s
+  (the smart car's `car board-emulator` is `sim.board_emulator:main`); each is a row of `car`'s
   command table (car.commands.cli).
 """
 

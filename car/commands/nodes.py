@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 from car.commands.actions import Action, add_actions, run_action
 from car.commands.common import coordinator_option, dataflow_option, json_option
-from car.plan.graph import Part, find_graph
+from car.plan.running import GraphPart, find_graph
 from car.plan.runs import RunError
 from car.transport import control
 from car.transport.states import NodeStatus
@@ -24,11 +24,11 @@ from car.transport.states import NodeStatus
 WAIT_S = 15.0  # how long restart and stop wait to see the node running again, or ended
 
 
-def _status(part: Part) -> control.RunStatus:
+def _status(part: GraphPart) -> control.RunStatus:
     return part.ask(control.ListRun(), control.RunStatus)
 
 
-def _part(args: argparse.Namespace) -> Part:
+def _part(args: argparse.Namespace) -> GraphPart:
     return find_graph(args.dataflow, args.coordinator_addr).part_of(args.node)
 
 
@@ -73,7 +73,7 @@ def node_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for(run: Part, node: str, done: Callable[[control.NodeRow], bool], what: str) -> control.NodeRow:
+def _wait_for(run: GraphPart, node: str, done: Callable[[control.NodeRow], bool], what: str) -> control.NodeRow:
     deadline = time.monotonic() + WAIT_S
     while True:
         row = next(n for n in _status(run).nodes if n.id == node)

@@ -14,17 +14,17 @@ from dataclasses import asdict
 
 from car.commands.actions import Action, add_actions, run_action
 from car.commands.common import coordinator_option, dataflow_option, json_option
-from car.plan.graph import Part, find_graph
+from car.plan.running import GraphPart, find_graph
 from car.plan.runs import RunError
 from car.spec.parameters import Parameter
 from car.transport import control
 
 
-def _part(args: argparse.Namespace) -> Part:
+def _part(args: argparse.Namespace) -> GraphPart:
     return find_graph(args.dataflow, args.coordinator_addr).part_of(args.node)
 
 
-def _parameters(part: Part, node: str) -> control.Parameters:
+def _parameters(part: GraphPart, node: str) -> control.Parameters:
     return part.ask(control.ListParameters(node), control.Parameters)
 
 

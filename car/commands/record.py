@@ -29,7 +29,7 @@ import numpy as np
 
 from car.commands.common import coordinator_option, dataflow_option
 from car.node.subscriber import Subscriber
-from car.plan.graph import Graph, find_graph
+from car.plan.running import RunningGraph, find_graph
 from car.plan.runs import pid_alive
 from car.recording.sink import Ended, McapSink, RecordError, Recording, check_output, describe_file, run_facts
 from car.transport import control
@@ -48,7 +48,7 @@ class Received(NamedTuple):
 
 
 def record(
-    graph: Graph, sources: list[str], sink: McapSink, until: float, stop: threading.Event, begin: bool = False
+    graph: RunningGraph, sources: list[str], sink: McapSink, until: float, stop: threading.Event, begin: bool = False
 ) -> Recording:
     """Record `sources` (`node/output`s, or every output) of `graph` into `sink` until `until` (monotonic), `stop`
     is set, or every part's run has ended; `begin`: then tell the run to start its nodes (`car launch --record`).

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from car.commands.common import coordinator_option, dataflow_option, json_option
-from car.plan.graph import Graph, find_graph
+from car.plan.running import RunningGraph, find_graph
 from car.transport import control
 
 REFRESH_S = 1.0
@@ -36,7 +36,7 @@ class Snapshot:
     nodes: list[tuple[str, control.NodeRow]]
 
 
-def watched(graph: Graph) -> Snapshot:
+def watched(graph: RunningGraph) -> Snapshot:
     """Ask every part to go on measuring (`Watch`), and what its nodes measured so far."""
     for part in graph.parts:
         part.ask(control.Watch(WATCH_S), control.Done)
@@ -84,7 +84,7 @@ def top_arguments(parser: argparse.ArgumentParser) -> None:
     coordinator_option(parser)
 
 
-def _first_look(graph: Graph) -> Snapshot:
+def _first_look(graph: RunningGraph) -> Snapshot:
     """The first snapshot once every node that receives has measured its latency (at most ONCE_WAIT_S)."""
     watched(graph)
     time.sleep(FIRST_REPORT_S)

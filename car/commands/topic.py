@@ -31,7 +31,7 @@ from car.commands.actions import Action, add_actions, run_action
 from car.commands.common import coordinator_option, dataflow_option
 from car.node.event import Event
 from car.node.subscriber import Subscriber
-from car.plan.graph import Graph, Part, find_graph
+from car.plan.running import GraphPart, RunningGraph, find_graph
 from car.plan.runs import RunError
 from car.transport import control
 
@@ -47,7 +47,7 @@ class TopicError(RunError):
 # -- what the run has ---------------------------------------------------------------------------
 
 
-def _graph(args: argparse.Namespace) -> Graph:
+def _graph(args: argparse.Namespace) -> RunningGraph:
     return find_graph(args.dataflow, args.coordinator_addr)
 
 
@@ -55,15 +55,15 @@ def _graph(args: argparse.Namespace) -> Graph:
 class PartTopics:
     """The outputs of one machine's part of a graph."""
 
-    part: Part
+    part: GraphPart
     topics: list[control.Topic]
 
 
-def _topics(graph: Graph) -> list[PartTopics]:
+def _topics(graph: RunningGraph) -> list[PartTopics]:
     return [PartTopics(part, part.ask(control.ListTopics(), control.Topics).topics) for part in graph.parts]
 
 
-def _topic(graph: Graph, source: str) -> tuple[Part, control.Topic]:
+def _topic(graph: RunningGraph, source: str) -> tuple[GraphPart, control.Topic]:
     """The part whose node sends `source`, and what it says of that output."""
     every = _topics(graph)
     for found in every:
@@ -91,7 +91,7 @@ class Watched:
         return self.count / window
 
 
-def watch(run: Part, sources: list[str], window: float) -> dict[str, Watched]:
+def watch(run: GraphPart, sources: list[str], window: float) -> dict[str, Watched]:
     """Subscribe to `sources` (of one part) for `window` seconds: what arrived, per output."""
     seen = {source: Watched() for source in sources}
     if not sources:
@@ -292,41 +292,80 @@ class Window:
         while len(self.sizes) > self.size:
             self.sizes.popleft()
 
-    def rate(self) -> dict[str, Any]:
+    def rate(self) -> Rate:
         """The rate over the window and the spread of the intervals (seconds), as `ros2 topic hz` gives them."""
         times = list(self.arrivals)
         gaps = [b - a for a, b in itertools.pairwise(times)]
         if not gaps:
-            return {"rate_hz": 0.0, "window": 0}
+            return Rate(rate_hz=0.0, window=0)
         mean = sum(gaps) / len(gaps)
-        return {
-            "rate_hz": round(1.0 / mean, 3) if mean > 0 else math.inf,
-            "min_s": round(min(gaps), 6),
-            "max_s": round(max(gaps), 6),
-            "std_s": round(statistics.pstdev(gaps), 6),
-            "window": len(gaps),
-        }
+        return Rate(
+            rate_hz=round(1.0 / mean, 3) if mean > 0 else math.inf,
+            min_s=round(min(gaps), 6),
+            max_s=round(max(gaps), 6),
+            std_s=round(statistics.pstdev(gaps), 6),
+            window=len(gaps),
+        )
 
-    def bandwidth(self) -> dict[str, Any]:
+    def bandwidth(self) -> Bandwidth:
         """Bytes per second over the window, and the message sizes."""
         times = list(self.arrivals)[-len(self.sizes) :] if self.sizes else []
         span = times[-1] - times[0] if len(times) >= 2 else 0.0
         sizes = list(self.sizes)
         if not sizes:
-            return {"bytes_per_s": 0.0, "window": 0}
+            return Bandwidth(bytes_per_s=0.0, window=0)
         rate = sum(sizes[1:]) / span if span > 0 else 0.0
-        return {
-            "bytes_per_s": round(rate, 1),
-            "mean_bytes": round(sum(sizes) / len(sizes), 1),
-            "min_bytes": min(sizes),
-            "max_bytes": max(sizes),
-            "window": len(sizes),
-        }
+        return Bandwidth(
+            bytes_per_s=round(rate, 1),
+            mean_bytes=round(sum(sizes) / len(sizes), 1),
+            min_bytes=min(sizes),
+            max_bytes=max(sizes),
+            window=len(sizes),
+        )
 
 
-def _measure(
-    args: argparse.Namespace, report: Callable[[Window], dict[str, Any]], show: Callable[[dict[str, Any]], str]
-) -> int:
+@dataclass(frozen=True, kw_only=True)
+class Rate:
+    """`car topic hz`'s figures over its window (no spread when fewer than two messages came)."""
+
+    rate_hz: float
+    window: int  # intervals measured
+    min_s: float = 0.0
+    max_s: float = 0.0
+    std_s: float = 0.0
+
+    def text(self) -> str:
+        """As `ros2 topic hz` prints them."""
+        if not self.window:
+            return "no new messages"
+        return (
+            f"average rate: {self.rate_hz:.3f}\n"
+            f"\tmin: {self.min_s:.3f}s max: {self.max_s:.3f}s std dev: {self.std_s:.5f}s window: {self.window}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bandwidth:
+    """`car topic bw`'s figures over its window."""
+
+    bytes_per_s: float
+    window: int  # messages measured
+    mean_bytes: float = 0.0
+    min_bytes: int = 0
+    max_bytes: int = 0
+
+    def text(self) -> str:
+        """As `ros2 topic bw` prints them."""
+        if not self.window:
+            return "no new messages"
+        return (
+            f"{_bytes(self.bytes_per_s)}/s from {self.window} messages\n"
+            f"\tMessage size mean: {_bytes(self.mean_bytes)} min: {_bytes(self.min_bytes)} "
+            f"max: {_bytes(self.max_bytes)}"
+        )
+
+
+def _measure(args: argparse.Namespace, report: Callable[[Window], Rate | Bandwidth]) -> int:
     """Watch one output until `--duration` (or Ctrl-C), printing `report(window)` once a second."""
     part, _ = _topic(_graph(args), args.source)
     window = Window(args.window)
@@ -343,8 +382,9 @@ def _measure(
                 print(f"car: {args.source} is closed (its node ended)", file=sys.stderr)
                 break
             if now >= next_report:
-                numbers = {"source": args.source, **report(window), "dropped": sub.dropped}
-                print(json.dumps(numbers) if args.json else show(numbers), flush=True)
+                figures = report(window)
+                numbers = {"source": args.source, **asdict(figures), "dropped": sub.dropped}
+                print(json.dumps(numbers) if args.json else figures.text(), flush=True)
                 next_report = now + REPORT_PERIOD_S
     if not window.total:
         print(f"car: no message from {args.source} arrived", file=sys.stderr)
@@ -352,34 +392,14 @@ def _measure(
     return 0
 
 
-def _show_rate(numbers: dict[str, Any]) -> str:
-    if not numbers["window"]:
-        return "no new messages"
-    return (
-        f"average rate: {numbers['rate_hz']:.3f}\n"
-        f"\tmin: {numbers['min_s']:.3f}s max: {numbers['max_s']:.3f}s std dev: {numbers['std_s']:.5f}s "
-        f"window: {numbers['window']}"
-    )
-
-
-def _show_bandwidth(numbers: dict[str, Any]) -> str:
-    if not numbers["window"]:
-        return "no new messages"
-    return (
-        f"{_bytes(numbers['bytes_per_s'])}/s from {numbers['window']} messages\n"
-        f"\tMessage size mean: {_bytes(numbers['mean_bytes'])} min: {_bytes(numbers['min_bytes'])} "
-        f"max: {_bytes(numbers['max_bytes'])}"
-    )
-
-
 def topic_hz(args: argparse.Namespace) -> int:
     """An output's rate, and the min, max and spread of the intervals between its messages."""
-    return _measure(args, Window.rate, _show_rate)
+    return _measure(args, Window.rate)
 
 
 def topic_bw(args: argparse.Namespace) -> int:
     """An output's bytes per second, and its message sizes."""
-    return _measure(args, Window.bandwidth, _show_bandwidth)
+    return _measure(args, Window.bandwidth)
 
 
 # -- pub --------------------------------------------------------------------------------------------------

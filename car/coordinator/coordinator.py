@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from car.coordinator.flows import Flow, Part, unique_name
+from car.coordinator.flows import Flow, PlacedPart, unique_name
 from car.coordinator.machines import STARTING_TIMEOUT_S, Machine
 from car.coordinator.relays import Relay, Relays
 from car.spec.loader import check_text
@@ -186,7 +186,7 @@ class Coordinator:
             self.say(f"machine `{machine}` has run `{held.name}`, whose dataflow does not check here: {exc}")
             return
         now = self.clock()
-        parts = {m: Part(m, PartState.UNKNOWN, ready=True) for m in sorted({n.machine for n in dataflow.nodes})}
+        parts = {m: PlacedPart(m, PartState.UNKNOWN, ready=True) for m in sorted({n.machine for n in dataflow.nodes})}
         parts[machine].nodes = list(held.nodes)
         self.flows[held.run_id] = Flow(
             run_id=held.run_id,
@@ -226,19 +226,20 @@ class Coordinator:
         every reader has STOP already, and its part may be ending)."""
         for reader_machine, read in flow.readers_elsewhere(sources, machine).items():
             if flow.state != FlowState.STOPPING:
-                self._tell_machine(reader_machine, cluster.CloseSources(flow.run_id, read))
+                self._tell_part(reader_machine, flow, control.CloseInputs(read))
         for sender_machine, readers in flow.senders_elsewhere(nodes, machine).items():
-            self._tell_machine(sender_machine, cluster.ReadersGone(flow.run_id, readers))
+            self._tell_part(sender_machine, flow, control.ReadersGone(readers))
 
     def _nodes_back(self, flow: Flow, machine: str, nodes: list[str]) -> None:
         """Nodes on `machine` started again (or it is back): the other machines' senders to them resume."""
         for sender_machine, readers in flow.senders_elsewhere(nodes, machine).items():
-            self._tell_machine(sender_machine, cluster.ReadersBack(flow.run_id, readers))
+            self._tell_part(sender_machine, flow, control.ReadersBack(readers))
 
-    def _tell_machine(self, machine_id: str, message: cluster.CoordinatorToDaemon) -> None:
+    def _tell_part(self, machine_id: str, flow: Flow, message: control.ClientToDaemon) -> None:
+        """Give `flow`'s part on a connected machine a control message (through its daemon)."""
         target = self.machines.get(machine_id)
         if target is not None and not target.lost:
-            self._send(target, message)
+            self._send(target, cluster.ForPart(flow.run_id, control.encode(message)))
 
     def _default_machine(self) -> str:
         """Where nodes go that no `deploy` names: the daemon beside the coordinator, else the only one."""
@@ -278,7 +279,7 @@ class Coordinator:
             name=name,
             dataflow=dataflow,
             text=message.text,
-            parts={m: Part(m) for m in needed},
+            parts={m: PlacedPart(m) for m in needed},
             started=now,
             asker=identity,
             deadline=now + PREPARE_TIMEOUT_S,
@@ -394,7 +395,7 @@ class Coordinator:
         for end in message.ends:
             by_machine.setdefault(flow.machine_of(end.source.partition("/")[0]), []).append(end)
         for machine, ends in by_machine.items():
-            self._tell_machine(machine, cluster.EndsDelivered(flow.run_id, ends))
+            self._tell_part(machine, flow, control.EndsDelivered(ends))
 
     def _on_run_ended(self, message: cluster.RunEnded, _: bytes) -> None:
         flow = self.flows.get(message.run_id)

@@ -1,6 +1,6 @@
 """The dataflows a coordinator has placed on machines: each one's parts, states, and who reads whom.
 
-A `Flow` is a checked dataflow and its `Part`s, one per machine it names. The questions
+A `Flow` is a checked dataflow and its `PlacedPart`s, one per machine it names. The questions
 the coordinator asks of the graph when a machine's nodes end or come back (which other
 machines read what they send, which send to them) are answered here, from the dataflow
 alone.
@@ -17,7 +17,7 @@ from car.transport.states import FlowState, PartState
 
 
 @dataclass
-class Part:
+class PlacedPart:
     """A dataflow's nodes on one machine."""
 
     machine: str
@@ -36,7 +36,7 @@ class Flow:
     name: str
     dataflow: Dataflow
     text: str  # the file as the CLI that started it read it
-    parts: dict[str, Part]
+    parts: dict[str, PlacedPart]
     started: float
     state: FlowState = FlowState.STARTING
     asker: bytes = b""  # the CLI waiting for the start's answer

@@ -36,7 +36,7 @@ from car.daemon.notifier import Notifier
 from car.daemon.processes import Asked, NodeState, OsProcesses, kill_what_is_left
 from car.daemon.report import status_line, summary_lines
 from car.daemon.subscriptions import Subscriptions
-from car.daemon.supervisor import RunParts, Supervisor
+from car.daemon.supervisor import RunServices, Supervisor
 from car.daemon.timers import Timers
 from car.daemon.topics import describe_topics, locate_input
 from car.daemon.usage import cpu_and_memory
@@ -106,7 +106,7 @@ class Daemon:
         self.flushes = Flushes(self._answer_flush)
         self.timers = Timers(self._ctx, _timer_readers(self.nodes), endpoints, direct.timer_ends)
         self.direct = direct
-        self.parts = RunParts(
+        self.parts = RunServices(
             processes=OsProcesses(),
             inherited=direct.fds,
             timers=self.timers,

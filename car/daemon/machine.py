@@ -49,7 +49,7 @@ HEARTBEAT_TIMEOUT_MS = 3000
 
 
 @dataclass
-class Part:
+class PartProcess:
     """This machine's part of one run."""
 
     spec: PartSpec
@@ -72,15 +72,15 @@ class Part:
         """Where the part's process answers (see car.plan.runs)."""
         folder = run_folder(self.spec.run_id, self.spec.machine)
         return RunInfo(
-            self.spec.run_id,
-            self.spec.name,
-            self.proc.pid if self.proc else 0,
-            self.spec.file,
-            0.0,
-            self.spec.out_dir,
-            control_endpoint(folder),
-            str(folder),
-            self.spec.machine,
+            run_id=self.spec.run_id,
+            name=self.spec.name,
+            pid=self.proc.pid if self.proc else 0,
+            dataflow=self.spec.file,
+            started=0.0,
+            out_dir=self.spec.out_dir,
+            control=control_endpoint(folder),
+            folder=str(folder),
+            machine=self.spec.machine,
         )
 
 
@@ -136,7 +136,7 @@ class MachineDaemon:
         self.advertise = advertise
         self.lost_grace = lost_grace
         self.say = say
-        self.parts: dict[str, Part] = {}
+        self.parts: dict[str, PartProcess] = {}
         self.prepared: dict[str, PartSpec] = {}
         self.ended: dict[str, Path] = {}  # run id -> the logs of a part that ended here
         self.reserved: dict[str, list[socket.socket]] = {}  # run id -> the ports its nodes listen on (reserve_port)
@@ -161,10 +161,7 @@ class MachineDaemon:
             cluster.AbortRun: self._on_abort,
             cluster.AllReady: self._on_all_ready,
             cluster.StopRunHere: self._on_stop_here,
-            cluster.CloseSources: self._on_close_sources,
-            cluster.ReadersGone: self._on_readers_gone,
-            cluster.ReadersBack: self._on_readers_back,
-            cluster.EndsDelivered: self._on_ends_delivered,
+            cluster.ForPart: self._on_for_part,
             cluster.ReadLog: self._on_read_log,
             cluster.PartRequest: self._on_part_request,
             cluster.Leave: self._on_leave,
@@ -352,7 +349,7 @@ class MachineDaemon:
             return
         finally:
             log.close()
-        self.parts[spec.run_id] = Part(spec, proc)
+        self.parts[spec.run_id] = PartProcess(spec, proc)
         self.say(f"run `{spec.name}` started here (pid {proc.pid})")
 
     def _on_all_ready(self, message: cluster.AllReady) -> None:
@@ -377,23 +374,13 @@ class MachineDaemon:
         if part is not None:
             self._stop_part(part, message.reason, message.grace)
 
-    def _on_close_sources(self, message: cluster.CloseSources) -> None:
-        self._pass_on(
-            message.run_id, control.CloseInputs(message.sources), f"close inputs from {', '.join(message.sources)}"
-        )
-
-    def _on_readers_gone(self, message: cluster.ReadersGone) -> None:
-        self._pass_on(
-            message.run_id, control.ReadersGone(message.readers), f"say that {', '.join(message.readers)} ended"
-        )
-
-    def _on_readers_back(self, message: cluster.ReadersBack) -> None:
-        self._pass_on(
-            message.run_id, control.ReadersBack(message.readers), f"say that {', '.join(message.readers)} are back"
-        )
-
-    def _on_ends_delivered(self, message: cluster.EndsDelivered) -> None:
-        self._pass_on(message.run_id, control.EndsDelivered(message.ends), "pass on delivered ends of streams")
+    def _on_for_part(self, message: cluster.ForPart) -> None:
+        try:
+            request = control.decode(message.message, control.ClientToDaemon)
+        except control.ControlError as exc:
+            self.say(f"an unreadable message for run {message.run_id} from the coordinator: {exc}")
+            return
+        self._pass_on(message.run_id, request, f"pass on {type(request).__name__}")
 
     def _pass_on(self, run_id: str, message: control.ClientToDaemon, what: str) -> None:
         """Give a run's part here what the coordinator says of the other machines' nodes (not once its process
@@ -456,7 +443,7 @@ class MachineDaemon:
         self._leave(message.reason or "the coordinator said so")
 
     # -- the end -------------------------------------------------------------------------------
-    def _stop_part(self, part: Part, reason: str, grace: float) -> None:
+    def _stop_part(self, part: PartProcess, reason: str, grace: float) -> None:
         try:
             request(part.info, control.StopRun(reason, grace), timeout=1.0)
             part.stop_sent = True

@@ -58,8 +58,8 @@ class TimerSwitch(Protocol):
 
 
 @dataclass(kw_only=True)
-class RunParts:
-    """The parts of a run the supervisor acts on when nodes start and end."""
+class RunServices:
+    """What the supervisor acts through when nodes start and end."""
 
     processes: Processes  # starts and signals node processes
     inherited: Callable[[str], list[int]]  # the file descriptors (direct links) a node's process inherits
@@ -78,7 +78,7 @@ class Supervisor:
         dataflow: Dataflow,
         plan: RunPlan,
         nodes: dict[str, NodeState],
-        parts: RunParts,
+        parts: RunServices,
         terminal: Terminal,
         grace: float,
         extra_env: dict[str, str],

@@ -237,11 +237,16 @@ class Node:
     # -- sending ---------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send `data` (numpy array, bytes, str, JSON-able value or None) on a declared output."""
+        self._send(output_id, data, data, metadata)
+
+    def _send(self, output_id: str, given: Any, value: Any, metadata: dict[str, Any] | None) -> None:
+        """Every send goes through here: the daemon's plan changes first, then the declared type's check of what
+        was `given`, then `value` (what goes on the wire; a subclass may convert) to every link."""
         if self._plan_changes:
             self._apply_plan()
         if self._typed_outputs:
-            self._check_type(output_id, data, metadata)
-        self._outbox.send(output_id, data, metadata)
+            self._check_type(output_id, given, metadata)
+        self._outbox.send(output_id, value, metadata)
 
     def _check_type(self, output_id: str, data: Any, metadata: dict[str, Any] | None) -> None:
         """A value of another type than its output declares (`output_types`) is refused with a TypeError."""

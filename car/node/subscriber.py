@@ -11,7 +11,7 @@ the recorder, the live view, `car topic echo`. Each event has the value, metadat
 timestamp a node input gets (`event.id` is the `node/output` it came from). On the host
 of the sending nodes, arrays over 64 KiB arrive through the sender's shared memory as
 read-only views, without a copy. From another host (a part of a coordinator's dataflow
-that runs elsewhere, car.plan.graph) the subscriber listens on tcp:// (CurveZMQ with this
+that runs elsewhere, car.plan.running) the subscriber listens on tcp:// (CurveZMQ with this
 host's keys, letting in only that machine), its requests go through the coordinator, and
 it renews its subscription every few seconds: one that stops renewing is ended there. A subscription is bounded by `queue_size`: a slow
 subscriber loses the oldest messages, a stuck one loses what its sender could not hand
@@ -34,7 +34,7 @@ from car.node.drops import DropFlag
 from car.node.event import Event
 from car.node.inbox import Inbox
 from car.plan.config import RECONNECT_MS, InputConfig
-from car.plan.graph import Part, find_graph
+from car.plan.running import GraphPart, find_graph
 from car.plan.runs import RunError
 from car.spec.model import QueuePolicy
 from car.transport import control
@@ -50,10 +50,10 @@ RENEW_S = 3.0  # ... and is renewed this often
 class Subscriber:
     """A subscription to outputs of a running dataflow."""
 
-    def __init__(self, sources: list[str], run: str | Part | None = None, queue_size: int = DEFAULT_QUEUE_SIZE):
+    def __init__(self, sources: list[str], run: str | GraphPart | None = None, queue_size: int = DEFAULT_QUEUE_SIZE):
         """Subscribe to `sources` of the run named `run` (None: the only one running), or of one part of a run;
         RunError if refused. Of a dataflow on several machines, `sources` are of one machine's part."""
-        self.run: Part = run if isinstance(run, Part) else _part_for(sources, run)
+        self.run: GraphPart = run if isinstance(run, GraphPart) else _part_for(sources, run)
         self._closed = False
         self._finished = False
         self._auth: ThreadAuthenticator | None = None
@@ -184,7 +184,7 @@ class Subscriber:
         self.close()
 
 
-def _part_for(sources: list[str], run: str | None) -> Part:
+def _part_for(sources: list[str], run: str | None) -> GraphPart:
     """The part of the run named `run` whose nodes send `sources` (all of them on one machine)."""
     graph = find_graph(run)
     if len(graph.parts) == 1:

@@ -28,7 +28,7 @@ class RunError(Exception):
     """A run could not be found or did not answer."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunInfo:
     """What `run.json` says about a running dataflow."""
 

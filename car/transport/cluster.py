@@ -282,39 +282,14 @@ class StopRunHere(CoordinatorToDaemon):
 
 
 @dataclass(frozen=True)
-class CloseSources(CoordinatorToDaemon):
-    """`sources` (node/output on another machine) will send no more: their readers here get INPUT_CLOSED."""
+class ForPart(CoordinatorToDaemon):
+    """What the other machines' nodes did, for this machine's part of run `run_id` to act on: one
+    car.transport.control message (`CloseInputs`, `ReadersGone`, `ReadersBack` or `EndsDelivered`), encoded,
+    which the daemon passes on to the part as it is."""
 
-    TYPE: ClassVar[str] = "close_sources"
+    TYPE: ClassVar[str] = "for_part"
     run_id: str = ""
-    sources: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ReadersGone(CoordinatorToDaemon):
-    """`readers` (nodes on another machine) ended, or their machine was lost: senders here stop sending to them."""
-
-    TYPE: ClassVar[str] = "placed_readers_gone"
-    run_id: str = ""
-    readers: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ReadersBack(CoordinatorToDaemon):
-    """`readers` (nodes on another machine) started again, or their machine is back: senders here resume."""
-
-    TYPE: ClassVar[str] = "placed_readers_back"
-    run_id: str = ""
-    readers: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class EndsDelivered(CoordinatorToDaemon):
-    """Readers on other machines have the end of these streams of nodes here."""
-
-    TYPE: ClassVar[str] = "placed_ends_delivered"
-    run_id: str = ""
-    ends: list[StreamEnd] = field(default_factory=list)
+    message: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ import os
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from car import Node
-from hal.board import GIVE_UP_S, BoardClient, BoardError, BoardGone
+from hal.board_client import GIVE_UP_S, BoardClient, BoardError, BoardGone
 from hal.camera import CameraError, OpenCVCamera
 from hal.description import load_description
 from hal.interfaces import SensorReading
@@ -83,8 +83,8 @@ class LinkWatch:
             self.lost = False
             info = self.board.info
             print(
-                f"car_io: board back on {self.board.url}: board {info.get('board_id')}, firmware "
-                f"{info.get('firmware')} (reconnection {self.board.reconnects})",
+                f"car_io: board back on {self.board.url}: board {info.board_id}, firmware "
+                f"{info.firmware} (reconnection {self.board.reconnects})",
                 file=sys.stderr,
             )
             self.guard.board_back(now)
@@ -111,7 +111,7 @@ def run_board(node: Node, port: str, camera_source: str, give_up_s: float) -> No
     except BoardError as exc:
         print(f"car_io: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"car_io: board {info['board_id']}, firmware {info['firmware']}, on {port}", file=sys.stderr)
+    print(f"car_io: board {info.board_id}, firmware {info.firmware}, on {port}", file=sys.stderr)
     car = load_description()
     try:  # the wheels as `car calibrate motors` measured them
         board.configure_wheels(car.wheels, car.ticks_per_metre())
@@ -167,9 +167,7 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
                 board.set_wheel_speeds(*guard.commands_closed(now))
             elif event is not None and event.type == "INPUT" and event.id == "tick" and not watch.lost:
                 stats = board.stats()
-                node.set_status(
-                    guard.status() or f"board: {stats['telemetry']} readings, {stats['dropped']} bad frames"
-                )
+                node.set_status(guard.status() or f"board: {stats.telemetry} readings, {stats.dropped} bad frames")
             if guard.expired(now):
                 board.stop()
             if now >= next_publish:
@@ -200,4 +198,7 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
         print(f"car_io: sent {images} camera frame(s)", file=sys.stderr)
         last = board.latest()
         ticks = last.encoder_ticks if last is not None else (0, 0)
-        print(f"car_io: board link {json.dumps(board.stats())}; encoder ticks {ticks[0]} {ticks[1]}", file=sys.stderr)
+        print(
+            f"car_io: board link {json.dumps(asdict(board.stats()))}; encoder ticks {ticks[0]} {ticks[1]}",
+            file=sys.stderr,
+        )

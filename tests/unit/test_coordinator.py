@@ -72,6 +72,12 @@ class Cluster:
     def to(self, machine: str, kind: type | None = None) -> list:
         return self.daemons.take(machine.encode(), kind)
 
+    def for_part(self, machine: str) -> list[tuple[str, control.ControlMessage]]:
+        """The control messages the coordinator had `machine`'s daemon pass to a part: (run id, message)."""
+        return [
+            (m.run_id, control.decode(m.message, control.ClientToDaemon)) for m in self.to(machine, cluster.ForPart)
+        ]
+
     def ask(self, request: cluster.ClientToCoordinator) -> list:
         self.clients.deliver(CLI, request)
         return self.clients.take(CLI)
@@ -278,7 +284,7 @@ def test_a_part_that_ends_closes_its_readers_elsewhere_and_the_flow_ends_with_th
     run_id = two.start()
     two.to("laptop")
     two.daemons.deliver(b"car", cluster.RunEnded("car", run_id, 0, ["done"]))
-    assert two.to("laptop", cluster.CloseSources) == [cluster.CloseSources(run_id, ["camera/image"])]
+    assert two.for_part("laptop") == [(run_id, control.CloseInputs(["camera/image"]))]
     assert two.flow().state == FlowState.RUNNING
     two.daemons.deliver(b"laptop", cluster.RunEnded("laptop", run_id, 1))
     row = two.flow()
@@ -290,9 +296,9 @@ def test_a_part_that_ends_closes_its_readers_elsewhere_and_the_flow_ends_with_th
 def test_nodes_that_end_on_one_machine_stop_their_senders_elsewhere_and_come_back(two: Cluster) -> None:
     run_id = two.start()
     two.daemons.deliver(b"laptop", cluster.NodesGone("laptop", run_id, ["viewer"], ["viewer/seen"]))
-    assert two.to("car", cluster.ReadersGone) == [cluster.ReadersGone(run_id, ["viewer"])]
+    assert two.for_part("car") == [(run_id, control.ReadersGone(["viewer"]))]
     two.daemons.deliver(b"laptop", cluster.NodesBack("laptop", run_id, ["viewer"]))
-    assert two.to("car", cluster.ReadersBack) == [cluster.ReadersBack(run_id, ["viewer"])]
+    assert two.for_part("car") == [(run_id, control.ReadersBack(["viewer"]))]
 
 
 def test_a_lost_machine_degrades_the_flow_and_its_return_with_the_run_restores_it(two: Cluster) -> None:
@@ -303,11 +309,11 @@ def test_a_lost_machine_degrades_the_flow_and_its_return_with_the_run_restores_i
     two.coordinator.ping(two.clock.now)
     row = two.flow()
     assert row.state == FlowState.DEGRADED and {p.machine: p.state for p in row.parts}["car"] == PartState.LOST
-    assert two.to("laptop", cluster.CloseSources) == [cluster.CloseSources(run_id, ["camera/image"])]
+    assert two.for_part("laptop") == [(run_id, control.CloseInputs(["camera/image"]))]
     held = cluster.HeldRun(run_id, "split", SPLIT, "/flows/split.yml")
     two.join("car", runs=[held])
     assert two.flow().state == FlowState.RUNNING
-    assert two.to("laptop", cluster.ReadersBack) == []  # the laptop's viewer never sent to the car
+    assert two.for_part("laptop") == []  # the laptop's viewer never sent to the car
     assert two.to("car", cluster.Welcome) == [cluster.Welcome()]
 
 
@@ -340,8 +346,8 @@ def test_ends_of_streams_a_machines_readers_received_go_to_each_senders_machine(
     run_id = two.start()
     end = control.StreamEnd("viewer", "camera/image")
     two.daemons.deliver(b"laptop", cluster.EndsReceived("laptop", run_id, [end]))
-    assert two.to("car", cluster.EndsDelivered) == [cluster.EndsDelivered(run_id, [end])]
-    assert two.to("laptop", cluster.EndsDelivered) == []
+    assert two.for_part("car") == [(run_id, control.EndsDelivered([end]))]
+    assert two.for_part("laptop") == []
 
 
 def test_a_log_request_is_passed_to_the_nodes_machine_and_its_answer_back(two: Cluster) -> None:
@@ -443,6 +449,6 @@ def test_while_a_flow_stops_its_parts_are_not_asked_to_close_each_others_inputs(
     two.ask(cluster.StopDataflowNamed(name="split"))
     two.to("laptop")
     two.daemons.deliver(b"car", cluster.RunEnded("car", run_id, 0))
-    assert two.to("laptop", cluster.CloseSources) == []  # its readers have STOP already
+    assert two.for_part("laptop") == []  # its readers have STOP already
     two.daemons.deliver(b"laptop", cluster.RunEnded("laptop", run_id, 0))
     assert two.flow().state == FlowState.FINISHED

@@ -19,7 +19,7 @@ from car.daemon.flushes import Flushes
 from car.daemon.logs import LogReader, NodeLog, Terminal
 from car.daemon.processes import VANISHED, Asked, NodeState, Processes
 from car.daemon.subscriptions import Subscriptions
-from car.daemon.supervisor import KILL_AFTER_S, RunParts, Supervisor
+from car.daemon.supervisor import KILL_AFTER_S, RunServices, Supervisor
 from car.plan.build import plan_machine
 from car.plan.config import ENV_VAR
 from car.spec.loader import check_text
@@ -176,7 +176,7 @@ def make_run(tmp_path: Path) -> Iterator[Any]:
         run = Run(None, processes, terminal, nodes, now)  # type: ignore[arg-type]  # the supervisor comes next
         recorder = Recorder(run)
         told = run.told
-        parts = RunParts(
+        parts = RunServices(
             processes=processes,
             inherited=lambda _: [],
             timers=recorder,

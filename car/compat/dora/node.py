@@ -136,9 +136,7 @@ class Node(_CarNode):
     # -- sending ------------------------------------------------------------------------
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send a pyarrow array (or bytes) on a declared output; its Arrow type arrives unchanged."""
-        if self._typed_outputs:
-            self._check_type(output_id, data, metadata)
-        self._outbox.send(output_id, values.to_send(data), metadata)
+        self._send(output_id, data, values.to_send(data), metadata)
 
     def send_output_raw(
         self, output_id: str, data_length: int, metadata: dict[str, Any] | None = None

@@ -4,7 +4,7 @@ A `car launch` run is one part, here. A dataflow a coordinator placed has one pa
 machine: a part whose daemon runs on this host is asked through its control socket
 (car.plan.runs), any other through the coordinator, which passes the request to that
 machine's daemon and the daemon to the part (`cluster.AskPart`). The commands that look
-inside a graph (`car top`, `car topic`, `car param`, `car node`) ask `Part`s and do not
+inside a graph (`car top`, `car topic`, `car param`, `car node`) ask `GraphPart`s and do not
 care which way a request goes. The coordinator is asked only when one is named
 (`--coordinator-addr`, `$CAR_COORDINATOR`) or runs on this host, so that a command about a
 `car launch` run never waits for a coordinator that is not there.
@@ -25,7 +25,7 @@ R = TypeVar("R", bound=control.DaemonReply)
 
 
 @dataclass
-class Part:
+class GraphPart:
     """One machine's part of a running graph (the whole of a `car launch` run), and how to ask it."""
 
     name: str  # the dataflow's name
@@ -59,13 +59,13 @@ class Part:
 
 
 @dataclass
-class Graph:
+class RunningGraph:
     """A running dataflow's parts."""
 
     name: str
-    parts: list[Part] = field(default_factory=list)
+    parts: list[GraphPart] = field(default_factory=list)
 
-    def statuses(self) -> list[tuple[Part, control.RunStatus]]:
+    def statuses(self) -> list[tuple[GraphPart, control.RunStatus]]:
         """Each part with what it says of its nodes (`ListRun`)."""
         return [(part, part.ask(control.ListRun(), control.RunStatus)) for part in self.parts]
 
@@ -73,7 +73,7 @@ class Graph:
         """The environment `car launch`'s options gave every node (empty for a run `car start` placed)."""
         return {key: value for _, status in self.statuses() for key, value in status.launch_env.items()}
 
-    def part_of(self, node: str) -> Part:
+    def part_of(self, node: str) -> GraphPart:
         """The part that runs `node`; RunError naming the nodes there are."""
         if len(self.parts) == 1:
             return self.parts[0]  # it says itself which nodes it has when it refuses
@@ -84,7 +84,7 @@ class Graph:
             names += [row.id for row in status.nodes]
         raise RunError(f"dataflow `{self.name}` has no node `{node}` (nodes: {', '.join(names) or 'none'})")
 
-    def sources_by_part(self, wanted: list[str]) -> list[tuple[Part, list[str]]]:
+    def sources_by_part(self, wanted: list[str]) -> list[tuple[GraphPart, list[str]]]:
         """Each part with the sources of `wanted` (`node/output`, `node`, or `*`) its nodes send, leaving out
         parts that send none of them (one part: it gets them all and says itself what it lacks)."""
         if len(self.parts) == 1:
@@ -103,20 +103,20 @@ def _node_of(source: str, outputs: list[str]) -> bool:
     return "/" not in source and any(o.startswith(source + "/") for o in outputs)
 
 
-def find_graph(name: str | None, coordinator: str | None = None) -> Graph:
+def find_graph(name: str | None, coordinator: str | None = None) -> RunningGraph:
     """The running dataflow called `name` (its name or run id), or the only one when `name` is None: a `car launch`
     run here, or a dataflow of the coordinator (`coordinator`, $CAR_COORDINATOR, or the one on this host), or
     else the parts of one that run here."""
     launched = [r for r in list_runs() if not r.machine]
     for run in launched:
         if name in (run.name, run.run_id):
-            return Graph(run.name, [Part(run.name, run.run_id, "", run)])
+            return RunningGraph(run.name, [GraphPart(run.name, run.run_id, "", run)])
     placed = _placed(coordinator)
     if placed is None:  # no coordinator to ask: what runs here
         placed = _placed_here()
     wanted = [g for g in placed if name is None or name == g.name or any(p.run_id == name for p in g.parts)]
     if name is None:
-        every = [Graph(r.name, [Part(r.name, r.run_id, "", r)]) for r in launched] + placed
+        every = [RunningGraph(r.name, [GraphPart(r.name, r.run_id, "", r)]) for r in launched] + placed
         if len(every) == 1:
             return every[0]
         if not every:
@@ -128,7 +128,7 @@ def find_graph(name: str | None, coordinator: str | None = None) -> Graph:
     raise RunError(f"no running dataflow named `{name}` (running: {known})")
 
 
-def _placed(coordinator: str | None) -> list[Graph] | None:
+def _placed(coordinator: str | None) -> list[RunningGraph] | None:
     """The coordinator's running dataflows, each part local when its daemon runs here; None without a coordinator."""
     target, named = control_endpoint(coordinator)
     if not named:
@@ -138,18 +138,18 @@ def _placed(coordinator: str | None) -> list[Graph] | None:
     graphs = []
     for flow in (f for f in flows if f.state in (FlowState.RUNNING, FlowState.DEGRADED, FlowState.STOPPING)):
         parts = [
-            Part(flow.name, flow.run_id, p.machine, here.get((flow.run_id, p.machine)), target)
+            GraphPart(flow.name, flow.run_id, p.machine, here.get((flow.run_id, p.machine)), target)
             for p in flow.parts
             if p.state in (PartState.RUNNING, PartState.UNKNOWN) or (flow.run_id, p.machine) in here
         ]
-        graphs.append(Graph(flow.name, parts))
+        graphs.append(RunningGraph(flow.name, parts))
     return graphs
 
 
-def _placed_here() -> list[Graph]:
+def _placed_here() -> list[RunningGraph]:
     """The dataflows whose parts run on this host, grouped by run."""
-    graphs: dict[str, Graph] = {}
+    graphs: dict[str, RunningGraph] = {}
     for run in (r for r in list_runs() if r.machine):
-        graph = graphs.setdefault(run.run_id, Graph(run.name))
-        graph.parts.append(Part(run.name, run.run_id, run.machine, run))
+        graph = graphs.setdefault(run.run_id, RunningGraph(run.name))
+        graph.parts.append(GraphPart(run.name, run.run_id, run.machine, run))
     return list(graphs.values())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import serial
@@ -48,6 +49,30 @@ class BoardGone(BoardError):
     """The board was lost for longer than the client waits for it."""
 
 
+@dataclass(frozen=True)
+class BoardInfo:
+    """What the board says of itself in the handshake (INFO)."""
+
+    firmware: str  # MAJOR.MINOR.PATCH
+    protocol: int
+    board_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkStats:
+    """How the serial link has done so far."""
+
+    telemetry: int  # telemetry frames received
+    frames: int  # frames decoded
+    crc_errors: int
+    framing_errors: int
+    dropped: int  # bytes or frames the decoder threw away
+    lost_frames: int  # sequence gaps in telemetry
+    rtt_ms: float | None  # the last PING's round trip
+    connected: bool
+    reconnects: int
+
+
 class BoardClient:
     """`hal.interfaces.Wheels` and `Sensors` over the serial link."""
 
@@ -55,7 +80,7 @@ class BoardClient:
         self.url = url
         self.baud = baud
         self.give_up_s = give_up_s
-        self.info: dict[str, Any] = {}
+        self.info = BoardInfo("", 0, "")
         self.connected = False
         self.lost_reason = ""
         self.reconnects = 0
@@ -85,7 +110,7 @@ class BoardClient:
         self.flags = 0  # the flags of the latest telemetry (protocol.FLAG_*)
 
     # -- life cycle -----------------------------------------------------------------
-    def open(self) -> dict[str, Any]:
+    def open(self) -> BoardInfo:
         """Open the port, check the board's protocol version, start the reader; returns INFO."""
         self._open_port()
         self._running = True
@@ -101,8 +126,8 @@ class BoardClient:
                 f"{self.url}: no answer to GET_INFO within {HANDSHAKE_S:g} s; is the car firmware on the board? "
                 "(flash it with `car flash`)"
             )
-        if self.info["protocol"] != protocol.PROTOCOL_VERSION:
-            version = self.info["protocol"]
+        if self.info.protocol != protocol.PROTOCOL_VERSION:
+            version = self.info.protocol
             self.close()
             raise BoardError(
                 f"{self.url}: the board speaks protocol {version}, this host {protocol.PROTOCOL_VERSION}: "
@@ -239,7 +264,7 @@ class BoardClient:
             raise BoardError(f"{self.url}: the board refused command 0x{msg_type:02x}: {reason}")
 
     def ping(self) -> int:
-        """Send a PING; its round trip shows in `stats()['rtt_ms']`. Returns its token."""
+        """Send a PING; its round trip shows in `stats().rtt_ms`. Returns its token."""
         self._ping_token = (self._ping_token + 1) & 0xFFFFFFFF
         token = self._ping_token
         self._pings[token] = time.monotonic()
@@ -279,20 +304,20 @@ class BoardClient:
         with self._lock:
             return self._reading
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> LinkStats:
         """Link statistics."""
         d = self._decoder
-        return {
-            "telemetry": self._telemetry,
-            "frames": d.frames,
-            "crc_errors": d.crc_errors,
-            "framing_errors": d.framing_errors,
-            "dropped": d.errors(),
-            "lost_frames": self._lost_frames,
-            "rtt_ms": None if self._rtt is None else round(self._rtt * 1000, 2),
-            "connected": self.connected,
-            "reconnects": self.reconnects,
-        }
+        return LinkStats(
+            telemetry=self._telemetry,
+            frames=d.frames,
+            crc_errors=d.crc_errors,
+            framing_errors=d.framing_errors,
+            dropped=d.errors(),
+            lost_frames=self._lost_frames,
+            rtt_ms=None if self._rtt is None else round(self._rtt * 1000, 2),
+            connected=self.connected,
+            reconnects=self.reconnects,
+        )
 
     def _read_loop(self) -> None:
         while self._running:
@@ -362,11 +387,9 @@ class BoardClient:
                 self.flags = flags
         elif msg_type == protocol.INFO:
             major, minor, patch, version, board_id = fields
-            self.info = {
-                "firmware": f"{major}.{minor}.{patch}",
-                "protocol": version,
-                "board_id": board_id.rstrip(b"\x00").decode(errors="replace"),
-            }
+            self.info = BoardInfo(
+                f"{major}.{minor}.{patch}", version, board_id.rstrip(b"\x00").decode(errors="replace")
+            )
             if self.reconnects and version != protocol.PROTOCOL_VERSION:
                 self._refused = (
                     f"{self.url}: the board came back speaking protocol {version}, this host "

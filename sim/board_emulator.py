@@ -283,7 +283,7 @@ def run_summary(world: World) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`car board emulator` (also `python -m sim.board`, `car board-emulator`)."""
+    """`car board emulator` (also `python -m sim.board_emulator`, `car board-emulator`)."""
     parser = argparse.ArgumentParser(prog="car board emulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--track", default="oval", help="a track name or file (default oval)")
     parser.add_argument("--seed", type=int, default=0)
