@@ -43,9 +43,11 @@ def test_commands_reach_the_motors_and_telemetry_streams(emulator: str) -> None:
         assert 60 < rate < 120  # 100 Hz, give or take a busy machine
         assert 7.0 < reading.battery_v < 8.5
         board.ping()
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while board.stats().rtt_ms is None and time.monotonic() < deadline:  # the PING's answer
+            time.sleep(0.01)
         stats = board.stats()
-        assert stats["rtt_ms"] is not None and stats["crc_errors"] == 0
+        assert stats.rtt_ms is not None and stats.crc_errors == 0
 
 
 def test_watchdog_stops_the_motors_when_commands_stop(emulator: str) -> None:

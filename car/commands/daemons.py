@@ -145,19 +145,18 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         except KeysError as exc:
             raise RunError(str(exc)) from None
     out = Path(args.out) if args.out else state_root()
-    from car.daemon.machine import MachineDaemon  # only this command needs it: others start faster
+    from car.daemon import machine_server  # only this command needs it: others start faster
 
-    daemon = MachineDaemon(
+    return machine_server.serve(
         args.machine_id,
         endpoint(args.coordinator_addr, cluster.DAEMON_PORT),
         out,
-        args.listen,
-        args.advertise,
-        args.lost_grace,
+        listen_host=args.listen,
+        advertise=args.advertise,
+        lost_grace=args.lost_grace,
         say=say,
         keys=keys,
     )
-    return daemon.run()
 
 
 def up_arguments(parser: argparse.ArgumentParser) -> None:

@@ -125,6 +125,8 @@ class Node:
         return self
 
     def __next__(self) -> Event:
+        if self._finished:  # STOP was handed out: nothing queued behind it is (as dora's event stream ends)
+            raise StopIteration
         inbox = self._inbox
         event = inbox.pop() if inbox.pending else None  # queued already: skip the waiting logic
         if event is None:
@@ -158,7 +160,9 @@ class Node:
 
         Returns None on timeout and once STOP has been handed out.
         """
-        event = self._inbox.next(timeout, self._finished or self._closed)
+        if self._finished:
+            return None
+        event = self._inbox.next(timeout, self._closed)
         return None if event is None else self._hand_out(event)
 
     def _on_control(self, message: control.DaemonToNode) -> None:
