@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import ROOT, car, write_flow
+from tests.helpers import ROOT, car, launched, run_status, write_flow
 
 TICKER = """
     nodes:
@@ -41,6 +41,21 @@ def test_logs_of_an_ended_run_are_read_from_its_folder_at_once(tmp_path: Path) -
     assert len(lines) == 2 and lines[0]["node"] == "ticker"
     missing = car("logs", "nobody", "-d", "short", cwd=tmp_path)
     assert missing.returncode == 2 and "has no log of a node `nobody` (nodes with logs: ticker)" in missing.stderr
+
+
+def test_the_only_running_graph_needs_no_name_and_what_prints_data_prints_json(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path, TICKER, ticker_py=TICKER_PY)
+    checked = car("check", str(flow), "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["nodes"][0]["id"] == "ticker"
+    with launched(flow, "only", ("ticker",), tmp_path):
+        listed = json.loads(car("list", "--json").stdout)
+        assert [run["name"] for run in listed["runs"]] == ["only"] and listed["placed"] == []
+        assert listed["runs"][0]["nodes"][0]["state"] == "running"
+        restarted = car("node", "restart", "ticker")  # no -d: the only graph running
+        assert restarted.returncode == 0, restarted.stderr
+        assert run_status("only").nodes[0].restarts == 1
+        nodes = json.loads(car("node", "list", "--json").stdout)
+        assert [(n["id"], n["restarts"]) for n in nodes] == [("ticker", 1)]
 
 
 def test_a_taken_view_port_is_refused_before_anything_starts_naming_the_option(tmp_path: Path) -> None:
