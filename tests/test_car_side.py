@@ -19,7 +19,7 @@ ALPINE = {
     "yaml": "py3-yaml",
     "msgpack": "py3-msgpack",
 }
-OURS = {"car", "hal", "sim", "nodes", "firmware", "view"}
+OURS = {"car", "hal", "sim", "nodes", "firmware", "view", "tools"}
 # What the car runs: `car launch` and `car daemon` (the CLI, the daemons), the nodes of follow_line.yml and
 # follow_line_ir.yml with --hw, and what they load once running on the board and the camera.
 CAR_SIDE = [

@@ -1,6 +1,6 @@
 """`car calibrate`: measure the real car; each writes its section of the car description.
 
-    car calibrate camera (--images DIR | --camera SOURCE) [...]   lens and pose (hal.calibrate_camera)
+    car calibrate camera (--images DIR | --camera SOURCE) [...]   lens and pose (tools.calibrate_camera)
     car calibrate motors [--port PORT] [...]                      wheels: directions, dead band, speed per duty
     car calibrate line-sensors [--port PORT] [...]                each sensor over floor and over tape
     car calibrate scene [--car FILE] [--out DIR]                  the simulator's pictures for `camera`
@@ -11,7 +11,7 @@ hands to every node and the simulator.
 
 from __future__ import annotations
 
-from hal.command_group import dispatch
+from tools.command_group import dispatch
 
 
 def main(argv: list[str] | None = None) -> None:

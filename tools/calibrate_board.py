@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from hal.board_client import BoardClient, BoardError
-from hal.board_command import board_port
 from hal.description import (
     CarDescription,
     DescriptionError,
@@ -47,6 +46,7 @@ from hal.description import (
     write_section,
 )
 from hal.interfaces import SensorReading
+from tools.board import board_port
 
 MOVING_MPS = 0.02  # a wheel turning slower than this stands still
 DUTY_STEP = 0.02

@@ -4,7 +4,7 @@
     car board shell [--port PORT]             MicroPython's REPL (mpremote), the firmware restarted after
     car board emulator [...]                  the board emulator (`sim.board_emulator`)
 
-`car board NAME ARGS` runs the installed command `board-NAME` (hal.command_group), so
+`car board NAME ARGS` runs the installed command `board-NAME` (tools.command_group), so
 `car board-emulator` still works. With no --port, the one attached MicroPython board.
 """
 
@@ -22,9 +22,9 @@ import serial
 
 from firmware import protocol
 from hal.board_client import BAUD, BoardClient, BoardError, BoardInfo
-from hal.command_group import dispatch
-from hal.flash import FlashError, find_port, mpremote, tool
 from hal.serial_port import open_port
+from tools.command_group import dispatch
+from tools.flash import FlashError, find_port, mpremote, tool
 
 TELEMETRY_WAIT_S = 0.5  # long enough for dozens of readings and a ping's answer
 
