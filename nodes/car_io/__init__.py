@@ -4,7 +4,10 @@
 chosen through one table (`BACKENDS`, as python-can's interfaces are) and imported only
 when chosen: `sim` (nodes.car_io.sim) or `hw` (nodes.car_io.board); on the car nothing of
 the simulator is loaded. Both drive the car through hal.interfaces (wheels, sensors,
-camera) and one drive policy (nodes.drive.DriveGuard).
+camera), take the graph's events through nodes.car_io.inputs (implemented once: commands
+through the one drive policy, nodes.drive.DriveGuard, the status line, the pilot's safety
+events), and keep only what differs: the board's wall-clock loop with its camera thread
+and reconnection, the simulator's lockstep with the graph.
 
 Inputs: `cmd` ({"left": m/s, "right": m/s}; with the metadata of the observation that
 caused it, or without it from a free-running source such as teleop), `tick` (once a

@@ -23,6 +23,7 @@ from hal.board_client import GIVE_UP_S, BoardClient, BoardError, BoardGone
 from hal.camera import CameraError, OpenCVCamera
 from hal.description import load_description
 from hal.interfaces import SensorReading
+from nodes.car_io.inputs import Command, Ended, Inputs
 from nodes.drive import SENSOR_PERIOD_S, DriveGuard, DriveLimits
 from nodes.messages import sensor_message
 from nodes.safety import send_safety
@@ -153,21 +154,25 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
     frame, images, sent_frame = 0, 0, 0
     guard = DriveGuard(DriveLimits.from_env())
     watch = LinkWatch(node, board, guard)
+
+    def status() -> str | None:  # a lost board's status says so already (LinkWatch)
+        stats = board.stats()
+        return (
+            None if watch.lost else guard.status() or f"board: {stats.telemetry} readings, {stats.dropped} bad frames"
+        )
+
+    inputs = Inputs(node, guard, status)
     next_publish = time.monotonic()
     try:
         while True:
             event = node.next(timeout=max(0.0, next_publish - time.monotonic()))
             now = time.monotonic()
-            if event is not None and event.type == "STOP":
-                break
             watch.check(now)
-            if event is not None and event.type == "INPUT" and event.id == "cmd":
-                board.set_wheel_speeds(*guard.command(event.value, now))
-            elif event is not None and event.type == "INPUT_CLOSED" and event.id == "cmd":
-                board.set_wheel_speeds(*guard.commands_closed(now))
-            elif event is not None and event.type == "INPUT" and event.id == "tick" and not watch.lost:
-                stats = board.stats()
-                node.set_status(guard.status() or f"board: {stats.telemetry} readings, {stats.dropped} bad frames")
+            taken = inputs.take(event, now) if event is not None else None
+            if taken is Ended.STOP:
+                break
+            if isinstance(taken, Command):
+                board.set_wheel_speeds(taken.left, taken.right)
             if guard.expired(now):
                 board.stop()
             if now >= next_publish:
@@ -185,8 +190,8 @@ def serve_board(node: Node, board: BoardClient, camera_source: str, line_scale: 
             send_safety(node, guard.take_events())
             if camera is not None and camera.frames > sent_frame and camera.latest is not None:
                 sent_frame = camera.frames
-                image, taken = camera.latest
-                node.send_output("image", image, {"captured": round(taken, 6)})
+                image, captured = camera.latest
+                node.send_output("image", image, {"captured": round(captured, 6)})
                 images += 1
             if camera is not None and camera.error and not camera.is_alive() and camera.frames == sent_frame:
                 print(f"car_io: {camera.error}", file=sys.stderr)

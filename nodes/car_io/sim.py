@@ -22,10 +22,11 @@ import numpy as np
 
 from car import Node
 from hal.description import SIM_ENV_VAR, load_description
+from nodes.car_io.inputs import Command, Ended, Inputs
 from nodes.drive import SENSOR_PERIOD_S, DriveGuard, DriveLimits
 from nodes.launch_options import SIM_TIME_ENV, TRACK_ENV
 from nodes.messages import sensor_message
-from nodes.safety import SafetyChange, SafetyEvent, safety_event, send_safety
+from nodes.safety import SafetyChange, SafetyEvent, send_safety
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
 
@@ -157,6 +158,17 @@ def run() -> None:
         for event in events:
             stops.said(source, event, world.truth())
 
+    def status() -> str:
+        truth = world.truth()
+        last_lap = f" (last {truth.lap_times[-1]:.1f} s)" if truth.lap_times else ""
+        held = f"  {guard.status()}" if guard.status() else ""
+        return (
+            f"t {truth.t:.1f} s  lap {truth.laps}{last_lap}  {truth.speed:.2f} m/s  "
+            f"cross-track {truth.cross_track * 1000:+.0f} mm{held}"
+        )
+
+    inputs = Inputs(node, guard, status, lambda source, event: said(source, [event]))
+
     next_image_t = 0.0
     frame_shape = (world.camera.params.height, world.camera.params.width, 3)
 
@@ -193,33 +205,20 @@ def run() -> None:
             event = node.next(timeout=max(0.0, deadline - time.monotonic()))
             if event is None:
                 break
-            if event.type == "STOP":
+            taken = inputs.take(event, world.t)  # a malformed command stops the wheels; a paced step goes on
+            if taken is Ended.STOP:
                 ending = "stop"
                 break
-            if event.type == "INPUT_CLOSED" and event.id == "cmd":
-                world.wheels.set_wheel_speeds(*guard.commands_closed(world.t))
-                command = None
-            elif event.type == "INPUT" and event.id == "cmd":
-                wheels = guard.command(event.value, world.t)  # a malformed one stops the wheels; a paced step goes on
-                if event.metadata.get("frame") == frame:
-                    if captured_ns:
-                        loop_ns.append(time.perf_counter_ns() - captured_ns)
-                    command = wheels
-                else:  # free-running (teleop), or late for its frame (a paced run on a busy machine): applied now,
-                    world.wheels.set_wheel_speeds(*wheels)  # the newest word on the wheels, but it does not pace us
-            elif event.type == "INPUT" and event.id == "safety":
-                try:
-                    said(event.source.split("/")[0] or "pilot", [safety_event(event.value)])
-                except ValueError as exc:
-                    print(f"car_io: ignored a `safety` message: {exc}", file=sys.stderr)
-            elif event.type == "INPUT" and event.id == "tick":
-                truth = world.truth()
-                last_lap = f" (last {truth.lap_times[-1]:.1f} s)" if truth.lap_times else ""
-                held = f"  {guard.status()}" if guard.status() else ""
-                node.set_status(
-                    f"t {truth.t:.1f} s  lap {truth.laps}{last_lap}  {truth.speed:.2f} m/s  "
-                    f"cross-track {truth.cross_track * 1000:+.0f} mm{held}"
-                )
+            if not isinstance(taken, Command):
+                continue
+            if taken.frame == frame and not taken.closed:  # the answer to this observation: it lands after latency
+                if captured_ns:
+                    loop_ns.append(time.perf_counter_ns() - captured_ns)
+                command = (taken.left, taken.right)
+            else:  # free-running (teleop), late for its frame (a busy machine), or the pilot gone: applied now,
+                world.wheels.set_wheel_speeds(taken.left, taken.right)  # the newest word, but it does not pace us
+                if taken.closed:
+                    command = None
         if ending:
             break
         # advance one frame: the old command until the new one lands, then the new one
