@@ -1,4 +1,4 @@
-"""`car record [DATAFLOW] -o FILE.mcap` and `car info FILE.mcap`: keep a running graph's messages, see what was kept.
+"""`car record [-d NAME] -o FILE.mcap` and `car info FILE.mcap`: keep a running graph's messages, see what was kept.
 
 `car record` joins a running graph as a subscriber (one per machine's part, each a
 thread; car.node.subscriber) and writes every message of the outputs asked for (default:

@@ -1,4 +1,4 @@
-"""`car top [DATAFLOW] [--once]`: a live table of a running graph's nodes, as `top` is of processes.
+"""`car top [-d NAME] [--once] [--json]`: a live table of a running graph's nodes, as `top` is of processes.
 
 Per node: CPU % (of one CPU), resident memory, messages out and in per second, drops by
 queue bounds (and superseded), p50/p99 time from its inputs' timestamps to their
