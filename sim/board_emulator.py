@@ -310,15 +310,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         with contextlib.ExitStack() as made:  # a board filesystem of its own unless --fs: removed when it ends
-            root = (
-                Path(args.fs)
-                if args.fs
-                else Path(made.enter_context(tempfile.TemporaryDirectory(prefix="car-board-fs-")))
-            )
+            root = Path(args.fs) if args.fs else Path(made.enter_context(_scratch_folder()))
             _emulate(args, root)
     except (TrackError, OSError, VmUnavailable, FaultError, DescriptionError) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _scratch_folder() -> tempfile.TemporaryDirectory[str]:
+    """The emulator's own board filesystem: in $XDG_RUNTIME_DIR when there is one (a tmpfs the session clears, so
+    not even a killed emulator leaves it for long), else in the system's temporary folder."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    where = runtime if runtime and os.access(runtime, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="car-board-fs-", dir=where)
 
 
 def _emulate(args: argparse.Namespace, root: Path) -> None:

@@ -86,7 +86,7 @@ def test_the_board_emulator_leaves_no_folder_behind(tmp_path: Path) -> None:
     scratch.mkdir()
     emulator = subprocess.Popen(
         [sys.executable, "-m", "car", "board", "emulator"],
-        env={**os.environ, "TMPDIR": str(scratch)},
+        env={**os.environ, "XDG_RUNTIME_DIR": str(scratch)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
