@@ -29,7 +29,7 @@ from tests.debian import debian_program
 
 def chromium_binary() -> str:
     """The path of `chromium`, installing Debian's package when it is missing; skips the test when it cannot."""
-    return shutil.which("chromium-browser") or debian_program("chromium", "chromium", "the page test")
+    return shutil.which("chromium-browser") or debian_program("chromium", "the page test")
 
 
 class Page:

@@ -13,10 +13,12 @@ import pytest
 PACKAGES = {"strace": "strace", "chromium": "chromium"}  # program -> the Debian package that has it
 
 
-def debian_program(program: str, package: str, needed_for: str) -> str:
-    """The path of `program`; skips the test, saying why, when it is missing (`needed_for`: which test needs it)."""
+def debian_program(program: str, needed_for: str) -> str:
+    """The path of `program` (one of PACKAGES); skips the test, saying why, when it is missing (`needed_for`:
+    which test needs it)."""
     found = shutil.which(program)
     if found is None:
+        package = PACKAGES[program]
         pytest.skip(f"{needed_for} needs {program}: not installed (`make test-deps` installs Debian's {package})")
     return found
 

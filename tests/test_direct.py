@@ -276,7 +276,7 @@ def test_a_daemon_started_without_stdin_still_hands_over_working_links(tmp_path:
 
 def _launch_under_strace(flow: Path, name: str, inject: str) -> subprocess.CompletedProcess[str]:
     """`car launch flow` with strace failing the socket pairs as `inject` says (`-e inject=...`)."""
-    strace = debian_program("strace", "strace", "the socket-pair fault test")
+    strace = debian_program("strace", "the socket-pair fault test")
     command = [strace, "-f", "-qq", "-o", os.devnull, "-e", "trace=socketpair", "-e", f"inject={inject}"]
     command += [sys.executable, "-m", "car", "launch", str(flow), "--name", name, "--out", str(flow.parent / "out")]
     return subprocess.run(command, cwd=flow.parent, capture_output=True, text=True, timeout=120)

@@ -21,7 +21,7 @@ FOLLOW_LINE = ROOT / "dataflows" / "follow_line.yml"
 @pytest.fixture(scope="module")
 def strace() -> str:
     """strace, installed when missing; and libseccomp's binding, for failing calls."""
-    found = debian_program("strace", "strace", "car doctor's tests")
+    found = debian_program("strace", "car doctor's tests")
     try:
         import pyseccomp  # noqa: F401  # loads the system's libseccomp.so.2
     except (ImportError, OSError) as exc:

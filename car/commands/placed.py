@@ -132,21 +132,21 @@ def cmd_machines(args: argparse.Namespace) -> int:
     return 0
 
 
-def placed_json(address: str | None) -> list[dict[str, object]]:
-    """The coordinator's dataflows as `car list --json` shows them ([] when no coordinator runs)."""
+def placed_dataflows(address: str | None) -> list[cluster.DataflowRow]:
+    """The coordinator's dataflows ([] when no coordinator runs here and none was named)."""
     target, named = control_endpoint(address)
-    if not named:
-        return []
-    return [asdict(flow) for flow in ask(target, cluster.ListDataflows(), cluster.Dataflows).dataflows]
+    return ask(target, cluster.ListDataflows(), cluster.Dataflows).dataflows if named else []
+
+
+def placed_json(address: str | None) -> list[dict[str, object]]:
+    """The coordinator's dataflows as `car list --json` shows them."""
+    return [asdict(flow) for flow in placed_dataflows(address)]
 
 
 def list_placed(address: str | None) -> list[str]:
-    """What `car list` adds for the coordinator's dataflows (nothing when no coordinator runs)."""
-    target, named = control_endpoint(address)
-    if not named:
-        return []
+    """What `car list` adds for the coordinator's dataflows."""
     lines = []
-    for flow in ask(target, cluster.ListDataflows(), cluster.Dataflows).dataflows:
+    for flow in placed_dataflows(address):
         lines.append(
             f"{flow.name}  {flow.run_id}  {flow.state}  up {flow.uptime_s} s  on {', '.join(p.machine for p in flow.parts)}"
         )

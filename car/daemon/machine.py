@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from car.daemon.processes import Process
 from car.daemon.run_part import PartSpec
 from car.plan.build import remote_keys
-from car.plan.runs import RunError, RunInfo, control_endpoint, run_folder, runtime_root
+from car.plan.runs import RunError, RunInfo, control_endpoint, pid_alive, run_folder, runtime_root
 from car.spec.loader import check_text
 from car.spec.model import DataflowError, Placement
 from car.transport import cluster, control
@@ -39,16 +40,9 @@ STATE_PERIOD_S = 1.0  # how often the parts' node states go to the coordinator (
 SHUTDOWN_WAIT_S = 15.0  # at the end, how long the parts' processes may take to end before SIGKILL
 
 
-class PartProc(Protocol):
-    """A part's process, as the daemon watches it (a `subprocess.Popen`, or a test's)."""
-
-    pid: int
-
-    def poll(self) -> int | None:
-        """Its exit code, or None while it runs."""
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for it to end (subprocess.TimeoutExpired after `timeout`)."""
+class PartProc(Process, Protocol):
+    """A part's process, as the daemon watches it (a `subprocess.Popen`, or a test's): a node's process
+    (car.daemon.processes.Process) that the daemon also signals itself."""
 
     def terminate(self) -> None:
         """SIGTERM."""
@@ -104,7 +98,8 @@ def local_machines() -> list[str]:
     for path in runtime_root().glob("daemon-*.json"):
         try:
             entry = json.loads(path.read_text())
-            os.kill(int(entry["pid"]), 0)
+            if not pid_alive(int(entry["pid"])):
+                continue
         except (OSError, ValueError, KeyError, TypeError):
             continue
         found.append(str(entry["machine"]))

@@ -55,9 +55,12 @@ class PollLoop:
     def run_once(self, wait_ms: int | None = None) -> float:
         """One pass: wait up to `wait_ms` (default `tick_ms`) for sockets, handle the readable ones, then the
         periodic work that is due; the time of the pass."""
-        ready = dict(self._poller.poll(self.tick_ms if wait_ms is None else wait_ms)) if self._handlers else {}
-        if not self._handlers:
-            time.sleep((self.tick_ms if wait_ms is None else wait_ms) / 1000)
+        wait = self.tick_ms if wait_ms is None else wait_ms
+        ready: dict[Any, int] = {}
+        if self._handlers:
+            ready = dict(self._poller.poll(wait))
+        else:  # nothing to watch: the pass still lasts its time
+            time.sleep(wait / 1000)
         for sock in ready:
             handler = self._handlers.get(sock)
             if handler is not None:  # an earlier handler of this pass may have removed it

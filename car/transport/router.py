@@ -152,10 +152,10 @@ class MemoryPort(Port):
 
     def take(self, identity: bytes | None = None, kind: type[M] | None = None) -> list[Any]:
         """Remove and return what was sent (to `identity`, of type `kind`; None: any), oldest first."""
-        taken = [
-            message
-            for to, message in self.sent
-            if (identity is None or to == identity) and (kind is None or isinstance(message, kind))
-        ]
-        self.sent = [(to, m) for to, m in self.sent if not any(m is t for t in taken)]
-        return taken
+        taken: list[tuple[bytes, control.ControlMessage]] = []
+        kept: list[tuple[bytes, control.ControlMessage]] = []
+        for to, message in self.sent:
+            wanted = (identity is None or to == identity) and (kind is None or isinstance(message, kind))
+            (taken if wanted else kept).append((to, message))
+        self.sent = kept
+        return [message for _, message in taken]

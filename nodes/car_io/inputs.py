@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from car import Node
-from car.node.event import Event
+from car import Event, Node
 from nodes.drive import DriveGuard
 from nodes.safety import SafetyEvent, safety_event
 
