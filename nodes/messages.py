@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from hal.interfaces import SensorReading
@@ -21,6 +22,32 @@ from nodes.line_detector import LineEstimate
 
 class MessageError(ValueError):
     """A message that is not what its input takes; the text says which field and what it should be."""
+
+
+OBSERVATION_KEY = "observation"  # the metadata field naming which of car_io's outputs carried an observation
+FRAME_KEY = "frame"  # ... and which of its 10 ms cycles it belongs to
+
+
+class Observation(Enum):
+    """Which of car_io's outputs an observation went out on; a command passes its metadata back, and so says which it
+    answers."""
+
+    IMAGE = "image"  # a camera frame, in the cycles where one falls due (30 a second)
+    SENSORS = "sensors"  # a sensor reading, every cycle
+    POSE = "pose"  # the simulator's ground truth, every cycle (for the simulator's expert only)
+
+    @property
+    def every_cycle(self) -> bool:
+        """Whether car_io sends one of these in every 10 ms cycle (else only when a camera frame falls due)."""
+        return self is not Observation.IMAGE
+
+    @classmethod
+    def of(cls, metadata: dict[str, Any]) -> Observation | None:
+        """The observation a command's metadata says it answers (None: free-running, or not said)."""
+        try:
+            return cls(metadata.get(OBSERVATION_KEY))
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 from hal.camera_model import floor_to_image, is_distorted, undistort_pixels
 from hal.description import CameraParams
 from hal.interfaces import check_frame_array
-from sim.track import FloorMap
+from sim.floor import FloorMap
 from sim.vehicle import Vehicle
 
 NOISE_BANK = 16

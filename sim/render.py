@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sim.floor import draw_floor
 from sim.track import Track
 
 WORST_M = 0.05  # trail colour: green on the line, red at this cross-track error and beyond
@@ -22,7 +23,7 @@ def render_run(
     seed: int = 0,
 ) -> np.ndarray:
     """The picture (BGR uint8): floor and tape, the trail (x, y, cross_track), a caption."""
-    floor = track.floor_map(px_per_m, seed=seed, margin=0.3)
+    floor = draw_floor(track, px_per_m, seed=seed, margin=0.3)
     image = cv2.addWeighted(floor.image, 0.55, np.full_like(floor.image, 255), 0.45, 0)
     points = [floor.to_pixel(x, y) for x, y, _ in trail]
     for (a, b), (_, _, cte) in zip(pairwise(points), trail[1:], strict=False):

@@ -14,7 +14,8 @@ import numpy as np
 
 from hal.description import SensorParams
 from hal.interfaces import SensorReading
-from sim.track import FloorMap, Obstacle
+from sim.floor import FloorMap
+from sim.track import Obstacle
 from sim.vehicle import Vehicle
 
 
@@ -45,18 +46,17 @@ class SimSensors:
         floor: FloorMap,
         obstacles: tuple[Obstacle, ...],
         rng: np.random.Generator,
-        floor_rgb: tuple[int, int, int] = (190, 185, 172),
-        line_rgb: tuple[int, int, int] = (25, 25, 28),
     ):
         self.params = params
         self._vehicle = vehicle
         self._floor = floor
         self._obstacles = obstacles
         self._rng = rng
-        # calibrated like a real array: 0 over the bare floor, 1 over the tape
+        # calibrated like a real array: 0 over the bare floor, 1 over the line (dark tape or white paint)
         grey = cv2.cvtColor(floor.image, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        bright, dark = _grey(floor_rgb), _grey(line_rgb)
-        darkness = np.clip((bright - grey) / max(bright - dark, 1.0), 0.0, 1.0)
+        bare, line = _grey(floor.floor_rgb), _grey(floor.line_rgb)
+        contrast = line - bare if abs(line - bare) >= 1.0 else -1.0
+        darkness = np.clip((grey - bare) / contrast, 0.0, 1.0)
         spot = max(1, round(params.line_sensor_footprint * floor.px_per_m))
         self._seen = cv2.blur(darkness, (spot, spot))  # what a sensor sees: the mean over its spot
         self._bias = float(rng.uniform(-params.gyro_bias, params.gyro_bias))

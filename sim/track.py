@@ -1,6 +1,6 @@
-"""Tracks: a tape line on a floor, loaded from YAML, with the geometry the simulator needs.
+"""Tracks: a tape line or a two-lane road on a floor, loaded from YAML, with the geometry the simulator needs.
 
-A track file (see `sim/tracks/`) is either a sequence of segments
+A track file (see `sim/tracks/`) traces a centre line, either as a sequence of segments
 
     start: {x: 0, y: 0, heading_deg: 0}
     segments:
@@ -12,19 +12,26 @@ or `points: [[x, y], ...]` (metres) smoothed into a curve, plus `line_width` (m,
 `distractors` (a number of stray marks on the floor) and `obstacles` (boxes:
 {x, y, width, depth}). A closed track must end within 1 cm of where it starts.
 
+`style: tape` (the default) lays tape along the centre line, and the car follows it.
+`style: lane` draws a road instead: a dashed line along the centre and a solid edge line
+`lane_width` metres (default 0.25) to each side; the car keeps to the middle of the
+right-hand lane, and that middle is the line a `Track` measures from (`points`,
+`project`, `pose_at`), while `centre` is the road's centre. A lane track's bends must
+be wider than `lane_width`, so its inner edge line does not fold over itself.
+
 Positions are metres in the floor's frame (x right, y up), headings radians counter-
-clockwise from +x. The signed cross-track distance is positive left of the line (seen in
-the direction of travel).
+clockwise from +x. The signed cross-track distance is positive left of the line the car
+should drive (seen in the direction of travel).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
@@ -33,6 +40,16 @@ CLOSURE_TOLERANCE_M = 0.01
 TRACKS_DIR = Path(__file__).parent / "tracks"
 DEFAULT_FLOOR_RGB = (190, 185, 172)
 DEFAULT_LINE_RGB = (25, 25, 28)
+DEFAULT_LANE_FLOOR_RGB = (88, 88, 92)  # asphalt-grey ...
+DEFAULT_LANE_LINE_RGB = (235, 235, 225)  # ... with white paint
+DEFAULT_LANE_WIDTH_M = 0.25
+
+
+class TrackStyle(Enum):
+    """What is drawn along a track's centre line."""
+
+    TAPE = "tape"  # one line of tape; the car follows it
+    LANE = "lane"  # a road: dashed centre line, solid edges; the car keeps to the right-hand lane
 
 
 class TrackError(ValueError):
@@ -58,27 +75,8 @@ class Projection:
     progress: float  # arc length along the line, 0 at the start
 
 
-@dataclass
-class FloorMap:
-    """A top-down picture of the floor and the mapping from metres to its pixels."""
-
-    image: np.ndarray  # BGR uint8
-    px_per_m: float
-    x_min: float
-    y_max: float
-
-    def to_pixel(self, x: float, y: float) -> tuple[float, float]:
-        """Pixel (column, row) of a floor point."""
-        return (x - self.x_min) * self.px_per_m, (self.y_max - y) * self.px_per_m
-
-    def world_to_pixel_matrix(self) -> np.ndarray:
-        """3x3 matrix taking homogeneous floor metres to homogeneous pixels."""
-        s = self.px_per_m
-        return np.array([[s, 0, -self.x_min * s], [0, -s, self.y_max * s], [0, 0, 1]], dtype=np.float64)
-
-
 class Track:
-    """A centre line (dense polyline) with its arc length, heading and curvature."""
+    """The line the car should drive (dense polyline) with its arc length, heading and curvature."""
 
     def __init__(
         self,
@@ -91,10 +89,22 @@ class Track:
         line_rgb: tuple[int, int, int] = DEFAULT_LINE_RGB,
         obstacles: tuple[Obstacle, ...] = (),
         distractors: int = 0,
+        style: TrackStyle = TrackStyle.TAPE,
+        lane_width: float = DEFAULT_LANE_WIDTH_M,
     ):
+        """`points` and `curvature` trace the centre line; a lane track's driving line is derived from them."""
         self.name = name
-        self.points = np.ascontiguousarray(points, dtype=np.float64)
-        self.curvature = curvature
+        self.style = style
+        self.lane_width = lane_width
+        self.centre = np.ascontiguousarray(points, dtype=np.float64)
+        self._centre_normals = _left_normals(self.centre, closed)
+        if style is TrackStyle.LANE:  # the right-hand lane's middle, half a lane right of the centre
+            half = -lane_width / 2
+            self.points = self.centre + half * self._centre_normals
+            self.curvature = curvature / (1 - half * curvature)
+        else:
+            self.points = self.centre
+            self.curvature = curvature
         self.closed = closed
         self.line_width = line_width
         self.floor_rgb = floor_rgb
@@ -106,6 +116,19 @@ class Track:
         self.s = np.concatenate([[0.0], np.cumsum(self._seg_len)])
         self.heading = np.arctan2(deltas[:, 1], deltas[:, 0])
         self._xy = self.points.tolist()  # plain floats: the local search is pure Python
+
+    def offset_centre(self, offset: float) -> np.ndarray:
+        """The centre line moved `offset` metres to its left (negative: right), as a polyline."""
+        return self.centre + offset * self._centre_normals
+
+    @property
+    def half_width(self) -> float:
+        """Metres from the centre line to the outside of what is painted: the edge lines, or the tape's side."""
+        return self.lane_width + self.line_width / 2 if self.style is TrackStyle.LANE else self.line_width / 2
+
+    def from_centre(self, cross_track: float) -> float:
+        """A cross-track distance from the driving line, measured from the centre line instead."""
+        return cross_track - self.lane_width / 2 if self.style is TrackStyle.LANE else cross_track
 
     @property
     def length(self) -> float:
@@ -173,60 +196,14 @@ class Track:
         return int(np.argmin(np.einsum("ij,ij->i", foot, foot)))
 
     def bounds(self, margin: float) -> tuple[float, float, float, float]:
-        """(x_min, y_min, x_max, y_max) of the line and obstacles, grown by `margin`."""
-        xs = [self.points[:, 0].min(), self.points[:, 0].max()]
-        ys = [self.points[:, 1].min(), self.points[:, 1].max()]
+        """(x_min, y_min, x_max, y_max) of what is painted and the obstacles, grown by `margin`."""
+        reach = self.half_width
+        xs = [self.centre[:, 0].min() - reach, self.centre[:, 0].max() + reach]
+        ys = [self.centre[:, 1].min() - reach, self.centre[:, 1].max() + reach]
         for box in self.obstacles:
             xs += [box.x - box.width / 2, box.x + box.width / 2]
             ys += [box.y - box.depth / 2, box.y + box.depth / 2]
         return min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin
-
-    def floor_map(self, px_per_m: float = 500.0, seed: int = 0, margin: float = 1.2) -> FloorMap:
-        """Render the floor top-down: textured floor, tape with slightly ragged edges, marks."""
-        x_min, y_min, x_max, y_max = self.bounds(margin)
-        width = math.ceil((x_max - x_min) * px_per_m)
-        height = math.ceil((y_max - y_min) * px_per_m)
-        floor = FloorMap(np.empty((height, width, 3), np.uint8), px_per_m, x_min, y_max)
-        rng = np.random.default_rng(seed)
-        # floor: base colour, blotchy low-frequency shading and a fine grain
-        blotches = cv2.resize(rng.normal(0, 1, (max(2, height // 60), max(2, width // 60))), (width, height))
-        grain = rng.normal(0, 1, (height, width))
-        shade = (1 + 0.06 * blotches + 0.03 * grain)[:, :, None]
-        base = np.array(self.floor_rgb[::-1], dtype=np.float64)
-        image = np.clip(base * shade, 0, 255)
-        # tape: an anti-aliased polyline, its edge roughened by thresholding noisy blur
-        mask = np.zeros((height, width), np.uint8)
-        pixels = np.array([floor.to_pixel(x, y) for x, y in self.points[:: max(1, len(self.points) // 4000)]])
-        thickness = max(1, round(self.line_width * px_per_m))
-        cv2.polylines(mask, [np.round(pixels * 4).astype(np.int32)], self.closed, 255, thickness, cv2.LINE_AA, 2)
-        for _ in range(self.distractors):
-            self._draw_mark(mask, floor, rng)
-        cells = (max(2, height // 4), max(2, width // 4))  # edge wobble about 8 mm long at 500 px/m
-        wobble = cv2.resize(rng.normal(0, 25, cells), (width, height), interpolation=cv2.INTER_CUBIC)
-        soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.5) + wobble
-        tape = np.clip((soft - 128) / 60 + 0.5, 0, 1).astype(np.float64)[:, :, None]
-        line = np.array(self.line_rgb[::-1], dtype=np.float64) * (1 + 0.05 * grain[:, :, None])
-        image = image * (1 - tape) + line * tape
-        for box in self.obstacles:
-            c0 = floor.to_pixel(box.x - box.width / 2, box.y + box.depth / 2)
-            c1 = floor.to_pixel(box.x + box.width / 2, box.y - box.depth / 2)
-            cv2.rectangle(image, tuple(round(v) for v in c0), tuple(round(v) for v in c1), (60, 60, 170), -1)
-        floor.image[:] = np.clip(image, 0, 255).astype(np.uint8)
-        return floor
-
-    def _draw_mark(self, mask: np.ndarray, floor: FloorMap, rng: np.random.Generator) -> None:
-        """A short stray stroke at least 0.12 m from the line."""
-        x_min, y_min, x_max, y_max = self.bounds(0.2)
-        for _ in range(50):
-            x, y = rng.uniform(x_min, x_max), rng.uniform(y_min, y_max)
-            if abs(self.project(x, y).cross_track) > 0.12:
-                break
-        angle = rng.uniform(0, math.pi)
-        length = rng.uniform(0.03, 0.08)
-        a = floor.to_pixel(x, y)
-        b = floor.to_pixel(x + length * math.cos(angle), y + length * math.sin(angle))
-        width = max(1, round(rng.uniform(0.004, 0.012) * floor.px_per_m))
-        cv2.line(mask, tuple(round(v) for v in a), tuple(round(v) for v in b), 255, width, cv2.LINE_AA)
 
 
 # -- loading ---------------------------------------------------------------------------
@@ -277,6 +254,8 @@ TRACK_KEYS = {
     "line",
     "obstacles",
     "distractors",
+    "style",
+    "lane_width",
 }
 
 
@@ -323,17 +302,47 @@ def track_from_dict(raw: Any, label: str) -> Track:
     distractors = raw.get("distractors", 0)
     if isinstance(distractors, bool) or not isinstance(distractors, int) or distractors < 0:
         raise TrackError(f"{label}: `distractors` must be a whole number >= 0")
+    styles = {style.value: style for style in TrackStyle}
+    if raw.get("style", "tape") not in styles:
+        raise TrackError(f"{label}: `style` must be one of {', '.join(styles)}, got {raw.get('style')!r}")
+    style = styles[raw.get("style", "tape")]
+    if "lane_width" in raw and style is not TrackStyle.LANE:
+        raise TrackError(f"{label}: `lane_width` is for `style: lane` tracks; add `style: lane` or remove it")
+    lane_width = _number(raw.get("lane_width", DEFAULT_LANE_WIDTH_M), f"{label}: lane_width")
+    if style is TrackStyle.LANE:
+        tightest = float(np.abs(curvature).max())
+        if tightest * lane_width >= 0.9:
+            raise TrackError(
+                f"{label}: its tightest bend (radius {1 / tightest:.3f} m) is too tight for lane_width {lane_width} m: "
+                f"the inner edge line would fold over itself; widen the bend past {lane_width / 0.9:.3f} m "
+                "or narrow the lane"
+            )
+    lane = style is TrackStyle.LANE
     return Track(
         name=str(raw.get("name", Path(label).stem)),
         points=points,
         curvature=curvature,
         closed=closed,
         line_width=_number(raw.get("line_width", 0.019), f"{label}: line_width"),
-        floor_rgb=_colour(raw.get("floor"), f"{label}: floor", DEFAULT_FLOOR_RGB),
-        line_rgb=_colour(raw.get("line"), f"{label}: line", DEFAULT_LINE_RGB),
+        floor_rgb=_colour(raw.get("floor"), f"{label}: floor", DEFAULT_LANE_FLOOR_RGB if lane else DEFAULT_FLOOR_RGB),
+        line_rgb=_colour(raw.get("line"), f"{label}: line", DEFAULT_LANE_LINE_RGB if lane else DEFAULT_LINE_RGB),
         obstacles=tuple(obstacles),
         distractors=distractors,
+        style=style,
+        lane_width=lane_width,
     )
+
+
+def _left_normals(points: np.ndarray, closed: bool) -> np.ndarray:
+    """Unit vectors to the left of a dense polyline at each of its points (central differences)."""
+    if closed:  # the last point repeats the first: wrap around it
+        ahead = np.roll(points[:-1], -1, axis=0)
+        behind = np.roll(points[:-1], 1, axis=0)
+        tangent = np.vstack([ahead - behind, (ahead - behind)[:1]])
+    else:
+        tangent = np.gradient(points, axis=0)
+    tangent /= np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-12)[:, None]
+    return np.column_stack([-tangent[:, 1], tangent[:, 0]])
 
 
 def _from_segments(raw: dict[str, Any], label: str) -> tuple[np.ndarray, np.ndarray]:

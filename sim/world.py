@@ -27,6 +27,7 @@ from firmware.brake import NO_RANGE, ObstacleBrake
 from hal.description import CameraParams, CarParams, SensorParams
 from sim.camera import SimCamera
 from sim.contact import ContactJudge
+from sim.floor import draw_floor
 from sim.sensors import SimSensors, SimWheels
 from sim.track import Track
 from sim.vehicle import Vehicle
@@ -94,7 +95,7 @@ class World:
         floor_rng, vehicle_rng, camera_rng, sensor_rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
         )
-        self.floor = track.floor_map(px_per_m, seed=int(floor_rng.integers(2**31)))
+        self.floor = draw_floor(track, px_per_m, seed=int(floor_rng.integers(2**31)))
         self.vehicle = Vehicle(car_params or CarParams(), track.pose_at(0.0, start_offset), vehicle_rng)
         self.wheels = SimWheels(self.vehicle)
         self.camera = SimCamera(camera or CameraParams(), self.floor, self.vehicle, camera_rng)
@@ -104,8 +105,6 @@ class World:
             self.floor,
             track.obstacles,
             sensor_rng,
-            track.floor_rgb,
-            track.line_rgb,
         )
         self._judge = _Judge()
         self.contact = ContactJudge(self.vehicle.params, track.obstacles)

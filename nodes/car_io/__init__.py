@@ -16,13 +16,18 @@ second: lap, speed and cross-track error for `car launch`'s status line), `safet
 Outputs: `image` (camera frames), `sensors` (every 10 ms of car time), `pose` (ground
 truth, simulator only), `safety` (car_io's own stops: nodes.safety.SafetyEvent).
 
-The simulated car runs in lockstep with the graph: observation k goes out (a camera
-frame; or with `LOCKSTEP=sensors` a sensor reading every 10 ms, preceded by a camera frame
-when one falls due, with `"image": true` in the reading's metadata), and the simulation
-moves on when the command caused by it comes back (applied after a modelled processing
-time: 10 ms for a frame, 5 ms for a reading), or when the wait runs out. `CAR_REALTIME_FACTOR` paces it against the wall
-clock (1: real time; 0: as fast as the nodes answer, for tests). Either way all timing
-below is in simulated time, so a run is the same whatever the machine's speed.
+The simulated car runs in lockstep with the graph, in cycles of 10 ms of car time. Each
+cycle's observations go out together, each with the cycle's number (`frame`) and its kind
+(`observation`: `image` when a camera frame falls due, 30 times a second; `pose`, the
+ground truth; `sensors`, with `"image": true` when a frame went out just before) in its
+metadata. A pilot passes that metadata back on its command, so car_io knows which
+observation a command answers, and so how the pilot is paced: one that answers every
+reading is waited for every cycle, one that answers frames only in the cycles with a
+frame; nothing in the graph's file has to say which. The answer is applied after a
+modelled processing time (10 ms for a frame, 5 ms for a reading). `CAR_REALTIME_FACTOR`
+paces the cycles against the wall clock (1: real time; 0: as fast as the nodes answer,
+for tests and `car collect`). Either way all timing is in simulated time, so a run is the
+same whatever the machine's speed.
 
 Safety (nodes.drive.DriveGuard, the one policy of both back ends): commands are clamped to
 `MAX_WHEEL_SPEED` and slowed for an obstacle ahead; a malformed command stops the wheels;

@@ -18,6 +18,7 @@ from typing import Any
 
 from car import Event, Node
 from nodes.drive import DriveGuard
+from nodes.messages import FRAME_KEY, Observation
 from nodes.safety import SafetyEvent, safety_event
 
 
@@ -29,12 +30,14 @@ class Ended(enum.Enum):
 
 @dataclass(frozen=True)
 class Command:
-    """Wheel speeds to set (m/s), from a `cmd` message or its input closing (`closed`: the pilot is gone); `frame`:
-    the observation it answers (its metadata's `frame`; None from a free-running source such as teleop)."""
+    """Wheel speeds to set (m/s), from a `cmd` message or its input closing (`closed`: the pilot is gone); `frame` and
+    `observation`: the cycle and the output of the observation it answers (its metadata's; None from a free-running
+    source such as teleop)."""
 
     left: float
     right: float
     frame: Any = None
+    observation: Observation | None = None
     closed: bool = False
 
 
@@ -64,7 +67,12 @@ class Inputs:
         if event.type != "INPUT":
             return None
         if event.id == "cmd":
-            return Command(*self.guard.command(event.value, now), frame=event.metadata.get("frame"))
+            metadata = event.metadata
+            return Command(
+                *self.guard.command(event.value, now),
+                frame=metadata.get(FRAME_KEY),
+                observation=Observation.of(metadata),
+            )
         if event.id == "tick":
             line = self.status()
             if line is not None:

@@ -18,22 +18,47 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from car import Node
 from hal.description import SIM_ENV_VAR, load_description
 from nodes.car_io.inputs import Command, Ended, Inputs
 from nodes.drive import SENSOR_PERIOD_S, DriveGuard, DriveLimits
 from nodes.launch_options import SIM_TIME_ENV, TRACK_ENV
-from nodes.messages import sensor_message
+from nodes.messages import FRAME_KEY, OBSERVATION_KEY, Observation, sensor_message
 from nodes.safety import SafetyChange, SafetyEvent, send_safety
 from sim import World, load_track, render_run, save_run_png
 from sim.world import GroundTruth
 
-COMMAND_LATENCY_S = 0.010  # modelled time from an observation to the command it causes, at most
+# modelled time from an observation to the command it causes: a frame needs its image processed, a reading little
+COMMAND_LATENCY_S = {Observation.IMAGE: 0.010, Observation.SENSORS: 0.005, Observation.POSE: 0.005, None: 0.005}
 LOCKSTEP_WAIT_S = 0.5  # wall seconds to wait for a command at realtime factor 0
 OFF_TRACK_STOP_S = 3.0  # stop a run that counts laps once its car has been off the line this long
 STANDING_MPS = 0.01  # the car stands still
+
+
+@dataclass
+class Pacing:
+    """Which cycles car_io waits for, at realtime factor 0: learnt from the commands, which pass back the metadata
+    of the observation they answer. A pilot that answers every sensor reading (or pose) is waited for every cycle;
+    one that answers camera frames only in the cycles with a frame; until the first answer says, the same."""
+
+    every_cycle: bool = False
+    misses: int = 0
+    first_miss: int | None = None
+
+    def answered(self, command: Command) -> None:
+        """A command came; if it says which observation it answers, that is how the pilot is paced."""
+        if command.observation is not None:
+            self.every_cycle = command.observation.every_cycle
+
+    def waits(self, with_image: bool) -> bool:
+        """Whether to wait for the answer to this cycle."""
+        return with_image or self.every_cycle
+
+    def missed(self, cycle: int) -> None:
+        """A wait ran out without its answer."""
+        self.misses += 1
+        if self.first_miss is None:
+            self.first_miss = cycle
 
 
 @dataclass
@@ -136,22 +161,16 @@ def run() -> None:
         sensors=car.sensors,
         board_brake=True,  # the simulator stands in for the board, and the board brakes for obstacles
     )
-    by_sensors = os.environ.get("LOCKSTEP", "image") == "sensors"
-    frame_s = SENSOR_PERIOD_S if by_sensors else 1 / world.camera.params.fps
-    latency_s = min(COMMAND_LATENCY_S, frame_s / 2)
+    frame_s = 1 / world.camera.params.fps
     node = Node()
     guard = DriveGuard(DriveLimits.from_env())
     stops = StopLog()  # every safety stop, car_io's and the pilot's, for the report
+    pacing = Pacing()
     wall_start = time.monotonic()
-    frame = 0
+    cycle = 0
     ending = ""
     captured_ns = 0  # when this cycle's camera frame went out (0: no frame in this cycle)
     loop_ns: list[int] = []  # capture of a frame -> its command back in car_io, wall clock
-
-    def publish_sensors(metadata: dict[str, object] | None = None) -> None:
-        reading = world.sensors.read()
-        guard.sensed(reading, reading.t)
-        node.send_output("sensors", sensor_message(reading), metadata)
 
     def said(source: str, events: list[SafetyEvent]) -> None:
         """Safety events from car_io or the pilot, kept for the report with where the car is."""
@@ -168,42 +187,51 @@ def run() -> None:
         )
 
     inputs = Inputs(node, guard, status, lambda source, event: said(source, [event]))
-
     next_image_t = 0.0
     frame_shape = (world.camera.params.height, world.camera.params.width, 3)
 
-    def render_frame() -> np.ndarray:
-        """The camera's frame, rendered straight into shared memory lent for the `image` output."""
-        image = node.allocate_output("image", frame_shape)
-        frame, _ = world.camera.read(out=image)
-        return frame
-
-    def publish_frame() -> None:
-        """Observation `frame`: the camera image, or with LOCKSTEP=sensors the sensor reading
-        (preceded, when a camera frame falls due in this cycle, by that frame)."""
+    def observe() -> bool:
+        """Cycle `cycle`'s observations: the camera frame when one falls due, the ground truth, the sensor reading;
+        whether a frame went out."""
         nonlocal captured_ns, next_image_t
-        metadata: dict[str, object] = {"frame": frame, "t_sim": round(world.t, 6)}
-        if by_sensors:
-            with_image = world.t >= next_image_t - 1e-9
-            if with_image:
-                next_image_t += 1 / world.camera.params.fps
-                node.send_output("image", render_frame(), metadata)
-            captured_ns = time.perf_counter_ns() if with_image else 0  # loop latency: frames only
-            publish_sensors({**metadata, "image": with_image})
-            return
-        image = render_frame()
-        captured_ns = time.perf_counter_ns()
-        node.send_output("image", image, metadata)
+        metadata: dict[str, object] = {FRAME_KEY: cycle, "t_sim": round(world.t, 6)}
+        with_image = world.t >= next_image_t - 1e-9
+        if with_image:
+            next_image_t += frame_s
+            image = node.allocate_output("image", frame_shape)  # rendered straight into shared memory
+            world.camera.read(out=image)
+            node.send_output("image", image, {**metadata, OBSERVATION_KEY: Observation.IMAGE.value})
+        captured_ns = time.perf_counter_ns() if with_image else 0  # loop latency: frames only
+        truth = world.truth()
+        pose = {"t": round(truth.t, 4), "x": truth.x, "y": truth.y, "heading": truth.heading}
+        node.send_output(
+            "pose", {**pose, "cross_track": truth.cross_track}, {**metadata, OBSERVATION_KEY: Observation.POSE.value}
+        )
+        reading = world.sensors.read()
+        guard.sensed(reading, reading.t)
+        node.send_output(
+            "sensors",
+            sensor_message(reading),
+            {**metadata, "image": with_image, OBSERVATION_KEY: Observation.SENSORS.value},
+        )
+        return with_image
 
-    publish_frame()
+    with_image = observe()
     while not ending:
-        # wait for the command frame k caused
-        command = None
-        # paced: until the wall-clock time of the next frame; unpaced: until the command comes
-        deadline = wall_start + (world.t + frame_s) / factor if factor > 0 else time.monotonic() + LOCKSTEP_WAIT_S
-        while factor > 0 or command is None:
+        # paced: take commands until the wall-clock time of the next cycle; unpaced: until the answer to this cycle's
+        # observation comes, if the pilot answers this cycle's kind (else only what has come already)
+        answer: Command | None = None
+        waits = factor == 0 and pacing.waits(with_image)
+        deadline = (
+            wall_start + (world.t + SENSOR_PERIOD_S) / factor
+            if factor > 0
+            else time.monotonic() + (LOCKSTEP_WAIT_S if waits else 0.0)
+        )
+        while True:
             event = node.next(timeout=max(0.0, deadline - time.monotonic()))
             if event is None:
+                if waits and answer is None:
+                    pacing.missed(cycle)
                 break
             taken = inputs.take(event, world.t)  # a malformed command stops the wheels; a paced step goes on
             if taken is Ended.STOP:
@@ -211,44 +239,34 @@ def run() -> None:
                 break
             if not isinstance(taken, Command):
                 continue
-            if taken.frame == frame and not taken.closed:  # the answer to this observation: it lands after latency
-                if captured_ns:
+            pacing.answered(taken)
+            if taken.frame == cycle and not taken.closed and answer is None:  # the answer to this cycle: it lands
+                if captured_ns:  # after the modelled latency
                     loop_ns.append(time.perf_counter_ns() - captured_ns)
-                command = (taken.left, taken.right)
-            else:  # free-running (teleop), late for its frame (a busy machine), or the pilot gone: applied now,
+                answer = taken
+                if factor == 0:
+                    break
+            else:  # free-running (teleop), late for its cycle (a busy machine), or the pilot gone: applied now,
                 world.wheels.set_wheel_speeds(taken.left, taken.right)  # the newest word, but it does not pace us
-                if taken.closed:
-                    command = None
         if ending:
             break
-        # advance one frame: the old command until the new one lands, then the new one
-        elapsed = 0.0
-        while elapsed < frame_s - 1e-9:
-            if command is not None and elapsed >= latency_s - 1e-9:
-                world.wheels.set_wheel_speeds(*command)
-                command = None
-            step = min(SENSOR_PERIOD_S, frame_s - elapsed, latency_s - elapsed if command is not None else 1.0)
-            world.step(step)
-            elapsed += step
-            if guard.expired(world.t):
-                world.wheels.stop()
-            if not by_sensors:
-                publish_sensors()
+        # advance one cycle: the old command until the answer lands, then the answer
+        latency = min(SENSOR_PERIOD_S, COMMAND_LATENCY_S[answer.observation]) if answer is not None else 0.0
+        if answer is not None and latency < SENSOR_PERIOD_S:
+            world.step(latency)
+            world.wheels.set_wheel_speeds(answer.left, answer.right)
+            world.step(SENSOR_PERIOD_S - latency)
+        else:
+            world.step(SENSOR_PERIOD_S)
+            if answer is not None:  # it lands as the cycle ends
+                world.wheels.set_wheel_speeds(answer.left, answer.right)
+        if guard.expired(world.t):
+            world.wheels.stop()
         events = guard.take_events()
         said("car_io", events)
         send_safety(node, events)
         truth = world.truth()
         stops.update(truth)
-        node.send_output(
-            "pose",
-            {
-                "t": round(truth.t, 4),
-                "x": truth.x,
-                "y": truth.y,
-                "heading": truth.heading,
-                "cross_track": truth.cross_track,
-            },
-        )
         if laps_wanted is not None and truth.laps >= laps_wanted:
             ending = f"{truth.laps} laps done"
         elif sim_time is not None and truth.t >= sim_time - 1e-9:
@@ -256,8 +274,14 @@ def run() -> None:
         elif laps_wanted is not None and truth.longest_off_line >= OFF_TRACK_STOP_S:  # lost: this run will not lap
             ending = f"off the line for {OFF_TRACK_STOP_S:g} s"
         else:
-            frame += 1
-            publish_frame()
+            cycle += 1
+            with_image = observe()
+    if pacing.misses:
+        print(
+            f"car_io: {pacing.misses} cycles went on without their answer after waiting {LOCKSTEP_WAIT_S:g} s "
+            f"(the first: cycle {pacing.first_miss}); is the pilot answering car_io's observations?",
+            file=sys.stderr,
+        )
     world.wheels.stop()
     truth = world.truth()
     figures = report(truth, track_name, seed, laps_wanted, stops.records)

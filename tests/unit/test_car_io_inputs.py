@@ -9,7 +9,9 @@ import pytest
 
 from car.node.event import Event
 from nodes.car_io.inputs import Command, Ended, Inputs
+from nodes.car_io.sim import Pacing
 from nodes.drive import DriveGuard, DriveLimits
+from nodes.messages import Observation
 from nodes.safety import SafetyChange, SafetyEvent, SafetyReason
 
 
@@ -72,3 +74,31 @@ def test_a_pilots_safety_events_are_read_with_who_said_them_and_bad_ones_ignored
     handled.take(Event("INPUT", "safety", {"change": "exploded"}, source="controller/safety"), 3.6)
     assert said == [("controller", event)]
     assert "ignored a `safety` message" in capsys.readouterr().err
+
+
+def test_a_command_says_which_observation_it_answers_and_so_how_the_pilot_is_paced(inputs: Any) -> None:
+    handled, *_ = inputs
+    pacing = Pacing()
+    assert pacing.waits(with_image=True) and not pacing.waits(with_image=False)  # until told: frames only
+    reading = handled.take(
+        Event("INPUT", "cmd", {"left": 0.2, "right": 0.2}, {"frame": 3, "observation": "sensors"}), 0
+    )
+    assert reading == Command(0.2, 0.2, frame=3, observation=Observation.SENSORS)
+    pacing.answered(reading)
+    assert pacing.waits(with_image=False)  # a pilot answering every reading is waited for every cycle
+    frame = handled.take(Event("INPUT", "cmd", {"left": 0.2, "right": 0.2}, {"frame": 6, "observation": "image"}), 0)
+    pacing.answered(frame)
+    assert not pacing.waits(with_image=False) and pacing.waits(with_image=True)  # one answering frames: frame cycles
+    pacing.answered(Command(0.1, 0.1))  # free-running (teleop): says nothing about the pilot's pace
+    assert not pacing.waits(with_image=False)
+    pacing.answered(Command(0.1, 0.1, frame=9, observation=Observation.POSE))  # the simulator's expert: every cycle
+    assert pacing.waits(with_image=False)
+    pacing.missed(12)
+    pacing.missed(15)
+    assert (pacing.misses, pacing.first_miss) == (2, 12)
+
+
+def test_an_unknown_observation_in_the_metadata_is_not_guessed() -> None:
+    assert Observation.of({"observation": "lidar"}) is None
+    assert Observation.of({}) is None
+    assert Observation.of({"observation": "image"}) is Observation.IMAGE

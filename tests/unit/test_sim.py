@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 
 from hal.camera_model import camera_axes, project
 from sim import CameraParams, CarParams, SensorParams, TrackError, World, load_track, render_run, save_run_png
-from sim.track import Obstacle, track_from_dict
+from sim.floor import draw_floor
+from sim.track import Obstacle, TrackStyle, track_from_dict
 from sim.vehicle import Vehicle
 
 TRACKS = ("oval", "s_curves", "hairpins", "figure8")
@@ -107,7 +109,8 @@ def test_track_by_path_and_unknown_names(tmp_path: Path) -> None:
     assert load_track(path).length == pytest.approx(1.0)
     assert load_track(str(path)).name == "mine"
     with pytest.raises(
-        TrackError, match=r"no track named `ovl`: shipped tracks are figure8, hairpins, oval, oval_box, s_curves"
+        TrackError,
+        match=r"no track named `ovl`: shipped tracks are figure8, hairpins, lane_curves, lane_loop, lane_oval, oval, oval_box, s_curves",
     ):
         load_track("ovl")
     (tmp_path / "broken.yml").write_text("segments: [\n")
@@ -353,3 +356,76 @@ def test_an_array_of_another_shape_is_a_clear_error() -> None:
     world = World(load_track("oval"), seed=4)
     with pytest.raises(ValueError, match="a frame is 240x320x3 uint8, not 240x320 uint8"):
         world.camera.read(out=np.zeros((240, 320), np.uint8))
+
+
+# -- lane tracks ---------------------------------------------------------------------------
+
+
+LANE_TRACKS = ("lane_oval", "lane_curves", "lane_loop")
+
+
+@pytest.mark.parametrize("name", LANE_TRACKS)
+def test_shipped_lane_tracks_close_and_keep_their_bends_wider_than_the_lane(name: str) -> None:
+    track = load_track(name)
+    assert track.style is TrackStyle.LANE and track.closed and track.lane_width == 0.25
+    assert np.allclose(track.points[0], track.points[-1])
+    assert 1 / np.abs(track.curvature).max() > track.lane_width  # the driving line's tightest bend
+    assert 6 < track.length < 16
+
+
+def test_a_lane_tracks_car_keeps_to_the_middle_of_the_right_hand_lane() -> None:
+    track = track_from_dict({"style": "lane", "segments": [{"straight": 2.0}], "closed": False}, "road.yml")
+    assert track.lane_width == pytest.approx(0.25)
+    x, y, heading = track.start_pose
+    assert (x, y, heading) == pytest.approx((0.0, -0.125, 0.0))  # half a lane right of the centre line
+    assert track.project(1.0, -0.125).cross_track == pytest.approx(0.0, abs=1e-9)
+    assert track.project(1.0, 0.0).cross_track == pytest.approx(0.125)  # on the centre line: left of the lane
+    assert track.from_centre(track.project(1.0, 0.0).cross_track) == pytest.approx(0.0)
+    # anticlockwise the right-hand lane is the outer one: its radius is the centre's plus half a lane
+    oval = load_track("lane_oval")
+    assert 1 / oval.curvature.max() == pytest.approx(0.6 + 0.125, abs=1e-3)
+
+
+def test_a_lane_is_drawn_as_a_dashed_centre_line_between_two_solid_edges() -> None:
+    track = track_from_dict(
+        {"style": "lane", "segments": [{"straight": 3.0}], "closed": False, "lane_width": 0.3}, "road.yml"
+    )
+    floor = draw_floor(track, px_per_m=200, margin=0.5)
+    grey = cv2.cvtColor(floor.image, cv2.COLOR_BGR2GRAY)
+    paint = (floor.line_rgb[0] + floor.floor_rgb[0]) / 2  # white paint on a grey floor
+
+    def painted(y: float) -> float:
+        """Share of the row at height y (m) that is painted, along the road."""
+        row = round(floor.to_pixel(0.0, y)[1])
+        columns = [round(floor.to_pixel(x, y)[0]) for x in np.arange(0.2, 2.8, 0.005)]
+        return float(np.mean(grey[row, columns] > paint))
+
+    assert painted(0.3) > 0.95 and painted(-0.3) > 0.95  # solid edges, a lane's width each side
+    assert 0.3 < painted(0.0) < 0.7  # a dashed centre line
+    assert painted(0.15) < 0.02 and painted(-0.15) < 0.02  # each lane's middle is bare
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"style": "road", "closed": False, "segments": [{"straight": 1.0}]},
+            r"`style` must be one of tape, lane, got 'road'",
+        ),
+        (
+            {"lane_width": 0.3, "closed": False, "segments": [{"straight": 1.0}]},
+            r"`lane_width` is for `style: lane` tracks",
+        ),
+        (
+            {"style": "lane", "segments": [{"arc": {"radius": 0.2, "angle": 360}}]},
+            r"tightest bend \(radius 0.200 m\) is too tight for lane_width 0.25 m",
+        ),
+        (
+            {"style": "lane", "lane_width": -1, "closed": False, "segments": [{"straight": 1.0}]},
+            r"lane_width must be positive",
+        ),
+    ],
+)
+def test_bad_lane_tracks_are_refused_with_the_field_named(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(TrackError, match=message):
+        track_from_dict(raw, "road.yml")
