@@ -4,6 +4,8 @@
 --board-give-up S             CAR_BOARD_GIVE_UP_S: with --hw, how long a lost board is waited for (default 10)
 --track NAME_OR_FILE          CAR_TRACK (a name from sim/tracks/ or a track file path)
 --seed N                      CAR_SEED
+--randomize                   CAR_RANDOMIZE=1: the simulator draws its scene at random from the seed (sim.randomize:
+                              floor, light, the camera's true pose within calibration's tolerance, noise, motion blur)
 --laps N                      CAR_LAPS: car_io stops the run after N laps, or once the car was off the line for 3 s
                               (without it the run goes on off the line: someone may drive the car back)
 --report FILE.json            CAR_REPORT: car_io writes the run's figures there (and FILE.png)
@@ -27,6 +29,7 @@ if TYPE_CHECKING:  # loaded by every `car launch`: nothing at run time
 
 TRACK_ENV = "CAR_TRACK"  # the simulator's track: a name from sim/tracks/ or a file's absolute path
 SIM_TIME_ENV = "CAR_SIM_TIME_S"  # the simulated run ends after this much car time
+RANDOMIZE_ENV = "CAR_RANDOMIZE"  # "1": the simulator's scene is drawn at random from the seed
 
 
 class SmartCarOptions:
@@ -61,6 +64,11 @@ class SmartCarOptions:
             "--track", default="oval", help="a track name from sim/tracks/ or a track file (default oval)"
         )
         group.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+        group.add_argument(
+            "--randomize",
+            action="store_true",
+            help="draw the simulated scene at random from the seed (floor, light, camera pose, noise, blur)",
+        )
         group.add_argument("--laps", type=int, help="stop the run after N laps (or 3 s off the line)")
         group.add_argument(
             "--sim-time",
@@ -98,6 +106,10 @@ class SmartCarOptions:
                 raise ValueError(str(exc)) from None
             track = Path(args.track)
             env[TRACK_ENV] = str(track.resolve()) if track.exists() else args.track
+            if args.randomize:
+                env[RANDOMIZE_ENV] = "1"
+        elif args.randomize:
+            raise ValueError("--randomize draws the simulator's scene: it needs --sim (the default), not --hw")
         if args.port:
             env["CAR_PORT"] = args.port
         if args.board_give_up is not None:

@@ -11,8 +11,9 @@ With `board_brake` the world also plays the motor board's automatic emergency br
 board under `car launch --sim`. The board emulator runs the firmware itself and leaves it
 off. Collisions between the car's body and the track's boxes are counted (sim.contact).
 
-Every random thing (floor texture, camera noise, sensor noise, process noise) draws from
-its own generator spawned from `seed`, so the same seed gives the same run whatever the
+With `randomize` the scene (floor, light, the camera's true pose, noise and motion blur)
+is drawn at random (sim.randomize). Every random thing (the scene, floor texture, camera
+noise, sensor noise, process noise) draws from its own generator spawned from `seed`, so the same seed gives the same run whatever the
 order in which a caller reads the sensors.
 """
 
@@ -28,6 +29,7 @@ from hal.description import CameraParams, CarParams, SensorParams
 from sim.camera import SimCamera
 from sim.contact import ContactJudge
 from sim.floor import draw_floor
+from sim.randomize import plain_scene, random_scene
 from sim.sensors import SimSensors, SimWheels
 from sim.track import Track
 from sim.vehicle import Vehicle
@@ -89,16 +91,20 @@ class World:
         px_per_m: float = 500.0,
         start_offset: float = 0.0,
         board_brake: bool = False,
+        randomize: bool = False,
     ):
+        """`randomize`: a scene drawn from `seed` (sim.randomize) instead of the track's own look."""
         self.track = track
         self.seed = seed
-        floor_rng, vehicle_rng, camera_rng, sensor_rng = (
-            np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+        floor_rng, vehicle_rng, camera_rng, sensor_rng, scene_rng = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
         )
-        self.floor = draw_floor(track, px_per_m, seed=int(floor_rng.integers(2**31)))
+        nominal = camera or CameraParams()
+        self.scene = random_scene(track, nominal, scene_rng) if randomize else plain_scene(track, nominal)
+        self.floor = draw_floor(track, px_per_m, seed=int(floor_rng.integers(2**31)), look=self.scene.look)
         self.vehicle = Vehicle(car_params or CarParams(), track.pose_at(0.0, start_offset), vehicle_rng)
         self.wheels = SimWheels(self.vehicle)
-        self.camera = SimCamera(camera or CameraParams(), self.floor, self.vehicle, camera_rng)
+        self.camera = SimCamera(self.scene.camera, self.floor, self.vehicle, camera_rng, self.scene.motion_blur_px)
         self.sensors = SimSensors(
             sensors or SensorParams(),
             self.vehicle,

@@ -22,7 +22,7 @@ from car import Node
 from hal.description import SIM_ENV_VAR, load_description
 from nodes.car_io.inputs import Command, Ended, Inputs
 from nodes.drive import SENSOR_PERIOD_S, DriveGuard, DriveLimits
-from nodes.launch_options import SIM_TIME_ENV, TRACK_ENV
+from nodes.launch_options import RANDOMIZE_ENV, SIM_TIME_ENV, TRACK_ENV
 from nodes.messages import FRAME_KEY, OBSERVATION_KEY, Observation, sensor_message
 from nodes.safety import SafetyChange, SafetyEvent, send_safety
 from sim import World, load_track, render_run, save_run_png
@@ -120,7 +120,12 @@ class StopLog:
 
 
 def report(
-    truth: GroundTruth, track: str, seed: int, laps_wanted: int | None, stops: list[StopRecord]
+    truth: GroundTruth,
+    track: str,
+    seed: int,
+    laps_wanted: int | None,
+    stops: list[StopRecord],
+    randomized: bool = False,
 ) -> dict[str, object]:
     """The figures `--report` writes."""
     completed = truth.laps >= (laps_wanted or 1) and truth.longest_off_line < OFF_TRACK_STOP_S
@@ -128,6 +133,7 @@ def report(
     return {
         "track": track,
         "seed": seed,
+        "randomized": randomized,
         "completed": completed,
         "laps": truth.laps,
         "lap_times_s": [round(t, 3) for t in truth.lap_times],
@@ -152,6 +158,7 @@ def run() -> None:
     laps_wanted = int(os.environ["CAR_LAPS"]) if "CAR_LAPS" in os.environ else None
     sim_time = float(os.environ[SIM_TIME_ENV]) if SIM_TIME_ENV in os.environ else None
     factor = float(os.environ.get("CAR_REALTIME_FACTOR", "1"))
+    randomized = os.environ.get(RANDOMIZE_ENV) == "1"
     car = load_description(os.environ.get(SIM_ENV_VAR) or None)  # the true car, when the nodes get a model of it
     world = World(
         load_track(track_name),
@@ -160,6 +167,7 @@ def run() -> None:
         camera=car.camera,
         sensors=car.sensors,
         board_brake=True,  # the simulator stands in for the board, and the board brakes for obstacles
+        randomize=randomized,
     )
     frame_s = 1 / world.camera.params.fps
     node = Node()
@@ -284,7 +292,7 @@ def run() -> None:
         )
     world.wheels.stop()
     truth = world.truth()
-    figures = report(truth, track_name, seed, laps_wanted, stops.records)
+    figures = report(truth, track_name, seed, laps_wanted, stops.records, randomized)
     if loop_ns:
         ordered = sorted(loop_ns)
         figures["loop_latency_ms_p50"] = round(ordered[len(ordered) // 2] / 1e6, 3)

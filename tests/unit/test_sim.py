@@ -12,7 +12,9 @@ import pytest
 
 from hal.camera_model import camera_axes, project
 from sim import CameraParams, CarParams, SensorParams, TrackError, World, load_track, render_run, save_run_png
+from sim.camera import SimCamera
 from sim.floor import draw_floor
+from sim.randomize import MIN_CONTRAST, POSE_TOLERANCE, plain_scene, random_scene
 from sim.track import Obstacle, TrackStyle, track_from_dict
 from sim.vehicle import Vehicle
 
@@ -429,3 +431,46 @@ def test_a_lane_is_drawn_as_a_dashed_centre_line_between_two_solid_edges() -> No
 def test_bad_lane_tracks_are_refused_with_the_field_named(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(TrackError, match=message):
         track_from_dict(raw, "road.yml")
+
+
+# -- domain randomisation ------------------------------------------------------------------
+
+
+def test_a_randomised_scene_is_drawn_from_the_seed_and_keeps_the_line_readable() -> None:
+    track = load_track("lane_oval")
+    nominal = CameraParams()
+    scenes = [random_scene(track, nominal, np.random.default_rng(seed)) for seed in range(40)]
+    again = random_scene(track, nominal, np.random.default_rng(7))
+    assert again == scenes[7]  # seeded
+    assert len({scene.look.floor_rgb for scene in scenes}) == 40  # and varied
+    for scene in scenes:
+        floor, line = (0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] for c in (scene.look.floor_rgb, scene.look.line_rgb))
+        assert line - floor >= MIN_CONTRAST  # light paint on a darker road
+        camera = scene.camera  # the true pose stays within what calibration guarantees
+        assert abs(camera.tilt_deg - nominal.tilt_deg) <= POSE_TOLERANCE.angle_deg
+        assert abs(camera.roll_deg - nominal.roll_deg) <= POSE_TOLERANCE.angle_deg
+        assert abs(camera.mount_height - nominal.mount_height) <= POSE_TOLERANCE.position_m
+    tape = random_scene(load_track("oval"), nominal, np.random.default_rng(3))
+    assert 0.299 * tape.look.floor_rgb[0] > 0.299 * tape.look.line_rgb[0]  # dark tape on a lighter floor
+
+
+def test_randomize_changes_only_the_look_and_a_plain_world_is_as_before() -> None:
+    track = load_track("oval")
+    plain = World(track, seed=5)
+    assert plain.scene == plain_scene(track, plain.camera.params)
+    randomised = World(track, seed=5, randomize=True)
+    assert randomised.vehicle.state == plain.vehicle.state  # the same start: only the look differs
+    frame, _ = randomised.camera.read()
+    assert not np.array_equal(frame, plain.camera.read()[0])
+    assert randomised.floor.floor_rgb == randomised.scene.look.floor_rgb
+
+
+def test_motion_blur_streaks_a_frame_only_when_the_car_moves() -> None:
+    world = World(load_track("oval"), seed=1, camera=QUIET)
+    camera = SimCamera(QUIET, world.floor, world.vehicle, np.random.default_rng(0), motion_blur_px=12.0)
+    x, y, heading = world.track.start_pose
+    still = camera.render(x, y, heading, speed=0.0)
+    moving = camera.render(x, y, heading, speed=1.0)
+    rows = np.abs(np.diff(cv2.cvtColor(still, cv2.COLOR_BGR2GRAY).astype(int), axis=0)).mean()
+    streaked = np.abs(np.diff(cv2.cvtColor(moving, cv2.COLOR_BGR2GRAY).astype(int), axis=0)).mean()
+    assert streaked < 0.8 * rows  # smeared up and down the image
