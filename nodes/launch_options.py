@@ -13,6 +13,8 @@
                               without it, with --hw the user's ~/.config/car/car.yml if there is one (`car calibrate`
                               writes it), else (and always with --sim) the simulator's car, hal/cars/sim.yml
 --sim-car FILE.yml            CAR_SIM_DESCRIPTION: the simulator's own car (the true one, when --car is a calibrated model)
+--model FILE.onnx             CAR_MODEL: the learned pilot's model (nodes.learned_pilot), checked before anything starts;
+                              a graph with a learned pilot needs it
 --headless                    CAR_HEADLESS=1: no live window
 --realtime-factor X           CAR_REALTIME_FACTOR: simulated seconds per wall second (0: as fast as the nodes go)
 """
@@ -29,6 +31,7 @@ if TYPE_CHECKING:  # loaded by every `car launch`: nothing at run time
 
 TRACK_ENV = "CAR_TRACK"  # the simulator's track: a name from sim/tracks/ or a file's absolute path
 SIM_TIME_ENV = "CAR_SIM_TIME_S"  # the simulated run ends after this much car time
+LEARNED_PILOT = "nodes.learned_pilot"  # a node whose path runs this is a learned pilot, and needs --model
 RANDOMIZE_ENV = "CAR_RANDOMIZE"  # "1": the simulator's scene is drawn at random from the seed
 
 
@@ -77,6 +80,7 @@ class SmartCarOptions:
             help="stop the simulated run after S seconds of car time (--duration counts wall-clock seconds)",
         )
         group.add_argument("--report", metavar="FILE.json", help="write the run's figures (and FILE.png) at the end")
+        group.add_argument("--model", metavar="FILE.onnx", help="the learned pilot's model (made by `car train`)")
         group.add_argument("--headless", action="store_true", help="no live window")
         group.add_argument(
             "--realtime-factor",
@@ -150,15 +154,32 @@ class SmartCarOptions:
             env["CAR_REPORT"] = str(report)
         if args.headless:
             env["CAR_HEADLESS"] = "1"
+        if args.model:
+            from nodes.pilot_model import MODEL_ENV, ModelError, load_model
+
+            try:
+                load_model(args.model)
+            except ModelError as exc:
+                raise ValueError(f"--model: {exc}") from None
+            env[MODEL_ENV] = str(Path(args.model).resolve())
         return env
 
     def warnings(self, args: argparse.Namespace, dataflow: Dataflow) -> list[str]:
-        """Combinations that run but may not do what was meant."""
+        """Combinations that run but may not do what was meant (ValueError: one that cannot run)."""
+        said = []
+        learned = [n.id for n in dataflow.nodes if LEARNED_PILOT in n.path]
+        if learned and not args.model:
+            raise ValueError(
+                f"node `{learned[0]}` of {dataflow.file} is a learned pilot: give it a model with --model FILE.onnx "
+                "(models/lane.onnx for lane tracks, models/line.onnx for tape; or one made with `car train`)"
+            )
+        if args.model and not learned:
+            said.append(f"--model: no node of {dataflow.file} is a learned pilot ({LEARNED_PILOT}); nothing reads it")
         if args.backend == "hw" and not args.camera and _reads_camera_frames(dataflow):
-            return [
+            said.append(
                 "--hw without --camera: car_io sends no camera frames (a graph that follows the line by camera sees nothing)"
-            ]
-        return []
+            )
+        return said
 
 
 def _reads_camera_frames(dataflow: Dataflow) -> bool:

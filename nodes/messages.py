@@ -123,6 +123,21 @@ def sensor_bar(value: Any) -> SensorBar:
     return SensorBar(t, [float(x) for x in line], speed, None if range_m is None else float(range_m))
 
 
+@dataclass(frozen=True)
+class PoseMessage:
+    """A `pose` message (car_io's ground truth in the simulator): car time (s), position (m), heading (rad)."""
+
+    t: float
+    x: float
+    y: float
+    heading: float
+
+
+def pose_message(value: Any) -> PoseMessage:
+    """A `pose` message ({"t": s, "x": m, "y": m, "heading": rad, ...})."""
+    return PoseMessage(_number(value, "t"), _number(value, "x"), _number(value, "y"), _number(value, "heading"))
+
+
 def line_estimate(value: Any) -> LineEstimate:
     """A `line` message (line_detector's: found, offset, heading, curvature, confidence)."""
     if not isinstance(value, dict) or not isinstance(value.get("found"), bool):

@@ -9,9 +9,11 @@ once and not in each pilot:
   (`PilotLimits.perception_timeout_s`: a few frame periods). With no estimate for longer,
   or once its perception input closes, the wheels stop; fresh estimates (a restarted
   detector) let it drive again, unless `resume` is off.
-- **Line lost.** While the estimates say the line is not in view the pilot may search for
-  it, for at most `search_s` seconds and `search_m` metres (said once); then it stops until
-  the line is seen again.
+- **Line lost, or the model unsure.** While the estimates say the line is not in view the
+  pilot may search for it, for at most `search_s` seconds and `search_m` metres (said
+  once); then it stops until the line is seen again. A learned pilot says instead whether
+  its model is sure of the road (`PilotLimits.lost_reason` is `MODEL_UNSURE`): unsure past
+  the same bounds, it stops until the model is sure again.
 - **Off the line.** A pilot with a line-sensor bar under the car (`off_line_m` set) stops
   when the bar has seen no tape over that distance, whatever its camera claims (a replayed
   or wrong perception drives the car away from the tape).
@@ -56,6 +58,13 @@ class SafetyReason(Enum):
     MALFORMED_COMMAND = "malformed_command"  # car_io: a command it could not read
     BOARD_OBSTACLE = "board_obstacle"  # the board's own brake refuses forward motion
     BOARD_LOST = "board_lost"  # car_io: the board stopped answering
+    MODEL_UNSURE = "model_unsure"  # a learned pilot's model not sure of the road past the search's bounds
+
+
+LOST_WHAT = {  # what "not in view" means, in words, for each reason a guard's search can end in
+    SafetyReason.LINE_LOST: "the line out of view",
+    SafetyReason.MODEL_UNSURE: "the model unsure of the road",
+}
 
 
 class SafetyChange(Enum):
@@ -158,6 +167,7 @@ class PilotLimits:
     obstacle_decel: float = 1.5  # m/s^2 the car slows at for an obstacle ahead
     clear_m: float = 0.05  # an obstacle this much beyond the stand-off lets the car go on
     resume: bool = True  # drive again when the cause is gone (perception back, line found, way clear)
+    lost_reason: SafetyReason = SafetyReason.LINE_LOST  # what an estimate without the line means (or MODEL_UNSURE)
 
 
 class SafetyRecord:
@@ -272,8 +282,8 @@ class PilotGuard(SafetyRecord):
             lost_for = t - self._lost_since
             if lost_for > limits.search_s or self._lost_m > limits.search_m:
                 return (
-                    SafetyReason.LINE_LOST,
-                    f"the line out of view for {lost_for:.2f} s and {self._lost_m:.2f} m "
+                    limits.lost_reason,
+                    f"{LOST_WHAT[limits.lost_reason]} for {lost_for:.2f} s and {self._lost_m:.2f} m "
                     f"(search bound {limits.search_s:g} s, {limits.search_m:g} m)",
                 )
         if limits.off_line_m is not None and self._no_tape_m > limits.off_line_m:
@@ -304,9 +314,9 @@ class PilotGuard(SafetyRecord):
             self.say(
                 SafetyEvent(
                     SafetyChange.SEARCH,
-                    SafetyReason.LINE_LOST,
+                    self.limits.lost_reason,
                     t,
-                    f"the line is out of view: searching for at most {self.limits.search_s:g} s "
+                    f"{LOST_WHAT[self.limits.lost_reason]}: going on for at most {self.limits.search_s:g} s "
                     f"and {self.limits.search_m:g} m",
                 )
             )

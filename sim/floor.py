@@ -76,36 +76,53 @@ def draw_floor(
     height = math.ceil((y_max - y_min) * px_per_m)
     floor = FloorMap(np.empty((height, width, 3), np.uint8), px_per_m, x_min, y_max, look.floor_rgb, look.line_rgb)
     rng = np.random.default_rng(seed)
-    # floor: base colour, blotchy low-frequency shading and a fine grain
+    # floor: base colour, blotchy low-frequency shading and a fine grain (float32 throughout: it is drawn per run)
     cell = max(2, round(look.blotch_m * px_per_m / 2))
-    blotches = cv2.resize(rng.normal(0, 1, (max(2, height // cell), max(2, width // cell))), (width, height))
-    grain = rng.normal(0, 1, (height, width))
-    shade = (1 + look.blotches * blotches + look.grain * grain)[:, :, None]
-    base = np.array(look.floor_rgb[::-1], dtype=np.float64)
-    image = base * shade
+    coarse = rng.standard_normal((max(2, height // cell), max(2, width // cell)), dtype=np.float32)
+    blotches = cv2.resize(coarse, (width, height))
+    grain = rng.standard_normal((height, width), dtype=np.float32)
+    shade = 1 + look.blotches * blotches + look.grain * grain
     # lines: anti-aliased polylines, their edges roughened by thresholding noisy blur
     mask = np.zeros((height, width), np.uint8)
     thickness = max(1, round(track.line_width * px_per_m))
     for stroke, closed in _strokes(track):
-        pixels = np.array([floor.to_pixel(x, y) for x, y in stroke[:: max(1, len(stroke) // 4000)]])
+        pixels = (stroke[:: max(1, len(stroke) // 4000)] - (x_min, y_max)) * (px_per_m, -px_per_m)
         cv2.polylines(mask, [np.round(pixels * 4).astype(np.int32)], closed, 255, thickness, cv2.LINE_AA, 2)
     for _ in range(track.distractors):
         _draw_mark(mask, floor, track, rng)
     cells = (max(2, height // 4), max(2, width // 4))  # edge wobble about 8 mm long at 500 px/m
-    wobble = cv2.resize(rng.normal(0, 25, cells), (width, height), interpolation=cv2.INTER_CUBIC)
-    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.5) + wobble
-    paint = np.clip((soft - 128) / 60 + 0.5, 0, 1)
+    wobble = cv2.resize(
+        25 * rng.standard_normal(cells, dtype=np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+    )
+    paint: np.ndarray = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.5)
+    paint += wobble
+    paint -= 128
+    paint *= 1 / 60
+    paint += 0.5
+    np.clip(paint, 0, 1, out=paint)
     if look.wear > 0:  # worn patches: the paint thins where a coarse noise field is low
-        worn = cv2.resize(rng.uniform(0, 1, (max(2, height // 6), max(2, width // 6))), (width, height))
+        coarse = rng.uniform(0, 1, (max(2, height // 6), max(2, width // 6))).astype(np.float32)
+        worn = cv2.resize(coarse, (width, height))
         paint *= np.clip((worn - look.wear) / 0.15 + 0.5, 0.15, 1)
-    line = np.array(look.line_rgb[::-1], dtype=np.float64) * (1 + 0.05 * grain[:, :, None])
-    image = image * (1 - paint[:, :, None]) + line * paint[:, :, None]
+    light = _light(look, height, width, rng) if look.light_gradient or look.shadows else None
+    # mix one colour channel at a time in two reused buffers: a few large arrays, not a dozen
+    grain *= 0.05
+    grain += 1  # the paint's own grain
+    bare, painted = np.empty_like(shade), np.empty_like(shade)
+    for channel, (floor_value, line_value) in enumerate(zip(look.floor_rgb[::-1], look.line_rgb[::-1], strict=True)):
+        np.multiply(shade, floor_value, out=bare)
+        np.multiply(grain, line_value, out=painted)
+        painted -= bare
+        painted *= paint
+        bare += painted
+        if light is not None:
+            bare *= light
+        np.clip(bare, 0, 255, out=bare)
+        floor.image[:, :, channel] = bare
     for box in track.obstacles:
         c0 = floor.to_pixel(box.x - box.width / 2, box.y + box.depth / 2)
         c1 = floor.to_pixel(box.x + box.width / 2, box.y - box.depth / 2)
-        cv2.rectangle(image, tuple(round(v) for v in c0), tuple(round(v) for v in c1), (60, 60, 170), -1)
-    image *= _light(look, height, width, rng)[:, :, None]
-    floor.image[:] = np.clip(image, 0, 255).astype(np.uint8)
+        cv2.rectangle(floor.image, tuple(round(v) for v in c0), tuple(round(v) for v in c1), (60, 60, 170), -1)
     return floor
 
 
@@ -135,29 +152,27 @@ def _strokes(track: Track) -> list[tuple[np.ndarray, bool]]:
 
 
 def _light(look: FloorLook, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """Brightness over the floor: a gradient across it and soft shadows, 1 where evenly lit."""
-    light = np.ones((height, width), np.float64)
+    """Brightness over the floor: a gradient across it and soft shadows, 1 where evenly lit (drawn at an eighth of
+    the size and enlarged: light changes slowly)."""
+    small_h, small_w = max(2, height // 8), max(2, width // 8)
+    light = np.ones((small_h, small_w), np.float32)
     if look.light_gradient:
-        rows, columns = np.mgrid[0:height, 0:width]
-        along = (columns / width - 0.5) * math.cos(look.light_angle) + (rows / height - 0.5) * math.sin(
-            look.light_angle
-        )
-        light += look.light_gradient * along
+        across = (np.arange(small_w, dtype=np.float32) / small_w - 0.5) * math.cos(look.light_angle)
+        down = (np.arange(small_h, dtype=np.float32) / small_h - 0.5) * math.sin(look.light_angle)
+        light += look.light_gradient * (down[:, None] + across[None, :])
     if look.shadows:
-        mask = np.zeros((height, width), np.float32)
+        mask = np.zeros((small_h, small_w), np.float32)
+        angles = np.linspace(0, 2 * np.pi, 7, endpoint=False)
         for _ in range(look.shadows):
-            centre = np.array([rng.uniform(0, width), rng.uniform(0, height)])
-            radius = rng.uniform(0.05, 0.25) * min(height, width)
+            centre = np.array([rng.uniform(0, small_w), rng.uniform(0, small_h)])
+            radius = rng.uniform(0.05, 0.25) * min(small_h, small_w)
             corners = centre + radius * rng.uniform(0.4, 1.0, (7, 1)) * np.column_stack(
-                [
-                    np.cos(np.linspace(0, 2 * np.pi, 7, endpoint=False)),
-                    np.sin(np.linspace(0, 2 * np.pi, 7, endpoint=False)),
-                ]
+                [np.cos(angles), np.sin(angles)]
             )
             cv2.fillPoly(mask, [np.round(corners).astype(np.int32)], 1.0)
-        soft = cv2.GaussianBlur(mask, (0, 0), max(2.0, min(height, width) / 80))
+        soft = cv2.GaussianBlur(mask, (0, 0), max(1.0, min(small_h, small_w) / 80))
         light *= 1 - look.shadow_depth * np.clip(soft, 0, 1)
-    return light
+    return cv2.resize(light, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _draw_mark(mask: np.ndarray, floor: FloorMap, track: Track, rng: np.random.Generator) -> None:

@@ -1,0 +1,192 @@
+"""The simulator's expert driver, for `car collect`: it knows the true pose and the track, and drives well.
+
+It steers by pure pursuit along the line the car should drive (a tape track's line, a lane
+track's right-hand lane): the arc through a point `lookahead` metres ahead on that line,
+at a speed the bends ahead allow (`max_speed`, and at most `lateral_accel` sideways).
+
+With noise (`EXPERT_NOISE`, the spread of the curvature added, 1/m) what the car
+executes is not what the expert says: a slowly wandering error is added to its steering,
+and now and then (`EXPERT_EXCURSIONS` a minute) a stronger push takes the car off its
+line for a moment. The `label` output is always the expert's own correction for where
+the car really is, so a network trained on it learns to come back (as DAgger does), and
+says whether the car is still on its road (`on_road`).
+
+Inputs: `pose` (car_io's ground truth, every 10 ms of car time). Outputs: `cmd` (what the
+car executes; the pose's metadata passed back, so car_io waits for it every cycle) and
+`label` ({"left": m/s, "right": m/s, "on_road": bool}: the expert's command, the same
+shape as a `cmd`, with the pose's metadata).
+
+The expert reads what no real car has (the pose and the track): it exists only in the
+simulator, to teach.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.track import Track, TrackStyle
+
+ON_TAPE_M = 0.08  # a tape track's car is on its road within this of the line
+ON_LANE_SHARE = 0.7  # a lane track's car is on its road within this share of the lane's width of the lane's middle
+
+
+@dataclass(frozen=True)
+class ExpertParams:
+    """How the expert drives, and how much noise is put into what the car executes."""
+
+    max_speed: float = 0.75  # m/s
+    lateral_accel: float = 1.6  # m/s^2 at most, in the bends ahead
+    lookahead: float = 0.16  # m, plus `lookahead_per_speed` x speed
+    lookahead_per_speed: float = 0.2  # s
+    bend_window: float = 0.5  # m of line ahead whose tightest bend sets the speed
+    noise: float = 0.0  # 1/m: the spread of the slowly wandering steering error (0: the car does what it says)
+    noise_time: float = 0.7  # s: how long the wandering error keeps its direction
+    excursions_per_minute: float = 0.0  # strong pushes off the line
+    excursion_curvature: float = 3.0  # 1/m of push
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the car really is (car_io's `pose`)."""
+
+    t: float
+    x: float
+    y: float
+    heading: float
+
+
+@dataclass(frozen=True)
+class Drive:
+    """A command as speed and curvature."""
+
+    speed: float  # m/s
+    curvature: float  # 1/m, left positive
+
+    def wheels(self, wheel_base: float) -> tuple[float, float]:
+        """Left and right wheel speeds (m/s)."""
+        half = self.curvature * wheel_base / 2
+        return self.speed * (1 - half), self.speed * (1 + half)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The expert's answer to one pose: its correction (the label), what the car executes, and whether it is on
+    its road."""
+
+    label: Drive
+    executed: Drive
+    on_road: bool
+    cross_track: float  # m from the line it should drive, left positive
+
+
+class Expert:
+    """Pure pursuit on the true pose, with the noise that teaches recovery."""
+
+    def __init__(self, track: Track, params: ExpertParams):
+        self.track = track
+        self.params = params
+        self._rng = np.random.default_rng(params.seed)
+        self._hint: int | None = None
+        self._wander = 0.0  # 1/m, the slowly wandering steering error now
+        self._push = 0.0  # 1/m, an excursion's push now
+        self._push_until = -1.0
+        self._t: float | None = None
+        self._bend_ahead = _tightest_ahead(track, params.bend_window)
+        self.on_road_m = track.lane_width * ON_LANE_SHARE if track.style is TrackStyle.LANE else ON_TAPE_M
+
+    def step(self, pose: Pose) -> Step:
+        """The expert's answer to the car being at `pose`."""
+        p, track = self.params, self.track
+        dt = 0.0 if self._t is None else max(0.0, pose.t - self._t)
+        self._t = pose.t
+        projection = track.project(pose.x, pose.y, self._hint)
+        self._hint = projection.index
+        bend = float(self._bend_ahead[projection.index])
+        speed = min(p.max_speed, math.sqrt(p.lateral_accel / bend) if bend > 1e-6 else p.max_speed)
+        ahead = p.lookahead + p.lookahead_per_speed * speed
+        tx, ty, _ = track.pose_at(projection.progress + ahead)
+        c, s = math.cos(pose.heading), math.sin(pose.heading)
+        along = c * (tx - pose.x) + s * (ty - pose.y)
+        across = -s * (tx - pose.x) + c * (ty - pose.y)
+        curvature = 2 * across / max(along * along + across * across, 1e-6)
+        label = Drive(speed, curvature)
+        executed = Drive(speed, curvature + self._noise(pose.t, dt))
+        return Step(label, executed, abs(projection.cross_track) <= self.on_road_m, projection.cross_track)
+
+    def _noise(self, t: float, dt: float) -> float:
+        """The steering error added now: an Ornstein-Uhlenbeck wander plus an excursion's push while one lasts."""
+        p = self.params
+        if p.noise <= 0:
+            return 0.0
+        if dt > 0:
+            theta = 1 / p.noise_time
+            self._wander += -theta * self._wander * dt + p.noise * math.sqrt(2 * theta * dt) * self._rng.normal()
+            if t >= self._push_until:
+                self._push = 0.0
+                if self._rng.uniform() < p.excursions_per_minute / 60 * dt:
+                    self._push = p.excursion_curvature * self._rng.choice((-1.0, 1.0))
+                    self._push_until = t + self._rng.uniform(0.4, 0.9)
+        return self._wander + self._push
+
+
+def _tightest_ahead(track: Track, window_m: float) -> np.ndarray:
+    """For each point of the line, the largest |curvature| within `window_m` ahead of it."""
+    bends = np.abs(track.curvature)
+    count = max(1, round(window_m / max(track.length / max(len(bends) - 1, 1), 1e-6)))
+    n = len(bends)
+    padded = (
+        np.concatenate([bends, bends[:count]])
+        if track.closed
+        else np.concatenate([bends, np.repeat(bends[-1:], count)])
+    )
+    windows = np.lib.stride_tricks.sliding_window_view(padded, count + 1)[:n]
+    tightest: np.ndarray = windows.max(axis=1)
+    return tightest
+
+
+def params_from_env(env: dict[str, str] | os._Environ[str]) -> ExpertParams:
+    """The expert's parameters from `EXPERT_*` variables (`car collect` sets them)."""
+    defaults = ExpertParams()
+    return ExpertParams(
+        max_speed=float(env.get("EXPERT_MAX_SPEED", defaults.max_speed)),
+        noise=float(env.get("EXPERT_NOISE", defaults.noise)),
+        excursions_per_minute=float(env.get("EXPERT_EXCURSIONS", defaults.excursions_per_minute)),
+        seed=int(env.get("EXPERT_SEED", env.get("CAR_SEED", defaults.seed))),
+    )
+
+
+def main() -> None:
+    """The node: `pose` in, `cmd` and `label` out."""
+    from car import Node
+    from hal.description import load_description
+    from nodes.launch_options import TRACK_ENV
+    from nodes.messages import Malformed, MessageError, pose_message
+    from sim.track import load_track
+
+    expert = Expert(load_track(os.environ.get(TRACK_ENV, "oval")), params_from_env(os.environ))
+    wheel_base = load_description().car.wheel_base
+    malformed = Malformed("expert")
+    node = Node()
+    for event in node:
+        if event.type != "INPUT" or event.id != "pose":
+            continue
+        try:
+            pose = pose_message(event.value)
+        except MessageError as exc:
+            malformed.report("pose", exc)
+            continue
+        step = expert.step(Pose(pose.t, pose.x, pose.y, pose.heading))
+        left, right = step.executed.wheels(wheel_base)
+        node.send_output("cmd", {"left": round(left, 4), "right": round(right, 4)}, event.metadata)
+        left, right = step.label.wheels(wheel_base)
+        label = {"left": round(left, 4), "right": round(right, 4), "on_road": step.on_road}
+        node.send_output("label", label, event.metadata)
+
+
+if __name__ == "__main__":
+    main()
