@@ -1,0 +1,268 @@
+"""Training data from recordings: each camera frame paired with the command a driver gave for it.
+
+A recording is an MCAP file from `car collect` or from `car launch ... --record` (someone
+driving by hand from the live view, on the simulator or the real car). Its frames are the
+camera's (`car_io/image`, raw or JPEG). Its labels are, in order of preference:
+
+1. the simulator expert's corrections (`expert/label`, one per 10 ms cycle), each paired
+   with the frame of the same cycle (the `frame` in both messages' metadata);
+2. otherwise the commands that reached car_io (the source of its `cmd` input, from the
+   dataflow file kept in the recording; or the one `*/cmd` channel): each frame takes the
+   newest command sent before it, if one came within `COMMAND_FRESH_S`.
+
+A command is wheel speeds; it becomes the speed and path curvature the network learns
+(`Label.from_wheels`, with the car description's wheel base). Frames where the car is
+not driving forward (slower than `MIN_SPEED`) teach nothing about steering and are left
+out. Frames inside the ranges marked in the recording's cleaning sidecar (learn.sidecar,
+`car clean`) are left out too.
+
+The unit of the validation split is the *episode*: one run of one track in a `car
+collect` file (its `car.episode.N` metadata), or a whole recording otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from learn.sidecar import Sidecar
+from nodes.pilot_model import INPUT_HEIGHT, INPUT_WIDTH, shrink
+
+EPISODE_KEY = "car.episode."  # learn.collect writes these
+COMMAND_FRESH_S = 0.3
+MIN_SPEED = 0.05  # m/s
+IMAGE_SCHEMAS = ("foxglove.RawImage", "foxglove.CompressedImage")
+
+
+class DataError(ValueError):
+    """A recording that cannot teach: the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """What the network should answer for a frame."""
+
+    curvature: float  # 1/m, left positive
+    speed: float  # m/s
+    on_road: bool
+
+    @classmethod
+    def from_wheels(cls, left: float, right: float, wheel_base: float, on_road: bool = True) -> Label | None:
+        """The label for a wheel-speed command; None when the car is not driving forward."""
+        speed = (left + right) / 2
+        if speed < MIN_SPEED:
+            return None
+        return cls((right - left) / wheel_base / speed, speed, on_road)
+
+
+@dataclass
+class Dataset:
+    """Shrunk frames with their labels and episodes, as arrays."""
+
+    frames: np.ndarray  # N x H x W x 3 uint8
+    targets: np.ndarray  # N x 3 float32: curvature (1/m), speed (m/s), on-road (0 or 1)
+    episodes: np.ndarray  # N int: index into `episode_names`
+    episode_names: list[str]
+    sources: list[dict[str, Any]] = field(default_factory=list)  # per file: path, sha256, frames, dropped
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, mask: np.ndarray) -> Dataset:
+        """The samples where `mask` is true."""
+        return Dataset(self.frames[mask], self.targets[mask], self.episodes[mask], self.episode_names, self.sources)
+
+
+@dataclass(frozen=True)
+class _Episode:
+    name: str
+    start_ns: int
+    end_ns: int
+
+
+def sha256(path: Path) -> str:
+    """The file's content hash (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load(paths: list[Path], wheel_base: float) -> Dataset:
+    """Every usable frame of the recordings, labelled; DataError for a file that is missing, broken or teaches
+    nothing."""
+    frames: list[np.ndarray] = []
+    targets: list[tuple[float, float, float]] = []
+    episodes: list[int] = []
+    names: list[str] = []
+    sources = []
+    for path in paths:
+        count = len(targets)
+        dropped = 0
+        for episode, frame, label, kept in _samples(path, wheel_base):
+            if not kept:
+                dropped += 1
+                continue
+            if episode not in names:
+                names.append(episode)
+            frames.append(frame)
+            targets.append((label.curvature, label.speed, 1.0 if label.on_road else 0.0))
+            episodes.append(names.index(episode))
+        if len(targets) == count:
+            raise DataError(
+                f"{path}: no frame with a command to learn from (it needs `car_io/image` frames and an "
+                "`expert/label` or a driver's `cmd` while the car drives forward)"
+            )
+        sidecar = Sidecar.path_for(path)
+        sources.append(
+            {
+                "file": path.name,
+                "sha256": sha256(path),
+                "cleaning_sha256": sha256(sidecar) if sidecar.exists() else None,
+                "frames": len(targets) - count,
+                "dropped": dropped,
+            }
+        )
+    return Dataset(
+        np.stack(frames) if frames else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH, 3), np.uint8),
+        np.asarray(targets, np.float32).reshape(-1, 3),
+        np.asarray(episodes, np.int64),
+        names,
+        sources,
+    )
+
+
+def _reader(path: Path) -> Any:
+    import mcap.exceptions
+    import mcap.reader
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such recording")
+    try:
+        stream = open(path, "rb")  # noqa: SIM115  # closed by the caller's `with`
+        reader = mcap.reader.make_reader(stream)
+        summary = reader.get_summary()
+    except (OSError, ValueError, mcap.exceptions.McapError) as exc:
+        raise DataError(f"{path}: not a complete MCAP recording ({exc})") from None
+    if summary is None:
+        stream.close()
+        raise DataError(f"{path}: the recording was not finished (no summary): record it again")
+    return stream, reader, summary
+
+
+def recording_topics(path: Path) -> tuple[str, str, bool]:
+    """The image topic, the label topic and whether the labels are the expert's (paired by frame)."""
+    stream, reader, summary = _reader(path)
+    with stream:
+        topics = {c.topic: summary.schemas.get(c.schema_id) for c in summary.channels.values()}
+        images = [t for t, s in topics.items() if s is not None and s.name in IMAGE_SCHEMAS]
+        if not images:
+            raise DataError(f"{path}: no camera frames in it (record `car_io/image` too)")
+        image = "car_io/image" if "car_io/image" in images else images[0]
+        labels = [t for t in topics if t.endswith("/label")]
+        if labels:
+            return image, labels[0], True
+        commands = _command_topics(reader, list(topics))
+        if not commands:
+            raise DataError(f"{path}: no driver's commands in it (`expert/label`, or the `cmd` car_io obeyed)")
+        return image, commands[0], False
+
+
+def _command_topics(reader: Any, topics: list[str]) -> list[str]:
+    """The topic that fed car_io's `cmd` input, from the dataflow kept in the recording; else the `*/cmd` ones."""
+    for attachment in reader.iter_attachments():
+        if not attachment.name.endswith((".yml", ".yaml")):
+            continue
+        try:
+            flow = yaml.safe_load(attachment.data)
+        except yaml.YAMLError:
+            continue
+        for node in (flow or {}).get("nodes", []) if isinstance(flow, dict) else []:
+            if isinstance(node, dict) and "car_io" in str(node.get("path", "")):
+                source = (node.get("inputs") or {}).get("cmd")
+                source = source.get("source") if isinstance(source, dict) else source
+                if isinstance(source, str) and source in topics:
+                    return [source]
+    return sorted(t for t in topics if t.endswith("/cmd"))
+
+
+def _episodes(reader: Any, path: Path) -> list[_Episode]:
+    found = []
+    for record in reader.iter_metadata():
+        if record.name.startswith(EPISODE_KEY):
+            meta = record.metadata
+            name = f"{path.name}#{record.name[len(EPISODE_KEY) :]} ({Path(meta.get('track', '?')).stem})"
+            found.append(_Episode(name, int(meta["start_ns"]), int(meta["end_ns"])))
+    return found or [_Episode(path.name, 0, 2**63 - 1)]
+
+
+def _samples(path: Path, wheel_base: float) -> Iterator[tuple[str, np.ndarray, Label, bool]]:
+    """(episode, shrunk frame, label, kept) for each labelled frame of one recording."""
+    from car.recording.channels import decode
+
+    image_topic, label_topic, by_frame = recording_topics(path)
+    cleaning = Sidecar.load(path)
+    stream, reader, _ = _reader(path)
+    with stream:
+        episodes = _episodes(reader, path)
+        pending: dict[Any, tuple[int, np.ndarray]] = {}  # frame number -> (log time, frame), until its label
+        labels: dict[Any, Label | None] = {}  # frame number -> label, until its frame
+        command: tuple[int, Label | None] | None = None  # the newest driver's command (log time, label)
+        for schema, channel, message in reader.iter_messages(topics=[image_topic, label_topic], log_time_order=True):
+            value, metadata = decode(schema.name if schema is not None else "", message.data)
+            stamp = message.log_time
+            if channel.topic == label_topic:
+                label = _label(value, wheel_base)
+                if by_frame:
+                    number = metadata.get("frame")
+                    if number in pending:
+                        at, frame = pending.pop(number)
+                        if label is not None:
+                            yield _episode_of(episodes, at), frame, label, cleaning.keeps(at)
+                    else:
+                        labels[number] = label
+                else:
+                    command = (stamp, label)
+                continue
+            frame = shrink(_bgr(value))
+            if by_frame:
+                number = metadata.get("frame")
+                if number in labels:
+                    label = labels.pop(number)
+                    if label is not None:
+                        yield _episode_of(episodes, stamp), frame, label, cleaning.keeps(stamp)
+                else:
+                    pending[number] = (stamp, frame)
+            elif command is not None and command[1] is not None and stamp - command[0] <= COMMAND_FRESH_S * 1e9:
+                yield _episode_of(episodes, stamp), frame, command[1], cleaning.keeps(stamp)
+
+
+def _bgr(value: Any) -> np.ndarray:
+    image = np.asarray(value)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return image[:, :, :3]
+
+
+def _label(value: Any, wheel_base: float) -> Label | None:
+    if not isinstance(value, dict):
+        return None
+    left, right = value.get("left"), value.get("right")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (left, right)):
+        return None
+    return Label.from_wheels(float(left), float(right), wheel_base, bool(value.get("on_road", True)))  # type: ignore[arg-type]
+
+
+def _episode_of(episodes: list[_Episode], stamp: int) -> str:
+    for episode in episodes:
+        if episode.start_ns <= stamp <= episode.end_ns:
+            return episode.name
+    return episodes[-1].name

@@ -1,0 +1,151 @@
+"""Teaching the car end to end: `car collect` with the simulator's expert, `car train` on what it recorded, the
+learned pilot driving with the model (and the shipped models lapping tracks they never saw), and one clear error
+for each bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from car.recording.channels import decode
+from learn.dataset import sha256
+from learn.export import read_metadata
+from nodes.expert import Expert, ExpertParams, Pose
+from nodes.pilot_model import blob, load_model, shrink
+from sim import load_track
+from tests.helpers import ROOT, car, processes_mentioning
+
+PILOT = str(ROOT / "dataflows" / "pilot.yml")
+HELD_OUT = ROOT / "tests" / "fixtures" / "tracks"
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One noisy lap of the lane oval, collected by the expert."""
+    folder = tmp_path_factory.mktemp("collect")
+    data = folder / "data.mcap"
+    result = car(
+        "collect",
+        "--track",
+        "lane_oval",
+        "--laps",
+        "1",
+        "-o",
+        str(data),
+        "--noise",
+        "1.2",
+        "--seed",
+        "4",
+        cwd=folder,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "frames/s" in result.stdout and "collected 1 episodes" in result.stdout, result.stdout
+    return data
+
+
+def _messages(path: Path, topics: list[str]) -> dict[str, list[tuple[object, dict[str, object]]]]:
+    from mcap.reader import make_reader
+
+    found: dict[str, list[tuple[object, dict[str, object]]]] = {t: [] for t in topics}
+    with open(path, "rb") as stream:
+        for schema, channel, message in make_reader(stream).iter_messages(topics=topics, log_time_order=True):
+            found[channel.topic].append(decode(schema.name if schema is not None else "", message.data))
+    return found
+
+
+@pytest.mark.slow
+def test_collected_labels_are_the_experts_corrections_under_noise(collected: Path) -> None:
+    recorded = _messages(collected, ["car_io/pose", "expert/label", "expert/cmd", "car_io/image"])
+    assert len(recorded["car_io/image"]) > 250  # a lap of 10 s at 30 frames a second
+    poses = {metadata["frame"]: value for value, metadata in recorded["car_io/pose"]}
+    executed = {metadata["frame"]: value for value, metadata in recorded["expert/cmd"]}
+    clean = Expert(load_track("lane_oval"), ExpertParams())
+    steered_differently = 0
+    for value, metadata in recorded["expert/label"]:
+        pose = poses[metadata["frame"]]
+        assert isinstance(value, dict) and isinstance(pose, dict)
+        step = clean.step(Pose(pose["t"], pose["x"], pose["y"], pose["heading"]))
+        left, right = step.label.wheels(0.13)  # the simulator's car: hal/cars/sim.yml
+        assert (value["left"], value["right"]) == pytest.approx((left, right), abs=2e-3)
+        done = executed[metadata["frame"]]
+        assert isinstance(done, dict)
+        steered_differently += abs((done["right"] - done["left"]) - (right - left)) > 0.01
+    assert steered_differently > 0.5 * len(recorded["expert/label"])  # the noise is in what the car did
+    poses_off = [abs(p["cross_track"]) for p, _ in recorded["car_io/pose"] if isinstance(p, dict)]
+    assert max(poses_off) > 0.02  # and it took the car off its line, for the expert to correct
+
+
+@pytest.mark.slow
+def test_a_tiny_model_trains_runs_alike_in_onnxruntime_and_opencv_and_drives(collected: Path, tmp_path: Path) -> None:
+    import onnxruntime
+
+    model = tmp_path / "tiny.onnx"
+    result = car("train", str(collected), "-o", str(model), "--epochs", "2", "--seed", "1", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 2/2" in result.stdout and "validation" in result.stdout
+    assert model.with_suffix(".png").stat().st_size > 5_000  # the loss curves beside it
+    metadata = read_metadata(model)
+    assert metadata["trained_on"][0]["sha256"] == sha256(collected)
+    assert metadata["parameters"]["epochs"] == 2 and "jax" in metadata["versions"]
+    assert metadata["validation"]["split"].startswith("one episode")
+    # the car's runtime (OpenCV's DNN module) and onnxruntime agree on the recorded frames
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    on_car = load_model(model)
+    frames = [value for value, _ in _messages(collected, ["car_io/image"])["car_io/image"][::40]]
+    for frame in frames:
+        assert isinstance(frame, np.ndarray)
+        expected = session.run(None, {"frame": blob(shrink(frame))})[0][0]
+        on_car._net.setInput(blob(shrink(frame)), "frame")
+        assert np.allclose(on_car._net.forward()[0], expected, atol=1e-4)
+    # and the learned pilot drives with it (however badly two epochs drive), and ends cleanly
+    report = tmp_path / "run.json"
+    args = ["launch", PILOT, "--model", str(model), "--track", "lane_oval", "--sim-time", "3", "--headless"]
+    args += ["--realtime-factor", "0", "--report", str(report), "--out", str(tmp_path / "out")]
+    result = car(*args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(report.read_text())["duration_s"] == pytest.approx(3.0, abs=0.02)
+    assert not processes_mentioning(str(model))
+
+
+@pytest.mark.slow
+def test_bad_inputs_get_one_clear_error_and_start_nothing(collected: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    missing = car("launch", PILOT, "--headless", "--out", str(out), cwd=tmp_path)
+    assert missing.returncode == 2 and "is a learned pilot: give it a model with --model FILE.onnx" in missing.stderr
+    (tmp_path / "notes.onnx").write_text("not a model\n")
+    wrong = car("launch", PILOT, "--model", str(tmp_path / "notes.onnx"), "--headless", "--out", str(out), cwd=tmp_path)
+    assert wrong.returncode == 2 and "notes.onnx: not an ONNX model" in wrong.stderr
+    assert "Traceback" not in missing.stderr + wrong.stderr and not out.exists()
+    # a recording without camera frames teaches nothing
+    from car.recording.sink import McapSink
+
+    empty = tmp_path / "poses.mcap"
+    sink = McapSink(empty, "")
+    sink.write("car_io/pose", {"t": 0.0, "x": 0.0, "y": 0.0, "heading": 0.0}, {"frame": 0}, 1)
+    sink.close()
+    untrainable = car("train", str(empty), "-o", str(tmp_path / "m.onnx"), cwd=tmp_path)
+    assert untrainable.returncode == 2 and "poses.mcap: no camera frames in it" in untrainable.stderr
+    assert "Traceback" not in untrainable.stderr and not (tmp_path / "m.onnx").exists()
+    nowhere = car("collect", "--track", "nope", "-o", str(tmp_path / "d.mcap"), cwd=tmp_path)
+    assert nowhere.returncode == 2 and "--track nope: no track named `nope`" in nowhere.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("track", ["lane_oval", "lane_loop"])
+def test_the_classic_line_follower_stops_on_a_lane_track_instead_of_wandering(track: str, tmp_path: Path) -> None:
+    report = tmp_path / "run.json"
+    args = ["launch", str(ROOT / "dataflows" / "follow_line.yml"), "--track", track, "--laps", "1", "--headless"]
+    args += ["--realtime-factor", "0", "--report", str(report), "--out", str(tmp_path / "out")]
+    result = car(*args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(report.read_text())
+    assert figures["completed"] is False
+    stops = figures["safety_stops"]
+    assert stops and stops[0]["reason"] in ("line_lost", "perception_stale") and stops[0]["stood_still"], stops
+    assert figures["distance_m"] < 0.5 and figures["final_speed_mps"] == pytest.approx(0.0, abs=0.01), figures
+    assert figures["collisions"] == 0 and not math.isnan(figures["cross_track_max_m"])
