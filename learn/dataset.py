@@ -23,6 +23,7 @@ collect` file (its `car.episode.N` metadata), or a whole recording otherwise.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,15 +108,16 @@ def load(paths: list[Path], wheel_base: float) -> Dataset:
     for path in paths:
         count = len(targets)
         dropped = 0
-        for episode, frame, label, kept in _samples(path, wheel_base):
-            if not kept:
+        for pair in labelled_frames(path, wheel_base):
+            if not pair.kept:
                 dropped += 1
                 continue
-            if episode not in names:
-                names.append(episode)
-            frames.append(frame)
-            targets.append((label.curvature, label.speed, 1.0 if label.on_road else 0.0))
-            episodes.append(names.index(episode))
+            if pair.episode not in names:
+                names.append(pair.episode)
+            assert pair.frame is not None and pair.label is not None  # decoded, and labelled
+            frames.append(pair.frame)
+            targets.append((pair.label.curvature, pair.label.speed, 1.0 if pair.label.on_road else 0.0))
+            episodes.append(names.index(pair.episode))
         if len(targets) == count:
             raise DataError(
                 f"{path}: no frame with a command to learn from (it needs `car_io/image` frames and an "
@@ -204,8 +206,21 @@ def _episodes(reader: Any, path: Path) -> list[_Episode]:
     return found or [_Episode(path.name, 0, 2**63 - 1)]
 
 
-def _samples(path: Path, wheel_base: float) -> Iterator[tuple[str, np.ndarray, Label, bool]]:
-    """(episode, shrunk frame, label, kept) for each labelled frame of one recording."""
+@dataclass(frozen=True)
+class Paired:
+    """One camera frame of a recording with the command paired with it."""
+
+    stamp_ns: int  # its log time
+    episode: str
+    frame: np.ndarray | None  # shrunk (None when not decoded)
+    label: Label | None  # None: no command for it (or the car not driving forward)
+    kept: bool  # not inside a range the cleaning drops
+
+
+def labelled_frames(
+    path: Path, wheel_base: float, all_frames: bool = False, decode_frames: bool = True
+) -> Iterator[Paired]:
+    """The frames of one recording with their labels (with `all_frames`, those without one too), each once."""
     from car.recording.channels import decode
 
     image_topic, label_topic, by_frame = recording_topics(path)
@@ -213,36 +228,50 @@ def _samples(path: Path, wheel_base: float) -> Iterator[tuple[str, np.ndarray, L
     stream, reader, _ = _reader(path)
     with stream:
         episodes = _episodes(reader, path)
-        pending: dict[Any, tuple[int, np.ndarray]] = {}  # frame number -> (log time, frame), until its label
+
+        def paired(stamp: int, frame: np.ndarray | None, label: Label | None) -> Paired:
+            return Paired(stamp, _episode_of(episodes, stamp), frame, label, cleaning.keeps(stamp))
+
+        pending: dict[Any, tuple[int, np.ndarray | None]] = {}  # frame number -> (log time, frame), until its label
         labels: dict[Any, Label | None] = {}  # frame number -> label, until its frame
         command: tuple[int, Label | None] | None = None  # the newest driver's command (log time, label)
         for schema, channel, message in reader.iter_messages(topics=[image_topic, label_topic], log_time_order=True):
-            value, metadata = decode(schema.name if schema is not None else "", message.data)
+            name = schema.name if schema is not None else ""
             stamp = message.log_time
             if channel.topic == label_topic:
+                value, metadata = decode(name, message.data)
                 label = _label(value, wheel_base)
-                if by_frame:
-                    number = metadata.get("frame")
-                    if number in pending:
-                        at, frame = pending.pop(number)
-                        if label is not None:
-                            yield _episode_of(episodes, at), frame, label, cleaning.keeps(at)
-                    else:
-                        labels[number] = label
-                else:
+                if not by_frame:
                     command = (stamp, label)
+                elif metadata.get("frame") in pending:
+                    at, waiting = pending.pop(metadata.get("frame"))
+                    if label is not None or all_frames:
+                        yield paired(at, waiting, label)
+                else:
+                    labels[metadata.get("frame")] = label
                 continue
-            frame = shrink(_bgr(value))
+            frame: np.ndarray | None
+            if decode_frames:
+                value, metadata = decode(name, message.data)
+                frame = shrink(_bgr(value))
+            else:
+                frame, metadata = None, json.loads(message.data).get("_metadata", {})
             if by_frame:
                 number = metadata.get("frame")
                 if number in labels:
                     label = labels.pop(number)
-                    if label is not None:
-                        yield _episode_of(episodes, stamp), frame, label, cleaning.keeps(stamp)
+                    if label is not None or all_frames:
+                        yield paired(stamp, frame, label)
                 else:
                     pending[number] = (stamp, frame)
-            elif command is not None and command[1] is not None and stamp - command[0] <= COMMAND_FRESH_S * 1e9:
-                yield _episode_of(episodes, stamp), frame, command[1], cleaning.keeps(stamp)
+            else:
+                fresh = command is not None and stamp - command[0] <= COMMAND_FRESH_S * 1e9
+                label = command[1] if command is not None and fresh else None
+                if label is not None or all_frames:
+                    yield paired(stamp, frame, label)
+        if all_frames:  # frames whose label never came
+            for at, waiting in pending.values():
+                yield paired(at, waiting, None)
 
 
 def _bgr(value: Any) -> np.ndarray:

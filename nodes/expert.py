@@ -1,8 +1,10 @@
 """The simulator's expert driver, for `car collect`: it knows the true pose and the track, and drives well.
 
-It steers by pure pursuit along the line the car should drive (a tape track's line, a lane
-track's right-hand lane): the arc through a point `lookahead` metres ahead on that line,
-at a speed the bends ahead allow (`max_speed`, and at most `lateral_accel` sideways).
+It steers along the line the car should drive (a tape track's line, a lane track's
+right-hand lane) as a path follower with the whole truth can: the line's own curvature
+just ahead, plus corrections for the car's distance from the line and its heading error
+that bring it back over `settle` metres without overshoot; at a speed the bends ahead
+allow (`max_speed`, and at most `lateral_accel` sideways).
 
 With noise (`EXPERT_NOISE`, the spread of the curvature added, 1/m) what the car
 executes is not what the expert says: a slowly wandering error is added to its steering,
@@ -40,8 +42,8 @@ class ExpertParams:
 
     max_speed: float = 0.75  # m/s
     lateral_accel: float = 1.6  # m/s^2 at most, in the bends ahead
-    lookahead: float = 0.16  # m, plus `lookahead_per_speed` x speed
-    lookahead_per_speed: float = 0.2  # s
+    settle: float = 0.15  # m over which an error is corrected (critically damped)
+    feedforward: float = 0.06  # m of line just ahead whose mean curvature the car follows
     bend_window: float = 0.5  # m of line ahead whose tightest bend sets the speed
     noise: float = 0.0  # 1/m: the spread of the slowly wandering steering error (0: the car does what it says)
     noise_time: float = 0.7  # s: how long the wandering error keeps its direction
@@ -97,6 +99,7 @@ class Expert:
         self._push_until = -1.0
         self._t: float | None = None
         self._bend_ahead = _tightest_ahead(track, params.bend_window)
+        self._feedforward_points = max(1, round(params.feedforward / max(track.length / len(track.curvature), 1e-6)))
         self.on_road_m = track.lane_width * ON_LANE_SHARE if track.style is TrackStyle.LANE else ON_TAPE_M
 
     def step(self, pose: Pose) -> Step:
@@ -108,12 +111,16 @@ class Expert:
         self._hint = projection.index
         bend = float(self._bend_ahead[projection.index])
         speed = min(p.max_speed, math.sqrt(p.lateral_accel / bend) if bend > 1e-6 else p.max_speed)
-        ahead = p.lookahead + p.lookahead_per_speed * speed
-        tx, ty, _ = track.pose_at(projection.progress + ahead)
-        c, s = math.cos(pose.heading), math.sin(pose.heading)
-        along = c * (tx - pose.x) + s * (ty - pose.y)
-        across = -s * (tx - pose.x) + c * (ty - pose.y)
-        curvature = 2 * across / max(along * along + across * across, 1e-6)
+        index = projection.index
+        ahead = track.curvature[index : index + self._feedforward_points]
+        heading_error = (pose.heading - float(track.heading[min(index, len(track.heading) - 1)]) + math.pi) % (
+            2 * math.pi
+        ) - math.pi
+        curvature = (
+            float(ahead.mean() if len(ahead) else track.curvature[-1])
+            - projection.cross_track / p.settle**2
+            - 2 * math.sin(heading_error) / p.settle
+        )
         label = Drive(speed, curvature)
         executed = Drive(speed, curvature + self._noise(pose.t, dt))
         return Step(label, executed, abs(projection.cross_track) <= self.on_road_m, projection.cross_track)
