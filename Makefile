@@ -8,7 +8,7 @@ VIEW ?= --view  # the live web view beside the run; VIEW= for none
 
 STUBS := $(VENV)/stubs/rp2
 
-.PHONY: setup run test unit test-deps pytest lint typecheck typecheck-firmware contracts bench clean
+.PHONY: setup run test unit test-deps pytest lint typecheck typecheck-firmware contracts bench models clean
 
 $(BIN)/python:
 	@echo "setting up: creating the virtual environment $(VENV) with $(PYTHON) (once)"
@@ -67,12 +67,26 @@ pytest: setup
 unit: setup
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
+# The shipped learned pilots, rebuilt from scratch: the simulator's expert drives (with noise, in randomised
+# scenes), and a network is trained on what it recorded; seeded, so the same models come out. The training tracks are
+# sim/tracks/'s; tests/fixtures/tracks/ are held out for judging them. About 10 minutes on 2 cores.
+MODELS_DATA ?= out/models
+models: setup
+	mkdir -p $(MODELS_DATA) models
+	$(BIN)/car collect --track lane_oval --track lane_curves --track lane_loop --laps 2 --episodes 4 \
+		--noise 1.0 --randomize --seed 100 -o $(MODELS_DATA)/lane.mcap
+	$(BIN)/car train $(MODELS_DATA)/lane.mcap -o models/lane.onnx --epochs 30 --seed 0
+	$(BIN)/car collect --track oval --track s_curves --track hairpins --track figure8 --laps 2 --episodes 3 \
+		--noise 1.0 --randomize --seed 200 -o $(MODELS_DATA)/line.mcap
+	$(BIN)/car train $(MODELS_DATA)/line.mcap -o models/line.onnx --epochs 30 --seed 0
+
 bench: setup
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/timers.py
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/perception.py
+	$(BIN)/python bench/pilots.py
 	$(BIN)/python bench/loop_latency.py
 	$(BIN)/python bench/wire_cost.py
 	$(BIN)/python bench/scale.py

@@ -116,3 +116,17 @@ def run_car(yaml_text: str, duration: float | None, timeout: float = 120, name: 
 def read_json(path: Path) -> Any:
     """Parse a JSON file a benchmark node wrote."""
     return json.loads(path.read_text())
+
+
+def simulated_run(flow: Path, track: str, laps: int, folder: Path, extra: list[str]) -> dict[str, Any]:
+    """`car launch FLOW --track TRACK --laps N` in the simulator at realtime factor 0; its report (or, when it did
+    not write one, {"completed": False, "error": its last line})."""
+    report = folder / "report.json"
+    report.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "car", "launch", str(flow), "--track", track, "--laps", str(laps)]
+    command += ["--headless", "--realtime-factor", "0", "--report", str(report), "--out", str(folder / "runs"), *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=BENCH.parent)
+    if not report.exists():
+        return {"completed": False, "error": result.stderr.strip().splitlines()[-1:] or ["no report"]}
+    figures: dict[str, Any] = json.loads(report.read_text())
+    return figures

@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import machine
+from common import machine, simulated_run
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOW = ROOT / "dataflows" / "follow_line.yml"
@@ -40,15 +38,7 @@ def run_lap(track: str, params: dict[str, float], laps: int, work: Path, extra: 
             node["env"] = {**node.get("env", {}), **{k.upper(): str(v) for k, v in params.items()}}
     path = work / "follow_line.yml"
     path.write_text(yaml.safe_dump(flow))
-    report = work / "report.json"
-    report.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "car", "launch", str(path), "--track", track, "--laps", str(laps)]
-    command += ["--headless", "--realtime-factor", "0", "--report", str(report), "--out", str(work / "runs"), *extra]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    if not report.exists():
-        return {"completed": False, "error": result.stderr.strip().splitlines()[-1:] or ["no report"]}
-    figures: dict[str, Any] = json.loads(report.read_text())
-    return figures
+    return simulated_run(path, track, laps, work, extra)
 
 
 def passes(figures: dict[str, Any], min_speed: float) -> bool:

@@ -2,7 +2,8 @@
 
 Runs `car launch dataflows/follow_line.yml` in real time for --laps laps of the oval
 (camera -> line_detector -> controller -> car_io, separate processes) and reads the
-figures car_io measured. `--json` prints: machine, frames, loop_latency_ms_p50,
+figures car_io measured. `--pilot MODEL.onnx`: the learned pilot instead
+(dataflows/pilot.yml, camera -> pilot -> car_io) on the lane oval. `--json` prints: machine, frames, loop_latency_ms_p50,
 loop_latency_ms_p99, mean_speed_mps, cross_track_rms_m.
 
 `--watched`: while it drives, someone looks: `car top` refreshing once a second (the
@@ -31,11 +32,11 @@ from common import BENCH, machine, scratch
 CAR = [sys.executable, "-m", "car"]
 
 
-def wait_running(name: str, run: subprocess.Popen[str]) -> None:
-    """Until run `name` has its three nodes running (or has ended)."""
+def wait_running(name: str, run: subprocess.Popen[str], nodes: int) -> None:
+    """Until run `name` has its `nodes` nodes running (or has ended)."""
     while run.poll() is None:
         listed = subprocess.run([*CAR, "node", "list", "-d", name], capture_output=True, text=True)
-        if listed.returncode == 0 and listed.stdout.count("running") >= 3:
+        if listed.returncode == 0 and listed.stdout.count("running") >= nodes:
             return
         time.sleep(0.2)
 
@@ -71,17 +72,20 @@ def main() -> None:
     parser.add_argument("--watched", action="store_true", help="run `car top` and `car topic echo` meanwhile")
     parser.add_argument("--recorded", action="store_true", help="run `car record` of every output meanwhile")
     parser.add_argument("--viewed", action="store_true", help="serve the live view with a page open meanwhile")
+    parser.add_argument("--pilot", metavar="MODEL.onnx", help="the learned pilot with this model, on the lane oval")
     args = parser.parse_args()
     folder = scratch("car-loop-")
     report_path = folder / "run.json"
-    flow = BENCH.parent / "dataflows" / "follow_line.yml"
+    flow = BENCH.parent / "dataflows" / ("pilot.yml" if args.pilot else "follow_line.yml")
     name = f"loop-{os.getpid()}"
     command = [sys.executable, "-m", "car", "launch", str(flow), "--laps", str(args.laps), "--headless", "--quiet"]
+    if args.pilot:
+        command += ["--model", str(Path(args.pilot).resolve()), "--track", "lane_oval"]
     command += ["--realtime-factor", "1", "--report", str(report_path), "--out", str(folder / "out"), "--name", name]
     port = free_port()
     command += ["--view", "--view-port", str(port)] if args.viewed else []
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_running(name, run)
+    wait_running(name, run, 2 if args.pilot else 3)
     page = open_page(f"http://127.0.0.1:{port}/", folder) if args.viewed else None
     lookers = watch(name) if args.watched else []
     mcap = folder / "run.mcap"
@@ -108,6 +112,7 @@ def main() -> None:
         "loop_latency_ms_p99": figures["loop_latency_ms_p99"],
         "mean_speed_mps": figures["mean_speed_mps"],
         "cross_track_rms_m": figures["cross_track_rms_m"],
+        "pilot": Path(args.pilot).name if args.pilot else None,
         "watched": args.watched,
         "viewed": args.viewed,
         "recorded": recorded,

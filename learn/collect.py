@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,10 +30,13 @@ from typing import Any
 
 import yaml
 
+from nodes.car_io.sim import PROGRESS
+
 ROOT = Path(__file__).resolve().parent.parent
 COLLECT_FLOW = ROOT / "dataflows" / "collect.yml"
 EPISODE_KEY = "car.episode."  # MCAP metadata: one record per episode, named car.episode.0, car.episode.1, ...
 COLLECT_KEY = "car.collect"  # MCAP metadata: how the file was collected
+EXCURSIONS_PER_MINUTE = 6.0  # with --noise: how often the car drives off its road for the expert to bring it back
 
 
 class CollectError(Exception):
@@ -101,7 +105,7 @@ def run_episode(episode: Episode, folder: Path, speed: float, say: Any) -> tuple
             node["env"] = {
                 **node.get("env", {}),
                 "EXPERT_NOISE": str(episode.noise),
-                "EXPERT_EXCURSIONS": str(4.0 if episode.noise > 0 else 0.0),
+                "EXPERT_EXCURSIONS": str(EXCURSIONS_PER_MINUTE if episode.noise > 0 else 0.0),
                 "EXPERT_MAX_SPEED": str(speed),
             }
         elif node["id"] == "recorder":
@@ -111,14 +115,27 @@ def run_episode(episode: Episode, folder: Path, speed: float, say: Any) -> tuple
     report = folder / f"report-{episode.index}.json"
     command = [sys.executable, "-m", "car", "launch", str(flow_file), "--track", episode.track]
     command += ["--laps", str(episode.laps), "--seed", str(episode.seed), "--headless", "--realtime-factor", "0"]
-    command += ["--report", str(report), "--out", str(folder / "runs"), "--name", f"collect-{episode.index}"]
+    command += [
+        "--report",
+        str(report),
+        "--out",
+        str(folder / "runs"),
+        "--name",
+        f"collect-{os.getpid()}-{episode.index}",
+    ]
     command += ["--randomize"] if episode.randomized else []
     started = time.monotonic()
     start_ns = time.time_ns()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    lines: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder) as run:
+        assert run.stdout is not None
+        for line in run.stdout:  # car_io's progress, shown as it comes; the rest kept for an error
+            if PROGRESS in line:
+                say("  " + line.split(PROGRESS + ": ", 1)[-1].strip())
+            lines.append(line)
     wall = time.monotonic() - started
-    if result.returncode != 0 or not report.exists() or not part.exists():
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+    if run.returncode != 0 or not report.exists() or not part.exists():
+        tail = "".join(lines[-8:]).strip()
         raise CollectError(f"episode {episode.index} ({episode.track}, seed {episode.seed}) failed:\n{tail}")
     figures = json.loads(report.read_text(encoding="utf-8"))
     frames = round(figures["duration_s"] * _camera_fps())
@@ -206,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         parts = []
         with tempfile.TemporaryDirectory(prefix="car-collect-") as scratch:
             for episode in episodes:
-                parts.append(run_episode(episode, Path(scratch), args.speed, print))
+                parts.append(run_episode(episode, Path(scratch), args.speed, lambda line: print(line, flush=True)))
             settings = {
                 "tracks": ",".join(Path(t).stem for t in args.track),
                 "laps": str(args.laps),

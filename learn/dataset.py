@@ -1,4 +1,4 @@
-"""Training data from recordings: each camera frame paired with the command a driver gave for it.
+"""Training data from recordings: each camera frame paired with what the driver made of it.
 
 A recording is an MCAP file from `car collect` or from `car launch ... --record` (someone
 driving by hand from the live view, on the simulator or the real car). Its frames are the
@@ -6,14 +6,15 @@ camera's (`car_io/image`, raw or JPEG). Its labels are, in order of preference:
 
 1. the simulator expert's corrections (`expert/label`, one per 10 ms cycle), each paired
    with the frame of the same cycle (the `frame` in both messages' metadata);
-2. otherwise the commands that reached car_io (the source of its `cmd` input, from the
-   dataflow file kept in the recording; or the one `*/cmd` channel): each frame takes the
-   newest command sent before it, if one came within `COMMAND_FRESH_S`.
+2. otherwise what the driver made the car do: the wheel speeds car_io measured
+   (`car_io/sensors`, every 10 ms) `RESPONSE_S` after the frame, the time the motors take
+   to follow a command. This holds however the car was driven (from the live view's keys,
+   touch or gamepad, a teleop node, a joystick), and the live view's commands reach car_io
+   alone, so a recording holds no other trace of them.
 
-A command is wheel speeds; it becomes the speed and path curvature the network learns
-(`Label.from_wheels`, with the car description's wheel base). Frames where the car is
-not driving forward (slower than `MIN_SPEED`) teach nothing about steering and are left
-out. Frames inside the ranges marked in the recording's cleaning sidecar (learn.sidecar,
+Wheel speeds become the speed and path curvature the network learns (`Label.from_wheels`,
+with the car description's wheel base). Frames where the car is not driving forward
+(slower than `MIN_SPEED`) teach nothing about steering and are left out. Frames inside the ranges marked in the recording's cleaning sidecar (learn.sidecar,
 `car clean`) are left out too.
 
 The unit of the validation split is the *episode*: one run of one track in a `car
@@ -31,13 +32,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from learn.sidecar import Sidecar
 from nodes.pilot_model import INPUT_HEIGHT, INPUT_WIDTH, shrink
 
 EPISODE_KEY = "car.episode."  # learn.collect writes these
-COMMAND_FRESH_S = 0.3
+RESPONSE_S = 0.15  # a driver's command shows in the measured wheel speeds about this much later
+READING_SLACK_S = 0.05  # the reading paired with a frame is at most this far from frame + RESPONSE_S
 MIN_SPEED = 0.05  # m/s
 IMAGE_SCHEMAS = ("foxglove.RawImage", "foxglove.CompressedImage")
 
@@ -120,8 +121,8 @@ def load(paths: list[Path], wheel_base: float) -> Dataset:
             episodes.append(names.index(pair.episode))
         if len(targets) == count:
             raise DataError(
-                f"{path}: no frame with a command to learn from (it needs `car_io/image` frames and an "
-                "`expert/label` or a driver's `cmd` while the car drives forward)"
+                f"{path}: no frame with a command to learn from (it needs `car_io/image` frames, and an "
+                "`expert/label` for each or `car_io/sensors` readings while the car drives forward)"
             )
         sidecar = Sidecar.path_for(path)
         sources.append(
@@ -161,39 +162,26 @@ def _reader(path: Path) -> Any:
 
 
 def recording_topics(path: Path) -> tuple[str, str, bool]:
-    """The image topic, the label topic and whether the labels are the expert's (paired by frame)."""
-    stream, reader, summary = _reader(path)
+    """The image topic, the label topic and whether the labels are the expert's (paired by frame; else the measured
+    wheel speeds, paired by time)."""
+    stream, _, summary = _reader(path)
     with stream:
         topics = {c.topic: summary.schemas.get(c.schema_id) for c in summary.channels.values()}
-        images = [t for t, s in topics.items() if s is not None and s.name in IMAGE_SCHEMAS]
-        if not images:
-            raise DataError(f"{path}: no camera frames in it (record `car_io/image` too)")
-        image = "car_io/image" if "car_io/image" in images else images[0]
-        labels = [t for t in topics if t.endswith("/label")]
-        if labels:
-            return image, labels[0], True
-        commands = _command_topics(reader, list(topics))
-        if not commands:
-            raise DataError(f"{path}: no driver's commands in it (`expert/label`, or the `cmd` car_io obeyed)")
-        return image, commands[0], False
-
-
-def _command_topics(reader: Any, topics: list[str]) -> list[str]:
-    """The topic that fed car_io's `cmd` input, from the dataflow kept in the recording; else the `*/cmd` ones."""
-    for attachment in reader.iter_attachments():
-        if not attachment.name.endswith((".yml", ".yaml")):
-            continue
-        try:
-            flow = yaml.safe_load(attachment.data)
-        except yaml.YAMLError:
-            continue
-        for node in (flow or {}).get("nodes", []) if isinstance(flow, dict) else []:
-            if isinstance(node, dict) and "car_io" in str(node.get("path", "")):
-                source = (node.get("inputs") or {}).get("cmd")
-                source = source.get("source") if isinstance(source, dict) else source
-                if isinstance(source, str) and source in topics:
-                    return [source]
-    return sorted(t for t in topics if t.endswith("/cmd"))
+    images = [t for t, s in topics.items() if s is not None and s.name in IMAGE_SCHEMAS]
+    if not images:
+        raise DataError(f"{path}: no camera frames in it (record `car_io/image` too)")
+    image = "car_io/image" if "car_io/image" in images else images[0]
+    labels = sorted(t for t in topics if t.endswith("/label"))
+    if labels:
+        return image, labels[0], True
+    sensors = (
+        "car_io/sensors"
+        if "car_io/sensors" in topics
+        else next((t for t in sorted(topics) if t.endswith("/sensors")), None)
+    )
+    if sensors is None:
+        raise DataError(f"{path}: nothing to learn from in it: record `car_io/sensors` (the measured wheel speeds) too")
+    return image, sensors, False
 
 
 def _episodes(reader: Any, path: Path) -> list[_Episode]:
@@ -234,19 +222,25 @@ def labelled_frames(
 
         pending: dict[Any, tuple[int, np.ndarray | None]] = {}  # frame number -> (log time, frame), until its label
         labels: dict[Any, Label | None] = {}  # frame number -> label, until its frame
-        command: tuple[int, Label | None] | None = None  # the newest driver's command (log time, label)
+        waiting: list[tuple[int, np.ndarray | None]] = []  # frames until the reading RESPONSE_S after them
         for schema, channel, message in reader.iter_messages(topics=[image_topic, label_topic], log_time_order=True):
             name = schema.name if schema is not None else ""
             stamp = message.log_time
             if channel.topic == label_topic:
                 value, metadata = decode(name, message.data)
+                if not by_frame:  # a reading: the frames it answers, RESPONSE_S before it
+                    while waiting and waiting[0][0] + RESPONSE_S * 1e9 <= stamp:
+                        at, frame_then = waiting.pop(0)
+                        close = stamp - (at + RESPONSE_S * 1e9) <= READING_SLACK_S * 1e9
+                        label = _measured(value, wheel_base) if close else None
+                        if label is not None or all_frames:
+                            yield paired(at, frame_then, label)
+                    continue
                 label = _label(value, wheel_base)
-                if not by_frame:
-                    command = (stamp, label)
-                elif metadata.get("frame") in pending:
-                    at, waiting = pending.pop(metadata.get("frame"))
+                if metadata.get("frame") in pending:
+                    at, frame_then = pending.pop(metadata.get("frame"))
                     if label is not None or all_frames:
-                        yield paired(at, waiting, label)
+                        yield paired(at, frame_then, label)
                 else:
                     labels[metadata.get("frame")] = label
                 continue
@@ -265,13 +259,10 @@ def labelled_frames(
                 else:
                     pending[number] = (stamp, frame)
             else:
-                fresh = command is not None and stamp - command[0] <= COMMAND_FRESH_S * 1e9
-                label = command[1] if command is not None and fresh else None
-                if label is not None or all_frames:
-                    yield paired(stamp, frame, label)
+                waiting.append((stamp, frame))
         if all_frames:  # frames whose label never came
-            for at, waiting in pending.values():
-                yield paired(at, waiting, None)
+            for at, frame_then in [*pending.values(), *waiting]:
+                yield paired(at, frame_then, None)
 
 
 def _bgr(value: Any) -> np.ndarray:
@@ -288,6 +279,14 @@ def _label(value: Any, wheel_base: float) -> Label | None:
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (left, right)):
         return None
     return Label.from_wheels(float(left), float(right), wheel_base, bool(value.get("on_road", True)))  # type: ignore[arg-type]
+
+
+def _measured(value: Any, wheel_base: float) -> Label | None:
+    """The label a sensor reading's measured wheel speeds give (None: none in it, or not driving forward)."""
+    speeds = value.get("speeds") if isinstance(value, dict) else None
+    if not (isinstance(speeds, list) and len(speeds) == 2):
+        return None
+    return _label({"left": speeds[0], "right": speeds[1]}, wheel_base)
 
 
 def _episode_of(episodes: list[_Episode], stamp: int) -> str:

@@ -220,6 +220,8 @@ def loss_curve_png(history: History, path: Path, title: str) -> None:
         return round(x), round(y)
 
     cv2.rectangle(image, (margin, margin), (width - margin, height - margin), (180, 180, 180), 1)
+    for value, row in ((10**high, margin + 4), (10**low, height - margin)):  # the axis's ends, in loss units
+        cv2.putText(image, f"{value:.3g}", (4, row), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
     for name, losses, colour in series:
         points = np.array([at(k + 1, v) for k, v in enumerate(losses)], np.int32)
         cv2.polylines(image, [points], False, colour, 2, cv2.LINE_AA)

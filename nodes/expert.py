@@ -8,8 +8,10 @@ allow (`max_speed`, and at most `lateral_accel` sideways).
 
 With noise (`EXPERT_NOISE`, the spread of the curvature added, 1/m) what the car
 executes is not what the expert says: a slowly wandering error is added to its steering,
-and now and then (`EXPERT_EXCURSIONS` a minute) a stronger push takes the car off its
-line for a moment. The `label` output is always the expert's own correction for where
+and now and then (`EXPERT_EXCURSIONS` a minute) an *excursion* takes over for half a
+second to a second and a half: the car drives an arc of its own, the expert's word
+ignored, and leaves its road; then the expert brings it back. The frames off the road
+teach the network what being off it looks like (`on_road` false), and the way back. The `label` output is always the expert's own correction for where
 the car really is, so a network trained on it learns to come back (as DAgger does), and
 says whether the car is still on its road (`on_road`).
 
@@ -47,8 +49,8 @@ class ExpertParams:
     bend_window: float = 0.5  # m of line ahead whose tightest bend sets the speed
     noise: float = 0.0  # 1/m: the spread of the slowly wandering steering error (0: the car does what it says)
     noise_time: float = 0.7  # s: how long the wandering error keeps its direction
-    excursions_per_minute: float = 0.0  # strong pushes off the line
-    excursion_curvature: float = 3.0  # 1/m of push
+    excursions_per_minute: float = 0.0  # times a minute the car drives off on an arc of its own
+    excursion_curvature: tuple[float, float] = (1.0, 3.5)  # 1/m: the arc's curvature, either way, drawn from this
     seed: int = 0
 
 
@@ -95,8 +97,8 @@ class Expert:
         self._rng = np.random.default_rng(params.seed)
         self._hint: int | None = None
         self._wander = 0.0  # 1/m, the slowly wandering steering error now
-        self._push = 0.0  # 1/m, an excursion's push now
-        self._push_until = -1.0
+        self._excursion: float | None = None  # 1/m, the arc the car drives during an excursion (None: none now)
+        self._excursion_until = -1.0
         self._t: float | None = None
         self._bend_ahead = _tightest_ahead(track, params.bend_window)
         self._feedforward_points = max(1, round(params.feedforward / max(track.length / len(track.curvature), 1e-6)))
@@ -122,23 +124,30 @@ class Expert:
             - 2 * math.sin(heading_error) / p.settle
         )
         label = Drive(speed, curvature)
-        executed = Drive(speed, curvature + self._noise(pose.t, dt))
-        return Step(label, executed, abs(projection.cross_track) <= self.on_road_m, projection.cross_track)
+        return Step(
+            label,
+            self._executed(label, pose.t, dt),
+            abs(projection.cross_track) <= self.on_road_m,
+            projection.cross_track,
+        )
 
-    def _noise(self, t: float, dt: float) -> float:
-        """The steering error added now: an Ornstein-Uhlenbeck wander plus an excursion's push while one lasts."""
+    def _executed(self, label: Drive, t: float, dt: float) -> Drive:
+        """What the car does: the expert's command with the wandering error added, or an excursion's own arc."""
         p = self.params
         if p.noise <= 0:
-            return 0.0
+            return label
         if dt > 0:
             theta = 1 / p.noise_time
             self._wander += -theta * self._wander * dt + p.noise * math.sqrt(2 * theta * dt) * self._rng.normal()
-            if t >= self._push_until:
-                self._push = 0.0
+            if t >= self._excursion_until:
+                self._excursion = None
                 if self._rng.uniform() < p.excursions_per_minute / 60 * dt:
-                    self._push = p.excursion_curvature * self._rng.choice((-1.0, 1.0))
-                    self._push_until = t + self._rng.uniform(0.4, 0.9)
-        return self._wander + self._push
+                    side = self._rng.choice((-1.0, 1.0))
+                    self._excursion = float(side * self._rng.uniform(*p.excursion_curvature))
+                    self._excursion_until = t + self._rng.uniform(0.5, 1.5)
+        if self._excursion is not None:
+            return Drive(label.speed, self._excursion)
+        return Drive(label.speed, label.curvature + self._wander)
 
 
 def _tightest_ahead(track: Track, window_m: float) -> np.ndarray:

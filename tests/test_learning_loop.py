@@ -149,3 +149,76 @@ def test_the_classic_line_follower_stops_on_a_lane_track_instead_of_wandering(tr
     assert stops and stops[0]["reason"] in ("line_lost", "perception_stale") and stops[0]["stood_still"], stops
     assert figures["distance_m"] < 0.5 and figures["final_speed_mps"] == pytest.approx(0.0, abs=0.01), figures
     assert figures["collisions"] == 0 and not math.isnan(figures["cross_track_max_m"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "track", "min_speed", "max_rms", "max_cross_track"),
+    [
+        ("lane.onnx", str(HELD_OUT / "lane_kidney.yml"), 0.5, 0.03, 0.08),  # a road it never saw
+        ("line.onnx", str(HELD_OUT / "pill.yml"), 0.6, 0.015, 0.04),  # tape it never saw
+    ],
+)
+def test_a_shipped_model_laps_a_track_it_was_not_trained_on(
+    model: str, track: str, min_speed: float, max_rms: float, max_cross_track: float, tmp_path: Path
+) -> None:
+    report = tmp_path / "run.json"
+    args = ["launch", PILOT, "--model", str(ROOT / "models" / model), "--track", track, "--laps", "2", "--headless"]
+    args += ["--realtime-factor", "0", "--report", str(report), "--out", str(tmp_path / "out")]
+    result = car(*args, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(report.read_text())
+    assert figures["completed"] and figures["laps"] == 2, figures
+    assert figures["mean_speed_mps"] >= min_speed, figures
+    assert figures["cross_track_rms_m"] <= max_rms and figures["cross_track_max_m"] <= max_cross_track, figures
+    assert not figures["safety_stops"], figures
+
+
+@pytest.mark.slow
+def test_the_learned_pilot_stops_when_its_frames_stop_coming(tmp_path: Path) -> None:
+    """The pilot's safety: with the camera gone (its input closed), the car stops and the report says why."""
+    import yaml
+
+    flow = yaml.safe_load(Path(PILOT).read_text())
+    for node in flow["nodes"]:
+        if node["id"] == "pilot":
+            node["inputs"]["image"] = {"source": "gate/image", "queue_size": 1}
+    flow["nodes"].append(
+        {"id": "gate", "path": str(tmp_path / "gate.py"), "inputs": {"image": "car_io/image"}, "outputs": ["image"]}
+    )
+    (tmp_path / "gate.py").write_text(
+        "from car import Node\n"
+        "node = Node()\n"
+        "for event in node:\n"
+        "    if event.type == 'INPUT':\n"
+        "        if event.metadata.get('t_sim', 0) > 3.0:\n"
+        "            break  # the camera dies three seconds in\n"
+        "        node.send_output('image', event.value, event.metadata)\n"
+    )
+    (tmp_path / "pilot.yml").write_text(yaml.safe_dump(flow, sort_keys=False))
+    report = tmp_path / "run.json"
+    args = [
+        "launch",
+        str(tmp_path / "pilot.yml"),
+        "--model",
+        str(ROOT / "models" / "lane.onnx"),
+        "--track",
+        "lane_oval",
+    ]
+    args += [
+        "--sim-time",
+        "5",
+        "--headless",
+        "--realtime-factor",
+        "0",
+        "--report",
+        str(report),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    result = car(*args, cwd=tmp_path, timeout=120)
+    figures = json.loads(report.read_text())
+    stops = [s for s in figures["safety_stops"] if s["node"] == "pilot"]
+    assert stops and stops[0]["reason"] in ("perception_closed", "perception_stale"), (figures, result.stderr[-2000:])
+    assert 3.0 <= stops[0]["t"] <= 3.3 and stops[0]["stood_still"], stops
+    assert figures["final_speed_mps"] == pytest.approx(0.0, abs=0.01)

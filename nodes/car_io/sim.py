@@ -31,6 +31,8 @@ from sim.world import GroundTruth
 # modelled time from an observation to the command it causes: a frame needs its image processed, a reading little
 COMMAND_LATENCY_S = {Observation.IMAGE: 0.010, Observation.SENSORS: 0.005, Observation.POSE: 0.005, None: 0.005}
 LOCKSTEP_WAIT_S = 0.5  # wall seconds to wait for a command at realtime factor 0
+PROGRESS_S = 2.0  # at realtime factor 0, how often (wall seconds) car_io says how fast the simulation goes
+PROGRESS = "car_io: progress"  # ... in a line that starts so (`car collect` shows them)
 OFF_TRACK_STOP_S = 3.0  # stop a run that counts laps once its car has been off the line this long
 STANDING_MPS = 0.01  # the car stands still
 
@@ -39,9 +41,12 @@ STANDING_MPS = 0.01  # the car stands still
 class Pacing:
     """Which cycles car_io waits for, at realtime factor 0: learnt from the commands, which pass back the metadata
     of the observation they answer. A pilot that answers every sensor reading (or pose) is waited for every cycle;
-    one that answers camera frames only in the cycles with a frame; until the first answer says, the same."""
+    one that answers camera frames only in the cycles with a frame; until the first answer says, the same. A wait
+    that runs out means the pilot is not answering (its camera gone, say): no cycle is waited for until it answers
+    again, so a silent pilot costs one wait, not one per cycle."""
 
     every_cycle: bool = False
+    answering: bool = True
     misses: int = 0
     first_miss: int | None = None
 
@@ -49,13 +54,15 @@ class Pacing:
         """A command came; if it says which observation it answers, that is how the pilot is paced."""
         if command.observation is not None:
             self.every_cycle = command.observation.every_cycle
+            self.answering = True
 
     def waits(self, with_image: bool) -> bool:
         """Whether to wait for the answer to this cycle."""
-        return with_image or self.every_cycle
+        return self.answering and (with_image or self.every_cycle)
 
     def missed(self, cycle: int) -> None:
         """A wait ran out without its answer."""
+        self.answering = False
         self.misses += 1
         if self.first_miss is None:
             self.first_miss = cycle
@@ -224,6 +231,23 @@ def run() -> None:
         )
         return with_image
 
+    images = 0
+    next_progress = wall_start + PROGRESS_S
+
+    def progress() -> None:
+        """At realtime factor 0, now and then: car time, frames, and how fast they go."""
+        nonlocal next_progress
+        now = time.monotonic()
+        if factor == 0 and now >= next_progress:
+            next_progress = now + PROGRESS_S
+            wall = now - wall_start
+            print(
+                f"{PROGRESS}: {world.t:.1f} s of car time, {images} frames in {wall:.1f} s "
+                f"({images / wall:.0f} frames/s, {world.t / wall:.1f}x real time)",
+                file=sys.stderr,
+                flush=True,
+            )
+
     with_image = observe()
     while not ending:
         # paced: take commands until the wall-clock time of the next cycle; unpaced: until the answer to this cycle's
@@ -284,9 +308,11 @@ def run() -> None:
         else:
             cycle += 1
             with_image = observe()
+            images += with_image
+            progress()
     if pacing.misses:
         print(
-            f"car_io: {pacing.misses} cycles went on without their answer after waiting {LOCKSTEP_WAIT_S:g} s "
+            f"car_io: {pacing.misses} times a cycle went on without its answer after waiting {LOCKSTEP_WAIT_S:g} s "
             f"(the first: cycle {pacing.first_miss}); is the pilot answering car_io's observations?",
             file=sys.stderr,
         )

@@ -93,8 +93,13 @@ def test_a_command_says_which_observation_it_answers_and_so_how_the_pilot_is_pac
     assert not pacing.waits(with_image=False)
     pacing.answered(Command(0.1, 0.1, frame=9, observation=Observation.POSE))  # the simulator's expert: every cycle
     assert pacing.waits(with_image=False)
-    pacing.missed(12)
-    pacing.missed(15)
+    pacing.missed(12)  # the pilot went silent: no cycle is waited for until it answers again
+    assert not pacing.waits(with_image=True)
+    pacing.answered(Command(0.1, 0.1))  # a free-running command is no answer
+    assert not pacing.waits(with_image=True)
+    pacing.answered(Command(0.1, 0.1, frame=15, observation=Observation.IMAGE))
+    assert pacing.waits(with_image=True)
+    pacing.missed(18)
     assert (pacing.misses, pacing.first_miss) == (2, 12)
 
 

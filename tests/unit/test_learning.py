@@ -228,3 +228,25 @@ def test_a_model_that_is_missing_not_onnx_or_the_wrong_shape_is_refused_clearly(
         load_model(dense("big.onnx", 3 * 96 * 128, 3))
     with pytest.raises(ModelError, match=r"gives 2 numbers per frame, not 3"):
         load_model(dense("two.onnx", 3 * INPUT_HEIGHT * INPUT_WIDTH, 2))
+
+
+def test_a_recording_of_someone_driving_pairs_each_frame_with_what_the_wheels_did_just_after(tmp_path: Path) -> None:
+    """As `car launch ... --view --record` makes it: frames, and car_io's readings of the wheels every 10 ms (the
+    view's commands reach car_io alone: the measured wheel speeds are what the driver made the car do)."""
+    from car.recording.sink import McapSink
+    from learn.dataset import RESPONSE_S, load
+
+    path = tmp_path / "drive.mcap"
+    sink = McapSink(path, "jpeg")
+    ms = 1_000_000
+    for k in range(100):  # standing for 0.2 s, then 0.3 and 0.5 m/s on the wheels
+        speeds = [0.0, 0.0] if k < 20 else [0.3, 0.5]
+        sink.write("car_io/sensors", {"t": k / 100, "speeds": speeds, "line": [0.0]}, {"frame": k}, (10 * k) * ms)
+        if k % 3 == 0:
+            sink.write("car_io/image", np.zeros((240, 320, 3), np.uint8), {"frame": k}, (10 * k) * ms + 1)
+    sink.close()
+    data = load([path], wheel_base=0.2)
+    after = round(RESPONSE_S * 100) + 1  # frame k (logged just after reading k) takes the first reading RESPONSE_S on
+    frames = [k for k in range(100) if k % 3 == 0 and 20 <= k + after <= 99]  # the wheels turning then, and read
+    assert len(data) == len(frames) and data.episode_names == ["drive.mcap"]
+    assert data.targets[0] == pytest.approx([2.5, 0.4, 1.0])  # (0.5 - 0.3) / 0.2 / 0.4 per metre at 0.4 m/s, on road

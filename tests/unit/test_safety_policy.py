@@ -102,6 +102,29 @@ def test_the_search_for_a_lost_line_is_said_and_bounded_in_time_and_distance() -
         assert guard.limit(speed, speed, t + 0.01) != (0.0, 0.0)
 
 
+def test_a_learned_pilots_model_unsure_of_the_road_stops_the_car_within_its_bound_and_says_so() -> None:
+    limits = replace(LIMITS, search_s=0.3, search_m=0.15, off_line_m=None, lost_reason=SafetyReason.MODEL_UNSURE)
+    guard = PilotGuard(limits)
+    guard.perceived(0.0, True)
+    guard.limit(0.4, 0.4, 0.0)
+    t = 0.0
+    while guard.limit(0.4, 0.4, t) != (0.0, 0.0):
+        t += 1 / 30  # a frame at a time, each unsure
+        guard.perceived(t, False)
+        guard.sensed(t, 0.4, None, None)
+        assert t < 2
+    unsure_for = t - 1 / 30  # from the first unsure frame: within the bound, give or take a frame
+    assert unsure_for <= limits.search_s + 1 / 30 and unsure_for * 0.4 <= limits.search_m + 0.02
+    events = guard.take_events()
+    assert [(e.change, e.reason) for e in events] == [
+        (SafetyChange.SEARCH, SafetyReason.MODEL_UNSURE),
+        (SafetyChange.STOP, SafetyReason.MODEL_UNSURE),
+    ]
+    assert "the model unsure of the road for" in events[-1].detail
+    guard.perceived(t + 0.1, True)  # sure again: it drives on
+    assert guard.limit(0.4, 0.4, t + 0.1) != (0.0, 0.0)
+
+
 def test_a_car_whose_line_sensors_see_no_tape_stops_whatever_its_camera_claims() -> None:
     guard = PilotGuard(LIMITS)
     guard.perceived(0.0, True)
