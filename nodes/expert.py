@@ -8,9 +8,9 @@ allow (`max_speed`, and at most `lateral_accel` sideways).
 
 With noise (`EXPERT_NOISE`, the spread of the curvature added, 1/m) what the car
 executes is not what the expert says: a slowly wandering error is added to its steering,
-and now and then (`EXPERT_EXCURSIONS` a minute) an *excursion* takes over for half a
-second to a second and a half: the car drives an arc of its own, the expert's word
-ignored, and leaves its road; then the expert brings it back. The frames off the road
+and now and then (`EXPERT_EXCURSIONS` a minute) an *excursion* takes over for about
+half a second: the car follows the line's bend plus a turn of its own to one side, the
+expert's corrections ignored, and leaves its road; then the expert brings it back. The frames off the road
 teach the network what being off it looks like (`on_road` false), and the way back. The `label` output is always the expert's own correction for where
 the car really is, so a network trained on it learns to come back (as DAgger does), and
 says whether the car is still on its road (`on_road`).
@@ -50,7 +50,8 @@ class ExpertParams:
     noise: float = 0.0  # 1/m: the spread of the slowly wandering steering error (0: the car does what it says)
     noise_time: float = 0.7  # s: how long the wandering error keeps its direction
     excursions_per_minute: float = 0.0  # times a minute the car drives off on an arc of its own
-    excursion_curvature: tuple[float, float] = (1.0, 3.5)  # 1/m: the arc's curvature, either way, drawn from this
+    excursion_curvature: tuple[float, float] = (0.8, 2.0)  # 1/m: the excursion's turn off the line, either way
+    excursion_s: tuple[float, float] = (0.4, 0.9)  # how long one lasts
     seed: int = 0
 
 
@@ -110,29 +111,20 @@ class Expert:
         dt = 0.0 if self._t is None else max(0.0, pose.t - self._t)
         self._t = pose.t
         projection = track.project(pose.x, pose.y, self._hint)
-        self._hint = projection.index
-        bend = float(self._bend_ahead[projection.index])
-        speed = min(p.max_speed, math.sqrt(p.lateral_accel / bend) if bend > 1e-6 else p.max_speed)
-        index = projection.index
+        index = self._hint = projection.index
+        tightest = float(self._bend_ahead[index])
+        speed = min(p.max_speed, math.sqrt(p.lateral_accel / tightest) if tightest > 1e-6 else p.max_speed)
         ahead = track.curvature[index : index + self._feedforward_points]
-        heading_error = (pose.heading - float(track.heading[min(index, len(track.heading) - 1)]) + math.pi) % (
-            2 * math.pi
-        ) - math.pi
-        curvature = (
-            float(ahead.mean() if len(ahead) else track.curvature[-1])
-            - projection.cross_track / p.settle**2
-            - 2 * math.sin(heading_error) / p.settle
-        )
-        label = Drive(speed, curvature)
-        return Step(
-            label,
-            self._executed(label, pose.t, dt),
-            abs(projection.cross_track) <= self.on_road_m,
-            projection.cross_track,
-        )
+        bend = float(ahead.mean() if len(ahead) else track.curvature[-1])
+        line_heading = float(track.heading[min(index, len(track.heading) - 1)])
+        heading_error = (pose.heading - line_heading + math.pi) % (2 * math.pi) - math.pi
+        label = Drive(speed, bend - projection.cross_track / p.settle**2 - 2 * math.sin(heading_error) / p.settle)
+        on_road = abs(projection.cross_track) <= self.on_road_m
+        return Step(label, self._executed(label, bend, pose.t, dt), on_road, projection.cross_track)
 
-    def _executed(self, label: Drive, t: float, dt: float) -> Drive:
-        """What the car does: the expert's command with the wandering error added, or an excursion's own arc."""
+    def _executed(self, label: Drive, bend: float, t: float, dt: float) -> Drive:
+        """What the car does: the expert's command with the wandering error added, or during an excursion the line's
+        bend (`bend`, 1/m) with a turn of its own."""
         p = self.params
         if p.noise <= 0:
             return label
@@ -144,9 +136,9 @@ class Expert:
                 if self._rng.uniform() < p.excursions_per_minute / 60 * dt:
                     side = self._rng.choice((-1.0, 1.0))
                     self._excursion = float(side * self._rng.uniform(*p.excursion_curvature))
-                    self._excursion_until = t + self._rng.uniform(0.5, 1.5)
+                    self._excursion_until = t + self._rng.uniform(*p.excursion_s)
         if self._excursion is not None:
-            return Drive(label.speed, self._excursion)
+            return Drive(label.speed, bend + self._excursion)
         return Drive(label.speed, label.curvature + self._wander)
 
 

@@ -22,7 +22,7 @@ from learn.sidecar import Sidecar
 from tests.browser import browser_page
 
 FRAMES = 60
-WHEEL_BASE = 0.13  # the simulator's car (hal/cars/sim.yml), which `car clean` reads
+WHEEL_BASE = 0.15  # the simulator's car (hal/cars/sim.yml), which `car clean` reads
 
 
 def recording(path: Path) -> list[int]:

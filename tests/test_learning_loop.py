@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from car.recording.channels import decode
+from hal.description import load_description
 from learn.dataset import sha256
 from learn.export import read_metadata
 from nodes.expert import Expert, ExpertParams, Pose
@@ -70,7 +71,7 @@ def test_collected_labels_are_the_experts_corrections_under_noise(collected: Pat
         pose = poses[metadata["frame"]]
         assert isinstance(value, dict) and isinstance(pose, dict)
         step = clean.step(Pose(pose["t"], pose["x"], pose["y"], pose["heading"]))
-        left, right = step.label.wheels(0.13)  # the simulator's car: hal/cars/sim.yml
+        left, right = step.label.wheels(load_description().car.wheel_base)  # the simulator's car
         assert (value["left"], value["right"]) == pytest.approx((left, right), abs=2e-3)
         done = executed[metadata["frame"]]
         assert isinstance(done, dict)
