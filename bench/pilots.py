@@ -59,7 +59,9 @@ def cell(shown: dict[str, Any]) -> str:
     if "error" in shown:
         return f"failed: {shown['error']}"
     if not shown.get("completed"):
-        return f"stopped ({shown.get('first_stop', 'off the line')}) after {shown.get('distance_m', 0):.2f} m"
+        if "first_stop" in shown:
+            return f"stopped ({shown['first_stop']}) after {shown.get('distance_m', 0):.2f} m"
+        return f"off its line after {shown.get('distance_m', 0):.2f} m, no stop"
     return (
         f"{shown['mean_speed_mps']:.2f} m/s, {shown['cross_track_rms_m'] * 100:.1f} / "
         f"{shown['cross_track_max_m'] * 100:.1f} cm"

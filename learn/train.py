@@ -13,7 +13,10 @@ the losses; training stops early when the validation loss has not improved for
 
 Beside MODEL.onnx go MODEL.png (the loss curves) and the model's metadata says what it
 was trained on (each file's SHA-256 and its cleaning's), the parameters and the versions
-(learn.export). Runs on the CPU (JAX); the same seed and data give the same model.
+(learn.export). The on-road output is calibrated on the held-out frames (`calibrate`):
+the pilot's 0.5 is where 95 % of them on the road stay sure, so a scene unlike the
+training's reads as unsure. Runs on the CPU (JAX); the same seed and data give the same
+model.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class TrainParams:
     validation: float = 0.2  # share of the episodes held out
     off_road_weight: float = 0.3  # the steering loss's weight where the car was off its road
     on_road_weight: float = 0.2  # the on-road output's share of the loss
+    sure_share: float = 0.95  # of the held-out frames on the road, the share the calibrated model is sure of
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,37 @@ def fit(data: Dataset, params: TrainParams, progress: Progress) -> tuple[Any, Hi
     return best, history, chosen
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """Where the on-road output says "sure": the logit that `sure_share` of the held-out on-road frames reach."""
+
+    logit: float
+    probability: float  # the same, as the uncalibrated model's probability
+    frames: int  # held-out on-road frames it was measured on
+    foreign_share: float | None  # of the held-out frames off the road, the share the calibrated model is unsure of
+
+
+def calibrate(model: Any, data: Dataset, chosen: Split, share: float) -> tuple[Any, Calibration]:
+    """Shift the on-road output so that 0.5 (the pilot's default `min_confidence`) falls where `share` of the
+    held-out frames on the road stay sure: what the model says of a scene unlike any it was trained on (a tape floor
+    for a lane model) then reads as unsure, and the car stops."""
+    import equinox as eqx
+    import jax
+
+    frames, targets = blob(data.frames[chosen.validate]), data.targets[chosen.validate]
+    logits = np.concatenate(
+        [np.asarray(jax.vmap(model)(frames[k : k + 1024]))[:, 2] for k in range(0, len(frames), 1024)]
+    )
+    on_road = logits[targets[:, 2] > 0.5]
+    if len(on_road) == 0:
+        return model, Calibration(0.0, 0.5, 0, None)
+    threshold = float(np.quantile(on_road, 1 - share))
+    off_road = logits[targets[:, 2] <= 0.5]
+    foreign = float(np.mean(off_road < threshold)) if len(off_road) else None
+    shifted = eqx.tree_at(lambda m: m.out.bias, model, model.out.bias.at[2].add(-threshold))
+    return shifted, Calibration(threshold, float(1 / (1 + np.exp(-threshold))), len(on_road), foreign)
+
+
 def loss_curve_png(history: History, path: Path, title: str) -> None:
     """The training and validation losses per epoch, drawn with OpenCV, as PNG."""
     import cv2
@@ -270,9 +305,17 @@ def train(paths: list[Path], output: Path, params: TrainParams, progress: Progre
         file=progress.stream,
     )
     model, history, chosen = fit(data, params, progress)
+    model, calibration = calibrate(model, data, chosen, params.sure_share)
     print(
         f"validation: {chosen.how}, held out {len(chosen.held_out)} of {len(data.episode_names)}: "
         f"{', '.join(chosen.held_out)}",
+        file=progress.stream,
+    )
+    foreign = calibration.foreign_share
+    print(
+        f"on-road output calibrated: sure of {params.sure_share:.0%} of {calibration.frames} held-out frames on the "
+        f"road (above {calibration.probability:.3f})"
+        + (f", unsure of {foreign:.0%} of those off it" if foreign is not None else ""),
         file=progress.stream,
     )
     metadata = {
@@ -290,6 +333,7 @@ def train(paths: list[Path], output: Path, params: TrainParams, progress: Progre
         },
         "frames": int(chosen.train.sum()),
         "weights": weights(model),
+        "on_road_calibration": asdict(calibration),
     }
     export.save(model, output, metadata)
     loss_curve_png(history, output.with_suffix(".png"), f"{output.name}: best epoch {history.best_epoch}")

@@ -7,6 +7,7 @@
 --randomize                   CAR_RANDOMIZE=1: the simulator draws its scene at random from the seed (sim.randomize:
                               floor, light, the camera's true pose within calibration's tolerance, noise, motion blur)
 --laps N                      CAR_LAPS: car_io stops the run after N laps, or once the car was off the line for 3 s
+                              or stood still for 10 s
                               (without it the run goes on off the line: someone may drive the car back)
 --report FILE.json            CAR_REPORT: car_io writes the run's figures there (and FILE.png)
 --car FILE.yml                CAR_DESCRIPTION: the car description every node and the simulator read (hal.description);
@@ -72,7 +73,9 @@ class SmartCarOptions:
             action="store_true",
             help="draw the simulated scene at random from the seed (floor, light, camera pose, noise, blur)",
         )
-        group.add_argument("--laps", type=int, help="stop the run after N laps (or 3 s off the line)")
+        group.add_argument(
+            "--laps", type=int, help="stop the run after N laps (or 3 s off the line, or 10 s standing still)"
+        )
         group.add_argument(
             "--sim-time",
             type=float,

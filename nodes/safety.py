@@ -11,7 +11,8 @@ once and not in each pilot:
   detector) let it drive again, unless `resume` is off.
 - **Line lost, or the model unsure.** While the estimates say the line is not in view the
   pilot may search for it, for at most `search_s` seconds and `search_m` metres (said
-  once); then it stops until the line is seen again. A learned pilot says instead whether
+  once); then it stops until the line is seen again, `FOUND_AFTER` estimates in a row (a
+  detection that flickers on a floor without tape does not start the search afresh). A learned pilot says instead whether
   its model is sure of the road (`PilotLimits.lost_reason` is `MODEL_UNSURE`): unsure past
   the same bounds, it stops until the model is sure again.
 - **Off the line.** A pilot with a line-sensor bar under the car (`off_line_m` set) stops
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from car import Node
 
 SEARCH_SAID_AFTER_S = 0.1  # a line out of view this long is a search worth saying (not one noisy frame)
+FOUND_AFTER = 3  # estimates in a row with the line in view end a search: a flickering detection does not
 ACCEL_AFTER_STOP = 3.0  # m/s^2: after a stop the speed the guard lets through comes back no faster than this
 
 
@@ -213,6 +215,7 @@ class PilotGuard(SafetyRecord):
         self._perceived_t: float | None = None  # car time of the latest fresh estimate
         self._closed = False
         self._lost_since: float | None = None  # car time the line went out of view
+        self._in_view = 0  # estimates in a row with the line in view
         self._lost_m = 0.0  # metres driven since
         self._search_said = False
         self._no_tape_m = 0.0  # metres driven with the line sensors seeing no tape
@@ -229,9 +232,10 @@ class PilotGuard(SafetyRecord):
         self._advance(t)
         self._perceived_t = t
         self._closed = False
-        if line_in_view:
+        self._in_view = self._in_view + 1 if line_in_view else 0
+        if self._in_view >= FOUND_AFTER or (line_in_view and self._lost_since is None):
             self._lost_since, self._lost_m, self._search_said = None, 0.0, False
-        elif self._lost_since is None:
+        elif not line_in_view and self._lost_since is None:
             self._lost_since = t
 
     def stale(self, t: float) -> bool:

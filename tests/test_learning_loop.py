@@ -137,7 +137,7 @@ def test_bad_inputs_get_one_clear_error_and_start_nothing(collected: Path, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("track", ["lane_oval", "lane_loop"])
+@pytest.mark.parametrize("track", ["lane_oval", "lane_curves", "lane_loop"])
 def test_the_classic_line_follower_stops_on_a_lane_track_instead_of_wandering(track: str, tmp_path: Path) -> None:
     report = tmp_path / "run.json"
     args = ["launch", str(ROOT / "dataflows" / "follow_line.yml"), "--track", track, "--laps", "1", "--headless"]
@@ -223,3 +223,19 @@ def test_the_learned_pilot_stops_when_its_frames_stop_coming(tmp_path: Path) -> 
     assert stops and stops[0]["reason"] in ("perception_closed", "perception_stale"), (figures, result.stderr[-2000:])
     assert 3.0 <= stops[0]["t"] <= 3.3 and stops[0]["stood_still"], stops
     assert figures["final_speed_mps"] == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.slow
+def test_a_model_shown_a_floor_unlike_its_training_stops_the_car_and_says_it_is_unsure(tmp_path: Path) -> None:
+    """The lane model on the tape oval: what it sees is not what it knows, so it is unsure (its on-road output,
+    calibrated in training), and the car stops instead of driving on."""
+    report = tmp_path / "run.json"
+    args = ["launch", PILOT, "--model", str(ROOT / "models" / "lane.onnx"), "--track", "oval", "--sim-time", "4"]
+    args += ["--headless", "--realtime-factor", "0", "--report", str(report), "--out", str(tmp_path / "out")]
+    result = car(*args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(report.read_text())
+    stops = [s for s in figures["safety_stops"] if s["node"] == "pilot"]
+    assert stops and stops[0]["reason"] == "model_unsure" and stops[0]["stood_still"], figures
+    assert figures["distance_m"] < 0.6 and figures["final_speed_mps"] == pytest.approx(0.0, abs=0.01), figures
+    assert "the model unsure of the road" in result.stderr

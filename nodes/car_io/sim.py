@@ -35,6 +35,7 @@ PROGRESS_S = 2.0  # at realtime factor 0, how often (wall seconds) car_io says h
 PROGRESS = "car_io: progress"  # ... in a line that starts so (`car collect` shows them)
 OFF_TRACK_STOP_S = 3.0  # stop a run that counts laps once its car has been off the line this long
 STANDING_MPS = 0.01  # the car stands still
+STALLED_S = 10.0  # stop a run that counts laps once its car has stood still this long (a pilot that stopped for good)
 
 
 @dataclass
@@ -232,6 +233,7 @@ def run() -> None:
         return with_image
 
     images = 0
+    moving_t = 0.0  # car time the car last moved
     next_progress = wall_start + PROGRESS_S
 
     def progress() -> None:
@@ -299,12 +301,16 @@ def run() -> None:
         send_safety(node, events)
         truth = world.truth()
         stops.update(truth)
+        if abs(truth.speed) >= STANDING_MPS:
+            moving_t = truth.t
         if laps_wanted is not None and truth.laps >= laps_wanted:
             ending = f"{truth.laps} laps done"
         elif sim_time is not None and truth.t >= sim_time - 1e-9:
             ending = f"{sim_time:g} s of car time"
         elif laps_wanted is not None and truth.longest_off_line >= OFF_TRACK_STOP_S:  # lost: this run will not lap
             ending = f"off the line for {OFF_TRACK_STOP_S:g} s"
+        elif laps_wanted is not None and truth.t - moving_t >= STALLED_S:  # stopped for good: nor will this one
+            ending = f"the car stood still for {STALLED_S:g} s"
         else:
             cycle += 1
             with_image = observe()

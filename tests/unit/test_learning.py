@@ -250,3 +250,26 @@ def test_a_recording_of_someone_driving_pairs_each_frame_with_what_the_wheels_di
     frames = [k for k in range(100) if k % 3 == 0 and 20 <= k + after <= 99]  # the wheels turning then, and read
     assert len(data) == len(frames) and data.episode_names == ["drive.mcap"]
     assert data.targets[0] == pytest.approx([2.5, 0.4, 1.0])  # (0.5 - 0.3) / 0.2 / 0.4 per metre at 0.4 m/s, on road
+
+
+def test_calibration_puts_the_pilots_half_where_nearly_every_held_out_frame_on_the_road_stays_sure() -> None:
+    import jax
+
+    from learn.network import PilotNet
+    from learn.train import calibrate
+
+    rng = np.random.default_rng(5)
+    count = 400
+    data = Dataset(
+        rng.integers(0, 255, (count, INPUT_HEIGHT, INPUT_WIDTH, 3)).astype(np.uint8),
+        np.column_stack([np.zeros(count), np.full(count, 0.5), (np.arange(count) % 10 != 0)]).astype(np.float32),
+        np.arange(count) % 4,
+        ["a", "b", "c", "d"],
+    )
+    chosen = split(data, 0.5, seed=0)
+    model, calibration = calibrate(PilotNet(jax.random.PRNGKey(0)), data, chosen, share=0.9)
+    held = chosen.validate & (data.targets[:, 2] > 0.5)
+    logits = np.asarray(jax.vmap(model)(blob(data.frames[held])))[:, 2]
+    sure = np.mean(logits >= 0.0)  # the pilot's probability 0.5
+    assert 0.88 <= sure <= 0.93 and calibration.frames == int(held.sum())  # 90 % of them, give or take a frame
+    assert calibration.foreign_share is not None and 0 <= calibration.foreign_share <= 1

@@ -18,6 +18,7 @@ from hal.interfaces import SensorReading
 from nodes.controller import BAR_PARAMS, LineFollower, bar_estimate
 from nodes.drive import DriveGuard, DriveLimits
 from nodes.safety import (
+    FOUND_AFTER,
     PilotGuard,
     PilotLimits,
     RangeFilter,
@@ -98,8 +99,12 @@ def test_the_search_for_a_lost_line_is_said_and_bounded_in_time_and_distance() -
         assert events[0] == (SafetyChange.SEARCH, SafetyReason.LINE_LOST)
         assert events[-1] == (SafetyChange.STOP, bound)
         assert t <= LIMITS.search_s + 0.02 and driven <= LIMITS.search_m + 0.02
-        guard.perceived(t + 0.01, True)  # found again
-        assert guard.limit(speed, speed, t + 0.01) != (0.0, 0.0)
+        guard.perceived(t + 0.01, True)  # one estimate with the line: a flicker, the stop holds
+        guard.perceived(t + 0.02, False)
+        assert guard.limit(speed, speed, t + 0.02) == (0.0, 0.0)
+        for k in range(FOUND_AFTER):  # found again, and seen steadily: it drives on
+            guard.perceived(t + 0.03 + k * 0.01, True)
+        assert guard.limit(speed, speed, t + 0.03 + FOUND_AFTER * 0.01) != (0.0, 0.0)
 
 
 def test_a_learned_pilots_model_unsure_of_the_road_stops_the_car_within_its_bound_and_says_so() -> None:
@@ -121,8 +126,9 @@ def test_a_learned_pilots_model_unsure_of_the_road_stops_the_car_within_its_boun
         (SafetyChange.STOP, SafetyReason.MODEL_UNSURE),
     ]
     assert "the model unsure of the road for" in events[-1].detail
-    guard.perceived(t + 0.1, True)  # sure again: it drives on
-    assert guard.limit(0.4, 0.4, t + 0.1) != (0.0, 0.0)
+    for k in range(FOUND_AFTER):  # sure again, frame after frame: it drives on
+        guard.perceived(t + (k + 1) / 30, True)
+    assert guard.limit(0.4, 0.4, t + FOUND_AFTER / 30) != (0.0, 0.0)
 
 
 def test_a_car_whose_line_sensors_see_no_tape_stops_whatever_its_camera_claims() -> None:
