@@ -212,16 +212,16 @@ def serve(wiring: CarWiring, fs_root: Path, vm: str, link: Path | None = None, s
 
     board = make_board(vm, wiring, write, fs_root)
     world = wiring.world
-    print(device, flush=True)
-    print(f"board emulator: firmware from {fs_root} on {board.mode}", file=sys.stderr, flush=True)
     running = True
 
     def finish(*_: object) -> None:
         nonlocal running
         running = False
 
-    signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGTERM, finish)  # before the path is said: whoever reads it may stop us at once
     signal.signal(signal.SIGINT, finish)
+    print(device, flush=True)
+    print(f"board emulator: firmware from {fs_root} on {board.mode}", file=sys.stderr, flush=True)
     start = time.monotonic()
     try:
         while running:

@@ -50,7 +50,7 @@ def test_the_import_contracts_catch_a_deliberate_violation(tmp_path: Path) -> No
     assert "nodes.controller -> sim.world" in broken.stdout
     assert "car.daemon.timers -> car.node.api" in broken.stdout
     assert "No cycles are allowed in car.commands" in broken.stdout and "- .common -> .cli" in broken.stdout
-    assert "Contracts: 4 kept, 3 broken." in broken.stdout
+    assert "Contracts: 5 kept, 3 broken." in broken.stdout
 
 
 def test_the_hw_path_of_car_io_loads_nothing_of_the_simulator() -> None:
