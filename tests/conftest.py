@@ -3,6 +3,9 @@
 The whole session (each worker of a parallel one: pytest-xdist) has runtime folders of
 its own ($XDG_RUNTIME_DIR, where runs and coordinators say where they are), so a run
 the developer has going, or another worker's, is never "the only one running" to a test.
+JAX (training, in the tests and in the `car train` they start) keeps to one thread: two
+workers share two cores, and a training that took both starved the other worker's
+daemons past their heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.chmod(folder, 0o700)
     _RUNTIME.append(folder)
     os.environ["XDG_RUNTIME_DIR"] = folder
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

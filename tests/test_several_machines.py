@@ -226,8 +226,14 @@ class Cluster:
             flow = self.flow(name)
             if flow.state in states:
                 return flow
+            if flow.state == "failed":  # it will not change: say why, from its nodes' logs
+                break
             time.sleep(0.05)
-        raise AssertionError(f"dataflow {name} is {self.flow(name).state}, not {states}")
+        logs = {log.name: log.read_text()[-1500:] for log in sorted((self.root / "out" / name).glob("*.log"))}
+        daemons = {log.name: log.read_text()[-1500:] for log in sorted(self.root.glob("daemon-*.log"))}
+        raise AssertionError(
+            f"dataflow {name} is {self.flow(name).state}, not {states}; logs {logs}; daemons {daemons}"
+        )
 
     def log(self, name: str, node: str) -> str:
         return (self.root / "out" / name / f"{node}.log").read_text()
