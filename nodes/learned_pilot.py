@@ -97,9 +97,13 @@ def main() -> None:
             continue
         if event.id == "sensors":
             try:
-                pilot.sense(sensor_bar(event.value), None)
+                bar = sensor_bar(event.value)
             except MessageError as exc:
                 malformed.report("sensors", exc)
+                continue
+            pilot.sense(bar, None)
+            if pilot.guard.stale(bar.t):  # frames stopped coming (a frozen camera): stop, and say so, now
+                pilot.drive(0.0, 0.0, bar.t)
         elif event.id == "image":
             frame = event.value
             if not (hasattr(frame, "shape") and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == "uint8"):

@@ -176,8 +176,10 @@ def test_a_shipped_model_laps_a_track_it_was_not_trained_on(
 
 
 @pytest.mark.slow
-def test_the_learned_pilot_stops_when_its_frames_stop_coming(tmp_path: Path) -> None:
-    """The pilot's safety: with the camera gone (its input closed), the car stops and the report says why."""
+@pytest.mark.parametrize(("camera", "reason"), [("ends", "perception_closed"), ("freezes", "perception_stale")])
+def test_the_learned_pilot_stops_when_its_frames_stop_coming(camera: str, reason: str, tmp_path: Path) -> None:
+    """The pilot's safety: with the camera gone (its node ended) or frozen (no frames, the node still there), the car
+    stops and the report says why."""
     import yaml
 
     flow = yaml.safe_load(Path(PILOT).read_text())
@@ -193,7 +195,7 @@ def test_the_learned_pilot_stops_when_its_frames_stop_coming(tmp_path: Path) -> 
         "for event in node:\n"
         "    if event.type == 'INPUT':\n"
         "        if event.metadata.get('t_sim', 0) > 3.0:\n"
-        "            break  # the camera dies three seconds in\n"
+        f"            {'break' if camera == 'ends' else 'continue'}  # three seconds in\n"
         "        node.send_output('image', event.value, event.metadata)\n"
     )
     (tmp_path / "pilot.yml").write_text(yaml.safe_dump(flow, sort_keys=False))
@@ -220,7 +222,7 @@ def test_the_learned_pilot_stops_when_its_frames_stop_coming(tmp_path: Path) -> 
     result = car(*args, cwd=tmp_path, timeout=120)
     figures = json.loads(report.read_text())
     stops = [s for s in figures["safety_stops"] if s["node"] == "pilot"]
-    assert stops and stops[0]["reason"] in ("perception_closed", "perception_stale"), (figures, result.stderr[-2000:])
+    assert stops and stops[0]["reason"] == reason, (figures, result.stderr[-2000:])
     assert 3.0 <= stops[0]["t"] <= 3.3 and stops[0]["stood_still"], stops
     assert figures["final_speed_mps"] == pytest.approx(0.0, abs=0.01)
 
