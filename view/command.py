@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import Any
 
 from car.commands.common import coordinator_option, dataflow_option
 from car.plan.running import find_graph
@@ -118,7 +119,7 @@ def _track(name: str | None) -> TrackDrawing | None:
     """The simulator's track the run drives on, for the page to draw under the trail (None: none, a real car)."""
     if not name:
         return None
-    from sim.track import TrackError, load_track  # the simulator's tracks: only for a simulated run
+    from sim.track import TrackError, TrackStyle, load_track  # the simulator's tracks: only for a simulated run
 
     try:
         track = load_track(name)
@@ -126,11 +127,18 @@ def _track(name: str | None) -> TrackDrawing | None:
         print(f"car view: the track is not drawn: {exc}", file=sys.stderr)
         return None
     step = max(1, -(-len(track.points) // TRACK_POINTS))
-    points = [[round(float(x), 4), round(float(y), 4)] for x, y in track.points[::step]]
-    if track.closed and points[-1] != points[0]:
-        points.append(points[0])
+
+    def thinned(line: Any) -> list[list[float]]:
+        shown = [[round(float(x), 4), round(float(y), 4)] for x, y in line[::step]]
+        if track.closed and shown[-1] != shown[0]:
+            shown.append(shown[0])
+        return shown
+
     boxes = [[box.x, box.y, box.width, box.depth] for box in track.obstacles]
-    return TrackDrawing(track.name, points, track.line_width, boxes)
+    if track.style is not TrackStyle.LANE:
+        return TrackDrawing(track.name, thinned(track.points), track.line_width, boxes)
+    edges = [thinned(track.offset_centre(side * track.lane_width)) for side in (1, -1)]
+    return TrackDrawing(track.name, thinned(track.points), track.line_width, boxes, edges, thinned(track.centre))
 
 
 def _shown(host: str) -> str:

@@ -50,13 +50,16 @@ LINE_WAIT_S = 0.03  # how long a frame waits for its detection before it is draw
 
 @dataclass(frozen=True)
 class TrackDrawing:
-    """The simulator's track as the page draws it under the trail: the tape's centre line (m), its width, and the
-    boxes standing on the floor ([x, y, width, depth], m)."""
+    """The simulator's track as the page draws it under the trail: the line the car should drive (m: a tape track's
+    tape), its width, the boxes standing on the floor ([x, y, width, depth], m), and a lane track's road: its solid
+    edge lines and its dashed centre line (empty for tape)."""
 
     name: str
     points: list[list[float]]
     width: float
     boxes: list[list[float]]
+    edges: list[list[list[float]]] = field(default_factory=list)
+    centre: list[list[float]] = field(default_factory=list)
 
 
 @dataclass

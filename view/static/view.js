@@ -88,16 +88,24 @@ function polyline(points, px, py) {
 function drawTrail() {
   const w = trailCanvas.width, h = trailCanvas.height;
   trailCtx.clearRect(0, 0, w, h);
-  const shown = track ? track.points.concat(trail) : trail;
+  const shown = track ? track.points.concat(...(track.edges || []), trail) : trail;
   if (!shown.length) return;
   let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
   for (const [x, y] of shown) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
   const scale = Math.min(w * 0.9 / Math.max(x1 - x0, 0.5), h * 0.9 / Math.max(y1 - y0, 0.5));
   const px = (x) => w / 2 + (x - (x0 + x1) / 2) * scale, py = (y) => h / 2 - (y - (y0 + y1) / 2) * scale;
   trailCtx.lineJoin = "round";
-  if (track) {
+  if (track && (track.edges || []).length) {  // a road: solid edges, a dashed centre, the lane to keep to
+    trailCtx.strokeStyle = "#555"; trailCtx.lineWidth = Math.max(1.5, track.width * scale);
+    for (const edge of track.edges) polyline(edge, px, py);
+    trailCtx.setLineDash([6, 6]); polyline(track.centre, px, py); trailCtx.setLineDash([]);
+    trailCtx.strokeStyle = "#ccc"; trailCtx.lineWidth = 1;
+    polyline(track.points, px, py);
+  } else if (track) {
     trailCtx.strokeStyle = "#333"; trailCtx.lineWidth = Math.max(2, track.width * scale);
     polyline(track.points, px, py);
+  }
+  if (track) {
     trailCtx.fillStyle = "#a33";           // the boxes standing on the floor
     for (const [bx, by, bw, bd] of track.boxes || []) {
       trailCtx.fillRect(px(bx - bw / 2), py(by + bd / 2), bw * scale, bd * scale);
@@ -171,6 +179,7 @@ function onText(message) {
   if (message.type === "track") {          // once, first: the tape the simulator drives on
     track = message;
     window.viewStats.track = track.points.length;
+    window.viewStats.edges = (track.edges || []).length;
     document.getElementById("trailtitle").textContent = `track ${track.name}: the car and its trail`;
     drawTrail();
   } else {
