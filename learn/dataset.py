@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from learn.sidecar import Sidecar
+from learn.sidecar import Sidecar, SidecarError
 from nodes.pilot_model import INPUT_HEIGHT, INPUT_WIDTH, shrink
 
 EPISODE_KEY = "car.episode."  # learn.collect writes these
@@ -143,18 +144,25 @@ def load(paths: list[Path], wheel_base: float) -> Dataset:
     )
 
 
-def _reader(path: Path) -> Any:
+def _damaged() -> tuple[type[Exception], ...]:
+    """What reading a damaged or foreign file raises, from the MCAP reader or a message's decoding."""
     import mcap.exceptions
+
+    return (OSError, ValueError, struct.error, EOFError, KeyError, TypeError, mcap.exceptions.McapError)
+
+
+def _reader(path: Path) -> Any:
     import mcap.reader
 
     if not path.is_file():
         raise DataError(f"{path}: no such recording")
+    stream = open(path, "rb")  # noqa: SIM115  # closed by the caller's `with`
     try:
-        stream = open(path, "rb")  # noqa: SIM115  # closed by the caller's `with`
         reader = mcap.reader.make_reader(stream)
         summary = reader.get_summary()
-    except (OSError, ValueError, mcap.exceptions.McapError) as exc:
-        raise DataError(f"{path}: not a complete MCAP recording ({exc})") from None
+    except _damaged() as exc:
+        stream.close()
+        raise DataError(f"{path}: not a complete MCAP recording ({exc or type(exc).__name__})") from None
     if summary is None:
         stream.close()
         raise DataError(f"{path}: the recording was not finished (no summary): record it again")
@@ -209,6 +217,16 @@ def labelled_frames(
     path: Path, wheel_base: float, all_frames: bool = False, decode_frames: bool = True
 ) -> Iterator[Paired]:
     """The frames of one recording with their labels (with `all_frames`, those without one too), each once."""
+    try:
+        yield from _labelled(path, wheel_base, all_frames, decode_frames)
+    except (DataError, SidecarError):  # said already, and clearly
+        raise
+    except _damaged() as exc:
+        raise DataError(f"{path}: damaged, it cannot be read to the end ({exc or type(exc).__name__})") from None
+
+
+def _labelled(path: Path, wheel_base: float, all_frames: bool, decode_frames: bool) -> Iterator[Paired]:
+    """labelled_frames's work, which may meet a damaged file."""
     from car.recording.channels import decode
 
     image_topic, label_topic, by_frame = recording_topics(path)

@@ -273,3 +273,28 @@ def test_calibration_puts_the_pilots_half_where_nearly_every_held_out_frame_on_t
     sure = np.mean(logits >= 0.0)  # the pilot's probability 0.5
     assert 0.88 <= sure <= 0.93 and calibration.frames == int(held.sum())  # 90 % of them, give or take a frame
     assert calibration.foreign_share is not None and 0 <= calibration.foreign_share <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400), st.integers(min_value=0, max_value=3))
+def test_a_damaged_or_foreign_recording_is_one_clear_error(noise: bytes, keep: int) -> None:
+    """Random bytes, or the start of a real recording cut short and followed by noise: DataError, never a traceback."""
+    import tempfile
+
+    from car.recording.sink import McapSink
+    from learn.dataset import DataError, load
+
+    with tempfile.TemporaryDirectory() as folder:
+        whole = Path(folder) / "whole.mcap"
+        sink = McapSink(whole, "")
+        for k in range(4):
+            sink.write("car_io/image", np.zeros((48, 64, 3), np.uint8), {"frame": k}, k + 1)
+            sink.write("expert/label", {"left": 0.3, "right": 0.3}, {"frame": k}, k + 2)
+        sink.close()
+        data = whole.read_bytes()
+        damaged = Path(folder) / "damaged.mcap"
+        damaged.write_bytes(data[: len(data) * keep // 4] + noise)
+        try:
+            load([damaged], wheel_base=0.15)
+        except DataError as exc:
+            assert str(exc).startswith(str(damaged))
