@@ -174,7 +174,12 @@ def recording_topics(path: Path) -> tuple[str, str, bool]:
     wheel speeds, paired by time)."""
     stream, _, summary = _reader(path)
     with stream:
-        topics = {c.topic: summary.schemas.get(c.schema_id) for c in summary.channels.values()}
+        return _topics(path, summary)
+
+
+def _topics(path: Path, summary: Any) -> tuple[str, str, bool]:
+    """recording_topics from a recording's summary, already read."""
+    topics = {c.topic: summary.schemas.get(c.schema_id) for c in summary.channels.values()}
     images = [t for t, s in topics.items() if s is not None and s.name in IMAGE_SCHEMAS]
     if not images:
         raise DataError(f"{path}: no camera frames in it (record `car_io/image` too)")
@@ -229,10 +234,10 @@ def _labelled(path: Path, wheel_base: float, all_frames: bool, decode_frames: bo
     """labelled_frames's work, which may meet a damaged file."""
     from car.recording.channels import decode
 
-    image_topic, label_topic, by_frame = recording_topics(path)
     cleaning = Sidecar.load(path)
-    stream, reader, _ = _reader(path)
+    stream, reader, summary = _reader(path)
     with stream:
+        image_topic, label_topic, by_frame = _topics(path, summary)
         episodes = _episodes(reader, path)
 
         def paired(stamp: int, frame: np.ndarray | None, label: Label | None) -> Paired:

@@ -206,9 +206,9 @@ def run() -> None:
     next_image_t = 0.0
     frame_shape = (world.camera.params.height, world.camera.params.width, 3)
 
-    def observe() -> bool:
-        """Cycle `cycle`'s observations: the camera frame when one falls due, the ground truth, the sensor reading;
-        whether a frame went out."""
+    def observe(truth: GroundTruth) -> bool:
+        """Cycle `cycle`'s observations: the camera frame when one falls due, the ground truth now (`truth`), the
+        sensor reading; whether a frame went out."""
         nonlocal captured_ns, next_image_t
         metadata: dict[str, object] = {FRAME_KEY: cycle, "t_sim": round(world.t, 6)}
         with_image = world.t >= next_image_t - 1e-9
@@ -218,11 +218,14 @@ def run() -> None:
             world.camera.read(out=image)
             node.send_output("image", image, {**metadata, OBSERVATION_KEY: Observation.IMAGE.value})
         captured_ns = time.perf_counter_ns() if with_image else 0  # loop latency: frames only
-        truth = world.truth()
-        pose = {"t": round(truth.t, 4), "x": truth.x, "y": truth.y, "heading": truth.heading}
-        node.send_output(
-            "pose", {**pose, "cross_track": truth.cross_track}, {**metadata, OBSERVATION_KEY: Observation.POSE.value}
-        )
+        pose = {
+            "t": round(truth.t, 4),
+            "x": truth.x,
+            "y": truth.y,
+            "heading": truth.heading,
+            "cross_track": truth.cross_track,
+        }
+        node.send_output("pose", pose, {**metadata, OBSERVATION_KEY: Observation.POSE.value})
         reading = world.sensors.read()
         guard.sensed(reading, reading.t)
         node.send_output(
@@ -250,7 +253,7 @@ def run() -> None:
                 flush=True,
             )
 
-    with_image = observe()
+    with_image = observe(world.truth())
     while not ending:
         # paced: take commands until the wall-clock time of the next cycle; unpaced: until the answer to this cycle's
         # observation comes, if the pilot answers this cycle's kind (else only what has come already)
@@ -313,7 +316,7 @@ def run() -> None:
             ending = f"the car stood still for {STALLED_S:g} s"
         else:
             cycle += 1
-            with_image = observe()
+            with_image = observe(truth)  # the truth this cycle ended with is the next one's start
             images += with_image
             progress()
     if pacing.misses:
