@@ -97,14 +97,13 @@ def test_unsupported_dora_keys_are_errors_that_say_so(tmp_path: Path) -> None:
         """
         communication: {zenoh: {}}
         nodes:
-          - id: runtime-node
-            operators:
-              - id: op
-                python: op.py
+          - id: native
+            operator:
+              shared-library: build/op
           - id: b
             path: b.py
             git: https://example.com/b.git
-            inputs: {status: runtime-node/op/status}
+            inputs: {status: native/status}
           - id: sub
             module: graphs/sub.yml
           - id: c
@@ -114,10 +113,107 @@ def test_unsupported_dora_keys_are_errors_that_say_so(tmp_path: Path) -> None:
     )
     text = [str(p) for p in found]
     assert any(":1:1: `communication` in the dataflow is a dora key car does not support" in t for t in text)
-    assert any(":4:5: node `runtime-node` is a dora operator" in t for t in text)
-    assert any(":9:5: `git` in a node is a dora key car does not support" in t for t in text)
-    assert any(":12:5: node `sub` is a dora module (a sub-graph from another file)" in t for t in text)
-    assert len(text) == 4, text  # one problem each: nothing that follows from the operator or the module
+    assert any(
+        ":5:7: `shared-library` in an operator of node `native` is a dora key car does not support" in t for t in text
+    )
+    assert any(":8:5: `git` in a node is a dora key car does not support" in t for t in text)
+    assert any(":11:5: node `sub` is a dora module (a sub-graph from another file)" in t for t in text)
+    assert any(
+        ":9:22: node `b` input `status` reads `native/status`, but `native` declares no output" in t for t in text
+    )
+    assert len(text) == 5, text  # one problem each: nothing that follows from the module
+
+
+def test_operator_nodes_load_with_their_ports_named_as_dora_names_them(tmp_path: Path) -> None:
+    for name in ("webcam.py", "detect.py", "plot.py", "sink.py"):
+        (tmp_path / name).write_text("")
+    path = tmp_path / "flow.yml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            nodes:
+              - id: webcam
+                operator:
+                  python: webcam.py
+                  inputs: {tick: dora/timer/millis/50}
+                  outputs: [image]
+              - id: vision
+                restart_policy: on-failure
+                max_restarts: 3
+                operators:
+                  - id: detect
+                    python: {source: detect.py}
+                    build: pip install numpy
+                    inputs: {image: webcam/image}
+                    outputs: [bbox, stdout]
+                    send_stdout_as: stdout
+                    output_types: {bbox: std/core/v1/Float32}
+                  - id: plot
+                    python: plot.py
+                    inputs: {image: webcam/image, bbox: vision/detect/bbox}
+              - id: sink
+                path: sink.py
+                inputs: {bbox: vision/detect/bbox, image: webcam/image}
+            """
+        )
+    )
+    flow = load_dataflow(path)
+    webcam, vision, sink = flow.nodes
+    assert webcam.path == "-m car.operators" and webcam.outputs == ("image",)
+    assert [op.id for op in webcam.operators] == ["op"] and webcam.operators[0].port_prefix == ""
+    assert webcam.inputs["tick"].is_timer
+    assert vision.outputs == ("detect/bbox", "detect/stdout")
+    assert set(vision.inputs) == {"detect/image", "plot/image", "plot/bbox"}
+    assert vision.inputs["plot/bbox"].source == "vision/detect/bbox"
+    assert vision.output_types == {"detect/bbox": "std/core/v1/Float32"}
+    assert vision.builds == ("pip install numpy",)
+    detect = vision.operators[0]
+    assert (detect.python, detect.send_stdout_as, detect.inputs["image"].source) == (
+        "detect.py",
+        "stdout",
+        "webcam/image",
+    )
+    assert vision.max_restarts == 3 and sink.inputs["bbox"].source_output == "detect/bbox"
+
+
+def test_operator_node_mistakes_are_located(tmp_path: Path) -> None:
+    (tmp_path / "op.py").write_text("")
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: single
+            operator:
+              python: op.py
+              outputs: [image]
+          - id: multi
+            path: op.py
+            inputs: {x: single/image}
+            operators:
+              - id: a
+                python: {source: op.py, conda_env: base}
+              - id: a
+                python: missing.py
+              - python: op.py
+          - id: reader
+            path: op.py
+            inputs:
+              x: single/op/image
+              y: multi/image
+        """,
+    )
+    assert_problems_mention(
+        found,
+        ":7:11: node `multi`.path is not a key of an operator node",
+        ":8:13: node `multi`.inputs: an operator node's `inputs` belongs to its operators",
+        ":11:44: node `multi` operator `a`.python.conda_env: car runs operators in the Python that runs car",
+        ":12:13: node `multi` has two operators `a`",
+        ":14:9: an operator of node `multi` has no `id`",
+        ":18:10: node `reader` input `x` source `single/op/image` must look like `node/output`",
+        "hint: `single` has a single `operator:`, whose outputs are read as `single/OUTPUT`",
+        ":19:10: node `reader` input `y` reads `multi/image`, but `multi` declares no output `image`",
+        "hint: `multi` runs operators: read `multi/OPERATOR/OUTPUT`",
+    )
 
 
 def test_typed_ports_are_checked_at_load(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ NASTY = [
 INSERTED_KEYS = (
     *("path", "restart_delay", "tick", "queue_size", "env", "args", "<<"),
     *("output_types", "input_types", "type_rules", "min_log_level", "max_log_size"),
-    *("send_logs_as", "send_stdout_as", "operators", "module", "strict_types"),
+    *("send_logs_as", "send_stdout_as", "operators", "operator", "module", "strict_types"),
 )
 
 

@@ -64,15 +64,13 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """Run every node's `build` command in the dataflow's folder."""
+    """Run every node's `build` command (an operator node's: each operator's) in the node's folder."""
     dataflow = load_or_refuse(args.file)
     for node in dataflow.nodes:
-        if not node.build:
-            continue
-        print(f"car: building `{node.id}`: {node.build}", flush=True)
-        cwd = dataflow.node_folder(node)
-        result = subprocess.run(node.build, shell=True, cwd=cwd)
-        if result.returncode != 0:
-            print(f"car: build of node `{node.id}` failed (exit code {result.returncode})", file=sys.stderr)
-            return 1
+        for command in node.builds:
+            print(f"car: building `{node.id}`: {command}", flush=True)
+            result = subprocess.run(command, shell=True, cwd=dataflow.node_folder(node))
+            if result.returncode != 0:
+                print(f"car: build of node `{node.id}` failed (exit code {result.returncode})", file=sys.stderr)
+                return 1
     return 0

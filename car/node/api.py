@@ -25,7 +25,9 @@ import atexit
 import json
 import os
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,7 +99,11 @@ class Node:
             remote_endpoint=cfg.remote_endpoint,
             keys=keys,
         )
-        self._plan_changes: list[control.DaemonToNode] = []  # from the daemon, applied between sends
+        # From the daemon, applied between sends. One thread receives; any may send (an operator runtime's
+        # workers: car.operators): sends, lent arrays and plan changes take turns under `_sending`.
+        self._plan_changes: deque[control.DaemonToNode] = deque()
+        self._sending = threading.RLock()
+        self._receiving_thread = threading.get_ident()
         self._outbox = Outbox(cfg, self._ctx, self._clock, self._drops, self._stopping, keys)
         self._daemon.tell(control.Ready(self.id, os.getpid()))
         self._daemon.watch(self._stats, self._stats_period)
@@ -138,8 +144,11 @@ class Node:
     def _hand_out(self, event: Event) -> Event:
         """Every event leaves through here (subclasses may adapt it): STOP ends iteration; drops are reported;
         while the node is watched (`car top`), each input's latency is measured."""
-        if self._plan_changes:
-            self._apply_plan()
+        if self._plan_changes and self._sending.acquire(blocking=False):  # else the thread sending applies them
+            try:
+                self._apply_plan()
+            finally:
+                self._sending.release()
         if event.type == "STOP":
             self._finished = True
         if self._drops.pending:
@@ -186,28 +195,34 @@ class Node:
 
     def _apply_plan(self) -> None:
         """Apply the plan changes the daemon sent, in order (between sends: see `_on_control`)."""
-        changes, self._plan_changes = self._plan_changes, []
+        with self._sending:
+            while self._plan_changes:
+                self._apply_change(self._plan_changes.popleft())
+
+    def _apply_change(self, message: control.DaemonToNode) -> None:
+        """One plan change (see `_apply_plan`)."""
         outbox = self._outbox
-        for message in changes:
-            if isinstance(message, control.AddSubscriber):
-                outbox.add_subscriber(
-                    message.output,
-                    message.subscription,
-                    message.endpoint,
-                    message.queue_size,
-                    message.line,
-                    message.server_key,
-                )
-            elif isinstance(message, control.RemoveSubscriber):
-                outbox.remove_subscriber(message.output, message.subscription)
-            elif isinstance(message, control.ReaderGone):
-                outbox.reader_gone(message.reader)
-            elif isinstance(message, control.ReaderBack):
-                outbox.reader_back(message.reader)
+        if isinstance(message, control.AddSubscriber):
+            outbox.add_subscriber(
+                message.output,
+                message.subscription,
+                message.endpoint,
+                message.queue_size,
+                message.line,
+                message.server_key,
+            )
+        elif isinstance(message, control.RemoveSubscriber):
+            outbox.remove_subscriber(message.output, message.subscription)
+        elif isinstance(message, control.ReaderGone):
+            outbox.reader_gone(message.reader)
+        elif isinstance(message, control.ReaderBack):
+            outbox.reader_back(message.reader)
 
     def _stopping(self) -> bool:
-        """While a backpressure send waits: keep our own queues moving; True once the node should give up."""
-        self._inbox.drain_main()
+        """While a backpressure send waits: keep our own queues moving (on the receiving thread: another one
+        sending leaves that to it); True once the node should give up."""
+        if threading.get_ident() == self._receiving_thread:
+            self._inbox.drain_main()
         return self._inbox.stop_seen or self._daemon.daemon_gone
 
     # -- parameters -------------------------------------------------------------------
@@ -246,11 +261,12 @@ class Node:
     def _send(self, output_id: str, given: Any, value: Any, metadata: dict[str, Any] | None) -> None:
         """Every send goes through here: the daemon's plan changes first, then the declared type's check of what
         was `given`, then `value` (what goes on the wire; a subclass may convert) to every link."""
-        if self._plan_changes:
-            self._apply_plan()
-        if self._typed_outputs:
-            self._check_type(output_id, given, metadata)
-        self._outbox.send(output_id, value, metadata)
+        with self._sending:
+            if self._plan_changes:
+                self._apply_plan()
+            if self._typed_outputs:
+                self._check_type(output_id, given, metadata)
+            self._outbox.send(output_id, value, metadata)
 
     def _check_type(self, output_id: str, data: Any, metadata: dict[str, Any] | None) -> None:
         """A value of another type than its output declares (`output_types`) is refused with a TypeError."""
@@ -271,7 +287,8 @@ class Node:
         views of it). Where shared memory cannot be used (small arrays, no reader on this
         machine, every slot held by slow readers) it is an ordinary array, sent by copy.
         """
-        return self._outbox.allocate(output_id, shape, dtype)
+        with self._sending:
+            return self._outbox.allocate(output_id, shape, dtype)
 
     @property
     def sent(self) -> int:

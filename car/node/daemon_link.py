@@ -36,13 +36,15 @@ class DaemonLink:
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         self._socket.connect(config.control_endpoint)
         self.daemon_gone = False
+        self._telling = threading.Lock()
         self._wake_watcher, self._watcher_wakes = os.pipe()
         self._watcher: threading.Thread | None = None
 
     def tell(self, message: control.NodeToDaemon) -> None:
         """Send without waiting; nothing happens when no daemon listens."""
         try:
-            self._socket.send(control.encode(message), zmq.NOBLOCK)
+            with self._telling:  # a node's threads may tell at once (an operator runtime's workers)
+                self._socket.send(control.encode(message), zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # no daemon to tell
 

@@ -410,6 +410,9 @@ class Outbox:
         links = self.links(output_id)
         if self.closed:
             raise RuntimeError(f"node `{self.node_id}` is closed; it cannot send any more")
+        if not links:  # nobody reads it (yet): nothing to encode
+            self.sent += 1
+            return
         frames = wire.encode(wire.KIND_DATA, self._source_bytes[output_id], self._clock.tick(), data, metadata)
         filling = None  # a shared-memory slot to fill after the notifications went out
         local = self._publish_loan(output_id, data, frames) if self.loans else None

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from car.plan.config import Destination, InputConfig, NodeConfig, SharedOutput
-from car.spec.model import Dataflow, QueuePolicy, RestartPolicy
+from car.plan.config import Destination, InputConfig, NodeConfig, OperatorConfig, SharedOutput
+from car.spec.model import LOG_LEVELS, Dataflow, NodeSpec, QueuePolicy, RestartPolicy
 from car.transport.shm import segment_dir, segment_prefix, slot_count
 
 SUBSCRIBER_LINES = (
@@ -108,6 +108,13 @@ class RunPlan:
         return removed
 
 
+def _log_level(node: NodeSpec) -> str:
+    """A node's `min_log_level`; a runtime node's is its most talkative operator's (each filters its own)."""
+    if not node.operators:
+        return node.min_log_level
+    return max((op.min_log_level or "info" for op in node.operators), key=LOG_LEVELS.index)
+
+
 def _apart(sender_cpus: tuple[int, ...], reader_cpus: tuple[int, ...]) -> bool:
     """Whether two nodes are pinned to CPUs they do not share, so that one runs while the other does."""
     return bool(sender_cpus and reader_cpus) and not set(sender_cpus) & set(reader_cpus)
@@ -155,6 +162,8 @@ def plan_machine(
             continue
         inputs = {}
         for j, (name, inp) in enumerate(node.inputs.items()):
+            if node.operators and inp.source_node == node.id:
+                continue  # from one of its own operators to another: its runtime hands the value over (car.operators)
             endpoint = ""
             if inp.queue_policy == QueuePolicy.BACKPRESSURE:
                 endpoint = wiring.listen.get(f"{node.id}/{name}") or f"ipc://{run_dir}/n{index}i{j}.sock"
@@ -171,7 +180,7 @@ def plan_machine(
             control_endpoint=control_endpoint,
             daemon_pid=os.getpid(),
             send_eos=node.restart_policy != RestartPolicy.ALWAYS,
-            min_log_level=node.min_log_level,
+            min_log_level=_log_level(node),
             output_types=dict(node.output_types),
             inputs=inputs,
             outputs={output: [] for output in node.outputs},
@@ -179,6 +188,22 @@ def plan_machine(
                 output: SharedOutput(segment_prefix(shm_dir, run_id, index, k), 0, 0)
                 for k, output in enumerate(node.outputs)
             },
+            operators=[
+                OperatorConfig(
+                    op.id,
+                    op.python,
+                    op.port_prefix,
+                    {name: inp.source for name, inp in op.inputs.items()},
+                    list(op.outputs),
+                    op.send_stdout_as,
+                    op.send_logs_as,
+                    op.min_log_level,
+                )
+                for op in node.operators
+            ],
+            restart_policy=node.restart_policy.value,
+            max_restarts=node.max_restarts,
+            restart_delay=node.restart_delay,
         )
     plan = RunPlan(machine or "", run_id, configs)
     cpus = {node.id: node.cpu_affinity for node in dataflow.nodes}

@@ -83,6 +83,20 @@ class SharedOutput:
 
 
 @dataclass
+class OperatorConfig:
+    """One operator of a runtime node (car.operators): what its runtime loads, and how its ports are named."""
+
+    id: str
+    python: str  # its file, relative to the node's folder (where its runtime runs)
+    port_prefix: str  # the node's ports are its own with this in front: `OPID/`, or "" for a single `operator:`
+    inputs: dict[str, str] = field(default_factory=dict)  # its input -> source (node/output, timer, ...)
+    outputs: list[str] = field(default_factory=list)
+    send_stdout_as: str = ""
+    send_logs_as: str = ""
+    min_log_level: str = ""
+
+
+@dataclass
 class NodeConfig:
     """Everything a node needs to join a running dataflow."""
 
@@ -105,6 +119,10 @@ class NodeConfig:
     min_log_level: str = ""  # its `min_log_level` (dora's log levels); "" for the default, info
     output_types: dict[str, str] = field(default_factory=dict)  # output -> declared type URN, checked at send
     parameters: dict[str, str] = field(default_factory=dict)  # name -> value (JSON) set by `car param set`: kept
+    operators: list[OperatorConfig] = field(default_factory=list)  # a runtime node's (car.operators)
+    restart_policy: str = "never"  # its `restart_policy`: a runtime node restarts a failed operator in place
+    max_restarts: int = 0
+    restart_delay: float = 0.0
 
     def to_json(self) -> str:
         """Serialise for the environment."""
@@ -119,6 +137,7 @@ class NodeConfig:
         }
         raw["outputs"] = {k: [Destination(**d) for d in v] for k, v in raw["outputs"].items()}
         raw["shared"] = {k: SharedOutput(**v) for k, v in raw["shared"].items()}
+        raw["operators"] = [OperatorConfig(**o) for o in raw.get("operators", [])]
         return cls(**raw)
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -19,13 +20,16 @@ from car.spec.model import (
     DYNAMIC_PATH,
     LOG_LEVELS,
     LOG_SOURCE,
+    OPERATOR_RUNTIME,
     QUEUE_POLICIES,
     RESTART_POLICIES,
+    SINGLE_OPERATOR_ID,
     Dataflow,
     DataflowError,
     InputSpec,
     Location,
     NodeSpec,
+    OperatorSpec,
     Placement,
     Problem,
     QueuePolicy,
@@ -60,7 +64,47 @@ NODE_KEYS = (
     "max_rotated_files",
     "send_logs_as",
     "send_stdout_as",
+    "operator",
+    "operators",
 )
+# An operator node (dora's `operator:` / `operators:`) takes these beside its operators (dora's, and car's restarts);
+# what a program node has (path, inputs, outputs, ...) belongs to each operator.
+RUNTIME_NODE_KEYS = (
+    "id",
+    "name",
+    "description",
+    "env",
+    "deploy",
+    "_unstable_deploy",
+    "cpu_affinity",
+    "restart_policy",
+    "max_restarts",
+    "restart_delay",
+    "critical",
+    "operator",
+    "operators",
+)
+OPERATOR_KEYS = (
+    "id",
+    "name",
+    "description",
+    "python",
+    "build",
+    "inputs",
+    "outputs",
+    "output_types",
+    "input_types",
+    "send_stdout_as",
+    "send_logs_as",
+    "min_log_level",
+)
+_NATIVE_OPERATOR = "car runs Python operators: write this one in Python (`python: FILE.py`), or make it a node"
+UNSUPPORTED_OPERATOR = {
+    "shared-library": _NATIVE_OPERATOR,
+    "wasm": _NATIVE_OPERATOR,
+    "max_log_size": "set log rotation on a program node: an operator node's log holds all its operators' lines",
+    "max_rotated_files": "set log rotation on a program node: an operator node's log holds all its operators' lines",
+}
 CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
 INPUT_KEYS = ("source", "queue_size", "queue_policy", "input_timeout")
 DEPLOY_KEYS = ("machine", "working_dir", "local")
@@ -72,13 +116,7 @@ UNSUPPORTED_TOP = {
     "_unstable_debug": _NOT_SUPPORTED_HINT,
     "health_check_interval": _NOT_SUPPORTED_HINT,
 }
-_OPERATOR = (
-    "is a dora operator (code that runs inside dora's own runtime): car does not run operators",
-    "write it as a node: a Python file with `for event in Node(): ...` that does what its on_event does",
-)
 FOREIGN_BODIES = {  # keys that make a node something other than a program car could start: one problem, no more
-    "operators": _OPERATOR,
-    "operator": _OPERATOR,
     "module": (
         "is a dora module (a sub-graph from another file): car does not load modules",
         "copy the module's nodes into this file",
@@ -157,6 +195,20 @@ def _user_types(base_dir: Path) -> dict[str, Path]:
         for name in names if isinstance(names, dict) else ():
             found[f"{prefix}/{name}"] = file
     return found
+
+
+@dataclass
+class _Ports:
+    """What a program node, an operator, or a runtime node (its operators' together) reads and sends."""
+
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    output_types: dict[str, str] = field(default_factory=dict)
+    input_types: dict[str, str] = field(default_factory=dict)
+    min_log_level: str = ""
+    send_logs_as: str = ""
+    send_stdout_as: str = ""
+    operators: tuple[OperatorSpec, ...] = ()
 
 
 def _valid_id(text: str) -> bool:
@@ -262,7 +314,10 @@ class _Checker(ValueReader):
             self.problem(values["id"], f"node id `{node_id}` must not contain `/` or spaces")
             return None
         what = f"node `{node_id}`"
-        if "custom" in values:
+        runtime = "operator" in values or "operators" in values
+        if runtime:
+            self.runtime_keys(values, what)
+        elif "custom" in values:
             custom = self.known_keys(self.mapping(values["custom"], f"{what}.custom") or [], CUSTOM_KEYS, {}, "custom")
             for old, new in (("source", "path"), ("envs", "env")):
                 if old in custom:
@@ -273,14 +328,17 @@ class _Checker(ValueReader):
                 values[key] = value
         machine, working_dir = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
         machine = machine or default_machine
-        path = self.path(values.get("path"), item, what, machine, working_dir)
+        if runtime:
+            ports = self.operators(values, node_id, machine, working_dir)
+            path = OPERATOR_RUNTIME
+        else:
+            ports = self.ports(values, node_id)
+            path = self.path(values.get("path"), item, what, machine, working_dir)
         args: tuple[str, ...] = ()
         if "args" in values:
             args = self.args(values["args"], f"{what}.args")
         env = self.env(values["env"], f"{what}.env") if "env" in values else {}
         build = (self.string(values["build"], f"{what}.build") or "") if "build" in values else ""
-        outputs = self.outputs(values["outputs"], what) if "outputs" in values else ()
-        inputs = self.inputs(values["inputs"], node_id) if "inputs" in values else {}
         policy = RestartPolicy.NEVER
         if "restart_policy" in values:
             chosen = self.choice(values["restart_policy"], f"{what}.restart_policy", RESTART_POLICIES)
@@ -293,18 +351,10 @@ class _Checker(ValueReader):
             delay = self.number(values["restart_delay"], f"{what}.restart_delay", 0.0) or 0.0
         critical = self.boolean(values["critical"], f"{what}.critical") if "critical" in values else True
         cpus = self.cpus(values["cpu_affinity"], f"{what}.cpu_affinity") if "cpu_affinity" in values else ()
-        output_types = self.port_types(values.get("output_types"), f"{what}.output_types", outputs, "outputs")
-        input_types = self.port_types(values.get("input_types"), f"{what}.input_types", tuple(inputs), "inputs")
-        log_level = ""
-        if "min_log_level" in values:
-            log_level = self.choice(values["min_log_level"], f"{what}.min_log_level", LOG_LEVELS) or ""
         log_size = self.byte_size(values["max_log_size"], f"{what}.max_log_size") if "max_log_size" in values else 0
         rotated = 5
         if "max_rotated_files" in values:
             rotated = self.integer(values["max_rotated_files"], f"{what}.max_rotated_files", 1) or 5
-        logs_output, stdout_output = (
-            self.own_output(values, key, what, outputs) for key in ("send_logs_as", "send_stdout_as")
-        )
         if cpus and path == DYNAMIC_PATH:
             self.problem(
                 values["cpu_affinity"],
@@ -320,8 +370,8 @@ class _Checker(ValueReader):
             args=args,
             env=env,
             build=build,
-            inputs=inputs,
-            outputs=outputs,
+            inputs=ports.inputs,
+            outputs=ports.outputs,
             machine=machine,
             working_dir=working_dir,
             restart_policy=policy,
@@ -330,14 +380,142 @@ class _Checker(ValueReader):
             cpu_affinity=cpus,
             cpu_affinity_location=self.loc(values["cpu_affinity"]) if cpus else None,
             critical=critical,
-            output_types=output_types,
-            input_types=input_types,
-            min_log_level=log_level,
+            output_types=ports.output_types,
+            input_types=ports.input_types,
+            min_log_level=ports.min_log_level,
             max_log_size=log_size,
             max_rotated_files=rotated,
+            send_logs_as=ports.send_logs_as,
+            send_stdout_as=ports.send_stdout_as,
+            operators=ports.operators,
+        )
+
+    def ports(self, values: dict[str, yaml.Node], node_id: str, operator: str = "", prefix: str = "") -> _Ports:
+        """A program node's (or one `operator`'s, whose ports the node has with `prefix` in front) inputs,
+        outputs, their types and where its logs go."""
+        what = f"node `{node_id}`" if not operator else f"node `{node_id}` operator `{operator}`"
+        outputs = self.outputs(values["outputs"], what) if "outputs" in values else ()
+        inputs = self.inputs(values["inputs"], node_id, prefix) if "inputs" in values else {}
+        log_level = ""
+        if "min_log_level" in values:
+            log_level = self.choice(values["min_log_level"], f"{what}.min_log_level", LOG_LEVELS) or ""
+        logs_output, stdout_output = (
+            self.own_output(values, key, what, outputs) for key in ("send_logs_as", "send_stdout_as")
+        )
+        return _Ports(
+            inputs=inputs,
+            outputs=outputs,
+            output_types=self.port_types(values.get("output_types"), f"{what}.output_types", outputs, "outputs"),
+            input_types=self.port_types(values.get("input_types"), f"{what}.input_types", tuple(inputs), "inputs"),
+            min_log_level=log_level,
             send_logs_as=logs_output,
             send_stdout_as=stdout_output,
         )
+
+    def runtime_keys(self, values: dict[str, yaml.Node], what: str) -> None:
+        """An operator node has its operators and the node keys RUNTIME_NODE_KEYS names; the rest is refused."""
+        if "operator" in values and "operators" in values:
+            self.problem(values["operators"], f"{what} has both `operator` and `operators`", "keep one of them")
+        for key in [k for k in values if k not in RUNTIME_NODE_KEYS]:
+            node = values.pop(key)
+            if key in OPERATOR_KEYS:
+                hint = f"move `{key}` inside `operator:` (or into each of `operators:`)"
+                self.problem(node, f"{what}.{key}: an operator node's `{key}` belongs to its operators", hint)
+            else:
+                hint = "an operator node runs its operators' `python:` files; make it a program node to use this key"
+                self.problem(node, f"{what}.{key} is not a key of an operator node", hint)
+
+    def operators(self, values: dict[str, yaml.Node], node_id: str, machine: str, working_dir: str) -> _Ports:
+        """A runtime node's operators, and the node's ports: theirs, each with its `OPID/` in front (none for a
+        single `operator:`)."""
+        what = f"node `{node_id}`"
+        single = "operator" in values
+        listed = values["operator"] if single else values["operators"]
+        items = [listed] if single else listed.value if isinstance(listed, yaml.SequenceNode) else None
+        if not items:
+            self.problem(listed, f"{what}.operators must be a non-empty list", "start each operator with `- id: NAME`")
+            return _Ports()
+        found: list[OperatorSpec] = []
+        merged = _Ports()
+        for item in items:
+            entries = self.mapping(item, f"an operator of {what}")
+            if entries is None:
+                continue
+            op_values = self.known_keys(entries, OPERATOR_KEYS, UNSUPPORTED_OPERATOR, f"an operator of {what}")
+            op_id = SINGLE_OPERATOR_ID if single else ""
+            if "id" in op_values:
+                op_id = self.string(op_values["id"], f"an operator id of {what}") or ""
+                if op_id and not _valid_id(op_id):
+                    self.problem(op_values["id"], f"operator id `{op_id}` must not contain `/` or spaces")
+                    continue
+            if not op_id:
+                if "id" not in op_values:
+                    self.problem(item, f"an operator of {what} has no `id`", "start each operator with `- id: NAME`")
+                continue
+            if any(op.id == op_id for op in found):
+                self.problem(op_values.get("id", item), f"{what} has two operators `{op_id}`", "give each its own id")
+                continue
+            prefix = "" if single else f"{op_id}/"
+            ports = self.ports(op_values, node_id, op_id, prefix)
+            python = self.python(op_values.get("python"), item, f"{what} operator `{op_id}`", machine, working_dir)
+            build = (self.string(op_values["build"], f"{what}.build") or "") if "build" in op_values else ""
+            found.append(
+                OperatorSpec(
+                    id=op_id,
+                    python=python,
+                    location=self.loc(item),
+                    port_prefix=prefix,
+                    name=str(self.scalar(op_values["name"])) if "name" in op_values else "",
+                    description=str(self.scalar(op_values["description"])) if "description" in op_values else "",
+                    build=build,
+                    inputs=ports.inputs,
+                    outputs=ports.outputs,
+                    send_stdout_as=ports.send_stdout_as,
+                    send_logs_as=ports.send_logs_as,
+                    min_log_level=ports.min_log_level,
+                )
+            )
+            merged.inputs.update(
+                {prefix + name: replace(spec, name=prefix + name) for name, spec in ports.inputs.items()}
+            )
+            merged.output_types.update({prefix + name: urn for name, urn in ports.output_types.items()})
+            merged.input_types.update({prefix + name: urn for name, urn in ports.input_types.items()})
+            merged.outputs = (*merged.outputs, *(prefix + name for name in ports.outputs))
+        merged.operators = tuple(found)
+        return merged
+
+    def python(self, node: yaml.Node | None, item: yaml.Node, what: str, machine: str, working_dir: str) -> str:
+        """An operator's `python:` (a file, or `{source: FILE}`), checked where it runs as a node's `path` is."""
+        if node is None:
+            self.problem(item, f"{what} has no `python`", "set `python: FILE.py`, the file with its `Operator` class")
+            return ""
+        source_node = node
+        if isinstance(node, yaml.MappingNode):
+            options = self.known_keys(self.mapping(node, f"{what}.python") or [], ("source", "conda_env"), {}, what)
+            if "conda_env" in options:
+                self.problem(
+                    options["conda_env"],
+                    f"{what}.python.conda_env: car runs operators in the Python that runs car, not in a conda environment",
+                    "install the operator's packages there (pip) and remove `conda_env`",
+                )
+            if "source" not in options:
+                self.problem(node, f"{what}.python has no `source`", "write `python: FILE.py`")
+                return ""
+            source_node = options["source"]
+        source = self.string(source_node, f"{what}.python") or ""
+        if source.startswith(("http://", "https://")):
+            self.problem(
+                source_node, f"{what}.python is a URL: car does not download operators", "download it and name the file"
+            )
+            return ""
+        if source and not source.endswith(".py"):
+            self.problem(
+                source_node,
+                f"{what}.python `{source}` is not a Python file",
+                "name the `.py` file with its `Operator` class",
+            )
+            return ""
+        return self.path(source_node, item, what, machine, working_dir) if source else ""
 
     def own_output(self, values: dict[str, yaml.Node], key: str, what: str, outputs: tuple[str, ...]) -> str:
         """`send_logs_as` / `send_stdout_as`: one of the node's outputs, or ""."""
@@ -525,7 +703,8 @@ class _Checker(ValueReader):
                 names.append(name)
         return tuple(names)
 
-    def inputs(self, node: yaml.Node, node_id: str) -> dict[str, InputSpec]:
+    def inputs(self, node: yaml.Node, node_id: str, prefix: str = "") -> dict[str, InputSpec]:
+        """Inputs by name (an operator's: its node's are named with `prefix` in front)."""
         what = f"node `{node_id}`"
         inputs: dict[str, InputSpec] = {}
         for name, key_node, value in self.mapping(node, f"{what}.inputs") or []:
@@ -535,7 +714,7 @@ class _Checker(ValueReader):
             spec = self.input(name, value, f"{what} input `{name}`")
             if spec is not None:
                 inputs[name] = spec
-                self._input_locations[(node_id, name)] = self.loc(value)
+                self._input_locations[(node_id, prefix + name)] = self.loc(value)
         return inputs
 
     def input(self, name: str, node: yaml.Node, what: str) -> InputSpec | None:
@@ -582,6 +761,8 @@ class _Checker(ValueReader):
 
     def cross_check(self, nodes: list[NodeSpec]) -> None:
         outputs = {n.id: n.outputs for n in nodes}
+        runtimes = {n.id for n in nodes if n.operators and n.operators[0].port_prefix}
+        singles = {n.id for n in nodes if n.operators and not n.operators[0].port_prefix}
         sent_types = {f"{n.id}/{output}": urn for n in nodes for output, urn in n.output_types.items()}
         for node in nodes:
             for name, spec in node.inputs.items():
@@ -597,9 +778,14 @@ class _Checker(ValueReader):
                 source_node, source_output = spec.source_node, spec.source_output
                 if source_node in self._foreign:
                     continue  # its problem is reported already
-                if spec.source.count("/") == 2:
+                if spec.source.count("/") == 2 and source_node in outputs and source_node not in runtimes:
                     message = f"node `{node.id}` input `{name}` source `{spec.source}` must look like `node/output`"
-                    self.problems.append(Problem(location, message, "node/operator/output names an operator's output"))
+                    hint = (
+                        f"`{source_node}` has a single `operator:`, whose outputs are read as `{source_node}/OUTPUT`"
+                        if source_node in singles
+                        else f"node/operator/output names an operator's output, and `{source_node}` has no `operators`"
+                    )
+                    self.problems.append(Problem(location, message, hint))
                 elif source_node not in outputs:
                     hint = suggest(source_node, list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
                     message = f"node `{node.id}` input `{name}` reads from `{spec.source}`, but there is no node `{source_node}`"
@@ -607,7 +793,10 @@ class _Checker(ValueReader):
                 elif source_output not in outputs[source_node]:
                     declared = outputs[source_node]
                     hint = suggest(source_output, declared) or (
-                        f"add `{source_output}` to the outputs of `{source_node}`"
+                        f"`{source_node}` runs operators: read `{source_node}/OPERATOR/OUTPUT` "
+                        f"(it has {', '.join(declared) or 'none'})"
+                        if source_node in runtimes
+                        else f"add `{source_output}` to the outputs of `{source_node}`"
                         if not declared
                         else f"`{source_node}` declares: {', '.join(declared)}; or add `{source_output}` to its outputs"
                     )

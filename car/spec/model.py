@@ -17,6 +17,8 @@ LOG_LEVELS = ("error", "warn", "info", "debug", "trace", "stdout")  # dora's, mo
 LOG_SOURCE = "dora/logs"  # the input of every node's log entries (dora/logs[/LEVEL[/NODE]])
 DEFAULT_QUEUE_SIZE = 10
 DYNAMIC_PATH = "dynamic"
+OPERATOR_RUNTIME = "-m car.operators"  # the program that runs a node's operators (car.operators)
+SINGLE_OPERATOR_ID = "op"  # the id of an `operator:` that names none (dora's)
 
 
 class QueuePolicy(enum.StrEnum):
@@ -140,6 +142,30 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class OperatorSpec:
+    """One of a node's operators (dora's `operator:` or an item of `operators:`): a Python class run as a task
+    inside the node's runtime process (car.operators).
+
+    Its `inputs` and `outputs` are named as its code sees them; the node's own ports carry `port_prefix` in
+    front (`OPID/` for an item of `operators:`, nothing for a single `operator:`), so other nodes read
+    `node/OPID/output` or, for a single operator, `node/output`, as in dora.
+    """
+
+    id: str
+    python: str  # its Python file, relative to the node's folder
+    location: Location
+    port_prefix: str = ""
+    name: str = ""
+    description: str = ""
+    build: str = ""
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    send_stdout_as: str = ""  # an output of its own that carries the lines it prints
+    send_logs_as: str = ""  # an output of its own that carries its log entries (JSON strings)
+    min_log_level: str = ""  # its log entries below it are left out; "": info
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One node of a dataflow."""
 
@@ -168,6 +194,13 @@ class NodeSpec:
     max_rotated_files: int = 5  # rotated log files kept
     send_logs_as: str = ""  # an output of its own that carries its log entries (JSON strings)
     send_stdout_as: str = ""  # an output of its own that carries every line it prints (text)
+    operators: tuple[OperatorSpec, ...] = ()  # a runtime node's operators (its path is OPERATOR_RUNTIME)
+
+    @property
+    def builds(self) -> tuple[str, ...]:
+        """Its build commands: the node's own, or each operator's."""
+        found = [op.build for op in self.operators] if self.operators else [self.build]
+        return tuple(command for command in found if command)
 
     @property
     def is_dynamic(self) -> bool:

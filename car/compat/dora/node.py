@@ -115,7 +115,7 @@ class Node(_CarNode):
         external = self._external
         if external is None:
             event = _CarNode.next(self, timeout)
-            return None if event is None else _as_dora(event)
+            return None if event is None else as_dora(event)
         waited = 0.0
         while True:  # two sources to wait on: look at each in turn
             try:
@@ -125,7 +125,7 @@ class Node(_CarNode):
             step = EXTERNAL_POLL_S if timeout is None else max(0.0, min(EXTERNAL_POLL_S, timeout - waited))
             event = _CarNode.next(self, step)
             if event is not None:
-                return _as_dora(event)
+                return as_dora(event)
             waited += step
             if self._ended() or (timeout is not None and waited >= timeout):
                 return None
@@ -240,7 +240,8 @@ class SampleHandler:
             self._array = None  # the block failed: nothing is sent
 
 
-def _as_dora(event: Event) -> dict[str, Any]:
+def as_dora(event: Event) -> dict[str, Any]:
+    """A car event as the dict dora hands out."""
     if event.type == "INPUT":
         metadata = dict(event.metadata)
         metadata["timestamp"] = values.timestamp_of(event.timestamp)

@@ -58,6 +58,16 @@ def received(value: Any) -> pa.Array:
     return pa.array([value])
 
 
+def handed_over(data: Any) -> pa.Array:
+    """The pyarrow array a reader in the same process gets for `data` sent (car.operators): the same array
+    when it is one, a view of bytes or of a numpy array, never a copy."""
+    if isinstance(data, pa.Array):
+        return data
+    if isinstance(data, pa.ChunkedArray):
+        return data.combine_chunks()
+    return received(data)
+
+
 def timestamp_of(stamp: Timestamp | None) -> dt.datetime:
     """A message's hybrid-logical-clock time as dora gives it: a UTC datetime (microseconds)."""
     wall_ns = stamp.wall_ns if stamp is not None else 0

@@ -1,0 +1,321 @@
+"""Operators' decisions in-process: the scheduler's carts, labors and supervisor, and the runtime's routes, ends and
+restarts, over an in-memory node (car.operators)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pytest
+
+from car.compat.dora import DoraStatus
+from car.compat.dora.node import TIMED_OUT
+from car.operators.loading import OperatorLoadError, load_module, operator_class
+from car.operators.runtime import Ending, Runtime
+from car.operators.scheduler import Scheduler
+from car.plan.config import NodeConfig, OperatorConfig
+
+DEADLINE_S = 10.0
+
+
+def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {DEADLINE_S} s for {what}"
+        time.sleep(0.001)
+
+
+# -- the scheduler --------------------------------------------------------------------------------
+def test_each_cart_runs_its_items_in_order_one_at_a_time() -> None:
+    scheduler = Scheduler(2, 3)
+    seen: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    running: dict[str, int] = {"a": 0, "b": 0, "c": 0}
+    overlaps: list[str] = []
+
+    def runner(name: str) -> Any:
+        def run(item: int) -> None:
+            running[name] += 1
+            if running[name] > 1:
+                overlaps.append(name)
+            time.sleep(0.0001 * (item % 3))
+            seen[name].append(item)
+            running[name] -= 1
+
+        return run
+
+    carts = {name: scheduler.cart(name, runner(name)) for name in seen}
+    scheduler.start()
+    for item in range(200):
+        for cart in carts.values():
+            scheduler.put(cart, item)
+    wait_for(lambda: all(len(items) == 200 for items in seen.values()), "every item")
+    scheduler.close()
+    assert all(items == list(range(200)) for items in seen.values())
+    assert not overlaps
+
+
+def test_a_blocked_cart_does_not_hold_up_the_others() -> None:
+    """All labors busy, one of them blocked: the supervisor adds a labor for the cart that waits."""
+    scheduler = Scheduler(1, 2, stall_s=0.005)
+    release = threading.Event()
+    done: list[str] = []
+    blocked = scheduler.cart("blocked", lambda _: release.wait(DEADLINE_S))
+    other = scheduler.cart("other", lambda item: done.append(item))
+    scheduler.start()
+    scheduler.put(blocked, "wait")
+    wait_for(lambda: scheduler.labors == 1 and not blocked.items, "the blocked cart to be running")
+    scheduler.put(other, "go on")
+    wait_for(lambda: done == ["go on"], "the other cart to run while the first is blocked")
+    assert scheduler.added == 1
+    release.set()
+    scheduler.close()
+
+
+def test_a_cart_made_ready_by_a_labor_runs_on_that_labor_without_waking_another() -> None:
+    scheduler = Scheduler(2, 2, stall_s=10.0)  # no help from the supervisor within the test
+    threads: dict[str, int] = {}
+    done = threading.Event()
+    second = scheduler.cart("second", lambda _: (threads.__setitem__("second", threading.get_ident()), done.set()))
+
+    def first_run(_: object) -> None:
+        threads["first"] = threading.get_ident()
+        scheduler.put(second, "from the first")
+
+    first = scheduler.cart("first", first_run)
+    scheduler.start()
+    wait_for(lambda: scheduler.labors == 2, "the labors")
+    scheduler.put(first, "go")
+    assert done.wait(DEADLINE_S)
+    assert threads["second"] == threads["first"]
+    scheduler.close()
+
+
+def test_a_scheduler_without_labors_runs_carts_on_the_calling_thread() -> None:
+    scheduler = Scheduler(0, 0)
+    ran: list[int] = []
+    cart = scheduler.cart("only", lambda item: ran.append(threading.get_ident()))
+    scheduler.start()
+    scheduler.put(cart, 1)
+    scheduler.put(cart, 2)
+    assert ran == []
+    scheduler.run_ready()
+    assert ran == [threading.get_ident()] * 2
+
+
+def test_a_closed_cart_refuses_items() -> None:
+    scheduler = Scheduler(0, 0)
+    cart = scheduler.cart("c", lambda _: None)
+    scheduler.put(cart, 1)
+    assert scheduler.close_cart(cart) == [1]
+    assert not scheduler.put(cart, 2)
+    scheduler.run_ready()
+
+
+# -- the runtime over an in-memory node ---------------------------------------------------------------
+class MemoryNode:
+    """A runtime's node in memory: events put in by the test, sends recorded."""
+
+    def __init__(self, operators: list[OperatorConfig], policy: str = "never", max_restarts: int = 0):
+        inputs = {
+            op.port_prefix + name: source
+            for op in operators
+            for name, source in op.inputs.items()
+            if not source.startswith("node/")
+        }
+        self.config = NodeConfig(
+            node_id="node",
+            run_id="r",
+            run_name="r",
+            dataflow="flow.yml",
+            receive_endpoint="",
+            control_endpoint="",
+            daemon_pid=0,
+            operators=operators,
+            restart_policy=policy,
+            max_restarts=max_restarts,
+        )
+        self.inputs = inputs
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.sent: list[tuple[str, Any]] = []
+        self.stop_reasons: list[str] = []
+
+    def next(self, timeout: float | None = None) -> dict[str, Any] | None:
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            return {"kind": "dora", "type": "ERROR", "error": TIMED_OUT}
+
+    def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
+        self.sent.append((output_id, data))
+
+    def stop_dataflow(self, reason: str) -> None:
+        self.stop_reasons.append(reason)
+
+    def dataflow_descriptor(self) -> dict[str, Any]:
+        return {"nodes": [{"id": "node"}]}
+
+    def timestamp(self) -> Any:
+        return time.time()
+
+    def input(self, name: str, value: Any) -> None:
+        self.events.put({"kind": "dora", "type": "INPUT", "id": name, "value": pa.array([value]), "metadata": {}})
+
+
+def op(op_id: str, inputs: dict[str, str], outputs: list[str], single: bool = False) -> OperatorConfig:
+    return OperatorConfig(op_id, f"{op_id}.py", "" if single else f"{op_id}/", inputs, outputs)
+
+
+class Counter:
+    """Counts its inputs and forwards them; raises on the value 13."""
+
+    instances: ClassVar[list[Counter]] = []
+
+    def __init__(self) -> None:
+        self.count = 0
+        Counter.instances.append(self)
+
+    def on_event(self, event: dict[str, Any], send_output: Any) -> DoraStatus:
+        if event["type"] == "INPUT":
+            if event["value"][0].as_py() == 13:
+                raise RuntimeError("unlucky")
+            self.count += 1
+            send_output("out", event["value"], event["metadata"])
+        return DoraStatus.CONTINUE
+
+
+class Keeper:
+    """Keeps every event it gets."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def on_event(self, event: dict[str, Any], send_output: Any) -> DoraStatus:
+        self.events.append(event)
+        return DoraStatus.CONTINUE
+
+
+def run_in_thread(runtime: Runtime) -> tuple[threading.Thread, list[int]]:
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(runtime.run()), daemon=True)
+    thread.start()
+    return thread, codes
+
+
+def test_a_value_between_operators_goes_by_reference_and_in_order() -> None:
+    node = MemoryNode([op("a", {"x": "src/x"}, ["out"]), op("b", {"x": "node/a/out"}, [])])
+    runtime = Runtime(node, {"a": Counter, "b": Keeper})
+    thread, codes = run_in_thread(runtime)
+    for k in range(100, 150):
+        node.input("a/x", k)
+    b = runtime.by_id["b"].instance
+    wait_for(lambda: len(b.events) == 50, "b's 50 events")
+    assert [e["value"][0].as_py() for e in b.events] == list(range(100, 150))
+    sent_arrays = [data for output, data in node.sent if output == "a/out"]
+    assert all(e["value"] is sent for e, sent in zip(b.events, sent_arrays, strict=True))  # the same array
+    assert all("timestamp" in e["metadata"] for e in b.events)
+    node.events.put({"kind": "dora", "type": "STOP", "id": "MANUAL"})
+    thread.join(DEADLINE_S)
+    assert codes == [0]
+    assert b.events[-1]["type"] == "STOP"
+
+
+def test_a_failed_operator_restarts_in_place_and_its_sibling_keeps_its_state() -> None:
+    node = MemoryNode([op("a", {"x": "src/x"}, ["out"]), op("b", {"x": "node/a/out"}, ["out"])], policy="on-failure")
+    Counter.instances = []
+    runtime = Runtime(node, {"a": Counter, "b": Counter})
+    thread, codes = run_in_thread(runtime)
+    for value in (1, 2, 13, 4):
+        node.input("a/x", value)
+    wait_for(lambda: runtime.by_id["b"].instance.count == 3, "b's three values")
+    a, b = runtime.by_id["a"], runtime.by_id["b"]
+    assert a.restarts == 1 and b.restarts == 0
+    assert a.instance.count == 1  # the new instance saw only the value after the failure
+    assert b.instance is Counter.instances[1]  # the sibling is the instance it was, with its count
+    node.events.put({"kind": "dora", "type": "STOP", "id": "MANUAL"})
+    thread.join(DEADLINE_S)
+    assert codes == [0]
+
+
+def test_a_failed_operator_without_restarts_stops_its_siblings_and_the_node_fails() -> None:
+    node = MemoryNode([op("a", {"x": "src/x"}, ["out"]), op("b", {"y": "src/y"}, [])])
+    runtime = Runtime(node, {"a": Counter, "b": Keeper})
+    thread, codes = run_in_thread(runtime)
+    node.input("a/x", 13)
+    thread.join(DEADLINE_S)
+    assert codes == [1]
+    assert runtime.by_id["a"].ending is Ending.FAILED
+    assert runtime.by_id["b"].instance.events[-1]["type"] == "STOP"
+
+
+def test_max_restarts_is_counted_per_operator() -> None:
+    node = MemoryNode([op("a", {"x": "src/x"}, ["out"], single=True)], policy="on-failure", max_restarts=2)
+    runtime = Runtime(node, {"a": Counter})
+    thread, codes = run_in_thread(runtime)
+    for _ in range(3):
+        node.input("x", 13)
+    thread.join(DEADLINE_S)
+    assert codes == [1]
+    assert runtime.by_id["a"].restarts == 2
+
+
+def test_inputs_closing_end_the_operators_in_turn() -> None:
+    """a's input closes: a gets STOP, so b's input from a closes and b gets STOP after a's last value."""
+    node = MemoryNode([op("a", {"x": "src/x"}, ["out"]), op("b", {"x": "node/a/out"}, [])])
+    runtime = Runtime(node, {"a": Counter, "b": Keeper})
+    thread, codes = run_in_thread(runtime)
+    node.input("a/x", 1)
+    node.events.put({"kind": "dora", "type": "INPUT_CLOSED", "id": "a/x"})
+    node.events.put({"kind": "dora", "type": "STOP", "id": "ALL_INPUTS_CLOSED"})
+    thread.join(DEADLINE_S)
+    assert codes == [0]
+    kinds = [(e["type"], e.get("id")) for e in runtime.by_id["b"].instance.events]
+    assert kinds == [("INPUT", "x"), ("INPUT_CLOSED", "x"), ("STOP", "ALL_INPUTS_CLOSED")]
+
+
+def test_stop_all_asks_the_daemon_to_stop_the_dataflow() -> None:
+    class Quitter:
+        def on_event(self, event: dict[str, Any], send_output: Any) -> DoraStatus:
+            return DoraStatus.STOP_ALL
+
+    node = MemoryNode([op("q", {"x": "src/x"}, [], single=True)])
+    runtime = Runtime(node, {"q": Quitter})
+    thread, codes = run_in_thread(runtime)
+    node.input("x", 1)
+    thread.join(DEADLINE_S)
+    assert codes == [0]
+    assert node.stop_reasons == ["operator `q` returned STOP_ALL"]
+
+
+def test_sending_on_an_undeclared_output_names_the_declared_ones() -> None:
+    class Wrong:
+        error = ""
+
+        def on_event(self, event: dict[str, Any], send_output: Any) -> None:
+            try:
+                send_output("nope", pa.array([1]))
+            except ValueError as exc:
+                Wrong.error = str(exc)
+
+    node = MemoryNode([op("w", {"x": "src/x"}, ["out"], single=True)])
+    runtime = Runtime(node, {"w": Wrong})
+    thread, _ = run_in_thread(runtime)
+    node.input("x", 1)
+    wait_for(lambda: Wrong.error, "the error")
+    assert "has no output `nope` (declared: out)" in Wrong.error
+    node.events.put({"kind": "dora", "type": "STOP", "id": "MANUAL"})
+    thread.join(DEADLINE_S)
+
+
+def test_an_operator_file_that_fails_to_import_says_why(tmp_path: Path) -> None:
+    broken = tmp_path / "broken_op.py"
+    broken.write_text("import nonexistent_module_xyz\n")
+    with pytest.raises(OperatorLoadError, match="No module named 'nonexistent_module_xyz'"):
+        load_module(broken)
+    plain = tmp_path / "plain_op.py"
+    plain.write_text("x = 1\n")
+    with pytest.raises(OperatorLoadError, match="defines no `Operator`"):
+        operator_class(load_module(plain))
