@@ -14,7 +14,7 @@ $(BIN)/python:
 	@echo "setting up: creating the virtual environment $(VENV) with $(PYTHON) (once)"
 	$(PYTHON) -m venv $(VENV)
 
-$(INSTALLED): pyproject.toml | $(BIN)/python
+$(INSTALLED): pyproject.toml setup.py car/compat/dora/_sample_buffer.c | $(BIN)/python
 	@echo "setting up: installing car and its dependencies (pyzmq, numpy, OpenCV, ...) into $(VENV); about a minute, once"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
@@ -93,4 +93,4 @@ bench: setup
 	$(BIN)/python bench/board_link.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info build car/compat/dora/*.so

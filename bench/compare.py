@@ -10,6 +10,8 @@ processes; and throughput (64 B messages, the sender as fast as it can, between 
 frame_1hop_loaned: the source writes each frame into a buffer the framework lends it in
 shared memory (car: `Node.allocate_output`, dora: `send_output_raw`), so the send copies
 nothing; bare pyzmq has no such thing (its row shows a dash).
+frame_1hop_raw (car only): dora's own source (peers/dora/source.py) writing each frame into the buffer of
+dora's `send_output_raw`, run by car; its dora counterpart is dora's frame_1hop_loaned row (the same nodes).
 frame_1hop_subscribed (car only): frame_1hop with a subscriber (car.node.subscriber, a
 process of its own) joined to the source's frames; the row is the sink's latency (what
 a subscriber costs the graph: ratio frame_subscribed_sink_p50_added_us), and
@@ -17,6 +19,10 @@ frame_subscriber_p50_us the subscriber's own.
 arrow_uint8_1hop, arrow_struct_1hop (car and dora): dora's own benchmark nodes
 (peers/dora/source.py, sink.py), run unchanged by both: a 921,600 B pyarrow UInt8Array at
 30 Hz, and a 100-element struct array (double, int64, string) at 200 Hz.
+Operators (car only, bench/operators.py, in every repetition): an operator-to-operator hop against the
+same operators as two nodes (a process hop) and against small_1hop, a 3-stage chain as operators against
+the same chain as nodes, an operator restarted in place against a node restarted, and Python-bound work in
+two operators of one node against two nodes (the GIL).
 Every peer stamps perf_counter_ns() just before the send (car and dora in the metadata,
 pyzmq in the payload) and the receiver subtracts it from its own perf_counter_ns().
 Sources send nothing during a 0.5 s warm-up, and the first 10 samples are dropped.
@@ -37,9 +43,12 @@ dora's nodes by pinning themselves before `Node()`. Without it the kernel places
   cases.<case>.<peer>: p50_us, p99_us (medians over repetitions), runs (every run)
   throughput.<peer>: msgs_per_s delivered, sent, received, dropped (car counts its drops;
     dora's are sent - received; pyzmq blocks the sender instead)
+  operators: cases (operator_hop, operator_process_hop, chain3_operators, chain3_nodes), restart (operator_ms,
+    node_ms), gil (operators_handled_share, nodes_handled_share), ratios (operator_hop_over_process_hop,
+    operator_hop_over_node_hop, chain3_operators_over_nodes, operator_restart_over_node_restart)
   ratios: small_p50_car_over_dora, frame_p50_car_over_dora, small_p50_car_over_zmq,
     frame_p50_car_over_zmq, frame_loaned_p50_car_over_dora (both zero-copy sends),
-    frame_loaned_p50_car_over_zmq (over pyzmq's copied frames),
+    frame_loaned_p50_car_over_zmq (over pyzmq's copied frames), frame_raw_p50_car_over_dora,
     throughput_car_over_dora, throughput_car_over_zmq,
     arrow_uint8_p50_car_over_dora, arrow_struct_p50_car_over_dora,
     small_2hop_added_us, frame_2hop_added_us (car: 2-hop p50 minus 1-hop p50),
@@ -56,12 +65,14 @@ from collections.abc import Callable
 from typing import Any
 
 import machines
+import operators
 from common import machine, sink_report
 from latency import (
     ARROW_CASES,
     CASES,
     FRAME,
     LOANED_CASE,
+    RAW_CASE,
     SMALL,
     SUBSCRIBED_CASE,
     WARMUP_S,
@@ -172,6 +183,7 @@ def measure(
     split_runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     split_throughput: dict[str, list[dict[str, Any]]] = {}
     netns_note = "not asked for"
+    operator_runs: list[dict[str, Any]] = []
     for rep in range(repeat):
         if split and "car" in peers:  # two daemons on this host, tcp:// between them (bench/machines.py)
             found = machines.measure(seconds, machines.SPLIT_COUNT, "dora" in peers, netns=netns)
@@ -191,6 +203,8 @@ def measure(
                 runs.setdefault(LOANED_CASE, {}).setdefault(peer, []).append(loaned)
         if "car" in peers:
             runs.setdefault(SUBSCRIBED_CASE, {}).setdefault("car", []).append(car_subscribed(seconds, pinned=pinned))
+            raw = car_arrow("uint8", FRAME, 30, seconds, pinned=pinned, loaned=True)
+            runs.setdefault(RAW_CASE, {}).setdefault("car", []).append(raw)
         for case, (arrow, size, hz) in ARROW_CASES.items():
             for peer in order:
                 if peer in ARROW:
@@ -199,6 +213,8 @@ def measure(
         for peer in order:
             if peer in throughput:
                 throughput[peer].append(THROUGHPUT[peer](count, pinned=pinned))
+        if "car" in peers:  # operators (car.operators) against nodes: bench/operators.py
+            operator_runs.append(operators.measure_once(seconds))
     cases = {case: {peer: summarise(results) for peer, results in by_peer.items()} for case, by_peer in runs.items()}
     best = {peer: median_run(results) for peer, results in throughput.items()}
 
@@ -227,9 +243,15 @@ def measure(
     def split_rate(peer: str) -> float | None:
         return split_best[peer]["msgs_per_s"] if peer in split_best else None
 
+    operator_report = operators.summarise(operator_runs) if operator_runs else {}
+    if operator_report:
+        operator_report["ratios"]["operator_hop_over_node_hop"] = ratio(
+            operator_report["cases"]["operator_hop"]["p50_us"], car_small
+        )
     return {
         "cases": cases,
         "throughput": best,
+        "operators": operator_report,
         "machines": {"cases": split_cases, "throughput": split_best, "netns": netns_note},
         "ratios": {
             "small_split_p50_car_over_dora": ratio(split_p50("small_split", "car"), split_p50("small_split", "dora")),
@@ -244,6 +266,7 @@ def measure(
             "frame_p50_car_over_zmq": ratio(car_frame, p50("frame_1hop", "zmq")),
             "frame_loaned_p50_car_over_dora": ratio(car_loaned, p50(LOANED_CASE, "dora")),
             "frame_loaned_p50_car_over_zmq": ratio(car_loaned, p50("frame_1hop", "zmq")),
+            "frame_raw_p50_car_over_dora": ratio(p50(RAW_CASE, "car"), p50(LOANED_CASE, "dora")),
             "throughput_car_over_dora": ratio(rate("car"), rate("dora")),
             "throughput_car_over_zmq": ratio(rate("car"), rate("zmq")),
             **added,
@@ -293,6 +316,9 @@ def print_table(report: dict[str, Any]) -> None:
         machines.print_rows(split["cases"], split["throughput"])
         if split["netns"]:
             print(f"across network namespaces: {split['netns']}")
+    if report["operators"]:
+        print("operators (car.operators; operator_hop_over_node_hop is against small_1hop):")
+        operators.print_rows(report["operators"])
     named = {k: v for k, v in report["ratios"].items() if v is not None}
     print("ratios: " + ", ".join(f"{k} {v}" for k, v in named.items()))
 

@@ -36,6 +36,9 @@ CASES = {
 LOANED_CASE = "frame_1hop_loaned"
 # car only: frame_1hop with a subscriber (car.node.subscriber) joined to the source's output
 SUBSCRIBED_CASE = "frame_1hop_subscribed"
+# car only: dora's own source sending frames through `send_output_raw` (its zero-copy contract, car.compat.dora.sample);
+# dora's row for the same nodes under dora is its frame_1hop_loaned
+RAW_CASE = "frame_1hop_raw"
 # car and dora, both running dora's Python API (bench/peers/dora/source.py and sink.py, unchanged under car):
 # a pyarrow UInt8Array frame, and a 100-element struct array (x: double, y: int64, label: string)
 ARROW_CASES = {"arrow_uint8_1hop": ("uint8", FRAME, 30), "arrow_struct_1hop": ("struct", 0, 200)}
@@ -46,7 +49,7 @@ nodes:
     path: {nodes}/source.py
     inputs: {{tick: dora/timer/hz/{hz}}}
     outputs: [data]
-    env: {{BENCH_SIZE: "{size}", BENCH_ARROW: "{arrow}", BENCH_WARMUP_S: "{warmup}"{pin_source}}}
+    env: {{BENCH_SIZE: "{size}", BENCH_ARROW: "{arrow}", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}"{pin_source}}}
   - id: sink
     path: {nodes}/sink.py
     inputs: {{data: source/data}}
@@ -108,15 +111,25 @@ def car_latency(
     return sink_report(folder / "sink.json")
 
 
-def car_arrow(arrow: str, size: int, hz: int, seconds: float, pinned: bool = False) -> dict[str, Any]:
-    """One run of dora's own benchmark nodes through `car` (its dora API): an Arrow payload, source -> sink."""
+def car_arrow(
+    arrow: str, size: int, hz: int, seconds: float, pinned: bool = False, loaned: bool = False
+) -> dict[str, Any]:
+    """One run of dora's own benchmark nodes through `car` (its dora API): an Arrow payload, source -> sink
+    (`loaned`: frames written into the buffers of dora's `send_output_raw`, RAW_CASE)."""
 
     def pin(position: int) -> str:
         cpus = pipeline_cpus(pinned, position)
         return f', BENCH_CPUS: "{",".join(map(str, cpus))}"' if cpus else ""
 
     flow = ARROW_FLOW.format(
-        nodes=DORA_NODES, hz=hz, size=size, arrow=arrow, warmup=WARMUP_S, pin_source=pin(0), pin_sink=pin(1)
+        nodes=DORA_NODES,
+        hz=hz,
+        size=size,
+        arrow=arrow,
+        warmup=WARMUP_S,
+        loaned=int(loaned),
+        pin_source=pin(0),
+        pin_sink=pin(1),
     )
     folder = run_car(flow, duration=seconds + WARMUP_S)
     return sink_report(folder / "sink.json")

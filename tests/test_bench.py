@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import ROOT
 
 EVERY_CASE = {"small_1hop", "small_2hop", "frame_1hop", "frame_2hop", "frame_1hop_loaned", "frame_1hop_subscribed"}
+EVERY_CASE |= {"frame_1hop_raw"}  # car only: dora's source through send_output_raw
 ARROW_CASES = {"arrow_uint8_1hop", "arrow_struct_1hop"}  # car and dora only: dora's own nodes, run by both
 EVERY_CASE |= ARROW_CASES
 
@@ -36,6 +37,8 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
     assert isinstance(cases, dict)
     assert set(cases) == EVERY_CASE
     assert set(cases.pop("frame_1hop_loaned")) == {"car"}
+    raw = cases.pop("frame_1hop_raw")
+    assert set(raw) == {"car"} and raw["car"]["runs"][0]["n"] > 10  # dora's zero-copy source ran under car
     subscribed = cases.pop("frame_1hop_subscribed")["car"]
     assert subscribed["p50_us"] > 0 and subscribed["runs"][0]["subscriber"]["p50_us"] > 0  # both ends measured
     assert subscribed["runs"][0]["subscriber"]["n"] > 10  # the subscriber joined and got the frames
@@ -53,6 +56,18 @@ def test_latency_benchmark_reports_every_case_and_accounts_for_every_message() -
     assert isinstance(ratios, dict)
     assert ratios["frame_subscriber_p50_us"] > 0 and "frame_subscribed_sink_p50_added_us" in ratios
     assert ratios["small_p50_car_over_dora"] is None  # dora was not asked for
+    operators = report["operators"]
+    assert isinstance(operators, dict)
+    assert set(operators["cases"]) == {"operator_hop", "operator_process_hop", "chain3_operators", "chain3_nodes"}
+    assert all(row["p50_us"] > 0 and row["runs"][0]["n"] > 10 for row in operators["cases"].values())
+    assert operators["restart"]["operator_ms"] > 0 and operators["restart"]["node_ms"] > 0
+    assert all(0 < share <= 1.1 for share in operators["gil"].values())
+    assert set(operators["ratios"]) == {
+        "operator_hop_over_process_hop",
+        "operator_hop_over_node_hop",
+        "chain3_operators_over_nodes",
+        "operator_restart_over_node_restart",
+    }
 
 
 @pytest.mark.slow
@@ -84,6 +99,7 @@ def test_compare_runs_dora_and_iceoryx2_side_by_side_with_every_peer_pinned_alik
     assert set(cases) == EVERY_CASE
     first, second = sorted(os.sched_getaffinity(0))[:2]
     assert set(cases.pop("frame_1hop_subscribed")) == {"car"}  # car's subscribers: no peer has them
+    assert set(cases.pop("frame_1hop_raw")) == {"car"}  # dora's counterpart is its frame_1hop_loaned row
     for case in ARROW_CASES:
         assert set(cases[case]) == {"car", "dora"}, case  # dora's own nodes, run by both
     for case, row in cases.items():
@@ -107,6 +123,7 @@ def test_compare_runs_dora_and_iceoryx2_side_by_side_with_every_peer_pinned_alik
         "small_p50_car_over_zmq",
         "frame_p50_car_over_zmq",
         "frame_loaned_p50_car_over_dora",
+        "frame_raw_p50_car_over_dora",
         "throughput_car_over_dora",
         "arrow_uint8_p50_car_over_dora",
         "arrow_struct_p50_car_over_dora",

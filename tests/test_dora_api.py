@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from car.daemon.processes import COMPAT_DIR
-from tests.helpers import car, launch, run_status, start_car, wait_for_nodes, write_flow
+from tests.helpers import ROOT, car, launch, run_status, start_car, wait_for_nodes, write_flow
 
 pa = pytest.importorskip("pyarrow", reason="dora's Python nodes need pyarrow (installed by the dev extra)")
 
@@ -170,6 +171,7 @@ def test_send_output_raw_frames_arrive_without_a_copy(tmp_path: Path) -> None:
                         frame[:] = sent
                         frame[0, 0] = (1, 2, 3)
                         where.append(in_shared_memory(frame.ctypes.data))
+                        del frame  # dora's contract: no view may outlive the block that sends
                     sent += 1
                     if sent == 5:
                         break
@@ -614,3 +616,17 @@ def test_log_entries_reach_log_readers_and_log_files_rotate(tmp_path: Path) -> N
     assert logs == ["chatty.1.log", "chatty.2.log", "chatty.log"], logs
     assert all((run / name).stat().st_size <= 2048 + 100 for name in logs)
     assert "filler 59" in (run / "chatty.log").read_text()
+
+
+def test_dora_zero_copy_send_contract_and_example_run_unchanged(tmp_path: Path) -> None:
+    """dora's `python-zero-copy-send` example: its contract (11 cases of `send_output_raw`'s safety rules, which
+    car.compat.dora.sample keeps) and its sender and receiver, copied from dora's repository unchanged."""
+    folder = tmp_path / "zero_copy"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "dora_zero_copy", folder)
+    launch(folder / "contract_dataflow.yml")
+    contract = next((folder / "out").rglob("contract.log")).read_text()
+    assert "11/11 contract cases passed" in contract, contract
+    launch(folder / "dataflow.yml")
+    received = next((folder / "out").rglob("receiver.log")).read_text()
+    assert "[10] large_output: 65536 bytes" in received, received
+    assert "[10] rgb_image: 10000 pixels (100x100), first pixel RGB(10, 64, 128)" in received, received

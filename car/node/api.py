@@ -278,6 +278,13 @@ class Node:
                 f"but this value is {mismatch}: send a `{urn}` or change the declared type"
             )
 
+    def has_readers(self, output_id: str) -> bool:
+        """Whether anything outside this process reads `output_id` now (a node's link, or a subscriber)."""
+        with self._sending:
+            if self._plan_changes:
+                self._apply_plan()
+            return bool(self._outbox.links(output_id))
+
     def allocate_output(self, output_id: str, shape: int | tuple[int, ...], dtype: Any = np.uint8) -> Any:
         """A writable array to fill and then send on `output_id` without any copy (for large arrays, e.g. frames).
 

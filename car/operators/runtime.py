@@ -65,6 +65,9 @@ class RuntimeNode(Protocol):
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Send on one of the node's outputs."""
 
+    def has_readers(self, output_id: str) -> bool:
+        """Whether anything outside the process reads one of the node's outputs."""
+
     def stop_dataflow(self, reason: str) -> None:
         """Ask the daemon to stop the whole dataflow."""
 
@@ -312,7 +315,8 @@ class Runtime:
                         reader,
                         {"kind": "dora", "type": "INPUT", "id": input_name, "value": value, "metadata": dict(stamped)},
                     )
-        self.node.send_output(name, data, metadata)
+        if self.node.has_readers(name):
+            self.node.send_output(name, data, metadata)
 
     def _send_line(self, task: Task, output_id: str, text: str) -> None:
         """A printed line (or log entry) on one of the operator's outputs (car.operators.printed)."""

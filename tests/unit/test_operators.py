@@ -152,6 +152,9 @@ class MemoryNode:
     def send_output(self, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
         self.sent.append((output_id, data))
 
+    def has_readers(self, output_id: str) -> bool:
+        return True
+
     def stop_dataflow(self, reason: str) -> None:
         self.stop_reasons.append(reason)
 

@@ -13,7 +13,8 @@ import enum
 import subprocess
 import sys
 
-from car.compat.dora.node import Node, SampleHandler
+from car.compat.dora.node import Node
+from car.compat.dora.sample import SampleHandler
 
 __all__ = ["DoraStatus", "Node", "SampleHandler", "__version__", "build", "run"]
 

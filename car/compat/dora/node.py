@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from car.compat.dora import logs, values
+from car.compat.dora.sample import SampleHandler
 from car.node.api import Event
 from car.node.api import Node as _CarNode
 
@@ -203,41 +204,6 @@ class Node(_CarNode):
         super().close()
         if self._receiver is not None:
             self._receiver.shutdown(wait=False, cancel_futures=True)
-
-
-class SampleHandler:
-    """dora's buffer from `send_output_raw`: fill it (`as_buffer`, `as_memoryview`, or `with ... as buf`), then send."""
-
-    def __init__(self, node: Node, output_id: str, array: Any, metadata: dict[str, Any] | None):
-        self._node = node
-        self._output = output_id
-        self._array: Any = array
-        self._metadata = metadata
-
-    def as_buffer(self) -> Any:
-        """The writable buffer (a uint8 numpy array: `numpy.frombuffer`, `memoryview` and `struct` take it)."""
-        if self._array is None:
-            raise BufferError("this sample was sent already")
-        return self._array
-
-    def as_memoryview(self) -> memoryview:
-        """The buffer as a writable memoryview."""
-        return memoryview(self.as_buffer())
-
-    def send(self) -> None:
-        """Send the buffer on its output (once)."""
-        array = self.as_buffer()
-        self._array = None
-        self._node.send_output(self._output, array, self._metadata)
-
-    def __enter__(self) -> Any:
-        return self.as_buffer()
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is None:
-            self.send()
-        else:
-            self._array = None  # the block failed: nothing is sent
 
 
 def as_dora(event: Event) -> dict[str, Any]:
