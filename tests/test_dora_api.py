@@ -630,3 +630,14 @@ def test_dora_zero_copy_send_contract_and_example_run_unchanged(tmp_path: Path) 
     received = next((folder / "out").rglob("receiver.log")).read_text()
     assert "[10] large_output: 65536 bytes" in received, received
     assert "[10] rgb_image: 10000 pixels (100x100), first pixel RGB(10, 64, 128)" in received, received
+
+
+def test_dora_module_example_runs_unchanged(tmp_path: Path) -> None:
+    """dora's `module-dataflow` example: a sender, a module of two nodes (doubler, filter), a receiver."""
+    folder = tmp_path / "modules"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "dora_modules", folder)
+    said = launch(folder / "dataflow.yml")
+    assert "4 of 4 nodes ok" in said, said
+    received = next((folder / "out").rglob("receiver.log")).read_text()
+    evens = [line.split(": ", 1)[1] for line in received.splitlines() if "Received [filtered]" in line]
+    assert evens == [f"[{2 * n}]" for n in range(20)], received  # every doubled value is even: all pass the filter

@@ -117,11 +117,11 @@ def test_unsupported_dora_keys_are_errors_that_say_so(tmp_path: Path) -> None:
         ":5:7: `shared-library` in an operator of node `native` is a dora key car does not support" in t for t in text
     )
     assert any(":8:5: `git` in a node is a dora key car does not support" in t for t in text)
-    assert any(":11:5: node `sub` is a dora module (a sub-graph from another file)" in t for t in text)
+    assert any(":11:13: module node `sub`: no module file `graphs/sub.yml`" in t for t in text)
     assert any(
         ":9:22: node `b` input `status` reads `native/status`, but `native` declares no output" in t for t in text
     )
-    assert len(text) == 5, text  # one problem each: nothing that follows from the module
+    assert len(text) == 5, text  # one problem each: nothing that follows from the missing module file
 
 
 def test_operator_nodes_load_with_their_ports_named_as_dora_names_them(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -66,6 +67,7 @@ INSERTED_KEYS = (
     *("path", "restart_delay", "tick", "queue_size", "env", "args", "<<"),
     *("output_types", "input_types", "type_rules", "min_log_level", "max_log_size"),
     *("send_logs_as", "send_stdout_as", "operators", "operator", "module", "strict_types"),
+    *("inputs_optional", "params", "_mod"),
 )
 
 
@@ -105,6 +107,29 @@ def test_no_mutation_of_a_real_dataflow_makes_the_loader_raise(data: st.DataObje
         check_text(text, "fuzzed.yml", FILES[index])
     except DataflowError as exc:
         assert exc.problems and all(p.location.file == "fuzzed.yml" for p in exc.problems)
+
+
+MODULE_FLOW = ROOT / "tests" / "fixtures" / "dora_modules" / "dataflow.yml"
+MODULE_TEXT = (MODULE_FLOW.parent / "modules" / "transform_module.yml").read_text()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_mutation_of_a_module_file_makes_the_loader_raise(tmp_path_factory: Any, data: st.DataObject) -> None:
+    """dora's module example with its module file mutated: problems, located in the module's file or the dataflow's."""
+    folder = tmp_path_factory.mktemp("module")
+    (folder / "modules").mkdir()
+    for name in ("sender.py", "receiver.py", "modules/doubler.py", "modules/filter_even.py"):
+        (folder / name).write_text("")
+    (folder / "modules" / "transform_module.yml").write_text(mutate(MODULE_TEXT, data))
+    flow = folder / "dataflow.yml"
+    flow.write_text(MODULE_FLOW.read_text())
+    try:
+        check_text(flow.read_text(), str(flow), flow)
+    except DataflowError as exc:
+        assert exc.problems and all(
+            p.location.file in (str(flow), str(folder / "modules" / "transform_module.yml")) for p in exc.problems
+        )
 
 
 def test_the_values_that_once_raised_are_located_problems(tmp_path: Path) -> None:

@@ -3,147 +3,57 @@
 Every problem in a file is collected, each with its file, line and column, before
 anything is reported: `load_dataflow` raises one `DataflowError` that lists them all.
 Works on PyYAML's node tree (not plain dicts) so that every value keeps its position.
+Each node is read by car.spec.node_reader; this module reads the file around them (its
+top keys), expands module nodes (each module file checked by a checker of its own, so
+its problems name that file: car.spec.modules) and checks what the nodes read.
 """
 
 from __future__ import annotations
 
-import shlex
-import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from car.spec import types
 from car.spec.model import (
-    DEFAULT_QUEUE_SIZE,
-    DYNAMIC_PATH,
-    LOG_LEVELS,
-    LOG_SOURCE,
-    OPERATOR_RUNTIME,
-    QUEUE_POLICIES,
-    RESTART_POLICIES,
-    SINGLE_OPERATOR_ID,
     Dataflow,
     DataflowError,
     InputSpec,
     Location,
     NodeSpec,
-    OperatorSpec,
     Placement,
     Problem,
-    QueuePolicy,
-    RestartPolicy,
-    parse_timer,
 )
-from car.spec.values import ValueReader, suggest
+from car.spec.modules import MAX_DEPTH, MAX_FILE_BYTES, MODULE_SOURCE, PARAM_KEY, Expansion, ModuleHeader, producers
+from car.spec.node_reader import NOT_SUPPORTED_HINT, NodeReader, path_hint, valid_id
+from car.spec.values import suggest
 
 TOP_KEYS = ("nodes", "env", "deploy", "_unstable_deploy", "strict_types", "type_rules")
-NODE_KEYS = (
-    "id",
-    "name",
-    "description",
-    "path",
-    "args",
-    "env",
-    "build",
-    "inputs",
-    "outputs",
-    "deploy",
-    "_unstable_deploy",
-    "restart_policy",
-    "max_restarts",
-    "restart_delay",
-    "cpu_affinity",
-    "critical",
-    "custom",
-    "output_types",
-    "input_types",
-    "min_log_level",
-    "max_log_size",
-    "max_rotated_files",
-    "send_logs_as",
-    "send_stdout_as",
-    "operator",
-    "operators",
-)
-# An operator node (dora's `operator:` / `operators:`) takes these beside its operators (dora's, and car's restarts);
-# what a program node has (path, inputs, outputs, ...) belongs to each operator.
-RUNTIME_NODE_KEYS = (
-    "id",
-    "name",
-    "description",
-    "env",
-    "deploy",
-    "_unstable_deploy",
-    "cpu_affinity",
-    "restart_policy",
-    "max_restarts",
-    "restart_delay",
-    "critical",
-    "operator",
-    "operators",
-)
-OPERATOR_KEYS = (
-    "id",
-    "name",
-    "description",
-    "python",
-    "build",
-    "inputs",
-    "outputs",
-    "output_types",
-    "input_types",
-    "send_stdout_as",
-    "send_logs_as",
-    "min_log_level",
-)
-_NATIVE_OPERATOR = "car runs Python operators: write this one in Python (`python: FILE.py`), or make it a node"
-UNSUPPORTED_OPERATOR = {
-    "shared-library": _NATIVE_OPERATOR,
-    "wasm": _NATIVE_OPERATOR,
-    "max_log_size": "set log rotation on a program node: an operator node's log holds all its operators' lines",
-    "max_rotated_files": "set log rotation on a program node: an operator node's log holds all its operators' lines",
-}
-CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
-INPUT_KEYS = ("source", "queue_size", "queue_policy", "input_timeout")
-DEPLOY_KEYS = ("machine", "working_dir", "local")
-
-_NOT_SUPPORTED_HINT = "remove it: car does not implement this dora feature"
 UNSUPPORTED_TOP = {
     "communication": "remove it: car picks the transport itself (ipc:// on one machine, tcp:// across)",
     "_unstable_communication": "remove it: car picks the transport itself",
-    "_unstable_debug": _NOT_SUPPORTED_HINT,
-    "health_check_interval": _NOT_SUPPORTED_HINT,
+    "_unstable_debug": NOT_SUPPORTED_HINT,
+    "health_check_interval": NOT_SUPPORTED_HINT,
 }
-FOREIGN_BODIES = {  # keys that make a node something other than a program car could start: one problem, no more
-    "module": (
-        "is a dora module (a sub-graph from another file): car does not load modules",
-        "copy the module's nodes into this file",
-    ),
-}
-UNSUPPORTED_NODE = {
-    "ros2": "ROS 2 bridging is not part of car; bridge in a node of your own",
-    "git": "fetch the source yourself and point `path` at it",
-    "branch": "fetch the source yourself and point `path` at it",
-    "tag": "fetch the source yourself and point `path` at it",
-    "rev": "fetch the source yourself and point `path` at it",
-    "hub": "install the package yourself and use `path: -m package.module`",
-}
-for _key in (
-    "path_sha256",
-    "output_framing",
-    "output_metadata",
-    "pattern",
-    "shared_memory_pool_size",
-    "max_restart_delay",
-    "restart_window",
-    "health_check_timeout",
-    "finish_grace_secs",
+MODULE_NODE_KEYS = (
+    "id",
+    "name",
+    "description",
+    "module",
+    "inputs",
+    "env",
+    "build",
+    "deploy",
+    "_unstable_deploy",
     "params",
-    "startup_timeout",
-):
-    UNSUPPORTED_NODE[_key] = _NOT_SUPPORTED_HINT
+)
+MODULE_FILE_KEYS = ("module", "nodes", "build")
+MODULE_HEADER_KEYS = ("name", "inputs", "inputs_optional", "outputs")
+_NOT_IN_MODULE_NODE = "a module node's nodes are in its module file: set this on them there"
+NOT_MODULE_NODE_KEYS = {
+    key: _NOT_IN_MODULE_NODE for key in ("path", "args", "operator", "operators", "outputs", "custom", "git", "ros2")
+}
 
 
 def load_dataflow(path: str | Path, placement: Placement | None = None) -> Dataflow:
@@ -168,81 +78,47 @@ def check_text(text: str, label: str, file: Path, placement: Placement | None = 
     checker = _Checker(label, file.parent, placement)
     dataflow = checker.check(text, file)
     if checker.problems:
-        checker.problems.sort(key=lambda p: (p.location.line, p.location.column))
+        # the file's own problems first, then each module file's, each in line order; one of each
+        unique = {(str(p), p.location): p for p in checker.problems}
+        checker.problems = sorted(
+            unique.values(),
+            key=lambda p: (p.location.file != label, p.location.file, p.location.line, p.location.column),
+        )
         raise DataflowError(checker.problems)
     assert dataflow is not None
     return dataflow
 
 
-def _user_types(base_dir: Path) -> dict[str, Path]:
-    """The types a project defines in `types/` next to its dataflow: URN -> the file that defines it.
+@dataclass(frozen=True)
+class _ModuleScope:
+    """Where a module file is checked: how deep, inside which module files, under which dataflow folder."""
 
-    A file that cannot be read defines nothing (its types are then reported unknown, naming the file).
-    """
-    folder = base_dir / "types"
-    found: dict[str, Path] = {}
-    if not folder.is_dir():
-        return found
-    for file in sorted(folder.rglob("v*.yml")):
-        prefix = file.relative_to(folder).with_suffix("").as_posix()
-        if prefix.startswith("std/"):
-            continue  # reserved for the standard library
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        names = loaded.get("types") if isinstance(loaded, dict) else None
-        for name in names if isinstance(names, dict) else ():
-            found[f"{prefix}/{name}"] = file
-    return found
+    depth: int
+    files: tuple[Path, ...]
+    root: Path
 
 
-@dataclass
-class _Ports:
-    """What a program node, an operator, or a runtime node (its operators' together) reads and sends."""
-
-    inputs: dict[str, InputSpec] = field(default_factory=dict)
-    outputs: tuple[str, ...] = ()
-    output_types: dict[str, str] = field(default_factory=dict)
-    input_types: dict[str, str] = field(default_factory=dict)
-    min_log_level: str = ""
-    send_logs_as: str = ""
-    send_stdout_as: str = ""
-    operators: tuple[OperatorSpec, ...] = ()
-
-
-def _valid_id(text: str) -> bool:
-    return bool(text) and "/" not in text and not any(c.isspace() for c in text)
-
-
-class _Checker(ValueReader):
+class _Checker(NodeReader):
     """Walks the YAML node tree of a dataflow, builds the model and collects problems."""
 
-    def __init__(self, label: str, base_dir: Path, placement: Placement | None):
-        super().__init__(label)
-        self.base_dir = base_dir
-        self.placement = placement
-        self._input_locations: dict[tuple[str, str], Location] = {}
-        self._foreign: set[str] = set()  # nodes car cannot run (operators, modules): reported once, then left out
-        self._user_types = _user_types(base_dir)
+    def __init__(self, label: str, base_dir: Path, placement: Placement | None, scope: _ModuleScope | None = None):
+        """`scope`: checking a module file (its header is read from it), inside the files that use it."""
+        super().__init__(label, base_dir, placement, in_module=scope is not None)
+        self.scope = scope
+        self.header: ModuleHeader | None = None
+        self.header_locations: dict[str, Location] = {}  # a module file's declared outputs: where each is
+        self._aliases: dict[str, str] = {}  # `module/output` -> the node output it names (car.spec.modules)
+        self._module_outputs: dict[str, tuple[str, ...]] = {}  # module node id -> the outputs its module declares
+        self._unread_modules: set[str] = set()  # module nodes whose file could not be read (said once)
+        self._wired: list[tuple[str, InputSpec, Location]] = []  # module nodes' inputs: checked here, as inputs are
+        self._outputs: dict[str, tuple[str, ...]] = {}  # while cross-checking: each node's outputs
+        self._runtimes: set[str] = set()  # ... the nodes with `operators:`, and with one `operator:`
+        self._singles: set[str] = set()
         self._type_rules: set[tuple[str, str]] = set()
 
     def check(self, text: str, file: Path) -> Dataflow | None:
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            message = f"YAML syntax error: {exc.problem or exc.context}"
-            self.problems.append(Problem(Location(self.label, line, col), message, "fix the YAML syntax"))
-            return None
-        except yaml.YAMLError as exc:
-            self.problems.append(Problem(Location(self.label, 1, 1), f"YAML error: {exc}"))
-            return None
+        root = self.compose(text, "a dataflow needs a `nodes:` list")
         if root is None:
-            self.problems.append(
-                Problem(Location(self.label, 1, 1), "the file is empty", "a dataflow needs a `nodes:` list")
-            )
             return None
         pairs = self.mapping(root, "the dataflow")
         if pairs is None:
@@ -256,8 +132,34 @@ class _Checker(ValueReader):
         machine, _ = self.deploy(top.get("deploy") or top.get("_unstable_deploy"), "deploy")
         if self.placement is not None:
             machine = machine or self.placement.default_machine
+        nodes = self.node_list(root, top, machine)
+        if nodes is None:
+            return None
+        return Dataflow(file=file, nodes=tuple(nodes), env=env, machine=machine, placement=self.placement)
+
+    def compose(self, text: str, empty_hint: str) -> yaml.Node | None:
+        """The YAML node tree of a file's text (None after reporting a syntax error or an empty file)."""
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            message = f"YAML syntax error: {exc.problem or exc.context}"
+            self.problems.append(Problem(Location(self.label, line, col), message, "fix the YAML syntax"))
+            return None
+        except (yaml.YAMLError, RecursionError) as exc:
+            self.problems.append(Problem(Location(self.label, 1, 1), f"YAML error: {exc}"))
+            return None
+        if root is None:
+            self.problems.append(Problem(Location(self.label, 1, 1), "the file is empty", empty_hint))
+        return root
+
+    def node_list(self, root: yaml.Node, top: dict[str, yaml.Node], machine: str) -> list[NodeSpec] | None:
+        """The file's `nodes`, module nodes expanded, every input's source renamed through the modules' outputs,
+        all cross-checked (None when there is no list to read)."""
         if "nodes" not in top:
-            self.problem(root, "the dataflow has no `nodes` list", "add `nodes:` with at least one node")
+            what = "the module file" if self.scope else "the dataflow"
+            self.problem(root, f"{what} has no `nodes` list", "add `nodes:` with at least one node")
             return None
         nodes_node = top["nodes"]
         if not isinstance(nodes_node, yaml.SequenceNode) or not nodes_node.value:
@@ -266,269 +168,219 @@ class _Checker(ValueReader):
         nodes: list[NodeSpec] = []
         first_seen: dict[str, Location] = {}
         for item in nodes_node.value:
-            spec = self.node(item, machine)
-            if spec is None:
-                continue
-            if spec.id in first_seen:
-                self.problem(
-                    item,
-                    f"duplicate node id `{spec.id}` (first at line {first_seen[spec.id].line})",
-                    "give every node its own id",
-                )
-                continue
-            first_seen[spec.id] = spec.location
-            nodes.append(spec)
-        self.cross_check(nodes)
-        return Dataflow(file=file, nodes=tuple(nodes), env=env, machine=machine, placement=self.placement)
-
-    def deploy(self, node: yaml.Node | None, what: str) -> tuple[str, str]:
-        if node is None:
-            return "", ""
-        pairs = self.mapping(node, what)
-        values = self.known_keys(pairs or [], DEPLOY_KEYS, {}, what)
-        machine = self.string(values["machine"], f"{what}.machine") if "machine" in values else ""
-        working_dir = self.string(values["working_dir"], f"{what}.working_dir") if "working_dir" in values else ""
-        return machine or "", working_dir or ""
-
-    def node(self, item: yaml.Node, default_machine: str) -> NodeSpec | None:
-        pairs = self.mapping(item, "a node")
-        if pairs is None:
-            return None
-        foreign = [(key, key_node) for key, key_node, _ in pairs if key in FOREIGN_BODIES]
-        if foreign:
-            key, key_node = foreign[0]
-            node_id = next((self.scalar(v) for k, _, v in pairs if k == "id"), None)
-            message, hint = FOREIGN_BODIES[key]
-            self.problem(key_node, f"node `{node_id}` {message}", hint)
-            if isinstance(node_id, str):
-                self._foreign.add(node_id)
-            return None
-        values = self.known_keys(pairs, NODE_KEYS, UNSUPPORTED_NODE, "a node")
-        if "id" not in values:
-            self.problem(item, "node has no `id`", "start each node with `- id: NAME`")
-            return None
-        node_id = self.string(values["id"], "node id")
-        if node_id is None:
-            return None
-        if not _valid_id(node_id):
-            self.problem(values["id"], f"node id `{node_id}` must not contain `/` or spaces")
-            return None
-        what = f"node `{node_id}`"
-        runtime = "operator" in values or "operators" in values
-        if runtime:
-            self.runtime_keys(values, what)
-        elif "custom" in values:
-            custom = self.known_keys(self.mapping(values["custom"], f"{what}.custom") or [], CUSTOM_KEYS, {}, "custom")
-            for old, new in (("source", "path"), ("envs", "env")):
-                if old in custom:
-                    custom[new] = custom.pop(old)
-            for key, value in custom.items():
-                if key in values:
-                    self.problem(value, f"{what} sets `{key}` both in `custom` and at the node's top level")
-                values[key] = value
-        machine, working_dir = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
-        machine = machine or default_machine
-        if runtime:
-            ports = self.operators(values, node_id, machine, working_dir)
-            path = OPERATOR_RUNTIME
-        else:
-            ports = self.ports(values, node_id)
-            path = self.path(values.get("path"), item, what, machine, working_dir)
-        args: tuple[str, ...] = ()
-        if "args" in values:
-            args = self.args(values["args"], f"{what}.args")
-        env = self.env(values["env"], f"{what}.env") if "env" in values else {}
-        build = (self.string(values["build"], f"{what}.build") or "") if "build" in values else ""
-        policy = RestartPolicy.NEVER
-        if "restart_policy" in values:
-            chosen = self.choice(values["restart_policy"], f"{what}.restart_policy", RESTART_POLICIES)
-            policy = RestartPolicy(chosen) if chosen else policy
-        max_restarts = 0
-        if "max_restarts" in values:
-            max_restarts = self.integer(values["max_restarts"], f"{what}.max_restarts", 0) or 0
-        delay = 0.0
-        if "restart_delay" in values:
-            delay = self.number(values["restart_delay"], f"{what}.restart_delay", 0.0) or 0.0
-        critical = self.boolean(values["critical"], f"{what}.critical") if "critical" in values else True
-        cpus = self.cpus(values["cpu_affinity"], f"{what}.cpu_affinity") if "cpu_affinity" in values else ()
-        log_size = self.byte_size(values["max_log_size"], f"{what}.max_log_size") if "max_log_size" in values else 0
-        rotated = 5
-        if "max_rotated_files" in values:
-            rotated = self.integer(values["max_rotated_files"], f"{what}.max_rotated_files", 1) or 5
-        if cpus and path == DYNAMIC_PATH:
-            self.problem(
-                values["cpu_affinity"],
-                f"{what}.cpu_affinity: car does not start a dynamic node, so it cannot pin it",
-                f"remove it and start the node pinned yourself: `taskset -c {','.join(map(str, cpus))} car run-node {node_id} -- ...`",
+            is_module = isinstance(item, yaml.MappingNode) and any(
+                isinstance(k, yaml.ScalarNode) and k.value == "module" for k, _ in item.value
             )
-        return NodeSpec(
-            id=node_id,
-            path=path,
-            location=self.loc(item),
-            name=str(self.scalar(values["name"])) if "name" in values else "",
-            description=str(self.scalar(values["description"])) if "description" in values else "",
-            args=args,
-            env=env,
-            build=build,
-            inputs=ports.inputs,
-            outputs=ports.outputs,
-            machine=machine,
-            working_dir=working_dir,
-            restart_policy=policy,
-            max_restarts=max_restarts,
-            restart_delay=delay,
-            cpu_affinity=cpus,
-            cpu_affinity_location=self.loc(values["cpu_affinity"]) if cpus else None,
-            critical=critical,
-            output_types=ports.output_types,
-            input_types=ports.input_types,
-            min_log_level=ports.min_log_level,
-            max_log_size=log_size,
-            max_rotated_files=rotated,
-            send_logs_as=ports.send_logs_as,
-            send_stdout_as=ports.send_stdout_as,
-            operators=ports.operators,
-        )
-
-    def ports(self, values: dict[str, yaml.Node], node_id: str, operator: str = "", prefix: str = "") -> _Ports:
-        """A program node's (or one `operator`'s, whose ports the node has with `prefix` in front) inputs,
-        outputs, their types and where its logs go."""
-        what = f"node `{node_id}`" if not operator else f"node `{node_id}` operator `{operator}`"
-        outputs = self.outputs(values["outputs"], what) if "outputs" in values else ()
-        inputs = self.inputs(values["inputs"], node_id, prefix) if "inputs" in values else {}
-        log_level = ""
-        if "min_log_level" in values:
-            log_level = self.choice(values["min_log_level"], f"{what}.min_log_level", LOG_LEVELS) or ""
-        logs_output, stdout_output = (
-            self.own_output(values, key, what, outputs) for key in ("send_logs_as", "send_stdout_as")
-        )
-        return _Ports(
-            inputs=inputs,
-            outputs=outputs,
-            output_types=self.port_types(values.get("output_types"), f"{what}.output_types", outputs, "outputs"),
-            input_types=self.port_types(values.get("input_types"), f"{what}.input_types", tuple(inputs), "inputs"),
-            min_log_level=log_level,
-            send_logs_as=logs_output,
-            send_stdout_as=stdout_output,
-        )
-
-    def runtime_keys(self, values: dict[str, yaml.Node], what: str) -> None:
-        """An operator node has its operators and the node keys RUNTIME_NODE_KEYS names; the rest is refused."""
-        if "operator" in values and "operators" in values:
-            self.problem(values["operators"], f"{what} has both `operator` and `operators`", "keep one of them")
-        for key in [k for k in values if k not in RUNTIME_NODE_KEYS]:
-            node = values.pop(key)
-            if key in OPERATOR_KEYS:
-                hint = f"move `{key}` inside `operator:` (or into each of `operators:`)"
-                self.problem(node, f"{what}.{key}: an operator node's `{key}` belongs to its operators", hint)
-            else:
-                hint = "an operator node runs its operators' `python:` files; make it a program node to use this key"
-                self.problem(node, f"{what}.{key} is not a key of an operator node", hint)
-
-    def operators(self, values: dict[str, yaml.Node], node_id: str, machine: str, working_dir: str) -> _Ports:
-        """A runtime node's operators, and the node's ports: theirs, each with its `OPID/` in front (none for a
-        single `operator:`)."""
-        what = f"node `{node_id}`"
-        single = "operator" in values
-        listed = values["operator"] if single else values["operators"]
-        items = [listed] if single else listed.value if isinstance(listed, yaml.SequenceNode) else None
-        if not items:
-            self.problem(listed, f"{what}.operators must be a non-empty list", "start each operator with `- id: NAME`")
-            return _Ports()
-        found: list[OperatorSpec] = []
-        merged = _Ports()
-        for item in items:
-            entries = self.mapping(item, f"an operator of {what}")
-            if entries is None:
-                continue
-            op_values = self.known_keys(entries, OPERATOR_KEYS, UNSUPPORTED_OPERATOR, f"an operator of {what}")
-            op_id = SINGLE_OPERATOR_ID if single else ""
-            if "id" in op_values:
-                op_id = self.string(op_values["id"], f"an operator id of {what}") or ""
-                if op_id and not _valid_id(op_id):
-                    self.problem(op_values["id"], f"operator id `{op_id}` must not contain `/` or spaces")
+            specs = self.module_node(item, machine) if is_module else [self.node(item, machine)]
+            for spec in specs:
+                if spec is None:
                     continue
-            if not op_id:
-                if "id" not in op_values:
-                    self.problem(item, f"an operator of {what} has no `id`", "start each operator with `- id: NAME`")
-                continue
-            if any(op.id == op_id for op in found):
-                self.problem(op_values.get("id", item), f"{what} has two operators `{op_id}`", "give each its own id")
-                continue
-            prefix = "" if single else f"{op_id}/"
-            ports = self.ports(op_values, node_id, op_id, prefix)
-            python = self.python(op_values.get("python"), item, f"{what} operator `{op_id}`", machine, working_dir)
-            build = (self.string(op_values["build"], f"{what}.build") or "") if "build" in op_values else ""
-            found.append(
-                OperatorSpec(
-                    id=op_id,
-                    python=python,
-                    location=self.loc(item),
-                    port_prefix=prefix,
-                    name=str(self.scalar(op_values["name"])) if "name" in op_values else "",
-                    description=str(self.scalar(op_values["description"])) if "description" in op_values else "",
-                    build=build,
-                    inputs=ports.inputs,
-                    outputs=ports.outputs,
-                    send_stdout_as=ports.send_stdout_as,
-                    send_logs_as=ports.send_logs_as,
-                    min_log_level=ports.min_log_level,
-                )
-            )
-            merged.inputs.update(
-                {prefix + name: replace(spec, name=prefix + name) for name, spec in ports.inputs.items()}
-            )
-            merged.output_types.update({prefix + name: urn for name, urn in ports.output_types.items()})
-            merged.input_types.update({prefix + name: urn for name, urn in ports.input_types.items()})
-            merged.outputs = (*merged.outputs, *(prefix + name for name in ports.outputs))
-        merged.operators = tuple(found)
-        return merged
+                if spec.id in first_seen:
+                    self.problem(
+                        item,
+                        f"duplicate node id `{spec.id}` (first at line {first_seen[spec.id].line})",
+                        "give every node its own id",
+                    )
+                    continue
+                first_seen[spec.id] = spec.location
+                nodes.append(spec)
+        nodes = [self.renamed(spec) for spec in nodes]
+        self.cross_check(nodes)
+        return nodes
 
-    def python(self, node: yaml.Node | None, item: yaml.Node, what: str, machine: str, working_dir: str) -> str:
-        """An operator's `python:` (a file, or `{source: FILE}`), checked where it runs as a node's `path` is."""
-        if node is None:
-            self.problem(item, f"{what} has no `python`", "set `python: FILE.py`, the file with its `Operator` class")
-            return ""
-        source_node = node
-        if isinstance(node, yaml.MappingNode):
-            options = self.known_keys(self.mapping(node, f"{what}.python") or [], ("source", "conda_env"), {}, what)
-            if "conda_env" in options:
+    def renamed(self, spec: NodeSpec) -> NodeSpec:
+        """A node whose inputs read `module/output` reads the node output it names (car.spec.modules)."""
+        if not self._aliases:
+            return spec
+
+        def rename(inputs: dict[str, InputSpec]) -> dict[str, InputSpec]:
+            return {
+                name: replace(inp, source=self._aliases[inp.source]) if inp.source in self._aliases else inp
+                for name, inp in inputs.items()
+            }
+
+        operators = tuple(replace(op, inputs=rename(op.inputs)) for op in spec.operators)
+        return replace(spec, inputs=rename(spec.inputs), operators=operators)
+
+    # -- modules ---------------------------------------------------------------------------------------
+    def module_node(self, item: yaml.Node, default_machine: str) -> list[NodeSpec | None]:
+        """A `module:` node: its module file checked (its problems name that file) and its nodes, renamed."""
+        pairs = self.mapping(item, "a node") or []
+        values = self.known_keys(pairs, (*MODULE_NODE_KEYS, *NOT_MODULE_NODE_KEYS), {}, "a module node")
+        for key in [k for k in values if k in NOT_MODULE_NODE_KEYS]:
+            self.problem(values.pop(key), f"`{key}` is not a key of a module node", NOT_MODULE_NODE_KEYS[key])
+        node_id = self.string(values["id"], "node id") if "id" in values else None
+        if node_id is None:
+            if "id" not in values:
+                self.problem(item, "module node has no `id`", "start each node with `- id: NAME`")
+            return []
+        if not valid_id(node_id):
+            self.problem(values["id"], f"node id `{node_id}` must not contain `/` or spaces")
+            return []
+        what = f"module node `{node_id}`"
+        found = self.module_file(values["module"], what)
+        if found is None:
+            self._unread_modules.add(node_id)
+            return []
+        file, text = found
+        machine, _ = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
+        scope = _ModuleScope(
+            depth=(self.scope.depth + 1) if self.scope else 1,
+            files=(*self.scope.files, file) if self.scope else (file,),
+            root=self.scope.root if self.scope else self.base_dir,
+        )
+        label = str(Path(self.label).parent / values["module"].value)
+        inner = _Checker(label, file.parent, self.placement, scope)
+        header, inner_nodes, build = inner.check_module(text, machine or default_machine)
+        self.problems.extend(inner.problems)
+        if header is None:
+            self._unread_modules.add(node_id)
+            return []
+        self._module_outputs[node_id] = header.outputs
+        wiring = self.module_wiring(values.get("inputs"), header, item, what)
+        params = self.params(values["params"], f"{what}.params") if "params" in values else {}
+        env = self.env(values["env"], f"{what}.env") if "env" in values else {}
+        env.update({f"PARAM_{key.upper()}": value for key, value in params.items()})
+        own_build = (self.string(values["build"], f"{what}.build") or "") if "build" in values else ""
+        expansion = Expansion(
+            module_id=node_id,
+            folder=file.parent,
+            base_dir=self.base_dir,
+            wiring=wiring,
+            env=env,
+            params=params,
+            build=" && ".join(part for part in (own_build, build) if part),
+        )
+        siblings = {spec.id for spec in inner_nodes}
+        expanded = [expansion.node(spec, siblings, first=k == 0) for k, spec in enumerate(inner_nodes)]
+        for (inner_id, name), location in inner._input_locations.items():
+            self._input_locations[(f"{node_id}.{inner_id}", name)] = location
+        for output in header.outputs:
+            sources = producers(expanded, output, node_id) + [
+                f"{node_id}.{target}"
+                for alias, target in inner._aliases.items()
+                if alias.split("/", 1)[1] == output and alias.split("/", 1)[0] in inner._module_outputs
+            ]
+            if len(sources) == 1:
+                self._aliases[f"{node_id}/{output}"] = sources[0]
+            elif not sources and any(output in outs for outs in inner._module_outputs.values()):
+                continue  # a module inside declares it and sends it from none of its nodes: said in its file
+            else:
+                where = inner.header_locations.get(output, Location(label, 1, 1))
+                message = (
+                    f"the module's output `{output}` is sent by none of its nodes"
+                    if not sources
+                    else f"the module's output `{output}` is sent by {len(sources)} of its nodes ({', '.join(sources)})"
+                )
+                hint = "exactly one node of the module must send it: add it to one node's outputs, or rename the others"
+                self.problems.append(Problem(where, message, hint))
+        return list(expanded)
+
+    def module_file(self, node: yaml.Node, what: str) -> tuple[Path, str] | None:
+        """A module node's file, read: inside the dataflow's folder, at most MAX_FILE_BYTES, not a module it is in."""
+        name = self.string(node, f"{what}.module")
+        if not name:
+            return None
+        root = (self.scope.root if self.scope else self.base_dir).resolve()
+        file = (self.base_dir / name).resolve()
+        if Path(name).is_absolute() or not file.is_relative_to(root):
+            self.problem(
+                node,
+                f"{what}: its module file `{name}` is outside the dataflow's folder ({root})",
+                "put module files under the dataflow's folder",
+            )
+            return None
+        if self.scope is not None and file in self.scope.files:
+            self.problem(node, f"{what}: module `{name}` uses itself", "a module may not include a module it is inside")
+            return None
+        if self.scope is not None and self.scope.depth >= MAX_DEPTH:
+            self.problem(node, f"{what}: modules are nested more than {MAX_DEPTH} deep", "flatten the modules")
+            return None
+        try:
+            size = file.stat().st_size
+            if size > MAX_FILE_BYTES:
+                self.problem(node, f"{what}: module file `{name}` is {size} bytes (at most {MAX_FILE_BYTES})")
+                return None
+            return file, file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.problem(
+                node, f"{what}: no module file `{name}` (looked for {file})", path_hint(file.parent, file.name)
+            )
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem(node, f"{what}: cannot read module file `{name}`: {exc}")
+        return None
+
+    def check_module(self, text: str, machine: str) -> tuple[ModuleHeader | None, list[NodeSpec], str]:
+        """A module file: its header, its nodes (modules in it expanded) and its own build."""
+        root = self.compose(text, "a module file has a `module:` header and `nodes:`")
+        if root is None:
+            return None, [], ""
+        top = self.known_keys(self.mapping(root, "the module file") or [], MODULE_FILE_KEYS, {}, "the module file")
+        if "module" not in top:
+            self.problem(
+                root,
+                "the module file has no `module:` header",
+                "start it with `module: {name: NAME, inputs: [...], outputs: [...]}`",
+            )
+            return None, [], ""
+        header = self.module_header(top["module"])
+        if header is None:
+            return None, [], ""
+        self.header = header
+        build = (self.string(top["build"], "the module's build") or "") if "build" in top else ""
+        nodes = self.node_list(root, top, machine)
+        return header, nodes or [], build
+
+    def module_header(self, node: yaml.Node) -> ModuleHeader | None:
+        """`module: {name, inputs, inputs_optional, outputs}`."""
+        values = self.known_keys(
+            self.mapping(node, "the `module:` header") or [], MODULE_HEADER_KEYS, {}, "the `module:` header"
+        )
+        if "name" not in values:
+            self.problem(node, "the `module:` header has no `name`", "add `name: NAME`")
+            return None
+        name = self.string(values["name"], "the module's name") or ""
+        ports = {
+            key: self.outputs(values[key], f"the module's {key}") if key in values else ()
+            for key in MODULE_HEADER_KEYS[1:]
+        }
+        for item in values["outputs"].value if isinstance(values.get("outputs"), yaml.SequenceNode) else []:
+            if isinstance(item, yaml.ScalarNode):
+                self.header_locations[str(item.value)] = self.loc(item)
+        return ModuleHeader(name, ports["inputs"], ports["inputs_optional"], ports["outputs"])
+
+    def module_wiring(self, node: yaml.Node | None, header: ModuleHeader, item: yaml.Node, what: str) -> dict[str, str]:
+        """A module node's `inputs`: each of the module's ports -> the source wired to it."""
+        wiring: dict[str, str] = {}
+        for port, key_node, value in self.mapping(node, f"{what}.inputs") or [] if node is not None else []:
+            if port not in header.ports:
+                hint = suggest(port, header.ports) or f"the module's inputs: {', '.join(header.ports) or 'none'}"
+                self.problem(key_node, f"{what}: its module has no input `{port}`", hint)
+                continue
+            spec = self.input(port, value, f"{what} input `{port}`")
+            if spec is not None:
+                wiring[port] = spec.source
+                self._wired.append((what, spec, self.loc(value)))
+        for port in header.inputs:
+            if port not in wiring:
                 self.problem(
-                    options["conda_env"],
-                    f"{what}.python.conda_env: car runs operators in the Python that runs car, not in a conda environment",
-                    "install the operator's packages there (pip) and remove `conda_env`",
+                    item, f"{what} does not wire its module's input `{port}`", f"add `inputs: {{{port}: NODE/OUTPUT}}`"
                 )
-            if "source" not in options:
-                self.problem(node, f"{what}.python has no `source`", "write `python: FILE.py`")
-                return ""
-            source_node = options["source"]
-        source = self.string(source_node, f"{what}.python") or ""
-        if source.startswith(("http://", "https://")):
-            self.problem(
-                source_node, f"{what}.python is a URL: car does not download operators", "download it and name the file"
-            )
-            return ""
-        if source and not source.endswith(".py"):
-            self.problem(
-                source_node,
-                f"{what}.python `{source}` is not a Python file",
-                "name the `.py` file with its `Operator` class",
-            )
-            return ""
-        return self.path(source_node, item, what, machine, working_dir) if source else ""
+        return wiring
 
-    def own_output(self, values: dict[str, yaml.Node], key: str, what: str, outputs: tuple[str, ...]) -> str:
-        """`send_logs_as` / `send_stdout_as`: one of the node's outputs, or ""."""
-        if key not in values:
-            return ""
-        name = self.string(values[key], f"{what}.{key}") or ""
-        if name and name not in outputs:
-            self.problem(
-                values[key],
-                f"{what}.{key} names `{name}`, which is not one of its outputs",
-                f"add `{name}` to its outputs",
-            )
-        return name
+    def params(self, node: yaml.Node, what: str) -> dict[str, str]:
+        """A module node's `params`: names of letters, digits and `_`, each a value."""
+        found: dict[str, str] = {}
+        for key, key_node, value in self.mapping(node, what) or []:
+            if not PARAM_KEY.match(key):
+                self.problem(key_node, f"{what}: `{key}` must be letters, digits and `_`")
+                continue
+            scalar = self.scalar(value) if isinstance(value, yaml.ScalarNode) else None
+            if scalar is None or isinstance(scalar, (dict, list)):
+                self.problem(value, f"{what}.{key} must be a plain value")
+                continue
+            found[key] = str(scalar).lower() if isinstance(scalar, bool) else str(scalar)
+        return found
 
     def check_types(
         self, node: NodeSpec, name: str, spec: InputSpec, sent_types: dict[str, str], location: Location
@@ -541,35 +393,6 @@ class _Checker(ValueReader):
         message = f"node `{node.id}` input `{name}` takes `{wanted}` (input_types), but `{spec.source}` sends `{sent}`"
         hint = f"declare the same type at both ends, or allow it: `type_rules: [{{from: {sent}, to: {wanted}}}]`"
         self.problems.append(Problem(location, message, hint))
-
-    def port_types(self, node: yaml.Node | None, what: str, ports: tuple[str, ...], kind: str) -> dict[str, str]:
-        """`output_types` / `input_types`: port -> a known type URN."""
-        if node is None:
-            return {}
-        found: dict[str, str] = {}
-        for port, key_node, value in self.mapping(node, what) or []:
-            if port not in ports:
-                hint = suggest(port, ports) or f"its {kind}: {', '.join(ports) or 'none'}"
-                self.problem(key_node, f"{what} names `{port}`, which is not one of its {kind}", hint)
-                continue
-            text = self.string(value, f"{what}.{port}")
-            if text is None:
-                continue
-            try:
-                ref = types.parse(text)
-            except ValueError as exc:
-                self.problem(value, f"{what}.{port}: {exc}")
-                continue
-            if ref.base not in types.STANDARD and ref.base not in self._user_types:
-                known = [*types.STANDARD, *self._user_types]
-                hint = suggest(ref.base, known) or (
-                    "the standard types are std/core/v1/{Int64, Float64, String, Bytes, ...}, std/math/v1/..., "
-                    "std/media/v1/...; a project's own go in types/<prefix>/v1.yml next to the dataflow"
-                )
-                self.problem(value, f"{what}.{port}: unknown type `{ref.base}`", hint)
-                continue
-            found[port] = str(ref)
-        return found
 
     def type_rules(self, node: yaml.Node) -> None:
         """`type_rules: [{from: URN, to: URN}, ...]`: connections the file allows beyond the built-in ones."""
@@ -591,224 +414,74 @@ class _Checker(ValueReader):
                 continue
             self._type_rules.add((sent, wanted))
 
-    def byte_size(self, node: yaml.Node, what: str) -> int:
-        """A size: bytes, or a number with KB, MB or GB (`"100MB"`)."""
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        text = str(value).strip().upper().replace(" ", "")
-        for unit, factor in (("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)):
-            number = text.removesuffix(unit)
-            if number != text:
-                try:
-                    size = float(number) * factor
-                except ValueError:
-                    break
-                if size >= 1 and size < 1 << 50:
-                    return int(size)
-                break
-        self.problem(node, f"{what} must be a size such as `50MB` or `1GB`")
-        return 0
-
-    def path(self, node: yaml.Node | None, item: yaml.Node, what: str, machine: str, working_dir: str) -> str:
-        """The node's `path`, checked where it runs: see `Dataflow.node_folder` for the folder it resolves in."""
-        if node is None:
-            self.problem(
-                item, f"{what} has no `path`", "set `path:` to a Python file, `-m package.module` or a program"
-            )
-            return ""
-        path = self.string(node, f"{what}.path")
-        if path is None or path == DYNAMIC_PATH or path.startswith("-m "):
-            return path or ""
-        command = "/" not in path and not path.endswith(".py")  # maybe a program on PATH
-        local = self.placement is None or self.placement.is_local(machine)
-        if not local and not working_dir and not command and not Path(path).is_absolute():
-            self.problem(
-                node,
-                f"{what} runs on machine `{machine}`, which does not share this machine's files, "
-                f"and its path `{path}` is relative",
-                f"give it `deploy: {{machine: {machine}, working_dir: FOLDER}}` (its folder on `{machine}`) "
-                "or an absolute path",
-            )
-            return path
-        if self.placement is not None and not self.placement.checks(machine):
-            return path  # checked on its own machine, by its daemon
-        base = self.base_dir
-        try:
-            if not local:
-                base = Path.home() / working_dir  # an absolute working_dir stays as it is
-            elif working_dir:
-                base = self.base_dir / working_dir
-                if not base.is_dir():
-                    if self.placement is not None:
-                        self.problem(
-                            node, f"{what}: its working_dir `{working_dir}` is not a folder (looked for {base})"
-                        )
-                        return path
-                    base = self.base_dir  # `car launch` of a file for several machines: everything runs here
-            if (base / path).exists():
-                return path
-        except (OSError, ValueError) as exc:  # too long a name, a NUL byte
-            self.problem(node, f"{what}.path `{path[:60]}` cannot be a file name: {getattr(exc, 'strerror', exc)}")
-            return path
-        if command and shutil.which(path):
-            return path
-        self.problem(node, f"{what}.path `{path}` does not exist (looked in {base})", _path_hint(base, path))
-        return path
-
-    def args(self, node: yaml.Node, what: str) -> tuple[str, ...]:
-        if isinstance(node, yaml.SequenceNode):
-            items = [self.scalar(v) if isinstance(v, yaml.ScalarNode) else None for v in node.value]
-            if any(v is None or isinstance(v, (dict, list)) for v in items):
-                self.problem(node, f"{what} must be a string or a list of strings")
-                return ()
-            return tuple(str(v) for v in items)
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if value is None or isinstance(value, (dict, list)):
-            self.problem(node, f"{what} must be a string or a list of strings")
-            return ()
-        try:
-            return tuple(shlex.split(str(value)))
-        except ValueError as exc:
-            self.problem(node, f"{what} cannot be split into arguments: {exc}", "check the quotes")
-            return ()
-
-    def cpus(self, node: yaml.Node, what: str) -> tuple[int, ...]:
-        """CPU numbers: one (`2`) or a list (`[0, 1]`)."""
-        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        scalars = [self.scalar(v) if isinstance(v, yaml.ScalarNode) else None for v in items]
-        values = [v for v in scalars if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
-        if not values or len(values) != len(scalars):
-            self.problem(node, f"{what} must be a CPU number or a list of them", "for example `cpu_affinity: [1]`")
-            return ()
-        if len(set(values)) != len(values):
-            self.problem(node, f"{what} names a CPU twice")
-            return ()
-        return tuple(values)
-
-    def outputs(self, node: yaml.Node, what: str) -> tuple[str, ...]:
-        if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, f"{what}.outputs must be a list of output names", "write `outputs: [name, ...]`")
-            return ()
-        names: list[str] = []
-        for item in node.value:
-            name = self.string(item, f"an output of {what}")
-            if name is None:
-                continue
-            if not _valid_id(name):
-                self.problem(item, f"output name `{name}` must not contain `/` or spaces")
-            elif name in names:
-                self.problem(item, f"{what} declares output `{name}` twice")
-            else:
-                names.append(name)
-        return tuple(names)
-
-    def inputs(self, node: yaml.Node, node_id: str, prefix: str = "") -> dict[str, InputSpec]:
-        """Inputs by name (an operator's: its node's are named with `prefix` in front)."""
-        what = f"node `{node_id}`"
-        inputs: dict[str, InputSpec] = {}
-        for name, key_node, value in self.mapping(node, f"{what}.inputs") or []:
-            if not _valid_id(name):
-                self.problem(key_node, f"input name `{name}` must not contain `/` or spaces")
-                continue
-            spec = self.input(name, value, f"{what} input `{name}`")
-            if spec is not None:
-                inputs[name] = spec
-                self._input_locations[(node_id, prefix + name)] = self.loc(value)
-        return inputs
-
-    def input(self, name: str, node: yaml.Node, what: str) -> InputSpec | None:
-        if isinstance(node, yaml.MappingNode):
-            values = self.known_keys(self.mapping(node, what) or [], INPUT_KEYS, {}, what)
-            if "source" not in values:
-                self.problem(node, f"{what} has no `source`", "write `source: node/output`")
-                return None
-            source_node = values["source"]
-        else:
-            values, source_node = {}, node
-        source = self.string(source_node, f"{what} source")
-        if source is None:
-            return None
-        if source == LOG_SOURCE or source.startswith(LOG_SOURCE + "/"):
-            parts = source.split("/")[2:]
-            if len(parts) > 2 or (parts and parts[0] not in LOG_LEVELS) or not all(parts):
-                hint = f"levels: {', '.join(LOG_LEVELS)}; for example dora/logs/warn or dora/logs/info/camera"
-                self.problem(
-                    source_node, f"{what}: `{source}` must be dora/logs, dora/logs/LEVEL or dora/logs/LEVEL/NODE", hint
-                )
-                return None
-        elif source.startswith("dora/"):
-            try:
-                parse_timer(source)
-            except ValueError as exc:
-                hint = "for example dora/timer/millis/10, dora/timer/hz/30, or dora/logs for log entries"
-                self.problem(source_node, f"{what}: {exc}", hint)
-                return None
-        elif source.count("/") not in (1, 2) or not all(source.split("/")):  # node/operator/output: cross_check
-            self.problem(source_node, f"{what} source `{source}` must look like `node/output`")
-            return None
-        queue_size = DEFAULT_QUEUE_SIZE
-        if "queue_size" in values:
-            queue_size = self.integer(values["queue_size"], f"{what} queue_size", 1) or DEFAULT_QUEUE_SIZE
-        policy = QueuePolicy.DROP_OLDEST
-        if "queue_policy" in values:
-            chosen = self.choice(values["queue_policy"], f"{what} queue_policy", QUEUE_POLICIES)
-            policy = QueuePolicy(chosen) if chosen else policy
-        timeout = None
-        if "input_timeout" in values:
-            timeout = self.number(values["input_timeout"], f"{what} input_timeout", 0.0, inclusive=False)
-        return InputSpec(name, source, queue_size, policy, timeout)
-
     def cross_check(self, nodes: list[NodeSpec]) -> None:
-        outputs = {n.id: n.outputs for n in nodes}
-        runtimes = {n.id for n in nodes if n.operators and n.operators[0].port_prefix}
-        singles = {n.id for n in nodes if n.operators and not n.operators[0].port_prefix}
+        """Every input's source against the nodes there are (a module's nodes were checked in its own file; what a
+        module node wires to its module is checked here)."""
+        self._outputs = {n.id: n.outputs for n in nodes}
+        self._runtimes = {n.id for n in nodes if n.operators and n.operators[0].port_prefix}
+        self._singles = {n.id for n in nodes if n.operators and not n.operators[0].port_prefix}
         sent_types = {f"{n.id}/{output}": urn for n in nodes for output, urn in n.output_types.items()}
         for node in nodes:
+            if node.location.file != self.label:
+                continue  # from a module: checked with its file
             for name, spec in node.inputs.items():
                 location = self._input_locations[(node.id, name)]
                 self.check_types(node, name, spec, sent_types, location)
-                if spec.is_log:
-                    parts = spec.source.split("/")
-                    if len(parts) == 4 and parts[3] not in outputs:
-                        hint = suggest(parts[3], list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
-                        self.problems.append(Problem(location, f"`{spec.source}` names no node of this file", hint))
-                if spec.from_daemon:
-                    continue
-                source_node, source_output = spec.source_node, spec.source_output
-                if source_node in self._foreign:
-                    continue  # its problem is reported already
-                if spec.source.count("/") == 2 and source_node in outputs and source_node not in runtimes:
-                    message = f"node `{node.id}` input `{name}` source `{spec.source}` must look like `node/output`"
-                    hint = (
-                        f"`{source_node}` has a single `operator:`, whose outputs are read as `{source_node}/OUTPUT`"
-                        if source_node in singles
-                        else f"node/operator/output names an operator's output, and `{source_node}` has no `operators`"
-                    )
-                    self.problems.append(Problem(location, message, hint))
-                elif source_node not in outputs:
-                    hint = suggest(source_node, list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
-                    message = f"node `{node.id}` input `{name}` reads from `{spec.source}`, but there is no node `{source_node}`"
-                    self.problems.append(Problem(location, message, hint))
-                elif source_output not in outputs[source_node]:
-                    declared = outputs[source_node]
-                    hint = suggest(source_output, declared) or (
-                        f"`{source_node}` runs operators: read `{source_node}/OPERATOR/OUTPUT` "
-                        f"(it has {', '.join(declared) or 'none'})"
-                        if source_node in runtimes
-                        else f"add `{source_output}` to the outputs of `{source_node}`"
-                        if not declared
-                        else f"`{source_node}` declares: {', '.join(declared)}; or add `{source_output}` to its outputs"
-                    )
-                    message = f"node `{node.id}` input `{name}` reads `{spec.source}`, but `{source_node}` declares no output `{source_output}`"
-                    self.problems.append(Problem(location, message, hint))
+                self.check_source(f"node `{node.id}` input `{name}`", spec, location)
+        for what, spec, location in self._wired:
+            self.check_source(f"{what} input `{spec.name}`", spec, location)
 
-
-def _path_hint(base: Path, path: str) -> str:
-    folder = (base / path).parent
-    if folder.is_dir():
-        names = [p.name for p in folder.iterdir()]
-        close = suggest(Path(path).name, names)
-        if close:
-            return close
-    return "paths are relative to the dataflow file's folder; use `-m package.module` for a module"
+    def check_source(self, what: str, spec: InputSpec, location: Location) -> None:
+        """That an input's source is there: a node's output, a module's, a port of the module being checked."""
+        outputs = self._outputs
+        if spec.is_log:
+            parts = spec.source.split("/")
+            if len(parts) == 4 and parts[3] not in outputs:
+                hint = suggest(parts[3], list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
+                self.problems.append(Problem(location, f"`{spec.source}` names no node of this file", hint))
+        if spec.from_daemon:
+            return
+        source_node, source_output = spec.source_node, spec.source_output
+        if source_node == MODULE_SOURCE and self.header is not None:
+            if source_output not in self.header.ports:
+                hint = suggest(source_output, self.header.ports) or (
+                    f"the module's inputs: {', '.join(self.header.ports) or 'none'}; declare it under `inputs:`"
+                )
+                message = f"{what} reads `{spec.source}`, which the module does not declare"
+                self.problems.append(Problem(location, message, hint))
+            return
+        if source_node in self._unread_modules:
+            return  # its module file's problem is said already
+        if source_node in self._module_outputs:
+            declared = self._module_outputs[source_node]
+            if source_output not in declared:  # a declared one sent by no node is reported in the module's file
+                hint = suggest(source_output, declared) or f"its module declares: {', '.join(declared) or 'none'}"
+                message = f"{what} reads `{spec.source}`, but module `{source_node}` has no such output"
+                self.problems.append(Problem(location, message, hint))
+            return
+        if spec.source.count("/") == 2 and source_node in outputs and source_node not in self._runtimes:
+            message = f"{what} source `{spec.source}` must look like `node/output`"
+            hint = (
+                f"`{source_node}` has a single `operator:`, whose outputs are read as `{source_node}/OUTPUT`"
+                if source_node in self._singles
+                else f"node/operator/output names an operator's output, and `{source_node}` has no `operators`"
+            )
+            self.problems.append(Problem(location, message, hint))
+        elif source_node not in outputs:
+            hint = suggest(source_node, list(outputs)) or f"nodes in this file: {', '.join(outputs)}"
+            if self.header is not None:
+                hint += f"; a module reads what is outside it through `_mod/PORT` (its inputs: {', '.join(self.header.ports) or 'none'})"
+            message = f"{what} reads from `{spec.source}`, but there is no node `{source_node}`"
+            self.problems.append(Problem(location, message, hint))
+        elif source_output not in outputs[source_node]:
+            declared = outputs[source_node]
+            hint = suggest(source_output, declared) or (
+                f"`{source_node}` runs operators: read `{source_node}/OPERATOR/OUTPUT` "
+                f"(it has {', '.join(declared) or 'none'})"
+                if source_node in self._runtimes
+                else f"add `{source_output}` to the outputs of `{source_node}`"
+                if not declared
+                else f"`{source_node}` declares: {', '.join(declared)}; or add `{source_output}` to its outputs"
+            )
+            message = f"{what} reads `{spec.source}`, but `{source_node}` declares no output `{source_output}`"
+            self.problems.append(Problem(location, message, hint))
