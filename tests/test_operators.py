@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, launch, start_car
+from tests.helpers import ROOT, car, launch, start_car
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +85,91 @@ def test_an_operator_blocked_in_io_does_not_stop_its_sibling(tmp_path: Path) -> 
     found = results(folder)
     assert {"id": "released", "value": ["go"]} in found
     assert len([r for r in found if r["id"] == "doubled"]) == 400
+
+
+HOT_FLOW = """
+nodes:
+  - id: ticker
+    operator:
+      python: ticker.py
+      inputs: {tick: dora/timer/millis/20}
+      outputs: [value]
+  - id: shout
+    path: shout.py
+    inputs: {value: ticker/value}
+"""
+TICKER = """
+import pyarrow as pa
+from dora import DoraStatus
+
+VERSION = 1
+
+
+class Operator:
+    def __init__(self):
+        self.n = 0
+
+    def on_event(self, event, send_output):
+        if event["type"] == "INPUT":
+            self.n += 1
+            send_output("value", pa.array([VERSION * 100000 + self.n]))
+        return DoraStatus.CONTINUE
+"""
+SHOUT = """
+from dora import Node
+
+WORD = "v1"
+for event in Node():
+    if event["type"] == "INPUT":
+        print(WORD, event["value"][0].as_py(), flush=True)
+"""
+
+
+def test_hot_reload_swaps_an_operator_in_place_restarts_a_node_and_keeps_old_code_that_breaks(tmp_path: Path) -> None:
+    (tmp_path / "flow.yml").write_text(HOT_FLOW)
+    (tmp_path / "ticker.py").write_text(TICKER)
+    (tmp_path / "shout.py").write_text(SHOUT)
+    proc = start_car("launch", "flow.yml", "--hot-reload", "--name", "hot", "--out", "out", cwd=tmp_path)
+
+    def log(node: str) -> str:
+        found = list((tmp_path / "out").rglob(f"{node}.log"))
+        return found[0].read_text() if found else ""
+
+    def shouted() -> list[tuple[str, int, int]]:  # (word, version, count)
+        rows = [line.split() for line in log("shout").splitlines()]
+        return [(w, int(v) // 100000, int(v) % 100000) for w, v in (r for r in rows if len(r) == 2 and r[1].isdigit())]
+
+    def wait_until(condition: object, what: str) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while not condition():  # type: ignore[operator]
+            assert proc.poll() is None and time.monotonic() < deadline, (what, proc.communicate())
+            time.sleep(0.05)
+
+    try:
+        wait_until(lambda: len(shouted()) >= 5, "the first values")
+        (tmp_path / "ticker.py").write_text(TICKER.replace("VERSION = 1", "VERSION = 2"))
+        wait_until(lambda: any(v == 2 for _, v, _ in shouted()), "the reloaded operator's values")
+        rows = shouted()
+        last_v1 = max(n for _, v, n in rows if v == 1)
+        assert min(n for _, v, n in rows if v == 2) == last_v1 + 1  # the same count: its state was kept
+        (tmp_path / "ticker.py").write_text(TICKER.replace("VERSION = 1", "VERSION = ("))
+        wait_until(lambda: "goes on with its old code" in log("ticker"), "the broken operator said")
+        assert "SyntaxError" in log("ticker")
+        seen = len(shouted())
+        wait_until(lambda: len(shouted()) > seen + 5, "values after the broken reload")
+        assert {v for _, v, _ in shouted()[seen:]} == {2}  # the old (version 2) code went on
+        (tmp_path / "shout.py").write_text(SHOUT.replace('"v1"', '"v2"'))
+        wait_until(lambda: any(w == "v2" for w, _, _ in shouted()), "the restarted node's words")
+        (tmp_path / "shout.py").write_text(SHOUT.replace('WORD = "v1"', "WORD = ("))
+        seen = len(shouted())
+        wait_until(lambda: len(shouted()) > seen + 5, "words after the broken node file")
+        assert {w for w, _, _ in shouted()[seen:]} == {"v2"}
+        stopped = car("stop", "-d", "hot")
+        assert stopped.returncode == 0, stopped.stderr
+        _, stderr = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "restarting node `shout` (1): its file changed (--hot-reload)" in stderr, stderr
+    assert "does not compile" in stderr and "node `shout` goes on with its old code" in stderr, stderr

@@ -39,6 +39,12 @@ def launch_arguments(parser: argparse.ArgumentParser) -> None:
     file_argument(parser)
     _run_arguments(parser)
     parser.add_argument("--topics", nargs="+", default=[], metavar="NODE/OUTPUT", help="with --record: only these")
+    parser.add_argument(
+        "--hot-reload",
+        action="store_true",
+        help="when a node's or an operator's Python file changes: the operator is imported again in place, the node "
+        "restarted; a file that does not import or compile leaves the old code running",
+    )
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,11 +66,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
     dataflow = load_or_refuse(args.file)
     if args.topics and not args.record:
         raise UserError("--topics says what --record records: give --record FILE.mcap too")
-    return _launch(dataflow, args, args.topics)
+    return _launch(dataflow, args, args.topics, hot_reload=args.hot_reload)
 
 
-def _launch(dataflow: Dataflow, args: argparse.Namespace, record_topics: list[str]) -> int:
-    """Run `dataflow` here as `args` (`_run_arguments`) say, recording `record_topics` (all: []) with --record."""
+def _launch(dataflow: Dataflow, args: argparse.Namespace, record_topics: list[str], hot_reload: bool = False) -> int:
+    """Run `dataflow` here as `args` (`_run_arguments`) say, recording `record_topics` (all: []) with --record
+    (`hot_reload`: car.daemon.reloads)."""
     problems = affinity.check(dataflow)
     if problems:
         refuse(str(dataflow.file), problems)
@@ -97,7 +104,7 @@ def _launch(dataflow: Dataflow, args: argparse.Namespace, record_topics: list[st
     machines = dataflow.machines()
     if machines:
         terminal.say(f"the file places nodes on {', '.join(machines)}: all run here (`car start` places them)")
-    daemon = Daemon(dataflow, run, terminal, grace=args.grace, extra_env=extra_env)
+    daemon = Daemon(dataflow, run, terminal, grace=args.grace, extra_env=extra_env, hot_reload=hot_reload)
     terminal.say(f"run `{name}`: {len(dataflow.nodes)} nodes, logs in {out_dir}/")
     recorder = record.start_recorder(name, Path(args.record), record_topics) if args.record else None
     beside = [subprocess.Popen(command, start_new_session=True) for command in companions(args, name)]

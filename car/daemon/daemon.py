@@ -34,6 +34,7 @@ from car.daemon.log_routes import LogRoutes
 from car.daemon.logs import LogReader, NodeLog, Terminal
 from car.daemon.notifier import Notifier
 from car.daemon.processes import Asked, NodeState, OsProcesses, kill_what_is_left
+from car.daemon.reloads import RELOAD_CHECK_S, FileWatch, Reload, Watched, compile_error
 from car.daemon.report import status_line, summary_lines
 from car.daemon.subscriptions import Subscriptions
 from car.daemon.supervisor import RunServices, Supervisor
@@ -69,10 +70,13 @@ class Daemon:
         extra_env: dict[str, str] | None = None,
         wiring: Wiring | None = None,
         elsewhere: Elsewhere | None = None,
+        hot_reload: bool = False,
     ):
         """`run.machine` "" runs every node (`car launch`); else that machine's part of a run a coordinator
         placed, wired to the others by `wiring`, and told of their nodes by control messages; `elsewhere`
-        hears of the nodes here (car.daemon.elsewhere; timers then wait for `StartTimers`)."""
+        hears of the nodes here (car.daemon.elsewhere; timers then wait for `StartTimers`). `hot_reload`:
+        nodes and operators whose Python file changes take the new code (car.daemon.reloads)."""
+        self.hot_reload = hot_reload
         self.dataflow = dataflow
         self.run_info = run
         self.terminal = terminal
@@ -277,7 +281,32 @@ class Daemon:
         loop.every(0.0, tick)
         loop.every(STATUS_PERIOD_S, lambda _: self.terminal.status(status_line(list(self.nodes.values()))))
         loop.every(SUBSCRIBER_CHECK_S, forget_dead_subscribers)
+        if self.hot_reload:
+            watch = FileWatch(self.dataflow, set(self.plan.nodes))
+            loop.every(RELOAD_CHECK_S, lambda _: self._reload(watch.changed()))
         loop.run(lambda _: self.supervisor.finished())
+
+    def _reload(self, changed: list[Watched]) -> None:
+        """Files of nodes or operators changed (`--hot-reload`): each takes its new code (car.daemon.reloads)."""
+        for watched in changed:
+            if self.supervisor.stopping:
+                return
+            node = self.nodes[watched.node]
+            if watched.reload is Reload.OPERATOR:
+                self.terminal.say(
+                    f"{watched.path} changed: operator `{watched.operator}` of node `{node.spec.id}` reloads"
+                )
+                self._tell_node(node.spec.id, control.ReloadOperator(watched.operator))
+                continue
+            error = compile_error(watched.path)
+            if error:
+                self.terminal.say(
+                    f"{watched.path} changed, but does not compile ({error}): node `{node.spec.id}` goes on with its old code"
+                )
+                continue
+            refusal = self.supervisor.stop_node(node, Asked.RELOAD)
+            if refusal:
+                self.terminal.say(f"{watched.path} changed: node `{node.spec.id}` is not restarted: {refusal}")
 
     # -- messages ----------------------------------------------------------------------
     def _tell_node(self, node_id: str, message: control.DaemonToNode) -> None:

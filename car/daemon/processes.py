@@ -29,7 +29,18 @@ class Asked(enum.Enum):
     """What `car node` asked of one running node (it is sent STOP alone, then signalled as in a run's stop)."""
 
     RESTART = "restart"  # start it again once it ended: its readers see a gap, not an end
+    RELOAD = "reload"  # as RESTART, for its new code (`car launch --hot-reload`: car.daemon.reloads)
     STOP = "stop"  # it ends for good: its readers get the end of its streams
+
+    @property
+    def again(self) -> bool:
+        """Whether the node starts again once it ended."""
+        return self is not Asked.STOP
+
+    @property
+    def why(self) -> str:
+        """Who asked, in words."""
+        return "its file changed (--hot-reload)" if self is Asked.RELOAD else f"asked by `car node {self.value}`"
 
 
 class Process(Protocol):

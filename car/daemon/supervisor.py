@@ -234,13 +234,13 @@ class Supervisor:
         return ""
 
     def stop_node(self, node: NodeState, then: Asked) -> str:
-        """`car node restart` (`then` RESTART) or `car node stop` (STOP): STOP to this node alone, SIGTERM
+        """`car node restart` (`then` RESTART), a reload (RELOAD) or `car node stop` (STOP): STOP to this node alone, SIGTERM
         after the grace period, SIGKILL after that; "" when it was asked, else why not."""
         if self.stopping:
             return "the run is stopping"
         if node.spec.is_dynamic:
             return f"node `{node.spec.id}` is dynamic: stop the process you started it with"
-        if node.state == NodeStatus.RESTARTING and then == Asked.RESTART:
+        if node.state == NodeStatus.RESTARTING and then.again:
             node.restart_at = self.clock()  # it was about to start again anyway: now
             return ""
         if node.state != NodeStatus.RUNNING:
@@ -273,15 +273,15 @@ class Supervisor:
         self.parts.flushes.delivered(node.spec.id)  # an exited reader holds up no sender
         node.log.note(f"exited: {describe_exit(code)}")
         asked, node.asked = node.asked, None
-        if asked == Asked.RESTART:  # its readers see a gap, not an end
+        if asked is not None and asked.again:  # its readers see a gap, not an end
             node.restarts += 1
             node.state = NodeStatus.RESTARTING
             node.restart_at = now
-            self.terminal.say(f"restarting node `{node.spec.id}` ({node.restarts}): asked by `car node restart`")
+            self.terminal.say(f"restarting node `{node.spec.id}` ({node.restarts}): {asked.why}")
             return
         if asked == Asked.STOP:
             node.state = NodeStatus.EXITED
-            self.terminal.say(f"node `{node.spec.id}` stopped: asked by `car node stop`")
+            self.terminal.say(f"node `{node.spec.id}` stopped: {asked.why}")
             self._gone(node)
             return
         failed = False

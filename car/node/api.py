@@ -188,6 +188,8 @@ class Node:
             if not self._observe_until:
                 self._daemon.report_now()  # counts at once, latencies a quarter of a second later
             self._observe_until = time.monotonic() + message.seconds
+        elif isinstance(message, control.ReloadOperator):  # an operator runtime's (car.operators)
+            self._inbox.queue_event(Event("RELOAD", message.operator))
         elif isinstance(message, control.ParameterSet) and message.name in self._parameters:
             value = parameters.coerce(self._parameters[message.name], json.loads(message.value_json))
             self._values[message.name] = value

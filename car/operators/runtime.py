@@ -20,6 +20,9 @@ dataflow file, parsed, as dora sets it after `__init__`.
 - **Ends.** An operator whose inputs have all closed gets STOP and is done, as is one that
   returned STOP; its siblings reading it get INPUT_CLOSED. The process ends when every
   operator is done (or the dataflow stops).
+- **Hot reload** (`car launch --hot-reload`): a RELOAD event for an operator whose file changed
+  imports the file again and swaps in a new instance between two of its events, keeping the
+  old instance's attributes (dora's behaviour); a file that does not import keeps the old code.
 - **Failures** are reported with the node, the operator and the traceback of its code. The
   node's `restart_policy` (`max_restarts`, `restart_delay`) restarts that operator in place
   (a new instance, with the events that waited for it; its siblings go on untouched);
@@ -177,6 +180,10 @@ class Runtime:
                 if self.inline:
                     self.scheduler.run_ready()
                 return
+            if kind == "RELOAD":  # `car launch --hot-reload`: the operator's file changed
+                changed = self.by_id.get(event.get("id", ""))
+                if changed is not None and changed.ending is None:
+                    self._put(changed, {"kind": "dora", "type": "RELOAD", "id": changed.id})
             if kind in ("INPUT", "INPUT_CLOSED"):
                 route = self.routes.get(event.get("id", ""))
                 if route is None:
@@ -227,6 +234,9 @@ class Runtime:
         """One event through the operator's `on_event` (on a labor, or the receiving thread)."""
         if task.ending is not None:
             return
+        if event["type"] == "RELOAD":
+            self._reload(task)
+            return
         self.printed.running(task)
         try:
             status = task.instance.on_event(event, task.send)
@@ -246,6 +256,28 @@ class Runtime:
             self._end(task, Ending.STOPPED)
         elif code != CONTINUE:
             self._restart(task, ValueError(f"on_event returned {status!r}, not a DoraStatus"), "its answer")
+
+    def _reload(self, task: Task) -> None:
+        """The operator's file again, and a new instance of its class with the old one's attributes (as dora's hot
+        reload keeps an operator's state); a file that fails to import, or an `__init__` that raises, leaves the
+        old instance running."""
+        where = f"node `{self.node_id}` operator `{task.id}`"
+        try:
+            cls = operator_class(load_module(Path(task.config.python), task.cls.__module__))
+            instance = cls()
+        except OperatorLoadError as exc:
+            print(f"car: {where}: {exc}\ncar: {where} goes on with its old code", file=sys.stderr, flush=True)
+            return
+        except Exception as exc:
+            print(
+                f"car: {where}: the new code failed starting:\n{user_traceback(exc)}\ncar: {where} goes on with its old code",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        instance.__dict__.update(task.instance.__dict__)
+        task.cls, task.instance = cls, instance
+        print(f"car: {where} reloaded {task.config.python}", file=sys.stderr, flush=True)
 
     def _restart(self, task: Task, exc: BaseException, doing: str) -> bool:
         """Report a failure; True when the node's policy has the operator restarted in place (after its delay)."""

@@ -540,6 +540,14 @@ class ParameterSet(DaemonToNode):
 
 
 @dataclass(frozen=True)
+class ReloadOperator(DaemonToNode):
+    """`car launch --hot-reload`: operator `operator`'s file changed; its runtime imports it again (a RELOAD event)."""
+
+    TYPE: ClassVar[str] = "reload_operator"
+    operator: str = ""
+
+
+@dataclass(frozen=True)
 class Observe(DaemonToNode):
     """For `seconds` from now, measure the time from each input's timestamp to its receipt (see `Stats`)."""
 
