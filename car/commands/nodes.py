@@ -1,9 +1,15 @@
-"""`car node list|info|restart|stop`: the nodes of a running graph, one at a time.
+"""`car node list|info|restart|stop|add|remove|replace|connect|disconnect`: a running graph's nodes, one at a time.
 
 `restart` stops one node (STOP, then SIGTERM after the run's grace period) and starts it
 again while the rest of the graph runs on: its readers see a gap in its messages, not
 the end of its streams, and its senders send to the new process (`ReaderBack`). `stop`
 ends it for good: its readers get INPUT_CLOSED.
+
+The graph can be edited while it runs, as dora 1.0's CLI does (car.daemon.edits): `add`
+a node from a file with one node's definition, `remove` one, `replace` one with a new
+definition (it restarts with it), `connect` an output to a new input of a node, and
+`disconnect` it. Each edit is checked against the running graph with the words `car
+check` uses, and refused whole when it does not check.
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
+
+import yaml
 
 from car.commands.actions import Action, add_actions, run_action
-from car.commands.common import coordinator_option, dataflow_option, json_option
+from car.commands.common import UserError, coordinator_option, dataflow_option, json_option
 from car.plan.running import GraphPart, find_graph
 from car.plan.runs import RunError
+from car.spec.model import DEFAULT_QUEUE_SIZE
 from car.transport import control
 from car.transport.states import NodeStatus
 
@@ -84,13 +94,22 @@ def _wait_for(run: GraphPart, node: str, done: Callable[[control.NodeRow], bool]
         time.sleep(0.1)
 
 
+def _started_again(part: GraphPart, node: str, ask: control.ClientToDaemon) -> control.NodeRow:
+    """Ask `part` to restart `node` (`ask`) and wait until it runs again (or ended: it may fail at once)."""
+    before = next((n for n in _status(part).nodes if n.id == node), None)
+    part.ask(ask, control.Done)
+    restarts = before.restarts if before else 0
+
+    def running(row: control.NodeRow) -> bool:
+        return (row.restarts > restarts and row.state == NodeStatus.RUNNING) or row.state.ended
+
+    return _wait_for(part, node, running, "running again")
+
+
 def node_restart(args: argparse.Namespace) -> int:
     """Stop one node and start it again; the rest of the graph runs on."""
     run = _part(args)
-    before = next((n for n in _status(run).nodes if n.id == args.node), None)
-    run.ask(control.RestartNode(args.node), control.Done)
-    restarts = before.restarts if before else 0
-    row = _wait_for(run, args.node, lambda r: r.restarts > restarts and r.state == NodeStatus.RUNNING, "running again")
+    row = _started_again(run, args.node, control.RestartNode(args.node))
     print(f"restarted {args.node} in {run.name} (pid {row.pid}, restart {row.restarts})")
     return 0
 
@@ -101,6 +120,84 @@ def node_stop(args: argparse.Namespace) -> int:
     run.ask(control.StopNode(args.node), control.Done)
     row = _wait_for(run, args.node, lambda r: r.state.ended, "stopped")
     print(f"stopped {args.node} in {run.name} ({row.state})")
+    return 0
+
+
+def _definition(path: str) -> str:
+    """The text of a node's definition file (UserError when it cannot be read)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--from-yaml {path}: cannot read it ({getattr(exc, 'strerror', exc)})") from None
+
+
+def _only_part(args: argparse.Namespace) -> GraphPart:
+    graph = find_graph(args.dataflow, args.coordinator_addr)
+    if len(graph.parts) != 1:
+        raise UserError(f"dataflow `{graph.name}` runs on several machines: adding nodes to it is not supported yet")
+    return graph.parts[0]
+
+
+def _port(text: str, what: str) -> tuple[str, str]:
+    node, _, port = text.partition("/")
+    if not node or not port or "/" in port:
+        raise UserError(f"{what} `{text}` must look like NODE/{'OUTPUT' if what == 'source' else 'INPUT'}")
+    return node, port
+
+
+def node_add(args: argparse.Namespace) -> int:
+    """Add the node FILE defines to the running graph, and start it."""
+    part = _only_part(args)
+    part.ask(control.AddNode(_definition(args.from_yaml), args.from_yaml), control.Done)
+    node = _added_id(part, args.from_yaml)
+    row = _wait_for(
+        part, node, lambda r: r.state in (NodeStatus.RUNNING, NodeStatus.WAITING) or r.state.ended, "started"
+    )
+    print(f"added {node} to {part.name} ({row.state}, pid {row.pid})")
+    return 0
+
+
+def _added_id(part: GraphPart, path: str) -> str:
+    """The id of the node the file defines (the daemon checked it)."""
+    loaded = yaml.safe_load(_definition(path))
+    return str((loaded[0] if isinstance(loaded, list) else loaded)["id"])
+
+
+def node_replace(args: argparse.Namespace) -> int:
+    """Give a node a new definition from FILE; it starts again with it, the rest runs on."""
+    part = _part(args)
+    ask = control.AddNode(_definition(args.from_yaml), args.from_yaml, replacing=args.node)
+    row = _started_again(part, args.node, ask)
+    print(f"replaced {args.node} in {part.name} ({row.state}, pid {row.pid})")
+    return 0
+
+
+def node_remove(args: argparse.Namespace) -> int:
+    """Stop a node for good and take it out of the graph; its readers get INPUT_CLOSED."""
+    part = _part(args)
+    part.ask(control.RemoveNode(args.node), control.Done)
+    row = _wait_for(part, args.node, lambda r: r.state.ended, "stopped")
+    print(f"removed {args.node} from {part.name} ({row.state})")
+    return 0
+
+
+def node_connect(args: argparse.Namespace) -> int:
+    """Connect NODE/OUTPUT to a new input NODE/INPUT."""
+    _port(args.source, "source")
+    node, name = _port(args.target, "target")
+    args.node = node
+    _part(args).ask(control.ConnectInput(args.source, node, name, args.queue_size), control.Done)
+    print(f"connected {args.source} -> {args.target}")
+    return 0
+
+
+def node_disconnect(args: argparse.Namespace) -> int:
+    """Disconnect input NODE/INPUT from NODE/OUTPUT: it gets INPUT_CLOSED."""
+    _port(args.source, "source")
+    node, name = _port(args.target, "target")
+    args.node = node
+    _part(args).ask(control.DisconnectInput(args.source, node, name), control.Done)
+    print(f"disconnected {args.source} -> {args.target}")
     return 0
 
 
@@ -119,11 +216,43 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
     json_option(parser)
 
 
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from-yaml", required=True, metavar="FILE", help="one node's definition, as in a dataflow file"
+    )
+    dataflow_option(parser)
+
+
+def _replace_arguments(parser: argparse.ArgumentParser) -> None:
+    _node(parser)
+    parser.add_argument("--from-yaml", required=True, metavar="FILE", help="its new definition (same id)")
+
+
+def _connect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="NODE/OUTPUT")
+    parser.add_argument("target", metavar="NODE/INPUT", help="a new input of that node")
+    parser.add_argument(
+        "--queue-size", type=int, default=DEFAULT_QUEUE_SIZE, metavar="N", help="its queue (default 10)"
+    )
+    dataflow_option(parser)
+
+
+def _disconnect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="NODE/OUTPUT")
+    parser.add_argument("target", metavar="NODE/INPUT")
+    dataflow_option(parser)
+
+
 NODE_COMMANDS: list[Action] = [
     Action("list", "the nodes: state, pid, restarts, message rate", _list_arguments, node_list),
     Action("info", "one node: command, inputs, outputs, state, log", _info_arguments, node_info),
     Action("restart", "stop one node and start it again; the rest runs on", _node, node_restart),
     Action("stop", "stop one node for good; its readers get INPUT_CLOSED", _node, node_stop),
+    Action("add", "add a node (--from-yaml FILE) to the running graph", _add_arguments, node_add),
+    Action("remove", "stop a node for good and take it out of the graph", _node, node_remove),
+    Action("replace", "give a node a new definition (--from-yaml FILE); it restarts", _replace_arguments, node_replace),
+    Action("connect", "connect NODE/OUTPUT to a new input NODE/INPUT", _connect_arguments, node_connect),
+    Action("disconnect", "disconnect NODE/OUTPUT from the input NODE/INPUT", _disconnect_arguments, node_disconnect),
 ]
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import zmq
 
+from car.daemon import edits
 from car.daemon.direct_links import DirectLinks
 from car.daemon.elsewhere import Elsewhere
 from car.daemon.flushes import Flushes
@@ -41,12 +42,13 @@ from car.daemon.supervisor import RunServices, Supervisor
 from car.daemon.timers import Timers
 from car.daemon.topics import describe_topics, locate_input
 from car.daemon.usage import cpu_and_memory
-from car.plan.build import Wiring, plan_machine
+from car.plan.build import RunPlace, Wiring, plan_machine
 from car.plan.config import RECONNECT_MS
 from car.plan.runs import RunError, RunInfo, remove_run
 from car.plan.signals import catch_stop_signals, restore_signals
 from car.spec import parameters
-from car.spec.model import Dataflow
+from car.spec.loader import check_node
+from car.spec.model import Dataflow, DataflowError, NodeSpec
 from car.transport import control, wire
 from car.transport.keys import load_keys
 from car.transport.poll_loop import PollLoop
@@ -93,10 +95,11 @@ class Daemon:
         take = self.log_routes.take if self.log_routes.routes else None
         self.nodes: dict[str, NodeState] = {}
         self.log_reader = LogReader()  # one thread reads every node's output
+        self._take_log = take
         for spec in (s for s in dataflow.nodes if s.id in self.plan.nodes):
-            path = self.out_dir / f"{spec.id}.log"
-            log = NodeLog(spec.id, path, terminal, self.log_reader, take, spec.max_log_size, spec.max_rotated_files)
-            self.nodes[spec.id] = NodeState(spec, self.plan.nodes[spec.id], log)
+            self.nodes[spec.id] = self._node_state(spec)
+        self._indices = {spec.id: index for index, spec in enumerate(dataflow.nodes)}  # names sockets and files
+        self._place = RunPlace(run.run_id, run.name, run.folder, run.control)
         try:
             direct = DirectLinks(self.plan.nodes, {n.spec.id for n in self.nodes.values() if n.spec.is_dynamic})
         except RunError:
@@ -156,6 +159,10 @@ class Daemon:
             control.Watch: self._on_watch,
             control.DescribeNode: self._on_describe_node,
             control.RestartNode: self._on_restart_node,
+            control.AddNode: self._on_add_node,
+            control.RemoveNode: self._on_remove_node,
+            control.ConnectInput: self._on_connect_input,
+            control.DisconnectInput: self._on_disconnect_input,
             control.StopNode: self._on_stop_node,
             control.Publish: self._on_publish,
             control.Renew: self._on_renew,
@@ -307,6 +314,86 @@ class Daemon:
             refusal = self.supervisor.stop_node(node, Asked.RELOAD)
             if refusal:
                 self.terminal.say(f"{watched.path} changed: node `{node.spec.id}` is not restarted: {refusal}")
+
+    def _node_state(self, spec: NodeSpec) -> NodeState:
+        """A node of this machine, as the daemon follows it, with its log."""
+        path = self.out_dir / f"{spec.id}.log"
+        terminal = self.terminal
+        log = NodeLog(
+            spec.id, path, terminal, self.log_reader, self._take_log, spec.max_log_size, spec.max_rotated_files
+        )
+        return NodeState(spec, self.plan.nodes[spec.id], log)
+
+    # -- the graph edited while it runs (car.daemon.edits) ---------------------------------
+    def _on_add_node(self, message: control.AddNode, _: bytes) -> control.DaemonReply:
+        if self.supervisor.stopping:
+            return control.Refused("the run is stopping")
+        try:
+            spec = check_node(message.text, message.label, self.dataflow, message.replacing)
+            if message.replacing:
+                edit = edits.replace(self.dataflow, self.plan, spec, self._indices[spec.id], self._place)
+            else:
+                old = self.nodes.get(spec.id)
+                if old is not None and not old.state.ended:
+                    return control.Refused(f"node `{spec.id}` is still {old.state} (removed a moment ago?): try again")
+                index = self._indices[spec.id] = len(self._indices) + 1000
+                edit = edits.add(self.dataflow, self.plan, spec, index, self._place)
+        except DataflowError as exc:
+            return control.Refused(str(exc))
+        except edits.EditRefused as exc:
+            return control.Refused(str(exc))
+        self._apply(edit)
+        return control.Done()
+
+    def _on_remove_node(self, message: control.RemoveNode, _: bytes) -> control.DaemonReply:
+        return self._edit(lambda: edits.remove(self.dataflow, self.plan, message.node))
+
+    def _on_connect_input(self, message: control.ConnectInput, _: bytes) -> control.DaemonReply:
+        return self._edit(
+            lambda: edits.connect(
+                self.dataflow, self.plan, message.source, message.node, message.input, message.queue_size
+            )
+        )
+
+    def _on_disconnect_input(self, message: control.DisconnectInput, _: bytes) -> control.DaemonReply:
+        return self._edit(
+            lambda: edits.disconnect(self.dataflow, self.plan, message.source, message.node, message.input)
+        )
+
+    def _edit(self, make: Callable[[], edits.Edit]) -> control.DaemonReply:
+        if self.supervisor.stopping:
+            return control.Refused("the run is stopping")
+        try:
+            edit = make()
+        except edits.EditRefused as exc:
+            return control.Refused(str(exc))
+        self._apply(edit)
+        return control.Done()
+
+    def _apply(self, edit: edits.Edit) -> None:
+        """Act on an edit: the graph as it is now, its messages to the nodes, a node started, restarted or stopped."""
+        self.dataflow = self.supervisor.dataflow = edit.dataflow
+        for spec in edit.dataflow.nodes:  # what the supervisor knows of each node (its readers, for one)
+            if spec.id in self.nodes and spec is not edit.start and spec is not edit.restart:
+                self.nodes[spec.id].spec = spec
+        if edit.start is not None:
+            node = self.nodes[edit.start.id] = self._node_state(edit.start)
+            self.terminal.say(f"node `{edit.start.id}` added")
+            self.supervisor.start_node(node)
+        for node_id, message in edit.tell:
+            self._tell_node(node_id, message)
+        for source, node_id in edit.timers:
+            self.timers.add(source, node_id, self.plan.nodes[node_id].receive_endpoint)
+        if edit.restart is not None and edit.config is not None:
+            node = self.nodes[edit.restart.id]
+            node.spec, node.config = edit.restart, edit.config
+            refusal = self.supervisor.stop_node(node, Asked.REPLACE) if node.state == NodeStatus.RUNNING else ""
+            self.terminal.say(f"node `{node.spec.id}` replaced" + (f" (it starts later: {refusal})" if refusal else ""))
+        if edit.stop:
+            node = self.nodes[edit.stop]
+            if node.state in ALIVE:
+                self.supervisor.stop_node(node, Asked.REMOVE)
+            self.terminal.say(f"node `{edit.stop}` removed")
 
     # -- messages ----------------------------------------------------------------------
     def _tell_node(self, node_id: str, message: control.DaemonToNode) -> None:

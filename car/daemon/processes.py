@@ -30,12 +30,14 @@ class Asked(enum.Enum):
 
     RESTART = "restart"  # start it again once it ended: its readers see a gap, not an end
     RELOAD = "reload"  # as RESTART, for its new code (`car launch --hot-reload`: car.daemon.reloads)
+    REPLACE = "replace"  # as RESTART, with its new definition (`car node replace`: car.daemon.edits)
     STOP = "stop"  # it ends for good: its readers get the end of its streams
+    REMOVE = "remove"  # as STOP, and it leaves the graph (`car node remove`)
 
     @property
     def again(self) -> bool:
         """Whether the node starts again once it ended."""
-        return self is not Asked.STOP
+        return self not in (Asked.STOP, Asked.REMOVE)
 
     @property
     def why(self) -> str:

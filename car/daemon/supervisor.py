@@ -113,13 +113,7 @@ class Supervisor:
         if not self._can_pin and any(n.spec.cpu_affinity for n in self.nodes.values()):
             self.terminal.say("cpu_affinity is ignored: this system cannot pin processes to CPUs")
         for node in self.nodes.values():
-            if node.spec.is_dynamic:
-                node.state = NodeStatus.WAITING
-                self.terminal.say(
-                    f"node `{node.spec.id}` is dynamic: start it with `car run-node {node.spec.id} -- COMMAND`"
-                )
-            else:
-                self._spawn(node)
+            self.start_node(node)
 
     def tick(self, now: float) -> None:
         """Restart the nodes that are due, notice the ones that ended, escalate a stop."""
@@ -249,6 +243,16 @@ class Supervisor:
         self.parts.notices.send(node.config.receive_endpoint, wire.KIND_STOP, b"")
         return ""
 
+    def start_node(self, node: NodeState) -> None:
+        """Start one node (at the run's start, or added to the running graph: `car node add`); a dynamic one waits."""
+        if node.spec.is_dynamic:
+            node.state = NodeStatus.WAITING
+            self.terminal.say(
+                f"node `{node.spec.id}` is dynamic: start it with `car run-node {node.spec.id} -- COMMAND`"
+            )
+        else:
+            self._spawn(node)
+
     # -- a node's end --------------------------------------------------------------------
     def _spawn(self, node: NodeState) -> None:
         node.config.restart_count = node.restarts
@@ -279,7 +283,7 @@ class Supervisor:
             node.restart_at = now
             self.terminal.say(f"restarting node `{node.spec.id}` ({node.restarts}): {asked.why}")
             return
-        if asked == Asked.STOP:
+        if asked is not None:  # stopped for good (STOP, REMOVE)
             node.state = NodeStatus.EXITED
             self.terminal.say(f"node `{node.spec.id}` stopped: {asked.why}")
             self._gone(node)

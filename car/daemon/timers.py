@@ -43,6 +43,7 @@ class Timers(threading.Thread):
         self._endpoints = endpoints  # node id -> receive endpoint
         self._direct = direct
         self._ready: set[str] = set()
+        self._added: list[tuple[str, str, str]] = []  # (source, node, endpoint) added while the run goes on
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self.skipped = 0  # ticks skipped because the thread fell behind
@@ -58,22 +59,29 @@ class Timers(threading.Thread):
         with self._lock:
             self._ready.discard(node_id)
 
+    def add(self, source: str, node_id: str, endpoint: str) -> None:
+        """Send `source`'s ticks to node `node_id` too (added while the run goes on: `car node add`), once it is
+        enabled; within STOP_CHECK_S."""
+        with self._lock:
+            self._added.append((source, node_id, endpoint))
+
     def stop(self) -> None:
         """End the thread and wait for it."""
         self._stop_event.set()
         if self.is_alive():
             self.join()
 
+    def _socket(self, node_id: str) -> zmq.Socket[bytes]:
+        sock = self._ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 100)
+        sock.connect(self._endpoints[node_id])
+        return sock
+
     def run(self) -> None:
-        if not self._subscribers:
-            return
         sockets = {}
         for node_id in {n for ids in self._subscribers.values() for n in ids} - set(self._direct):
-            sock = self._ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 100)
-            sock.connect(self._endpoints[node_id])
-            sockets[node_id] = sock
+            sockets[node_id] = self._socket(node_id)
         clock = HybridLogicalClock()
         start = time.monotonic_ns()
         periods = {source: parse_timer(source) for source in self._subscribers}
@@ -82,6 +90,25 @@ class Timers(threading.Thread):
         sources = {source: source.encode() for source in self._subscribers}
         try:
             while not self._stop_event.is_set():
+                if self._added:
+                    with self._lock:
+                        added, self._added = self._added, []
+                    for source, node_id, endpoint in added:
+                        self._endpoints[node_id] = endpoint
+                        if node_id not in sockets and node_id not in self._direct:
+                            sockets[node_id] = self._socket(node_id)
+                        if source not in periods:
+                            periods[source] = parse_timer(source)
+                            sources[source] = source.encode()
+                            k = (time.monotonic_ns() - start) // periods[source] + 1  # its next tick from now
+                            heapq.heappush(heap, (start + k * periods[source], k, source))
+                        with self._lock:
+                            readers = self._subscribers.setdefault(source, [])
+                            if node_id not in readers:
+                                readers.append(node_id)
+                if not heap:
+                    time.sleep(STOP_CHECK_S)  # no timer yet: one may be added
+                    continue
                 due, k, source = heap[0]
                 wait = (due - time.monotonic_ns()) / 1e9
                 if wait > 0:

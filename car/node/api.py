@@ -188,6 +188,10 @@ class Node:
             if not self._observe_until:
                 self._daemon.report_now()  # counts at once, latencies a quarter of a second later
             self._observe_until = time.monotonic() + message.seconds
+        elif isinstance(message, control.AddInput):
+            self._inbox.add_input(message.name, message.source, message.queue_size)
+        elif isinstance(message, control.RemoveInput):
+            self._inbox.remove_input(message.name)
         elif isinstance(message, control.ReloadOperator):  # an operator runtime's (car.operators)
             self._inbox.queue_event(Event("RELOAD", message.operator))
         elif isinstance(message, control.ParameterSet) and message.name in self._parameters:
@@ -219,6 +223,10 @@ class Node:
             outbox.reader_gone(message.reader)
         elif isinstance(message, control.ReaderBack):
             outbox.reader_back(message.reader)
+        elif isinstance(message, control.AddDestination):
+            outbox.add_destination(message.output, message.reader, message.endpoint, message.inputs, message.queue_size)
+        elif isinstance(message, control.RemoveDestination):
+            outbox.remove_destination(message.output, message.reader)
 
     def _stopping(self) -> bool:
         """While a backpressure send waits: keep our own queues moving (on the receiving thread: another one

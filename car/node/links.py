@@ -365,6 +365,28 @@ class Outbox:
         self._destinations[output][:] = [d for d in self._destinations[output] if d.subscription != subscription]
         self._refresh()
 
+    # -- readers connected and disconnected while the graph runs (`car node connect|disconnect|add`) -----
+    def add_destination(self, output: str, reader: str, endpoint: str, inputs: list[str], queue_size: int) -> None:
+        """Send `output` also to node `reader` (over ZeroMQ, without shared memory); again: its inputs are added."""
+        links = self.outputs.get(output)
+        if links is None:
+            return
+        for dest in self._destinations[output]:
+            if dest.node == reader and not dest.subscription:
+                dest.inputs.extend(i for i in inputs if i not in dest.inputs)
+                return
+        dest = Destination(endpoint, reader, list(inputs), queue_size=max(queue_size, TRANSIT_HWM))
+        self._destinations[output].append(dest)
+        links.append(self._link(dest, output))
+        self._refresh()
+
+    def remove_destination(self, output: str, reader: str) -> None:
+        """Stop sending `output` to node `reader`."""
+        links = self.outputs.get(output, [])
+        links[:] = [x for x in links if isinstance(x, SubscriberLink) or x.reader != reader]
+        self._destinations[output][:] = [d for d in self._destinations[output] if d.subscription or d.node != reader]
+        self._refresh()
+
     # -- readers that end and start again ----------------------------------------------------
     def reader_gone(self, reader: str) -> None:
         """Node `reader` ended for good: its links are set aside (between sends: see the module's docstring)."""

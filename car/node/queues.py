@@ -213,6 +213,34 @@ class InputQueues:
             self.stop_seen = True
             self.pending.append([None, Event("STOP", id="ALL_INPUTS_CLOSED", error="all inputs closed"), None, True])
 
+    def add_input(self, name: str, source: str, queue_size: int) -> None:
+        """A new input (`car node connect`), fed through the main socket, without shared memory."""
+        if name in self.inputs:
+            return
+        inp = Input(name, queue_size, source.startswith("dora/"), None, -1)
+        self.inputs[name] = inp
+        self._by_source.setdefault(source.encode(), []).append(inp)
+        self._routes.setdefault(source.encode(), []).append(inp)
+
+    def remove_input(self, name: str) -> None:
+        """An input disconnected (`car node disconnect`): INPUT_CLOSED for it, and nothing more on it; the node
+        goes on (it may be connected again), even with no input left."""
+        inp = self.inputs.pop(name, None)
+        if inp is None:
+            return
+        for table in (self._by_source, self._routes):
+            for source, fed in list(table.items()):
+                if inp in fed:
+                    fed.remove(inp)
+                    if not fed:
+                        del table[source]
+        for slot in self.pending:
+            if slot[0] is inp:
+                self._discard(slot)
+        if not inp.closed:
+            inp.closed = True
+            self.pending.append([None, Event("INPUT_CLOSED", id=name, error="disconnected"), None, True])
+
     def expire_inputs(self) -> None:
         """Close the inputs whose `input_timeout` passed without a message."""
         now = time.monotonic()

@@ -136,6 +136,71 @@ def remote_keys(dataflow: Dataflow, machine: str) -> list[str]:
     return keys
 
 
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a run's nodes find it: its id and name, its folder on this machine, its daemon's control socket."""
+
+    run_id: str
+    run_name: str
+    run_dir: str
+    control_endpoint: str
+
+
+def node_config(
+    node: NodeSpec, index: int, dataflow: Dataflow, place: RunPlace, wiring: Wiring | None = None
+) -> NodeConfig:
+    """One node's configuration, its links not yet made: `index` (unique in the run) names its sockets and
+    shared-memory files; `wiring`: its tcp:// endpoints for other machines."""
+    wiring = wiring or Wiring()
+    run_dir = place.run_dir
+    inputs = {}
+    for j, (name, inp) in enumerate(node.inputs.items()):
+        if node.operators and inp.source_node == node.id:
+            continue  # from one of its own operators to another: its runtime hands the value over (car.operators)
+        endpoint = ""
+        if inp.queue_policy == QueuePolicy.BACKPRESSURE:
+            endpoint = wiring.listen.get(f"{node.id}/{name}") or f"ipc://{run_dir}/n{index}i{j}.sock"
+        inputs[name] = InputConfig(inp.source, inp.queue_size, inp.queue_policy, inp.input_timeout, endpoint)
+    shm_dir = segment_dir(run_dir)
+    return NodeConfig(
+        node_id=node.id,
+        run_id=place.run_id,
+        run_name=place.run_name,
+        dataflow=str(dataflow.file),
+        receive_endpoint=f"ipc://{run_dir}/n{index}.sock",
+        remote_endpoint=wiring.listen.get(node.id, ""),
+        keys_dir=wiring.keys_dir,
+        peers=list(wiring.peers),
+        control_endpoint=place.control_endpoint,
+        daemon_pid=os.getpid(),
+        send_eos=node.restart_policy != RestartPolicy.ALWAYS,
+        min_log_level=_log_level(node),
+        output_types=dict(node.output_types),
+        inputs=inputs,
+        outputs={output: [] for output in node.outputs},
+        shared={
+            output: SharedOutput(segment_prefix(shm_dir, place.run_id, index, k), 0, 0, SUBSCRIBER_LINES)
+            for k, output in enumerate(node.outputs)
+        },
+        operators=[
+            OperatorConfig(
+                op.id,
+                op.python,
+                op.port_prefix,
+                {name: inp.source for name, inp in op.inputs.items()},
+                list(op.outputs),
+                op.send_stdout_as,
+                op.send_logs_as,
+                op.min_log_level,
+            )
+            for op in node.operators
+        ],
+        restart_policy=node.restart_policy.value,
+        max_restarts=node.max_restarts,
+        restart_delay=node.restart_delay,
+    )
+
+
 def plan_machine(
     dataflow: Dataflow,
     run_id: str,
@@ -156,55 +221,11 @@ def plan_machine(
     here = [n for n in dataflow.nodes if machine is None or n.machine == machine]
     local = {n.id for n in here}
     configs: dict[str, NodeConfig] = {}
-    shm_dir = segment_dir(run_dir)
     for index, node in enumerate(dataflow.nodes):
-        if node.id not in local:
-            continue
-        inputs = {}
-        for j, (name, inp) in enumerate(node.inputs.items()):
-            if node.operators and inp.source_node == node.id:
-                continue  # from one of its own operators to another: its runtime hands the value over (car.operators)
-            endpoint = ""
-            if inp.queue_policy == QueuePolicy.BACKPRESSURE:
-                endpoint = wiring.listen.get(f"{node.id}/{name}") or f"ipc://{run_dir}/n{index}i{j}.sock"
-            inputs[name] = InputConfig(inp.source, inp.queue_size, inp.queue_policy, inp.input_timeout, endpoint)
-        configs[node.id] = NodeConfig(
-            node_id=node.id,
-            run_id=run_id,
-            run_name=run_name,
-            dataflow=str(dataflow.file),
-            receive_endpoint=f"ipc://{run_dir}/n{index}.sock",
-            remote_endpoint=wiring.listen.get(node.id, ""),
-            keys_dir=wiring.keys_dir,
-            peers=list(wiring.peers),
-            control_endpoint=control_endpoint,
-            daemon_pid=os.getpid(),
-            send_eos=node.restart_policy != RestartPolicy.ALWAYS,
-            min_log_level=_log_level(node),
-            output_types=dict(node.output_types),
-            inputs=inputs,
-            outputs={output: [] for output in node.outputs},
-            shared={
-                output: SharedOutput(segment_prefix(shm_dir, run_id, index, k), 0, 0)
-                for k, output in enumerate(node.outputs)
-            },
-            operators=[
-                OperatorConfig(
-                    op.id,
-                    op.python,
-                    op.port_prefix,
-                    {name: inp.source for name, inp in op.inputs.items()},
-                    list(op.outputs),
-                    op.send_stdout_as,
-                    op.send_logs_as,
-                    op.min_log_level,
-                )
-                for op in node.operators
-            ],
-            restart_policy=node.restart_policy.value,
-            max_restarts=node.max_restarts,
-            restart_delay=node.restart_delay,
-        )
+        if node.id in local:
+            configs[node.id] = node_config(
+                node, index, dataflow, RunPlace(run_id, run_name, run_dir, control_endpoint), wiring
+            )
     plan = RunPlan(machine or "", run_id, configs)
     cpus = {node.id: node.cpu_affinity for node in dataflow.nodes}
     for receiver in configs.values():

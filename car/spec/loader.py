@@ -24,6 +24,7 @@ from car.spec.model import (
     NodeSpec,
     Placement,
     Problem,
+    QueuePolicy,
 )
 from car.spec.modules import MAX_DEPTH, MAX_FILE_BYTES, MODULE_SOURCE, PARAM_KEY, Expansion, ModuleHeader, producers
 from car.spec.node_reader import NOT_SUPPORTED_HINT, NodeReader, path_hint, valid_id
@@ -89,6 +90,19 @@ def check_text(text: str, label: str, file: Path, placement: Placement | None = 
     return dataflow
 
 
+def check_node(text: str, label: str, running: Dataflow, replacing: str = "") -> NodeSpec:
+    """One node's definition (`car node add|replace --from-yaml FILE`, the file named `label`) checked against the
+    running graph `running`, as `car check` checks a file: what it reads is there; it adds a new id, or with
+    `replacing` has that node's id and still sends every output a node of the graph reads. Paths resolve from the
+    dataflow's folder, where the node runs. DataflowError lists every problem."""
+    checker = _Checker(label, running.base_dir, running.placement)
+    spec = checker.check_one(text, running, replacing)
+    if checker.problems:
+        raise DataflowError(sorted(checker.problems, key=lambda p: (p.location.line, p.location.column)))
+    assert spec is not None
+    return spec
+
+
 @dataclass(frozen=True)
 class _ModuleScope:
     """Where a module file is checked: how deep, inside which module files, under which dataflow folder."""
@@ -136,6 +150,50 @@ class _Checker(NodeReader):
         if nodes is None:
             return None
         return Dataflow(file=file, nodes=tuple(nodes), env=env, machine=machine, placement=self.placement)
+
+    def check_one(self, text: str, running: Dataflow, replacing: str) -> NodeSpec | None:
+        """See `check_node`."""
+        root = self.compose(text, "a node's definition: `id: NAME`, `path: FILE`, its inputs and outputs")
+        if root is None:
+            return None
+        item = root
+        if isinstance(root, yaml.SequenceNode):
+            if len(root.value) != 1:
+                self.problem(root, "the file must define one node", "one mapping (`id: ...`), or a list of one")
+                return None
+            item = root.value[0]
+        if isinstance(item, yaml.MappingNode) and any(k.value == "module" for k, _ in item.value):
+            self.problem(item, "a module node cannot be added to a running graph", "add the module's nodes one by one")
+            return None
+        machine = running.machine or (running.placement.default_machine if running.placement else "")
+        spec = self.node(item, machine)
+        if spec is None:
+            return None
+        if replacing and spec.id != replacing:
+            self.problem(item, f"the file defines node `{spec.id}`, not `{replacing}`", f"give it `id: {replacing}`")
+        elif not replacing and any(node.id == spec.id for node in running.nodes):
+            hint = f"to change it: `car node replace {spec.id} --from-yaml FILE`"
+            self.problem(item, f"the running graph has a node `{spec.id}` already", hint)
+        for name, inp in spec.inputs.items():
+            if inp.queue_policy == QueuePolicy.BACKPRESSURE:
+                self.problems.append(
+                    Problem(
+                        self._input_locations[(spec.id, name)],
+                        f"node `{spec.id}` input `{name}`: a node added to a running graph cannot take backpressure",
+                        "its links are made while the graph runs, and drop their oldest: remove `queue_policy`",
+                    )
+                )
+        nodes = [node for node in running.nodes if node.id != spec.id] + [spec]
+        self.cross_check(nodes)
+        for node in nodes[:-1]:
+            for name, inp in node.inputs.items():
+                if inp.source_node == spec.id and inp.source_output not in spec.outputs:
+                    message = (
+                        f"node `{node.id}` input `{name}` reads `{inp.source}`, which this `{spec.id}` does not send"
+                    )
+                    hint = f"add `{inp.source_output}` to its outputs, or first `car node disconnect {inp.source} {node.id}/{name}`"
+                    self.problem(item, message, hint)
+        return spec
 
     def compose(self, text: str, empty_hint: str) -> yaml.Node | None:
         """The YAML node tree of a file's text (None after reporting a syntax error or an empty file)."""

@@ -342,6 +342,46 @@ class StopNode(ClientToDaemon):
 
 
 @dataclass(frozen=True)
+class AddNode(ClientToDaemon):
+    """`car node add --from-yaml`: add the node `text` defines (read as file `label`); with `replacing`, it takes
+    the place of that node (`car node replace`)."""
+
+    TYPE: ClassVar[str] = "add_node"
+    text: str = ""
+    label: str = ""
+    replacing: str = ""
+
+
+@dataclass(frozen=True)
+class RemoveNode(ClientToDaemon):
+    """`car node remove`: stop node `node` for good and take it out of the graph."""
+
+    TYPE: ClassVar[str] = "remove_node"
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectInput(ClientToDaemon):
+    """`car node connect`: node `node` gains input `input`, reading `source` (NODE/OUTPUT)."""
+
+    TYPE: ClassVar[str] = "connect_input"
+    source: str = ""
+    node: str = ""
+    input: str = ""
+    queue_size: int = 10
+
+
+@dataclass(frozen=True)
+class DisconnectInput(ClientToDaemon):
+    """`car node disconnect`: node `node` loses input `input`, which reads `source`."""
+
+    TYPE: ClassVar[str] = "disconnect_input"
+    source: str = ""
+    node: str = ""
+    input: str = ""
+
+
+@dataclass(frozen=True)
 class GetNodeConfig(ClientToDaemon):
     """The configuration of a `path: dynamic` node, to start it by hand.
 
@@ -540,6 +580,45 @@ class ParameterSet(DaemonToNode):
 
 
 @dataclass(frozen=True)
+class AddDestination(DaemonToNode):
+    """Send `output` also to node `reader` at `endpoint` (its inputs `inputs`): an input connected while it runs."""
+
+    TYPE: ClassVar[str] = "add_destination"
+    output: str = ""
+    reader: str = ""
+    endpoint: str = ""
+    inputs: list[str] = field(default_factory=list)
+    queue_size: int = 10
+
+
+@dataclass(frozen=True)
+class RemoveDestination(DaemonToNode):
+    """Stop sending `output` to node `reader` (its last input reading it was disconnected, or it was removed)."""
+
+    TYPE: ClassVar[str] = "remove_destination"
+    output: str = ""
+    reader: str = ""
+
+
+@dataclass(frozen=True)
+class AddInput(DaemonToNode):
+    """The node has a new input `name` reading `source` (queued up to `queue_size`): `car node connect`."""
+
+    TYPE: ClassVar[str] = "add_input"
+    name: str = ""
+    source: str = ""
+    queue_size: int = 10
+
+
+@dataclass(frozen=True)
+class RemoveInput(DaemonToNode):
+    """The node's input `name` is disconnected: it gets INPUT_CLOSED for it."""
+
+    TYPE: ClassVar[str] = "remove_input"
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class ReloadOperator(DaemonToNode):
     """`car launch --hot-reload`: operator `operator`'s file changed; its runtime imports it again (a RELOAD event)."""
 
@@ -573,7 +652,7 @@ class ReaderBack(DaemonToNode):
 
 
 # The messages that change where a node's outputs go (applied by the node between sends).
-PLAN_CHANGES = (AddSubscriber, RemoveSubscriber, ReaderGone, ReaderBack)
+PLAN_CHANGES = (AddSubscriber, RemoveSubscriber, ReaderGone, ReaderBack, AddDestination, RemoveDestination)
 
 
 # -- encoding ---------------------------------------------------------------------------------
