@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,19 @@ def test_bad_input_gets_a_clear_error(strace: str, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "nope.yml" in missing.stderr and "Traceback" not in missing.stderr
     listed = car("doctor", "--list-targets")
     assert listed.returncode == 0 and listed.stdout.startswith("starryos-2e075ac (default): Starry-OS/StarryOS@2e075ac")
+
+
+def test_operators_on_the_car_side_pass_the_enforced_run(strace: str, tmp_path: Path) -> None:
+    """dora's operator forms (tests/fixtures/dora_operators): the runtime's labors, its supervisor and its C buffer
+    type run on Starry's system calls, every gap failing at once."""
+    folder = tmp_path / "ops"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "dora_operators", folder)
+    ticker = folder / "ticker_op.py"
+    ticker.write_text(ticker.read_text().replace('"COUNT", "30"', '"COUNT", "100000"'))  # ticks for the whole run
+    result = _doctor("both_forms.yml", "--machine", "", "--enforce", "--duration", "4", "--json", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["nodes"] == ["ticker", "template", "pair", "sink"]
+    assert report["enforced"]["outcome"] == "harmless", report["enforced"]
+    assert any("4 of 4 nodes ok" in line for line in report["enforced"]["said"]), report["enforced"]
+    assert {row["who"] for row in report["processes"]} >= {"ticker", "pair"}  # the runtimes were traced
