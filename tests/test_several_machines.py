@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -257,14 +258,16 @@ class Cluster:
                 proc.wait()
 
 
-@pytest.fixture
-def split_cluster() -> Iterator[Cluster]:
-    """A coordinator and daemons m1 and m2; no process they started may outlive the test."""
+@contextmanager
+def two_machines(keys: bool = False) -> Iterator[Cluster]:
+    """A coordinator and daemons m1 and m2 (`keys`: each with keys, over CurveZMQ); no process they started may
+    outlive it."""
     root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
-    group = Cluster(root)
+    made = make_keys(root, "hub", "m1", "m2") if keys else {}
+    group = Cluster(root, keys=made.get("hub"))
     try:
-        group.add_daemon("m1")
-        group.add_daemon("m2")
+        group.add_daemon("m1", keys=made.get("m1"))
+        group.add_daemon("m2", keys=made.get("m2"))
         group.wait_connected("m1", "m2")
         yield group
     finally:
@@ -274,6 +277,13 @@ def split_cluster() -> Iterator[Cluster]:
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
         assert not left, f"processes left running: {left}"
+
+
+@pytest.fixture
+def split_cluster() -> Iterator[Cluster]:
+    """A coordinator and daemons m1 and m2 (`two_machines`)."""
+    with two_machines() as group:
+        yield group
 
 
 def write_split(folder: Path, count: int = 40, flow: str = SPLIT) -> Path:
@@ -927,3 +937,72 @@ def test_car_launch_of_a_file_for_several_machines_runs_everything_here_and_says
     assert said == ["car: the file places nodes on m1, m2: all run here (`car start` places them)"]
     line = next(x for x in (tmp_path / "out" / "alone" / "sink.log").read_text().splitlines() if x.startswith("{"))
     assert json.loads(line)["frame"] == 40
+
+
+LATE = """
+from car import Node
+
+for event in Node():
+    if event.type == "INPUT":
+        print("got", event.id, event.value["n"], flush=True)
+    elif event.type == "INPUT_CLOSED":
+        print("closed", event.id, flush=True)
+"""
+
+
+def test_a_graph_on_two_machines_is_edited_while_it_runs(split_cluster: Cluster, tmp_path: Path) -> None:
+    """From another host, through the coordinator: a node added on m2, connected to m1's source (each machine does
+    its half: m2 listens, m1 sends), disconnected and removed; mistakes refused with car check's words."""
+    edit_across_machines(split_cluster, tmp_path)
+
+
+def test_a_graph_on_two_machines_with_keys_is_edited_while_it_runs(tmp_path: Path) -> None:
+    """The same over CurveZMQ: the added node listens for m1 only once it is connected, and lets in the run's machines."""
+    with two_machines(keys=True) as group:
+        edit_across_machines(group, tmp_path)
+
+
+def edit_across_machines(split_cluster: Cluster, tmp_path: Path) -> None:
+    """Add a node on m2, connect m1's source to it, disconnect it, remove it (see the tests above)."""
+    flow = write_split(tmp_path, count=100_000)
+    (tmp_path / "late.py").write_text(LATE)
+    (tmp_path / "late.yml").write_text("id: late\npath: late.py\ndeploy: {machine: m2}\n")
+    (tmp_path / "lost.yml").write_text("id: lost\npath: late.py\n")
+    assert split_cluster.car("start", str(flow), "--name", "edited", cwd=tmp_path).returncode == 0
+    split_cluster.wait_state("edited", ("running",))
+
+    def edit(*args: str) -> subprocess.CompletedProcess[str]:
+        return split_cluster.car("node", *args, "-d", "edited", cwd=tmp_path, elsewhere=True)
+
+    def late_log() -> str:
+        try:
+            return split_cluster.log("edited", "late")
+        except (OSError, StopIteration):
+            return ""
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 30
+        while text not in late_log():
+            assert time.monotonic() < deadline, (text, late_log(), split_cluster.log("edited", "src")[-2000:])
+            time.sleep(0.1)
+
+    nowhere = edit("add", "--from-yaml", "lost.yml")
+    assert nowhere.returncode != 0 and "give the node `deploy: {machine: M}`" in nowhere.stderr, nowhere.stderr
+    added = edit("add", "--from-yaml", "late.yml")
+    assert added.returncode == 0 and "added late to edited (running" in added.stdout, added.stderr
+    wrong = edit("connect", "src/smal", "late/small")
+    assert wrong.returncode != 0 and "`src` declares no output `smal` (did you mean `small`?)" in wrong.stderr
+    connected = edit("connect", "src/small", "late/small")
+    assert connected.returncode == 0, connected.stderr
+    wait_for("got small")  # from m1 to m2, over tcp://
+    counts = [int(line.split()[2]) for line in late_log().splitlines() if line.startswith("got small")]
+    assert counts == sorted(counts) and counts[0] > 1  # joined mid-stream, in order
+    disconnected = edit("disconnect", "src/small", "late/small")
+    assert disconnected.returncode == 0, disconnected.stderr
+    wait_for("closed small")
+    removed = edit("remove", "late")
+    assert removed.returncode == 0 and "removed late from edited (exited)" in removed.stdout, removed.stderr
+    assert split_cluster.car("stop", "-d", "edited", "--timeout", "30").returncode == 0
+    got = [line for line in late_log().splitlines() if line.startswith("got small")]
+    after = late_log().split("closed small", 1)[1]
+    assert got and "got small" not in after  # nothing on the input once it was disconnected

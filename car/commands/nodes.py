@@ -131,11 +131,24 @@ def _definition(path: str) -> str:
         raise UserError(f"--from-yaml {path}: cannot read it ({getattr(exc, 'strerror', exc)})") from None
 
 
-def _only_part(args: argparse.Namespace) -> GraphPart:
+def _part_for(args: argparse.Namespace, text: str) -> GraphPart:
+    """The part of the graph a node defined by `text` goes to: the only one, or its `deploy.machine`'s."""
     graph = find_graph(args.dataflow, args.coordinator_addr)
-    if len(graph.parts) != 1:
-        raise UserError(f"dataflow `{graph.name}` runs on several machines: adding nodes to it is not supported yet")
-    return graph.parts[0]
+    if len(graph.parts) == 1:
+        return graph.parts[0]
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return graph.parts[0]  # its daemon says what is wrong, located
+    node = loaded[0] if isinstance(loaded, list) and loaded else loaded
+    deploy = node.get("deploy") or node.get("_unstable_deploy") if isinstance(node, dict) else None
+    machine = deploy.get("machine") if isinstance(deploy, dict) else None
+    if not machine:
+        machines = ", ".join(part.machine for part in graph.parts)
+        raise UserError(
+            f"dataflow `{graph.name}` runs on several machines ({machines}): give the node `deploy: {{machine: M}}`"
+        )
+    return graph.part_on(str(machine))
 
 
 def _port(text: str, what: str) -> tuple[str, str]:
@@ -147,8 +160,9 @@ def _port(text: str, what: str) -> tuple[str, str]:
 
 def node_add(args: argparse.Namespace) -> int:
     """Add the node FILE defines to the running graph, and start it."""
-    part = _only_part(args)
-    part.ask(control.AddNode(_definition(args.from_yaml), args.from_yaml), control.Done)
+    text = _definition(args.from_yaml)
+    part = _part_for(args, text)
+    part.ask(control.AddNode(text, args.from_yaml), control.Done)
     node = _added_id(part, args.from_yaml)
     row = _wait_for(
         part, node, lambda r: r.state in (NodeStatus.RUNNING, NodeStatus.WAITING) or r.state.ended, "started"
@@ -182,21 +196,30 @@ def node_remove(args: argparse.Namespace) -> int:
 
 
 def node_connect(args: argparse.Namespace) -> int:
-    """Connect NODE/OUTPUT to a new input NODE/INPUT."""
-    _port(args.source, "source")
+    """Connect NODE/OUTPUT to a new input NODE/INPUT (on one machine, or across two: each does its half)."""
+    sender, _ = _port(args.source, "source")
     node, name = _port(args.target, "target")
-    args.node = node
-    _part(args).ask(control.ConnectInput(args.source, node, name, args.queue_size), control.Done)
+    graph = find_graph(args.dataflow, args.coordinator_addr)
+    reader_part, sender_part = graph.part_of(node), graph.part_of(sender)
+    if reader_part.machine == sender_part.machine:
+        reader_part.ask(control.ConnectInput(args.source, node, name, args.queue_size), control.Done)
+    else:
+        listening = reader_part.ask(control.ListenFor(args.source, node, name, args.queue_size), control.Listening)
+        endpoint = f"tcp://{graph.address_of(reader_part.machine)}:{listening.port}"
+        sender_part.ask(control.AddReader(args.source, node, [name], endpoint, listening.server_key), control.Done)
     print(f"connected {args.source} -> {args.target}")
     return 0
 
 
 def node_disconnect(args: argparse.Namespace) -> int:
     """Disconnect input NODE/INPUT from NODE/OUTPUT: it gets INPUT_CLOSED."""
-    _port(args.source, "source")
+    sender, _ = _port(args.source, "source")
     node, name = _port(args.target, "target")
-    args.node = node
-    _part(args).ask(control.DisconnectInput(args.source, node, name), control.Done)
+    graph = find_graph(args.dataflow, args.coordinator_addr)
+    reader_part, sender_part = graph.part_of(node), graph.part_of(sender)
+    reader_part.ask(control.DisconnectInput(args.source, node, name), control.Done)
+    if sender_part.machine != reader_part.machine:
+        sender_part.ask(control.RemoveReader(args.source, node), control.Done)
     print(f"disconnected {args.source} -> {args.target}")
     return 0
 

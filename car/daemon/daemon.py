@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ from car.spec.model import Dataflow, DataflowError, NodeSpec
 from car.transport import control, wire
 from car.transport.keys import load_keys
 from car.transport.poll_loop import PollLoop
+from car.transport.ports import reserve_port
 from car.transport.router import Handler, Router
 from car.transport.states import ALIVE, NodeStatus
 
@@ -73,12 +75,15 @@ class Daemon:
         wiring: Wiring | None = None,
         elsewhere: Elsewhere | None = None,
         hot_reload: bool = False,
+        listen_host: str = "127.0.0.1",
     ):
         """`run.machine` "" runs every node (`car launch`); else that machine's part of a run a coordinator
         placed, wired to the others by `wiring`, and told of their nodes by control messages; `elsewhere`
         hears of the nodes here (car.daemon.elsewhere; timers then wait for `StartTimers`). `hot_reload`:
         nodes and operators whose Python file changes take the new code (car.daemon.reloads)."""
         self.hot_reload = hot_reload
+        self.listen_host = listen_host  # where a node listens for an input connected from another machine
+        self._held_ports: list[socket.socket] = []  # reserved for them until the run ends (car.transport.ports)
         self.dataflow = dataflow
         self.run_info = run
         self.terminal = terminal
@@ -86,10 +91,12 @@ class Daemon:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         machine = run.machine or None
         self.plan = plan_machine(dataflow, run.run_id, run.name, run.folder, run.control, machine, wiring)
+        self._wiring = wiring or Wiring()
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         self._control: Router | None = None
         keys = load_keys(Path(wiring.keys_dir)) if wiring is not None and wiring.keys_dir else None
+        self._public_key = keys.public.decode() if keys is not None else ""
         self.notifier = Notifier(self._ctx, terminal.say, keys)
         self.log_routes = LogRoutes(dataflow, self.plan, self.notifier)
         take = self.log_routes.take if self.log_routes.routes else None
@@ -163,6 +170,9 @@ class Daemon:
             control.RemoveNode: self._on_remove_node,
             control.ConnectInput: self._on_connect_input,
             control.DisconnectInput: self._on_disconnect_input,
+            control.ListenFor: self._on_listen_for,
+            control.AddReader: self._on_add_reader,
+            control.RemoveReader: self._on_remove_reader,
             control.StopNode: self._on_stop_node,
             control.Publish: self._on_publish,
             control.Renew: self._on_renew,
@@ -188,6 +198,8 @@ class Daemon:
             self._loop(duration)
         finally:
             self._shutdown()
+            for probe in self._held_ports:
+                probe.close()
             restore_signals(previous)
         return 1 if self.supervisor.any_failed() else 0
 
@@ -331,13 +343,13 @@ class Daemon:
         try:
             spec = check_node(message.text, message.label, self.dataflow, message.replacing)
             if message.replacing:
-                edit = edits.replace(self.dataflow, self.plan, spec, self._indices[spec.id], self._place)
+                edit = edits.replace(self.dataflow, self.plan, spec, self._indices[spec.id], self._place, self._wiring)
             else:
                 old = self.nodes.get(spec.id)
                 if old is not None and not old.state.ended:
                     return control.Refused(f"node `{spec.id}` is still {old.state} (removed a moment ago?): try again")
                 index = self._indices[spec.id] = len(self._indices) + 1000
-                edit = edits.add(self.dataflow, self.plan, spec, index, self._place)
+                edit = edits.add(self.dataflow, self.plan, spec, index, self._place, self._wiring)
         except DataflowError as exc:
             return control.Refused(str(exc))
         except edits.EditRefused as exc:
@@ -359,6 +371,36 @@ class Daemon:
         return self._edit(
             lambda: edits.disconnect(self.dataflow, self.plan, message.source, message.node, message.input)
         )
+
+    def _on_listen_for(self, message: control.ListenFor, _: bytes) -> control.DaemonReply:
+        if self.supervisor.stopping:
+            return control.Refused("the run is stopping")
+        try:
+            edit, endpoint = edits.listen_for(
+                self.dataflow,
+                self.plan,
+                message.source,
+                message.node,
+                message.input,
+                message.queue_size,
+                self._listen_at,
+            )
+        except (edits.EditRefused, OSError) as exc:
+            return control.Refused(str(exc))
+        self._apply(edit)
+        return control.Listening(int(endpoint.rsplit(":", 1)[1]), self._public_key)
+
+    def _listen_at(self) -> str:
+        """A tcp:// endpoint for a node of this machine to listen at (its port held until the run ends)."""
+        probe, port = reserve_port(self.listen_host)
+        self._held_ports.append(probe)
+        return f"tcp://{self.listen_host}:{port}"
+
+    def _on_add_reader(self, message: control.AddReader, _: bytes) -> control.DaemonReply:
+        return self._edit(lambda: edits.add_reader(self.dataflow, self.plan, message))
+
+    def _on_remove_reader(self, message: control.RemoveReader, _: bytes) -> control.DaemonReply:
+        return self._edit(lambda: edits.remove_reader(self.dataflow, self.plan, message.source, message.reader))
 
     def _edit(self, make: Callable[[], edits.Edit]) -> control.DaemonReply:
         if self.supervisor.stopping:

@@ -13,9 +13,10 @@ tests drive it in memory.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from car.plan.build import RunPlace, RunPlan, node_config
+from car.plan.build import RunPlace, RunPlan, Wiring, node_config
 from car.plan.config import Destination, InputConfig, NodeConfig
 from car.spec.model import Dataflow, InputSpec, NodeSpec, QueuePolicy
 from car.spec.node_reader import valid_id
@@ -43,17 +44,7 @@ class Edit:
 
 def connect(dataflow: Dataflow, plan: RunPlan, source: str, node_id: str, name: str, queue_size: int) -> Edit:
     """Node `node_id` gains input `name` reading `source` (NODE/OUTPUT)."""
-    reader = _here(dataflow, plan, node_id)
-    if reader.operators:
-        raise EditRefused(
-            f"node `{node_id}` runs operators, whose inputs are in its definition: "
-            f"`car node replace {node_id} --from-yaml FILE` with the input added"
-        )
-    if not valid_id(name):
-        raise EditRefused(f"input name `{name}` must not contain `/` or spaces")
-    if name in reader.inputs:
-        have = reader.inputs[name].source
-        raise EditRefused(f"node `{node_id}` has an input `{name}` already (from `{have}`): pick another name")
+    reader = _reader(dataflow, plan, node_id, name)
     _check_source(dataflow, plan, source)
     spec = InputSpec(name, source, queue_size)
     edit = Edit(_with_node(dataflow, dataclasses.replace(reader, inputs={**reader.inputs, name: spec})))
@@ -62,6 +53,53 @@ def connect(dataflow: Dataflow, plan: RunPlan, source: str, node_id: str, name: 
     edit.tell.append((node_id, control.AddInput(name, source, queue_size)))
     edit.tell += _send_to(plan, source, config, [name], queue_size)
     return edit
+
+
+def listen_for(
+    dataflow: Dataflow,
+    plan: RunPlan,
+    source: str,
+    node_id: str,
+    name: str,
+    queue_size: int,
+    new_endpoint: Callable[[], str],
+) -> tuple[Edit, str]:
+    """On the reader's machine, the first half of a connection across machines: node `node_id` gains input `name`
+    reading `source` (a node elsewhere), and listens over tcp:// (at `new_endpoint()` unless it does already);
+    the edit, and where it listens. The sender's machine does the other half (`add_reader`)."""
+    reader = _reader(dataflow, plan, node_id, name)
+    _check_source(dataflow, plan, source, elsewhere=True)
+    spec = InputSpec(name, source, queue_size)
+    edit = Edit(_with_node(dataflow, dataclasses.replace(reader, inputs={**reader.inputs, name: spec})))
+    config = plan.nodes[node_id]
+    config.inputs[name] = InputConfig(source, queue_size, QueuePolicy.DROP_OLDEST)
+    edit.tell.append((node_id, control.AddInput(name, source, queue_size)))
+    if not config.remote_endpoint:
+        config.remote_endpoint = new_endpoint()
+        edit.tell.append((node_id, control.Listen(config.remote_endpoint)))
+    return edit, config.remote_endpoint
+
+
+def add_reader(dataflow: Dataflow, plan: RunPlan, message: control.AddReader) -> Edit:
+    """On the sender's machine, the second half of a connection across machines (see `listen_for`)."""
+    node_id, _, output = message.source.partition("/")
+    sender = plan.nodes.get(node_id)
+    if sender is None or output not in sender.outputs:
+        raise EditRefused(f"no node of machine `{plan.machine}` sends `{message.source}`")
+    dest = next((d for d in sender.outputs[output] if d.node == message.reader and not d.subscription), None)
+    if dest is None:
+        dest = Destination(message.endpoint, message.reader, [], remote=True, server_key=message.server_key)
+        sender.outputs[output].append(dest)
+    dest.inputs.extend(i for i in message.inputs if i not in dest.inputs)
+    added = control.AddDestination(
+        output, message.reader, message.endpoint, list(message.inputs), server_key=message.server_key, remote=True
+    )
+    return Edit(dataflow, tell=[(node_id, added)])
+
+
+def remove_reader(dataflow: Dataflow, plan: RunPlan, source: str, reader: str) -> Edit:
+    """On the sender's machine: stop sending `source` to node `reader` elsewhere (`car node disconnect`)."""
+    return Edit(dataflow, tell=_stop_sending(plan, source, reader))
 
 
 def disconnect(dataflow: Dataflow, plan: RunPlan, source: str, node_id: str, name: str) -> Edit:
@@ -84,10 +122,11 @@ def disconnect(dataflow: Dataflow, plan: RunPlan, source: str, node_id: str, nam
     return edit
 
 
-def add(dataflow: Dataflow, plan: RunPlan, spec: NodeSpec, index: int, place: RunPlace) -> Edit:
-    """A node added (checked already: car.spec.loader.check_node); `index` no node of the run had."""
+def add(dataflow: Dataflow, plan: RunPlan, spec: NodeSpec, index: int, place: RunPlace, wiring: Wiring) -> Edit:
+    """A node added (checked already: car.spec.loader.check_node); `index` no node of the run had; `wiring`: the
+    run's keys and machines, for links to other machines."""
     _on_this_machine(plan, spec)
-    config = node_config(spec, index, dataflow, place)
+    config = node_config(spec, index, dataflow, place, wiring)
     for shared in config.shared.values():
         shared.slots = slot_count([])
     plan.nodes[spec.id] = config
@@ -96,13 +135,14 @@ def add(dataflow: Dataflow, plan: RunPlan, spec: NodeSpec, index: int, place: Ru
     return edit
 
 
-def replace(dataflow: Dataflow, plan: RunPlan, spec: NodeSpec, index: int, place: RunPlace) -> Edit:
+def replace(dataflow: Dataflow, plan: RunPlan, spec: NodeSpec, index: int, place: RunPlace, wiring: Wiring) -> Edit:
     """Node `spec.id` (its `index` in the run) takes a new definition (checked already): it starts again with it,
     and its readers see a gap, not an end."""
     _on_this_machine(plan, spec)
     old_spec = _here(dataflow, plan, spec.id)
     old = plan.nodes[spec.id]
-    config = node_config(spec, index, dataflow, place)
+    config = node_config(spec, index, dataflow, place, wiring)
+    config.remote_endpoint = old.remote_endpoint  # it listens where it did (for nodes elsewhere)
     for output in config.outputs:
         if output in old.outputs:  # its readers here go on reading it
             config.outputs[output] = old.outputs[output]
@@ -170,8 +210,25 @@ def _stop_sending(plan: RunPlan, source: str, reader: str) -> list[tuple[str, co
     return [(sender_id, control.RemoveDestination(output, reader))]
 
 
-def _check_source(dataflow: Dataflow, plan: RunPlan, source: str) -> None:
-    """`source` is an output of a node of this machine's part of the graph (as `car check` says it)."""
+def _reader(dataflow: Dataflow, plan: RunPlan, node_id: str, name: str) -> NodeSpec:
+    """The node here that gains input `name` (not an operator node; a name it has no input of)."""
+    reader = _here(dataflow, plan, node_id)
+    if reader.operators:
+        raise EditRefused(
+            f"node `{node_id}` runs operators, whose inputs are in its definition: "
+            f"`car node replace {node_id} --from-yaml FILE` with the input added"
+        )
+    if not valid_id(name):
+        raise EditRefused(f"input name `{name}` must not contain `/` or spaces")
+    if name in reader.inputs:
+        have = reader.inputs[name].source
+        raise EditRefused(f"node `{node_id}` has an input `{name}` already (from `{have}`): pick another name")
+    return reader
+
+
+def _check_source(dataflow: Dataflow, plan: RunPlan, source: str, elsewhere: bool = False) -> None:
+    """`source` is an output of a node of the graph (as `car check` says it): on this machine, or with `elsewhere`
+    on another."""
     node_id, _, output = source.partition("/")
     if not node_id or not output or source.startswith("dora/"):
         raise EditRefused(f"`{source}` must look like `node/output` (a timer input goes in the node's definition)")
@@ -184,8 +241,10 @@ def _check_source(dataflow: Dataflow, plan: RunPlan, source: str) -> None:
         declared = outputs[node_id]
         hint = suggest(output, declared) or f"`{node_id}` declares: {', '.join(declared) or 'none'}"
         raise EditRefused(f"`{node_id}` declares no output `{output}` ({hint})")
-    if node_id not in plan.nodes:
-        raise EditRefused(f"node `{node_id}` runs on another machine: connecting across machines is not supported yet")
+    if elsewhere and node_id in plan.nodes:
+        raise EditRefused(f"node `{node_id}` runs on this machine too: connect it here")
+    if not elsewhere and node_id not in plan.nodes:
+        raise EditRefused(f"node `{node_id}` runs on another machine (car node connect asks both machines)")
 
 
 def _here(dataflow: Dataflow, plan: RunPlan, node_id: str) -> NodeSpec:

@@ -316,6 +316,7 @@ class MachineDaemon:
             uplink=self.uplink,
             parent_pid=os.getpid(),
             listen=listen,
+            listen_host=self.listen_host,
         )
         self._tell(cluster.Prepared(self.machine, message.run_id, advertised))
 

@@ -51,6 +51,7 @@ class PartSpec:
     keys_dir: str = ""
     server_keys: dict[str, str] = field(default_factory=dict)
     peers: list[str] = field(default_factory=list)
+    listen_host: str = "127.0.0.1"  # where its nodes listen for nodes elsewhere (connected while it runs, too)
 
     def wiring(self) -> Wiring:
         """How its nodes reach the other machines' nodes."""
@@ -126,6 +127,7 @@ def main(argv: list[str]) -> int:
         spec.grace,
         wiring=spec.wiring(),
         elsewhere=Uplink(uplink, spec.machine, spec.run_id),
+        listen_host=spec.listen_host,
     )
     threading.Thread(target=_watch_parent, args=(spec.parent_pid,), daemon=True).start()
     terminal.say(f"run `{spec.name}` on machine `{spec.machine}`: {len(mine)} nodes, logs in {spec.out_dir}/")

@@ -86,6 +86,7 @@ class Node:
         self._last_drop_report = time.monotonic()
         self._daemon = DaemonLink(cfg, self._ctx, LINGER_MS)
         keys, self._authenticator = self._secure(cfg)
+        self._keys = keys
         self._inbox = Inbox(
             self.id,
             cfg.receive_endpoint,
@@ -188,6 +189,8 @@ class Node:
             if not self._observe_until:
                 self._daemon.report_now()  # counts at once, latencies a quarter of a second later
             self._observe_until = time.monotonic() + message.seconds
+        elif isinstance(message, control.Listen):
+            self._listen(message.endpoint)
         elif isinstance(message, control.AddInput):
             self._inbox.add_input(message.name, message.source, message.queue_size)
         elif isinstance(message, control.RemoveInput):
@@ -198,6 +201,24 @@ class Node:
             value = parameters.coerce(self._parameters[message.name], json.loads(message.value_json))
             self._values[message.name] = value
             self._inbox.queue_event(Event("PARAMETER", message.name, value))
+
+    def _listen(self, endpoint: str) -> None:
+        """Receive also at tcp:// `endpoint` (`car node connect` from another machine): with keys, only the run's
+        machines get in, as for a node that listened from its start."""
+        cfg = self.config
+        if cfg.keys_dir and self._authenticator is None:
+            from car.transport.keys import authenticator  # only nodes with keys pay for zmq.auth
+
+            def say(text: str) -> None:
+                print(f"car: node `{cfg.node_id}`: {text}", file=sys.stderr)
+
+            self._authenticator = authenticator(self._ctx, self._keys, say, cfg.peers)
+        try:
+            self._inbox.bind_remote(endpoint)
+        except Exception as exc:  # a port taken meanwhile: said, and the connection carries nothing
+            print(f"car: node `{cfg.node_id}` cannot listen at {endpoint}: {exc}", file=sys.stderr)
+        else:
+            cfg.remote_endpoint = cfg.remote_endpoint or endpoint
 
     def _apply_plan(self) -> None:
         """Apply the plan changes the daemon sent, in order (between sends: see `_on_control`)."""
@@ -224,7 +245,7 @@ class Node:
         elif isinstance(message, control.ReaderBack):
             outbox.reader_back(message.reader)
         elif isinstance(message, control.AddDestination):
-            outbox.add_destination(message.output, message.reader, message.endpoint, message.inputs, message.queue_size)
+            outbox.add_destination(message)
         elif isinstance(message, control.RemoveDestination):
             outbox.remove_destination(message.output, message.reader)
 

@@ -97,6 +97,10 @@ class Inbox(InputQueues):
             for fd in self._direct_by_fd:
                 self._fd_poll.register(fd, select.POLLIN)
 
+    def bind_remote(self, endpoint: str) -> None:
+        """Receive also at `endpoint` (tcp://, nodes on other machines), on the main socket."""
+        self._bind_remote(self.main, endpoint)
+
     def _bind_remote(self, sock: zmq.Socket[bytes], endpoint: str) -> None:
         """Bind `sock` at `endpoint`; a tcp:// one (from other machines) as a CurveZMQ server when there are keys."""
         if endpoint.startswith("tcp://") and self._keys is not None:

@@ -32,7 +32,7 @@ import zmq
 
 from car.node.drops import DropFlag
 from car.plan.config import TRANSIT_HWM, Destination, NodeConfig
-from car.transport import direct, wire
+from car.transport import control, direct, wire
 from car.transport.hlc import HybridLogicalClock
 from car.transport.shm import FrameWriter
 
@@ -366,18 +366,26 @@ class Outbox:
         self._refresh()
 
     # -- readers connected and disconnected while the graph runs (`car node connect|disconnect|add`) -----
-    def add_destination(self, output: str, reader: str, endpoint: str, inputs: list[str], queue_size: int) -> None:
-        """Send `output` also to node `reader` (over ZeroMQ, without shared memory); again: its inputs are added."""
-        links = self.outputs.get(output)
+    def add_destination(self, added: control.AddDestination) -> None:
+        """Send an output also to a node (over ZeroMQ, without shared memory; over tcp:// to one elsewhere); again:
+        its inputs are added."""
+        links = self.outputs.get(added.output)
         if links is None:
             return
-        for dest in self._destinations[output]:
-            if dest.node == reader and not dest.subscription:
-                dest.inputs.extend(i for i in inputs if i not in dest.inputs)
+        for dest in self._destinations[added.output]:
+            if dest.node == added.reader and not dest.subscription:
+                dest.inputs.extend(i for i in added.inputs if i not in dest.inputs)
                 return
-        dest = Destination(endpoint, reader, list(inputs), queue_size=max(queue_size, TRANSIT_HWM))
-        self._destinations[output].append(dest)
-        links.append(self._link(dest, output))
+        dest = Destination(
+            added.endpoint,
+            added.reader,
+            list(added.inputs),
+            queue_size=added.queue_size,
+            remote=added.remote,
+            server_key=added.server_key,
+        )
+        self._destinations[added.output].append(dest)
+        links.append(self._link(dest, added.output))
         self._refresh()
 
     def remove_destination(self, output: str, reader: str) -> None:

@@ -84,6 +84,26 @@ class RunningGraph:
             names += [row.id for row in status.nodes]
         raise RunError(f"dataflow `{self.name}` has no node `{node}` (nodes: {', '.join(names) or 'none'})")
 
+    def part_on(self, machine: str) -> GraphPart:
+        """The part that runs on `machine`; RunError naming the machines there are."""
+        for part in self.parts:
+            if part.machine == machine:
+                return part
+        names = ", ".join(part.machine for part in self.parts)
+        raise RunError(f"dataflow `{self.name}` runs on no machine `{machine}` (machines: {names})")
+
+    def address_of(self, machine: str) -> str:
+        """The address other machines reach `machine` at: as its coordinator sees it (this host's when it runs
+        here, or without a coordinator)."""
+        coordinator = next((part.coordinator for part in self.parts if part.coordinator), "")
+        target, named = control_endpoint(coordinator or None)
+        if not named:
+            return "127.0.0.1"
+        for row in ask_coordinator(target, cluster.ListMachines(), cluster.Machines).machines:
+            if row.machine == machine and row.address not in ("", "local"):
+                return row.address
+        return "127.0.0.1"
+
     def sources_by_part(self, wanted: list[str]) -> list[tuple[GraphPart, list[str]]]:
         """Each part with the sources of `wanted` (`node/output`, `node`, or `*`) its nodes send, leaving out
         parts that send none of them (one part: it gets them all and says itself what it lacks)."""

@@ -372,6 +372,40 @@ class ConnectInput(ClientToDaemon):
 
 
 @dataclass(frozen=True)
+class ListenFor(ClientToDaemon):
+    """`car node connect` across machines, on the reader's machine: node `node` gains input `input` reading `source`
+    (a node elsewhere) and listens for it over tcp:// (answered with `Listening`)."""
+
+    TYPE: ClassVar[str] = "listen_for"
+    source: str = ""
+    node: str = ""
+    input: str = ""
+    queue_size: int = 10
+
+
+@dataclass(frozen=True)
+class AddReader(ClientToDaemon):
+    """`car node connect` across machines, on the sender's machine: send `source` to node `reader` elsewhere, which
+    listens at `endpoint` (over CurveZMQ with its machine's `server_key`, when the run has keys)."""
+
+    TYPE: ClassVar[str] = "add_reader"
+    source: str = ""
+    reader: str = ""
+    inputs: list[str] = field(default_factory=list)
+    endpoint: str = ""
+    server_key: str = ""
+
+
+@dataclass(frozen=True)
+class RemoveReader(ClientToDaemon):
+    """`car node disconnect` across machines, on the sender's machine: stop sending `source` to node `reader`."""
+
+    TYPE: ClassVar[str] = "remove_reader"
+    source: str = ""
+    reader: str = ""
+
+
+@dataclass(frozen=True)
 class DisconnectInput(ClientToDaemon):
     """`car node disconnect`: node `node` loses input `input`, which reads `source`."""
 
@@ -533,6 +567,16 @@ class Subscribed(DaemonReply):
 
 
 @dataclass(frozen=True)
+class Listening(DaemonReply):
+    """The reader's node listens for its new input on `port` of its machine (`server_key`: the machine's public key
+    for CurveZMQ, "" without keys)."""
+
+    TYPE: ClassVar[str] = "listening"
+    port: int = 0
+    server_key: str = ""
+
+
+@dataclass(frozen=True)
 class Flushed(DaemonReply):
     """Every reader of the ending node has the end of its streams, except `pending` (timed out)."""
 
@@ -589,6 +633,16 @@ class AddDestination(DaemonToNode):
     endpoint: str = ""
     inputs: list[str] = field(default_factory=list)
     queue_size: int = 10
+    server_key: str = ""  # a reader elsewhere over CurveZMQ: its machine's public key
+    remote: bool = False  # a reader on another machine (tcp://): sent whole, from the sender's buffer
+
+
+@dataclass(frozen=True)
+class Listen(DaemonToNode):
+    """Listen also at `endpoint` (tcp://) for nodes on other machines (an input connected while it runs)."""
+
+    TYPE: ClassVar[str] = "listen"
+    endpoint: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from car.daemon import edits
 from car.node.drops import DropFlag
 from car.node.queues import InputQueues
-from car.plan.build import RunPlace, RunPlan, plan_machine
+from car.plan.build import RunPlace, RunPlan, Wiring, plan_machine
 from car.spec.loader import check_node, load_dataflow
 from car.spec.model import Dataflow, DataflowError
 from car.transport import control
@@ -94,7 +94,7 @@ def test_an_added_node_is_wired_to_its_sources_and_timers(graph: Graph) -> None:
     spec = check_node(
         "id: extra\npath: n.py\ninputs: {c: src/count, t: dora/timer/hz/5}\noutputs: [d]\n", "x.yml", dataflow
     )
-    edit = edits.add(dataflow, plan, spec, 1000, PLACE)
+    edit = edits.add(dataflow, plan, spec, 1000, PLACE, Wiring())
     assert edit.start is spec and edit.config is plan.nodes["extra"]
     assert edit.config.receive_endpoint == "ipc:///tmp/run/n1000.sock"
     assert edit.timers == [("dora/timer/hz/5", "extra")]
@@ -126,7 +126,7 @@ def test_a_replacement_keeps_its_readers_and_must_still_send_what_they_read(grap
     spec = check_node(
         "id: src\npath: n.py\ninputs: {t: dora/timer/hz/2}\noutputs: [count, more]\n", "x.yml", dataflow, "src"
     )
-    edit = edits.replace(dataflow, plan, spec, 0, PLACE)
+    edit = edits.replace(dataflow, plan, spec, 0, PLACE, Wiring())
     assert edit.restart is spec and plan.nodes["src"].outputs["count"] is readers  # its readers go on reading it
     assert plan.nodes["src"].outputs["more"] == [] and plan.nodes["src"].receive_endpoint == "ipc:///tmp/run/n0.sock"
     assert edit.timers == [("dora/timer/hz/2", "src")]
