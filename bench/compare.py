@@ -176,8 +176,9 @@ def measure(
     pinned: bool = False,
     split: bool = True,
     netns: bool = False,
+    with_operators: bool = True,
 ) -> dict[str, Any]:
-    """Run every case for every peer, interleaved; the report `--json` prints."""
+    """Run every case for every peer, interleaved (`with_operators`: operators.py's too); the report `--json` prints."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {case: {p: [] for p in peers} for case in CASES}
     throughput: dict[str, list[dict[str, Any]]] = {p: [] for p in peers if p in THROUGHPUT}
     split_runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -213,7 +214,7 @@ def measure(
         for peer in order:
             if peer in throughput:
                 throughput[peer].append(THROUGHPUT[peer](count, pinned=pinned))
-        if "car" in peers:  # operators (car.operators) against nodes: bench/operators.py
+        if "car" in peers and with_operators:  # operators (car.operators) against nodes: bench/operators.py
             operator_runs.append(operators.measure_once(seconds))
     cases = {case: {peer: summarise(results) for peer, results in by_peer.items()} for case, by_peer in runs.items()}
     best = {peer: median_run(results) for peer, results in throughput.items()}
@@ -334,6 +335,7 @@ def main(default_peers: str = DEFAULT_PEERS) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--no-machines", action="store_true", help="leave out the cross-machine cases (machines.py)")
     parser.add_argument("--netns", action="store_true", help="cross-machine cases across network namespaces too (root)")
+    parser.add_argument("--no-operators", action="store_true", help="leave out the operator cases (operators.py)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEERS))
@@ -358,7 +360,16 @@ def main(default_peers: str = DEFAULT_PEERS) -> None:
         "peers": peers,
         **states,
         "pinned": args.pin,
-        **measure(peers, args.repeat, args.seconds, args.count, args.pin, not args.no_machines, args.netns),
+        **measure(
+            peers,
+            args.repeat,
+            args.seconds,
+            args.count,
+            args.pin,
+            not args.no_machines,
+            args.netns,
+            not args.no_operators,
+        ),
     }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -30,7 +30,7 @@ from typing import Any
 from common import read_json, run_car, sink_report
 
 WARMUP_S = 0.5
-RESTART_RUN_S = 3.0
+RESTART_RUN_S = 2.0
 HOP_CASES = ("operator_hop", "operator_process_hop", "chain3_operators", "chain3_nodes")
 
 _STAGES = {  # stage -> (its operator file, its input, or "" for the timer)

@@ -21,6 +21,9 @@ import pytest
 
 from tests.helpers import wait_until_gone
 
+# files the tests copy and run as they are (dora's examples among them), not tests of this suite
+collect_ignore_glob = ["fixtures/*"]
+
 _RUNTIME: list[str] = []
 
 

@@ -89,6 +89,7 @@ def test_compare_runs_dora_and_iceoryx2_side_by_side_with_every_peer_pinned_alik
         "--count",
         "5000",
         "--pin",
+        "--no-operators",  # car's own, measured by the test above: not what this one compares
     )
     missing = [f"{peer}: {report[peer]}" for peer in ("dora", "iceoryx2") if peer not in report["peers"]]
     if missing:
