@@ -58,4 +58,4 @@ def test_build_runs_each_build_command_in_the_dataflow_folder(tmp_path: Path) ->
     assert (tmp_path / "built.txt").read_text() == "built\n"
     failing = write_flow(tmp_path, FLOW.replace("echo built > built.txt", "exit 4"))
     result = car("build", str(failing))
-    assert result.returncode == 1 and "build of node `camera` failed (exit code 4)" in result.stderr
+    assert result.returncode == 1 and "`camera`: failed (exit code 4); nothing of it is cached" in result.stderr

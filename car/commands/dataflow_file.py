@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+from car.cache.builds import Builder, Outcome, StepResult, steps_of
 from car.commands.common import check_writable, file_argument, json_option, load_or_refuse
 from car.spec.drawing import to_html, to_mermaid
 from car.spec.model import Placement
@@ -61,16 +61,66 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def build_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `car build`."""
     file_argument(parser)
+    parser.add_argument("--force", action="store_true", help="run every step, even those whose inputs are unchanged")
+    json_option(parser)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """Run every node's `build` command (an operator node's: each operator's) in the node's folder."""
+    """Run every node's build (an operator node's: each operator's), step by step, skipping the steps whose inputs
+    are unchanged and restoring their outputs (car.cache.builds); 1 when a step failed."""
     dataflow = load_or_refuse(args.file)
+    builder = Builder(force=args.force, say=lambda text: print(text, file=sys.stderr))
+    rows = []
+    failed = False
     for node in dataflow.nodes:
-        for command in node.builds:
-            print(f"car: building `{node.id}`: {command}", flush=True)
-            result = subprocess.run(command, shell=True, cwd=dataflow.node_folder(node))
-            if result.returncode != 0:
-                print(f"car: build of node `{node.id}` failed (exit code {result.returncode})", file=sys.stderr)
-                return 1
-    return 0
+        steps: list[StepResult] = []
+        own_env = {**dataflow.env, **node.env}
+        for step in (step for build in node.builds for step in steps_of(build)):
+            if not args.json:
+                where = f" (in {step.folder})" if step.folder else ""
+                print(f"car: `{node.id}`: {step.command}{where}", flush=True)
+            result = builder.step(node.id, step.command, dataflow.node_folder(node) / step.folder, own_env)
+            steps.append(result)
+            if not args.json:
+                print(f"car: `{node.id}`: {_said(result)}", file=sys.stderr if result.exit_code else sys.stdout)
+            if result.outcome is Outcome.FAILED:
+                failed = True
+                break
+        if steps:
+            rows.append(_node_row(node.id, steps))
+        if failed:
+            break
+    if args.json:
+        print(json.dumps({"nodes": rows}))
+    return 1 if failed else 0
+
+
+def _said(result: StepResult) -> str:
+    if result.outcome is Outcome.FAILED:
+        return f"failed (exit code {result.exit_code}); nothing of it is cached"
+    if result.outcome is Outcome.CACHED:
+        restored = f"; restored {', '.join(result.restored)}" if result.restored else ""
+        return f"cached: its inputs are unchanged{restored}"
+    return f"ran in {result.seconds:.2f} s ({'; '.join(result.why)})"
+
+
+def _node_row(node: str, steps: list[StepResult]) -> dict[str, object]:
+    """One node's build for --json: `failed` when a step failed, `ran` when one ran, else `cached`."""
+    outcomes = {step.outcome for step in steps}
+    outcome = next(o for o in (Outcome.FAILED, Outcome.RAN, Outcome.CACHED) if o in outcomes)
+    return {
+        "node": node,
+        "outcome": outcome.value,
+        "seconds": round(sum(step.seconds for step in steps), 3),
+        "steps": [
+            {
+                "command": step.command,
+                "outcome": step.outcome.value,
+                "seconds": round(step.seconds, 3),
+                "why": step.why,
+                "restored": step.restored,
+                "exit_code": step.exit_code,
+            }
+            for step in steps
+        ],
+    }
