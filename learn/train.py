@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from car.cache.store import Store
+from learn import cached
 from learn.dataset import DataError, Dataset, load
 from learn.sidecar import SidecarError
 from nodes.pilot_model import CURVATURE_SCALE, SPEED_SCALE, blob
@@ -355,6 +357,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validation", type=float, default=defaults.validation, help="share of the episodes held out (default 0.2)"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="train even when the recordings, parameters and code are unchanged"
+    )
     return parser
 
 
@@ -373,7 +378,20 @@ def main(argv: list[str] | None = None) -> None:
             epochs=args.epochs, seed=args.seed, batch=args.batch, patience=args.patience, validation=args.validation
         )
         started = time.monotonic()
-        metadata = train([Path(p) for p in args.data], output, params)
+        paths = [Path(p) for p in args.data]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise TrainError(f"no such recording: {', '.join(missing)}")
+        store = Store()
+        key = cached.training_key(paths, asdict(params))
+        if not args.force and cached.restore(store, key, output):
+            print(
+                f"car train: the recordings, parameters and code are as when {output.name} was trained: "
+                f"it is written from the cache (--force trains again)"
+            )
+            return
+        metadata = train(paths, output, params)
+        cached.keep(store, key, output, time.monotonic() - started)
     except (TrainError, DataError, SidecarError) as exc:
         print(f"car train: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -82,14 +82,25 @@ def test_collected_labels_are_the_experts_corrections_under_noise(collected: Pat
 
 
 @pytest.mark.slow
-def test_a_tiny_model_trains_runs_alike_in_onnxruntime_and_opencv_and_drives(collected: Path, tmp_path: Path) -> None:
+def test_a_tiny_model_trains_runs_alike_in_onnxruntime_and_opencv_and_drives(
+    collected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnxruntime
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # car train's cache (learn.cached): this test's
     model = tmp_path / "tiny.onnx"
-    result = car("train", str(collected), "-o", str(model), "--epochs", "2", "--seed", "1", cwd=tmp_path, timeout=300)
+    train = ["train", str(collected), "-o", str(model), "--epochs", "2", "--seed", "1"]
+    result = car(*train, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 2/2" in result.stdout and "validation" in result.stdout
     assert model.with_suffix(".png").stat().st_size > 5_000  # the loss curves beside it
+    trained = model.read_bytes()
+    model.unlink()  # the same recording, parameters and code: the model comes from the cache, not from training
+    again = car(*train, cwd=tmp_path, timeout=60)
+    assert again.returncode == 0 and "is written from the cache" in again.stdout and "epoch" not in again.stdout
+    assert model.read_bytes() == trained
+    other = car(*train[:-1], "2", cwd=tmp_path, timeout=300)  # another seed: trained
+    assert other.returncode == 0 and "epoch 2/2" in other.stdout, other.stderr[-3000:]
     metadata = read_metadata(model)
     assert metadata["trained_on"][0]["sha256"] == sha256(collected)
     assert metadata["parameters"]["epochs"] == 2 and "jax" in metadata["versions"]
