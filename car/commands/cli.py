@@ -91,6 +91,7 @@ COMMANDS: list[Command] = [
     _row("up", "start a coordinator and this machine's daemon in the background", "daemons", "up"),
     _row("keys", "make, trust and show the CurveZMQ keys of several machines", "keys", "keys"),
     _row("down", "stop every dataflow, the daemons and the coordinator", "daemons", "down"),
+    _row("service", "start this machine's daemon (and coordinator) on boot: install, remove", "service", "service"),
     _row(
         "run-node",
         "run a `path: dynamic` node by hand in a running dataflow",
