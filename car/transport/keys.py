@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,16 @@ def trust(folder: Path, name: str, public_file: Path) -> Path:
     shutil.copyfile(public_file, target)
     assert public
     return target
+
+
+def trust_public(folder: Path, name: str, public: str) -> Path:
+    """Accept the public key `public` (Z85) as `name` (written as a public key file); the file it went to."""
+    with tempfile.TemporaryDirectory() as work:
+        source = Path(work) / "peer.key"
+        source.write_text(
+            f'#   car: {name}\'s public key, trusted by pairing\nmetadata\ncurve\n    public-key = "{public}"\n'
+        )
+        return trust(folder, name, source)
 
 
 class _Refusals(logging.Handler):
