@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until_gone
+from tests.helpers import ROOT, wait_until_gone
 
 # files the tests copy and run as they are (dora's examples among them), not tests of this suite
 collect_ignore_glob = ["fixtures/*"]
@@ -61,3 +62,17 @@ def own_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     monkeypatch.delenv("CAR_DESCRIPTION", raising=False)
     monkeypatch.delenv("CAR_SIM_DESCRIPTION", raising=False)
+
+
+@pytest.fixture
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    """Network namespaces joined by a veth pair (10.78.0.1, 10.78.0.2: bench/machines.py makes them); skipped
+    where that cannot be."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import machines as bench_machines
+
+    try:
+        with bench_machines.namespaces() as pair:
+            yield pair
+    except RuntimeError as exc:
+        pytest.skip(f"network namespaces cannot be made here (needs root and `ip netns`): {exc}")

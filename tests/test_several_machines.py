@@ -30,7 +30,6 @@ from tests.helpers import (
     BURST_PY,
     COUNTING_FLOW,
     LAGGING_PY,
-    ROOT,
     burst_accounted,
     counting_source,
     processes_mentioning,
@@ -681,20 +680,6 @@ def test_with_keys_only_trusted_daemons_and_commands_get_in_and_node_links_are_a
         left = wait_until_gone(str(root), timeout=10)
         shutil.rmtree(root, ignore_errors=True)
         assert not left
-
-
-@pytest.fixture
-def two_namespaces() -> Iterator[tuple[str, str]]:
-    """Network namespaces joined by a veth pair (10.78.0.1, 10.78.0.2: bench/machines.py makes them); skipped
-    where that cannot be."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import machines as bench_machines
-
-    try:
-        with bench_machines.namespaces() as pair:
-            yield pair
-    except RuntimeError as exc:
-        pytest.skip(f"network namespaces cannot be made here (needs root and `ip netns`): {exc}")
 
 
 def test_machines_in_separate_network_namespaces_over_a_veth_pair_with_keys(

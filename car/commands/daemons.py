@@ -20,7 +20,7 @@ from pathlib import Path
 from car.commands.common import coordinator_option, say
 from car.plan.coordinator_client import ask, control_endpoint, coordinator_file, endpoint, local_coordinator
 from car.plan.runs import RunError, pid_alive, runtime_root
-from car.transport import cluster
+from car.transport import cluster, discovery
 from car.transport.keys import COORDINATOR, Keys, KeysError, load_keys
 from car.transport.states import MachineState
 
@@ -90,8 +90,10 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     announced = not local_coordinator()  # the first coordinator on this host says where it listens
     if announced:
         coordinator_file().write_text(json.dumps({"pid": os.getpid(), "control": controls}))
+    mine = {"control": str(args.control_port), "key": keys.public.decode() if keys is not None else ""}
     try:
-        return server.serve(daemons, controls, heartbeat=args.heartbeat, timeout=args.timeout, say=say, keys=keys)
+        with discovery.announced("coordinator", socket.gethostname(), args.bind, args.daemon_port, mine):
+            return server.serve(daemons, controls, heartbeat=args.heartbeat, timeout=args.timeout, say=say, keys=keys)
     except OSError as exc:  # zmq.ZMQError is one
         raise RunError(f"cannot listen on {daemons} and {controls}: {exc}; pick other ports") from None
     finally:
@@ -106,9 +108,10 @@ def daemon_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--coordinator-addr",
-        default=f"{LOOPBACK}:{cluster.DAEMON_PORT}",
+        default=None,
         metavar="HOST[:PORT]",
-        help=f"the coordinator's daemon port (default {LOOPBACK}:{cluster.DAEMON_PORT})",
+        help=f"the coordinator's daemon port (default: the one that answers on the LAN (mDNS), else "
+        f"{LOOPBACK}:{cluster.DAEMON_PORT})",
     )
     parser.add_argument(
         "--listen",
@@ -147,16 +150,36 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else state_root()
     from car.daemon import machine_server  # only this command needs it: others start faster
 
-    return machine_server.serve(
-        args.machine_id,
-        endpoint(args.coordinator_addr, cluster.DAEMON_PORT),
-        out,
-        listen_host=args.listen,
-        advertise=args.advertise,
-        lost_grace=args.lost_grace,
-        say=say,
-        keys=keys,
-    )
+    coordinator = args.coordinator_addr or _found_coordinator()
+    mine = {"machine": args.machine_id, "key": keys.public.decode() if keys is not None else ""}
+    with discovery.announced("daemon", args.machine_id, args.listen, 0, mine):
+        return machine_server.serve(
+            args.machine_id,
+            endpoint(coordinator, cluster.DAEMON_PORT),
+            out,
+            listen_host=args.listen,
+            advertise=args.advertise,
+            lost_grace=args.lost_grace,
+            say=say,
+            keys=keys,
+        )
+
+
+def _found_coordinator() -> str:
+    """The coordinator that answers on the LAN (mDNS); this host's when none does; RunError when several do."""
+    try:
+        found = discovery.discover(kinds=("coordinator",))
+    except discovery.DiscoveryUnavailable as exc:
+        say(f"{exc}; using the coordinator on this host")
+        return f"{LOOPBACK}:{cluster.DAEMON_PORT}"
+    if len(found) > 1:
+        seen = ", ".join(f"{f.name} ({f.address}:{f.port})" for f in found)
+        raise RunError(f"several coordinators answer on the LAN ({seen}): pick one with --coordinator-addr")
+    if not found:
+        say(f"no coordinator answered on the LAN within {discovery.DISCOVER_S:g} s: using {LOOPBACK}")
+        return f"{LOOPBACK}:{cluster.DAEMON_PORT}"
+    say(f"found the coordinator on {found[0].name} ({found[0].address}:{found[0].port})")
+    return f"{found[0].address}:{found[0].port}"
 
 
 def up_arguments(parser: argparse.ArgumentParser) -> None:

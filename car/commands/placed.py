@@ -14,6 +14,8 @@ from car.plan.coordinator_client import ask, control_endpoint
 from car.plan.runs import RunError
 from car.spec.model import Placement
 from car.transport import cluster
+from car.transport.discovery import DISCOVER_S, DiscoveryUnavailable, discover
+from car.transport.keys import load_keys
 from car.transport.states import FlowState, PartState
 
 FOLLOW_PERIOD_S = 0.3
@@ -107,12 +109,18 @@ def _print_new(target: str, name: str, node: str, offsets: dict[str, int]) -> bo
 
 def machines_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `car machines`."""
+    parser.add_argument(
+        "--discover", action="store_true", help="list the coordinators and daemons that answer on the LAN (mDNS)"
+    )
+    parser.add_argument("--seconds", type=float, default=DISCOVER_S, metavar="S", help="--discover: listen this long")
     json_option(parser)
     coordinator_option(parser)
 
 
 def cmd_machines(args: argparse.Namespace) -> int:
-    """List the machines connected to the coordinator."""
+    """List the machines connected to the coordinator, or (--discover) what answers on the LAN."""
+    if args.discover:
+        return _discovered(args)
     target, _ = control_endpoint(args.coordinator_addr)
     machines = ask(target, cluster.ListMachines(), cluster.Machines).machines
     if args.json:
@@ -130,6 +138,36 @@ def cmd_machines(args: argparse.Namespace) -> int:
             f"{m.offset_ms:>8.2f}ms {m.rtt_ms:>6.2f}ms {m.runs:>4}"
         )
     return 0
+
+
+def _discovered(args: argparse.Namespace) -> int:
+    """`car machines --discover`: coordinators and daemons that answer on the LAN, paired (trusted here) or not."""
+    try:
+        found = discover(args.seconds)
+    except DiscoveryUnavailable as exc:
+        raise RunError(str(exc)) from None
+    keys = load_keys()
+    trusted = {_public(p) for p in keys.trusted.glob("*.key")} if keys is not None else set()
+    rows = [{**asdict(f), "paired": bool(f.public_key) and f.public_key in trusted} for f in found]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"nothing answered on the LAN within {args.seconds:g} s")
+        return 0
+    print(f"{'KIND':<12} {'NAME':<16} {'ADDRESS':<16} {'PORT':>6}  PAIRED")
+    for row in rows:
+        paired = "yes" if row["paired"] else ("no keys" if not row["public_key"] else "no")
+        print(f"{row['kind']:<12} {row['name']:<16} {row['address']:<16} {row['port']:>6}  {paired}")
+    return 0
+
+
+def _public(path: Path) -> str:
+    """The Z85 public key in a trusted key file ("" when it is not one)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if "public-key" in line and '"' in line:
+            return line.split('"')[1]
+    return ""
 
 
 def placed_dataflows(address: str | None) -> list[cluster.DataflowRow]:

@@ -1,0 +1,137 @@
+"""Coordinators and daemons that find each other on a LAN: mDNS / DNS-SD with the `zeroconf` package.
+
+A coordinator that listens beyond this host announces `_car-coordinator._tcp` (its daemon
+port; its control port and public key in the TXT record); a daemon that listens beyond this
+host announces `_car-daemon._tcp` (its machine id and public key). A daemon started without
+`--coordinator-addr` looks for a coordinator for DISCOVER_S; `car machines --discover`
+lists what answers, paired (its key trusted here) or not. IPv4, on the interfaces of the
+address each listens on. `zeroconf` is optional (`pip install smartcar[discovery]`, or
+Alpine's package on the car): without it nothing is announced, and looking says why.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+COORDINATOR_TYPE = "_car-coordinator._tcp.local."
+DAEMON_TYPE = "_car-daemon._tcp.local."
+KINDS = {COORDINATOR_TYPE: "coordinator", DAEMON_TYPE: "daemon"}
+DISCOVER_S = 3.0
+LOOPBACKS = ("127.0.0.1", "localhost", "::1")
+
+
+class DiscoveryUnavailable(Exception):
+    """mDNS cannot be used here (the zeroconf package is missing); the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """One coordinator or daemon that answered on the LAN."""
+
+    kind: str  # "coordinator" or "daemon"
+    name: str  # a daemon's machine id; a coordinator's host name
+    address: str
+    port: int  # a coordinator's daemon port (0 for a daemon)
+    control_port: int = 0  # a coordinator's port for car commands
+    public_key: str = ""  # Z85, when it has keys
+
+
+def _zeroconf() -> Any:
+    try:
+        import zeroconf
+    except ImportError:
+        raise DiscoveryUnavailable(
+            "finding machines on the LAN needs the zeroconf package: `pip install 'smartcar[discovery]'`"
+        ) from None
+    return zeroconf
+
+
+def addresses_for(listen: str) -> list[str]:
+    """The IPv4 addresses to announce for something listening at `listen` ([] on this host only)."""
+    if listen in LOOPBACKS:
+        return []
+    if listen not in ("*", "0.0.0.0", ""):
+        try:
+            socket.inet_aton(listen)
+            return [listen]
+        except OSError:
+            pass  # an interface name: every address
+    zeroconf = _zeroconf()
+    return [a for a in zeroconf.get_all_addresses() if not a.startswith("127.")]
+
+
+@contextmanager
+def announced(
+    kind: str, name: str, listen: str, port: int = 0, properties: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Announce a coordinator or daemon (`kind`) while the block runs; nothing where it listens on this host only, or
+    zeroconf is missing."""
+    try:
+        addresses = addresses_for(listen)
+    except DiscoveryUnavailable:
+        addresses = []
+    if not addresses:
+        yield
+        return
+    zeroconf = _zeroconf()
+    type_ = COORDINATOR_TYPE if kind == "coordinator" else DAEMON_TYPE
+    info = zeroconf.ServiceInfo(
+        type_,
+        f"{name}.{type_}",
+        addresses=[socket.inet_aton(a) for a in addresses],
+        port=port,
+        properties=properties or {},
+        server=f"{socket.gethostname()}.local.",
+    )
+    try:
+        zc = zeroconf.Zeroconf(interfaces=addresses, ip_version=zeroconf.IPVersion.V4Only)
+        zc.register_service(info, allow_name_change=True)
+    except Exception as exc:  # no multicast on that network, a name taken: it runs on, unannounced
+        print(f"car: not announced on the LAN (mDNS): {exc}", file=sys.stderr)
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            zc.unregister_service(info)
+        finally:
+            zc.close()
+
+
+def discover(seconds: float = DISCOVER_S, kinds: tuple[str, ...] = ("coordinator", "daemon")) -> list[Found]:
+    """What answers on the LAN within `seconds` (DiscoveryUnavailable without zeroconf)."""
+    zeroconf = _zeroconf()
+    found: dict[str, Found] = {}
+    types = [t for t, kind in KINDS.items() if kind in kinds]
+    zc = zeroconf.Zeroconf(ip_version=zeroconf.IPVersion.V4Only)
+
+    def on_change(zeroconf: Any, service_type: str, name: str, state_change: Any) -> None:
+        if state_change is not state_change.__class__.Added:
+            return
+        info = zc.get_service_info(service_type, name, timeout=1000)
+        if info is None or not info.parsed_addresses():
+            return
+        props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+        found[name] = Found(
+            kind=KINDS[service_type],
+            name=props.get("machine") or name.removesuffix("." + service_type),
+            address=info.parsed_addresses()[0],
+            port=info.port or 0,
+            control_port=int(props.get("control", "0") or 0),
+            public_key=props.get("key", ""),
+        )
+
+    browser = zeroconf.ServiceBrowser(zc, types, handlers=[on_change])
+    try:
+        time.sleep(seconds)  # a listening window: answers come when they come
+    finally:
+        browser.cancel()
+        zc.close()
+    return sorted(found.values(), key=lambda f: (f.kind, f.name))
