@@ -74,9 +74,8 @@ def test_a_daemon_finds_its_coordinator_and_each_side_sees_the_other(two_namespa
             assert time.monotonic() < deadline and daemon.poll() is None, (listed.stdout, listed.stderr)
             time.sleep(0.2)
         seen_from_a = json.loads(run(a, "machines", "--discover", "--seconds", "2", "--json").stdout)
-        assert {"kind": "daemon", "name": "m2", "address": "10.78.0.2"}.items() <= next(
-            f for f in seen_from_a if f["kind"] == "daemon"
-        ).items()
+        m2 = next(f for f in seen_from_a if f["kind"] == "daemon")
+        assert (m2["name"], m2["address"], m2["paired"]) == ("m2", "10.78.0.2", True), seen_from_a
         seen_from_b = json.loads(run(b, "machines", "--discover", "--seconds", "2", "--json").stdout)
         hub = next(f for f in seen_from_b if f["kind"] == "coordinator")
         assert hub["address"] == "10.78.0.1" and hub["port"] == 53290 and hub["control_port"] == 6012

@@ -87,7 +87,7 @@ def announced(
         addresses=[socket.inet_aton(a) for a in addresses],
         port=port,
         properties=properties or {},
-        server=f"{socket.gethostname()}.local.",
+        server=f"car-{kind}-{_label(name)}.local.",  # its own host record: two hosts may have one host name
     )
     try:
         zc = zeroconf.Zeroconf(interfaces=addresses, ip_version=zeroconf.IPVersion.V4Only)
@@ -103,6 +103,11 @@ def announced(
             zc.unregister_service(info)
         finally:
             zc.close()
+
+
+def _label(name: str) -> str:
+    """A DNS label from a name (letters, digits and `-`)."""
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in name)[:50] or "unnamed"
 
 
 def discover(seconds: float = DISCOVER_S, kinds: tuple[str, ...] = ("coordinator", "daemon")) -> list[Found]:
