@@ -67,13 +67,17 @@ def test_an_operator_blocked_in_io_does_not_stop_its_sibling(tmp_path: Path) -> 
     folder = copied(tmp_path)
     fifo = folder / "release.fifo"
     os.mkfifo(fifo)
-    proc = start_car("launch", "blocked.yml", "--out", str(folder / "out"), cwd=folder)
+    proc = start_car(
+        "launch", "blocked.yml", "--name", f"blocked-{os.getpid()}", "--out", str(folder / "out"), cwd=folder
+    )
     try:
         deadline = time.monotonic() + DEADLINE_S
         while len([r for r in results(folder) if r["id"] == "doubled"]) < 20:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         assert not [r for r in results(folder) if r["id"] == "released"]  # still blocked, while double went on
+        info = car("node", "info", "pair", "-d", f"blocked-{os.getpid()}")
+        assert "Operators: blocker: blocker_op.py, double: double_op.py" in info.stdout, info.stderr
         with fifo.open("w") as writer:
             writer.write("go\n")
         _, stderr = proc.communicate(timeout=DEADLINE_S)

@@ -72,6 +72,8 @@ def node_info(args: argparse.Namespace) -> int:
     if row.status:
         print(f"Status: {row.status}")
     print(f"Path: {info.path} {' '.join(info.args)}".rstrip())
+    if info.operators:
+        print(f"Operators: {', '.join(info.operators)} (tasks of one runtime process)")
     if info.machine:
         print(f"Machine: {info.machine}")
     print(f"Restart policy: {info.restart_policy}; critical: {'yes' if info.critical else 'no'}")

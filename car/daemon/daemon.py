@@ -584,6 +584,7 @@ class Daemon:
             str(node.log.path),
             spec.restart_policy,
             spec.critical,
+            [f"{op.id}: {op.python}" for op in spec.operators],
         )
 
     def _on_restart_node(self, message: control.RestartNode, _: bytes) -> control.DaemonReply:

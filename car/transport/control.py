@@ -547,6 +547,7 @@ class NodeDescription(DaemonReply):
     log: str = ""
     restart_policy: RestartPolicy = RestartPolicy.NEVER
     critical: bool = True
+    operators: list[str] = field(default_factory=list)  # an operator node's: `ID: FILE` each
 
 
 @dataclass(frozen=True)
