@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -133,17 +134,22 @@ def _definition(path: str) -> str:
         raise UserError(f"--from-yaml {path}: cannot read it ({getattr(exc, 'strerror', exc)})") from None
 
 
-def _part_for(args: argparse.Namespace, text: str) -> GraphPart:
-    """The part of the graph a node defined by `text` goes to: the only one, or its `deploy.machine`'s."""
-    graph = find_graph(args.dataflow, args.coordinator_addr)
-    if len(graph.parts) == 1:
-        return graph.parts[0]
+def _defined(text: str) -> dict[str, Any]:
+    """The node a definition file holds, as plain data ({} when it does not read: its daemon says why, located)."""
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError:
-        return graph.parts[0]  # its daemon says what is wrong, located
+        return {}
     node = loaded[0] if isinstance(loaded, list) and loaded else loaded
-    deploy = node.get("deploy") or node.get("_unstable_deploy") if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
+def _part_for(args: argparse.Namespace, node: dict[str, Any]) -> GraphPart:
+    """The part of the graph a new node goes to: the only one, or its `deploy.machine`'s."""
+    graph = find_graph(args.dataflow, args.coordinator_addr)
+    if len(graph.parts) == 1 or not node:
+        return graph.parts[0]
+    deploy = node.get("deploy") or node.get("_unstable_deploy")
     machine = deploy.get("machine") if isinstance(deploy, dict) else None
     if not machine:
         machines = ", ".join(part.machine for part in graph.parts)
@@ -163,20 +169,15 @@ def _port(text: str, what: str) -> tuple[str, str]:
 def node_add(args: argparse.Namespace) -> int:
     """Add the node FILE defines to the running graph, and start it."""
     text = _definition(args.from_yaml)
-    part = _part_for(args, text)
-    part.ask(control.AddNode(text, args.from_yaml), control.Done)
-    node = _added_id(part, args.from_yaml)
+    node = _defined(text)
+    part = _part_for(args, node)
+    part.ask(control.AddNode(text, args.from_yaml), control.Done)  # checked there: the node has an id
+    node_id = str(node["id"])
     row = _wait_for(
-        part, node, lambda r: r.state in (NodeStatus.RUNNING, NodeStatus.WAITING) or r.state.ended, "started"
+        part, node_id, lambda r: r.state in (NodeStatus.RUNNING, NodeStatus.WAITING) or r.state.ended, "started"
     )
-    print(f"added {node} to {part.name} ({row.state}, pid {row.pid})")
+    print(f"added {node_id} to {part.name} ({row.state}, pid {row.pid})")
     return 0
-
-
-def _added_id(part: GraphPart, path: str) -> str:
-    """The id of the node the file defines (the daemon checked it)."""
-    loaded = yaml.safe_load(_definition(path))
-    return str((loaded[0] if isinstance(loaded, list) else loaded)["id"])
 
 
 def node_replace(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from car.plan.runs import RunError
 from car.spec.model import Placement
 from car.transport import cluster
 from car.transport.discovery import DISCOVER_S, DiscoveryUnavailable, discover
-from car.transport.keys import load_keys
+from car.transport.keys import load_keys, trusted_publics
 from car.transport.states import FlowState, PartState
 
 FOLLOW_PERIOD_S = 0.3
@@ -147,7 +147,7 @@ def _discovered(args: argparse.Namespace) -> int:
     except DiscoveryUnavailable as exc:
         raise RunError(str(exc)) from None
     keys = load_keys()
-    trusted = {_public(p) for p in keys.trusted.glob("*.key")} if keys is not None else set()
+    trusted = trusted_publics(keys) if keys is not None else set()
     rows = [{**asdict(f), "paired": bool(f.public_key) and f.public_key in trusted} for f in found]
     if args.json:
         print(json.dumps(rows))
@@ -160,14 +160,6 @@ def _discovered(args: argparse.Namespace) -> int:
         paired = "yes" if row["paired"] else ("no keys" if not row["public_key"] else "no")
         print(f"{row['kind']:<12} {row['name']:<16} {row['address']:<16} {row['port']:>6}  {paired}")
     return 0
-
-
-def _public(path: Path) -> str:
-    """The Z85 public key in a trusted key file ("" when it is not one)."""
-    for line in path.read_text(errors="replace").splitlines():
-        if "public-key" in line and '"' in line:
-            return line.split('"')[1]
-    return ""
 
 
 def placed_dataflows(address: str | None) -> list[cluster.DataflowRow]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from car.plan.build import RunPlace, RunPlan, Wiring, node_config
-from car.plan.config import Destination, InputConfig, NodeConfig
+from car.plan.config import InputConfig, NodeConfig, add_destination
 from car.spec.model import Dataflow, InputSpec, NodeSpec, QueuePolicy
 from car.spec.node_reader import valid_id
 from car.spec.values import suggest
@@ -86,14 +86,10 @@ def add_reader(dataflow: Dataflow, plan: RunPlan, message: control.AddReader) ->
     sender = plan.nodes.get(node_id)
     if sender is None or output not in sender.outputs:
         raise EditRefused(f"no node of machine `{plan.machine}` sends `{message.source}`")
-    dest = next((d for d in sender.outputs[output] if d.node == message.reader and not d.subscription), None)
-    if dest is None:
-        dest = Destination(message.endpoint, message.reader, [], remote=True, server_key=message.server_key)
-        sender.outputs[output].append(dest)
-    dest.inputs.extend(i for i in message.inputs if i not in dest.inputs)
     added = control.AddDestination(
         output, message.reader, message.endpoint, list(message.inputs), server_key=message.server_key, remote=True
     )
+    add_destination(sender.outputs[output], added)
     return Edit(dataflow, tell=[(node_id, added)])
 
 
@@ -187,16 +183,8 @@ def _send_to(
 ) -> list[tuple[str, control.DaemonToNode]]:
     """The sender of `source` (a node here) sends it to `reader` too: its destination, and the message to say so."""
     sender_id, _, output = source.partition("/")
-    sender = plan.nodes[sender_id]
-    for dest in sender.outputs[output]:
-        if dest.node == reader.node_id and not dest.subscription:
-            dest.inputs.extend(i for i in inputs if i not in dest.inputs)
-            break
-    else:
-        sender.outputs[output].append(
-            Destination(reader.receive_endpoint, reader.node_id, list(inputs), queue_size=queue_size)
-        )
     message = control.AddDestination(output, reader.node_id, reader.receive_endpoint, inputs, queue_size)
+    add_destination(plan.nodes[sender_id].outputs[output], message)
     return [(sender_id, message)]
 
 

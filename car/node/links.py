@@ -31,7 +31,7 @@ import numpy as np
 import zmq
 
 from car.node.drops import DropFlag
-from car.plan.config import TRANSIT_HWM, Destination, NodeConfig
+from car.plan.config import TRANSIT_HWM, Destination, NodeConfig, add_destination
 from car.transport import control, direct, wire
 from car.transport.hlc import HybridLogicalClock
 from car.transport.shm import FrameWriter
@@ -368,25 +368,14 @@ class Outbox:
     # -- readers connected and disconnected while the graph runs (`car node connect|disconnect|add`) -----
     def add_destination(self, added: control.AddDestination) -> None:
         """Send an output also to a node (over ZeroMQ, without shared memory; over tcp:// to one elsewhere); again:
-        its inputs are added."""
+        its inputs are added (car.plan.config.add_destination)."""
         links = self.outputs.get(added.output)
         if links is None:
             return
-        for dest in self._destinations[added.output]:
-            if dest.node == added.reader and not dest.subscription:
-                dest.inputs.extend(i for i in added.inputs if i not in dest.inputs)
-                return
-        dest = Destination(
-            added.endpoint,
-            added.reader,
-            list(added.inputs),
-            queue_size=added.queue_size,
-            remote=added.remote,
-            server_key=added.server_key,
-        )
-        self._destinations[added.output].append(dest)
-        links.append(self._link(dest, added.output))
-        self._refresh()
+        dest = add_destination(self._destinations[added.output], added)
+        if dest is not None:
+            links.append(self._link(dest, added.output))
+            self._refresh()
 
     def remove_destination(self, output: str, reader: str) -> None:
         """Stop sending `output` to node `reader`."""

@@ -242,8 +242,8 @@ class Runtime:
             status = task.instance.on_event(event, task.send)
         except Exception as exc:
             self.printed.running(None)
-            if self._restart(task, exc, f"handling {_describe(event)}") and self._start(task):
-                return
+            if self._restart(task, exc, f"handling {_describe(event)}"):
+                self._start(task)
             return
         self.printed.running(None)
         code = CONTINUE if status is None else getattr(status, "value", status)

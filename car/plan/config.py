@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from car.spec.model import QueuePolicy
+from car.transport import control
 
 ENV_VAR = "CAR_NODE_CONFIG"
 
@@ -57,6 +58,26 @@ class Destination:
             remote=remote,
             server_key=server_key,
         )
+
+
+def add_destination(destinations: list[Destination], added: control.AddDestination) -> Destination | None:
+    """An output's destinations gain a node reader (an input connected while the graph runs): the new destination,
+    or None when the reader had one already (which gains the inputs). One decision for the daemon's plan and the
+    sending node's links."""
+    for dest in destinations:
+        if dest.node == added.reader and not dest.subscription:
+            dest.inputs.extend(i for i in added.inputs if i not in dest.inputs)
+            return None
+    dest = Destination(
+        added.endpoint,
+        added.reader,
+        list(added.inputs),
+        queue_size=added.queue_size,
+        remote=added.remote,
+        server_key=added.server_key,
+    )
+    destinations.append(dest)
+    return dest
 
 
 @dataclass

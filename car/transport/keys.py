@@ -134,6 +134,17 @@ def trust(folder: Path, name: str, public_file: Path) -> Path:
     return target
 
 
+def trusted_publics(keys: Keys) -> set[str]:
+    """The public keys (Z85) this host trusts."""
+    found = set()
+    for path in keys.trusted.glob("*.key"):
+        try:
+            found.add(zmq.auth.load_certificate(path)[0].decode())
+        except (OSError, ValueError):
+            continue  # not a key file: trusts nothing
+    return found
+
+
 def trust_public(folder: Path, name: str, public: str) -> Path:
     """Accept the public key `public` (Z85) as `name` (written as a public key file); the file it went to."""
     with tempfile.TemporaryDirectory() as work:
