@@ -8,7 +8,7 @@ VIEW ?= --view  # the live web view beside the run; VIEW= for none
 
 STUBS := $(VENV)/stubs/rp2
 
-.PHONY: setup run test unit test-deps pytest lint typecheck typecheck-firmware contracts bench models clean
+.PHONY: setup run test unit test-deps pytest lint typecheck typecheck-firmware contracts docs docs-serve bench models clean
 
 $(BIN)/python:
 	@echo "setting up: creating the virtual environment $(VENV) with $(PYTHON) (once)"
@@ -26,7 +26,7 @@ setup: $(INSTALLED)
 run: setup
 	$(BIN)/car launch $(DATAFLOW) $(VIEW) $(ARGS)
 
-test: setup lint typecheck typecheck-firmware contracts test-deps pytest
+test: setup lint typecheck typecheck-firmware contracts docs test-deps pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -37,6 +37,14 @@ typecheck: setup
 
 contracts: setup
 	$(BIN)/lint-imports
+
+# The documentation site (docs/, mkdocs.yml), built strictly: a broken link, a missing page or a docstring that does
+# not render fails it. The CLI reference is made from the command table at each build (docs/hooks.py).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # MicroPython's stubs go into a folder of their own: two boards' stubs would overwrite
 # each other's machine.pyi, and they must not shadow CPython's standard library.
@@ -93,4 +101,4 @@ bench: setup
 	$(BIN)/python bench/board_link.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info build car/compat/dora/*.so
+	rm -rf $(VENV) out site .pytest_cache .mypy_cache .ruff_cache *.egg-info build car/compat/dora/*.so

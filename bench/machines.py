@@ -83,7 +83,9 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 class CarCluster:
     """A car coordinator and daemons m1, m2 on this host (in network namespaces with `netns`), keys optional."""
 
-    def __init__(self, keys: bool, netns: tuple[str, str] | None = None):
+    def __init__(self, keys: bool, netns: tuple[str, str] | None = None, apart: bool = False):
+        """`apart`: m2 has a home, runtime and cache folder of its own (it shares no files with the `car` commands,
+        as a car does not share the laptop's)."""
         self.root = scratch("car-split-")
         (self.root / "rt").mkdir()
         self.env = {
@@ -104,10 +106,16 @@ class CarCluster:
         self._spawn([*inside[0], *CAR, "coordinator", "--bind", self.host, "--daemon-port", str(self.daemon_port),
                      "--control-port", str(self.control_port)], "hub")  # fmt: skip
         time.sleep(0.3)
+        self.home = self.root / "m2-home"
+        own = {
+            "HOME": str(self.home),
+            "XDG_RUNTIME_DIR": str(self.root / "m2-rt"),
+            "XDG_CACHE_HOME": str(self.root / "m2-cache"),
+        }
         for machine, prefix in zip(("m1", "m2"), inside, strict=True):
             self._spawn([*prefix, *CAR, "daemon", "--machine-id", machine, "--listen", listen,
                          "--coordinator-addr", f"{self.host}:{self.daemon_port}", "--out", str(self.root / "out")],
-                        machine if keys else "hub")  # fmt: skip
+                        machine if keys else "hub", own if apart and machine == "m2" else {})  # fmt: skip
         _wait(self._connected, 20, "the daemons to connect")
 
     def _make_keys(self) -> None:
@@ -122,8 +130,11 @@ class CarCluster:
             keys("trust", "coordinator", f"{hub}/self.key", "--dir", folder)
             keys("trust", machine, f"{folder}/self.key", "--dir", hub)
 
-    def _spawn(self, argv: list[str], keys: str) -> None:
-        env = {**self.env, "CAR_KEYS_DIR": str(self.root / f"keys-{keys}")}
+    def _spawn(self, argv: list[str], keys: str, own: dict[str, str] | None = None) -> None:
+        for folder in ("HOME", "XDG_RUNTIME_DIR"):
+            if own and folder in own:
+                Path(own[folder]).mkdir(parents=True, exist_ok=True)
+        env = {**self.env, **(own or {}), "CAR_KEYS_DIR": str(self.root / f"keys-{keys}")}
         log = open(self.root / f"{len(self.procs)}.log", "wb")  # noqa: SIM115  # the process keeps it
         self.procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -211,6 +211,24 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline and "zombie" not in state:
             found.append(int(entry.name))
     return found
+
+
+def wait_until(
+    what: str,
+    done: Callable[[], object],
+    timeout: float = 30.0,
+    poll: float = 0.01,
+    alive: subprocess.Popen[str] | None = None,
+) -> None:
+    """Poll until `done()` is true (the event itself), failing with `what` after a generous deadline,
+    or at once (with its output) if the process `alive` it depends on has ended."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if alive is not None and alive.poll() is not None:
+            out, err = alive.communicate()
+            raise AssertionError(f"{what}: the process ended with {alive.returncode}\n{out}\n{err}")
+        assert time.monotonic() < deadline, f"not seen within {timeout:g} s: {what}"
+        time.sleep(poll)
 
 
 def wait_until_gone(text: str, timeout: float) -> list[int]:

@@ -234,3 +234,12 @@ def test_board_link_benchmark_times_the_firmware_loop_telemetry_ping_and_watchdo
         assert row["telemetry_hz"] > 30 and row["pings_unanswered"] == 0
         assert 240 < row["watchdog_board_ms"]["p50"] < 400  # 250 ms after the last command, one telemetry period
     assert "MicroPython" in report["micropython"]["back_end"] and "CPython" in report["cpython"]["back_end"]
+
+
+@pytest.mark.slow
+def test_sync_benchmark_times_an_edit_to_running_on_a_machine_that_shares_no_files() -> None:
+    report = run_bench("bench/sync.py", "--files", "20")
+    assert report["files"] == 20 and report["first_bytes"] > 16 * 400  # every file (16 of the library), the first time
+    assert report["unchanged_sent"] == 0 and report["unchanged_bytes"] == 0 and report["unchanged_builds"] == ["cached"]
+    assert 400 < report["edit_bytes"] < 500  # the one file edited
+    assert report["start_without_sync_s"] > 0 and 0 < report["edit_to_running_s"] < 120

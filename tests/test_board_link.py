@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import serial
 
 from firmware import protocol as p
 from hal.board_client import BoardClient, BoardError, BoardInfo
-from tests.helpers import board_emulator, drive
+from tests.helpers import board_emulator, drive, wait_until
 from tests.test_board_vm import VM_BOARD_ID
 
 
@@ -28,11 +28,16 @@ def emulator() -> Iterator[str]:
         yield running.port
 
 
+def on_the_tape(board: BoardClient) -> Callable[[], bool]:
+    """Whether the latest telemetry (once there is one) has the middle line sensor on the tape."""
+    return lambda: (reading := board.latest()) is not None and reading.line_sensors[2] > 0.5
+
+
 def test_commands_reach_the_motors_and_telemetry_streams(emulator: str) -> None:
     with BoardClient(emulator) as board:
         assert board.info == BoardInfo(firmware="0.1.0", protocol=p.PROTOCOL_VERSION, board_id=VM_BOARD_ID)
-        time.sleep(0.1)
-        assert board.read().line_sensors[2] > 0.5  # the car starts on the tape, under its middle sensor
+        # the car starts on the tape, under its middle sensor
+        wait_until("the middle sensor on the tape", on_the_tape(board), timeout=10)
         start, counted = time.monotonic(), board.stats().telemetry
         left, right = drive(board, 0.3, -0.2, 1.5)
         rate = (board.stats().telemetry - counted) / (time.monotonic() - start)
@@ -43,11 +48,8 @@ def test_commands_reach_the_motors_and_telemetry_streams(emulator: str) -> None:
         assert 60 < rate < 120  # 100 Hz, give or take a busy machine
         assert 7.0 < reading.battery_v < 8.5
         board.ping()
-        deadline = time.monotonic() + 10
-        while board.stats().rtt_ms is None and time.monotonic() < deadline:  # the PING's answer
-            time.sleep(0.01)
-        stats = board.stats()
-        assert stats.rtt_ms is not None and stats.crc_errors == 0
+        wait_until("the PING's answer", lambda: board.stats().rtt_ms is not None, timeout=10)
+        assert board.stats().crc_errors == 0
 
 
 def test_watchdog_stops_the_motors_when_commands_stop(emulator: str) -> None:
@@ -55,12 +57,12 @@ def test_watchdog_stops_the_motors_when_commands_stop(emulator: str) -> None:
         drive(board, 0.3, 0.3, 1.0)
         assert board.read().wheel_speeds[0] > 0.2 and not board.flags & p.FLAG_WATCHDOG
         stopped_sending = time.monotonic()
-        while not board.flags & p.FLAG_WATCHDOG and time.monotonic() - stopped_sending < 2:
-            time.sleep(0.005)
-        # 250 ms of board time, plus scheduling and one telemetry period on a busy machine
-        assert time.monotonic() - stopped_sending < 0.6
-        time.sleep(0.5)
-        assert board.read().wheel_speeds == (0.0, 0.0)
+        wait_until("the watchdog's flag", lambda: board.flags & p.FLAG_WATCHDOG, timeout=10)
+        # 250 ms of board time; a generous bound for scheduling on a busy machine
+        assert time.monotonic() - stopped_sending < 3
+        # the wheels coast down with the motors' time constant: wait for the encoders to stop
+        wait_until("the wheels at rest", lambda: board.read().wheel_speeds == (0.0, 0.0), timeout=10)
+        assert board.flags & p.FLAG_WATCHDOG  # and the watchdog still holds them
 
 
 def test_closing_and_reopening_the_port(emulator: str) -> None:
@@ -73,16 +75,11 @@ def test_closing_and_reopening_the_port(emulator: str) -> None:
 
 def test_a_silent_board_is_noticed_and_comes_back() -> None:
     with board_emulator() as running, BoardClient(running.port) as board:
-        time.sleep(0.3)
-        assert board.connected
+        wait_until("the board connected", lambda: board.connected, timeout=10)
         running.process.send_signal(signal.SIGSTOP)
-        time.sleep(1.0)
-        assert not board.connected
+        wait_until("the silence noticed", lambda: not board.connected, timeout=10)
         running.process.send_signal(signal.SIGCONT)
-        deadline = time.monotonic() + 5
-        while not board.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert board.connected
+        wait_until("the board back", lambda: board.connected, timeout=10)
 
 
 def test_corrupted_bytes_deliver_no_command(emulator: str) -> None:
@@ -98,8 +95,10 @@ def test_corrupted_bytes_deliver_no_command(emulator: str) -> None:
                 time.sleep(0.002)
         finally:
             raw.close()
-        time.sleep(0.3)
-        assert board.read().wheel_speeds == (0.0, 0.0)  # zero commands, corrupted or not: nothing moved
+        # a PING answered after the stream: the firmware has taken every byte before it
+        assert board.round_trip(timeout=10) is not None
+        time.sleep(0.3)  # a command that got through would have turned the wheels within this window
+        assert board.read().encoder_ticks == (0, 0)  # zero commands, corrupted or not: nothing ever moved
 
 
 def test_an_absent_board_is_a_clear_error() -> None:

@@ -97,6 +97,52 @@ def test_bad_input_gets_a_clear_error(strace: str, tmp_path: Path) -> None:
     assert listed.returncode == 0 and listed.stdout.startswith("starryos-2e075ac (default): Starry-OS/StarryOS@2e075ac")
 
 
+ANNOUNCER = """
+import sys
+from car import Node
+from car.transport.discovery import announced, discover
+
+node = Node()
+with announced("daemon", "car", "*", 53290):  # as `car daemon --listen '*'` does
+    for event in node:
+        if event.type == "INPUT":
+            found = sorted(f.name for f in discover(1.5, ("daemon",)))
+            print("found", found, flush=True)
+            sys.exit(0 if found == ["car"] else 1)
+"""
+
+
+def test_mdns_on_the_car_side_passes_the_enforced_run(
+    strace: str, two_namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """The car announces itself and finds what is announced, every Starry gap failing at once: without a netlink
+    socket zeroconf cannot list the interfaces, so the address is the one the mDNS group is reached by."""
+    pytest.importorskip("zeroconf", reason="discovery needs the zeroconf package (the dev extra installs it)")
+    inside, _ = two_namespaces
+    veth = inside[:-1] + "x"  # bench/machines.py's names: the namespace's end of the pair
+    subprocess.run(["ip", "-n", inside, "route", "add", "default", "dev", veth], check=True, capture_output=True)
+    flow = write_flow(
+        tmp_path,
+        "nodes:\n  - id: mdns\n    path: mdns.py\n    inputs: {tick: dora/timer/millis/300}\n",
+        mdns_py=ANNOUNCER,
+    )
+    doctor = [sys.executable, "-m", "car", "doctor", str(flow), "--machine", "", "--enforce", "--duration", "4"]
+    result = subprocess.run(
+        [*("ip", "netns", "exec", inside), *doctor, "--json", "--keep", str(tmp_path / "kept")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    gaps = {row["gap"] for row in report["gaps"]}
+    assert "socket(AF_NETLINK)" in gaps  # what zeroconf would list the interfaces with: Starry lacks it
+    assert report["enforced"]["outcome"] == "harmless", report["enforced"]
+    logs = list((tmp_path / "kept" / "logs").glob("*enforce/mdns.log"))
+    assert len(logs) == 1 and "found ['car']" in logs[0].read_text()  # announced and found, on Starry's calls
+
+
 def test_operators_on_the_car_side_pass_the_enforced_run(strace: str, tmp_path: Path) -> None:
     """dora's operator forms (tests/fixtures/dora_operators): the runtime's labors, its supervisor and its C buffer
     type run on Starry's system calls, every gap failing at once."""

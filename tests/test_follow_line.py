@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, car, run_status, start_car
+from tests.helpers import ROOT, car, run_status, start_car, wait_until
 
 FLOW = str(ROOT / "dataflows" / "follow_line.yml")
 
@@ -101,8 +101,10 @@ def test_killing_the_controller_stops_the_wheels(tmp_path: Path) -> None:
             clock = re.match(r"t ([\d.]+) s", nodes["car_io"].status)
             driving = float(clock.group(1)) if clock else 0.0
         assert controller and driving >= 1.0
+        log = tmp_path / "out" / name / "car_io.log"
+        stops_before = log.read_text().count("wheels stopped at")
         os.kill(controller, signal.SIGKILL)
-        time.sleep(1.0)
+        wait_until("car_io stopping the wheels", lambda: log.read_text().count("wheels stopped at") > stops_before)
         stopped = car("stop", "-d", name)
         assert stopped.returncode == 0, stopped.stderr
         _, stderr = proc.communicate(timeout=30)

@@ -4,12 +4,11 @@ each step waited for in what the nodes receive (car.daemon.edits)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import car, start_car, wait_for_nodes, write_flow
+from tests.helpers import car, start_car, wait_for_nodes, wait_until, write_flow
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +76,6 @@ def test_a_running_graph_gains_a_node_and_connections_loses_them_and_a_node_is_r
         lines = path.read_text().splitlines() if path.exists() else []
         return [json.loads(line) for line in lines if line.endswith("}")]
 
-    def wait_until(condition: object, what: str) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while not condition():  # type: ignore[operator]
-            assert proc.poll() is None and time.monotonic() < deadline, (what, proc.communicate())
-            time.sleep(0.05)
-
     def edit(*args: str) -> str:
         result = car("node", *args, "-d", "edited", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
@@ -99,16 +92,38 @@ def test_a_running_graph_gains_a_node_and_connections_loses_them_and_a_node_is_r
         )
         assert "added extra to edited (running" in edit("add", "--from-yaml", "extra.yml")
         edit("connect", "extra/scaled", "sink/scaled")
-        wait_until(lambda: any(r["id"] == "scaled" for r in seen()), "the added node's values at the sink")
+        wait_until(
+            "the added node's values at the sink",
+            lambda: any(r["id"] == "scaled" for r in seen()),
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         edit("disconnect", "src/count", "sink/count")
-        wait_until(lambda: {"type": "INPUT_CLOSED", "id": "count", "value": None} in seen(), "INPUT_CLOSED count")
+        wait_until(
+            "INPUT_CLOSED count",
+            lambda: {"type": "INPUT_CLOSED", "id": "count", "value": None} in seen(),
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         closed_at = seen().index({"type": "INPUT_CLOSED", "id": "count", "value": None})
         assert "replaced extra in edited (running" in edit("replace", "extra", "--from-yaml", "extra3.yml")
         wait_until(
-            lambda: any(r["id"] == "scaled" and r["value"][0] == 3 for r in seen()), "the replaced node's values"
+            "the replaced node's values",
+            lambda: any(r["id"] == "scaled" and r["value"][0] == 3 for r in seen()),
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
         )
         assert "removed extra from edited (exited)" in edit("remove", "extra")
-        wait_until(lambda: {"type": "INPUT_CLOSED", "id": "scaled", "value": None} in seen(), "INPUT_CLOSED scaled")
+        wait_until(
+            "INPUT_CLOSED scaled",
+            lambda: {"type": "INPUT_CLOSED", "id": "scaled", "value": None} in seen(),
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         listed = edit("list")
         assert "extra" in listed and "exited" in listed
         stopped = car("stop", "-d", "edited")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, car, launch, start_car
+from tests.helpers import ROOT, car, launch, start_car, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -143,30 +143,54 @@ def test_hot_reload_swaps_an_operator_in_place_restarts_a_node_and_keeps_old_cod
         rows = [line.split() for line in log("shout").splitlines()]
         return [(w, int(v) // 100000, int(v) % 100000) for w, v in (r for r in rows if len(r) == 2 and r[1].isdigit())]
 
-    def wait_until(condition: object, what: str) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while not condition():  # type: ignore[operator]
-            assert proc.poll() is None and time.monotonic() < deadline, (what, proc.communicate())
-            time.sleep(0.05)
-
     try:
-        wait_until(lambda: len(shouted()) >= 5, "the first values")
+        wait_until("the first values", lambda: len(shouted()) >= 5, timeout=DEADLINE_S, poll=0.05, alive=proc)
         (tmp_path / "ticker.py").write_text(TICKER.replace("VERSION = 1", "VERSION = 2"))
-        wait_until(lambda: any(v == 2 for _, v, _ in shouted()), "the reloaded operator's values")
+        wait_until(
+            "the reloaded operator's values",
+            lambda: any(v == 2 for _, v, _ in shouted()),
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         rows = shouted()
         last_v1 = max(n for _, v, n in rows if v == 1)
         assert min(n for _, v, n in rows if v == 2) == last_v1 + 1  # the same count: its state was kept
         (tmp_path / "ticker.py").write_text(TICKER.replace("VERSION = 1", "VERSION = ("))
-        wait_until(lambda: "goes on with its old code" in log("ticker"), "the broken operator said")
+        wait_until(
+            "the broken operator said",
+            lambda: "goes on with its old code" in log("ticker"),
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         assert "SyntaxError" in log("ticker")
         seen = len(shouted())
-        wait_until(lambda: len(shouted()) > seen + 5, "values after the broken reload")
+        wait_until(
+            "values after the broken reload",
+            lambda: len(shouted()) > seen + 5,
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         assert {v for _, v, _ in shouted()[seen:]} == {2}  # the old (version 2) code went on
         (tmp_path / "shout.py").write_text(SHOUT.replace('"v1"', '"v2"'))
-        wait_until(lambda: any(w == "v2" for w, _, _ in shouted()), "the restarted node's words")
+        wait_until(
+            "the restarted node's words",
+            lambda: any(w == "v2" for w, _, _ in shouted()),
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         (tmp_path / "shout.py").write_text(SHOUT.replace('WORD = "v1"', "WORD = ("))
         seen = len(shouted())
-        wait_until(lambda: len(shouted()) > seen + 5, "words after the broken node file")
+        wait_until(
+            "words after the broken node file",
+            lambda: len(shouted()) > seen + 5,
+            timeout=DEADLINE_S,
+            poll=0.05,
+            alive=proc,
+        )
         assert {w for w, _, _ in shouted()[seen:]} == {"v2"}
         stopped = car("stop", "-d", "hot")
         assert stopped.returncode == 0, stopped.stderr

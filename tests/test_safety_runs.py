@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from firmware import board_pico
 from firmware import protocol as p
 from hal.board_client import BoardClient
 from sim.board_vm import VmUnavailable, find_micropython
-from tests.helpers import ROOT, board_emulator, car, launched, read_recording, run_status
+from tests.helpers import ROOT, board_emulator, car, launched, read_recording, run_status, wait_until
 
 FLOW = ROOT / "dataflows" / "follow_line.yml"
 FIXTURES = ROOT / "tests" / "fixtures" / "tracks"
@@ -36,14 +35,6 @@ def car_time(name: str) -> float:
     """The simulated clock car_io shows in its status (0 before the first status)."""
     clock = re.match(r"t ([\d.]+) s", rows(name)["car_io"].status)
     return float(clock.group(1)) if clock else 0.0
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll until `done()` (the event itself), failing with `what` after a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"not seen within {timeout:g} s: {what}"
-        time.sleep(0.1)
 
 
 def said(log: Path, text: str, times: int) -> Callable[[], bool]:
@@ -74,27 +65,29 @@ def test_a_detector_killed_restarted_and_stopped_while_the_car_drives(tmp_path: 
     options = ("--headless", "--sim-time", "120", "--report", str(report_file))
     log = tmp_path / "out" / name / "controller.log"
     with launched(FLOW, name, ("car_io", "line_detector", "controller"), tmp_path, *options):
-        wait_for("the car driving for a second", lambda: car_time(name) >= 1.0)
+        wait_until("the car driving for a second", lambda: car_time(name) >= 1.0)
         os.kill(rows(name)["line_detector"].pid, signal.SIGKILL)
-        wait_for("the car stopped for stale perception", said(log, "stopped (perception_stale)", 1))
-        wait_for("the restarted detector's lines driving it again", said(log, "driving again", 1))
-        wait_for("two seconds of driving", drove_on(name, 2.0))
+        wait_until("the car stopped for stale perception", said(log, "stopped (perception_stale)", 1))
+        wait_until("the restarted detector's lines driving it again", said(log, "driving again", 1))
+        wait_until("two seconds of driving", drove_on(name, 2.0))
         told = car("param", "set", "controller", "resume_after_stop", "false", "-d", name)
         assert told.returncode == 0, told.stderr
         restarted = car("node", "restart", "line_detector", "-d", name)
         assert restarted.returncode == 0, restarted.stderr
-        wait_for("the car stopped again", said(log, "stopped (perception_stale)", 2))
-        wait_for("the detector back, and two seconds more", drove_on(name, 2.0))
+        wait_until("the car stopped again", said(log, "stopped (perception_stale)", 2))
+        wait_until("the detector back, and two seconds more", drove_on(name, 2.0))
         assert log.read_text().count("driving again") == 1  # told to stay stopped: it did
         told = car("param", "set", "controller", "resume_after_stop", "true", "-d", name)
         assert told.returncode == 0, told.stderr
-        wait_for("driving again once allowed", said(log, "driving again", 2))
-        wait_for("two seconds of driving", drove_on(name, 2.0))
+        wait_until("driving again once allowed", said(log, "driving again", 2))
+        wait_until("two seconds of driving", drove_on(name, 2.0))
         stopped = car("node", "stop", "line_detector", "-d", name)
         assert stopped.returncode == 0, stopped.stderr
-        wait_for("the car stopped: perception closed", said(log, "stopped (perception_closed)", 1))
-        wait_for("the car standing for a second", drove_on(name, 1.0))
-        wait_for("the stop in the controller's status", lambda: "perception_closed" in rows(name)["controller"].status)
+        wait_until("the car stopped: perception closed", said(log, "stopped (perception_closed)", 1))
+        wait_until("the car standing for a second", drove_on(name, 1.0))
+        wait_until(
+            "the stop in the controller's status", lambda: "perception_closed" in rows(name)["controller"].status
+        )
         info = car("node", "info", "controller", "-d", name)
         assert "Status: stopped (perception_closed)" in info.stdout, info.stdout
     report = json.loads(report_file.read_text())
@@ -177,8 +170,8 @@ def test_the_firmware_stops_for_a_box_by_itself_with_the_host_link_frozen(tmp_pa
         kp, ki, kd, _ = board_pico.PID_GAINS  # a watchdog long enough for the host's silence to matter
         board.request(p.CONFIG, 5000, 100, kp, ki, kd, board_pico.PIN_MAP_VERSION)
         board.set_wheel_speeds(0.7, 0.7)  # the last word from the host
-        wait_for("the board's brake", lambda: bool(board.flags & p.FLAG_OBSTACLE), timeout=30)
-        wait_for(
+        wait_until("the board's brake", lambda: bool(board.flags & p.FLAG_OBSTACLE), timeout=30)
+        wait_until(
             "the car standing",
             lambda: (r := board.latest()) is not None and max(abs(v) for v in r.wheel_speeds) < 0.01,
             timeout=30,

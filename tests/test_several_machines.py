@@ -133,9 +133,11 @@ class Cluster:
             netns=self.netns,
         )
 
-    def _start(self, *args: str, keys: Path | None = None, netns: str = "") -> subprocess.Popen[str]:
+    def _start(
+        self, *args: str, keys: Path | None = None, netns: str = "", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         log = open(self.root / f"{args[0]}-{len(self.daemons)}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
-        env = {**self.env, "CAR_KEYS_DIR": str(keys)} if keys else self.env
+        env = {**self.env, **(env or {}), **({"CAR_KEYS_DIR": str(keys)} if keys else {})}
         inside = ["ip", "netns", "exec", netns] if netns else []
         return subprocess.Popen(
             [*inside, sys.executable, "-m", "car", *args], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
@@ -148,7 +150,10 @@ class Cluster:
         netns: str = "",
         coordinator_host: str = "127.0.0.1",
         listen: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[str]:
+        """`env`: more of its environment (a HOME and XDG_RUNTIME_DIR of its own: a machine that does not share
+        this host's files)."""
         proc = self._start(
             "daemon",
             "--machine-id",
@@ -163,6 +168,7 @@ class Cluster:
             str(self.lost_grace),
             keys=keys,
             netns=netns,
+            env=env,
         )
         self.daemons[machine] = proc
         return proc
@@ -235,6 +241,10 @@ class Cluster:
             f"dataflow {name} is {self.flow(name).state}, not {states}; logs {logs}; daemons {daemons}"
         )
 
+    def home(self, machine: str) -> Path:
+        """The home folder of a machine apart (see `two_machines`)."""
+        return self.root / f"{machine}-home"
+
     def log(self, name: str, node: str) -> str:
         return (self.root / "out" / name / f"{node}.log").read_text()
 
@@ -258,15 +268,24 @@ class Cluster:
 
 
 @contextmanager
-def two_machines(keys: bool = False) -> Iterator[Cluster]:
-    """A coordinator and daemons m1 and m2 (`keys`: each with keys, over CurveZMQ); no process they started may
-    outlive it."""
+def two_machines(keys: bool = False, apart: bool = False) -> Iterator[Cluster]:
+    """A coordinator and daemons m1 and m2 (`keys`: each with keys, over CurveZMQ; `apart`: m2 has a home,
+    runtime and cache folder of its own, `Cluster.home("m2")`, so it shares no files with this test's `car`
+    commands, as a car does not share a laptop's); no process they started may outlive it."""
     root = Path(tempfile.mkdtemp(prefix="cl", dir="/tmp"))
     made = make_keys(root, "hub", "m1", "m2") if keys else {}
     group = Cluster(root, keys=made.get("hub"))
     try:
         group.add_daemon("m1", keys=made.get("m1"))
-        group.add_daemon("m2", keys=made.get("m2"))
+        own = {
+            "HOME": str(group.home("m2")),
+            "XDG_RUNTIME_DIR": str(root / "m2-rt"),
+            "XDG_CACHE_HOME": str(root / "m2-cache"),
+        }
+        if apart:
+            for folder in (group.home("m2"), root / "m2-rt"):
+                folder.mkdir()
+        group.add_daemon("m2", keys=made.get("m2"), env=own if apart else None)
         group.wait_connected("m1", "m2")
         yield group
     finally:

@@ -7,7 +7,6 @@ hashes and stats, its outputs' hashes), replaced whole on each run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from car.plan.files import file_hash
+
 CHUNK = 1 << 20
 
 
@@ -23,15 +24,6 @@ def cache_root() -> Path:
     """Where the cache lives: $XDG_CACHE_HOME/car, or ~/.cache/car."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "car"
-
-
-def file_hash(path: Path) -> str:
-    """The SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import difflib
 import importlib
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from car.commands.common import EXIT_USER_ERROR, UserError
 from car.commands.extensions import extension_commands
 
 Main = Callable[[list[str]], None]  # a command that parses its own arguments
+DOCS_PAGE = "docs/reference/cli.md"  # every command's section (car.commands.reference makes it); `make docs-serve`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,12 +65,14 @@ def _row(name: str, help: str, module: str, stem: str, **more: Any) -> Command:
 
 
 COMMANDS: list[Command] = [
+    _row("new", "make a project (a dataflow, two nodes, their tests), or add a node to one", "new", "new"),
     _row("check", "check a dataflow file and report every problem", "dataflow_file", "check"),
     _row("graph", "print a dataflow as Mermaid text (or --html: a page)", "dataflow_file", "graph"),
     _row("build", "run the `build` command of every node", "dataflow_file", "build"),
     _row("launch", "run a dataflow on this machine and show its output", "launch", "launch"),
     _row("list", "list running dataflows: this machine's, and the coordinator's", "runs", "list"),
     _row("stop", "stop a running dataflow", "runs", "stop"),
+    _row("sync", "send the machines of a dataflow their nodes' files, and build there", "sync", "sync"),
     _row("start", "start a dataflow on the machines it names (a coordinator places it)", "placed", "start"),
     _row("node", "the nodes of a running graph: list, info, restart, stop", "nodes", "node"),
     _row("param", "a running node's parameters: list, get, set, describe", "param", "param"),
@@ -152,7 +156,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _help_parser(table: list[Command]) -> argparse.ArgumentParser:
     """The parser `car --help` prints: every listed row with its help (extensions' loaded for it)."""
-    parser = _Parser(prog="car", description="Run dora-style dataflows of nodes on one machine or several.")
+    parser = _Parser(
+        prog="car",
+        description="Run dora-style dataflows of nodes on one machine or several.",
+        epilog=f"Every command and option: {DOCS_PAGE} (the site: `make docs-serve`); `car COMMAND --help`.",
+    )
     parser.add_argument("--version", action="version", version=f"car {car.__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     for command in listed(table):
@@ -162,9 +170,30 @@ def _help_parser(table: list[Command]) -> argparse.ArgumentParser:
 
 def command_parser(command: Command) -> argparse.ArgumentParser:
     """The parser of one built-in subcommand, with its arguments."""
-    parser = _Parser(prog=f"car {command.name}", description=command.help, usage=command.usage, epilog=command.epilog)
+    docs = f"docs: {DOCS_PAGE}#car-{command.name}"
+    epilog = "\n\n".join(textwrap.fill(text, 79) for text in (command.epilog, docs) if text)
+    parser = _Parser(
+        prog=f"car {command.name}",
+        description=command.help,
+        usage=command.usage,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     command.function(command.arguments)(parser)
     return parser
+
+
+def _run_own(name: str, load: Callable[[], Main], argv: list[str]) -> None:
+    """Run a command that parses its own arguments; after its `--help`, the line naming its section of the docs."""
+    asked_help = bool({"-h", "--help"} & set(argv))
+    try:
+        load()(argv)
+    except SystemExit as exc:
+        if asked_help and exc.code in (0, None):
+            print(f"\ndocs: {DOCS_PAGE}#car-{name}")
+        raise
+    if asked_help:  # a group's usage (`car board --help`) returns
+        print(f"\ndocs: {DOCS_PAGE}#car-{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,13 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     if row is None:
         installed = dict(extension_commands())
         if argv[0] in installed:
-            installed[argv[0]]()(argv[1:])
+            _run_own(argv[0], installed[argv[0]], argv[1:])
             return 0
         names = [c.name for c in COMMANDS] + list(installed)
         print(f"car: no command `{argv[0]}`{suggest(argv[0], names)}; `car --help` lists them", file=sys.stderr)
         return EXIT_USER_ERROR
     if row.own_main is not None:
-        row.own_main()(argv[1:])
+        _run_own(row.name, row.own_main, argv[1:])
         return 0
     command: list[str] = []
     rest = argv[1:]

@@ -62,17 +62,27 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `car build`."""
     file_argument(parser)
     parser.add_argument("--force", action="store_true", help="run every step, even those whose inputs are unchanged")
+    parser.add_argument(
+        "--machine",
+        metavar="M",
+        help="only the nodes placed on machine M, in their folders there (run on M: `car sync` does it)",
+    )
     json_option(parser)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Run every node's build (an operator node's: each operator's), step by step, skipping the steps whose inputs
     are unchanged and restoring their outputs (car.cache.builds); 1 when a step failed."""
-    dataflow = load_or_refuse(args.file)
+    if args.machine:  # this is machine M, which does not share the dataflow file's folder
+        dataflow = load_or_refuse(args.file, Placement(frozenset(), checking=args.machine, apart=args.machine))
+        nodes = [node for node in dataflow.nodes if node.machine == args.machine]
+    else:
+        dataflow = load_or_refuse(args.file)
+        nodes = list(dataflow.nodes)
     builder = Builder(force=args.force, say=lambda text: print(text, file=sys.stderr))
     rows = []
     failed = False
-    for node in dataflow.nodes:
+    for node in nodes:
         steps: list[StepResult] = []
         own_env = {**dataflow.env, **node.env}
         for step in (step for build in node.builds for step in steps_of(build)):

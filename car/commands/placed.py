@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from car.commands.common import coordinator_option, json_option, load_or_refuse, say
+from car.commands.sync import sync
 from car.plan.coordinator_client import ask, control_endpoint
 from car.plan.runs import RunError
 from car.spec.model import Placement
@@ -31,11 +32,16 @@ def start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE.mcap", help="record on a machine of the run (a recorder node)")
     parser.add_argument("--record-machine", metavar="M", help="where --record writes (default: the first node's)")
     parser.add_argument("--topics", nargs="+", default=[], metavar="NODE/OUTPUT", help="with --record: only these")
+    parser.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="start without first sending the machines their nodes' files and building there (`car sync`)",
+    )
     coordinator_option(parser)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    """Start a dataflow on the machines it names."""
+    """Send the machines their nodes' files and build there (`car sync`), then start a dataflow on them."""
     from car.daemon.machine import local_machines
 
     here = local_machines()
@@ -52,6 +58,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         machine = args.record_machine or dataflow.nodes[0].machine
         text = add_recorder(text, dataflow, args.record, machine, args.topics)
     target, _ = control_endpoint(args.coordinator_addr)
+    if not args.no_sync:
+        sync(dataflow, text, target)  # every machine has its files and builds, or nothing starts
     message = cluster.StartDataflow(text, str(Path(args.file).resolve()), args.name, here)
     started = ask(target, message, cluster.Started, timeout=15.0)
     print(f"started {started.name} ({started.run_id}) on {', '.join(started.machines)}")

@@ -21,7 +21,7 @@ from typing import Any
 
 from car.coordinator.flows import Flow, PlacedPart, unique_name
 from car.coordinator.machines import STARTING_TIMEOUT_S, Machine
-from car.coordinator.relays import Relay, Relays
+from car.coordinator.relays import RELAY_TIMEOUT_S, Relay, Relays
 from car.spec.loader import check_text
 from car.spec.model import DataflowError, Placement
 from car.transport import cluster, control
@@ -32,6 +32,7 @@ PREPARE_TIMEOUT_S = 10.0  # machines that have not prepared a run by then fail i
 FINISHED_KEPT = 20  # ended dataflows `car list` still shows
 LEAVE_WAIT_S = 15.0  # at shutdown, how long the coordinator waits for daemons to say their runs ended
 STARTED_SETTLE_S = 2.0  # once a run's nodes are ready everywhere, its machines' longer silence ends this soon
+MACHINE_REQUEST_MAX_S = 3600.0  # the longest a command may wait for a machine's daemon (a build)
 
 PortMaker = Callable[[dict[type[Any], Handler], Refuse, type[control.ControlMessage]], Port]
 
@@ -79,6 +80,7 @@ class Coordinator:
                 cluster.RunState: self._on_run_state,
                 cluster.LogText: self._on_log_text,
                 cluster.PartAnswer: self._on_part_answer,
+                cluster.MachineAnswer: self._on_machine_answer,
             },
             cluster.Welcome,
             cluster.DaemonToCoordinator,
@@ -91,6 +93,7 @@ class Coordinator:
                 cluster.ListMachines: self._on_machines,
                 cluster.ReadLogs: self._on_read_logs,
                 cluster.AskPart: self._on_ask_part,
+                cluster.AskMachine: self._on_ask_machine,
                 cluster.Shutdown: self._on_shutdown,
             },
             cluster.Declined,
@@ -264,10 +267,7 @@ class Coordinator:
             )
         missing = [m for m in needed if m not in connected]
         if missing:
-            return cluster.Declined(
-                f"machine{'s' if len(missing) > 1 else ''} {', '.join(missing)} not connected "
-                f"(connected: {', '.join(connected) or 'none'}): start `car daemon --machine-id ID` there"
-            )
+            return cluster.Declined(cluster.not_connected(missing, connected))
         running = {f.name for f in self.flows.values() if not f.ended_at}
         name = message.name or unique_name(dataflow.file.stem, running, datetime.now())
         if name in running:
@@ -507,6 +507,21 @@ class Coordinator:
             return
         machine = self.machines.get(relay.machine)
         self._answer(relay.asker, cluster.PartReply(message.reply, machine.public_key if machine else ""))
+
+    def _on_ask_machine(self, message: cluster.AskMachine, identity: bytes) -> cluster.CoordinatorReply | None:
+        machine = self.machines.get(message.machine)
+        if machine is None or machine.lost:
+            connected = sorted(m.id for m in self.machines.values() if not m.lost)
+            return cluster.Declined(cluster.not_connected([message.machine], connected))
+        timeout = min(max(message.timeout, RELAY_TIMEOUT_S), MACHINE_REQUEST_MAX_S)
+        token = self.relays.add(identity, "", machine.id, self.clock(), timeout)
+        self._send(machine, cluster.MachineRequest(token, message.request))
+        return None
+
+    def _on_machine_answer(self, message: cluster.MachineAnswer, _: bytes) -> None:
+        relay = self._relayed(message.token, message.error)
+        if relay is not None:
+            self._answer(relay.asker, cluster.MachineReply(message.reply))
 
     # -- the end ---------------------------------------------------------------------------------
     def _on_shutdown(self, _: cluster.Shutdown, identity: bytes) -> None:

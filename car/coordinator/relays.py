@@ -29,10 +29,10 @@ class Relays:
         """None yet."""
         self.waiting: dict[str, Relay] = {}
 
-    def add(self, asker: bytes, run_id: str, machine: str, now: float) -> str:
-        """The token of a new request from `asker` passed on to `machine`."""
+    def add(self, asker: bytes, run_id: str, machine: str, now: float, timeout: float = RELAY_TIMEOUT_S) -> str:
+        """The token of a new request from `asker` passed on to `machine`, given up after `timeout` seconds."""
         token = secrets.token_hex(6)
-        self.waiting[token] = Relay(asker, now + RELAY_TIMEOUT_S, run_id, machine)
+        self.waiting[token] = Relay(asker, now + timeout, run_id, machine)
         return token
 
     def answered(self, token: str) -> Relay | None:

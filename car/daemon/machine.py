@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -26,15 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from car.daemon import received
 from car.daemon.processes import Process
 from car.daemon.run_part import PartSpec
 from car.plan.build import remote_keys
 from car.plan.runs import RunError, RunInfo, control_endpoint, pid_alive, run_folder, runtime_root
 from car.spec.loader import check_text
 from car.spec.model import DataflowError, Placement
-from car.transport import cluster, control
+from car.transport import cluster, control, shipping
 
 REGISTER_AGAIN_S = 1.5  # without a ping for this long, say Register again
+BUILD_REPORT = "report.json"  # what `car build --json` printed
+BUILD_SAID = "said.txt"  # what it said on stderr
 PART_ANSWER_S = 2.0  # a part that has not answered a command's request by then is reported silent
 STATE_PERIOD_S = 1.0  # how often the parts' node states go to the coordinator (when they changed)
 SHUTDOWN_WAIT_S = 15.0  # at the end, how long the parts' processes may take to end before SIGKILL
@@ -107,6 +111,14 @@ def local_machines() -> list[str]:
 
 
 @dataclass(frozen=True)
+class RunningBuild:
+    """`car sync`'s builds of this machine's nodes, running in a process of their own."""
+
+    proc: PartProc
+    folder: Path  # the dataflow file it builds from, and what it prints and says
+
+
+@dataclass(frozen=True)
 class AskedPart:
     """A command's request passed on to a part here, until it answers."""
 
@@ -145,6 +157,11 @@ class MachineIO(Protocol):
 
     def reserve_port(self, host: str) -> tuple[socket.socket, int]:
         """A port on `host` held (by a bound socket) until released (OSError when none can be had)."""
+        ...
+
+    def start_build(self, file: Path, machine: str, force: bool, folder: Path) -> PartProc:
+        """`car build FILE --machine MACHINE --json` (OSError): what it prints goes to `folder`/BUILD_REPORT, what
+        it says to `folder`/BUILD_SAID."""
         ...
 
 
@@ -195,6 +212,7 @@ class MachineDaemon:
         self._welcomed = False
         self._lost_stopped = False
         self._asked: dict[str, AskedPart] = {}  # requests passed on to parts, awaiting answers, by token
+        self._builds: dict[str, RunningBuild] = {}  # `car sync`'s builds running here, by token
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             cluster.Welcome: self._on_welcome,
             cluster.Ping: self._on_ping,
@@ -206,6 +224,7 @@ class MachineDaemon:
             cluster.ForPart: self._on_for_part,
             cluster.ReadLog: self._on_read_log,
             cluster.PartRequest: self._on_part_request,
+            cluster.MachineRequest: self._on_machine_request,
             cluster.Leave: self._on_leave,
         }
 
@@ -219,6 +238,7 @@ class MachineDaemon:
         self._expire_asked(now)
         self._keep_registered(now)
         self._reap()
+        self._reap_builds()
 
     def done(self) -> bool:
         """Whether the daemon should end: the coordinator refused it, or it is leaving and its parts have ended."""
@@ -411,6 +431,54 @@ class MachineDaemon:
             error = f"run `{asked.name}` on machine `{self.machine}` did not answer"
             self._tell(cluster.PartAnswer(self.machine, asked.token, error=error))
 
+    def _on_machine_request(self, message: cluster.MachineRequest) -> None:
+        """`car sync`: which files a folder lacks, files to write, builds to run (car.transport.shipping)."""
+        try:
+            request = control.decode(message.request, shipping.ClientToMachine)
+            if isinstance(request, shipping.BuildHere):
+                self._start_build(message.token, request)
+                return
+            reply: shipping.MachineReply
+            if isinstance(request, shipping.OfferFiles):
+                folder = received.machine_folder(request.folder)
+                reply = shipping.FilesWanted(received.wanted(folder, request.files), str(folder))
+            elif isinstance(request, shipping.WriteFiles):
+                reply = shipping.FilesWritten(received.write(received.machine_folder(request.folder), request.pieces))
+            else:
+                raise received.ShipmentError(f"cannot act on a {type(request).__name__}")
+        except (control.ControlError, received.ShipmentError, OSError) as exc:
+            self._tell(cluster.MachineAnswer(self.machine, message.token, error=f"machine `{self.machine}`: {exc}"))
+            return
+        self._tell(cluster.MachineAnswer(self.machine, message.token, control.encode(reply)))
+
+    def _start_build(self, token: str, request: shipping.BuildHere) -> None:
+        """Run this machine's builds in a process of their own (heartbeats go on meanwhile): see `_reap_builds`."""
+        folder = runtime_root() / "builds" / token
+        file = folder / (Path(request.file).name or "dataflow.yml")
+        try:
+            folder.mkdir(parents=True)
+            file.write_text(request.text, encoding="utf-8")
+            proc = self.io.start_build(file, self.machine, request.force, folder)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            error = f"machine `{self.machine}`: cannot run the builds ({exc.strerror or exc})"
+            self._tell(cluster.MachineAnswer(self.machine, token, error=error))
+            return
+        self._builds[token] = RunningBuild(proc, folder)
+
+    def _reap_builds(self) -> None:
+        """Builds that ended: what they printed and said goes back to the command that asked."""
+        for token, build in list(self._builds.items()):
+            code = build.proc.poll()
+            if code is None:
+                continue
+            del self._builds[token]
+            report = _read(build.folder / BUILD_REPORT)
+            said = _read(build.folder / BUILD_SAID)
+            shutil.rmtree(build.folder, ignore_errors=True)
+            reply = control.encode(shipping.Built(report, said, code))
+            self._tell(cluster.MachineAnswer(self.machine, token, reply))
+
     def _on_leave(self, message: cluster.Leave) -> None:
         self.leave(message.reason or "the coordinator said so")
 
@@ -443,6 +511,20 @@ class MachineDaemon:
         self._reap()
         for run_id in list(self.reserved):
             self._release(run_id)
+        for build in self._builds.values():  # a build nobody will hear of: stopped with the daemon
+            if build.proc.poll() is None:
+                build.proc.kill()
+                build.proc.wait()
+            shutil.rmtree(build.folder, ignore_errors=True)
+        self._builds.clear()
+
+
+def _read(path: Path) -> str:
+    """A text file's content ("" when it cannot be read)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _last_lines(path: Path, count: int) -> list[str]:

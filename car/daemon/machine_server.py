@@ -21,7 +21,16 @@ from pathlib import Path
 
 import zmq
 
-from car.daemon.machine import STATE_PERIOD_S, MachineDaemon, PartProc, PartProcess, daemon_file, local_machines
+from car.daemon.machine import (
+    BUILD_REPORT,
+    BUILD_SAID,
+    STATE_PERIOD_S,
+    MachineDaemon,
+    PartProc,
+    PartProcess,
+    daemon_file,
+    local_machines,
+)
 from car.plan.runs import request, runtime_root
 from car.plan.signals import catch_stop_signals
 from car.transport import cluster, control
@@ -69,6 +78,19 @@ class MachineServer:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def start_build(self, file: Path, machine: str, force: bool, folder: Path) -> PartProc:
+        """`python -m car build FILE --machine MACHINE --json` in the home folder, in a session of its own."""
+        command = [sys.executable, "-m", "car", "build", str(file), "--machine", machine, "--json"]
+        with open(folder / BUILD_REPORT, "wb") as report, open(folder / BUILD_SAID, "wb") as said:
+            return subprocess.Popen(
+                [*command, *(["--force"] if force else [])],
+                stdin=subprocess.DEVNULL,
+                stdout=report,
+                stderr=said,
+                cwd=Path.home(),
                 start_new_session=True,
             )
 

@@ -19,7 +19,9 @@ KNOWN_EFFECTS = {
     "rseq": "harmless: the C library goes on without restartable sequences",
     "mbind": "harmless: OpenBLAS places its memory anyway",
     "vfork": "harmless: CPython falls back to a fork-style clone",
-    "socket(AF_NETLINK)": "fatal: libzmq aborts (it lists the interfaces to bind an IP address; bind tcp://* instead)",
+    "socket(AF_NETLINK)": "fatal: libzmq aborts (it lists the interfaces to bind an IP address; bind tcp://* instead); "
+    "mDNS (zeroconf) announces the address the mDNS group is reached by instead",
+    "socket(SOCK_RAW)": "harmless: the C library's interface listing (netlink) fails; mDNS uses the multicast route",
     "ioctl(TCFLSH)": "pyserial's open fails; hal's serial port opens without it",
     "ioctl(TIOCMBIS)": "pyserial's open fails; hal's serial port opens without it",
     "ioctl(TIOCMBIC)": "pyserial's open fails; hal's serial port opens without it",

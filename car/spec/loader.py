@@ -143,7 +143,7 @@ class _Checker(NodeReader):
             self.boolean(top["strict_types"], "strict_types")
         if "type_rules" in top:
             self.type_rules(top["type_rules"])
-        machine, _ = self.deploy(top.get("deploy") or top.get("_unstable_deploy"), "deploy")
+        machine = self.deploy(top.get("deploy") or top.get("_unstable_deploy"), "deploy").machine
         if self.placement is not None:
             machine = machine or self.placement.default_machine
         nodes = self.node_list(root, top, machine)
@@ -281,7 +281,7 @@ class _Checker(NodeReader):
             self._unread_modules.add(node_id)
             return []
         file, text = found
-        machine, _ = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
+        machine = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy").machine
         scope = _ModuleScope(
             depth=(self.scope.depth + 1) if self.scope else 1,
             files=(*self.scope.files, file) if self.scope else (file,),

@@ -166,6 +166,17 @@ class OperatorSpec:
 
 
 @dataclass(frozen=True)
+class Deploy:
+    """Where a node runs (`deploy:`): its machine ("": the dataflow's), its folder there (`working_dir`; a
+    relative one is in that machine's home folder), and `files`: globs relative to the node's folder that
+    `car sync` sends beside its own (`!GLOB`: left out)."""
+
+    machine: str = ""
+    working_dir: str = ""
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One node of a dataflow."""
 
@@ -181,6 +192,7 @@ class NodeSpec:
     outputs: tuple[str, ...] = ()
     machine: str = ""
     working_dir: str = ""
+    deploy_files: tuple[str, ...] = ()  # `deploy.files`: see `Deploy`
     restart_policy: RestartPolicy = RestartPolicy.NEVER
     max_restarts: int = 0  # 0: no limit
     restart_delay: float = 0.0
@@ -216,17 +228,20 @@ class Placement:
     nodes' relative paths resolve against the dataflow file's folder; the others' against
     their `working_dir`). `default_machine`: where nodes go that no `deploy` names.
     `checking`: the machine whose nodes' paths are checked to exist (a daemon checks its
-    own); None checks the nodes of `here`; "" checks none (the coordinator).
+    own); None checks the nodes of `here`; "" checks none (the coordinator). `apart`: the one machine
+    that does not share the file's folder, every other one taken as `here` (`car build --machine M`,
+    run on M: the other machines' nodes are none of its concern).
     """
 
     here: frozenset[str]
     default_machine: str = ""
     checking: str | None = None
+    apart: str = ""
 
     def is_local(self, machine: str) -> bool:
         """Whether a node on `machine` sees the dataflow file's folder ("": the coordinator's choice, taken
         as the CLI's own, as dora's `local` defaults to true)."""
-        return not machine or machine in self.here
+        return not machine or machine in self.here or bool(self.apart and machine != self.apart)
 
     def checks(self, machine: str) -> bool:
         """Whether the paths of nodes on `machine` are checked here."""
@@ -260,10 +275,15 @@ class Dataflow:
         machine: its `working_dir` (a relative one in the home folder), else the home folder.
         """
         if self.placement is None or self.placement.is_local(node.machine):
-            if node.working_dir and (self.base_dir / node.working_dir).is_dir():
-                return self.base_dir / node.working_dir
-            return self.base_dir
+            return self.source_folder(node)
         return Path.home() / node.working_dir
+
+    def source_folder(self, node: NodeSpec) -> Path:
+        """The node's folder on the CLI's machine (what `car sync` sends from): the dataflow file's folder, or
+        its `working_dir` (relative to that folder) when that is a folder here."""
+        if node.working_dir and (self.base_dir / node.working_dir).is_dir():
+            return self.base_dir / node.working_dir
+        return self.base_dir
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with this id (KeyError if there is none)."""

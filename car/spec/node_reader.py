@@ -25,6 +25,7 @@ from car.spec.model import (
     QUEUE_POLICIES,
     RESTART_POLICIES,
     SINGLE_OPERATOR_ID,
+    Deploy,
     InputSpec,
     Location,
     NodeSpec,
@@ -104,7 +105,7 @@ UNSUPPORTED_OPERATOR = {
 }
 CUSTOM_KEYS = ("source", "args", "envs", "env", "build", "inputs", "outputs")
 INPUT_KEYS = ("source", "queue_size", "queue_policy", "input_timeout")
-DEPLOY_KEYS = ("machine", "working_dir", "local")
+DEPLOY_KEYS = ("machine", "working_dir", "local", "files")
 
 NOT_SUPPORTED_HINT = "remove it: car does not implement this dora feature"
 UNSUPPORTED_NODE = {
@@ -196,14 +197,34 @@ class NodeReader(ValueReader):
         self._input_locations: dict[tuple[str, str], Location] = {}  # (node, input) -> where its source is
         self._user_types = user_types(base_dir)
 
-    def deploy(self, node: yaml.Node | None, what: str) -> tuple[str, str]:
+    def deploy(self, node: yaml.Node | None, what: str) -> Deploy:
+        """A `deploy:` map: the machine, the working folder there, and the globs of files `car sync` sends."""
         if node is None:
-            return "", ""
+            return Deploy()
         pairs = self.mapping(node, what)
         values = self.known_keys(pairs or [], DEPLOY_KEYS, {}, what)
         machine = self.string(values["machine"], f"{what}.machine") if "machine" in values else ""
         working_dir = self.string(values["working_dir"], f"{what}.working_dir") if "working_dir" in values else ""
-        return machine or "", working_dir or ""
+        files = self.file_globs(values["files"], f"{what}.files") if "files" in values else ()
+        return Deploy(machine or "", working_dir or "", files)
+
+    def file_globs(self, node: yaml.Node, what: str) -> tuple[str, ...]:
+        """`deploy.files`: globs relative to the node's folder (`!GLOB` leaves files out)."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else None
+        if items is None:
+            self.problem(node, f"{what} must be a list of globs", "for example `files: ['*.py', 'models/*.onnx']`")
+            return ()
+        globs = []
+        for item in items:
+            glob = self.string(item, f"{what} item")
+            if glob is None:
+                continue
+            bare = glob.removeprefix("!")
+            if Path(bare).is_absolute() or ".." in Path(bare).parts:
+                self.problem(item, f"{what}: `{glob}` reaches outside the node's folder", "give a glob relative to it")
+                continue
+            globs.append(glob)
+        return tuple(globs)
 
     def node(self, item: yaml.Node, default_machine: str) -> NodeSpec | None:
         pairs = self.mapping(item, "a node")
@@ -232,8 +253,8 @@ class NodeReader(ValueReader):
                 if key in values:
                     self.problem(value, f"{what} sets `{key}` both in `custom` and at the node's top level")
                 values[key] = value
-        machine, working_dir = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
-        machine = machine or default_machine
+        deploy = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
+        machine, working_dir = deploy.machine or default_machine, deploy.working_dir
         if runtime:
             ports = self.operators(values, node_id, machine, working_dir)
             path = OPERATOR_RUNTIME
@@ -280,6 +301,7 @@ class NodeReader(ValueReader):
             outputs=ports.outputs,
             machine=machine,
             working_dir=working_dir,
+            deploy_files=deploy.files,
             restart_policy=policy,
             max_restarts=max_restarts,
             restart_delay=delay,

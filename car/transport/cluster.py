@@ -7,7 +7,7 @@ Encoded and checked by car.transport.control (one msgpack map per message, versi
 - `ClientToCoordinator`: the `car` command asks the coordinator (on its control port, 6012).
 - `CoordinatorReply`: the coordinator's answer to a `ClientToCoordinator` request.
 
-Requests the coordinator passes on to a daemon (`ReadLog`, `PartRequest`) carry a `token`
+Requests the coordinator passes on to a daemon (`ReadLog`, `PartRequest`, `MachineRequest`) carry a `token`
 that the daemon's answer repeats, so that the coordinator can answer the right CLI.
 """
 
@@ -21,6 +21,14 @@ from car.transport.states import FlowState, MachineState, PartState
 
 DAEMON_PORT = 53290  # daemons connect to the coordinator here (dora's port)
 CONTROL_PORT = 6012  # the `car` command asks the coordinator here (dora's port)
+
+
+def not_connected(missing: list[str], connected: list[str]) -> str:
+    """What to say when machines a command needs are not connected to the coordinator."""
+    return (
+        f"machine{'s' if len(missing) > 1 else ''} {', '.join(missing)} not connected "
+        f"(connected: {', '.join(connected) or 'none'}): start `car daemon --machine-id ID` there"
+    )
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -203,6 +211,16 @@ class PartAnswer(DaemonToCoordinator):
     error: str = ""
 
 
+@dataclass(frozen=True)
+class MachineAnswer(DaemonToCoordinator):
+    """The answer to `MachineRequest`: a car.transport.shipping `MachineReply` (encoded), or why none."""
+
+    TYPE: ClassVar[str] = "machine_answer"
+    token: str = ""
+    reply: bytes = b""
+    error: str = ""
+
+
 # -- the coordinator asks a daemon ---------------------------------------------------------------------
 
 
@@ -315,6 +333,16 @@ class PartRequest(CoordinatorToDaemon):
 
 
 @dataclass(frozen=True)
+class MachineRequest(CoordinatorToDaemon):
+    """A command's request to this machine's daemon itself (a car.transport.shipping `ClientToMachine`, encoded):
+    answered `MachineAnswer`."""
+
+    TYPE: ClassVar[str] = "machine_request"
+    token: str = ""
+    request: bytes = b""
+
+
+@dataclass(frozen=True)
 class Leave(CoordinatorToDaemon):
     """Stop every run here and exit (`car down`)."""
 
@@ -384,6 +412,17 @@ class AskPart(ClientToCoordinator):
     name: str = ""
     machine: str = ""
     request: bytes = b""
+
+
+@dataclass(frozen=True)
+class AskMachine(ClientToCoordinator):
+    """A request (a car.transport.shipping `ClientToMachine`, encoded) for `machine`'s daemon (`car sync`), passed
+    on to it; declined if it has not answered within `timeout` seconds: answered `MachineReply`."""
+
+    TYPE: ClassVar[str] = "ask_machine"
+    machine: str = ""
+    request: bytes = b""
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -460,3 +499,11 @@ class PartReply(CoordinatorReply):
     TYPE: ClassVar[str] = "part_reply"
     reply: bytes = b""
     machine_key: str = ""
+
+
+@dataclass(frozen=True)
+class MachineReply(CoordinatorReply):
+    """What a machine's daemon answered an `AskMachine` (a car.transport.shipping `MachineReply`, encoded)."""
+
+    TYPE: ClassVar[str] = "machine_reply"
+    reply: bytes = b""

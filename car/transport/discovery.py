@@ -24,6 +24,7 @@ DAEMON_TYPE = "_car-daemon._tcp.local."
 KINDS = {COORDINATOR_TYPE: "coordinator", DAEMON_TYPE: "daemon"}
 DISCOVER_S = 3.0
 LOOPBACKS = ("127.0.0.1", "localhost", "::1")
+MDNS_GROUP, MDNS_PORT = "224.0.0.251", 5353
 
 
 class DiscoveryUnavailable(Exception):
@@ -63,7 +64,22 @@ def addresses_for(listen: str) -> list[str]:
         except OSError:
             pass  # an interface name: every address
     zeroconf = _zeroconf()
-    return [a for a in zeroconf.get_all_addresses() if not a.startswith("127.")]
+    try:
+        return [a for a in zeroconf.get_all_addresses() if not a.startswith("127.")]
+    except OSError:  # no netlink socket to list the interfaces with (StarryOS): the one multicast leaves by
+        return [a for a in [_multicast_address()] if a]
+
+
+def _multicast_address() -> str:
+    """The address of the interface mDNS packets leave by, found without listing interfaces (a UDP socket
+    connected to the mDNS group sends nothing); "" when there is none."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((MDNS_GROUP, MDNS_PORT))
+            address: str = probe.getsockname()[0]
+    except OSError:
+        return ""
+    return "" if address.startswith(("127.", "0.")) else address
 
 
 @contextmanager
@@ -115,7 +131,10 @@ def discover(seconds: float = DISCOVER_S, kinds: tuple[str, ...] = ("coordinator
     zeroconf = _zeroconf()
     found: dict[str, Found] = {}
     types = [t for t, kind in KINDS.items() if kind in kinds]
-    zc = zeroconf.Zeroconf(ip_version=zeroconf.IPVersion.V4Only)
+    try:
+        zc = zeroconf.Zeroconf(ip_version=zeroconf.IPVersion.V4Only)
+    except OSError:  # no netlink socket to list the interfaces with (StarryOS): listen on the default one
+        zc = zeroconf.Zeroconf(interfaces=zeroconf.InterfaceChoice.Default, ip_version=zeroconf.IPVersion.V4Only)
 
     def on_change(zeroconf: Any, service_type: str, name: str, state_change: Any) -> None:
         if state_change is not state_change.__class__.Added:

@@ -18,15 +18,9 @@ from car.operators.loading import OperatorLoadError, load_module, operator_class
 from car.operators.runtime import Ending, Runtime
 from car.operators.scheduler import Scheduler
 from car.plan.config import NodeConfig, OperatorConfig
+from tests.helpers import wait_until
 
 DEADLINE_S = 10.0
-
-
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {DEADLINE_S} s for {what}"
-        time.sleep(0.001)
 
 
 # -- the scheduler --------------------------------------------------------------------------------
@@ -52,7 +46,7 @@ def test_each_cart_runs_its_items_in_order_one_at_a_time() -> None:
     for item in range(200):
         for cart in carts.values():
             scheduler.put(cart, item)
-    wait_for(lambda: all(len(items) == 200 for items in seen.values()), "every item")
+    wait_until("every item", lambda: all(len(items) == 200 for items in seen.values()), timeout=DEADLINE_S, poll=0.001)
     scheduler.close()
     assert all(items == list(range(200)) for items in seen.values())
     assert not overlaps
@@ -67,9 +61,16 @@ def test_a_blocked_cart_does_not_hold_up_the_others() -> None:
     other = scheduler.cart("other", lambda item: done.append(item))
     scheduler.start()
     scheduler.put(blocked, "wait")
-    wait_for(lambda: scheduler.labors == 1 and not blocked.items, "the blocked cart to be running")
+    wait_until(
+        "the blocked cart to be running",
+        lambda: scheduler.labors == 1 and not blocked.items,
+        timeout=DEADLINE_S,
+        poll=0.001,
+    )
     scheduler.put(other, "go on")
-    wait_for(lambda: done == ["go on"], "the other cart to run while the first is blocked")
+    wait_until(
+        "the other cart to run while the first is blocked", lambda: done == ["go on"], timeout=DEADLINE_S, poll=0.001
+    )
     assert scheduler.added == 1
     release.set()
     scheduler.close()
@@ -87,7 +88,7 @@ def test_a_cart_made_ready_by_a_labor_runs_on_that_labor_without_waking_another(
 
     first = scheduler.cart("first", first_run)
     scheduler.start()
-    wait_for(lambda: scheduler.labors == 2, "the labors")
+    wait_until("the labors", lambda: scheduler.labors == 2, timeout=DEADLINE_S, poll=0.001)
     scheduler.put(first, "go")
     assert done.wait(DEADLINE_S)
     assert threads["second"] == threads["first"]
@@ -215,7 +216,7 @@ def test_a_value_between_operators_goes_by_reference_and_in_order() -> None:
     for k in range(100, 150):
         node.input("a/x", k)
     b = runtime.by_id["b"].instance
-    wait_for(lambda: len(b.events) == 50, "b's 50 events")
+    wait_until("b's 50 events", lambda: len(b.events) == 50, timeout=DEADLINE_S, poll=0.001)
     assert [e["value"][0].as_py() for e in b.events] == list(range(100, 150))
     sent_arrays = [data for output, data in node.sent if output == "a/out"]
     assert all(e["value"] is sent for e, sent in zip(b.events, sent_arrays, strict=True))  # the same array
@@ -233,7 +234,7 @@ def test_a_failed_operator_restarts_in_place_and_its_sibling_keeps_its_state() -
     thread, codes = run_in_thread(runtime)
     for value in (1, 2, 13, 4):
         node.input("a/x", value)
-    wait_for(lambda: runtime.by_id["b"].instance.count == 3, "b's three values")
+    wait_until("b's three values", lambda: runtime.by_id["b"].instance.count == 3, timeout=DEADLINE_S, poll=0.001)
     a, b = runtime.by_id["a"], runtime.by_id["b"]
     assert a.restarts == 1 and b.restarts == 0
     assert a.instance.count == 1  # the new instance saw only the value after the failure
@@ -307,7 +308,7 @@ def test_sending_on_an_undeclared_output_names_the_declared_ones() -> None:
     runtime = Runtime(node, {"w": Wrong})
     thread, _ = run_in_thread(runtime)
     node.input("x", 1)
-    wait_for(lambda: Wrong.error, "the error")
+    wait_until("the error", lambda: Wrong.error, timeout=DEADLINE_S, poll=0.001)
     assert "has no output `nope` (declared: out)" in Wrong.error
     node.events.put({"kind": "dora", "type": "STOP", "id": "MANUAL"})
     thread.join(DEADLINE_S)

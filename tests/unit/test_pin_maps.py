@@ -1,4 +1,4 @@
-"""The boards' pin maps: no pin wired twice, inputs and ADCs on pins that can be, and the README's wiring tables."""
+"""The boards' pin maps: no pin wired twice, inputs and ADCs on pins that can be, and the wiring tables of the bring-up tutorial (docs/tutorials/real-car.md)."""
 
 from __future__ import annotations
 
@@ -79,9 +79,9 @@ def test_every_pin_is_wired_once_and_can_do_its_job(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["pico", "esp32"])
-def test_the_readmes_wiring_table_is_the_pin_map(name: str) -> None:
+def test_the_bring_up_tutorials_wiring_table_is_the_pin_map(name: str) -> None:
     board = importlib.import_module(f"firmware.board_{name}")
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "tutorials" / "real-car.md").read_text()
     table = readme.split(f"<!-- wiring: {name} -->")[1].split("<!-- end -->")[0]
     rows = dict(re.findall(r"^\| ([^|]+?) \| GP(?:IO)?(\d+) \|", table, flags=re.MULTILINE))
     assert {role: int(pin) for role, pin in rows.items()} == pins_of(board)
