@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from car.cache.store import Seen, StepRecord, Store
-from car.plan.files import file_hash
+from car.cache.store import StepRecord, Store
+from car.content.store import Seen, file_hash
 from hal.description import default_path
 from learn.sidecar import Sidecar
 

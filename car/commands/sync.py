@@ -20,8 +20,9 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from car.commands.common import coordinator_option, json_option, load_or_refuse, say
+from car.content.store import file_hash
 from car.plan.coordinator_client import ask, control_endpoint
-from car.plan.files import FilesError, file_hash, node_files
+from car.plan.files import FilesError, node_files
 from car.plan.runs import RunError
 from car.spec.model import Dataflow, Placement
 from car.transport import cluster, control, shipping

@@ -15,7 +15,7 @@ import contextlib
 import os
 from pathlib import Path, PurePosixPath
 
-from car.plan.files import file_hash
+from car.content.store import file_hash
 from car.transport.shipping import FileOffer, FilePiece
 
 PARTIAL_SUFFIX = ".car-partial"

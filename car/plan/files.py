@@ -1,4 +1,4 @@
-"""The files a node needs on its machine (what `car sync` sends), and their content hashes.
+"""The files a node needs on a machine that does not share the CLI's files (what `car sync` sends).
 
 A node on a machine that does not share the CLI's files gets, in its `working_dir` there:
 
@@ -15,13 +15,11 @@ An absolute path, or a program on PATH, is the machine's own: nothing is sent fo
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path, PurePosixPath
 
 from car.spec.model import DYNAMIC_PATH, Dataflow, NodeSpec
 
-CHUNK = 1 << 20
 # Folders never sent: runs and recordings, caches, virtual environments, version control, builds' leftovers.
 NEVER_SENT = frozenset(
     {
@@ -46,15 +44,6 @@ MAX_FILES = 5000  # more than this in a node's folders is a project folder that 
 
 class FilesError(ValueError):
     """The files of a node cannot be gathered (too many, unreadable): says which and what to do."""
-
-
-def file_hash(path: Path) -> str:
-    """The SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def node_files(dataflow: Dataflow, node: NodeSpec) -> list[str]:

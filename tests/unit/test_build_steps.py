@@ -7,7 +7,8 @@ from pathlib import Path
 
 from car.cache.accesses import read_accesses
 from car.cache.builds import Step, steps_of
-from car.cache.store import Seen, StepRecord, Store
+from car.cache.store import StepRecord, Store
+from car.content.store import Seen
 
 
 def test_a_build_is_cut_at_its_top_level_ands_and_a_cd_moves_the_steps_after_it() -> None:

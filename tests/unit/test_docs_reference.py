@@ -33,3 +33,27 @@ def test_the_dataflow_page_names_every_key_the_loader_accepts() -> None:
     for keys in (TOP_KEYS, NODE_KEYS, RUNTIME_NODE_KEYS, DEPLOY_KEYS, INPUT_KEYS):
         missing = [key for key in keys if not re.search(rf"(`|\.|\b){re.escape(key)}(`|:|$)", page, re.M)]
         assert not missing, f"docs/reference/dataflow.md does not name {missing}"
+
+
+def test_every_option_the_overview_names_is_one_its_command_takes() -> None:
+    """docs/reference/commands.md's table (hand-written, with examples) against each command's own `--help`."""
+    page = (ROOT / "docs" / "reference" / "commands.md").read_text()
+    helps: dict[str, str] = {}
+    reference = cli_reference()
+    wrong = []
+    for row in re.findall(r"^\| (`car .+?) \| ", page, re.M):
+        for usage in re.findall(r"`(car [^`]+)`", row):
+            words = usage.replace("\\|", "|").split()
+            name = words[1].split("|")[0]
+            if name.startswith("-"):  # `car --version`
+                continue
+            if name not in helps:
+                helps[name] = help_text(name)
+            sub = words[2].split("|")[0] if len(words) > 2 and re.fullmatch(r"[a-z|-]+", words[2]) else ""
+            said = helps[name]
+            if sub and f"### car {name} {sub}" in reference:
+                said = help_text(name, sub)
+            for option in re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", usage):
+                if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", said):
+                    wrong.append(f"{usage}: {option}")
+    assert not wrong, "the overview names options its commands do not take:\n" + "\n".join(wrong)
