@@ -69,7 +69,7 @@ test-deps: setup
 # the whole suite, on two workers (each with runtime folders of its own: tests/conftest.py); JOBS=1 for one
 JOBS ?= 2
 pytest: setup
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 # the unit tier alone: no process, no socket, well under 90 s (the loop to run after every change)
 unit: setup

@@ -5,6 +5,8 @@
   defaults and comments, read from `hal/description.py`'s dataclasses.
 - `reference/board-protocol.md`: the board protocol's messages, payload layouts, flags and
   error codes, read from `firmware/protocol.py`.
+- `reference/run-report.md`: the fields of `car launch --report`, from `nodes.car_io.sim.RunReport`.
+- `explanation/graphs.md`: the shipped dataflows drawn as `car graph` draws them (Mermaid).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def on_files(files: Files, config: Any) -> Files:
         ("reference/cli.md", cli_reference()),
         ("reference/car-description.md", car_description()),
         ("reference/board-protocol.md", board_protocol()),
+        ("reference/run-report.md", run_report()),
+        ("explanation/graphs.md", graphs()),
     ):
         files.append(File.generated(config, path, content=content))
     return files
@@ -98,3 +102,53 @@ def board_protocol() -> str:
         for name in (n for n in order if n.startswith(prefix)):
             parts.append(f"| `{name}` | `{getattr(protocol, name)}` | {comments.get(name, '')} |")
     return "\n".join(parts) + "\n"
+
+
+def _record_table(cls: type) -> list[str]:
+    """A dataclass's fields as a table: name, type, the comment beside it."""
+    comments = _comments(inspect.getsource(cls))
+    rows = ["| field | type | meaning |", "| --- | --- | --- |"]
+    for item in dataclasses.fields(cls):
+        kind = str(item.type).replace("|", "or")
+        rows.append(f"| `{item.name}` | `{kind}` | {comments.get(item.name, '')} |")
+    return rows
+
+
+def run_report() -> str:
+    """`car launch --report FILE.json`'s fields, from the record that writes them."""
+    from nodes.car_io.sim import RunReport, StopRecord
+
+    parts = [
+        "# The run report\n",
+        f"Made from `nodes/car_io/sim.py` at each build. {inspect.getdoc(RunReport)}\n",
+        *_record_table(RunReport),
+        "\n## Each safety stop\n",
+        f"{inspect.getdoc(StopRecord)}\n",
+        *_record_table(StopRecord),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def graphs() -> str:
+    """The shipped dataflows, drawn as `car graph FILE` draws them."""
+    from pathlib import Path
+
+    from car.spec.drawing import to_mermaid
+    from car.spec.loader import load_dataflow
+
+    root = Path(__file__).resolve().parent.parent
+    parts = [
+        "# The shipped graphs\n",
+        "Each dataflow in `dataflows/`, drawn at each build of this site as `car graph FILE` draws it (`car graph "
+        "FILE --html OUT.html` writes a page of its own): nodes, timers, and each input with its queue.\n",
+    ]
+    for path in sorted((root / "dataflows").glob("*.yml")):
+        dataflow = load_dataflow(path)
+        said = []
+        for line in path.read_text().splitlines():  # the file's first comment paragraph says what it is
+            if not line.startswith("#") or line.strip() == "#":
+                break
+            said.append(line.lstrip("#").strip())
+        first = " ".join(said)
+        parts.append(f"## `dataflows/{path.name}`\n\n{first}\n\n```mermaid\n{to_mermaid(dataflow).rstrip()}\n```\n")
+    return "\n".join(parts)

@@ -16,6 +16,8 @@ from hal.description import load_description
 from tests.helpers import ROOT, car
 from tests.test_follow_line import assert_fast_and_on_the_line
 
+pytestmark = pytest.mark.xdist_group("calibration")  # its module-scoped fixture runs once, on one worker
+
 # the camera the pictures are taken with: not the shipped model in any number that matters
 TRUE_CAMERA = {
     "hfov_deg": 64.0,

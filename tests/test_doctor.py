@@ -14,7 +14,7 @@ from car.doctor.arch import calls_of
 from tests.debian import debian_program
 from tests.helpers import COUNTING_FLOW, ROOT, SINK, car, counting_source, processes_mentioning, write_flow
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("doctor")]  # the module's fixture runs once, on one worker
 
 FOLLOW_LINE = ROOT / "dataflows" / "follow_line.yml"
 

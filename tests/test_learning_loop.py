@@ -20,6 +20,8 @@ from nodes.pilot_model import blob, load_model, shrink
 from sim import load_track
 from tests.helpers import ROOT, car, processes_mentioning
 
+pytestmark = pytest.mark.xdist_group("learning_loop")  # its module-scoped fixture runs once, on one worker
+
 PILOT = str(ROOT / "dataflows" / "pilot.yml")
 HELD_OUT = ROOT / "tests" / "fixtures" / "tracks"
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import ROOT, car, launched, run_status, wait_until, write_flow
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("look_inside")]  # the module's fixture runs once, on one worker
 
 TICKER = """
     from car import Node

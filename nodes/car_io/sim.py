@@ -127,6 +127,30 @@ class StopLog:
             self._moving.clear()
 
 
+@dataclass(frozen=True)
+class RunReport:
+    """The figures `car launch --report FILE.json` writes at the end of a simulated run (the ground truth no node
+    sees), and beside it `FILE.png`, a picture of the track and the car's trail."""
+
+    track: str  # the track's name
+    seed: int  # the scene's seed (its noise, and with --randomize its floor, light and camera pose)
+    randomized: bool  # --randomize: the scene was drawn at random from the seed
+    completed: bool  # the laps asked for (1 by default) were driven, and the car never left the line for long
+    laps: int  # laps completed
+    lap_times_s: list[float]  # each completed lap's time, car time
+    duration_s: float  # car time from the start to the end of the run
+    distance_m: float  # metres driven
+    mean_speed_mps: float  # distance over duration
+    cross_track_rms_m: float  # the RMS distance of the car's centre from the line
+    cross_track_max_m: float  # the largest distance from the line
+    longest_off_line_s: float  # the longest time the car was off the line in one go
+    final_speed_mps: float  # the car's speed when the run ended
+    collisions: int  # times the car's body touched a box on the track
+    min_obstacle_distance_m: float | None  # the closest the car's front came to a box (None: no box)
+    board_brakes: int  # times the board's obstacle brake engaged
+    safety_stops: list[dict[str, object]]  # every safety stop: node, reason, time, place, what followed (StopRecord)
+
+
 def report(
     truth: GroundTruth,
     track: str,
@@ -135,28 +159,30 @@ def report(
     stops: list[StopRecord],
     randomized: bool = False,
 ) -> dict[str, object]:
-    """The figures `--report` writes."""
+    """The figures `--report` writes (a `RunReport`, as JSON's fields)."""
     completed = truth.laps >= (laps_wanted or 1) and truth.longest_off_line < OFF_TRACK_STOP_S
     closest = truth.min_obstacle_distance
-    return {
-        "track": track,
-        "seed": seed,
-        "randomized": randomized,
-        "completed": completed,
-        "laps": truth.laps,
-        "lap_times_s": [round(t, 3) for t in truth.lap_times],
-        "duration_s": round(truth.t, 3),
-        "distance_m": round(truth.distance, 3),
-        "mean_speed_mps": round(truth.distance / truth.t, 4) if truth.t else 0.0,
-        "cross_track_rms_m": round(truth.cross_track_rms, 5),
-        "cross_track_max_m": round(truth.max_cross_track, 5),
-        "longest_off_line_s": round(truth.longest_off_line, 3),
-        "final_speed_mps": round(truth.speed, 4),
-        "collisions": truth.collisions,
-        "min_obstacle_distance_m": None if closest is None else round(closest, 4),
-        "board_brakes": truth.board_brakes,
-        "safety_stops": [asdict(stop) for stop in stops],
-    }
+    return asdict(
+        RunReport(
+            track=track,
+            seed=seed,
+            randomized=randomized,
+            completed=completed,
+            laps=truth.laps,
+            lap_times_s=[round(t, 3) for t in truth.lap_times],
+            duration_s=round(truth.t, 3),
+            distance_m=round(truth.distance, 3),
+            mean_speed_mps=round(truth.distance / truth.t, 4) if truth.t else 0.0,
+            cross_track_rms_m=round(truth.cross_track_rms, 5),
+            cross_track_max_m=round(truth.max_cross_track, 5),
+            longest_off_line_s=round(truth.longest_off_line, 3),
+            final_speed_mps=round(truth.speed, 4),
+            collisions=truth.collisions,
+            min_obstacle_distance_m=None if closest is None else round(closest, 4),
+            board_brakes=truth.board_brakes,
+            safety_stops=[asdict(stop) for stop in stops],
+        )
+    )
 
 
 def run() -> None:

@@ -22,6 +22,8 @@ from nodes.learned_pilot import Steering
 from nodes.pilot_model import INPUT_HEIGHT, INPUT_WIDTH, Decision, ModelError, blob, load_model, shrink
 from sim import load_track
 
+pytestmark = pytest.mark.xdist_group("learning")  # its module-scoped fixture runs once, on one worker
+
 # -- the expert ------------------------------------------------------------------------------
 
 
