@@ -149,6 +149,8 @@ class RunReport:
     min_obstacle_distance_m: float | None  # the closest the car's front came to a box (None: no box)
     board_brakes: int  # times the board's obstacle brake engaged
     safety_stops: list[dict[str, object]]  # every safety stop: node, reason, time, place, what followed (StopRecord)
+    loop_latency_ms_p50: float | None = None  # from a camera frame rendered to the wheel command it caused (None: none)
+    loop_latency_ms_p99: float | None = None
 
 
 def report(
@@ -158,8 +160,9 @@ def report(
     laps_wanted: int | None,
     stops: list[StopRecord],
     randomized: bool = False,
+    loop_ns: list[int] | None = None,
 ) -> dict[str, object]:
-    """The figures `--report` writes (a `RunReport`, as JSON's fields)."""
+    """The figures `--report` writes (a `RunReport`, as JSON's fields); `loop_ns`: each frame-to-command latency."""
     completed = truth.laps >= (laps_wanted or 1) and truth.longest_off_line < OFF_TRACK_STOP_S
     closest = truth.min_obstacle_distance
     return asdict(
@@ -181,8 +184,18 @@ def report(
             min_obstacle_distance_m=None if closest is None else round(closest, 4),
             board_brakes=truth.board_brakes,
             safety_stops=[asdict(stop) for stop in stops],
+            loop_latency_ms_p50=_percentile_ms(loop_ns, 0.5),
+            loop_latency_ms_p99=_percentile_ms(loop_ns, 0.99),
         )
     )
+
+
+def _percentile_ms(samples_ns: list[int] | None, share: float) -> float | None:
+    """A percentile of nanosecond samples, in milliseconds (None without samples)."""
+    if not samples_ns:
+        return None
+    ordered = sorted(samples_ns)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))] / 1e6, 3)
 
 
 def run() -> None:
@@ -353,11 +366,7 @@ def run() -> None:
         )
     world.wheels.stop()
     truth = world.truth()
-    figures = report(truth, track_name, seed, laps_wanted, stops.records, randomized)
-    if loop_ns:
-        ordered = sorted(loop_ns)
-        figures["loop_latency_ms_p50"] = round(ordered[len(ordered) // 2] / 1e6, 3)
-        figures["loop_latency_ms_p99"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6, 3)
+    figures = report(truth, track_name, seed, laps_wanted, stops.records, randomized, loop_ns)
     print(f"car_io: {json.dumps(figures)}", file=sys.stderr)
     if "CAR_REPORT" in os.environ:
         path = Path(os.environ["CAR_REPORT"])
