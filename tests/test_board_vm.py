@@ -118,11 +118,11 @@ def test_ctrl_c_interrupts_code_the_repl_runs(vm_board: tuple[str, Path]) -> Non
     with the_repl(vm_board[0]) as raw:
         raw.write(b"\r\x03\x01")  # the raw REPL
         read_until(raw, b"CTRL-B to exit\r\n>")
-        raw.write(b"while True:\n    pass\n\x04")  # runs for ever
-        said = read_until(raw, b"OK")  # the raw REPL took the code and runs it
+        raw.write(b"print('running')\nwhile True:\n    pass\n\x04")  # runs for ever
+        said = read_until(raw, b"OKrunning\r\n")  # the code runs (a Ctrl-C before that is only a character)
         raw.write(b"\x03")
         said += read_until(raw, b"\x04>")
-    assert said.startswith(b"OK\x04") and b"KeyboardInterrupt" in said and said.endswith(b"\x04>")
+    assert said.startswith(b"OKrunning\r\n\x04") and b"KeyboardInterrupt" in said and said.endswith(b"\x04>")
 
 
 def test_car_flash_mpy_runs_bytecode_on_the_vm(vm_board: tuple[str, Path], tmp_path: Path) -> None:
