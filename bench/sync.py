@@ -99,10 +99,10 @@ def timed_start(group: CarCluster, flow: Path, name: str, *options: str) -> tupl
 
 def sent_bytes(said: str) -> int:
     """The bytes `car start` says it sent to m2."""
-    found = re.search(r"machine `m2`: \d+ files? sent \(([\d.]+) (bytes|kB|MB)\)", said)
+    found = re.search(r"machine `m2`: \d+ files? sent \(([\d.]+) (B|KB|MB)\)", said)
     if found is None:
         raise RuntimeError(f"car start did not say what it sent: {said}")
-    return round(float(found.group(1)) * {"bytes": 1, "kB": 1000, "MB": 1_000_000}[found.group(2)])
+    return round(float(found.group(1)) * {"B": 1, "KB": 1000, "MB": 1_000_000}[found.group(2)])
 
 
 def main() -> int:

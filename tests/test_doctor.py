@@ -100,13 +100,13 @@ def test_bad_input_gets_a_clear_error(strace: str, tmp_path: Path) -> None:
 ANNOUNCER = """
 import sys
 from car import Node
-from car.transport.discovery import announced, discover
+from car.transport.discovery import Kind, announced, discover
 
 node = Node()
-with announced("daemon", "car", "*", 53290):  # as `car daemon --listen '*'` does
+with announced(Kind.DAEMON, "car", "*", 53290):  # as `car daemon --listen '*'` does
     for event in node:
         if event.type == "INPUT":
-            found = sorted(f.name for f in discover(1.5, ("daemon",)))
+            found = sorted(f.name for f in discover(1.5, (Kind.DAEMON,)))
             print("found", found, flush=True)
             sys.exit(0 if found == ["car"] else 1)
 """

@@ -47,6 +47,24 @@ def check_writable(path: str, option: str) -> None:
         raise UserError(f"{option} {path}: the folder {folder} is not writable; pick another path")
 
 
+def dataflow_text(path: str) -> str:
+    """A dataflow file's text as it is sent to the coordinator, or RunError saying why it cannot be read."""
+    from car.plan.runs import RunError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def byte_size(count: float) -> str:
+    """A number of bytes as people read it: `431 B`, `41.50 KB`, `1.20 MB`."""
+    for unit, scale in (("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{count:.0f} B"
+
+
 def file_argument(parser: argparse.ArgumentParser) -> None:
     """The dataflow file argument."""
     parser.add_argument("file", help="a dataflow file (YAML)")

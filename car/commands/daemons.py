@@ -92,7 +92,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         coordinator_file().write_text(json.dumps({"pid": os.getpid(), "control": controls}))
     mine = {"control": str(args.control_port), "key": keys.public.decode() if keys is not None else ""}
     try:
-        with discovery.announced("coordinator", socket.gethostname(), args.bind, args.daemon_port, mine):
+        with discovery.announced(discovery.Kind.COORDINATOR, socket.gethostname(), args.bind, args.daemon_port, mine):
             return server.serve(daemons, controls, heartbeat=args.heartbeat, timeout=args.timeout, say=say, keys=keys)
     except OSError as exc:  # zmq.ZMQError is one
         raise RunError(f"cannot listen on {daemons} and {controls}: {exc}; pick other ports") from None
@@ -152,7 +152,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     coordinator = args.coordinator_addr or _found_coordinator()
     mine = {"machine": args.machine_id, "key": keys.public.decode() if keys is not None else ""}
-    with discovery.announced("daemon", args.machine_id, args.listen, 0, mine):
+    with discovery.announced(discovery.Kind.DAEMON, args.machine_id, args.listen, 0, mine):
         return machine_server.serve(
             args.machine_id,
             endpoint(coordinator, cluster.DAEMON_PORT),
@@ -168,7 +168,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 def _found_coordinator() -> str:
     """The coordinator that answers on the LAN (mDNS); this host's when none does; RunError when several do."""
     try:
-        found = discovery.discover(kinds=("coordinator",))
+        found = discovery.discover(kinds=(discovery.Kind.COORDINATOR,))
     except discovery.DiscoveryUnavailable as exc:
         say(f"{exc}; using the coordinator on this host")
         return f"{LOOPBACK}:{cluster.DAEMON_PORT}"

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from car.commands.common import coordinator_option, json_option, load_or_refuse, say
+from car.commands.common import coordinator_option, dataflow_text, json_option, load_or_refuse, say
 from car.commands.sync import sync
 from car.plan.coordinator_client import ask, control_endpoint
 from car.plan.runs import RunError
@@ -45,10 +45,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from car.daemon.machine import local_machines
 
     here = local_machines()
-    try:
-        text = Path(args.file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RunError(f"{args.file}: cannot read it ({exc.strerror or exc})") from None
+    text = dataflow_text(args.file)
     dataflow = load_or_refuse(args.file, Placement(frozenset(here), checking=None))  # this host's: checked here
     if args.topics and not args.record:
         raise RunError("--topics says what --record records: give --record FILE.mcap too")

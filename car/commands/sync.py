@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
-from car.commands.common import coordinator_option, json_option, load_or_refuse, say
+from car.commands.common import byte_size, coordinator_option, dataflow_text, json_option, load_or_refuse, say
 from car.content.store import file_hash
 from car.plan.coordinator_client import ask, control_endpoint
 from car.plan.files import FilesError, node_files
@@ -77,7 +77,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     here = frozenset(local_machines())
     dataflow = load_or_refuse(args.file, Placement(here, checking=None))
-    text = _read_text(args.file)
+    text = dataflow_text(args.file)
     target, _ = control_endpoint(args.coordinator_addr)
     try:
         report = sync(dataflow, text, target, force=args.force, build_timeout=args.build_timeout, quiet=args.json)
@@ -116,7 +116,7 @@ def sync(
         _ship(target, destination, done)
         done.seconds += time.monotonic() - started
         tell(
-            f"machine `{destination.machine}`: {_count(done.sent)} sent ({_size(done.bytes)}), "
+            f"machine `{destination.machine}`: {_count(done.sent)} sent ({byte_size(done.bytes)}), "
             f"{len(done.unchanged)} unchanged"
         )
     for machine in sorted(report):
@@ -255,18 +255,5 @@ def _count(paths: list[str]) -> str:
     return f"{len(paths)} file{'s' if len(paths) != 1 else ''}"
 
 
-def _size(count: int) -> str:
-    if count < 10_000:
-        return f"{count} bytes"
-    return f"{count / 1000:.1f} kB" if count < 10_000_000 else f"{count / 1e6:.1f} MB"
-
-
 def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _read_text(file: str) -> str:
-    try:
-        return Path(file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RunError(f"{file}: cannot read it ({exc.strerror or exc})") from None

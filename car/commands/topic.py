@@ -28,7 +28,7 @@ import numpy as np
 
 from car.commands import values
 from car.commands.actions import Action, add_actions, run_action
-from car.commands.common import coordinator_option, dataflow_option
+from car.commands.common import byte_size, coordinator_option, dataflow_option
 from car.node.event import Event
 from car.node.subscriber import Subscriber
 from car.plan.running import GraphPart, RunningGraph, find_graph
@@ -157,7 +157,7 @@ def topic_list(args: argparse.Namespace) -> int:
         readers = ", ".join(row.readers) or "-"
         rate = f"{row.rate_hz:.1f} Hz"
         print(
-            f"{row.source:<{widths[0]}}  {row.type:<{widths[1]}}  {rate:>9}  {_bytes(row.mean_size_bytes):>9}  {readers}"
+            f"{row.source:<{widths[0]}}  {row.type:<{widths[1]}}  {rate:>9}  {byte_size(row.mean_size_bytes):>9}  {readers}"
         )
     return 0
 
@@ -187,13 +187,6 @@ def topic_info(args: argparse.Namespace) -> int:
         print(f"  {reader.node}/{reader.input}{where}: queue_size {reader.queue_size}, {reader.queue_policy}")
     print(f"Subscribers: {topic.subscribers}")
     return 0
-
-
-def _bytes(count: float) -> str:
-    for unit, scale in (("MB", 1e6), ("KB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.2f} {unit}"
-    return f"{count:.0f} B"
 
 
 # -- echo ------------------------------------------------------------------------------------------------
@@ -359,9 +352,9 @@ class Bandwidth:
         if not self.window:
             return "no new messages"
         return (
-            f"{_bytes(self.bytes_per_s)}/s from {self.window} messages\n"
-            f"\tMessage size mean: {_bytes(self.mean_bytes)} min: {_bytes(self.min_bytes)} "
-            f"max: {_bytes(self.max_bytes)}"
+            f"{byte_size(self.bytes_per_s)}/s from {self.window} messages\n"
+            f"\tMessage size mean: {byte_size(self.mean_bytes)} min: {byte_size(self.min_bytes)} "
+            f"max: {byte_size(self.max_bytes)}"
         )
 
 

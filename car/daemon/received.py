@@ -81,12 +81,10 @@ def write(folder: Path, pieces: list[FilePiece]) -> list[str]:
             partial.chmod(piece.mode & 0o777)
             os.replace(partial, target)
             written.append(piece.path)
-        except OSError as exc:
+        except (OSError, ShipmentError) as exc:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
+            if isinstance(exc, ShipmentError):
+                raise
             raise ShipmentError(f"cannot write {target}: {exc.strerror or exc}") from None
-        except ShipmentError:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
-            raise
     return written

@@ -11,6 +11,7 @@ Alpine's package on the car): without it nothing is announced, and looking says 
 
 from __future__ import annotations
 
+import enum
 import socket
 import sys
 import time
@@ -19,9 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-COORDINATOR_TYPE = "_car-coordinator._tcp.local."
-DAEMON_TYPE = "_car-daemon._tcp.local."
-KINDS = {COORDINATOR_TYPE: "coordinator", DAEMON_TYPE: "daemon"}
+
+class Kind(enum.StrEnum):
+    """What announces itself on the LAN."""
+
+    COORDINATOR = "coordinator"
+    DAEMON = "daemon"
+
+
+SERVICE_TYPES = {Kind.COORDINATOR: "_car-coordinator._tcp.local.", Kind.DAEMON: "_car-daemon._tcp.local."}
+KINDS = {service_type: kind for kind, service_type in SERVICE_TYPES.items()}
 DISCOVER_S = 3.0
 LOOPBACKS = ("127.0.0.1", "localhost", "::1")
 MDNS_GROUP, MDNS_PORT = "224.0.0.251", 5353
@@ -35,7 +43,7 @@ class DiscoveryUnavailable(Exception):
 class Found:
     """One coordinator or daemon that answered on the LAN."""
 
-    kind: str  # "coordinator" or "daemon"
+    kind: Kind
     name: str  # a daemon's machine id; a coordinator's host name
     address: str
     port: int  # a coordinator's daemon port (0 for a daemon)
@@ -84,7 +92,7 @@ def _multicast_address() -> str:
 
 @contextmanager
 def announced(
-    kind: str, name: str, listen: str, port: int = 0, properties: dict[str, str] | None = None
+    kind: Kind, name: str, listen: str, port: int = 0, properties: dict[str, str] | None = None
 ) -> Iterator[None]:
     """Announce a coordinator or daemon (`kind`) while the block runs; nothing where it listens on this host only, or
     zeroconf is missing."""
@@ -96,7 +104,7 @@ def announced(
         yield
         return
     zeroconf = _zeroconf()
-    type_ = COORDINATOR_TYPE if kind == "coordinator" else DAEMON_TYPE
+    type_ = SERVICE_TYPES[kind]
     info = zeroconf.ServiceInfo(
         type_,
         f"{name}.{type_}",
@@ -126,11 +134,11 @@ def _label(name: str) -> str:
     return "".join(c if c.isalnum() or c == "-" else "-" for c in name)[:50] or "unnamed"
 
 
-def discover(seconds: float = DISCOVER_S, kinds: tuple[str, ...] = ("coordinator", "daemon")) -> list[Found]:
+def discover(seconds: float = DISCOVER_S, kinds: tuple[Kind, ...] = tuple(Kind)) -> list[Found]:
     """What answers on the LAN within `seconds` (DiscoveryUnavailable without zeroconf)."""
     zeroconf = _zeroconf()
     found: dict[str, Found] = {}
-    types = [t for t, kind in KINDS.items() if kind in kinds]
+    types = [SERVICE_TYPES[kind] for kind in kinds]
     try:
         zc = zeroconf.Zeroconf(ip_version=zeroconf.IPVersion.V4Only)
     except OSError:  # no netlink socket to list the interfaces with (StarryOS): listen on the default one
