@@ -722,7 +722,7 @@ def test_machines_in_separate_network_namespaces_over_a_veth_pair_with_keys(
         assert machines["m1"]["address"] == "10.78.0.1" and machines["m2"]["address"] == "10.78.0.2", machines
         flow = write_split(tmp_path, count=60)
         started = group.car("start", str(flow), "--name", "veth", "--attach", cwd=tmp_path, timeout=90)
-        assert started.returncode == 0, started.stderr
+        assert started.returncode == 0, started.stdout[-3000:] + started.stderr
         got = group.sink_result("veth")
         assert got["small"] == list(range(1, 61)) and got["frame"] == 60  # across the veth pair, encrypted
     finally:
