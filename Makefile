@@ -26,7 +26,10 @@ setup: $(INSTALLED)
 run: setup
 	$(BIN)/car launch $(DATAFLOW) $(VIEW) $(ARGS)
 
-test: setup lint typecheck typecheck-firmware contracts docs test-deps pytest
+# the checks and the tests' own needs side by side (test-deps waits on the network, mypy on a core), then pytest
+test: setup
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck typecheck-firmware contracts docs test-deps
+	$(MAKE) --no-print-directory pytest
 
 lint: setup
 	$(BIN)/ruff check .

@@ -117,8 +117,9 @@ class SmartCarOptions:
                 env[RANDOMIZE_ENV] = "1"
         elif args.randomize:
             raise ValueError("--randomize draws the simulator's scene: it needs --sim (the default), not --hw")
-        if args.port:
-            env["CAR_PORT"] = args.port
+        if args.port:  # a path from here (the nodes run elsewhere), the link itself kept: it may point anew later
+            port = Path(args.port)
+            env["CAR_PORT"] = str(port.absolute()) if port.exists() else args.port
         if args.board_give_up is not None:
             if backend != "hw" or not args.board_give_up > 0:
                 raise ValueError("--board-give-up S is for --hw, with S > 0 seconds")

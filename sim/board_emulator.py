@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         with contextlib.ExitStack() as made:  # a board filesystem of its own unless --fs: removed when it ends
-            root = Path(args.fs) if args.fs else Path(made.enter_context(_scratch_folder()))
+            # absolute: the MicroPython VM runs in a folder of its own (a relative --fs made every boot fail)
+            root = Path(args.fs).resolve() if args.fs else Path(made.enter_context(_scratch_folder()))
             _emulate(args, root)
     except (TrackError, OSError, VmUnavailable, FaultError, DescriptionError) as exc:  # a clear line, not a traceback
         print(f"board emulator: {exc}", file=sys.stderr)

@@ -218,7 +218,7 @@ def wait_until(
     done: Callable[[], object],
     timeout: float = 30.0,
     poll: float = 0.01,
-    alive: subprocess.Popen[str] | None = None,
+    alive: subprocess.Popen[Any] | None = None,
 ) -> None:
     """Poll until `done()` is true (the event itself), failing with `what` after a generous deadline,
     or at once (with its output) if the process `alive` it depends on has ended."""

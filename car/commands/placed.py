@@ -57,7 +57,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     target, _ = control_endpoint(args.coordinator_addr)
     if not args.no_sync:
         sync(dataflow, text, target)  # every machine has its files and builds, or nothing starts
-    message = cluster.StartDataflow(text, str(Path(args.file).resolve()), args.name, here)
+    message = cluster.StartDataflow(text, str(Path(args.file).resolve()), args.name, here, dataflow.modules)
     started = ask(target, message, cluster.Started, timeout=15.0)
     print(f"started {started.name} ({started.run_id}) on {', '.join(started.machines)}")
     if not args.attach:

@@ -184,7 +184,7 @@ class Coordinator:
         dataflow file that started it. Its other machines' parts are "unknown" until their daemons register."""
         placement = Placement(frozenset(held.here), held.default_machine, checking="")
         try:
-            dataflow = check_text(held.text, held.file, Path(held.file), placement)
+            dataflow = check_text(held.text, held.file, Path(held.file), placement, held.modules)
         except DataflowError as exc:
             self.say(f"machine `{machine}` has run `{held.name}`, whose dataflow does not check here: {exc}")
             return
@@ -255,7 +255,7 @@ class Coordinator:
     def _on_start(self, message: cluster.StartDataflow, identity: bytes) -> cluster.CoordinatorReply | None:
         placement = Placement(frozenset(message.here), self._default_machine(), checking="")
         try:
-            dataflow = check_text(message.text, message.file, Path(message.file), placement)
+            dataflow = check_text(message.text, message.file, Path(message.file), placement, message.modules)
         except DataflowError as exc:
             return cluster.Declined("\n".join(str(p) for p in exc.problems))
         needed = sorted({n.machine for n in dataflow.nodes})
@@ -289,7 +289,13 @@ class Coordinator:
             self._send(
                 self.machines[machine],
                 cluster.PrepareRun(
-                    run_id, name, message.text, message.file, list(message.here), placement.default_machine
+                    run_id,
+                    name,
+                    message.text,
+                    message.file,
+                    list(message.here),
+                    placement.default_machine,
+                    dataflow.modules,
                 ),
             )
         return None  # answered once every machine has prepared it

@@ -71,7 +71,15 @@ class PartProcess:
         spec = self.spec
         uptime = round(now - self.started, 1)
         return cluster.HeldRun(
-            spec.run_id, spec.name, spec.text, spec.file, spec.here, spec.default_machine, uptime, self.nodes
+            spec.run_id,
+            spec.name,
+            spec.text,
+            spec.file,
+            spec.here,
+            spec.default_machine,
+            uptime,
+            self.nodes,
+            spec.modules,
         )
 
     @property
@@ -304,7 +312,7 @@ class MachineDaemon:
     def _on_prepare(self, message: cluster.PrepareRun) -> None:
         placement = Placement(frozenset(message.here), message.default_machine, checking=self.machine)
         try:
-            dataflow = check_text(message.text, message.file, Path(message.file), placement)
+            dataflow = check_text(message.text, message.file, Path(message.file), placement, message.modules)
         except DataflowError as exc:
             problems = [str(p) for p in exc.problems]
             self._tell(cluster.PrepareFailed(self.machine, message.run_id, problems))
@@ -329,6 +337,7 @@ class MachineDaemon:
             name=message.name,
             machine=self.machine,
             text=message.text,
+            modules=dict(message.modules),
             file=message.file,
             here=list(message.here),
             default_machine=message.default_machine,

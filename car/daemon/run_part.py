@@ -40,6 +40,7 @@ class PartSpec:
     machine: str
     text: str  # the dataflow file, as the CLI read it
     file: str  # where the CLI read it
+    modules: dict[str, str]  # its module files' texts, by their path in its folder
     here: list[str]
     default_machine: str
     out_dir: str
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> int:
     """Run the part described by the file argv[0]; its exit code as `car launch`'s."""
     spec = PartSpec(**json.loads(Path(argv[0]).read_text()))
     try:
-        dataflow = check_text(spec.text, spec.file, Path(spec.file), spec.placement())
+        dataflow = check_text(spec.text, spec.file, Path(spec.file), spec.placement(), spec.modules)
     except DataflowError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -10,7 +10,10 @@ its problems name that file: car.spec.modules) and checks what the nodes read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -74,9 +77,15 @@ def load_dataflow(path: str | Path, placement: Placement | None = None) -> Dataf
     return check_text(text, label, file.resolve(), placement)
 
 
-def check_text(text: str, label: str, file: Path, placement: Placement | None = None) -> Dataflow:
-    """Check dataflow YAML `text` (named `label` in messages; relative paths resolve against `file`'s folder)."""
-    checker = _Checker(label, file.parent, placement)
+def check_text(
+    text: str, label: str, file: Path, placement: Placement | None = None, modules: Mapping[str, str] | None = None
+) -> Dataflow:
+    """Check dataflow YAML `text` (named `label` in messages; relative paths resolve against `file`'s folder).
+
+    `modules`: the texts of its module files by their path in the dataflow's folder (`Dataflow.modules`, as the
+    command that read the file sends them); given, module files are read from it and never from this machine's
+    disk, which may not hold the folder the file was read from."""
+    checker = _Checker(label, file.parent, placement, files=ModuleFiles(modules))
     dataflow = checker.check(text, file)
     if checker.problems:
         # the file's own problems first, then each module file's, each in line order; one of each
@@ -103,6 +112,15 @@ def check_node(text: str, label: str, running: Dataflow, replacing: str = "") ->
     return spec
 
 
+@dataclass
+class ModuleFiles:
+    """The module files of one dataflow, by their path in its folder (POSIX, relative): `given` (None: read them
+    from the disk), and the texts `read` while checking it."""
+
+    given: Mapping[str, str] | None = None
+    read: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class _ModuleScope:
     """Where a module file is checked: how deep, inside which module files, under which dataflow folder."""
@@ -110,15 +128,27 @@ class _ModuleScope:
     depth: int
     files: tuple[Path, ...]
     root: Path
+    working_dir: str = (
+        ""  # the module node's `deploy.working_dir` (or its enclosing one's): the dataflow's folder there
+    )
 
 
 class _Checker(NodeReader):
     """Walks the YAML node tree of a dataflow, builds the model and collects problems."""
 
-    def __init__(self, label: str, base_dir: Path, placement: Placement | None, scope: _ModuleScope | None = None):
-        """`scope`: checking a module file (its header is read from it), inside the files that use it."""
+    def __init__(
+        self,
+        label: str,
+        base_dir: Path,
+        placement: Placement | None,
+        scope: _ModuleScope | None = None,
+        files: ModuleFiles | None = None,
+    ):
+        """`scope`: checking a module file (its header is read from it), inside the files that use it; `files`:
+        where module files are read from (one for a dataflow and the module files in it)."""
         super().__init__(label, base_dir, placement, in_module=scope is not None)
         self.scope = scope
+        self.files = files or ModuleFiles()
         self.header: ModuleHeader | None = None
         self.header_locations: dict[str, Location] = {}  # a module file's declared outputs: where each is
         self._aliases: dict[str, str] = {}  # `module/output` -> the node output it names (car.spec.modules)
@@ -149,7 +179,14 @@ class _Checker(NodeReader):
         nodes = self.node_list(root, top, machine)
         if nodes is None:
             return None
-        return Dataflow(file=file, nodes=tuple(nodes), env=env, machine=machine, placement=self.placement)
+        return Dataflow(
+            file=file,
+            nodes=tuple(nodes),
+            env=env,
+            machine=machine,
+            placement=self.placement,
+            modules=dict(self.files.read),
+        )
 
     def check_one(self, text: str, running: Dataflow, replacing: str) -> NodeSpec | None:
         """See `check_node`."""
@@ -281,14 +318,16 @@ class _Checker(NodeReader):
             self._unread_modules.add(node_id)
             return []
         file, text = found
-        machine = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy").machine
+        deploy = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
+        machine = deploy.machine
         scope = _ModuleScope(
             depth=(self.scope.depth + 1) if self.scope else 1,
             files=(*self.scope.files, file) if self.scope else (file,),
             root=self.scope.root if self.scope else self.base_dir,
+            working_dir=deploy.working_dir or (self.scope.working_dir if self.scope else ""),
         )
         label = str(Path(self.label).parent / values["module"].value)
-        inner = _Checker(label, file.parent, self.placement, scope)
+        inner = _Checker(label, file.parent, self.placement, scope, self.files)
         header, inner_nodes, build = inner.check_module(text, machine or default_machine)
         self.problems.extend(inner.problems)
         if header is None:
@@ -304,6 +343,7 @@ class _Checker(NodeReader):
             module_id=node_id,
             folder=file.parent,
             base_dir=self.base_dir,
+            working_dir=scope.working_dir,
             wiring=wiring,
             env=env,
             params=params,
@@ -321,8 +361,10 @@ class _Checker(NodeReader):
             ]
             if len(sources) == 1:
                 self._aliases[f"{node_id}/{output}"] = sources[0]
-            elif not sources and any(output in outs for outs in inner._module_outputs.values()):
-                continue  # a module inside declares it and sends it from none of its nodes: said in its file
+            elif not sources and (
+                inner._unread_modules or any(output in outs for outs in inner._module_outputs.values())
+            ):
+                continue  # a module inside could not be read, or sends it from none of its nodes: said in its file
             else:
                 where = inner.header_locations.get(output, Location(label, 1, 1))
                 message = (
@@ -354,19 +396,50 @@ class _Checker(NodeReader):
         if self.scope is not None and self.scope.depth >= MAX_DEPTH:
             self.problem(node, f"{what}: modules are nested more than {MAX_DEPTH} deep", "flatten the modules")
             return None
-        try:
-            size = file.stat().st_size
-            if size > MAX_FILE_BYTES:
-                self.problem(node, f"{what}: module file `{name}` is {size} bytes (at most {MAX_FILE_BYTES})")
-                return None
-            return file, file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self.problem(
-                node, f"{what}: no module file `{name}` (looked for {file})", path_hint(file.parent, file.name)
-            )
-        except (OSError, UnicodeDecodeError) as exc:
-            self.problem(node, f"{what}: cannot read module file `{name}`: {exc}")
+        key = file.relative_to(root).as_posix()
+        text = self._module_text(node, what, name, file, key)
+        if text is not None:
+            self.files.read[key] = text
+            return file, text
         return None
+
+    def _module_text(self, node: yaml.Node, what: str, name: str, file: Path, key: str) -> str | None:
+        """A module file's text: sent with the dataflow (this machine may not have its folder), or from the disk."""
+        if self.files.given is not None:
+            text = self.files.given.get(key)
+            if text is None:
+                sent = ", ".join(sorted(self.files.given)) or "none"
+                self.problem(
+                    node,
+                    f"{what}: module file `{name}` was not sent with the dataflow (sent: {sent})",
+                    "start it with `car start`, which sends the module files it reads",
+                )
+            size = len(text.encode("utf-8")) if text is not None else 0
+        else:
+            try:
+                size = file.stat().st_size
+                text = file.read_text(encoding="utf-8") if size <= MAX_FILE_BYTES else None
+            except FileNotFoundError:
+                hint = path_hint(file.parent, file.name)
+                self.problem(node, f"{what}: no module file `{name}` (looked for {file})", hint)
+                return None
+            except (OSError, UnicodeDecodeError) as exc:
+                self.problem(node, f"{what}: cannot read module file `{name}`: {exc}")
+                return None
+        if size > MAX_FILE_BYTES:
+            self.problem(node, f"{what}: module file `{name}` is {size} bytes (at most {MAX_FILE_BYTES})")
+            return None
+        return text
+
+    def inherited_working_dir(self, machine: str) -> str:
+        """A module's node without a `working_dir` of its own runs in its module node's (the dataflow's folder on
+        that machine), at its module file's place in the dataflow's folder: checked there."""
+        if self.scope is None or not self.scope.working_dir:
+            return ""
+        inside = os.path.relpath(self.base_dir, self.scope.root)
+        if self.placement is None or self.placement.is_local(machine):
+            return str(self.scope.root / self.scope.working_dir / inside)
+        return posixpath.normpath(posixpath.join(self.scope.working_dir, inside))
 
     def check_module(self, text: str, machine: str) -> tuple[ModuleHeader | None, list[NodeSpec], str]:
         """A module file: its header, its nodes (modules in it expanded) and its own build."""

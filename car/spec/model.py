@@ -257,6 +257,7 @@ class Dataflow:
     env: dict[str, str] = field(default_factory=dict)
     machine: str = ""
     placement: Placement | None = None  # None: every node runs on this machine (`car launch`)
+    modules: dict[str, str] = field(default_factory=dict)  # its module files' texts, by their path in its folder
 
     @property
     def base_dir(self) -> Path:

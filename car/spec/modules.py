@@ -55,6 +55,7 @@ class Expansion:
     env: dict[str, str] = field(default_factory=dict)  # the module node's env, and PARAM_* from its params
     params: dict[str, str] = field(default_factory=dict)
     build: str = ""  # the module file's and the module node's builds, run in the module's folder first
+    working_dir: str = ""  # the module node's deploy.working_dir: where its nodes without one of their own run
 
     def node(self, spec: NodeSpec, siblings: set[str], first: bool) -> NodeSpec:
         """One of the module's nodes (`siblings`: the ids inside the module), as the dataflow has it."""
@@ -69,6 +70,7 @@ class Expansion:
             spec,
             id=f"{self.module_id}.{spec.id}",
             path=self.path(spec.path),
+            working_dir=spec.working_dir or self.working_dir,
             args=args,
             env={**self.env, **spec.env},
             build=build,

@@ -197,6 +197,11 @@ class NodeReader(ValueReader):
         self._input_locations: dict[tuple[str, str], Location] = {}  # (node, input) -> where its source is
         self._user_types = user_types(base_dir)
 
+    def inherited_working_dir(self, machine: str) -> str:
+        """The folder a node without a `working_dir` of its own is checked in, as `working_dir` would name it
+        ("": the file's folder); a module's nodes take their module node's (car.spec.loader)."""
+        return ""
+
     def deploy(self, node: yaml.Node | None, what: str) -> Deploy:
         """A `deploy:` map: the machine, the working folder there, and the globs of files `car sync` sends."""
         if node is None:
@@ -255,12 +260,13 @@ class NodeReader(ValueReader):
                 values[key] = value
         deploy = self.deploy(values.get("deploy") or values.get("_unstable_deploy"), f"{what}.deploy")
         machine, working_dir = deploy.machine or default_machine, deploy.working_dir
+        checked_in = working_dir or self.inherited_working_dir(machine)
         if runtime:
-            ports = self.operators(values, node_id, machine, working_dir)
+            ports = self.operators(values, node_id, machine, checked_in)
             path = OPERATOR_RUNTIME
         else:
             ports = self.ports(values, node_id)
-            path = self.path(values.get("path"), item, what, machine, working_dir)
+            path = self.path(values.get("path"), item, what, machine, checked_in)
         args: tuple[str, ...] = ()
         if "args" in values:
             args = self.args(values["args"], f"{what}.args")

@@ -83,6 +83,7 @@ class HeldRun:
     default_machine: str = ""
     uptime_s: float = 0.0
     nodes: list[NodeRow] = field(default_factory=list)
+    modules: dict[str, str] = field(default_factory=dict)  # its module files (car.spec.model.Dataflow.modules)
 
 
 # -- a daemon tells the coordinator -----------------------------------------------------------------
@@ -249,8 +250,8 @@ class Ping(CoordinatorToDaemon):
 class PrepareRun(CoordinatorToDaemon):
     """Check this machine's nodes of a dataflow and choose where they listen; answered `Prepared` or `PrepareFailed`.
 
-    `text` is the dataflow file as the CLI read it at `file`; `here` the machines that share
-    the CLI's files (see car.spec.model.Placement)."""
+    `text` is the dataflow file as the CLI read it at `file`, `modules` its module files' texts; `here` the
+    machines that share the CLI's files (see car.spec.model.Placement)."""
 
     TYPE: ClassVar[str] = "prepare"
     run_id: str = ""
@@ -259,6 +260,7 @@ class PrepareRun(CoordinatorToDaemon):
     file: str = ""
     here: list[str] = field(default_factory=list)
     default_machine: str = ""
+    modules: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -360,13 +362,15 @@ class ClientToCoordinator(ControlMessage):
 
 @dataclass(frozen=True)
 class StartDataflow(ClientToCoordinator):
-    """Start the dataflow `text` (read from `file`) as `name` ("": a name is made); `here` as in PrepareRun."""
+    """Start the dataflow `text` (read from `file`) as `name` ("": a name is made); `here` and `modules` as in
+    PrepareRun."""
 
     TYPE: ClassVar[str] = "start_placed"
     text: str = ""
     file: str = ""
     name: str = ""
     here: list[str] = field(default_factory=list)
+    modules: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,15 @@ file it is in (car.spec.modules, car.spec.loader). No process: files only."""
 
 from __future__ import annotations
 
+import argparse
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from car.spec.loader import load_dataflow
-from car.spec.model import DataflowError
+from car.spec.loader import check_text, load_dataflow
+from car.spec.model import DataflowError, Placement
+from car.spec.modules import MAX_FILE_BYTES
 from tests.helpers import ROOT
 
 
@@ -162,3 +164,69 @@ def test_module_files_stay_inside_the_dataflow_s_folder(tmp_path: Path) -> None:
     found = "\n".join(problems_of(flow))
     assert "its module file `../outside.yml` is outside the dataflow's folder" in found
     assert "its module file `/etc/passwd` is outside the dataflow's folder" in found
+
+
+def test_module_files_read_are_kept_and_given_ones_are_read_instead_of_the_disk(tmp_path: Path) -> None:
+    """What `car start` sends with the dataflow (Dataflow.modules), and what a machine without the folder checks
+    with: the texts, never its own disk."""
+    flow = load_dataflow(write(tmp_path, NESTED))
+    assert set(flow.modules) == {"mods/outer.yml", "mods/inner/detect.yml"}
+    assert flow.modules["mods/inner/detect.yml"] == (tmp_path / "mods" / "inner" / "detect.yml").read_text()
+    elsewhere = Path("/nonexistent-laptop/project/flow.yml")  # the CLI's path: not on this machine
+    placement = Placement(frozenset({"laptop"}), "laptop", checking="")  # as the coordinator checks it
+    checked = check_text(NESTED_FLOW, str(elsewhere), elsewhere, placement, flow.modules)
+    assert [node.id for node in checked.nodes] == [node.id for node in flow.nodes]
+    assert checked.modules == flow.modules
+    with pytest.raises(DataflowError) as caught:
+        check_text(
+            NESTED_FLOW, str(elsewhere), elsewhere, placement, {"mods/outer.yml": flow.modules["mods/outer.yml"]}
+        )
+    (problem,) = caught.value.problems
+    assert "module file `inner/detect.yml` was not sent with the dataflow (sent: mods/outer.yml)" in str(problem)
+    assert problem.location.file.endswith("mods/outer.yml")  # located in the module file that names it
+    oversized = {**flow.modules, "mods/outer.yml": "#" * (MAX_FILE_BYTES + 1)}
+    with pytest.raises(DataflowError, match=r"module file `mods/outer.yml` is \d+ bytes"):
+        check_text(NESTED_FLOW, str(elsewhere), elsewhere, placement, oversized)
+
+
+NESTED_FLOW = textwrap.dedent(NESTED["flow.yml"]).replace(
+    "deploy: {machine: car}", "deploy: {machine: car, working_dir: proj}"
+)
+
+
+def test_a_module_node_s_working_dir_is_where_its_nodes_run_on_its_machine(tmp_path: Path) -> None:
+    """`deploy: {machine: car, working_dir: proj}` on a module node: its nodes (nested ones too) run in `proj` on
+    the car, each at its module file's place in it; checked there, not refused for their relative paths."""
+    files = {**NESTED, "flow.yml": NESTED_FLOW}
+    flow = load_dataflow(write(tmp_path, files), Placement(frozenset({"laptop"}), "laptop"))
+    by_id = {node.id: node for node in flow.nodes}
+    for node_id, path in (("vision.pre", "mods/pre.py"), ("vision.inner.net", "mods/inner/net.py")):
+        assert (by_id[node_id].machine, by_id[node_id].working_dir, by_id[node_id].path) == ("car", "proj", path)
+    assert by_id["cam"].working_dir == ""
+    without = files["flow.yml"].replace(", working_dir: proj", "")
+    with pytest.raises(DataflowError, match="node `pre` runs on machine `car`, which does not share"):
+        load_dataflow(write(tmp_path, {"flow.yml": without}), Placement(frozenset({"laptop"}), "laptop"))
+
+
+def test_car_start_sends_the_module_files_it_read_with_the_dataflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from car.commands import placed
+    from car.daemon import machine
+    from car.transport import cluster
+
+    sent: list[cluster.ClientToCoordinator] = []
+
+    def ask(target: str, message: cluster.ClientToCoordinator, answer: type, timeout: float = 5.0) -> object:
+        sent.append(message)
+        return cluster.Started("flow", "0123abcd", ["car"])
+
+    monkeypatch.setattr(placed, "ask", ask)
+    monkeypatch.setattr(machine, "local_machines", lambda: ["car"])
+    file = write(tmp_path, NESTED)
+    options = {"name": "", "attach": False, "record": None, "record_machine": None, "topics": []}
+    args = argparse.Namespace(file=str(file), no_sync=True, coordinator_addr="127.0.0.1:1", **options)
+    assert placed.cmd_start(args) == 0
+    (message,) = sent
+    assert isinstance(message, cluster.StartDataflow) and message.text == file.read_text()
+    assert message.modules == load_dataflow(file).modules and len(message.modules) == 2
