@@ -154,6 +154,8 @@ def start_process(node: NodeState, folder: Path, env: dict[str, str], fds: list[
                 pass_fds=fds,
             )
     except OSError as exc:
+        if not Path(cwd).is_dir():  # Popen names the program, not the folder it could not enter
+            return f"could not start `{' '.join(argv)}`: its folder {cwd} does not exist (`car sync` makes it)"
         return f"could not start `{' '.join(argv)}`: {exc.strerror or exc}"
     assert node.proc.stdout is not None and node.proc.stderr is not None
     node.log.follow(node.proc.stdout, err=False)

@@ -40,7 +40,9 @@ def inside(folder: Path, path: str) -> Path:
 
 def wanted(folder: Path, offers: list[FileOffer]) -> list[str]:
     """The offered files that `folder` lacks or holds with other content; a file whose content matches but
-    whose mode does not gets its mode here and now."""
+    whose mode does not gets its mode here and now. The folder is made: a node's `working_dir` exists once it is
+    synced, even when nothing is sent to it (a node run from an installed module)."""
+    folder.mkdir(parents=True, exist_ok=True)
     missing = []
     for offer in offers:
         target = inside(folder, offer.path)
