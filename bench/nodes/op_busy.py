@@ -1,5 +1,5 @@
-"""Operator: on every tick, BENCH_BUSY_MS of pure-Python work; at the end, how many ticks it handled and over
-what time (from the first to the last it handled), in a file of its own in BENCH_OUT_DIR."""
+"""Operator: on every tick, BENCH_BUSY_MS of pure-Python work; how many ticks it handled and over what time (from
+the first to the last it handled), in a file of its own in BENCH_OUT_DIR, at the end and every SAVE_EVERY ticks."""
 
 import json
 import os
@@ -9,6 +9,7 @@ from dora import DoraStatus
 
 BUSY_NS = int(float(os.environ.get("BENCH_BUSY_MS", "6")) * 1e6)
 WARMUP_NS = int(float(os.environ.get("BENCH_WARMUP_S", "0.5")) * 1e9)
+SAVE_EVERY = 50  # ticks handled between saves of the count (every half second at 100 Hz)
 
 
 def spin(rounds):
@@ -49,8 +50,15 @@ class Operator:
                 self.first = self.first or now
                 self.last = now
                 spin(self.rounds)
+                if self.handled % SAVE_EVERY == 0:
+                    self.save()
         elif event["type"] == "STOP":
-            path = os.path.join(os.environ["BENCH_OUT_DIR"], f"busy-{os.getpid()}-{id(self)}.json")
-            with open(path, "w") as out:
-                json.dump({"handled": self.handled, "seconds": (self.last - self.first) / 1e9}, out)
+            self.save()
         return DoraStatus.CONTINUE
+
+    def save(self):
+        """The count so far, replaced whole (a runtime stopped hard on a busy machine still leaves its last)."""
+        path = os.path.join(os.environ["BENCH_OUT_DIR"], f"busy-{os.getpid()}-{id(self)}.json")
+        with open(path + ".part", "w") as out:
+            json.dump({"handled": self.handled, "seconds": (self.last - self.first) / 1e9}, out)
+        os.replace(path + ".part", path)
