@@ -29,7 +29,19 @@ _RUNTIME: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A private $XDG_RUNTIME_DIR for this session (or worker), inherited by every process it starts."""
+    """A private $XDG_RUNTIME_DIR for this session (or worker), inherited by every process it starts; refused when
+    `--dist loadgroup` would silently not group (pytest 9.2 with pytest-xdist up to 3.8: pytest-xdist #1386), for a
+    module-scoped fixture would then run on both workers."""
+    if config.getoption("dist", "no") == "loadgroup":
+        from importlib.metadata import version
+
+        from packaging.version import Version
+
+        if Version(pytest.__version__) >= Version("9.2") and Version(version("pytest-xdist")) <= Version("3.8.0"):
+            raise pytest.UsageError(
+                f"pytest {pytest.__version__} breaks pytest-xdist {version('pytest-xdist')}'s --dist loadgroup (its "
+                "groups are ignored): install the versions pyproject.toml pins (`make setup`)"
+            )
     folder = tempfile.mkdtemp(prefix="cr-", dir="/tmp")  # short: ipc:// socket paths have at most 107 bytes
     os.chmod(folder, 0o700)
     _RUNTIME.append(folder)

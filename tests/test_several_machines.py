@@ -1046,6 +1046,8 @@ def edit_across_machines(split_cluster: Cluster, tmp_path: Path) -> None:
     assert added.returncode == 0 and "added late to edited (running" in added.stdout, added.stderr
     wrong = edit("connect", "src/smal", "late/small")
     assert wrong.returncode != 0 and "`src` declares no output `smal` (did you mean `small`?)" in wrong.stderr
+    sending = split_cluster.car("topic", "echo", "src/small", "-d", "edited", "--count", "1", elsewhere=True)
+    assert sending.returncode == 0, sending.stderr  # the source is sending (on a busy machine it may start late)
     connected = edit("connect", "src/small", "late/small")
     assert connected.returncode == 0, connected.stderr
     wait_for("got small")  # from m1 to m2, over tcp://
