@@ -148,6 +148,7 @@ def test_the_values_that_once_raised_are_located_problems(tmp_path: Path) -> Non
         "    restart_delay: .inf\n"
         "    description: <<\n"
         "    name: !!python/object:os.system ls\n"
+        "    critical: !!timestamp 2026-99-99x\n"
     )
     result = car("check", str(flow))
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -160,6 +161,7 @@ def test_the_values_that_once_raised_are_located_problems(tmp_path: Path) -> Non
         (10, "must be a finite number, got inf"),
         (11, "cannot read this value"),
         (12, "cannot read this value"),
+        (13, "is not a timestamp"),  # PyYAML's constructor raised AttributeError
     ]:
         assert f"flow.yml:{line}:" in result.stderr and text in result.stderr, (line, text, result.stderr)
 

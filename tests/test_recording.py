@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -138,15 +139,24 @@ def test_every_value_a_node_sends_reads_back_from_its_channel_as_it_was(value: o
         assert back == value
 
 
-def test_car_launch_record_keeps_every_message_from_the_first(tmp_path: Path) -> None:
+def test_car_launch_record_keeps_every_message_from_the_first_to_the_last_or_counts_it(tmp_path: Path) -> None:
+    """From the first message to the last (the run's end does not cut the last ones off); a frame the recorder
+    could not read before its shared-memory slot was reused (a busy machine: it never slows the graph) is counted
+    as lost, never silently missing."""
     flow = write_flow(tmp_path, COUNTING_FLOW, src_py=counting_source(150), sink_py=SINK)
     path = tmp_path / "launched.mcap"
     result = car("launch", str(flow), "--record", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "recorded 300 messages on 2 channels" in result.stderr and "none lost" in result.stderr, result.stderr
+    said = re.search(
+        r"recorded (\d+) messages on 2 channels .*(none lost|lost (\d+) \(the recorder fell behind\))", result.stderr
+    )
+    assert said, result.stderr
+    lost = int(said.group(3) or 0)
+    assert int(said.group(1)) + lost == 300, result.stderr
     got = read_recording(path)
     assert [value["n"] for _, value, _ in got["src/small"]] == list(range(1, 151))  # type: ignore[index]
-    assert [int(metadata["n"]) for _, _, metadata in got["src/frame"]] == list(range(1, 151))  # type: ignore[call-overload]
+    frames = [int(metadata["n"]) for _, _, metadata in got["src/frame"]]  # type: ignore[call-overload]
+    assert frames == sorted(set(frames)) and len(frames) + lost == 150 and frames[-1] == 150, (frames, lost)
     only = tmp_path / "only.mcap"
     small = car(
         "launch",

@@ -62,8 +62,11 @@ class ValueReader:
         """The value YAML gives `node`, or UNREADABLE (reported) when it gives none: an unknown tag, `!!int xyz`."""
         try:
             return self._constructor.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError, AttributeError) as exc:
+            if isinstance(exc, AttributeError):  # PyYAML's constructor of a tag whose pattern the value misses
+                reason = f"`{str(node.value)[:40]}` is not a {node.tag.rsplit(':', 1)[-1]}"
+            else:
+                reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             self.problem(node, f"cannot read this value: {reason}", "write a plain value (no `!tag`)")
             return UNREADABLE
 
