@@ -78,8 +78,9 @@ def test_collected_labels_are_the_experts_corrections_under_noise(collected: Pat
 
 @pytest.mark.slow
 def test_a_tiny_model_trains_from_the_cache_when_nothing_changed_and_runs_alike_in_onnxruntime_and_opencv(
-    tutorial: Path, collected: Path, monkeypatch: pytest.MonkeyPatch
+    tutorial: Path, collected: Path
 ) -> None:
+    """(What another seed or other recordings do to the cache: tests/unit/test_learning.py.)"""
     import onnxruntime
 
     model = tutorial / "lane.onnx"  # two epochs, then the same again: from the cache (the page shows both)
@@ -88,11 +89,6 @@ def test_a_tiny_model_trains_from_the_cache_when_nothing_changed_and_runs_alike_
     assert metadata["trained_on"][0]["sha256"] == sha256(collected)
     assert metadata["parameters"]["epochs"] == 2 and "jax" in metadata["versions"]
     assert metadata["validation"]["split"].startswith("one episode")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tutorial / ".cache"))  # the tutorial's cache
-    other = tutorial / "other.onnx"
-    trained = car("train", str(collected), "-o", str(other), "--epochs", "2", "--seed", "2", cwd=tutorial, timeout=300)
-    assert trained.returncode == 0 and "epoch 2/2" in trained.stdout, trained.stderr[-3000:]  # another seed: trained
-    assert read_metadata(other)["parameters"]["seed"] == 2
     # the car's runtime (OpenCV's DNN module) and onnxruntime agree on the recorded frames
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     on_car = load_model(model)

@@ -36,6 +36,7 @@ from car.plan.runs import RunError
 from car.transport import control
 
 LIST_WINDOW_S = 0.3  # how long `topic list` and `info` watch to measure rates and sizes (`hz`: longer, finer)
+SILENT_GRACE_S = 1.0  # how much longer they wait for an output that sent nothing in the window (a busy machine)
 REPORT_PERIOD_S = 1.0  # `hz` and `bw` print this often
 SUBSCRIBER_QUEUE = 100  # messages a command may fall behind before it loses the oldest (counted)
 
@@ -92,14 +93,21 @@ class Watched:
 
 
 def watch(run: GraphPart, sources: list[str], window: float) -> dict[str, Watched]:
-    """Subscribe to `sources` (of one part) for `window` seconds: what arrived, per output."""
+    """Subscribe to `sources` (of one part) for `window` seconds, and up to SILENT_GRACE_S more while one of them
+    has sent nothing: what arrived, per output."""
     seen = {source: Watched() for source in sources}
     if not sources:
         return seen
     with Subscriber(sources, run, queue_size=SUBSCRIBER_QUEUE) as sub:
         end = time.monotonic() + window
-        while (left := end - time.monotonic()) > 0:
-            event = sub.recv(left)
+        last_chance = end + SILENT_GRACE_S
+        while True:
+            now = time.monotonic()
+            if now >= end:  # an output silent so far gets longer (its node may not have sent since it was joined)
+                if now >= last_chance or all(got.count for got in seen.values()):
+                    break
+                end = min(last_chance, now + window)
+            event = sub.recv(end - now)
             if event is None or event.type != "INPUT":
                 continue
             now = time.monotonic()

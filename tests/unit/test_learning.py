@@ -300,3 +300,21 @@ def test_a_damaged_or_foreign_recording_is_one_clear_error(noise: bytes, keep: i
             load([damaged], wheel_base=0.15)
         except DataError as exc:
             assert str(exc).startswith(str(damaged))
+
+
+def test_a_training_is_named_by_its_recordings_cleaning_and_parameters(tmp_path: Path) -> None:
+    """What `car train` finds in the cache: the same inputs, the same key; another seed, other recordings or a
+    cleaning of them, another key (so they train)."""
+    from learn.cached import training_key
+
+    data = tmp_path / "lane.mcap"
+    data.write_bytes(b"frames")
+    params = {"epochs": 2, "seed": 1}
+    key = training_key([data], params)
+    assert training_key([data], dict(params)) == key
+    assert training_key([data], {**params, "seed": 2}) != key
+    data.write_bytes(b"other frames")
+    changed = training_key([data], params)
+    assert changed != key
+    Sidecar.path_for(data).write_text('{"drop": []}')
+    assert training_key([data], params) != changed
