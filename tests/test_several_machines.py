@@ -893,7 +893,7 @@ for event in node:
     time.sleep(1.5)
     split_cluster.daemons["m2"].kill()  # the reader's machine goes away; its part stops its nodes
     killed = time.monotonic()
-    deadline = killed + split_cluster.timeout + 10
+    deadline = killed + split_cluster.timeout + 30  # generous: the sender then sends the rest of its 3000
     while "sent all" not in split_cluster.log("held", "src"):
         assert time.monotonic() < deadline, "the sender still waits for the lost reader: " + split_cluster.log(
             "held", "src"
