@@ -128,9 +128,8 @@ class _ModuleScope:
     depth: int
     files: tuple[Path, ...]
     root: Path
-    working_dir: str = (
-        ""  # the module node's `deploy.working_dir` (or its enclosing one's): the dataflow's folder there
-    )
+    # the module node's `deploy.working_dir` (or its enclosing one's): the dataflow's folder on its machine
+    working_dir: str = ""
 
 
 class _Checker(NodeReader):
