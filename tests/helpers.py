@@ -89,7 +89,9 @@ def wait_for_nodes(name: str, nodes: tuple[str, ...], timeout: float = 30.0) -> 
         time.sleep(0.1)
 
 
-# `src` (counting_source) on a 20 ms timer, and `sink`, which reads both its outputs: one machine, no deploy.
+# `src` (counting_source) on a 20 ms timer, and `sink`, which reads both its outputs: one machine, no deploy. The
+# tests count every message, so the sink's queues hold 2 s of them (dora's default 10 drops the oldest after 0.2 s of
+# a reader held up, which a busy machine does).
 COUNTING_FLOW = """
 nodes:
   - id: src
@@ -98,7 +100,7 @@ nodes:
     outputs: [small, frame]
   - id: sink
     path: sink.py
-    inputs: {small: src/small, frame: src/frame}
+    inputs: {small: {source: src/small, queue_size: 100}, frame: {source: src/frame, queue_size: 100}}
 """
 
 

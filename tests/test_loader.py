@@ -216,6 +216,38 @@ def test_operator_node_mistakes_are_located(tmp_path: Path) -> None:
     )
 
 
+def test_backpressure_is_refused_for_operators_sharing_a_runtime(tmp_path: Path) -> None:
+    """The runtime takes its node's messages as they come for all its operators, so it cannot hold one sender back
+    for one of them; a single `operator:` runs on the receiving thread, so its backpressure holds."""
+    (tmp_path / "op.py").write_text("")
+    found = problems(
+        tmp_path,
+        """
+        nodes:
+          - id: single
+            operator:
+              python: op.py
+              inputs: {tick: dora/timer/millis/10}
+              outputs: [n]
+          - id: one
+            operator:
+              python: op.py
+              inputs: {n: {source: single/n, queue_policy: backpressure}}
+          - id: multi
+            operators:
+              - id: a
+                python: op.py
+                inputs: {n: {source: single/n, queue_policy: backpressure, queue_size: 4}}
+        """,
+    )
+    assert len(found) == 1, found
+    assert_problems_mention(
+        found,
+        ":15:21: node `multi` operator `a` input `n`: operators of one runtime cannot take backpressure",
+        "hint: make it a node of its own or a single `operator:`, or remove `queue_policy`",
+    )
+
+
 def test_typed_ports_are_checked_at_load(tmp_path: Path) -> None:
     (tmp_path / "types" / "shop" / "robots").mkdir(parents=True)
     (tmp_path / "types" / "shop" / "robots" / "v1.yml").write_text("types:\n  Arm: {arrow: Struct}\n")

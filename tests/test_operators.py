@@ -88,7 +88,11 @@ def test_an_operator_blocked_in_io_does_not_stop_its_sibling(tmp_path: Path) -> 
             proc.communicate()
     found = results(folder)
     assert {"id": "released", "value": ["go"]} in found
-    assert len([r for r in found if r["id"] == "doubled"]) == 400
+    assert [r["value"] for r in found if r["id"] == "doubled"] == [[2 * n] for n in range(1, 401)]
+    log = next((folder / "out").rglob("pair.log")).read_text()
+    # while blocked, the blocker kept its 10 newest counts (dora's queue_size), the older ones dropped and said
+    assert "car: node `pair` dropped in total: input blocker/count: " in log, log
+    assert "double/count" not in log, log
 
 
 HOT_FLOW = """

@@ -65,6 +65,7 @@ for event in node:
 print(json.dumps(got), flush=True)
 """
 
+# As COUNTING_FLOW, over two machines: the sink's queues hold 2 s of messages (the tests count every one).
 SPLIT = """
 nodes:
   - id: src
@@ -74,7 +75,7 @@ nodes:
     deploy: {machine: m1}
   - id: sink
     path: sink.py
-    inputs: {small: src/small, frame: src/frame}
+    inputs: {small: {source: src/small, queue_size: 100}, frame: {source: src/frame, queue_size: 100}}
     deploy: {machine: m2}
 """
 
@@ -365,7 +366,7 @@ nodes:
     deploy: {machine: m1, working_dir: WORK}
   - id: far
     module: mods/far.yml
-    inputs: {small: src/small, frame: src/frame}
+    inputs: {small: {source: src/small, queue_size: 100}, frame: {source: src/frame, queue_size: 100}}
     deploy: {machine: m2, working_dir: WORK}
 """
 FAR_MODULE = """
@@ -375,7 +376,7 @@ module:
 nodes:
   - id: sink
     path: sink.py
-    inputs: {small: _mod/small, frame: _mod/frame}
+    inputs: {small: {source: _mod/small, queue_size: 100}, frame: {source: _mod/frame, queue_size: 100}}
 """
 
 

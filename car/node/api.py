@@ -36,7 +36,7 @@ import numpy as np
 import zmq
 
 from car.node.daemon_link import STATS_PERIOD_S, DaemonLink
-from car.node.drops import DropFlag
+from car.node.drops import DropFlag, DropSource
 from car.node.event import Event
 from car.node.inbox import Inbox
 from car.node.links import LINGER_MS, Outbox, UnknownOutputError
@@ -82,6 +82,7 @@ class Node:
         self._parameters: dict[str, parameters.Parameter] = {}  # declared (declare_parameter)
         self._values: dict[str, Any] = {}  # their values now
         self._drops = DropFlag()
+        self._drop_sources: list[DropSource] = []  # beside the inbox and outbox (count_drops)
         self._next_drop_report = 0.0
         self._last_drop_report = time.monotonic()
         self._daemon = DaemonLink(cfg, self._ctx, LINGER_MS)
@@ -347,19 +348,32 @@ class Node:
     def drop_counts(self) -> dict[str, int]:
         """Messages dropped so far: `input NAME` (queue full) and `to NODE/INPUT` (link full)."""
         counts = self._inbox.drop_counts()
-        for where, count in self._outbox.drop_counts().items():
-            counts[where] = counts.get(where, 0) + count
+        for found in (self._outbox.drop_counts(), *(source.drop_counts() for source in self._drop_sources)):
+            for where, count in found.items():
+                counts[where] = counts.get(where, 0) + count
         return counts
 
     def superseded(self) -> int:
         """Messages replaced by newer ones in `queue_size: 1` inputs (by design: counted, not warned about)."""
-        return self._inbox.superseded()
+        return self._inbox.superseded() + sum(source.superseded() for source in self._drop_sources)
+
+    @property
+    def drops(self) -> DropFlag:
+        """Set when something was dropped since the node last reported drops (a `count_drops` source sets it)."""
+        return self._drops
+
+    def count_drops(self, source: DropSource) -> None:
+        """Report what `source` drops on this node's behalf with the node's own drops: in its log (when it sets
+        `drops`), its totals at the end and its stats (`car top`). An operator runtime's bounds are one."""
+        self._drop_sources.append(source)
 
     def _report_drops(self, final: bool) -> None:
         now = time.monotonic()
         if not final and now < self._next_drop_report:
             return
         parts = self._inbox.unreported_drops() + self._outbox.unreported_drops()
+        for source in self._drop_sources:
+            parts += source.unreported_drops()
         if parts:
             span = now - self._last_drop_report
             print(f"car: node `{self.id}` dropped in the last {span:.1f} s: {'; '.join(parts)}", file=sys.stderr)

@@ -11,7 +11,8 @@ dataflow file, parsed, as dora sets it after `__init__`.
 - **Events.** Each operator has a cart of its own (car.operators.scheduler): its events
   in order, one at a time. One operator: it runs on the thread that receives (no hand-over
   at all, the cost of a node). Several: labors run them, so one that blocks does not hold
-  up the others.
+  up the others. Each input keeps at most its `queue_size` events waiting, dropping the
+  oldest (counted and reported as the node's: car.operators.bounds), as a node's does.
 - **Between operators of this node** a value goes by reference: the array an operator
   sends is the array its siblings get, with a copy of the metadata, and no encoding; the
   sending labor runs the reader next. Values to and from other nodes take the node's
@@ -45,11 +46,13 @@ import pyarrow as pa
 
 from car.compat.dora import values
 from car.compat.dora.node import TIMED_OUT, Node
+from car.node.drops import DropFlag, DropSource
+from car.operators.bounds import InputBounds
 from car.operators.loading import OperatorLoadError, load_module, operator_class, user_traceback
 from car.operators.printed import Printed
-from car.operators.scheduler import Cart, Scheduler
+from car.operators.scheduler import Cart, Put, Scheduler
 from car.plan.config import NodeConfig, OperatorConfig
-from car.spec.model import RestartPolicy
+from car.spec.model import DEFAULT_QUEUE_SIZE, RestartPolicy
 
 WAKE_S = 0.05  # with labors, how often the receiving thread looks whether every operator is done
 STOP_GRACE_S = 10.0  # how long the runtime waits for its operators to take their STOP
@@ -79,6 +82,13 @@ class RuntimeNode(Protocol):
 
     def timestamp(self) -> Any:
         """Now, on the node's clock, as dora gives it."""
+
+    @property
+    def drops(self) -> DropFlag:
+        """The node's flag for drops not yet reported."""
+
+    def count_drops(self, source: DropSource) -> None:
+        """Report `source`'s drops with the node's own."""
 
 
 class Ending(enum.Enum):
@@ -127,11 +137,15 @@ class Runtime:
         self.inline = labors == 0
         self.routes: dict[str, tuple[Task, str]] = {}  # the node's input -> (operator, its input)
         self.siblings: dict[str, list[tuple[Task, str]]] = {}  # the node's output -> operators of this node reading it
+        self.bounds = InputBounds(node.drops)
+        node.count_drops(self.bounds)
         for task in self.tasks:
             task.cart = self.scheduler.cart(task.id, functools.partial(self._run, task))
             task.send = functools.partial(self.send, task)
             task.open_inputs = set(task.config.inputs)
             for name, source in task.config.inputs.items():
+                size = task.config.queue_sizes.get(name, DEFAULT_QUEUE_SIZE)
+                self.bounds.add(task.id, name, task.config.port_prefix + name, size)
                 source_node, _, output = source.partition("/")
                 if source_node == self.node_id:
                     self.siblings.setdefault(output, []).append((task, name))
@@ -182,7 +196,7 @@ class Runtime:
                 return
             if kind == "RELOAD":  # `car launch --hot-reload`: the operator's file changed
                 changed = self.by_id.get(event.get("id", ""))
-                if changed is not None and changed.ending is None:
+                if changed is not None:
                     self._put(changed, {"kind": "dora", "type": "RELOAD", "id": changed.id})
             if kind in ("INPUT", "INPUT_CLOSED"):
                 route = self.routes.get(event.get("id", ""))
@@ -213,8 +227,7 @@ class Runtime:
         """STOP to every operator still running."""
         self._stopping = True
         for task in self.tasks:
-            if task.ending is None:
-                self._put(task, {"kind": "dora", "type": "STOP", "id": "MANUAL"})
+            self._put(task, {"kind": "dora", "type": "STOP", "id": "MANUAL"})
 
     # -- one operator --------------------------------------------------------------------------
     def _start(self, task: Task) -> bool:
@@ -319,12 +332,16 @@ class Runtime:
     def _input_closed(self, task: Task, name: str) -> None:
         """One of the operator's inputs closed: with the last, it gets STOP (as a node does)."""
         task.open_inputs.discard(name)
-        if not task.open_inputs and task.ending is None:
+        if not task.open_inputs:
             self._put(task, {"kind": "dora", "type": "STOP", "id": ALL_INPUTS_CLOSED})
 
     def _put(self, task: Task, event: dict[str, Any]) -> None:
+        """`event` on the operator's cart (within its input's bound); nothing once the operator is done."""
         assert task.cart is not None
-        self.scheduler.put(task.cart, event)
+        if task.ending is None:
+            lane = self.bounds.lane(task.id, event)
+            if self.scheduler.put(task.cart, event, lane) is Put.PUSHED_OUT and lane is not None:
+                self.bounds.pushed_out(lane)
 
     # -- sending -----------------------------------------------------------------------------------
     def send(self, task: Task, output_id: str, data: Any = None, metadata: dict[str, Any] | None = None) -> None:
@@ -342,11 +359,10 @@ class Runtime:
             stamped = dict(metadata or {})
             stamped["timestamp"] = self.node.timestamp()
             for reader, input_name in readers:
-                if reader.ending is None:
-                    self._put(
-                        reader,
-                        {"kind": "dora", "type": "INPUT", "id": input_name, "value": value, "metadata": dict(stamped)},
-                    )
+                self._put(
+                    reader,
+                    {"kind": "dora", "type": "INPUT", "id": input_name, "value": value, "metadata": dict(stamped)},
+                )
         if self.node.has_readers(name):
             self.node.send_output(name, data, metadata)
 

@@ -9,6 +9,10 @@ was busy (one blocked in I/O, or computing long), it wakes an idle labor or adds
 to one per cart, `most`); a labor added that way leaves after `retire_s` without work.
 So an operator blocked in a call does not hold up the others.
 
+A cart's items may come in *lanes* (an operator's inputs): a lane keeps at most `size`
+items waiting, and one more pushes its oldest waiting item off the cart (`Put.PUSHED_OUT`),
+so a task that falls behind holds a bounded backlog, never a growing one.
+
 The common case costs no hand-over between threads: a labor that makes a cart ready (an
 operator sending to a sibling) does not wake another labor; it runs that cart itself as
 soon as its own item is done, and only if it is still busy `stall_s` later does the
@@ -42,6 +46,35 @@ class CartState(enum.Enum):
     CLOSED = "closed"
 
 
+class Put(enum.Enum):
+    """What became of an item put on a cart."""
+
+    QUEUED = "queued"
+    PUSHED_OUT = "queued, pushing its lane's oldest waiting item off the cart"
+    REFUSED = "refused: the cart is closed"
+
+
+class Lane:
+    """Items of one kind on one cart, at most `size` of them waiting (see the module's docstring)."""
+
+    __slots__ = ("pushed_out", "size", "waiting")
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self.waiting: deque[_Queued] = deque()
+        self.pushed_out = 0  # items pushed off the cart by newer ones
+
+
+class _Queued:
+    """An item on a cart, and its lane (compared by identity: a lane's oldest is found on its cart)."""
+
+    __slots__ = ("item", "lane")
+
+    def __init__(self, item: Any, lane: Lane | None):
+        self.item = item
+        self.lane = lane
+
+
 class Cart:
     """One task's queue: `run(item)` is called for each item, in order, on some labor (it must not raise)."""
 
@@ -50,7 +83,7 @@ class Cart:
     def __init__(self, name: str, run: Callable[[Any], None]):
         self.name = name
         self.run = run
-        self.items: deque[Any] = deque()
+        self.items: deque[_Queued] = deque()
         self.state = CartState.IDLE
         self.ready_since = 0.0
 
@@ -106,24 +139,35 @@ class Scheduler:
             supervisor.start()
             self._threads.append(supervisor)
 
-    def put(self, cart: Cart, item: Any) -> bool:
-        """Queue `item` on `cart` (from any thread); False when the cart is closed."""
+    def put(self, cart: Cart, item: Any, lane: Lane | None = None) -> Put:
+        """Queue `item` on `cart` (from any thread), in `lane` when given."""
+        queued = _Queued(item, lane)
+        put = Put.QUEUED
         with self._lock:
             if cart.state is CartState.CLOSED:
-                return False
-            cart.items.append(item)
+                return Put.REFUSED
+            cart.items.append(queued)
+            if lane is not None:
+                lane.waiting.append(queued)
+                if len(lane.waiting) > lane.size:
+                    cart.items.remove(lane.waiting.popleft())  # near the cart's head: the lane's oldest
+                    lane.pushed_out += 1
+                    put = Put.PUSHED_OUT
             if cart.state is CartState.IDLE:
                 cart.state = CartState.READY
                 cart.ready_since = self._clock()
                 self._ready.append(cart)
                 if self._idle and not getattr(self._local, "labor", False):
                     self._work.notify()  # from a labor, the labor runs it next itself (see the module's docstring)
-        return True
+        return put
 
     def close_cart(self, cart: Cart) -> list[Any]:
         """Refuse the cart's items from now on; the items it still held."""
         with self._lock:
-            left = list(cart.items)
+            left = [queued.item for queued in cart.items]
+            for queued in cart.items:
+                if queued.lane is not None:
+                    queued.lane.waiting.clear()
             cart.items.clear()
             if cart.state is CartState.READY:
                 self._ready.remove(cart)
@@ -165,7 +209,10 @@ class Scheduler:
         """The head of the ready line and its next item (the lock held)."""
         cart = self._ready.popleft()
         cart.state = CartState.RUNNING
-        return cart, cart.items.popleft()
+        queued = cart.items.popleft()
+        if queued.lane is not None:
+            queued.lane.waiting.popleft()  # it is its lane's oldest: a cart's items leave in order
+        return cart, queued.item
 
     def _done(self, cart: Cart) -> None:
         """A cart's item ran: back in line if more wait (the lock held)."""

@@ -192,6 +192,7 @@ def node_config(
                 op.send_stdout_as,
                 op.send_logs_as,
                 op.min_log_level,
+                {name: inp.queue_size for name, inp in op.inputs.items()},
             )
             for op in node.operators
         ],

@@ -115,6 +115,9 @@ class OperatorConfig:
     send_stdout_as: str = ""
     send_logs_as: str = ""
     min_log_level: str = ""
+    queue_sizes: dict[str, int] = field(
+        default_factory=dict
+    )  # its input -> events that may wait (car.operators.bounds)
 
 
 @dataclass

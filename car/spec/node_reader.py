@@ -31,6 +31,7 @@ from car.spec.model import (
     NodeSpec,
     OperatorSpec,
     Placement,
+    Problem,
     QueuePolicy,
     RestartPolicy,
     parse_timer,
@@ -391,6 +392,17 @@ class NodeReader(ValueReader):
                 continue
             prefix = "" if single else f"{op_id}/"
             ports = self.ports(op_values, node_id, op_id, prefix)
+            for name, inp in ports.inputs.items():
+                if inp.queue_policy == QueuePolicy.BACKPRESSURE and not single:
+                    self.problems.append(
+                        Problem(
+                            self._input_locations[(node_id, prefix + name)],
+                            f"{what} operator `{op_id}` input `{name}`: operators of one runtime cannot take "
+                            "backpressure (the runtime takes its node's messages as they come, for every operator)",
+                            "make it a node of its own or a single `operator:`, or remove `queue_policy` "
+                            "(past `queue_size` the oldest is dropped, counted)",
+                        )
+                    )
             python = self.python(op_values.get("python"), item, f"{what} operator `{op_id}`", machine, working_dir)
             build = (self.string(op_values["build"], f"{what}.build") or "") if "build" in op_values else ""
             found.append(

@@ -14,9 +14,11 @@ import pytest
 
 from car.compat.dora import DoraStatus
 from car.compat.dora.node import TIMED_OUT
+from car.node.drops import DropFlag, DropSource
+from car.operators.bounds import InputBounds
 from car.operators.loading import OperatorLoadError, load_module, operator_class
 from car.operators.runtime import Ending, Runtime
-from car.operators.scheduler import Scheduler
+from car.operators.scheduler import Lane, Put, Scheduler
 from car.plan.config import NodeConfig, OperatorConfig
 from tests.helpers import wait_until
 
@@ -112,7 +114,7 @@ def test_a_closed_cart_refuses_items() -> None:
     cart = scheduler.cart("c", lambda _: None)
     scheduler.put(cart, 1)
     assert scheduler.close_cart(cart) == [1]
-    assert not scheduler.put(cart, 2)
+    assert scheduler.put(cart, 2) is Put.REFUSED
     scheduler.run_ready()
 
 
@@ -143,6 +145,8 @@ class MemoryNode:
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.sent: list[tuple[str, Any]] = []
         self.stop_reasons: list[str] = []
+        self.drops = DropFlag()
+        self.drop_sources: list[DropSource] = []
 
     def next(self, timeout: float | None = None) -> dict[str, Any] | None:
         try:
@@ -165,12 +169,18 @@ class MemoryNode:
     def timestamp(self) -> Any:
         return time.time()
 
+    def count_drops(self, source: DropSource) -> None:
+        self.drop_sources.append(source)
+
     def input(self, name: str, value: Any) -> None:
         self.events.put({"kind": "dora", "type": "INPUT", "id": name, "value": pa.array([value]), "metadata": {}})
 
 
-def op(op_id: str, inputs: dict[str, str], outputs: list[str], single: bool = False) -> OperatorConfig:
-    return OperatorConfig(op_id, f"{op_id}.py", "" if single else f"{op_id}/", inputs, outputs)
+def op(
+    op_id: str, inputs: dict[str, str], outputs: list[str], single: bool = False, queue_size: int = 10
+) -> OperatorConfig:
+    sizes = dict.fromkeys(inputs, queue_size)
+    return OperatorConfig(op_id, f"{op_id}.py", "" if single else f"{op_id}/", inputs, outputs, queue_sizes=sizes)
 
 
 class Counter:
@@ -210,7 +220,9 @@ def run_in_thread(runtime: Runtime) -> tuple[threading.Thread, list[int]]:
 
 
 def test_a_value_between_operators_goes_by_reference_and_in_order() -> None:
-    node = MemoryNode([op("a", {"x": "src/x"}, ["out"]), op("b", {"x": "node/a/out"}, [])])
+    node = MemoryNode(
+        [op("a", {"x": "src/x"}, ["out"], queue_size=50), op("b", {"x": "node/a/out"}, [], queue_size=50)]
+    )
     runtime = Runtime(node, {"a": Counter, "b": Keeper})
     thread, codes = run_in_thread(runtime)
     for k in range(100, 150):
@@ -312,6 +324,83 @@ def test_sending_on_an_undeclared_output_names_the_declared_ones() -> None:
     assert "has no output `nope` (declared: out)" in Wrong.error
     node.events.put({"kind": "dora", "type": "STOP", "id": "MANUAL"})
     thread.join(DEADLINE_S)
+
+
+def test_a_lane_keeps_its_newest_items_and_pushes_its_oldest_off_the_cart() -> None:
+    scheduler = Scheduler(0, 0)
+    ran: list[str] = []
+    cart = scheduler.cart("c", ran.append)
+    two, one = Lane(2), Lane(1)
+    puts = [scheduler.put(cart, f"x{n}", two) for n in range(4)]
+    assert puts == [Put.QUEUED, Put.QUEUED, Put.PUSHED_OUT, Put.PUSHED_OUT]
+    scheduler.put(cart, "stop")  # in no lane: never pushed out
+    scheduler.put(cart, "y0", one)
+    assert scheduler.put(cart, "y1", one) is Put.PUSHED_OUT
+    assert scheduler.put(cart, "x4", two) is Put.PUSHED_OUT
+    scheduler.run_ready()
+    assert ran == ["x3", "stop", "y1", "x4"] and (two.pushed_out, one.pushed_out) == (3, 1)
+    assert not two.waiting and not one.waiting  # what ran left its lane
+
+
+def test_input_bounds_count_drops_as_the_node_reports_them() -> None:
+    flag = DropFlag()
+    bounds = InputBounds(flag)
+    bounds.add("op", "x", "op/x", 2)
+    bounds.add("op", "latest", "op/latest", 1)
+    scheduler = Scheduler(0, 0)
+    cart = scheduler.cart("op", lambda _: None)
+
+    def put(name: str) -> None:
+        event = {"type": "INPUT", "id": name}
+        lane = bounds.lane("op", event)
+        assert lane is not None
+        if scheduler.put(cart, event, lane) is Put.PUSHED_OUT:
+            bounds.pushed_out(lane)
+
+    assert bounds.lane("op", {"type": "STOP", "id": "MANUAL"}) is None
+    for _ in range(3):
+        put("latest")
+    assert bounds.superseded() == 2 and not flag.pending and not bounds.unreported_drops()  # by design: no drop
+    for _ in range(5):
+        put("x")
+    assert flag.pending and bounds.drop_counts() == {"input op/x": 3}
+    assert bounds.unreported_drops() == ["input `op/x` (queue_size 2): 3"] and bounds.unreported_drops() == []
+
+
+def test_an_operator_that_falls_behind_keeps_its_bound_and_its_sibling_gets_every_event() -> None:
+    """b blocks on its first event while 50 more come: it keeps the newest 3 (its queue_size), the rest dropped and
+    reported as the node's; a, beside it, handles all 51."""
+    blocked, release = threading.Event(), threading.Event()
+
+    class Blocked(Keeper):
+        def on_event(self, event: dict[str, Any], send_output: Any) -> DoraStatus:
+            if event["type"] == "INPUT" and not self.events:
+                blocked.set()
+                release.wait(DEADLINE_S)
+            return super().on_event(event, send_output)
+
+    node = MemoryNode([op("a", {"x": "src/x"}, [], queue_size=51), op("b", {"x": "src/x"}, [], queue_size=3)])
+    node.inputs = {"a/x": "src/x", "b/x": "src/x"}
+    runtime = Runtime(node, {"a": Keeper, "b": Blocked}, labors=1)
+    thread, codes = run_in_thread(runtime)
+    a = runtime.by_id["a"]
+    node.input("b/x", 0)
+    assert blocked.wait(DEADLINE_S)
+    for k in range(51):
+        node.input("a/x", k)
+        if k:
+            node.input("b/x", k)
+    wait_until("a's 51 events", lambda: len(a.instance.events) == 51, timeout=DEADLINE_S, poll=0.001)
+    release.set()
+    b = runtime.by_id["b"]
+    wait_until("b's 4 events", lambda: len(b.instance.events) == 4, timeout=DEADLINE_S, poll=0.001)
+    node.events.put({"kind": "dora", "type": "STOP", "id": "MANUAL"})
+    thread.join(DEADLINE_S)
+    assert codes == [0]
+    assert [e["value"][0].as_py() for e in a.instance.events if e["type"] == "INPUT"] == list(range(51))
+    assert [e["value"][0].as_py() for e in b.instance.events if e["type"] == "INPUT"] == [0, 48, 49, 50]
+    assert [source.drop_counts() for source in node.drop_sources] == [{"input b/x": 47}]
+    assert node.drops.pending
 
 
 def test_an_operator_file_that_fails_to_import_says_why(tmp_path: Path) -> None:
