@@ -141,8 +141,8 @@ def test_every_value_a_node_sends_reads_back_from_its_channel_as_it_was(value: o
 
 def test_car_launch_record_keeps_every_message_from_the_first_to_the_last_or_counts_it(tmp_path: Path) -> None:
     """From the first message to the last (the run's end does not cut the last ones off); a frame the recorder
-    could not read before its shared-memory slot was reused (a busy machine: it never slows the graph) is counted
-    as lost, never silently missing."""
+    could not read before its shared-memory slot was reused (it fell behind by more than the senders' rings can
+    grow to keep for it: it never slows the graph) is counted as lost, never silently missing."""
     flow = write_flow(tmp_path, COUNTING_FLOW, src_py=counting_source(150), sink_py=SINK)
     path = tmp_path / "launched.mcap"
     result = car("launch", str(flow), "--record", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)

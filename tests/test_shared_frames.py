@@ -238,9 +238,9 @@ def test_finished_mark_is_the_reader_line(tmp_path: Path) -> None:
     assert writer.put(memoryview(frame(1))) is not None
     finish_reader(prefix, 1)
     assert writer.segment is not None
-    assert writer.segment.readers_state(2, ()) == (0, 0)  # line 0 has not received anything, line 1 left
+    assert writer.segment.readers_state(2, (), ()).received == 0  # line 0 has not received anything, line 1 left
     finish_reader(prefix, 0)
-    assert writer.segment.readers_state(2, ()) == (FINISHED, 0)
+    assert writer.segment.readers_state(2, (), ()) == (FINISHED, FINISHED, 0)
     writer.close()
 
 
@@ -259,7 +259,7 @@ def test_a_subscriber_line_keeps_what_it_holds_but_never_holds_the_sender_up(tmp
     descriptor = writer.put(memoryview(frame(9)))
     assert descriptor is not None
     held, slot, seq, nbytes = subscriber.hold(descriptor, 2, 1)  # now the subscriber holds frame 9
-    assert (writer.segment is not None) and writer.segment.readers_state(1, (2,))[1] == 1 << slot
+    assert (writer.segment is not None) and writer.segment.readers_state(1, (2,), ()).held == 1 << slot
     kept = np.ndarray((nbytes,), np.uint8, subscriber.array_buffer(held, slot, seq, nbytes))
     for n in range(10, 14):  # the ring goes on around the subscriber's slot
         descriptor = writer.put(memoryview(frame(n)))
@@ -345,3 +345,35 @@ def test_a_restarted_reader_gets_whole_frames(tmp_path: Path) -> None:
     assert report["seen"], "the restarted reader got no frame"
     assert all(intact for _, intact in report["seen"])
     assert report["seen"][-1][0] == 60  # it read to the end
+
+
+def test_a_subscriber_that_keeps_frames_gets_every_one_while_the_ring_can_grow(tmp_path: Path) -> None:
+    """A recorder's line (`keep`): the sender takes other slots, or grows its ring, rather than reuse a slot the
+    recorder has yet to receive; past MAX_SLOTS it reuses one (the recorder loses that frame, counted), never
+    holding the sender up or making it copy."""
+    prefix = f"{tmp_path}/car-t-0.0-"
+    writer = FrameWriter(prefix, readers=1, slots=2, lines=3)
+    writer.subscribe(2, keep=True)
+    reader, recorder = FrameReader(), FrameReader()
+    pending = []  # notifications the recorder has yet to take: it fell behind
+    for n in range(1, 21):
+        descriptor = writer.put(memoryview(frame(n)))
+        assert descriptor is not None  # never a copy: there is always a slot
+        taken = reader.hold(descriptor, 0, 1)  # the node reader keeps up
+        reader.release(taken[0], taken[1])
+        pending.append(descriptor)
+    assert writer.slots == 16  # it grew (2, 4, 8, 16: a new file each) rather than reuse what the recorder lacks
+    for n, descriptor in enumerate(pending, start=1):  # the recorder catches up: every frame whole
+        held, slot, seq, nbytes = recorder.hold(descriptor, 2, 1)
+        got = np.ndarray((nbytes,), np.uint8, recorder.array_buffer(held, slot, seq, nbytes))
+        assert int(got.min()) == int(got.max()) == n % 251
+        recorder.release(held, slot)
+    for n in range(21, 200):  # stuck for good: the ring stops at MAX_SLOTS and the sender goes on without a copy
+        descriptor = writer.put(memoryview(frame(n)))
+        assert descriptor is not None
+        taken = reader.hold(descriptor, 0, 1)
+        reader.release(taken[0], taken[1])
+    assert writer.slots == shm.MAX_SLOTS
+    writer.unsubscribe(2)
+    assert writer.keeping == () and writer.subscribers == ()
+    writer.close()

@@ -153,6 +153,23 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_graph_and_its_losses_ar
     assert json.loads((tmp_path / "source.json").read_text())["copied"] == 0  # no slot was held up for it
 
 
+def test_a_subscriber_that_keeps_frames_gets_every_one_after_falling_behind(tmp_path: Path) -> None:
+    """A recorder (`keep_frames`) that stops reading for 1.5 s (45 frames, against the ring of a few slots the relay
+    needs) still gets every frame whole: the sender grew its ring rather than reuse what it lacked, and copied
+    nothing for its node readers. Without `keep_frames` the ring goes on around it (counted losses)."""
+    name = f"keeper-{os.getpid()}"
+    flow = three_nodes(tmp_path)
+    with running(flow, name), Subscriber(["source/frame"], run=name, queue_size=200, keep_frames=True) as sub:
+        got = events_for(sub, 0.5)
+        time.sleep(1.5)  # it falls behind
+        got += events_for(sub, 2.0)
+        dropped = sub.dropped
+    frames = [v for _, v, _, _ in got]
+    assert len(frames) >= 60 and dropped == 0, (len(frames), dropped)
+    assert frames == list(range(frames[0], frames[0] + len(frames)))  # every one, in order, whole (events_for)
+    assert json.loads((tmp_path / "source.json").read_text())["copied"] == 0
+
+
 SUBSCRIBER_PROCESS = """
 import sys, time
 from car.node.subscriber import Subscriber

@@ -6,7 +6,9 @@ all) into an MCAP file with the `mcap` library: one channel per `node/output`, t
 message's timestamp (its hybrid logical clock's wall time) as log and publish time, the
 encodings of car.recording.channels (written by car.recording.sink), and the dataflow file and the run's facts as an
 attachment and metadata. It never slows the graph: a recorder that falls behind loses
-messages (a bounded queue between its receiving threads and its writer), counts them and says so at the end. It stops at
+messages (a bounded queue between its receiving threads and its writer), counts them and says so at the end.
+Its frames are kept for it in the senders' shared memory while their rings can grow
+(`keep_frames`), so a busy machine does not cost it frames. It stops at
 Ctrl-C, after `--duration`, or when the run ends, and always leaves a complete file.
 """
 
@@ -61,7 +63,7 @@ def record(
     plans = graph.sources_by_part(wanted)
     if not plans:
         raise RecordError(f"dataflow `{graph.name}` has none of {', '.join(sources)}")
-    subscribers = [Subscriber(mine, part, queue_size=RECORDER_QUEUE) for part, mine in plans]
+    subscribers = [Subscriber(mine, part, queue_size=RECORDER_QUEUE, keep_frames=True) for part, mine in plans]
     if begin:
         for part in graph.parts:
             part.ask(control.Begin(), control.Done)

@@ -53,7 +53,13 @@ class Subscriptions:
         try:
             sources = self.resolve(request.sources)
             subscription = self.add(
-                request.pid, request.endpoint, sources, request.queue_size, request.lease_s, request.server_key
+                request.pid,
+                request.endpoint,
+                sources,
+                request.queue_size,
+                request.lease_s,
+                request.server_key,
+                request.keep,
             )
         except SubscriptionError as exc:
             return control.Refused(str(exc))
@@ -63,7 +69,13 @@ class Subscriptions:
             self._tell(
                 target.node,
                 control.AddSubscriber(
-                    target.output, subscription.id, dest.endpoint, dest.queue_size, dest.line, dest.server_key
+                    target.output,
+                    subscription.id,
+                    dest.endpoint,
+                    dest.queue_size,
+                    dest.line,
+                    dest.server_key,
+                    dest.keep,
                 ),
             )
             outputs.append(control.SubscribedOutput(f"{target.node}/{target.output}", target.shm_prefix, dest.line))
@@ -94,9 +106,17 @@ class Subscriptions:
         return found
 
     def add(
-        self, pid: int, endpoint: str, sources: list[str], queue_size: int, lease_s: float = 0.0, server_key: str = ""
+        self,
+        pid: int,
+        endpoint: str,
+        sources: list[str],
+        queue_size: int,
+        lease_s: float = 0.0,
+        server_key: str = "",
+        keep: bool = False,
     ) -> Subscription:
-        """A new subscription of `sources` (already resolved) to `endpoint`; from elsewhere (tcp://) with a lease."""
+        """A new subscription of `sources` (already resolved) to `endpoint`; from elsewhere (tcp://) with a lease;
+        `keep`: it keeps frames (a recorder)."""
         if queue_size < 1:
             raise SubscriptionError("queue_size must be at least 1")
         elsewhere = endpoint.startswith("tcp://")
@@ -106,7 +126,9 @@ class Subscriptions:
             raise SubscriptionError("a subscriber on this host names its pid")
         subscription = Subscription(secrets.token_hex(4), pid, endpoint, lease_s=lease_s, server_key=server_key)
         for source in sources:
-            target = self._plan.add_subscriber(subscription.id, source, endpoint, queue_size, not elsewhere, server_key)
+            target = self._plan.add_subscriber(
+                subscription.id, source, endpoint, queue_size, not elsewhere, server_key, keep
+            )
             if target.shm_prefix:
                 finish_reader(target.shm_prefix, target.destination.line)  # holds nothing until it receives
             subscription.targets.append(target)

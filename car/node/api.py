@@ -238,6 +238,7 @@ class Node:
                 message.queue_size,
                 message.line,
                 message.server_key,
+                message.keep,
             )
         elif isinstance(message, control.RemoveSubscriber):
             outbox.remove_subscriber(message.output, message.subscription)

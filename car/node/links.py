@@ -310,7 +310,7 @@ class Outbox:
             own.connect(dest.endpoint)
             writer = self._writers.get(output)
             if writer is not None and dest.line >= 0:
-                writer.subscribe(dest.line)
+                writer.subscribe(dest.line, dest.keep)
             return SubscriberLink(own, dest.subscription, dest.line if writer is not None else -1)
         if dest.fd >= 0:
             end = self._direct_out.get(dest.fd)
@@ -344,13 +344,21 @@ class Outbox:
 
     # -- subscribers ----------------------------------------------------------------------
     def add_subscriber(
-        self, output: str, subscription: str, endpoint: str, queue_size: int, line: int, server_key: str = ""
+        self,
+        output: str,
+        subscription: str,
+        endpoint: str,
+        queue_size: int,
+        line: int,
+        server_key: str = "",
+        keep: bool = False,
     ) -> None:
-        """Send `output` also to a subscriber (again: nothing changes); `server_key`: one elsewhere over CurveZMQ."""
+        """Send `output` also to a subscriber (again: nothing changes); `server_key`: one elsewhere over CurveZMQ;
+        `keep`: one that keeps frames (car.transport.shm.FrameWriter.subscribe)."""
         links = self.outputs.get(output)
         if links is None or any(isinstance(x, SubscriberLink) and x.subscription == subscription for x in links):
             return
-        dest = Destination.to_subscriber(endpoint, subscription, queue_size, line, server_key)
+        dest = Destination.to_subscriber(endpoint, subscription, queue_size, line, server_key, keep)
         self._destinations[output].append(dest)
         links.append(self._link(dest, output))
         self._refresh()

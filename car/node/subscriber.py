@@ -15,8 +15,11 @@ that runs elsewhere, car.plan.running) the subscriber listens on tcp:// (CurveZM
 host's keys, letting in only that machine), its requests go through the coordinator, and
 it renews its subscription every few seconds: one that stops renewing is ended there. A subscription is bounded by `queue_size`: a slow
 subscriber loses the oldest messages, a stuck one loses what its sender could not hand
-it, and the sender never waits for it; `dropped` counts both. Closing (or exiting, or
-being killed) ends the subscription; the daemon cleans up after a subscriber that died.
+it, and the sender never waits for it; `dropped` counts both. A frame's shared-memory slot
+may be reused before a slow subscriber takes it (a counted drop too); a recorder asks for
+`keep_frames`, and the senders then grow their rings rather than reuse a slot it lacks.
+Closing (or exiting, or being killed) ends the subscription; the daemon cleans up after a
+subscriber that died.
 """
 
 from __future__ import annotations
@@ -50,9 +53,17 @@ RENEW_S = 3.0  # ... and is renewed this often
 class Subscriber:
     """A subscription to outputs of a running dataflow."""
 
-    def __init__(self, sources: list[str], run: str | GraphPart | None = None, queue_size: int = DEFAULT_QUEUE_SIZE):
+    def __init__(
+        self,
+        sources: list[str],
+        run: str | GraphPart | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        keep_frames: bool = False,
+    ):
         """Subscribe to `sources` of the run named `run` (None: the only one running), or of one part of a run;
-        RunError if refused. Of a dataflow on several machines, `sources` are of one machine's part."""
+        RunError if refused. Of a dataflow on several machines, `sources` are of one machine's part.
+        `keep_frames` (a recorder): the senders on this host keep each frame in their shared memory until this
+        subscriber has it, while their rings can grow (car.transport.shm.FrameWriter.subscribe)."""
         self.run: GraphPart = run if isinstance(run, GraphPart) else _part_for(sources, run)
         self._closed = False
         self._finished = False
@@ -63,7 +74,7 @@ class Subscriber:
         if self.run.local is not None:
             self.endpoint = f"ipc://{self.run.local.folder}/sub-{os.getpid()}-{secrets.token_hex(3)}.sock"
             receive, remote = self.endpoint, ""
-            request = control.Subscribe(os.getpid(), self.endpoint, list(sources), queue_size)
+            request = control.Subscribe(os.getpid(), self.endpoint, list(sources), queue_size, keep=keep_frames)
         else:  # the senders are on another host: they connect here over tcp://
             keys = load_keys()
             host = address_toward(urlsplit(self.run.coordinator).hostname or "127.0.0.1")
@@ -71,7 +82,7 @@ class Subscriber:
             self.endpoint = remote = f"tcp://{host}:{port}"
             receive = f"inproc://subscriber-{secrets.token_hex(4)}"  # the daemon's own messages come over tcp too
             key = keys.public.decode() if keys is not None else ""
-            request = control.Subscribe(0, self.endpoint, list(sources), queue_size, LEASE_S, key)
+            request = control.Subscribe(0, self.endpoint, list(sources), queue_size, LEASE_S, key, keep_frames)
         try:
             reply = self.run.ask(request, control.Subscribed)
         except BaseException:

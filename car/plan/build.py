@@ -82,10 +82,17 @@ class RunPlan:
         return [f"{node}/{output}" for node, config in self.nodes.items() for output in config.outputs]
 
     def add_subscriber(
-        self, subscription: str, source: str, endpoint: str, queue_size: int, shared: bool = True, server_key: str = ""
+        self,
+        subscription: str,
+        source: str,
+        endpoint: str,
+        queue_size: int,
+        shared: bool = True,
+        server_key: str = "",
+        keep: bool = False,
     ) -> SubscriberTarget:
         """Send `source` also to a subscriber at `endpoint` (`shared`: on this host, a reader of its shared memory;
-        `server_key`: elsewhere over CurveZMQ); KeyError when no node here has that output."""
+        `server_key`: elsewhere over CurveZMQ; `keep`: it keeps frames); KeyError when no node here has that output."""
         node, _, output = source.partition("/")
         config = self.nodes[node]
         destinations = config.outputs[output]
@@ -93,7 +100,7 @@ class RunPlan:
         taken = {d.line for d in destinations if d.subscription}
         free = (k for k in range(memory.readers, memory.lines) if k not in taken)
         line = next(free, -1) if shared else -1
-        dest = Destination.to_subscriber(endpoint, subscription, queue_size, line, server_key)
+        dest = Destination.to_subscriber(endpoint, subscription, queue_size, line, server_key, keep)
         destinations.append(dest)
         return SubscriberTarget(node, output, dest, memory.prefix if line >= 0 else "")
 

@@ -41,10 +41,11 @@ class Destination:
     subscription: str = ""  # a subscriber (a process that joined the running graph), not a node
     remote: bool = False  # a reader on another machine (tcp://): sent whole, from the sender's buffer
     server_key: str = ""  # with CurveZMQ: the public key (Z85) of the reader's machine
+    keep: bool = False  # a subscriber that keeps frames (a recorder): see car.transport.shm.FrameWriter.subscribe
 
     @classmethod
     def to_subscriber(
-        cls, endpoint: str, subscription: str, queue_size: int, line: int, server_key: str = ""
+        cls, endpoint: str, subscription: str, queue_size: int, line: int, server_key: str = "", keep: bool = False
     ) -> Destination:
         """Where a subscriber gets an output: on this host (ipc://, shared-memory `line` or -1) or elsewhere (tcp://)."""
         remote = endpoint.startswith("tcp://")
@@ -57,6 +58,7 @@ class Destination:
             subscription=subscription,
             remote=remote,
             server_key=server_key,
+            keep=keep,
         )
 
 

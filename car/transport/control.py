@@ -449,6 +449,7 @@ class Subscribe(ClientToDaemon):
     queue_size: int = 10
     lease_s: float = 0.0  # from elsewhere: the subscription ends unless renewed within this time
     server_key: str = ""  # from elsewhere, over CurveZMQ: the subscriber's public key (Z85)
+    keep: bool = False  # keep frames for it in the senders' shared memory while they can (a recorder)
 
 
 @dataclass(frozen=True)
@@ -604,6 +605,7 @@ class AddSubscriber(DaemonToNode):
     queue_size: int = 10
     line: int = -1
     server_key: str = ""  # a subscriber elsewhere over CurveZMQ: its public key (Z85)
+    keep: bool = False  # keep frames for it while the ring can (car.transport.shm.FrameWriter.subscribe)
 
 
 @dataclass(frozen=True)

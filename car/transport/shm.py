@@ -56,6 +56,7 @@ _DESCRIPTOR = struct.Struct("<IQQ")  # slot, sequence number, size in bytes; the
 MAX_SLOTS = 64  # one bit each in a reader's `held`
 SPIN_S = 0.0005  # a reader that gets a notification before the copy is done yields this long, then sleeps
 WRITE_TIMEOUT_S = 1.0  # and gives up after this (the sender died in the middle of a copy)
+_new_tuple = tuple.__new__
 
 
 def segment_dir(fallback: str) -> str:
@@ -124,22 +125,33 @@ class _Segment:
         last = _U64.unpack_from(self.map, _LINE * (1 + reader))[0]
         return int(last), int(_U64.unpack_from(self.map, _LINE * (1 + reader) + 8)[0])
 
-    def readers_state(self, readers: int, subscribers: tuple[int, ...]) -> tuple[int, int]:
-        """The latest sequence number every node reader (lines 0 .. readers-1) has received, and the slots
-        any of them or the subscribers on lines `subscribers` holds (bits). A subscriber's `last` is not
-        waited for (see FrameWriter.subscribe)."""
+    def readers_state(self, readers: int, subscribers: tuple[int, ...], keeping: tuple[int, ...]) -> ReadersState:
+        """What the node readers (lines 0 .. readers-1) and the subscribers (lines `subscribers`) received and hold;
+        a subscriber's `last` counts only for those on lines `keeping` (see FrameWriter.subscribe)."""
         last, held = FINISHED, 0
         for r in range(readers):
             reader_last, reader_held = self.line(r)
             last, held = min(last, reader_last), held | reader_held
+        kept = last
         for r in subscribers:
-            held |= self.line(r)[1]
-        return last, held
+            subscriber_last, subscriber_held = self.line(r)
+            held |= subscriber_held
+            if r in keeping:
+                kept = min(kept, subscriber_last)
+        return _new_tuple(ReadersState, (last, kept, held))  # NamedTuple's __new__ is a Python function: slower
 
     def publish(self, line: int, last: int, held: int) -> None:
         """A reader's line: `held` first, then `last` (see above)."""
         _U64.pack_into(self.map, _LINE * (1 + line) + 8, held)
         _U64.pack_into(self.map, _LINE * (1 + line), last)
+
+
+class ReadersState(NamedTuple):
+    """What an output's readers have of its file (see the module's docstring)."""
+
+    received: int  # the latest sequence number every node reader has received
+    kept: int  # ... and every subscriber that keeps frames (`received` when there is none)
+    held: int  # the slots any reader or subscriber holds (bits)
 
 
 class FrameWriter:
@@ -150,6 +162,7 @@ class FrameWriter:
         self.readers = readers  # node readers: lines 0 .. readers-1
         self.lines = max(lines, readers)  # lines in each file: spare ones after the readers' take subscribers
         self.subscribers: tuple[int, ...] = ()  # the spare lines subscribers read on now
+        self.keeping: tuple[int, ...] = ()  # ... of those, the lines of subscribers that keep frames (a recorder)
         self.slots = slots
         self.segment: _Segment | None = None
         self.name = b""
@@ -159,20 +172,26 @@ class FrameWriter:
         self.loaned: set[int] = set()  # slots lent to the node to write a message into (see loan())
         self.count = 0  # files made so far (a larger array needs larger slots)
 
-    def subscribe(self, line: int) -> None:
+    def subscribe(self, line: int, keep: bool = False) -> None:
         """A subscriber reads on spare line `line` from now on.
 
         Unlike a node reader, a subscriber may fall behind without holding the sender up:
         only the slots it holds are kept for it, not those it has yet to receive. A slot
         reused before the subscriber got to it fails its sequence-number check there
         (StaleFrameError: a counted drop), so it never sees a torn frame, and a stuck
-        subscriber never makes the sender grow its files or copy.
+        subscriber never makes the sender copy. One that `keep`s frames (a recorder) has
+        the slots it has yet to receive kept too while the sender can: it takes another
+        free slot first, else makes its ring larger (up to MAX_SLOTS), and only past that
+        reuses one the subscriber has yet to receive.
         """
         self.subscribers = tuple(sorted({*self.subscribers, line}))
+        if keep:
+            self.keeping = tuple(sorted({*self.keeping, line}))
 
     def unsubscribe(self, line: int) -> None:
         """The subscriber on `line` has left (its line was marked FINISHED, see finish_reader)."""
         self.subscribers = tuple(k for k in self.subscribers if k != line)
+        self.keeping = tuple(k for k in self.keeping if k != line)
 
     def put(self, payload: memoryview) -> bytes | None:
         """Copy `payload` into a free slot; the notification to send, or None when every slot is held."""
@@ -201,16 +220,20 @@ class FrameWriter:
         seg = self.segment
         if seg is None or nbytes > seg.slot_size:
             seg = self._create(nbytes)
-        slot = self._free_slot(seg)
+        slot = self._free_slot(seg, keeping=True)
         if slot is None and self.slots < MAX_SLOTS:  # readers keep more messages than their queues hold
             self.slots = min(MAX_SLOTS, 2 * self.slots)
             seg = self._create(seg.slot_size)
-            slot = self._free_slot(seg)
+            slot = self._free_slot(seg, keeping=True)
+        if slot is None and self.keeping:  # a subscriber that keeps frames loses one (counted there)
+            slot = self._free_slot(seg, keeping=False)
         return None if slot is None else (seg, slot)
 
-    def _free_slot(self, seg: _Segment) -> int | None:
-        """A slot no reader holds or has yet to receive, marked being written; None when there is none."""
-        received, held = seg.readers_state(self.readers, self.subscribers)
+    def _free_slot(self, seg: _Segment, keeping: bool) -> int | None:
+        """A slot no reader holds or has yet to receive (`keeping`: nor a subscriber that keeps frames), marked
+        being written; None when there is none."""
+        state = seg.readers_state(self.readers, self.subscribers, self.keeping)
+        received, held = state.kept if keeping else state.received, state.held
         for i in range(self.slots):
             slot = (self.next + i) % self.slots
             if not held >> slot & 1 and slot not in self.loaned and seg.stored(slot) <= received:
