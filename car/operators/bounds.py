@@ -14,7 +14,6 @@ totals, `car top`): car.node.api.Node.count_drops.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from car.node.drops import DropFlag
 from car.operators.scheduler import Lane
@@ -35,19 +34,17 @@ class InputBounds:
     def __init__(self, flag: DropFlag):
         """`flag`: the node's, set on each drop so the node reports it."""
         self._flag = flag
-        self._bounds: dict[tuple[str, str], InputBound] = {}
+        self._bounds: list[InputBound] = []
 
-    def add(self, operator_id: str, input_name: str, port: str, size: int) -> None:
-        """Bound `operator_id`'s input `input_name` (the node's port `port`) at `size` waiting events."""
-        self._bounds[(operator_id, input_name)] = InputBound(port, Lane(size))
-
-    def lane(self, operator_id: str, event: dict[str, Any]) -> Lane | None:
-        """The lane `event` goes in on the operator's cart: its input's; None for any other event (STOP,
-        INPUT_CLOSED, RELOAD), never dropped."""
-        if event["type"] != "INPUT":
-            return None
-        bound = self._bounds.get((operator_id, event["id"]))
-        return bound.lane if bound is not None else None
+    def lanes(self, inputs: dict[str, tuple[str, int]]) -> dict[str, Lane]:
+        """One operator's lanes, by its input's name (its INPUT events go in them; others are never dropped):
+        `inputs` gives each input's port and queue_size."""
+        lanes = {}
+        for name, (port, size) in inputs.items():
+            bound = InputBound(port, Lane(size))
+            self._bounds.append(bound)
+            lanes[name] = bound.lane
+        return lanes
 
     def pushed_out(self, lane: Lane) -> None:
         """`lane`'s oldest event was dropped for a newer one: the node reports it (unless that is by design)."""
@@ -57,14 +54,12 @@ class InputBounds:
     # -- counts, as the node reports its own (car.node.drops.DropSource) ------------------------------
     def drop_counts(self) -> dict[str, int]:
         """Events dropped so far, by `input NAME`."""
-        return {
-            f"input {b.port}": b.lane.pushed_out for b in self._bounds.values() if b.lane.size > 1 and b.lane.pushed_out
-        }
+        return {f"input {b.port}": b.lane.pushed_out for b in self._bounds if b.lane.size > 1 and b.lane.pushed_out}
 
     def unreported_drops(self) -> list[str]:
         """What was dropped since the last report, as phrases."""
         parts = []
-        for bound in self._bounds.values():
+        for bound in self._bounds:
             dropped = bound.lane.pushed_out
             if bound.lane.size > 1 and dropped > bound.reported:
                 parts.append(f"input `{bound.port}` (queue_size {bound.lane.size}): {dropped - bound.reported}")
@@ -73,4 +68,4 @@ class InputBounds:
 
     def superseded(self) -> int:
         """Events replaced by newer ones in `queue_size: 1` inputs (by design, not a loss to warn about)."""
-        return sum(b.lane.pushed_out for b in self._bounds.values() if b.lane.size == 1)
+        return sum(b.lane.pushed_out for b in self._bounds if b.lane.size == 1)

@@ -345,19 +345,14 @@ def test_a_lane_keeps_its_newest_items_and_pushes_its_oldest_off_the_cart() -> N
 def test_input_bounds_count_drops_as_the_node_reports_them() -> None:
     flag = DropFlag()
     bounds = InputBounds(flag)
-    bounds.add("op", "x", "op/x", 2)
-    bounds.add("op", "latest", "op/latest", 1)
+    lanes = bounds.lanes({"x": ("op/x", 2), "latest": ("op/latest", 1)})
     scheduler = Scheduler(0, 0)
     cart = scheduler.cart("op", lambda _: None)
 
     def put(name: str) -> None:
-        event = {"type": "INPUT", "id": name}
-        lane = bounds.lane("op", event)
-        assert lane is not None
-        if scheduler.put(cart, event, lane) is Put.PUSHED_OUT:
-            bounds.pushed_out(lane)
+        if scheduler.put(cart, {"type": "INPUT", "id": name}, lanes[name]) is Put.PUSHED_OUT:
+            bounds.pushed_out(lanes[name])
 
-    assert bounds.lane("op", {"type": "STOP", "id": "MANUAL"}) is None
     for _ in range(3):
         put("latest")
     assert bounds.superseded() == 2 and not flag.pending and not bounds.unreported_drops()  # by design: no drop
