@@ -98,6 +98,12 @@ def _remove_scratch() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def messages(seconds: float, hz: float) -> int:
+    """How many messages a latency run's source sends after its warm-up (then the run ends): `seconds` of them at
+    `hz`, counted rather than timed, so a slow start never shortens what is measured."""
+    return max(1, round(seconds * hz))
+
+
 def run_car(yaml_text: str, duration: float | None, timeout: float = 120, name: str = "") -> Path:
     """Write the dataflow into a fresh folder, `car launch` it (as run `name`, if given), return the folder."""
     folder = scratch("car-bench-")

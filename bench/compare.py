@@ -328,7 +328,12 @@ def main(default_peers: str = DEFAULT_PEERS) -> None:
     """Parse the command line, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peers", default=default_peers, help=f"comma-separated, of {', '.join(PEERS)}")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each latency run (default 5)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help="of messages in each latency run, at its rate, after its warm-up (default 5)",
+    )
     parser.add_argument("--count", type=int, default=200_000, help="messages in each throughput run")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of every case (default 3)")
     parser.add_argument("--pin", action="store_true", help=f"{PINNED} (needs 2 CPUs)")

@@ -22,7 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, percentiles_us, pipeline_cpus, read_json, run_car, scratch, sink_report, start_pinned
+from common import (
+    BENCH,
+    messages,
+    percentiles_us,
+    pipeline_cpus,
+    read_json,
+    run_car,
+    scratch,
+    sink_report,
+    start_pinned,
+)
 
 SMALL, FRAME = 64, 640 * 480 * 3
 WARMUP_S = 0.5  # sources send nothing during their first half second: every peer starts its nodes differently
@@ -49,7 +59,7 @@ nodes:
     path: {nodes}/source.py
     inputs: {{tick: dora/timer/hz/{hz}}}
     outputs: [data]
-    env: {{BENCH_SIZE: "{size}", BENCH_ARROW: "{arrow}", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}"{pin_source}}}
+    env: {{BENCH_SIZE: "{size}", BENCH_ARROW: "{arrow}", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}", BENCH_COUNT: "{count}"{pin_source}}}
   - id: sink
     path: {nodes}/sink.py
     inputs: {{data: source/data}}
@@ -57,7 +67,7 @@ nodes:
 """
 
 LATENCY_FLOW = """
-env: {{BENCH_SIZE: "{size}", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}"}}
+env: {{BENCH_SIZE: "{size}", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "{loaned}", BENCH_COUNT: "{count}"}}
 nodes:
   - id: source
     path: @NODES/source.py
@@ -104,10 +114,11 @@ def car_latency(
         upstream=upstream,
         warmup=WARMUP_S,
         loaned=int(loaned),
+        count=messages(seconds, hz),
         pin_source=cpu_line(pinned, 0),
         pin_sink=cpu_line(pinned, hops),
     )
-    folder = run_car(flow, duration=seconds + WARMUP_S, name=name)
+    folder = run_car(flow, duration=None, name=name)
     return sink_report(folder / "sink.json")
 
 
@@ -128,10 +139,11 @@ def car_arrow(
         arrow=arrow,
         warmup=WARMUP_S,
         loaned=int(loaned),
+        count=messages(seconds, hz),
         pin_source=pin(0),
         pin_sink=pin(1),
     )
-    folder = run_car(flow, duration=seconds + WARMUP_S)
+    folder = run_car(flow, duration=None)
     return sink_report(folder / "sink.json")
 
 

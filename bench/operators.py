@@ -27,10 +27,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from common import read_json, run_car, sink_report
+from common import messages, read_json, run_car, sink_report
 
 WARMUP_S = 0.5
 RESTART_RUN_S = 2.0
+HOP_HZ = 200  # the hop cases' rate
 HOP_CASES = ("operator_hop", "operator_process_hop", "chain3_operators", "chain3_nodes")
 
 _STAGES = {  # stage -> (its operator file, its input, or "" for the timer)
@@ -40,9 +41,12 @@ _STAGES = {  # stage -> (its operator file, its input, or "" for the timer)
 }
 
 
-def pipeline_flow(stages: list[str], together: bool) -> str:
-    """`stages` (source, [relay,] sink) as operators of one node, or each a single-operator node."""
-    env = f'env: {{BENCH_SIZE: "64", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{WARMUP_S}"}}'
+def pipeline_flow(stages: list[str], together: bool, count: int) -> str:
+    """`stages` (source, [relay,] sink) as operators of one node, or each a single-operator node; the source sends
+    `count` messages after its warm-up, then the run ends."""
+    env = (
+        f'env: {{BENCH_SIZE: "64", BENCH_OUT: "@OUT/sink.json", BENCH_WARMUP_S: "{WARMUP_S}", BENCH_COUNT: "{count}"}}'
+    )
     lines = [env, "nodes:"]
     if together:
         lines += ["  - id: pipeline", "    operators:"]
@@ -50,7 +54,11 @@ def pipeline_flow(stages: list[str], together: bool) -> str:
     for stage in stages:
         file, _ = _STAGES[stage]
         source = (
-            "dora/timer/hz/200" if not previous else f"pipeline/{previous}/data" if together else f"{previous}/data"
+            f"dora/timer/hz/{HOP_HZ}"
+            if not previous
+            else f"pipeline/{previous}/data"
+            if together
+            else f"{previous}/data"
         )
         outputs = "[data]" if stage != "sink" else "[]"
         if together:
@@ -67,7 +75,7 @@ def hop(case: str, seconds: float) -> dict[str, Any]:
     """One run of a latency case: p50/p99/max."""
     stages = ["source", "relay", "sink"] if case.startswith("chain3") else ["source", "sink"]
     together = case in ("operator_hop", "chain3_operators")
-    folder = run_car(pipeline_flow(stages, together), duration=seconds + WARMUP_S)
+    folder = run_car(pipeline_flow(stages, together, messages(seconds, HOP_HZ)), duration=None)
     return sink_report(folder / "sink.json")
 
 

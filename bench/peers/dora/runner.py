@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from common import pipeline_cpus, removing_new_shm_files, scratch
+from common import messages, pipeline_cpus, removing_new_shm_files, scratch
 
 from peers import venv
 
@@ -77,7 +77,12 @@ def latency(
     folder = scratch("dora-bench-")
     out = folder / "sink.json"
     upstream = "relay" if hops == 2 else "source"
-    source_env = {"BENCH_SIZE": str(size), "BENCH_WARMUP_S": str(warmup), "BENCH_LOANED": str(int(loaned))}
+    source_env = {
+        "BENCH_SIZE": str(size),
+        "BENCH_WARMUP_S": str(warmup),
+        "BENCH_LOANED": str(int(loaned)),
+        "BENCH_COUNT": str(messages(seconds, hz)),  # counted, not timed: as car's and the bare peers' runs
+    }
     if arrow:
         source_env["BENCH_ARROW"] = arrow
     timer = f"{{tick: dora/timer/millis/{round(1000 / hz)}}}"
@@ -85,7 +90,7 @@ def latency(
     if hops == 2:
         nodes.append(_node("relay", "relay.py", _pin(pinned, 1), "{data: source/data}", "data"))
     nodes.append(_node("sink", "sink.py", {"BENCH_OUT": str(out), **_pin(pinned, hops)}, f"{{data: {upstream}/data}}"))
-    _run(folder, nodes, stop_after=seconds + warmup, timeout=seconds + 120)
+    _run(folder, nodes, stop_after=None, timeout=seconds + warmup + 120)
     return out
 
 

@@ -3,6 +3,9 @@
 With BENCH_ARROW=struct it sends a 100-element struct array instead. `car` runs this very
 file too (through its dora API) for the Arrow cases of compare.py.
 
+After BENCH_COUNT messages (when set) it ends, and so does the run: every run measures as many
+messages, however long its nodes took to start.
+
 With BENCH_LOANED=1 each frame is written into a buffer from dora's zero-copy
 `send_output_raw`; the stamp then goes into the frame's first 8 bytes, written last
 (metadata is fixed when the buffer is allocated, before the frame is made).
@@ -25,14 +28,19 @@ else:
 frame = np.zeros(size, np.uint8)
 loaned = os.environ.get("BENCH_LOANED") == "1"
 warmup_ns = int(float(os.environ.get("BENCH_WARMUP_S", "0.5")) * 1e9)
+count = int(os.environ.get("BENCH_COUNT", "0"))  # 0: until the run is stopped
 pinning.apply()
 node = Node()
 start = None
+sent = 0
 for event in node:
     if event["type"] == "INPUT":
         now = time.perf_counter_ns()
         start = start or now
         if now - start >= warmup_ns:
+            if count and sent >= count:
+                break
+            sent += 1
             if loaned:
                 sample = node.send_output_raw("data", size)
                 buffer = sample.as_memoryview()
