@@ -59,7 +59,7 @@ def test_compare_reports_every_case_of_car_and_of_dora_and_iceoryx2_pinned_alike
     message of the throughput case accounted for), measured once, are what each peer is compared with."""
     shm = Path("/dev/shm")
     before = set(shm.glob("iox2_*"))
-    options = ["--peers", "car,dora,zmq,iceoryx2", "--seconds", "1.5", "--repeat", "1", "--count", "5000", "--pin"]
+    options = ["--peers", "car,dora,zmq,iceoryx2", "--seconds", "1.0", "--repeat", "1", "--count", "5000", "--pin"]
     options.append("--no-machines")  # the cross-machine cases: tests/test_compare_machines.py, beside this one
     report = run_bench("bench/compare.py", *options)
     assert_cars_own(report)
