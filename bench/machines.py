@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common import NODES, read_json, scratch, sink_report
+from common import NODES, messages, read_json, scratch, sink_report
 from latency import FRAME, SMALL, WARMUP_S
 
 from car.plan.coordinator_client import ask
@@ -36,7 +36,7 @@ SPLIT_CASES = {"small_split": (SMALL, 200), "frame_split": (FRAME, 30)}
 SPLIT_COUNT = 20_000  # messages in a throughput run across machines
 R = TypeVar("R", bound=cluster.CoordinatorReply)
 SPLIT_FLOW = """
-env: {{BENCH_SIZE: "{size}", BENCH_OUT: "{out}/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "0"}}
+env: {{BENCH_SIZE: "{size}", BENCH_OUT: "{out}/sink.json", BENCH_WARMUP_S: "{warmup}", BENCH_LOANED: "0", BENCH_COUNT: "{count}"}}
 nodes:
   - id: source
     path: {nodes}/source.py
@@ -168,18 +168,14 @@ class CarCluster:
             return any(f.name == name and f.state in ("finished", "failed") for f in flows.dataflows)
         return "finished" in self.car("list").stdout.split(name, 1)[1].split("\n")[0]
 
-    def run(self, flow: str, seconds: float | None) -> None:
-        """Start the dataflow; stop it after `seconds`, or wait for it to end (None)."""
+    def run(self, flow: str) -> None:
+        """Start the dataflow and wait for it to end (its source sends a counted number of messages)."""
         path = self.root / f"flow-{time.monotonic_ns()}.yml"
         path.write_text(flow)
         started = self.car("start", str(path), "--name", path.stem)
         if started.returncode != 0:
             raise RuntimeError(f"car start failed: {started.stderr}")
-        if seconds is None:
-            _wait(lambda: self._finished(path.stem), 600, "the run")
-        else:
-            time.sleep(seconds)
-            self.car("stop", "-d", path.stem)
+        _wait(lambda: self._finished(path.stem), 600, "the run")
 
     def close(self) -> None:
         self.car("down")
@@ -215,21 +211,12 @@ class DoraCluster:
         log = open(self.root / f"{len(self.procs)}.log", "wb")  # noqa: SIM115
         self.procs.append(subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root))
 
-    def run(self, flow: str, seconds: float | None) -> None:
-        """Start the dataflow; stop it after `seconds`, or wait for it to end (None)."""
+    def run(self, flow: str) -> None:
+        """Start the dataflow and wait for it to end (its source sends a counted number of messages)."""
         path = self.root / f"flow{time.monotonic_ns()}.yml"
         path.write_text(flow)
         args = [str(self.bin / "dora"), "start", str(path), "--name", path.stem, "--coordinator-port", str(self.port)]
-        if seconds is None:
-            subprocess.run([*args, "--attach"], env=self.env, cwd=self.root, capture_output=True, timeout=600)
-            return
-        started = subprocess.run([*args, "--detach"], env=self.env, cwd=self.root, capture_output=True, text=True)
-        if started.returncode != 0:
-            raise RuntimeError(f"dora start failed: {started.stderr[-2000:]}")
-        time.sleep(seconds)
-        subprocess.run([str(self.bin / "dora"), "stop", path.stem, "--coordinator-port", str(self.port)],
-                       env=self.env, cwd=self.root, capture_output=True, timeout=60)  # fmt: skip
-        time.sleep(1.0)
+        subprocess.run([*args, "--attach"], env=self.env, cwd=self.root, capture_output=True, timeout=600)
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -271,10 +258,12 @@ def namespaces() -> Iterator[tuple[str, str]]:
 
 
 def split_latency(cluster: CarCluster | DoraCluster, size: int, hz: int, seconds: float) -> dict[str, Any]:
-    """One latency run of the split pipeline: the sink's p50/p99."""
+    """One latency run of the split pipeline: the sink's p50/p99 (its source sends `seconds` of messages after its
+    warm-up, counted, and the run ends)."""
     out = scratch("split-out-")
-    flow = SPLIT_FLOW.format(size=size, hz=hz, out=out, warmup=WARMUP_S, nodes=NODES_FOR[type(cluster)])
-    cluster.run(flow, seconds + WARMUP_S + 1.0)
+    count = messages(seconds, hz)
+    flow = SPLIT_FLOW.format(size=size, hz=hz, out=out, warmup=WARMUP_S, nodes=NODES_FOR[type(cluster)], count=count)
+    cluster.run(flow)
     _wait(lambda: (out / "sink.json").exists(), 20, "the sink's report")
     return sink_report(out / "sink.json")
 
@@ -283,7 +272,7 @@ def split_throughput(cluster: CarCluster | DoraCluster, count: int) -> dict[str,
     """`count` small messages m1 -> m2 as fast as the sender goes: delivered per second, and drops."""
     out = scratch("split-out-")
     flow = SPLIT_THROUGHPUT.format(size=SMALL, count=count, out=out, nodes=NODES_FOR[type(cluster)])
-    cluster.run(flow, None)
+    cluster.run(flow)
     receiver = read_json(out / "count.json")
     span = max(receiver["last_ns"] - receiver["first_ns"], 1)
     return {"msgs_per_s": round(receiver["received"] * 1e9 / span), "received": receiver["received"], "sent": count}
