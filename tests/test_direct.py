@@ -17,10 +17,11 @@ from car.daemon.direct_links import DirectLinks
 from car.daemon.timers import Timers
 from car.node.api import Node, UnknownOutputError
 from car.plan.build import plan_machine
-from car.plan.config import Destination, InputConfig, NodeConfig
+from car.plan.config import Destination, InputConfig, NodeConfig, SharedOutput
 from car.plan.runs import list_runs
 from car.spec.loader import load_dataflow
 from car.transport import direct, wire
+from car.transport.shm import finish_reader
 from tests.debian import debian_program
 from tests.helpers import COUNTING_FLOW, SINK, counting_source, launch, write_flow
 
@@ -296,3 +297,37 @@ def test_a_kernel_that_refuses_socket_pairs_gets_a_clear_error_or_runs_over_zero
     assert fallen_back.returncode == 0, fallen_back.stderr
     assert "nodes talk over ZeroMQ, not direct links: socketpair(AF_UNIX, SOCK_DGRAM) failed" in fallen_back.stderr
     assert "sink 0 sent / 40 received" in fallen_back.stderr  # every message (20 small, 20 frames) arrived
+
+
+def test_a_lent_frame_sent_to_another_machine_is_not_the_slot_lent_again(tmp_path: Path) -> None:
+    """A frame written into a lent slot reaches a reader here through that slot, and one on another machine over
+    tcp:// as a message of its own: ZeroMQ may still hold that message (a slow network, a peer not yet connected)
+    when the slot is lent again and written over, so it must not be the slot itself (a torn frame over there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        far_endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    prefix = f"{tmp_path}/car-t-0.0-"
+    here = Destination(f"ipc://{tmp_path}/here.sock", "here", ["image"], line=0)  # nobody listens: it never reads
+    far = Destination(far_endpoint, "far", ["image"], remote=True)  # nobody listens yet: its messages wait
+    config = bare_config(tmp_path, outputs={"image": [here, far]}, shared={"image": SharedOutput(prefix, 1, 2)})
+    node = Node(config=config)
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    try:
+        for n in range(1, 5):  # two slots: the third and fourth frames are written into the first two's slots
+            image = node.allocate_output("image", (200, 200, 3))
+            image[:] = n
+            node.send_output("image", image, {"n": n})
+            finish_reader(prefix, 0)  # the reader here let go of it at once
+        assert node.copied == 0  # every frame was lent: the slots went round
+        pull.bind(far_endpoint)
+        got = []
+        for _ in range(4):
+            assert pull.poll(10_000), "the frames did not reach the machine over there"
+            message = wire.decode(*pull.recv_multipart())
+            got.append((message.metadata["n"], sorted(set(np.asarray(message.value).ravel().tolist()))))
+        assert got == [(n, [n]) for n in range(1, 5)]  # each whole, as it was sent
+    finally:
+        node.close()
+        pull.close(linger=0)
+        ctx.term()

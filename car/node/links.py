@@ -445,6 +445,10 @@ class Outbox:
         frames = wire.encode(wire.KIND_DATA, self._source_bytes[output_id], self._clock.tick(), data, metadata)
         filling = None  # a shared-memory slot to fill after the notifications went out
         local = self._publish_loan(output_id, data, frames) if self.loans else None
+        if local is not None and any(not link.local for link in links):
+            # The payload is the lent slot, lent again once the readers here let go of it, while a message to
+            # another machine may still wait in ZeroMQ (sent without a copy): those get a copy of their own.
+            frames = [frames[0], memoryview(frames[1]).tobytes()]
         if local is None:
             local = frames
             if len(frames) == 2 and output_id in self._sharing:
