@@ -173,7 +173,7 @@ def test_a_subscriber_that_keeps_frames_gets_every_one_after_falling_behind(tmp_
 SUBSCRIBER_PROCESS = """
 import sys, time
 from car.node.subscriber import Subscriber
-sub = Subscriber(["source/frame", "source/small"], run=sys.argv[1])
+sub = Subscriber(["source/frame", "source/small"], run=sys.argv[1], keep_frames=sys.argv[2] == "keep")
 while sub.recv(timeout=5) is None:
     pass
 print(sub.endpoint, flush=True)
@@ -182,13 +182,14 @@ time.sleep(60)
 """
 
 
-def test_a_subscriber_killed_with_sigkill_leaves_nothing_behind(tmp_path: Path) -> None:
-    name = f"killed-{os.getpid()}"
+@pytest.mark.parametrize("keep", ["keep", "latest"])  # a recorder (its frames kept while it lives), and not
+def test_a_subscriber_killed_with_sigkill_leaves_nothing_behind(tmp_path: Path, keep: str) -> None:
+    name = f"killed-{keep}-{os.getpid()}"
     flow = three_nodes(tmp_path)
     with running(flow, name):
         run = find_run(name)
         proc = subprocess.Popen(
-            [sys.executable, "-c", SUBSCRIBER_PROCESS, name], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+            [sys.executable, "-c", SUBSCRIBER_PROCESS, name, keep], stdout=subprocess.PIPE, text=True, cwd=tmp_path
         )
         try:
             assert proc.stdout is not None
